@@ -1,0 +1,267 @@
+"""RunConfig: the one place where a run's settings are declared and validated.
+
+Precedence: built-in defaults < config file (TOML or YAML) < ``--set key=value`` overrides.
+Unknown keys are errors so that a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from greenfl.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_name(kind: str, value: str, names: list[str]) -> str:
+    if value not in names:
+        raise ValueError(f"unknown {kind} {value!r}; choose one of {', '.join(sorted(names))}")
+    return value
+
+
+class DataConfig(_Section):
+    dataset: str = "digits"
+    num_clients: int = Field(100, ge=1)
+    partition: Literal["iid", "dirichlet", "shard"] = "iid"
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration; smaller = more skew")
+    classes_per_client: int = Field(2, ge=1, description="shard partition: classes per client")
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    synthetic_alpha: float = Field(1.0, ge=0, description="Synthetic(alpha, beta): model skew")
+    synthetic_beta: float = Field(1.0, ge=0, description="Synthetic(alpha, beta): feature skew")
+    samples_per_client: float = Field(
+        20.0, gt=0, description="synthetic: mean client size; images: samples per client"
+    )
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        from greenfl.data import DATASETS
+
+        return _check_name("dataset", v, list(DATASETS))
+
+
+class ModelConfig(_Section):
+    name: str = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [64])
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from greenfl.models import MODELS
+
+        return _check_name("model", v, list(MODELS))
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_hidden(cls, v: list[int]) -> list[int]:
+        if any(h < 1 for h in v):
+            raise ValueError("every hidden layer width must be >= 1")
+        return v
+
+
+class TrainConfig(_Section):
+    rounds: int = Field(20, ge=1)
+    clients_per_round: int = Field(10, ge=1)
+    local_epochs: int = Field(1, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+
+
+class StrategyConfig(_Section):
+    name: str = "fedavg"
+    mu: float = Field(0.01, ge=0, description="FedProx proximal weight")
+    server_lr: float = Field(1.0, gt=0)
+    server_momentum: float = Field(0.9, ge=0, lt=1, description="FedAvgM")
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.99, ge=0, lt=1)
+    tau: float = Field(1e-3, gt=0, description="FedOpt adaptivity")
+    trim_fraction: float = Field(0.1, ge=0, lt=0.5, description="trimmed_mean: cut per side")
+
+    @field_validator("name")
+    @classmethod
+    def _known_strategy(cls, v: str) -> str:
+        from greenfl.strategy import STRATEGIES
+
+        return _check_name("strategy", v, list(STRATEGIES))
+
+
+class SelectionConfig(_Section):
+    name: str = "random"
+
+    @field_validator("name")
+    @classmethod
+    def _known_selector(cls, v: str) -> str:
+        from greenfl.selection import SELECTORS
+
+        return _check_name("selector", v, list(SELECTORS))
+
+
+class FleetConfig(_Section):
+    catalog: str = "builtin"
+    start_time: datetime = Field(
+        default_factory=lambda: datetime(2026, 1, 15, 0, 0, tzinfo=timezone.utc),
+        description="simulated clock start (ISO 8601; UTC when no offset is given)",
+    )
+    availability: Literal["always", "diurnal"] = "always"
+    dropout_prob: float = Field(0.0, ge=0, le=1)
+    deadline_s: float | None = Field(None, gt=0)
+    over_selection: float = Field(0.0, ge=0, le=10)
+    ci_mode: Literal["auto", "annual"] = "auto"
+    ci_constant_g_per_kwh: float | None = Field(None, ge=0)
+
+    @field_validator("start_time")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+
+
+class StopConfig(_Section):
+    target_accuracy: float | None = Field(None, gt=0, le=1)
+    carbon_budget_g: float | None = Field(None, gt=0)
+
+
+class EngineConfig(_Section):
+    trainer: Literal["auto", "sequential"] = "auto"
+    backend: Literal["local"] = "local"
+    checkpoint: bool = Field(True, description="persist server state with each round's rows")
+
+
+class CompressionConfig(_Section):
+    name: str = "identity"
+    topk_ratio: float = Field(0.1, gt=0, le=1)
+    chunk_size: int = Field(1024, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _known_codec(cls, v: str) -> str:
+        from greenfl.compression import CODECS
+
+        return _check_name("codec", v, list(CODECS))
+
+
+class RunConfig(_Section):
+    seed: int = Field(0, ge=0)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
+    stop: StopConfig = Field(default_factory=StopConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    compression: CompressionConfig = Field(default_factory=CompressionConfig)
+
+    @model_validator(mode="after")
+    def _cohort_fits(self) -> RunConfig:
+        if self.train.clients_per_round > self.data.num_clients:
+            raise ValueError(
+                f"train.clients_per_round ({self.train.clients_per_round}) exceeds "
+                f"data.num_clients ({self.data.num_clients})"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+    def replace(self, **overrides: Any) -> RunConfig:
+        """A copy with dotted-key overrides, validated again: ``cfg.replace(**{"train.rounds": 5})``."""
+        return build_config(self.to_dict(), [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}".replace("\n", " ")) from None
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a table of keys")
+    return data
+
+
+def _parse_value(raw: str) -> Any:
+    """An override value: a TOML/JSON literal where it parses as one, else a plain string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects KEY=VALUE, got {assignment!r}")
+    key, raw = assignment.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set expects KEY=VALUE, got {assignment!r}")
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {part} is not a section")
+        node = child
+    node[parts[-1]] = _parse_value(raw.strip())
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    messages = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        msg = msg.removeprefix("Value error, ")
+        messages.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(messages)
+
+
+def build_config(data: dict[str, Any] | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Validate a raw mapping plus ``KEY=VALUE`` overrides into a RunConfig."""
+    merged: dict[str, Any] = json.loads(json.dumps(data or {}, default=str))
+    for assignment in overrides or []:
+        apply_override(merged, assignment)
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a config file (or the built-in quickstart when ``path`` is None) and overrides."""
+    data = _read_file(Path(path)) if path is not None else {}
+    if path is not None:
+        try:
+            return build_config(data, overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return build_config(data, overrides)

@@ -1,0 +1,27 @@
+"""sklearn's handwritten digits (1,797 8x8 images), shipped with scikit-learn: works offline."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from greenfl.data.base import ArrayDataset
+from greenfl.data.partition import make_partition
+
+
+def load(
+    num_clients: int,
+    partition: str,
+    seed: int,
+    alpha: float = 0.5,
+    classes_per_client: int = 2,
+    test_fraction: float = 0.2,
+) -> ArrayDataset:
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=test_fraction, random_state=seed, stratify=y
+    )
+    part = make_partition(partition, y_train, num_clients, seed, alpha, classes_per_client)
+    return ArrayDataset("digits", x_train, y_train, x_test, y_test, part, (64,), 10)

@@ -1,0 +1,80 @@
+"""Wiring a RoundLoop from a RunConfig: every policy by its registry name."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from greenfl import __version__
+from greenfl.compression import Codec, make_codec
+from greenfl.config import CompressionConfig, RunConfig
+from greenfl.data import load_dataset
+from greenfl.data.base import FederatedDataset
+from greenfl.engine.loop import Callback, RoundLoop
+from greenfl.engine.trainer import ClientTrainer, SequentialTrainer
+from greenfl.engine.transport import ClientTransport, InProcessTransport
+from greenfl.fleet.catalog import load_fleet
+from greenfl.fleet.population import Population
+from greenfl.footprint.meters import best_meter
+from greenfl.ledger.writer import LedgerWriter
+from greenfl.models import build_model, training_flops_per_sample
+from greenfl.selection import make_selector
+from greenfl.strategy import make_strategy
+
+
+def codec_for(cfg: CompressionConfig) -> Codec:
+    if cfg.name == "topk":
+        return make_codec("topk", ratio=cfg.topk_ratio)
+    if cfg.name in ("q8", "q4"):
+        return make_codec(cfg.name, chunk_size=cfg.chunk_size)
+    return make_codec(cfg.name)
+
+
+def trainer_for(cfg: RunConfig, model: nn.Module) -> ClientTrainer:
+    return SequentialTrainer()
+
+
+def build_model_for(cfg: RunConfig, dataset: FederatedDataset) -> nn.Module:
+    torch.manual_seed(cfg.seed)
+    return build_model(cfg.model.name, dataset.input_shape, dataset.num_classes, cfg.model.hidden)
+
+
+def build_loop(
+    cfg: RunConfig,
+    out_dir: str | Path | None = None,
+    model: nn.Module | None = None,
+    dataset: FederatedDataset | None = None,
+    callbacks: Sequence[Callback] = (),
+    transport: ClientTransport | None = None,
+) -> RoundLoop:
+    """A ready-to-run loop. ``model`` and ``dataset`` replace the configured ones (any
+    torch.nn.Module works); ``transport`` replaces in-process clients (e.g. gRPC)."""
+    dataset = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
+    if model is None:
+        model = build_model_for(cfg, dataset)
+    fleet = load_fleet(cfg.fleet.catalog)
+    population = Population.assign(fleet, dataset.client_sizes(), cfg.seed)
+    if transport is None:
+        flops = training_flops_per_sample(
+            model, dataset.input_shape, dataset.num_classes, cfg.train.batch_size
+        )
+        transport = InProcessTransport(
+            model, dataset, trainer_for(cfg, model), codec_for(cfg.compression), flops, cfg.seed
+        )
+    ledger_path = None
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        ledger_path = out / "ledger.sqlite"
+        for stale in (ledger_path, out / "ledger.sqlite-wal", out / "ledger.sqlite-shm"):
+            stale.unlink(missing_ok=True)
+    ledger = LedgerWriter(ledger_path)
+    ledger.begin_run(cfg.to_dict(), fleet.to_dict(), __version__)
+    return RoundLoop(
+        cfg, model, dataset, fleet, population, make_strategy(cfg.strategy),
+        make_selector(cfg.selection), transport, ledger, best_meter(), callbacks,
+        checkpoint=cfg.engine.checkpoint,
+    )

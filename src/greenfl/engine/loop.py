@@ -1,0 +1,335 @@
+"""The round loop.
+
+clock.now -> available clients -> selector -> strategy.configure -> transport.fit (real
+training) -> footprint per client -> deadline / drop-outs -> strategy.aggregate -> server
+footprint -> evaluate -> ledger (one transaction) -> callbacks -> clock advances.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from greenfl.config import RunConfig
+from greenfl.data.base import FederatedDataset
+from greenfl.engine.accounting import EntryTable, account_cohort, intensity_sources
+from greenfl.engine.params import get_flat, set_flat
+from greenfl.engine.transport import ClientTransport
+from greenfl.fleet.catalog import Fleet
+from greenfl.fleet.population import Population, available
+from greenfl.footprint.meters import Meter
+from greenfl.footprint.model import operational_carbon_g, server_energy_j
+from greenfl.ledger.summary import summarize
+from greenfl.ledger.writer import LedgerWriter
+from greenfl.scheduling.clock import SimClock
+from greenfl.selection.base import ClientSelector, SelectionContext
+from greenfl.strategy.base import ClientUpdate, FitInstructions, Strategy
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """What one round did, with running totals. Passed to callbacks and progress."""
+
+    round: int
+    accuracy: float
+    loss: float
+    selected: int
+    completed: int
+    sim_time_s: float
+    wall_s: float
+    energy_j: float
+    carbon_g: float
+    cum_energy_j: float
+    cum_carbon_g: float
+
+
+Callback = Callable[[RoundRecord, "RoundLoop"], "tuple[bool, dict[str, Any]]"]
+"""A callback sees each finished round and returns (stop, metrics): pfl-research's shape."""
+
+
+@dataclass
+class LoopState:
+    """Everything needed to continue a run from the last completed round."""
+
+    round: int
+    global_params: torch.Tensor
+    now_s: float
+    participation: np.ndarray
+    last_selected: np.ndarray
+    last_loss: np.ndarray
+    rng_states: dict[str, Any]
+    cum_energy_j: float = 0.0
+    cum_carbon_g: float = 0.0
+    last_round_carbon_g: float = 0.0
+    best_accuracy: float = field(default=-math.inf)
+
+
+def evaluate(model: nn.Module, params: torch.Tensor, data: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
+    set_flat(model, params)
+    model.eval()
+    x, y = data
+    correct, loss_sum = 0, 0.0
+    with torch.no_grad():
+        for start in range(0, len(y), 4096):
+            logits = model(x[start : start + 4096])
+            yb = y[start : start + 4096]
+            loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
+            correct += int((logits.argmax(1) == yb).sum())
+    return correct / len(y), loss_sum / len(y)
+
+
+class RoundLoop:
+    """One federated run's moving parts, wired together. Build it with
+    ``greenfl.engine.build_loop``; step it with ``run_round`` or ``run``."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        model: nn.Module,
+        dataset: FederatedDataset,
+        fleet: Fleet,
+        population: Population,
+        strategy: Strategy,
+        selector: ClientSelector,
+        transport: ClientTransport,
+        ledger: LedgerWriter,
+        meter: Meter,
+        callbacks: Sequence[Callback] = (),
+        checkpoint: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.dataset = dataset
+        self.fleet = fleet
+        self.population = population
+        self.strategy = strategy
+        self.selector = selector
+        self.transport = transport
+        self.ledger = ledger
+        self.meter = meter
+        self.callbacks = list(callbacks)
+        self.checkpoint = checkpoint and ledger.path is not None
+        self.clock = SimClock(cfg.fleet.start_time)
+        self.entries = EntryTable.build(fleet)
+        self.sources = intensity_sources(fleet, cfg.fleet, self.clock)
+        self.server_region = fleet.region_index(fleet.server.region)
+        self.test_data = dataset.test_data()
+        n = population.size
+        self.state = LoopState(
+            round=0,
+            global_params=get_flat(model),
+            now_s=0.0,
+            participation=np.zeros(n, dtype=np.int32),
+            last_selected=np.full(n, -1, dtype=np.int32),
+            last_loss=np.full(n, np.nan, dtype=np.float32),
+            rng_states={},
+        )
+        self.rngs = {
+            name: np.random.default_rng([cfg.seed, stream])
+            for stream, name in enumerate(("selection", "availability", "dropout"), start=1)
+        }
+        self.history: list[RoundRecord] = []
+        self.stop_reason: str | None = None
+        self.wall_start = time.perf_counter()
+
+    # ---- one round ------------------------------------------------------------------
+    def base_instructions(self) -> FitInstructions:
+        t = self.cfg.train
+        return FitInstructions(t.local_epochs, t.batch_size, t.lr, t.momentum)
+
+    def run_round(self) -> RoundRecord:
+        st = self.state
+        cfg = self.cfg
+        round_idx = st.round + 1
+        wall0 = time.perf_counter()
+        self.clock.now_s = st.now_s
+        round_start_s = self.clock.now_s
+        k = cfg.train.clients_per_round
+        k_ask = min(self.population.size, math.ceil(k * (1 + cfg.fleet.over_selection)))
+        candidates = available(
+            self.population, self.clock.now_utc, cfg.fleet.availability, self.rngs["availability"]
+        )
+        ctx = SelectionContext(
+            round_idx=round_idx,
+            now_s=round_start_s,
+            population=self.population,
+            participation=st.participation,
+            last_selected=st.last_selected,
+            last_loss=st.last_loss,
+        )
+        cohort = self.selector.select(candidates, k_ask, ctx, self.rngs["selection"])
+        instructions = self.strategy.configure(round_idx, self.base_instructions())
+        reports = self.transport.fit(round_idx, list(map(int, cohort)), st.global_params, instructions)
+
+        account = account_cohort(
+            round_idx, round_start_s, reports, self.population, self.entries, self.sources,
+            min(k, len(reports)), cfg.fleet.deadline_s, cfg.fleet.dropout_prob,
+            self.rngs["dropout"],
+        )
+        accepted = [r for r, s in zip(reports, account.status, strict=True) if s == "completed"]
+
+        token = self.meter.begin()
+        if accepted:
+            updates = [ClientUpdate(r.client_id, r.delta, r.num_samples) for r in accepted]
+            st.global_params = self.strategy.aggregate(st.global_params, updates)
+        accuracy, loss = evaluate(self.model, st.global_params, self.test_data)
+        measured = self.meter.end(token)
+
+        srv = self.fleet.server
+        server_s = measured.elapsed_s
+        srv_start = round_start_s + account.close_s
+        srv_ci = float(
+            self.sources[self.server_region].mean(np.array([srv_start]), np.array([srv_start + server_s]))[0]
+        )
+        srv_j = server_energy_j(server_s, srv.power_w, srv.pue, measured.energy_j)
+        srv_g = float(operational_carbon_g(srv_j, srv_ci))
+        end_s = srv_start + server_s
+
+        ids = np.array([r.client_id for r in accepted], dtype=np.int64)
+        st.participation[ids] += 1
+        st.last_selected[np.asarray(cohort, dtype=np.int64)] = round_idx
+        st.last_loss[ids] = [r.loss for r in accepted]
+        st.round = round_idx
+        st.now_s = end_s
+        st.best_accuracy = max(st.best_accuracy, accuracy)
+        round_energy = account.energy_j + srv_j
+        round_carbon = account.carbon_g + srv_g
+        st.cum_energy_j += round_energy
+        st.cum_carbon_g += round_carbon
+        st.last_round_carbon_g = round_carbon
+        wall_s = time.perf_counter() - wall0
+        self.ledger.write_round(
+            {
+                "round": round_idx,
+                "start_s": round_start_s,
+                "end_s": end_s,
+                "wait_s": 0.0,
+                "accuracy": accuracy,
+                "loss": loss,
+                "selected": len(reports),
+                "completed": len(accepted),
+                "server_s": server_s,
+                "server_energy_j": srv_j,
+                "server_idle_energy_j": 0.0,
+                "server_carbon_g": srv_g,
+                "server_ci_g_per_kwh": srv_ci,
+                "server_estimated": int(measured.estimated),
+                "wall_s": wall_s,
+            },
+            account.rows,
+            self.snapshot() if self.checkpoint else None,
+        )
+        record = RoundRecord(
+            round=round_idx,
+            accuracy=accuracy,
+            loss=loss,
+            selected=len(reports),
+            completed=len(accepted),
+            sim_time_s=end_s,
+            wall_s=wall_s,
+            energy_j=round_energy,
+            carbon_g=round_carbon,
+            cum_energy_j=st.cum_energy_j,
+            cum_carbon_g=st.cum_carbon_g,
+        )
+        self.history.append(record)
+        return record
+
+    # ---- the run ----------------------------------------------------------------------
+    def should_stop_before(self) -> str | None:
+        cfg = self.cfg
+        if self.state.round >= cfg.train.rounds:
+            return f"completed {cfg.train.rounds} rounds"
+        budget = cfg.stop.carbon_budget_g
+        if budget is not None and self.state.round > 0:
+            projected = self.state.cum_carbon_g + self.state.last_round_carbon_g
+            if projected > budget:
+                return (
+                    f"carbon budget: another round (~{self.state.last_round_carbon_g:.3g} g) "
+                    f"would exceed {budget:.6g} gCO2e (spent {self.state.cum_carbon_g:.6g} g)"
+                )
+        return None
+
+    def should_stop_after(self, record: RoundRecord) -> str | None:
+        target = self.cfg.stop.target_accuracy
+        if target is not None and record.accuracy >= target:
+            return f"reached target accuracy {target:g} in round {record.round}"
+        budget = self.cfg.stop.carbon_budget_g
+        if budget is not None and record.cum_carbon_g > budget:
+            return f"carbon budget exceeded: {record.cum_carbon_g:.6g} g > {budget:.6g} gCO2e"
+        stop = None
+        for cb in self.callbacks:
+            want_stop, _metrics = cb(record, self)
+            if want_stop and stop is None:
+                stop = f"stopped by callback {getattr(cb, '__name__', type(cb).__name__)}"
+        return stop
+
+    def run(self, on_round: Callable[[RoundRecord], None] | None = None) -> str:
+        """Run rounds until a stop condition; return the reason."""
+        while True:
+            reason = self.should_stop_before()
+            if reason:
+                break
+            record = self.run_round()
+            if on_round is not None:
+                on_round(record)
+            reason = self.should_stop_after(record)
+            if reason:
+                break
+        self.stop_reason = reason
+        return reason
+
+    def summary(self) -> dict[str, Any]:
+        return summarize(
+            self.ledger.conn, self.cfg.stop.target_accuracy, time.perf_counter() - self.wall_start
+        )
+
+    # ---- persistence ------------------------------------------------------------------
+    def snapshot(self) -> dict[str, bytes]:
+        """The state after the current round, to persist with that round's ledger rows."""
+        st = self.state
+        buf = io.BytesIO()
+        torch.save(
+            {
+                "round": st.round,
+                "global_params": st.global_params,
+                "now_s": st.now_s,
+                "participation": torch.from_numpy(st.participation),
+                "last_selected": torch.from_numpy(st.last_selected),
+                "last_loss": torch.from_numpy(st.last_loss),
+                "rngs": {k: r.bit_generator.state for k, r in self.rngs.items()},
+                "strategy": self.strategy.state_dict(),
+                "cum_energy_j": st.cum_energy_j,
+                "cum_carbon_g": st.cum_carbon_g,
+                "last_round_carbon_g": st.last_round_carbon_g,
+                "best_accuracy": st.best_accuracy,
+            },
+            buf,
+        )
+        return {"loop": buf.getvalue()}
+
+    def restore(self, blob: bytes) -> None:
+        snap = torch.load(io.BytesIO(blob), weights_only=False)
+        st = self.state
+        st.round = int(snap["round"])
+        st.global_params = snap["global_params"]
+        st.now_s = float(snap["now_s"])
+        st.participation = snap["participation"].numpy().copy()
+        st.last_selected = snap["last_selected"].numpy().copy()
+        st.last_loss = snap["last_loss"].numpy().copy()
+        for k, state in snap["rngs"].items():
+            self.rngs[k].bit_generator.state = state
+        self.strategy.load_state_dict(snap["strategy"])
+        st.cum_energy_j = float(snap["cum_energy_j"])
+        st.cum_carbon_g = float(snap["cum_carbon_g"])
+        st.last_round_carbon_g = float(snap["last_round_carbon_g"])
+        st.best_accuracy = float(snap["best_accuracy"])
+        set_flat(self.model, st.global_params)

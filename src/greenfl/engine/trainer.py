@@ -1,0 +1,109 @@
+"""The ClientTrainer protocol and the sequential trainer: real local SGD, client by client."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+from greenfl.data.base import FederatedDataset
+from greenfl.engine.params import get_flat, set_flat
+from greenfl.strategy.base import FitInstructions
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    client_id: int
+    delta: torch.Tensor  # flat float32, local - global
+    num_samples: int
+    samples_processed: int  # samples through forward+backward, for FLOP counting
+    steps: int
+    loss: float  # mean training loss over the local steps
+
+
+def client_seed(seed: int, round_idx: int, client_id: int) -> int:
+    """Seed of one client's shuffling in one round: independent of cohort order and of which
+    trainer runs it, so sequential and vectorised trainers see the same batches."""
+    return int(np.random.SeedSequence([seed, round_idx, client_id]).generate_state(1)[0])
+
+
+def batch_order(n: int, epochs: int, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randperm(n, generator=g) for _ in range(epochs)]
+
+
+@runtime_checkable
+class ClientTrainer(Protocol):
+    name: str
+
+    def train(
+        self,
+        model: nn.Module,
+        global_params: torch.Tensor,
+        dataset: FederatedDataset,
+        cohort: Sequence[int],
+        instructions: FitInstructions,
+        round_idx: int,
+        seed: int,
+    ) -> list[TrainResult]: ...
+
+
+class SequentialTrainer:
+    name = "sequential"
+
+    def train(
+        self,
+        model: nn.Module,
+        global_params: torch.Tensor,
+        dataset: FederatedDataset,
+        cohort: Sequence[int],
+        instructions: FitInstructions,
+        round_idx: int,
+        seed: int,
+    ) -> list[TrainResult]:
+        return [
+            train_one(model, global_params, *dataset.client_data(int(cid)), int(cid),
+                      instructions, client_seed(seed, round_idx, int(cid)))
+            for cid in cohort
+        ]
+
+
+def train_one(
+    model: nn.Module,
+    global_params: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    client_id: int,
+    ins: FitInstructions,
+    seed: int,
+) -> TrainResult:
+    set_flat(model, global_params)
+    model.train()
+    params = [p for p in model.parameters()]
+    anchor = [p.detach().clone() for p in params] if ins.prox_mu > 0 else []
+    opt = torch.optim.SGD(params, lr=ins.lr, momentum=ins.momentum)
+    n = len(y)
+    losses: list[float] = []
+    for perm in batch_order(n, ins.local_epochs, seed):
+        for start in range(0, n, ins.batch_size):
+            idx = perm[start : start + ins.batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            losses.append(float(loss.detach()))
+            if ins.prox_mu > 0:
+                prox = sum(((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True))
+                loss = loss + ins.prox_mu / 2 * prox
+            loss.backward()
+            opt.step()
+    return TrainResult(
+        client_id=client_id,
+        delta=get_flat(model) - global_params,
+        num_samples=n,
+        samples_processed=n * ins.local_epochs,
+        steps=len(losses),
+        loss=float(np.mean(losses)) if losses else float("nan"),
+    )

@@ -1,0 +1,100 @@
+"""Fleet profiles: devices, networks, grid regions, the server, and the population mix.
+
+Device differences are data, not subclasses. Every number carries a `source`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExecutionTarget(_Profile):
+    """One place a device can run training (e.g. CPU vs NPU, or a DVFS level)."""
+
+    name: str = Field(min_length=1)
+    flops_per_s: float = Field(gt=0)
+    active_power_w: float = Field(ge=0)
+    source: str = Field(min_length=1)
+
+
+class DeviceProfile(_Profile):
+    name: str = Field(min_length=1)
+    flops_per_s: float = Field(gt=0)
+    active_power_w: float = Field(ge=0)
+    idle_power_w: float = Field(ge=0)
+    embodied_kg: float = Field(ge=0)
+    lifetime_years: float = Field(gt=0)
+    active_share: float = Field(gt=0, le=1)
+    source: str = Field(min_length=1)
+    targets: tuple[ExecutionTarget, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> DeviceProfile:
+        names = [t.name for t in self.targets]
+        if len(names) != len(set(names)):
+            raise ValueError(f"duplicate execution target names in {names}")
+        return self
+
+    def target(self, name: str | None) -> ExecutionTarget:
+        """The named target; the device's own numbers when it declares none."""
+        if name is None or not self.targets:
+            if self.targets:
+                return self.targets[0]
+            return ExecutionTarget(
+                name="default",
+                flops_per_s=self.flops_per_s,
+                active_power_w=self.active_power_w,
+                source=self.source,
+            )
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise KeyError(f"device {self.name!r} has no target {name!r}")
+
+
+class NetworkProfile(_Profile):
+    name: str = Field(min_length=1)
+    up_mbps: float = Field(gt=0)
+    down_mbps: float = Field(gt=0)
+    radio_power_w: float = Field(ge=0)
+    network_kwh_per_gb: float = Field(ge=0)
+    source: str = Field(min_length=1)
+
+
+class Region(_Profile):
+    name: str = Field(min_length=1)
+    label: str = ""
+    ci_g_per_kwh: float = Field(ge=0)
+    utc_offset_h: float = Field(0.0, ge=-12, le=14)
+    hourly: tuple[float, ...] | None = None
+    trace: str | None = Field(None, description="CSV file timestamp,ci_g_per_kwh")
+    source: str = Field(min_length=1)
+
+    @field_validator("hourly")
+    @classmethod
+    def _day(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if v is not None:
+            if len(v) != 24:
+                raise ValueError(f"hourly needs 24 values (00h..23h local), got {len(v)}")
+            if min(v) < 0:
+                raise ValueError("hourly values must be >= 0")
+        return v
+
+
+class ServerProfile(_Profile):
+    power_w: float = Field(ge=0)
+    idle_power_w: float = Field(0.0, ge=0)
+    pue: float = Field(ge=1)
+    region: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+
+
+class PopulationEntry(_Profile):
+    device: str
+    network: str
+    region: str
+    share: float = Field(gt=0)
+    target: str | None = None

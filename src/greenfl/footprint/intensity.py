@@ -1,0 +1,118 @@
+"""Carbon-intensity sources. Each answers the mean intensity (gCO2e/kWh) over intervals of
+the simulated clock, by integrating its curve exactly, so an interval that crosses an hour
+boundary is weighted by the time spent on either side. The same call on a future interval
+is the scheduler's forecast."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from greenfl.errors import FleetError
+from greenfl.units import S_PER_HOUR
+
+
+class CarbonIntensity(Protocol):
+    def mean(self, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
+        """Mean intensity over [t0, t1] (seconds on the simulated clock); at t0 if t0 == t1."""
+        ...
+
+
+def _mean_from_integral(F, t0: np.ndarray, t1: np.ndarray, at) -> np.ndarray:  # noqa: ANN001
+    t0 = np.asarray(t0, dtype=np.float64)
+    t1 = np.asarray(t1, dtype=np.float64)
+    span = t1 - t0
+    safe = np.where(span > 0, span, 1.0)
+    return np.where(span > 0, (F(t1) - F(t0)) / safe, at(t0))
+
+
+@dataclass(frozen=True)
+class ConstantIntensity:
+    ci_g_per_kwh: float
+
+    def mean(self, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
+        return np.full(np.broadcast(np.asarray(t0_s), np.asarray(t1_s)).shape, self.ci_g_per_kwh)
+
+
+class HourlyProfile:
+    """A 24-value hour-of-day profile in the region's local time, repeated every day."""
+
+    def __init__(self, hourly: tuple[float, ...], utc_offset_h: float, start_utc: datetime) -> None:
+        self.values = np.asarray(hourly, dtype=np.float64)
+        self.cum = np.concatenate([[0.0], np.cumsum(self.values)])  # value-hours from midnight
+        start_h = start_utc.hour + start_utc.minute / 60 + start_utc.second / S_PER_HOUR
+        self.start_local_h = start_h + utc_offset_h  # local hours since local midnight of day 0
+
+    def _hours(self, t_s: np.ndarray) -> np.ndarray:
+        return self.start_local_h + np.asarray(t_s, dtype=np.float64) / S_PER_HOUR
+
+    def _integral(self, t_s: np.ndarray) -> np.ndarray:
+        u = self._hours(t_s)
+        days = np.floor(u / 24)
+        h = u - days * 24
+        hi = np.minimum(np.floor(h).astype(np.int64), 23)
+        return days * self.cum[24] + self.cum[hi] + (h - hi) * self.values[hi]
+
+    def _at(self, t_s: np.ndarray) -> np.ndarray:
+        return self.values[np.floor(self._hours(t_s) % 24).astype(np.int64) % 24]
+
+    def mean(self, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
+        return _mean_from_integral(self._integral, t0_s, t1_s, self._at)
+
+
+class Trace:
+    """A step function from a CSV of ``timestamp,ci_g_per_kwh``: each value holds until the
+    next timestamp; before the first and after the last, the nearest value holds."""
+
+    def __init__(self, timestamps_utc_s: np.ndarray, values: np.ndarray, start_utc: datetime) -> None:
+        order = np.argsort(timestamps_utc_s)
+        self.ts = np.asarray(timestamps_utc_s, dtype=np.float64)[order] - start_utc.timestamp()
+        self.values = np.asarray(values, dtype=np.float64)[order]
+        seg = np.diff(self.ts) * self.values[:-1]
+        self.cum = np.concatenate([[0.0], np.cumsum(seg)])
+
+    @classmethod
+    def from_csv(cls, path: str | Path, start_utc: datetime) -> Trace:
+        path = Path(path)
+        if not path.is_file():
+            raise FleetError(f"carbon-intensity trace not found: {path}")
+        stamps, values = [], []
+        with path.open(newline="", encoding="utf-8") as fh:
+            for lineno, row in enumerate(csv.reader(fh), start=1):
+                if not row or row[0].strip().lower() == "timestamp":
+                    continue
+                try:
+                    when = datetime.fromisoformat(row[0].strip().replace("Z", "+00:00"))
+                    value = float(row[1])
+                except (ValueError, IndexError):
+                    raise FleetError(
+                        f"{path}:{lineno}: expected 'timestamp,ci_g_per_kwh', got {','.join(row)!r}"
+                    ) from None
+                if when.tzinfo is None:
+                    raise FleetError(f"{path}:{lineno}: timestamp needs a UTC offset or Z")
+                if value < 0:
+                    raise FleetError(f"{path}:{lineno}: negative intensity {value}")
+                stamps.append(when.timestamp())
+                values.append(value)
+        if not stamps:
+            raise FleetError(f"{path}: trace has no rows")
+        return cls(np.array(stamps), np.array(values), start_utc)
+
+    def _integral(self, t_s: np.ndarray) -> np.ndarray:
+        t = np.asarray(t_s, dtype=np.float64)
+        inside = np.interp(t, self.ts, self.cum)
+        before = (t - self.ts[0]) * self.values[0]
+        after = self.cum[-1] + (t - self.ts[-1]) * self.values[-1]
+        return np.where(t < self.ts[0], before, np.where(t > self.ts[-1], after, inside))
+
+    def _at(self, t_s: np.ndarray) -> np.ndarray:
+        idx = np.searchsorted(self.ts, np.asarray(t_s, dtype=np.float64), side="right") - 1
+        return self.values[np.clip(idx, 0, len(self.values) - 1)]
+
+    def mean(self, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
+        return _mean_from_integral(self._integral, t0_s, t1_s, self._at)

@@ -1,0 +1,94 @@
+"""Energy meters for the process's own work (the server, or a real client).
+
+RaplMeter reads Linux RAPL counters under /sys/class/powercap; where none are readable,
+``best_meter()`` gives the NullMeter and energy is modelled from a power profile, with
+``estimated = True``. No meter ever raises because counters are missing."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+POWERCAP = Path("/sys/class/powercap")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    elapsed_s: float
+    energy_j: float | None  # None: the meter cannot measure energy; model it instead
+
+    @property
+    def estimated(self) -> bool:
+        return self.energy_j is None
+
+
+class Meter(Protocol):
+    name: str
+
+    def begin(self) -> object: ...
+
+    def end(self, token: object) -> Measurement: ...
+
+
+class NullMeter:
+    """Measures time only."""
+
+    name = "null"
+
+    def begin(self) -> object:
+        return time.perf_counter()
+
+    def end(self, token: object) -> Measurement:
+        assert isinstance(token, float)
+        return Measurement(time.perf_counter() - token, None)
+
+
+@dataclass(frozen=True)
+class _RaplDomain:
+    energy_file: Path
+    max_uj: int
+
+
+class RaplMeter:
+    """Package-level RAPL energy (all of the CPU package: other processes' work included)."""
+
+    name = "rapl"
+
+    def __init__(self, domains: list[_RaplDomain]) -> None:
+        self.domains = domains
+
+    @classmethod
+    def discover(cls, root: Path = POWERCAP) -> RaplMeter | None:
+        domains = []
+        for d in sorted(root.glob("intel-rapl:*")):
+            if d.name.count(":") != 1:  # sub-domains (core, uncore) are inside the package
+                continue
+            energy, max_range = d / "energy_uj", d / "max_energy_range_uj"
+            try:
+                int(energy.read_text())
+                max_uj = int(max_range.read_text()) if max_range.exists() else 2**63
+            except (OSError, ValueError):
+                continue
+            domains.append(_RaplDomain(energy, max_uj))
+        return cls(domains) if domains else None
+
+    def _read(self) -> list[int]:
+        return [int(d.energy_file.read_text()) for d in self.domains]
+
+    def begin(self) -> object:
+        return (time.perf_counter(), self._read())
+
+    def end(self, token: object) -> Measurement:
+        t0, e0 = token  # type: ignore[misc]
+        e1 = self._read()
+        elapsed = time.perf_counter() - t0
+        total_uj = 0
+        for d, a, b in zip(self.domains, e0, e1, strict=True):
+            total_uj += b - a if b >= a else b + d.max_uj - a  # the counter wrapped
+        return Measurement(elapsed, total_uj / 1e6)
+
+
+def best_meter(root: Path = POWERCAP) -> Meter:
+    return RaplMeter.discover(root) or NullMeter()

@@ -1,0 +1,134 @@
+"""The footprint model of DESIGN.md, as pure functions over numpy arrays (one element per
+client), so a cohort of a thousand clients is a handful of vector operations.
+
+    compute_s            = flops / flops_per_s
+    energy_compute_j     = active_power_w * compute_s
+    comm_s               = bytes_up*8/(up_mbps*1e6) + bytes_down*8/(down_mbps*1e6)
+    energy_comm_j        = radio_power_w * comm_s + (bytes_up+bytes_down)/1e9 * network_kwh_per_gb * 3.6e6
+    carbon_operational_g = (energy_compute_j + energy_comm_j) / 3.6e6 * ci_g_per_kwh
+    carbon_embodied_g    = embodied_kg*1000 * (compute_s+comm_s)
+                           / (lifetime_years*8766*3600*active_share)
+    server_energy_j      = (measured or server_power_w * server_s) * pue
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from greenfl.units import BITS_PER_BYTE, BITS_PER_MBIT, BYTES_PER_GB, G_PER_KG, HOURS_PER_YEAR
+from greenfl.units import J_PER_KWH, S_PER_HOUR
+
+ArrayLike = np.ndarray | float
+
+
+@dataclass(frozen=True)
+class ClientCost:
+    """Time and energy of one phase-ordered client round: download, compute, upload."""
+
+    compute_s: np.ndarray
+    down_s: np.ndarray
+    up_s: np.ndarray
+    energy_compute_j: np.ndarray
+    energy_comm_j: np.ndarray
+
+    @property
+    def comm_s(self) -> np.ndarray:
+        return self.down_s + self.up_s
+
+    @property
+    def total_s(self) -> np.ndarray:
+        return self.compute_s + self.down_s + self.up_s
+
+
+def compute_time_s(flops: ArrayLike, flops_per_s: ArrayLike) -> np.ndarray:
+    return np.asarray(flops, dtype=np.float64) / flops_per_s
+
+
+def transfer_time_s(num_bytes: ArrayLike, mbps: ArrayLike) -> np.ndarray:
+    return np.asarray(num_bytes, dtype=np.float64) * BITS_PER_BYTE / (np.asarray(mbps) * BITS_PER_MBIT)
+
+
+def comm_energy_j(
+    comm_s: ArrayLike, num_bytes: ArrayLike, radio_power_w: ArrayLike, network_kwh_per_gb: ArrayLike
+) -> np.ndarray:
+    radio_j = np.asarray(radio_power_w) * comm_s
+    network_j = np.asarray(num_bytes, dtype=np.float64) / BYTES_PER_GB * network_kwh_per_gb * J_PER_KWH
+    return radio_j + network_j
+
+
+def client_cost(
+    flops: ArrayLike,
+    bytes_up: ArrayLike,
+    bytes_down: ArrayLike,
+    flops_per_s: ArrayLike,
+    active_power_w: ArrayLike,
+    up_mbps: ArrayLike,
+    down_mbps: ArrayLike,
+    radio_power_w: ArrayLike,
+    network_kwh_per_gb: ArrayLike,
+) -> ClientCost:
+    compute_s = compute_time_s(flops, flops_per_s)
+    up_s = transfer_time_s(bytes_up, up_mbps)
+    down_s = transfer_time_s(bytes_down, down_mbps)
+    total_bytes = np.asarray(bytes_up, dtype=np.float64) + np.asarray(bytes_down, dtype=np.float64)
+    return ClientCost(
+        compute_s=compute_s,
+        down_s=down_s,
+        up_s=up_s,
+        energy_compute_j=np.asarray(active_power_w) * compute_s,
+        energy_comm_j=comm_energy_j(up_s + down_s, total_bytes, radio_power_w, network_kwh_per_gb),
+    )
+
+
+def truncate(
+    cost: ClientCost,
+    stop_after_s: np.ndarray,
+    bytes_up: np.ndarray,
+    bytes_down: np.ndarray,
+    active_power_w: np.ndarray,
+    radio_power_w: np.ndarray,
+    network_kwh_per_gb: np.ndarray,
+) -> tuple[ClientCost, np.ndarray, np.ndarray]:
+    """The cost of work cut off after ``stop_after_s`` (a drop-out, or a straggler aborted when
+    the round closes): phases run download -> compute -> upload, and each is counted up to
+    the cut. Returns the truncated cost and the bytes actually moved down and up."""
+    t = np.maximum(np.asarray(stop_after_s, dtype=np.float64), 0.0)
+    down_s = np.minimum(cost.down_s, t)
+    compute_s = np.minimum(cost.compute_s, np.maximum(t - cost.down_s, 0.0))
+    up_s = np.minimum(cost.up_s, np.maximum(t - cost.down_s - cost.compute_s, 0.0))
+    frac_down = np.divide(down_s, cost.down_s, out=np.ones_like(down_s), where=cost.down_s > 0)
+    frac_up = np.divide(up_s, cost.up_s, out=np.zeros_like(up_s), where=cost.up_s > 0)
+    moved_down = np.asarray(bytes_down, dtype=np.float64) * frac_down
+    moved_up = np.asarray(bytes_up, dtype=np.float64) * frac_up
+    cut = ClientCost(
+        compute_s=compute_s,
+        down_s=down_s,
+        up_s=up_s,
+        energy_compute_j=np.asarray(active_power_w) * compute_s,
+        energy_comm_j=comm_energy_j(
+            down_s + up_s, moved_down + moved_up, radio_power_w, network_kwh_per_gb
+        ),
+    )
+    return cut, np.rint(moved_down).astype(np.int64), np.rint(moved_up).astype(np.int64)
+
+
+def operational_carbon_g(energy_j: ArrayLike, ci_g_per_kwh: ArrayLike) -> np.ndarray:
+    return np.asarray(energy_j, dtype=np.float64) / J_PER_KWH * ci_g_per_kwh
+
+
+def embodied_carbon_g(
+    active_s: ArrayLike, embodied_kg: ArrayLike, lifetime_years: ArrayLike, active_share: ArrayLike
+) -> np.ndarray:
+    """Manufacturing carbon charged for ``active_s`` seconds of use: the device's embodied
+    carbon spread over the hours it is actively used in its lifetime (Green Algorithms)."""
+    active_lifetime_s = np.asarray(lifetime_years) * HOURS_PER_YEAR * S_PER_HOUR * active_share
+    return np.asarray(embodied_kg) * G_PER_KG * np.asarray(active_s) / active_lifetime_s
+
+
+def server_energy_j(server_s: float, power_w: float, pue: float, measured_j: float | None) -> float:
+    """Facility energy of the server's work: IT energy (measured where counters exist,
+    else power x time) times the datacentre's PUE."""
+    it_j = measured_j if measured_j is not None else power_w * server_s
+    return it_j * pue

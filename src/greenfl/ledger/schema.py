@@ -1,0 +1,106 @@
+"""The SQLite ledger's schema: one run per file; a row per round and per client and round."""
+
+SCHEMA_VERSION = 1
+
+ROUND_COLUMNS: tuple[str, ...] = (
+    "round",
+    "start_s",
+    "end_s",
+    "wait_s",
+    "accuracy",
+    "loss",
+    "selected",
+    "completed",
+    "server_s",
+    "server_energy_j",
+    "server_idle_energy_j",
+    "server_carbon_g",
+    "server_ci_g_per_kwh",
+    "server_estimated",
+    "wall_s",
+)
+
+CLIENT_ROUND_COLUMNS: tuple[str, ...] = (
+    "round",
+    "client_id",
+    "device",
+    "network",
+    "region",
+    "target",
+    "status",
+    "reason",
+    "num_samples",
+    "flops",
+    "start_s",
+    "compute_s",
+    "bytes_up",
+    "bytes_down",
+    "comm_s",
+    "energy_compute_j",
+    "energy_comm_j",
+    "ci_g_per_kwh",
+    "carbon_operational_g",
+    "carbon_embodied_g",
+    "estimated",
+)
+
+STATUSES: tuple[str, ...] = ("completed", "straggler", "dropped", "failed", "rejected")
+
+DDL = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY,
+    created_utc TEXT NOT NULL,
+    greenfl_version TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    fleet_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    stop_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS rounds (
+    round INTEGER PRIMARY KEY,
+    start_s REAL NOT NULL,
+    end_s REAL NOT NULL,
+    wait_s REAL NOT NULL DEFAULT 0,
+    accuracy REAL,
+    loss REAL,
+    selected INTEGER NOT NULL,
+    completed INTEGER NOT NULL,
+    server_s REAL NOT NULL,
+    server_energy_j REAL NOT NULL,
+    server_idle_energy_j REAL NOT NULL DEFAULT 0,
+    server_carbon_g REAL NOT NULL,
+    server_ci_g_per_kwh REAL NOT NULL,
+    server_estimated INTEGER NOT NULL,
+    wall_s REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS client_rounds (
+    round INTEGER NOT NULL,
+    client_id INTEGER NOT NULL,
+    device TEXT NOT NULL,
+    network TEXT NOT NULL,
+    region TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT 'default',
+    status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
+    reason TEXT,
+    num_samples INTEGER NOT NULL,
+    flops REAL NOT NULL,
+    start_s REAL NOT NULL,
+    compute_s REAL NOT NULL,
+    bytes_up INTEGER NOT NULL,
+    bytes_down INTEGER NOT NULL,
+    comm_s REAL NOT NULL,
+    energy_compute_j REAL NOT NULL,
+    energy_comm_j REAL NOT NULL,
+    ci_g_per_kwh REAL NOT NULL,
+    carbon_operational_g REAL NOT NULL,
+    carbon_embodied_g REAL NOT NULL,
+    estimated INTEGER NOT NULL,
+    PRIMARY KEY (round, client_id)
+);
+CREATE TABLE IF NOT EXISTS server_state (
+    key TEXT PRIMARY KEY,
+    round INTEGER NOT NULL,
+    value BLOB NOT NULL
+);
+"""

@@ -1,0 +1,72 @@
+"""summary.json, computed from the ledger rows so that its totals equal the ledger's sums."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+
+def summarize(
+    conn: sqlite3.Connection, target_accuracy: float | None, wall_time_s: float
+) -> dict[str, Any]:
+    """The keys of DESIGN.md, exactly."""
+    rounds = conn.execute(
+        "SELECT round, end_s, accuracy, server_energy_j, server_carbon_g FROM rounds ORDER BY round"
+    ).fetchall()
+    per_round = {
+        r: (comp, comm, op, emb)
+        for r, comp, comm, op, emb in conn.execute(
+            "SELECT round, SUM(energy_compute_j), SUM(energy_comm_j), "
+            "SUM(carbon_operational_g), SUM(carbon_embodied_g) FROM client_rounds GROUP BY round"
+        )
+    }
+    counts = dict(
+        conn.execute("SELECT status, COUNT(*) FROM client_rounds GROUP BY status").fetchall()
+    )
+    e_compute = e_comm = e_server = c_client_op = c_embodied = c_server = 0.0
+    accuracies: list[float] = []
+    rounds_to_target: int | None = None
+    carbon_to_target: float | None = None
+    for n, (rnd, _end, acc, srv_j, srv_g) in enumerate(rounds, start=1):
+        comp, comm, op, emb = per_round.get(rnd, (0.0, 0.0, 0.0, 0.0))
+        e_compute += comp or 0.0
+        e_comm += comm or 0.0
+        e_server += srv_j
+        c_client_op += op or 0.0
+        c_embodied += emb or 0.0
+        c_server += srv_g
+        if acc is not None:
+            accuracies.append(acc)
+        if (
+            rounds_to_target is None
+            and target_accuracy is not None
+            and acc is not None
+            and acc >= target_accuracy
+        ):
+            rounds_to_target = n
+            carbon_to_target = c_client_op + c_embodied + c_server
+    operational = c_client_op + c_server
+    return {
+        "rounds_completed": len(rounds),
+        "final_accuracy": accuracies[-1] if accuracies else None,
+        "best_accuracy": max(accuracies) if accuracies else None,
+        "target_accuracy": target_accuracy,
+        "rounds_to_target": rounds_to_target,
+        "sim_time_s": float(rounds[-1][1]) if rounds else 0.0,
+        "wall_time_s": wall_time_s,
+        "energy_j": {
+            "client_compute": e_compute,
+            "client_comm": e_comm,
+            "server": e_server,
+            "total": e_compute + e_comm + e_server,
+        },
+        "carbon_g": {
+            "operational": operational,
+            "embodied": c_embodied,
+            "total": operational + c_embodied,
+        },
+        "carbon_g_to_target": carbon_to_target,
+        "clients_selected": sum(counts.values()),
+        "clients_completed": counts.get("completed", 0),
+        "clients_dropped": sum(v for k, v in counts.items() if k != "completed"),
+    }

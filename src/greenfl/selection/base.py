@@ -1,0 +1,38 @@
+"""The ClientSelector protocol: who trains this round."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from greenfl.fleet.population import Population
+
+
+@dataclass
+class SelectionContext:
+    """What a selector may look at. Per-client arrays are indexed by client id and are
+    shared with the engine, never copied per round."""
+
+    round_idx: int
+    now_s: float
+    population: Population
+    participation: np.ndarray  # rounds each client has completed
+    last_selected: np.ndarray  # last round selected, -1 if never
+    last_loss: np.ndarray  # last reported training loss, nan if never
+    est_energy_j: np.ndarray | None = None  # per candidate, aligned with candidates
+    est_carbon_g: np.ndarray | None = None
+    est_duration_s: np.ndarray | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ClientSelector(Protocol):
+    name: str
+
+    def select(
+        self, candidates: np.ndarray, k: int, ctx: SelectionContext, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Return up to k distinct client ids drawn from ``candidates``."""
+        ...

@@ -1,0 +1,17 @@
+"""Uniform random selection: FedAvg's baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from greenfl.selection.base import SelectionContext
+
+
+class RandomSelector:
+    name = "random"
+
+    def select(
+        self, candidates: np.ndarray, k: int, ctx: SelectionContext, rng: np.random.Generator
+    ) -> np.ndarray:
+        k = min(k, len(candidates))
+        return np.sort(rng.choice(candidates, size=k, replace=False))

@@ -1,0 +1,74 @@
+"""The FedOpt family (Reddi et al., ICLR 2021): the averaged delta is a pseudo-gradient
+for a server-side adaptive optimiser.
+
+    m = beta1 m + (1 - beta1) d
+    adagrad: v = v + d^2
+    adam:    v = beta2 v + (1 - beta2) d^2
+    yogi:    v = v - (1 - beta2) d^2 sign(v - d^2)
+    x = x + server_lr * m / (sqrt(v) + tau)
+
+m and v start at zero (as in Flower), without bias correction (as in the paper's Algorithm 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from greenfl.strategy.base import ClientUpdate, FitInstructions, weighted_mean_delta
+
+
+class FedOpt:
+    name = "fedopt"
+
+    def __init__(self, server_lr: float, beta1: float, beta2: float, tau: float) -> None:
+        self.server_lr = server_lr
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.tau = tau
+        self.m: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def configure(self, round_idx: int, base: FitInstructions) -> FitInstructions:
+        return base
+
+    def _second_moment(self, v: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def aggregate(self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]) -> torch.Tensor:
+        delta = weighted_mean_delta(updates)
+        if self.m is None or self.v is None:
+            self.m = torch.zeros_like(delta)
+            self.v = torch.zeros_like(delta)
+        self.m = self.beta1 * self.m + (1 - self.beta1) * delta
+        self.v = self._second_moment(self.v, delta * delta)
+        return global_params + self.server_lr * self.m / (self.v.sqrt() + self.tau)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {} if self.m is None or self.v is None else {"m": self.m, "v": self.v}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.m = state.get("m")
+        self.v = state.get("v")
+
+
+class FedAdagrad(FedOpt):
+    name = "fedadagrad"
+
+    def _second_moment(self, v: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
+        return v + d2
+
+
+class FedAdam(FedOpt):
+    name = "fedadam"
+
+    def _second_moment(self, v: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
+        return self.beta2 * v + (1 - self.beta2) * d2
+
+
+class FedYogi(FedOpt):
+    name = "fedyogi"
+
+    def _second_moment(self, v: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
+        return v - (1 - self.beta2) * d2 * torch.sign(v - d2)

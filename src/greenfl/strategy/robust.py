@@ -1,0 +1,31 @@
+"""Robust aggregation against poisoned updates: coordinate-wise median and trimmed mean
+(Yin et al., ICML 2018). Unweighted by design: weights would let a liar claim many samples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from greenfl.strategy.base import ClientUpdate, StatelessStrategy
+
+
+class Median(StatelessStrategy):
+    name = "median"
+
+    def aggregate(self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]) -> torch.Tensor:
+        stacked = torch.stack([u.delta for u in updates])
+        return global_params + stacked.median(dim=0).values
+
+
+class TrimmedMean(StatelessStrategy):
+    name = "trimmed_mean"
+
+    def __init__(self, trim_fraction: float) -> None:
+        self.trim_fraction = trim_fraction
+
+    def aggregate(self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]) -> torch.Tensor:
+        stacked = torch.stack([u.delta for u in updates]).sort(dim=0).values
+        cut = int(self.trim_fraction * len(updates))
+        kept = stacked[cut : len(updates) - cut] if len(updates) - 2 * cut > 0 else stacked
+        return global_params + kept.mean(dim=0)
