@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -178,7 +179,9 @@ class RunConfig(_Section):
         return json.loads(self.model_dump_json())
 
     def replace(self, **overrides: Any) -> RunConfig:
-        """A copy with dotted-key overrides, validated again: ``cfg.replace(**{"train.rounds": 5})``."""
+        """A copy with dotted-key overrides, validated again.
+
+        ``cfg.replace(**{"train.rounds": 5})``"""
         return build_config(self.to_dict(), [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
 
 
@@ -245,7 +248,9 @@ def _format_validation_error(exc: ValidationError) -> str:
     return "; ".join(messages)
 
 
-def build_config(data: dict[str, Any] | None = None, overrides: list[str] | None = None) -> RunConfig:
+def build_config(
+    data: dict[str, Any] | None = None, overrides: list[str] | None = None
+) -> RunConfig:
     """Validate a raw mapping plus ``KEY=VALUE`` overrides into a RunConfig."""
     merged: dict[str, Any] = json.loads(json.dumps(data or {}, default=str))
     for assignment in overrides or []:
@@ -258,10 +263,11 @@ def build_config(data: dict[str, Any] | None = None, overrides: list[str] | None
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Load a config file (or the built-in quickstart when ``path`` is None) and overrides."""
-    data = _read_file(Path(path)) if path is not None else {}
-    if path is not None:
-        try:
-            return build_config(data, overrides)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    return build_config(data, overrides)
+    if path is None:
+        text = resources.files("greenfl").joinpath("examples/quickstart.toml").read_text()
+        return build_config(tomllib.loads(text), overrides)
+    data = _read_file(Path(path))
+    try:
+        return build_config(data, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

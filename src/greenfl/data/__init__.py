@@ -28,7 +28,11 @@ def _synthetic(cfg: DataConfig, seed: int) -> FederatedDataset:
 
 def _images(cfg: DataConfig, seed: int) -> FederatedDataset:
     return images.load(
-        cfg.num_clients, cfg.partition, seed, cfg.samples_per_client, cfg.alpha,
+        cfg.num_clients,
+        cfg.partition,
+        seed,
+        cfg.samples_per_client,
+        cfg.alpha,
         cfg.classes_per_client,
     )
 

@@ -117,8 +117,15 @@ def account_cohort(
     power = entries.active_power_w[e]
     radio, kwh_gb = entries.radio_power_w[e], entries.network_kwh_per_gb[e]
     cost = client_cost(
-        flops, up, down, entries.flops_per_s[e], power,
-        entries.up_mbps[e], entries.down_mbps[e], radio, kwh_gb,
+        flops,
+        up,
+        down,
+        entries.flops_per_s[e],
+        power,
+        entries.up_mbps[e],
+        entries.down_mbps[e],
+        radio,
+        kwh_gb,
     )
     measured_s = np.array(
         [np.nan if r.measured_compute_s is None else r.measured_compute_s for r in reports]

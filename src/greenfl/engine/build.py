@@ -74,7 +74,16 @@ def build_loop(
     ledger = LedgerWriter(ledger_path)
     ledger.begin_run(cfg.to_dict(), fleet.to_dict(), __version__)
     return RoundLoop(
-        cfg, model, dataset, fleet, population, make_strategy(cfg.strategy),
-        make_selector(cfg.selection), transport, ledger, best_meter(), callbacks,
+        cfg,
+        model,
+        dataset,
+        fleet,
+        population,
+        make_strategy(cfg.strategy),
+        make_selector(cfg.selection),
+        transport,
+        ledger,
+        best_meter(),
+        callbacks,
         checkpoint=cfg.engine.checkpoint,
     )

@@ -72,7 +72,9 @@ class LoopState:
     best_accuracy: float = field(default=-math.inf)
 
 
-def evaluate(model: nn.Module, params: torch.Tensor, data: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, params: torch.Tensor, data: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[float, float]:
     set_flat(model, params)
     model.eval()
     x, y = data
@@ -167,11 +169,20 @@ class RoundLoop:
         )
         cohort = self.selector.select(candidates, k_ask, ctx, self.rngs["selection"])
         instructions = self.strategy.configure(round_idx, self.base_instructions())
-        reports = self.transport.fit(round_idx, list(map(int, cohort)), st.global_params, instructions)
+        reports = self.transport.fit(
+            round_idx, list(map(int, cohort)), st.global_params, instructions
+        )
 
         account = account_cohort(
-            round_idx, round_start_s, reports, self.population, self.entries, self.sources,
-            min(k, len(reports)), cfg.fleet.deadline_s, cfg.fleet.dropout_prob,
+            round_idx,
+            round_start_s,
+            reports,
+            self.population,
+            self.entries,
+            self.sources,
+            min(k, len(reports)),
+            cfg.fleet.deadline_s,
+            cfg.fleet.dropout_prob,
             self.rngs["dropout"],
         )
         accepted = [r for r, s in zip(reports, account.status, strict=True) if s == "completed"]
@@ -187,7 +198,9 @@ class RoundLoop:
         server_s = measured.elapsed_s
         srv_start = round_start_s + account.close_s
         srv_ci = float(
-            self.sources[self.server_region].mean(np.array([srv_start]), np.array([srv_start + server_s]))[0]
+            self.sources[self.server_region].mean(
+                np.array([srv_start]), np.array([srv_start + server_s])
+            )[0]
         )
         srv_j = server_energy_j(server_s, srv.power_w, srv.pue, measured.energy_j)
         srv_g = float(operational_carbon_g(srv_j, srv_ci))
@@ -274,6 +287,10 @@ class RoundLoop:
 
     def run(self, on_round: Callable[[RoundRecord], None] | None = None) -> str:
         """Run rounds until a stop condition; return the reason."""
+        if self.state.round == 0 and "initial_accuracy" not in self.ledger.meta():
+            # The untrained model's accuracy: the baseline of "accuracy points per kWh".
+            acc, _ = evaluate(self.model, self.state.global_params, self.test_data)
+            self.ledger.set_meta("initial_accuracy", repr(acc))
         while True:
             reason = self.should_stop_before()
             if reason:

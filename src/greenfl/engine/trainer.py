@@ -66,8 +66,14 @@ class SequentialTrainer:
         seed: int,
     ) -> list[TrainResult]:
         return [
-            train_one(model, global_params, *dataset.client_data(int(cid)), int(cid),
-                      instructions, client_seed(seed, round_idx, int(cid)))
+            train_one(
+                model,
+                global_params,
+                *dataset.client_data(int(cid)),
+                int(cid),
+                instructions,
+                client_seed(seed, round_idx, int(cid)),
+            )
             for cid in cohort
         ]
 

@@ -56,7 +56,8 @@ class HourlyProfile:
         days = np.floor(u / 24)
         h = u - days * 24
         hi = np.minimum(np.floor(h).astype(np.int64), 23)
-        return days * self.cum[24] + self.cum[hi] + (h - hi) * self.values[hi]
+        value_hours = days * self.cum[24] + self.cum[hi] + (h - hi) * self.values[hi]
+        return value_hours * S_PER_HOUR  # value-seconds, as the interval is in seconds
 
     def _at(self, t_s: np.ndarray) -> np.ndarray:
         return self.values[np.floor(self._hours(t_s) % 24).astype(np.int64) % 24]
@@ -69,7 +70,9 @@ class Trace:
     """A step function from a CSV of ``timestamp,ci_g_per_kwh``: each value holds until the
     next timestamp; before the first and after the last, the nearest value holds."""
 
-    def __init__(self, timestamps_utc_s: np.ndarray, values: np.ndarray, start_utc: datetime) -> None:
+    def __init__(
+        self, timestamps_utc_s: np.ndarray, values: np.ndarray, start_utc: datetime
+    ) -> None:
         order = np.argsort(timestamps_utc_s)
         self.ts = np.asarray(timestamps_utc_s, dtype=np.float64)[order] - start_utc.timestamp()
         self.values = np.asarray(values, dtype=np.float64)[order]

@@ -4,7 +4,8 @@ client), so a cohort of a thousand clients is a handful of vector operations.
     compute_s            = flops / flops_per_s
     energy_compute_j     = active_power_w * compute_s
     comm_s               = bytes_up*8/(up_mbps*1e6) + bytes_down*8/(down_mbps*1e6)
-    energy_comm_j        = radio_power_w * comm_s + (bytes_up+bytes_down)/1e9 * network_kwh_per_gb * 3.6e6
+    energy_comm_j        = radio_power_w * comm_s
+                           + (bytes_up+bytes_down)/1e9 * network_kwh_per_gb * 3.6e6
     carbon_operational_g = (energy_compute_j + energy_comm_j) / 3.6e6 * ci_g_per_kwh
     carbon_embodied_g    = embodied_kg*1000 * (compute_s+comm_s)
                            / (lifetime_years*8766*3600*active_share)
@@ -17,8 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from greenfl.units import BITS_PER_BYTE, BITS_PER_MBIT, BYTES_PER_GB, G_PER_KG, HOURS_PER_YEAR
-from greenfl.units import J_PER_KWH, S_PER_HOUR
+from greenfl.units import (
+    BITS_PER_BYTE,
+    BITS_PER_MBIT,
+    BYTES_PER_GB,
+    G_PER_KG,
+    HOURS_PER_YEAR,
+    J_PER_KWH,
+    S_PER_HOUR,
+)
 
 ArrayLike = np.ndarray | float
 
@@ -47,14 +55,18 @@ def compute_time_s(flops: ArrayLike, flops_per_s: ArrayLike) -> np.ndarray:
 
 
 def transfer_time_s(num_bytes: ArrayLike, mbps: ArrayLike) -> np.ndarray:
-    return np.asarray(num_bytes, dtype=np.float64) * BITS_PER_BYTE / (np.asarray(mbps) * BITS_PER_MBIT)
+    return (
+        np.asarray(num_bytes, dtype=np.float64) * BITS_PER_BYTE / (np.asarray(mbps) * BITS_PER_MBIT)
+    )
 
 
 def comm_energy_j(
     comm_s: ArrayLike, num_bytes: ArrayLike, radio_power_w: ArrayLike, network_kwh_per_gb: ArrayLike
 ) -> np.ndarray:
     radio_j = np.asarray(radio_power_w) * comm_s
-    network_j = np.asarray(num_bytes, dtype=np.float64) / BYTES_PER_GB * network_kwh_per_gb * J_PER_KWH
+    network_j = (
+        np.asarray(num_bytes, dtype=np.float64) / BYTES_PER_GB * network_kwh_per_gb * J_PER_KWH
+    )
     return radio_j + network_j
 
 

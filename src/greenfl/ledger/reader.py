@@ -17,6 +17,7 @@ class Ledger:
     run: dict[str, Any]
     rounds: list[dict[str, Any]]
     client_rounds: list[dict[str, Any]]
+    meta: dict[str, str]
 
     @property
     def config(self) -> dict[str, Any]:
@@ -61,6 +62,7 @@ def read_ledger(path: str | Path) -> Ledger:
             run=runs[0],
             rounds=_rows(conn, "SELECT * FROM rounds ORDER BY round"),
             client_rounds=_rows(conn, "SELECT * FROM client_rounds ORDER BY round, client_id"),
+            meta=dict(conn.execute("SELECT key, value FROM meta").fetchall()),
         )
     except sqlite3.DatabaseError as exc:
         raise GreenflError(f"{p}: not a greenfl ledger ({exc})") from None

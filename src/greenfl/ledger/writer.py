@@ -15,7 +15,9 @@ from greenfl.ledger.schema import CLIENT_ROUND_COLUMNS, DDL, ROUND_COLUMNS, SCHE
 
 def connect(path: str | Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), isolation_level=None)  # explicit BEGIN/COMMIT below
-    conn.execute("PRAGMA journal_mode=WAL" if str(path) != ":memory:" else "PRAGMA journal_mode=MEMORY")
+    conn.execute(
+        "PRAGMA journal_mode=WAL" if str(path) != ":memory:" else "PRAGMA journal_mode=MEMORY"
+    )
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
 
@@ -71,10 +73,18 @@ class LedgerWriter:
                     (key, int(round_row["round"]), blob),
                 )
 
+    def meta(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     def finish(self, status: str, stop_reason: str | None) -> None:
         with self.transaction():
             self.conn.execute(
-                "UPDATE runs SET status = ?, stop_reason = ? WHERE run_id = 1", (status, stop_reason)
+                "UPDATE runs SET status = ?, stop_reason = ? WHERE run_id = 1",
+                (status, stop_reason),
             )
 
     def close(self) -> None:

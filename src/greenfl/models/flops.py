@@ -23,5 +23,3 @@ def training_flops_per_sample(
         loss = nn.functional.cross_entropy(probe(x), y)
         loss.backward()
     return counter.get_total_flops() / batch_size
-
-

@@ -39,7 +39,9 @@ class Strategy(Protocol):
 
     def configure(self, round_idx: int, base: FitInstructions) -> FitInstructions: ...
 
-    def aggregate(self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]) -> torch.Tensor:
+    def aggregate(
+        self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]
+    ) -> torch.Tensor:
         """Return the new global parameters (a new tensor; ``global_params`` is not changed)."""
         ...
 

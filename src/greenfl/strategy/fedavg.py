@@ -12,5 +12,7 @@ from greenfl.strategy.base import ClientUpdate, StatelessStrategy, weighted_mean
 class FedAvg(StatelessStrategy):
     name = "fedavg"
 
-    def aggregate(self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]) -> torch.Tensor:
+    def aggregate(
+        self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]
+    ) -> torch.Tensor:
         return global_params + weighted_mean_delta(updates)

@@ -20,7 +20,9 @@ class FedAvgM:
     def configure(self, round_idx: int, base: FitInstructions) -> FitInstructions:
         return base
 
-    def aggregate(self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]) -> torch.Tensor:
+    def aggregate(
+        self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]
+    ) -> torch.Tensor:
         delta = weighted_mean_delta(updates)
         if self.velocity is None:
             self.velocity = torch.zeros_like(delta)

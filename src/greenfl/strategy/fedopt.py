@@ -36,7 +36,9 @@ class FedOpt:
     def _second_moment(self, v: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def aggregate(self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]) -> torch.Tensor:
+    def aggregate(
+        self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]
+    ) -> torch.Tensor:
         delta = weighted_mean_delta(updates)
         if self.m is None or self.v is None:
             self.m = torch.zeros_like(delta)

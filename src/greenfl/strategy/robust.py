@@ -13,7 +13,9 @@ from greenfl.strategy.base import ClientUpdate, StatelessStrategy
 class Median(StatelessStrategy):
     name = "median"
 
-    def aggregate(self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]) -> torch.Tensor:
+    def aggregate(
+        self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]
+    ) -> torch.Tensor:
         stacked = torch.stack([u.delta for u in updates])
         return global_params + stacked.median(dim=0).values
 
@@ -24,7 +26,9 @@ class TrimmedMean(StatelessStrategy):
     def __init__(self, trim_fraction: float) -> None:
         self.trim_fraction = trim_fraction
 
-    def aggregate(self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]) -> torch.Tensor:
+    def aggregate(
+        self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]
+    ) -> torch.Tensor:
         stacked = torch.stack([u.delta for u in updates]).sort(dim=0).values
         cut = int(self.trim_fraction * len(updates))
         kept = stacked[cut : len(updates) - cut] if len(updates) - 2 * cut > 0 else stacked

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install greenfl into .venv and run the offline quickstart (FedAvg on digits, built-in fleet).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+. .venv/bin/activate
+pip install -q torch==2.13.0
+pip install -q -e .
+greenfl run --out runs/quickstart "$@"

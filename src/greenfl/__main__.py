@@ -1,0 +1,3 @@
+from greenfl.cli import console_main
+
+console_main()

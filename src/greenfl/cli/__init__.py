@@ -1,0 +1,65 @@
+"""The ``greenfl`` command. Each sub-command lives in its own module; this one wires them
+and turns every usage error into one line ``error: ...`` and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+try:  # typer >= 0.20 ships its own copy of click, whose exceptions are not click's
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older typer uses the click package itself
+    from click import exceptions as click_exc  # type: ignore[no-redef]
+
+from greenfl.errors import GreenflError
+
+app = typer.Typer(
+    name="greenfl",
+    help="Sustainable federated learning: real training, per-client energy and carbon ledger.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+from greenfl.cli import fleet as _fleet  # noqa: E402
+from greenfl.cli import run as _run  # noqa: E402
+
+_run.register(app)
+_fleet.register(app)
+
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns (and exits with) the exit code."""
+    try:
+        # Without standalone mode, click returns typer.Exit's code instead of raising it.
+        rv = app(args=argv, standalone_mode=False, prog_name="greenfl")
+    except click_exc.NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help() if exc.ctx else str(exc))
+        return _exit(0)
+    except typer.Exit as exc:
+        return _exit(exc.exit_code)
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        return _exit(130)
+    except click_exc.ClickException as exc:
+        print(f"error: {exc.format_message()}".replace("\n", " "), file=sys.stderr)
+        return _exit(EXIT_USAGE)
+    except GreenflError as exc:
+        print(f"error: {exc}".replace("\n", " "), file=sys.stderr)
+        return _exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        print("error: interrupted; rounds already finished are in the ledger", file=sys.stderr)
+        return _exit(130)
+    return _exit(rv if isinstance(rv, int) else 0)
+
+
+def _exit(code: int) -> int:
+    return code
+
+
+def console_main() -> None:
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""``greenfl fleet show|validate``: the device catalog, and checking a user's fleet file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from greenfl.errors import FleetError
+from greenfl.fleet.catalog import BUILTIN, Fleet, load_fleet
+
+
+def fleet_tables(fleet: Fleet) -> list[Table]:
+    dev = Table(title=f"devices ({fleet.path})", title_justify="left")
+    for col in (
+        "name",
+        "GFLOP/s",
+        "active W",
+        "nJ/FLOP",
+        "embodied kg",
+        "life y",
+        "active share",
+        "targets",
+    ):
+        dev.add_column(col)
+    for d in fleet.devices:
+        dev.add_row(
+            d.name,
+            f"{d.flops_per_s / 1e9:.3g}",
+            f"{d.active_power_w:.3g}",
+            f"{d.active_power_w / d.flops_per_s * 1e9:.3g}",
+            f"{d.embodied_kg:.3g}",
+            f"{d.lifetime_years:.3g}",
+            f"{d.active_share:.3g}",
+            ", ".join(t.name for t in d.targets) or "-",
+        )
+    net = Table(title="networks", title_justify="left")
+    for col in ("name", "up Mbit/s", "down Mbit/s", "radio W", "kWh/GB"):
+        net.add_column(col)
+    for n in fleet.networks:
+        net.add_row(
+            n.name,
+            f"{n.up_mbps:.3g}",
+            f"{n.down_mbps:.3g}",
+            f"{n.radio_power_w:.3g}",
+            f"{n.network_kwh_per_gb:.3g}",
+        )
+    reg = Table(title="regions", title_justify="left")
+    for col in ("name", "label", "gCO2e/kWh", "UTC offset", "time-varying"):
+        reg.add_column(col)
+    for r in fleet.regions:
+        kind = "trace" if r.trace else "hourly" if r.hourly else "-"
+        reg.add_row(r.name, r.label, f"{r.ci_g_per_kwh:.4g}", f"{r.utc_offset_h:+g}", kind)
+    pop = Table(title="population", title_justify="left")
+    for col in ("device", "target", "network", "region", "share"):
+        pop.add_column(col)
+    total = sum(p.share for p in fleet.population)
+    for p in fleet.population:
+        pop.add_row(p.device, p.target or "-", p.network, p.region, f"{p.share / total:.1%}")
+    s = fleet.server
+    srv = Table(title="server", title_justify="left", show_header=False)
+    srv.add_row("power", f"{s.power_w:g} W (idle {s.idle_power_w:g} W)")
+    srv.add_row("PUE", f"{s.pue:g}")
+    srv.add_row("region", s.region)
+    srv.add_row("source", s.source)
+    return [dev, net, reg, pop, srv]
+
+
+def register(app: typer.Typer) -> None:
+    fleet_app = typer.Typer(help="Inspect and validate fleet files.", no_args_is_help=True)
+    app.add_typer(fleet_app, name="fleet")
+
+    @fleet_app.command("show")
+    def show(
+        file: Annotated[
+            Path | None, typer.Argument(help="Fleet file; omit for the built-in.")
+        ] = None,  # noqa: UP007
+    ) -> None:
+        """Print a fleet catalog."""
+        console = Console()
+        for table in fleet_tables(load_fleet(file or BUILTIN)):
+            console.print(table)
+
+    @fleet_app.command("validate")
+    def validate(file: Annotated[Path, typer.Argument(help="Fleet file to check.")]) -> None:
+        """Check a fleet file: one line per problem; exit 2 if there is any."""
+        try:
+            fleet = load_fleet(file)
+        except FleetError as exc:
+            for problem in exc.problems:
+                typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(
+            f"ok: {file}: {len(fleet.devices)} devices, {len(fleet.networks)} networks, "
+            f"{len(fleet.regions)} regions, {len(fleet.population)} population entries"
+        )

@@ -1,0 +1,90 @@
+"""``greenfl run``: one experiment, with a live progress bar and a final summary."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from greenfl.api import RunResult, run
+from greenfl.config import RunConfig, load_config
+from greenfl.engine.loop import RoundRecord
+from greenfl.report.terminal import print_summary
+from greenfl.units import J_PER_KWH
+
+ConfigArg = Annotated[
+    Path | None,  # noqa: UP007 - typer needs Optional on 3.10
+    typer.Argument(help="Config file (TOML or YAML). Omit for the built-in offline quickstart."),
+]
+SetOpt = Annotated[
+    list[str] | None,  # noqa: UP007
+    typer.Option("--set", help="Override a config key: --set train.rounds=50 (repeatable)."),
+]
+OutOpt = Annotated[
+    Path | None,  # noqa: UP007
+    typer.Option("--out", help="Output folder (default: runs/run-YYYYmmdd-HHMMSS)."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+
+
+def default_out_dir() -> Path:
+    return Path("runs") / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+
+
+def run_with_progress(cfg: RunConfig, out: Path, quiet: bool, console: Console) -> RunResult:
+    if quiet:
+        return run(cfg, out)
+    progress = Progress(
+        TextColumn("[bold]round {task.completed:.0f}/{task.total:.0f}"),
+        BarColumn(),
+        TextColumn("{task.fields[metrics]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    task = progress.add_task("rounds", total=cfg.train.rounds, metrics="starting...")
+
+    def on_round(rec: RoundRecord) -> None:
+        progress.update(
+            task,
+            completed=rec.round,
+            metrics=(
+                f"acc {rec.accuracy:.4f}  loss {rec.loss:.4f}  "
+                f"{rec.cum_energy_j / J_PER_KWH:.3g} kWh  {rec.cum_carbon_g:.3g} gCO2e"
+            ),
+        )
+
+    with progress:
+        return run(cfg, out, on_round=on_round)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run_cmd(
+        config: ConfigArg = None,
+        set_: SetOpt = None,
+        out: OutOpt = None,
+        quiet: QuietOpt = False,
+    ) -> None:
+        """Run a federated experiment and write its ledger, summary and report."""
+        cfg = load_config(config, set_ or [])
+        out_dir = out or default_out_dir()
+        console = Console(stderr=True)
+        result = run_with_progress(cfg, out_dir, quiet, console)
+        if not quiet:
+            conn = sqlite3.connect(out_dir / "ledger.sqlite")
+            try:
+                initial = float(
+                    conn.execute("SELECT value FROM meta WHERE key='initial_accuracy'").fetchone()[
+                        0
+                    ]
+                )
+                print_summary(Console(), result.summary, conn, initial, result.stop_reason)
+            finally:
+                conn.close()
+            console.print(f"wrote {out_dir}/ledger.sqlite, summary.json, config.json")

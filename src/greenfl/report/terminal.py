@@ -1,0 +1,68 @@
+"""The final summary table in the terminal."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from greenfl.report.tables import breakdown, carbon_by, intelligence_per_kwh
+from greenfl.units import J_PER_KWH
+
+
+def _fmt_g(g: float) -> str:
+    return f"{g:.4g} g"
+
+
+def summary_table(
+    summary: dict[str, Any], conn: sqlite3.Connection, initial_accuracy: float, stop_reason: str
+) -> Table:
+    b = breakdown(conn)
+    t = Table(title="greenfl run summary", show_header=False, title_justify="left")
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    acc = summary["final_accuracy"]
+    t.add_row("stopped", stop_reason)
+    t.add_row("rounds", str(summary["rounds_completed"]))
+    t.add_row("final / best accuracy", f"{acc:.4f} / {summary['best_accuracy']:.4f}")
+    if summary["target_accuracy"] is not None:
+        reached = summary["rounds_to_target"]
+        t.add_row(
+            "to target",
+            f"round {reached}, {_fmt_g(summary['carbon_g_to_target'])} CO2e"
+            if reached
+            else f"not reached ({summary['target_accuracy']})",
+        )
+    t.add_row("simulated time", f"{summary['sim_time_s']:.1f} s")
+    t.add_row("wall time", f"{summary['wall_time_s']:.1f} s")
+    total_j = b.total_j
+    for label, j in (
+        ("client compute", b.compute_j),
+        ("communication", b.comm_j),
+        ("server (x PUE)", b.server_j),
+    ):
+        share = j / total_j * 100 if total_j else 0.0
+        t.add_row(f"energy: {label}", f"{j:.4g} J ({share:.1f}%)")
+    t.add_row("energy: total", f"{total_j / J_PER_KWH:.4g} kWh")
+    total_g = b.total_g
+    for label, g in (
+        ("clients, operational", b.client_operational_g),
+        ("server, operational", b.server_g),
+        ("embodied", b.embodied_g),
+    ):
+        share = g / total_g * 100 if total_g else 0.0
+        t.add_row(f"carbon: {label}", f"{_fmt_g(g)} ({share:.1f}%)")
+    t.add_row("carbon: total", f"{_fmt_g(total_g)} CO2e")
+    ipk = intelligence_per_kwh(acc, initial_accuracy, total_j)
+    t.add_row("intelligence per kWh", f"{ipk:.4g} accuracy points / kWh")
+    top_r = ", ".join(f"{n} {_fmt_g(g)}" for n, g, _ in carbon_by(conn, "region", 3))
+    top_d = ", ".join(f"{n} {_fmt_g(g)}" for n, g, _ in carbon_by(conn, "device", 3))
+    t.add_row("top regions by carbon", top_r)
+    t.add_row("top devices by carbon", top_d)
+    return t
+
+
+def print_summary(console: Console, *args: Any) -> None:
+    console.print(summary_table(*args))
