@@ -154,6 +154,16 @@ class CompressionConfig(_Section):
         return _check_name("codec", v, list(CODECS))
 
 
+class ReportConfig(_Section):
+    html: bool = Field(True, description="greenfl run writes report.html into its --out folder")
+    tensorboard_dir: str | None = Field(
+        None, min_length=1, description="log per-round metrics to TensorBoard here"
+    )
+    mlflow: bool = Field(False, description="log per-round metrics to MLflow")
+    mlflow_experiment: str = Field("greenfl", min_length=1)
+    mlflow_tracking_uri: str | None = Field(None, min_length=1)
+
+
 class RunConfig(_Section):
     seed: int = Field(0, ge=0)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -165,6 +175,7 @@ class RunConfig(_Section):
     stop: StopConfig = Field(default_factory=StopConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     @model_validator(mode="after")
     def _cohort_fits(self) -> RunConfig:

@@ -23,11 +23,15 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+from greenfl.cli import estimate as _estimate  # noqa: E402
 from greenfl.cli import fleet as _fleet  # noqa: E402
+from greenfl.cli import report as _report  # noqa: E402
 from greenfl.cli import run as _run  # noqa: E402
 
 _run.register(app)
 _fleet.register(app)
+_report.register(app)
+_estimate.register(app)
 
 EXIT_USAGE = 2
 

@@ -63,6 +63,15 @@ def run_with_progress(cfg: RunConfig, out: Path, quiet: bool, console: Console) 
         return run(cfg, out, on_round=on_round)
 
 
+def write_report_after_run(cfg: RunConfig, out_dir: Path) -> Path | None:
+    """report.html beside the ledger, unless ``report.html = false``."""
+    if not cfg.report.html:
+        return None
+    from greenfl.report.html import write_run_report  # matplotlib loads only when needed
+
+    return write_run_report(out_dir)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_cmd(
@@ -76,6 +85,7 @@ def register(app: typer.Typer) -> None:
         out_dir = out or default_out_dir()
         console = Console(stderr=True)
         result = run_with_progress(cfg, out_dir, quiet, console)
+        report = write_report_after_run(cfg, out_dir)
         if not quiet:
             conn = sqlite3.connect(out_dir / "ledger.sqlite")
             try:
@@ -87,4 +97,5 @@ def register(app: typer.Typer) -> None:
                 print_summary(Console(), result.summary, conn, initial, result.stop_reason)
             finally:
                 conn.close()
-            console.print(f"wrote {out_dir}/ledger.sqlite, summary.json, config.json")
+            written = "ledger.sqlite, summary.json, config.json" + (", report.html" if report else "")
+            console.print(f"wrote {out_dir}/{written}")

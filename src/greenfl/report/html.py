@@ -397,11 +397,16 @@ def page(title: str, header_html: str, sections: Sequence[Section]) -> str:
 
 
 def write_run_report(
-    run_dir: str | Path, out: str | Path | None = None, extra: Sequence[SectionHook] = ()
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    extra: Sequence[SectionHook] | None = None,
 ) -> Path:
-    """Write ``report.html`` into the run folder (or ``out``); return its path."""
+    """Write ``report.html`` into the run folder (or ``out``); return its path. ``extra``
+    sections default to the federated-vs-centralised comparison."""
+    from greenfl.report.centralised_view import centralised_section
+
     with open_run(run_dir) as run:
-        text = render_run_report(run, extra)
+        text = render_run_report(run, (centralised_section,) if extra is None else extra)
         dest = Path(out) if out is not None else run.path / "report.html"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(text, encoding="utf-8")
