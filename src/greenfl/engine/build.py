@@ -14,6 +14,7 @@ from greenfl.config import CompressionConfig, RunConfig
 from greenfl.data import load_dataset
 from greenfl.data.base import FederatedDataset
 from greenfl.engine.loop import Callback, RoundLoop
+from greenfl.engine.tracking import tracking_callbacks
 from greenfl.engine.trainer import ClientTrainer, SequentialTrainer
 from greenfl.engine.transport import ClientTransport, InProcessTransport
 from greenfl.fleet.catalog import load_fleet
@@ -52,6 +53,7 @@ def build_loop(
 ) -> RoundLoop:
     """A ready-to-run loop. ``model`` and ``dataset`` replace the configured ones (any
     torch.nn.Module works); ``transport`` replaces in-process clients (e.g. gRPC)."""
+    trackers = tracking_callbacks(cfg.report)  # first: a missing library fails before any work
     dataset = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
     if model is None:
         model = build_model_for(cfg, dataset)
@@ -84,6 +86,6 @@ def build_loop(
         transport,
         ledger,
         best_meter(),
-        callbacks,
+        [*callbacks, *trackers],
         checkpoint=cfg.engine.checkpoint,
     )
