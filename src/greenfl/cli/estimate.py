@@ -77,7 +77,10 @@ def centralised_cmd(
     else:
         cfg = load_config(config, set_ or [])
         est = estimate_centralised(
-            cfg, load_fleet(cfg.fleet.catalog), work=work, server_flops_per_s=flops_s  # type: ignore[arg-type]
+            cfg,
+            load_fleet(cfg.fleet.catalog),
+            work=work,
+            server_flops_per_s=flops_s,  # type: ignore[arg-type]
         )
         saved = None
     if as_json:

@@ -97,5 +97,5 @@ def register(app: typer.Typer) -> None:
                 print_summary(Console(), result.summary, conn, initial, result.stop_reason)
             finally:
                 conn.close()
-            written = "ledger.sqlite, summary.json, config.json" + (", report.html" if report else "")
-            console.print(f"wrote {out_dir}/{written}")
+            extra = ", report.html" if report else ""
+            console.print(f"wrote {out_dir}/ledger.sqlite, summary.json, config.json{extra}")

@@ -113,7 +113,9 @@ def upload_cost(
     e = population.entry
     data_bytes = population.num_samples.astype(np.float64) * bytes_per_sample
     up_s = transfer_time_s(data_bytes, entries.up_mbps[e])
-    energy = comm_energy_j(up_s, data_bytes, entries.radio_power_w[e], entries.network_kwh_per_gb[e])
+    energy = comm_energy_j(
+        up_s, data_bytes, entries.radio_power_w[e], entries.network_kwh_per_gb[e]
+    )
     sources = intensity_sources(fleet, cfg.fleet, SimClock(cfg.fleet.start_time))
     ci = mean_intensity(sources, population.region, np.zeros_like(up_s), up_s)
     emb = embodied_carbon_g(

@@ -118,7 +118,11 @@ def centralised_section(run: RunData) -> tuple[str, str, str] | None:
     try:
         est = load_saved(run) or estimate_for_run(run)
     except GreenflError as exc:
-        return ("centralised", "Federated vs centralised", f"<p>Not available: {escape(str(exc))}</p>")
+        return (
+            "centralised",
+            "Federated vs centralised",
+            f"<p>Not available: {escape(str(exc))}</p>",
+        )
     rows = comparison_rows(est, run.summary)
     body_rows = "".join(
         f"<tr><td>{escape(a)}</td><td class='num'>{escape(b)}</td>"

@@ -107,7 +107,8 @@ def render_compare_report(run_dirs: Sequence[Path]) -> str:
     ratios = ratio_table(rows)
     head = (
         "<tr><th>run</th><th class='num'>rounds</th><th class='num'>final accuracy</th>"
-        "<th class='num'>energy</th><th class='num'>carbon</th><th class='num'>carbon to target</th>"
+        "<th class='num'>energy</th><th class='num'>carbon</th>"
+        "<th class='num'>carbon to target</th>"
         "<th class='num'>pts/kWh</th><th class='num'>energy ratio</th>"
         "<th class='num'>carbon ratio</th><th class='num'>to-target ratio</th></tr>"
     )
@@ -133,8 +134,7 @@ def render_compare_report(run_dirs: Sequence[Path]) -> str:
         (
             "ratios",
             f"Totals, and ratios to the first run ({escape(rows[0].name)})",
-            table
-            + "<p class='src'>A ratio below 1 means less than the first run. The runs' own "
+            table + "<p class='src'>A ratio below 1 means less than the first run. The runs' own "
             "reports (report.html in each folder) hold the details.</p>",
         ),
     ]

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from greenfl.report.run_data import RunData
-from greenfl.report.tables import breakdown, intelligence_per_kwh
 from greenfl.report.style import carbon_scale, energy_scale
+from greenfl.report.tables import breakdown, intelligence_per_kwh
 from greenfl.units import J_PER_KWH
 
 

@@ -25,6 +25,7 @@ from greenfl.report.fleet_view import (
 from greenfl.report.headline import Metric, format_carbon, headline_metrics
 from greenfl.report.run_data import RunData, open_run
 from greenfl.report.tables import (
+    STATUS_MEANING,
     breakdown,
     group_carbon,
     incident_kinds,
@@ -48,7 +49,8 @@ h2 { font-size: 17px; margin: 28px 0 6px; padding-top: 6px; border-top: 1px soli
 section > p.lead { margin: 0 0 8px; color: var(--muted); }
 .cards { display:grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap:10px;
          margin-top: 12px; }
-.card { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:10px 12px; }
+.card { background:var(--card); border:1px solid var(--line); border-radius:8px;
+        padding:10px 12px; }
 .card .label { font-size:12px; text-transform:uppercase; letter-spacing:.04em; color:var(--muted); }
 .card .value { font-size:19px; font-weight:650; margin:2px 0; font-variant-numeric: tabular-nums; }
 .card .note { font-size:12px; color:var(--muted); }
@@ -58,7 +60,8 @@ figure svg.plot { width:100%; height:auto; display:block; }
 figcaption { font-size:12px; color:var(--muted); padding: 4px 4px 0; }
 table { border-collapse: collapse; width:100%; background:var(--card); font-size:12.5px;
         font-variant-numeric: tabular-nums; }
-th, td { border-bottom:1px solid var(--line); padding:4px 8px; text-align:left; vertical-align:top; }
+th, td { border-bottom:1px solid var(--line); padding:4px 8px; text-align:left;
+         vertical-align:top; }
 th { background:#eef1f3; font-weight:600; }
 td.num, th.num { text-align:right; }
 .scroll { max-height: 420px; overflow:auto; border:1px solid var(--line); border-radius:6px; }
@@ -69,7 +72,8 @@ details { background:var(--card); border:1px solid var(--line); border-radius:6p
           padding:6px 10px; margin: 6px 0; }
 summary { cursor: pointer; font-weight:600; }
 pre { font-size:12px; overflow:auto; max-height: 480px; margin: 6px 0; }
-.pill { display:inline-block; padding:0 6px; border-radius:9px; background:#eef1f3; font-size:12px; }
+.pill { display:inline-block; padding:0 6px; border-radius:9px; background:#eef1f3;
+        font-size:12px; }
 nav { font-size: 13px; margin-top: 8px; }
 nav a { color: var(--ink); margin-right: 10px; }
 """
@@ -93,7 +97,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[i
     body = []
     for row in rows:
         cells = "".join(
-            f'<td class="num">{escape(str(c))}</td>' if i in numeric else f"<td>{escape(str(c))}</td>"
+            f'<td class="num">{escape(str(c))}</td>'
+            if i in numeric
+            else f"<td>{escape(str(c))}</td>"
             for i, c in enumerate(row)
         )
         body.append(f"<tr>{cells}</tr>")
@@ -223,17 +229,45 @@ def _incidents_section(run: RunData) -> Section:
         )
     summary = _table(
         ("status", "reason", "client-rounds", "energy (J)", "carbon"),
-        [(k.status, k.reason or "-", k.count, _num(k.energy_j), format_carbon(k.carbon_g)) for k in kinds],
+        [
+            (
+                k.status,
+                k.reason or STATUS_MEANING.get(k.status, "-"),
+                k.count,
+                _num(k.energy_j),
+                format_carbon(k.carbon_g),
+            )
+            for k in kinds
+        ],
         {2, 3, 4},
     )
     rows, total = incidents(run.conn, INCIDENT_ROWS)
     detail = _table(
-        ("round", "client", "device", "network", "region", "status", "reason", "active (s)",
-         "energy (J)", "carbon"),
+        (
+            "round",
+            "client",
+            "device",
+            "network",
+            "region",
+            "status",
+            "reason",
+            "active (s)",
+            "energy (J)",
+            "carbon",
+        ),
         [
-            (r["round"], r["client_id"], r["device"], r["network"], r["region"], r["status"],
-             r["reason"] or "-", _num(r["active_s"]), _num(r["energy_j"]),
-             format_carbon(r["carbon_g"]))  # type: ignore[arg-type]
+            (
+                r["round"],
+                r["client_id"],
+                r["device"],
+                r["network"],
+                r["region"],
+                r["status"],
+                r["reason"] or STATUS_MEANING.get(str(r["status"]), "-"),
+                _num(r["active_s"]),
+                _num(r["energy_j"]),
+                format_carbon(r["carbon_g"]),
+            )  # type: ignore[arg-type]
             for r in rows
         ],
         {0, 1, 7, 8, 9},
@@ -255,10 +289,29 @@ def _fleet_html(fleet: dict[str, Any]) -> str:
     parts.append(
         "<h4>Devices</h4>"
         + _table(
-            ("name", "FLOP/s", "active W", "idle W", "embodied kg", "lifetime y", "active share",
-             "source"),
-            [(d["name"], _num(d["flops_per_s"], 3), d["active_power_w"], d["idle_power_w"],
-              d["embodied_kg"], d["lifetime_years"], d["active_share"], d["source"]) for d in devs],
+            (
+                "name",
+                "FLOP/s",
+                "active W",
+                "idle W",
+                "embodied kg",
+                "lifetime y",
+                "active share",
+                "source",
+            ),
+            [
+                (
+                    d["name"],
+                    _num(d["flops_per_s"], 3),
+                    d["active_power_w"],
+                    d["idle_power_w"],
+                    d["embodied_kg"],
+                    d["lifetime_years"],
+                    d["active_share"],
+                    d["source"],
+                )
+                for d in devs
+            ],
             {1, 2, 3, 4, 5, 6},
         )
     )
@@ -266,8 +319,17 @@ def _fleet_html(fleet: dict[str, Any]) -> str:
         "<h4>Networks</h4>"
         + _table(
             ("name", "up Mbit/s", "down Mbit/s", "radio W", "kWh/GB", "source"),
-            [(n["name"], n["up_mbps"], n["down_mbps"], n["radio_power_w"],
-              n["network_kwh_per_gb"], n["source"]) for n in fleet.get("network", [])],
+            [
+                (
+                    n["name"],
+                    n["up_mbps"],
+                    n["down_mbps"],
+                    n["radio_power_w"],
+                    n["network_kwh_per_gb"],
+                    n["source"],
+                )
+                for n in fleet.get("network", [])
+            ],
             {1, 2, 3, 4},
         )
     )
@@ -275,9 +337,17 @@ def _fleet_html(fleet: dict[str, Any]) -> str:
         "<h4>Grid regions</h4>"
         + _table(
             ("name", "label", "gCO2e/kWh (annual)", "UTC offset h", "curve", "source"),
-            [(r["name"], r.get("label", ""), r["ci_g_per_kwh"], r.get("utc_offset_h", 0),
-              "trace" if r.get("trace") else ("hourly" if r.get("hourly") else "annual"),
-              r["source"]) for r in fleet.get("region", [])],
+            [
+                (
+                    r["name"],
+                    r.get("label", ""),
+                    r["ci_g_per_kwh"],
+                    r.get("utc_offset_h", 0),
+                    "trace" if r.get("trace") else ("hourly" if r.get("hourly") else "annual"),
+                    r["source"],
+                )
+                for r in fleet.get("region", [])
+            ],
             {2, 3},
         )
     )
@@ -286,8 +356,15 @@ def _fleet_html(fleet: dict[str, Any]) -> str:
         "<h4>Server</h4>"
         + _table(
             ("power W", "idle W", "PUE", "region", "source"),
-            [(srv.get("power_w"), srv.get("idle_power_w"), srv.get("pue"), srv.get("region"),
-              srv.get("source"))],
+            [
+                (
+                    srv.get("power_w"),
+                    srv.get("idle_power_w"),
+                    srv.get("pue"),
+                    srv.get("region"),
+                    srv.get("source"),
+                )
+            ],
             {0, 1, 2},
         )
     )
@@ -295,8 +372,10 @@ def _fleet_html(fleet: dict[str, Any]) -> str:
         "<h4>Population</h4>"
         + _table(
             ("device", "network", "region", "target", "share"),
-            [(p["device"], p["network"], p["region"], p.get("target") or "-", p["share"])
-             for p in fleet.get("population", [])],
+            [
+                (p["device"], p["network"], p["region"], p.get("target") or "-", p["share"])
+                for p in fleet.get("population", [])
+            ],
             {4},
         )
     )
@@ -350,7 +429,9 @@ def render_run_report(run: RunData, extra: Sequence[SectionHook] = ()) -> str:
             "groups",
             "Carbon by region and by device class",
             _figure(
-                plots.groups_figure(group_carbon(run.conn, "region"), group_carbon(run.conn, "device")),
+                plots.groups_figure(
+                    group_carbon(run.conn, "region"), group_carbon(run.conn, "device")
+                ),
                 "Client carbon only (the server's is in the breakdown above); "
                 "cr = client-rounds, including those not aggregated.",
             ),

@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from greenfl.report.fleet_view import IntensityCurves
+from greenfl.report.headline import format_duration
 from greenfl.report.style import (
     COMPONENTS,
     INK,
@@ -36,9 +37,7 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
-def accuracy_figure(
-    s: RoundSeries, initial_accuracy: float, target_accuracy: float | None
-) -> str:
+def accuracy_figure(s: RoundSeries, initial_accuracy: float, target_accuracy: float | None) -> str:
     """Accuracy against cumulative carbon and against simulated time."""
     with plotting():
         fig = new_figure(9.0, 3.3)
@@ -100,7 +99,7 @@ def split_figure(b: Breakdown) -> str:
                 },
             ),
         )
-        for y, (label, total, parts) in enumerate(bars):
+        for y, (_label, total, parts) in enumerate(bars):
             left = 0.0
             for key, value in parts.items():
                 w = value / total * 100 if total else 0.0
@@ -280,9 +279,17 @@ def intensity_figure(
                 label=f"round starts ({len(round_start_s)} rounds, shaded)",
             )
             ax.set_ylim(ymin, ymax)
-        ax.set_xlabel(
-            f"simulated time since {curves.start_utc:%Y-%m-%d %H:%M} UTC ({unit})"
-        )
+            run_s = round_end_s[-1] - round_start_s[0]
+            ax.annotate(
+                f"run: {len(round_start_s)} rounds in {format_duration(run_s)}",
+                (r1, ymax),
+                xytext=(6, -4),
+                textcoords="offset points",
+                fontsize=8,
+                va="top",
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#999999"},
+            )
+        ax.set_xlabel(f"simulated time since {curves.start_utc:%Y-%m-%d %H:%M} UTC ({unit})")
         ax.set_ylabel("grid carbon intensity (gCO2e/kWh)")
         ax.set_xlim(0, t[-1] * 1.06)
         fig.legend(loc="outside right upper", fontsize=8.5)
@@ -309,7 +316,8 @@ def _participation_axes(ax: Axes, p: Participation, title: str) -> None:
         )
     for yi, g, tot in zip(y, groups, done + missed, strict=True):
         jain = "n/a" if np.isnan(g.jain) else f"{g.jain:.2f}"
-        ax.text(tot, yi, f" {g.clients} clients, J={jain}", va="center", fontsize=8)
+        clients = f"{g.clients} client" + ("s" if g.clients != 1 else "")
+        ax.text(tot, yi, f" {clients}, J={jain}", va="center", fontsize=8)
     ax.set_yticks(y, [g.name for g in groups])
     ax.invert_yaxis()
     ax.set_xlabel("rounds per client of the group (count)")
@@ -372,4 +380,3 @@ def overlay_figure(runs: Sequence[RunCurve]) -> str:
         fig.legend(loc="outside right upper", fontsize=8.5)
         ax.set_title("Accuracy vs cumulative carbon, runs overlaid")
         return to_svg(fig, "overlay", "Accuracy against cumulative carbon for several runs")
-

@@ -67,7 +67,8 @@ def open_run(run_dir: str | Path) -> RunData:
     conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
     try:
         row = conn.execute(
-            "SELECT config_json, fleet_json, status, stop_reason, created_utc FROM runs ORDER BY run_id LIMIT 1"
+            "SELECT config_json, fleet_json, status, stop_reason, created_utc FROM runs "
+            "ORDER BY run_id LIMIT 1"
         ).fetchone()
         if row is None:
             raise ReportError(f"{ledger}: ledger holds no run")

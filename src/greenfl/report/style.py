@@ -32,7 +32,9 @@ COMPONENTS: dict[str, Look] = {
 
 STATUSES: dict[str, Look] = {
     "completed": Look("aggregated", "#56B4E9", ""),
-    "not_aggregated": Look("not aggregated (straggler, dropped, rejected, failed)", "#D55E00", "//"),
+    "not_aggregated": Look(
+        "not aggregated (straggler, dropped, rejected, failed)", "#D55E00", "//"
+    ),
 }
 
 RUN_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")

@@ -250,6 +250,15 @@ def participation(
     return Participation(column, groups, jain_index(completed_all), n)
 
 
+# What each status means, for rows whose ledger reason is empty.
+STATUS_MEANING: dict[str, str] = {
+    "straggler": "still working when the round closed (deadline or over-selection)",
+    "dropped": "dropped out part-way (fleet.dropout_prob)",
+    "failed": "the client reported a failure",
+    "rejected": "the update failed validation",
+}
+
+
 @dataclass(frozen=True)
 class IncidentKind:
     status: str
