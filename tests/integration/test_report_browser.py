@@ -32,7 +32,10 @@ _MISSING = (
 if _MISSING is not None and os.environ.get("GREENFL_REQUIRE_BROWSER") == "1":
     # CI (scripts/test.sh as root) sets this: there the browser test must not skip.
     raise RuntimeError(f"GREENFL_REQUIRE_BROWSER=1 but {_MISSING}")
-pytestmark = pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))
+pytestmark = [
+    pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING)),
+    pytest.mark.slow,  # a real run and a browser start: ~15 s alone, more on a busy machine
+]
 
 ARGS = [
     "--headless",

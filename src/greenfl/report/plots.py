@@ -34,7 +34,7 @@ def _pct(values: Sequence[float | None]) -> np.ndarray:
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.3g}"
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
 def accuracy_figure(s: RoundSeries, initial_accuracy: float, target_accuracy: float | None) -> str:
@@ -54,7 +54,15 @@ def accuracy_figure(s: RoundSeries, initial_accuracy: float, target_accuracy: fl
         ):
             xs = np.concatenate([[0.0], x]) if x0 else x
             ys = np.concatenate([[initial_accuracy * 100], acc]) if x0 else acc
-            ax.plot(xs, ys, color=COMPONENTS["compute"].color, marker="o", markersize=2.5, lw=1.6)
+            ax.plot(
+                xs,
+                ys,
+                color=COMPONENTS["compute"].color,
+                marker="o",
+                markersize=2.5,
+                markevery=max(1, len(xs) // 40),
+                lw=1.6,
+            )
             if target_accuracy is not None:
                 ax.axhline(target_accuracy * 100, color=INK, lw=1, ls="--")
                 ax.annotate(
@@ -178,6 +186,7 @@ def round_breakdown_figure(s: RoundSeries) -> str:
                     step="mid",
                     color=look.color,
                     hatch=look.hatch,
+                    hatchcolor="white",
                     edgecolor="white",
                     lw=0,
                     label=look.label,

@@ -80,6 +80,7 @@ def new_figure(width_in: float = 9.0, height_in: float = 3.4) -> Figure:
     return Figure(figsize=(width_in, height_in), layout="constrained")
 
 
+_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)
 _ID = re.compile(r'\bid="([^"]+)"')
 _REF = re.compile(r'(url\(#|href="#)')
 
@@ -92,6 +93,7 @@ def to_svg(fig: Figure, uid: str, title: str) -> str:
     fig.savefig(buf, format="svg")
     svg = buf.getvalue()
     svg = svg[svg.index("<svg") :]
+    svg = _METADATA.sub("", svg)  # RDF block with a date and external namespace URIs
     svg = _ID.sub(lambda m: f'id="{uid}-{m.group(1)}"', svg)
     svg = _REF.sub(lambda m: f"{m.group(1)}{uid}-", svg)
     head_end = svg.index(">")
