@@ -48,7 +48,8 @@ def format_energy(j: float | None) -> str:
     if j is None or not math.isfinite(j):
         return "n/a"
     k, unit = energy_scale(abs(j))
-    return f"{j * k:.3g} {unit}"
+    v = j * k
+    return f"{v:,.0f} {unit}" if abs(v) >= 1000 else f"{v:.3g} {unit}"
 
 
 def format_large(v: float) -> str:
