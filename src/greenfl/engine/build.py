@@ -17,6 +17,7 @@ from greenfl.engine.loop import Callback, RoundLoop
 from greenfl.engine.tracking import tracking_callbacks
 from greenfl.engine.trainer import ClientTrainer, SequentialTrainer
 from greenfl.engine.transport import ClientTransport, InProcessTransport
+from greenfl.errors import GreenflError
 from greenfl.fleet.catalog import load_fleet
 from greenfl.fleet.population import Population
 from greenfl.footprint.meters import best_meter
@@ -50,9 +51,12 @@ def build_loop(
     dataset: FederatedDataset | None = None,
     callbacks: Sequence[Callback] = (),
     transport: ClientTransport | None = None,
+    overwrite: bool = False,
 ) -> RoundLoop:
     """A ready-to-run loop. ``model`` and ``dataset`` replace the configured ones (any
-    torch.nn.Module works); ``transport`` replaces in-process clients (e.g. gRPC)."""
+    torch.nn.Module works); ``transport`` replaces in-process clients (e.g. gRPC).
+    An existing ledger in ``out_dir`` is an error unless ``overwrite``: no run is lost by
+    accident."""
     trackers = tracking_callbacks(cfg.report)  # first: a missing library fails before any work
     dataset = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
     if model is None:
@@ -69,8 +73,12 @@ def build_loop(
     ledger_path = None
     if out_dir is not None:
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         ledger_path = out / "ledger.sqlite"
+        if ledger_path.exists() and not overwrite:
+            raise GreenflError(
+                f"{out} already holds a ledger; choose another --out, or --force to replace it"
+            )
+        out.mkdir(parents=True, exist_ok=True)
         for stale in (ledger_path, out / "ledger.sqlite-wal", out / "ledger.sqlite-shm"):
             stale.unlink(missing_ok=True)
     ledger = LedgerWriter(ledger_path)
