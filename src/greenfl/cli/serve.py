@@ -67,6 +67,9 @@ def register(app: typer.Typer) -> None:
             int | None,  # noqa: UP007
             typer.Option("--min-clients", min=1, help="Clients to wait for before round 1."),
         ] = None,
+        force: Annotated[
+            bool, typer.Option("--force", help="Replace a ledger already in --out.")
+        ] = False,
         quiet: QuietOpt = False,
     ) -> None:
         """Run the FL server: wait for clients (greenfl join), run the configured rounds,
@@ -89,7 +92,7 @@ def register(app: typer.Typer) -> None:
         if token is None:
             log.warning("no --token-file: any client that can reach %s may join", address)
         transport = GrpcTransport(cfg, codec_for(cfg.compression), address, token, tls)
-        loop = build_loop(cfg, out, transport=transport, resume=resume)
+        loop = build_loop(cfg, out, transport=transport, resume=resume, overwrite=force)
         if resume:
             log.info("resuming after round %d", loop.state.round)
         try:

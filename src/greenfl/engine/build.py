@@ -17,7 +17,7 @@ from greenfl.engine.loop import Callback, RoundLoop
 from greenfl.engine.resume import saved_state
 from greenfl.engine.trainer import ClientTrainer, SequentialTrainer
 from greenfl.engine.transport import ClientTransport, InProcessTransport
-from greenfl.errors import ConfigError
+from greenfl.errors import ConfigError, GreenflError
 from greenfl.fleet.catalog import load_fleet
 from greenfl.fleet.population import Population
 from greenfl.footprint.meters import best_meter
@@ -56,11 +56,13 @@ def build_loop(
     dataset: FederatedDataset | None = None,
     callbacks: Sequence[Callback] = (),
     transport: ClientTransport | None = None,
+    overwrite: bool = False,
     resume: bool = False,
 ) -> RoundLoop:
     """A ready-to-run loop. ``model`` and ``dataset`` replace the configured ones (any
     torch.nn.Module works); ``transport`` replaces in-process clients (e.g. gRPC).
-    ``resume`` continues the run in ``out_dir`` from its last completed round."""
+    An existing ledger in ``out_dir`` is an error unless ``overwrite``: no run is lost by
+    accident. ``resume`` continues the run in ``out_dir`` from its last completed round."""
     dataset = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
     if model is None:
         model = build_model_for(cfg, dataset)
@@ -78,11 +80,16 @@ def build_loop(
     ledger_path = None
     if out_dir is not None:
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         ledger_path = out / "ledger.sqlite"
-        if resume and not ledger_path.is_file():
-            raise ConfigError(f"--resume: no ledger to resume at {ledger_path}")
-        if not resume:
+        if resume:
+            if not ledger_path.is_file():
+                raise ConfigError(f"--resume: no ledger to resume at {ledger_path}")
+        else:
+            if ledger_path.exists() and not overwrite:
+                raise GreenflError(
+                    f"{out} already holds a ledger; choose another --out, or --force to replace it"
+                )
+            out.mkdir(parents=True, exist_ok=True)
             for stale in (ledger_path, out / "ledger.sqlite-wal", out / "ledger.sqlite-shm"):
                 stale.unlink(missing_ok=True)
     elif resume:
