@@ -169,7 +169,9 @@ class FederatedClient:
                 device=self.opts.device,
                 meter=self.meter.name,
             ),
-            timeout=30,
+            # Waits for the server to come up (it may still be starting, or restarting).
+            wait_for_ready=True,
+            timeout=min(30.0, self.opts.retry_for_s),
         )
         if reply.config_json != self._config_json:
             self._local = self._build_local(reply.config_json)
