@@ -195,7 +195,14 @@ def test_three_client_processes_over_tls_match_simulation(tmp_path: Path, procs:
     addr = f"localhost:{port}"
     clients = [
         procs.start(
-            "join", "--server", addr, "--client-id", str(i), "--token-file", "token", *ca,
+            "join",
+            "--server",
+            addr,
+            "--client-id",
+            str(i),
+            "--token-file",
+            "token",
+            *ca,
             cwd=tmp_path,
         )  # fmt: skip
         for i in range(3)
@@ -353,7 +360,9 @@ def test_bad_clients_are_rejected_or_dropped_and_the_run_completes(
     db = tmp_path / "run" / "ledger.sqlite"
     got = {
         (r, c): (s, reason or "")
-        for r, c, s, reason in rows(db, "SELECT round, client_id, status, reason FROM client_rounds")
+        for r, c, s, reason in rows(
+            db, "SELECT round, client_id, status, reason FROM client_rounds"
+        )
     }
     assert got[(1, 3)][0] == "failed" and "disconnected" in got[(1, 3)][1]
     assert all(c != 3 for (r, c) in got if r > 1)  # gone: never selected again

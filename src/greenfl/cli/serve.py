@@ -24,9 +24,7 @@ from greenfl.units import J_PER_KWH
 PathOpt = Path | None  # noqa: UP007 - typer needs Optional on 3.10
 
 
-def resolve_config(
-    config: Path | None, overrides: list[str], out: Path, resume: bool
-) -> RunConfig:
+def resolve_config(config: Path | None, overrides: list[str], out: Path, resume: bool) -> RunConfig:
     """A fresh run's config, or on --resume the stored one (a CONFIG given too must agree
     with it, but for the ``deploy`` section, which may change between restarts)."""
     if not resume:
@@ -126,5 +124,6 @@ def register(app: typer.Typer) -> None:
         log.info("run finished: %s", reason)
         if not quiet:
             print(json.dumps(summary, indent=2))
-            print(f"wrote {out}/ledger.sqlite, summary.json, config.json, server.log",
-                  file=sys.stderr)
+            print(
+                f"wrote {out}/ledger.sqlite, summary.json, config.json, server.log", file=sys.stderr
+            )

@@ -86,8 +86,13 @@ class RayTrainer:
         params_ref = ray.put(global_params)
         futures = [
             self._remote.remote(
-                model_ref, params_ref, data_ref, [int(c) for c in chunk], instructions,
-                round_idx, seed,
+                model_ref,
+                params_ref,
+                data_ref,
+                [int(c) for c in chunk],
+                instructions,
+                round_idx,
+                seed,
             )
             for chunk in chunks
         ]

@@ -40,7 +40,9 @@ def saved_state(ledger: LedgerWriter) -> bytes | None:
     """The loop state after the last completed round, or None if no round completed.
     Reopening the ledger also marks the run as running again."""
     conn = ledger.conn
-    row = conn.execute("SELECT round, value FROM server_state WHERE key = ?", (STATE_KEY,)).fetchone()
+    row = conn.execute(
+        "SELECT round, value FROM server_state WHERE key = ?", (STATE_KEY,)
+    ).fetchone()
     last = conn.execute("SELECT MAX(round) FROM rounds").fetchone()[0]
     if row is None:
         if last is not None:

@@ -177,7 +177,10 @@ class FederatedClient:
             self._local = self._build_local(reply.config_json)
             self._config_json = reply.config_json
         log.info(
-            "joined %s as client %d (device %s)", self.opts.server, self.opts.client_id, reply.device
+            "joined %s as client %d (device %s)",
+            self.opts.server,
+            self.opts.client_id,
+            reply.device,
         )
         self._device = reply.device
         return reply

@@ -464,9 +464,7 @@ class GrpcTransport:
         try:
             delta = self._check_update(req, size, cid, pending)
         except UpdateRejected as exc:
-            log.warning(
-                "rejected update of client %d in round %d: %s", cid, pending.round_idx, exc
-            )
+            log.warning("rejected update of client %d in round %d: %s", cid, pending.round_idx, exc)
             return report("rejected", str(exc), None)
         return report("completed", None, delta)
 

@@ -69,14 +69,11 @@ def tensors_to_flat(tensors: Sequence[WireTensor], spec: ParamSpec) -> torch.Ten
         if t.dtype != WIRE_DTYPE:
             raise UpdateRejected(f"tensor {t.name}: dtype {t.dtype!r}, expected {WIRE_DTYPE!r}")
         if tuple(t.shape) != tuple(shape):
-            raise UpdateRejected(
-                f"tensor {t.name}: shape {list(t.shape)}, expected {list(shape)}"
-            )
+            raise UpdateRejected(f"tensor {t.name}: shape {list(t.shape)}, expected {list(shape)}")
         expected = 4 * int(np.prod(shape))
         if len(t.data) != expected:
             raise UpdateRejected(
-                f"tensor {t.name}: {len(t.data)} bytes, expected {expected} for shape "
-                f"{list(shape)}"
+                f"tensor {t.name}: {len(t.data)} bytes, expected {expected} for shape {list(shape)}"
             )
         parts.append(np.frombuffer(t.data, dtype="<f4"))
     flat = np.concatenate(parts) if parts else np.zeros(0, dtype="<f4")
@@ -114,8 +111,7 @@ def check_report_fields(num_samples: int, expected_samples: int, loss: float, fl
     client may not claim more data than the server knows it holds."""
     if num_samples != expected_samples:
         raise UpdateRejected(
-            f"num_samples {num_samples} differs from the client's partition size "
-            f"{expected_samples}"
+            f"num_samples {num_samples} differs from the client's partition size {expected_samples}"
         )
     if not math.isfinite(flops) or flops < 0:
         raise UpdateRejected(f"footprint flops {flops!r} is not a finite, non-negative number")

@@ -14,7 +14,9 @@ from greenfl.transport.validate import WireTensor, flat_to_tensors, tensors_to_f
 
 
 def tensors_to_pb(tensors: Sequence[WireTensor]) -> list[pb.Tensor]:
-    return [pb.Tensor(name=t.name, shape=list(t.shape), dtype=t.dtype, data=t.data) for t in tensors]
+    return [
+        pb.Tensor(name=t.name, shape=list(t.shape), dtype=t.dtype, data=t.data) for t in tensors
+    ]
 
 
 def tensors_from_pb(msgs: Sequence[pb.Tensor]) -> list[WireTensor]:
