@@ -116,9 +116,10 @@ def register(app: typer.Typer) -> None:
             summary = loop.summary()
         except BaseException:
             loop.ledger.finish("failed", "interrupted")
+            # No shutdown message: the clients keep retrying, ready for `serve --resume`.
+            transport.stop()
             raise
-        finally:
-            transport.close()
+        transport.close()
         write_outputs(out, cfg, summary)
         loop.ledger.close()
         log.info("run finished: %s", reason)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import torch
+from pydantic import ValidationError
 
 from greenfl.compression import Codec
 from greenfl.config import RunConfig
@@ -186,7 +187,14 @@ class FederatedClient:
         return reply
 
     def _build_local(self, config_json: str) -> _Local:
-        cfg = RunConfig.model_validate_json(config_json)
+        try:
+            cfg = RunConfig.model_validate_json(config_json)
+        except ValidationError as exc:
+            # A server of another greenfl version may send keys this one does not know.
+            raise TransportError(
+                f"the server's config does not validate here (greenfl versions differ?): "
+                f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+            ) from None
         # Demo and test deployments hold partition N of the configured dataset.
         dataset = load_dataset(cfg.data, cfg.seed)
         x, y = dataset.client_data(self.opts.client_id)

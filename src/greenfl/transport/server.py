@@ -155,6 +155,13 @@ class GrpcTransport:
         self.port = port
         return port
 
+    def stop(self) -> None:
+        """Stop serving without ending the run: clients keep retrying, so a resumed server
+        finds them again."""
+        if self.server is not None:
+            self.server.stop(grace=0.5).wait()
+            self.server = None
+
     def close(self, reason: str = "the run is over") -> None:
         """Tell every connected client the run is over, then stop serving."""
         with self._cond:
@@ -166,9 +173,7 @@ class GrpcTransport:
                 if left <= 0:
                     break
                 self._cond.wait(min(left, 0.1))
-        if self.server is not None:
-            self.server.stop(grace=1.0).wait()
-            self.server = None
+        self.stop()
 
     # ---- the round loop's side ------------------------------------------------------
     def connected(self) -> list[int]:

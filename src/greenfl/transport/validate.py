@@ -153,4 +153,6 @@ class ValidatingTransport:
 
     def __getattr__(self, name: str) -> object:
         # Optional hooks of the wrapped transport (e.g. available_clients) stay visible.
+        if name == "inner":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
