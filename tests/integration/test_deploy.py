@@ -89,6 +89,17 @@ class Procs:
                     stream.close()
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """This process trains too (the reference run, thread clients) beside the children."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def procs() -> Iterator[Procs]:
     ps = Procs()
