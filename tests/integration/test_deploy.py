@@ -181,6 +181,7 @@ def simulated_accuracies(cfg_path: Path) -> list[float]:
     return [r.accuracy for r in res.history]
 
 
+@pytest.mark.slow
 def test_three_client_processes_over_tls_match_simulation(tmp_path: Path, procs: Procs) -> None:
     cfg = write_config(tmp_path / "c.toml", n=3, rounds=3)
     (tmp_path / "token").write_text("correct-horse\n")
@@ -239,6 +240,7 @@ def test_three_client_processes_over_tls_match_simulation(tmp_path: Path, procs:
     assert summary["rounds_completed"] == 3 and summary["clients_completed"] == 9
 
 
+@pytest.mark.slow
 def test_kill9_server_then_resume_loses_no_round(tmp_path: Path, procs: Procs) -> None:
     rounds = 6
     cfg = write_config(tmp_path / "c.toml", n=3, rounds=rounds)
@@ -330,6 +332,7 @@ def _malicious_client(address: str, client_id: int, log: list[str]) -> None:
             log.append(f"{task.round}:{ack.accepted}:{ack.reason}")
 
 
+@pytest.mark.slow
 def test_bad_clients_are_rejected_or_dropped_and_the_run_completes(
     tmp_path: Path, procs: Procs
 ) -> None:
