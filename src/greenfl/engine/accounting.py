@@ -198,3 +198,38 @@ def account_cohort(
         energy_j=float(energy_compute.sum() + cut.energy_comm_j.sum()),
         carbon_g=float(carbon_op.sum() + carbon_emb.sum()),
     )
+
+
+def unaccounted() -> CohortAccount:
+    """The account of a round run with ``engine.accounting = false``: nothing modelled."""
+    return CohortAccount(
+        close_s=0.0, status=np.zeros(0, dtype=object), rows=[], energy_j=0.0, carbon_g=0.0
+    )
+
+
+def unaccounted_summary(
+    history: Sequence[Any], target_accuracy: float | None, wall_time_s: float
+) -> dict[str, Any]:
+    """summary.json's keys for a run without accounting: training results from the round
+    records, every energy and carbon figure None (not measured, rather than zero)."""
+    acc = [r.accuracy for r in history]
+    reached = next(
+        (r.round for r in history if target_accuracy and r.accuracy >= target_accuracy), None
+    )
+    selected = sum(r.selected for r in history)
+    completed = sum(r.completed for r in history)
+    return {
+        "rounds_completed": len(history),
+        "final_accuracy": acc[-1] if acc else None,
+        "best_accuracy": max(acc) if acc else None,
+        "target_accuracy": target_accuracy,
+        "rounds_to_target": reached,
+        "sim_time_s": None,
+        "wall_time_s": wall_time_s,
+        "energy_j": dict.fromkeys(("client_compute", "client_comm", "server", "total")),
+        "carbon_g": dict.fromkeys(("operational", "embodied", "total")),
+        "carbon_g_to_target": None,
+        "clients_selected": selected,
+        "clients_completed": completed,
+        "clients_dropped": selected - completed,
+    }

@@ -14,7 +14,7 @@ from greenfl.config import CompressionConfig, RunConfig
 from greenfl.data import load_dataset
 from greenfl.data.base import FederatedDataset
 from greenfl.engine.loop import Callback, RoundLoop
-from greenfl.engine.trainer import ClientTrainer, SequentialTrainer
+from greenfl.engine.trainer import ClientTrainer
 from greenfl.engine.transport import ClientTransport, InProcessTransport
 from greenfl.fleet.catalog import load_fleet
 from greenfl.fleet.population import Population
@@ -34,7 +34,11 @@ def codec_for(cfg: CompressionConfig) -> Codec:
 
 
 def trainer_for(cfg: RunConfig, model: nn.Module) -> ClientTrainer:
-    return SequentialTrainer()
+    """The configured trainer; ``auto`` picks the vectorised one where it reproduces the
+    sequential one and gains (see engine.vectorised.auto_trainer)."""
+    from greenfl.engine.vectorised import auto_trainer
+
+    return auto_trainer(cfg.engine.trainer, model, cfg.train.clients_per_round)
 
 
 def build_model_for(cfg: RunConfig, dataset: FederatedDataset) -> nn.Module:

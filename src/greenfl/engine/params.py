@@ -38,8 +38,15 @@ def get_flat(model: nn.Module) -> torch.Tensor:
 
 
 def set_flat(model: nn.Module, flat: torch.Tensor) -> None:
+    """Copy ``flat`` into the parameters. A copy, not nn.utils.vector_to_parameters, which
+    makes the parameters views of ``flat``: local training would then overwrite the global
+    parameters it started from (and every delta would be zero)."""
     with torch.no_grad():
-        nn.utils.vector_to_parameters(flat, model.parameters())
+        i = 0
+        for p in model.parameters():
+            n = p.numel()
+            p.copy_(flat[i : i + n].view_as(p))
+            i += n
 
 
 def to_bytes(flat: torch.Tensor) -> bytes:
