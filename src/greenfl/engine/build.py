@@ -77,6 +77,9 @@ def build_loop(
             stale.unlink(missing_ok=True)
     ledger = LedgerWriter(ledger_path)
     ledger.begin_run(cfg.to_dict(), fleet.to_dict(), __version__)
+    trainer = getattr(transport, "trainer", None)
+    if trainer is not None:  # which trainer engine.trainer = "auto" resolved to
+        ledger.set_meta("trainer", trainer.name)
     return RoundLoop(
         cfg,
         model,
