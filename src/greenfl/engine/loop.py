@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -331,29 +332,29 @@ class RoundLoop:
     def snapshot(self) -> dict[str, bytes]:
         """The state after the current round, to persist with that round's ledger rows."""
         st = self.state
-        buf = io.BytesIO()
-        torch.save(
-            {
-                "round": st.round,
-                "global_params": st.global_params,
-                "now_s": st.now_s,
-                "population_size": len(st.participation),
-                "participation": sparse(st.participation, 0),
-                "last_selected": sparse(st.last_selected, -1),
-                "last_loss": sparse(st.last_loss, np.nan),
-                "rngs": {k: r.bit_generator.state for k, r in self.rngs.items()},
-                "strategy": self.strategy.state_dict(),
-                "cum_energy_j": st.cum_energy_j,
-                "cum_carbon_g": st.cum_carbon_g,
-                "last_round_carbon_g": st.last_round_carbon_g,
-                "best_accuracy": st.best_accuracy,
-            },
-            buf,
-        )
-        return {"loop": buf.getvalue()}
+        state = {
+            "round": st.round,
+            "global_params": st.global_params,
+            "now_s": st.now_s,
+            "population_size": len(st.participation),
+            "participation": sparse(st.participation, 0),
+            "last_selected": sparse(st.last_selected, -1),
+            "last_loss": sparse(st.last_loss, np.nan),
+            "rngs": {k: r.bit_generator.state for k, r in self.rngs.items()},
+            "strategy": self.strategy.state_dict(),
+            "cum_energy_j": st.cum_energy_j,
+            "cum_carbon_g": st.cum_carbon_g,
+            "last_round_carbon_g": st.last_round_carbon_g,
+            "best_accuracy": st.best_accuracy,
+        }
+        # pickle of numpy arrays: ~20x cheaper than torch.save's zip archive, every round
+        return {"loop": pickle.dumps(_to_numpy(state), protocol=pickle.HIGHEST_PROTOCOL)}
 
     def restore(self, blob: bytes) -> None:
-        snap = torch.load(io.BytesIO(blob), weights_only=False)
+        if blob[:2] == b"PK":  # a torch.save archive, as snapshots were first written
+            snap = torch.load(io.BytesIO(blob), weights_only=False)
+        else:
+            snap = _to_torch(pickle.loads(blob))
         st = self.state
         st.round = int(snap["round"])
         st.global_params = snap["global_params"]
@@ -370,6 +371,29 @@ class RoundLoop:
         st.last_round_carbon_g = float(snap["last_round_carbon_g"])
         st.best_accuracy = float(snap["best_accuracy"])
         set_flat(self.model, st.global_params)
+
+
+def _to_numpy(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return _TensorBox(obj.detach().cpu().numpy())
+    if isinstance(obj, dict):
+        return {k: _to_numpy(v) for k, v in obj.items()}
+    return obj
+
+
+def _to_torch(obj: Any) -> Any:
+    if isinstance(obj, _TensorBox):
+        return torch.from_numpy(obj.array.copy())
+    if isinstance(obj, dict):
+        return {k: _to_torch(v) for k, v in obj.items()}
+    return obj
+
+
+@dataclass(frozen=True)
+class _TensorBox:
+    """A tensor's values in a pickled snapshot (plain numpy arrays stay numpy on restore)."""
+
+    array: np.ndarray
 
 
 def sparse(values: np.ndarray, default: float) -> dict[str, torch.Tensor]:
