@@ -139,6 +139,9 @@ class EngineConfig(_Section):
     trainer: Literal["auto", "sequential", "vectorised"] = Field(
         "auto", description="auto: vectorised for supported models and cohorts of >= 8 clients"
     )
+    vectorised_threads: int = Field(
+        1, ge=0, description="intra-op threads of the vectorised trainer; 0 = torch's setting"
+    )
     backend: Literal["local"] = "local"
     checkpoint: bool = Field(True, description="persist server state with each round's rows")
     accounting: bool = Field(

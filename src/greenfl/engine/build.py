@@ -38,7 +38,9 @@ def trainer_for(cfg: RunConfig, model: nn.Module) -> ClientTrainer:
     sequential one and gains (see engine.vectorised.auto_trainer)."""
     from greenfl.engine.vectorised import auto_trainer
 
-    return auto_trainer(cfg.engine.trainer, model, cfg.train.clients_per_round)
+    return auto_trainer(
+        cfg.engine.trainer, model, cfg.train.clients_per_round, cfg.engine.vectorised_threads
+    )
 
 
 def build_model_for(cfg: RunConfig, dataset: FederatedDataset) -> nn.Module:
