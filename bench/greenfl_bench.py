@@ -86,9 +86,13 @@ def main() -> None:
     ap.add_argument("--workload", choices=sorted(WORKLOADS), required=True)
     ap.add_argument("--trainer", choices=["auto", "sequential", "vectorised"], default="auto")
     ap.add_argument("--no-accounting", action="store_true", help="only to measure its cost")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
 
     import torch
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     cfg = config_for(args.workload, args.trainer, accounting=not args.no_accounting)
     with tempfile.TemporaryDirectory(prefix="greenfl-bench-") as out:
