@@ -136,10 +136,18 @@ class StopConfig(_Section):
 
 
 class EngineConfig(_Section):
-    trainer: Literal["auto", "sequential"] = "auto"
+    trainer: Literal["auto", "sequential", "vectorised"] = Field(
+        "auto", description="auto: vectorised for supported models and cohorts of >= 8 clients"
+    )
+    vectorised_threads: int = Field(
+        1, ge=0, description="intra-op threads of the vectorised trainer; 0 = torch's setting"
+    )
     backend: Literal["local", "ray"] = "local"
     ray_address: str | None = Field(None, description="an existing Ray cluster; none: local Ray")
     checkpoint: bool = Field(True, description="persist server state with each round's rows")
+    accounting: bool = Field(
+        True, description="footprint accounting and ledger rows; off only to measure overhead"
+    )
 
 
 class DeployConfig(_Section):
@@ -196,6 +204,23 @@ class RunConfig(_Section):
             raise ValueError(
                 f"train.clients_per_round ({self.train.clients_per_round}) exceeds "
                 f"data.num_clients ({self.data.num_clients})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _accounting_for_time(self) -> RunConfig:
+        if self.engine.accounting:
+            return self
+        needs = {
+            "fleet.deadline_s": self.fleet.deadline_s is not None,
+            "fleet.dropout_prob": self.fleet.dropout_prob > 0,
+            "fleet.over_selection": self.fleet.over_selection > 0,
+            "stop.carbon_budget_g": self.stop.carbon_budget_g is not None,
+        }
+        if any(needs.values()):
+            keys = ", ".join(k for k, v in needs.items() if v)
+            raise ValueError(
+                f"engine.accounting = false cannot model {keys}: they need the footprint"
             )
         return self
 

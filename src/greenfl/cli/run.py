@@ -94,8 +94,10 @@ def register(app: typer.Typer) -> None:
         out_dir = out or default_out_dir()
         console = Console(stderr=True)
         result = run_with_progress(cfg, out_dir, quiet, console, force)
-        report = write_report_after_run(cfg, out_dir)
-        if not quiet:
+        report = write_report_after_run(cfg, out_dir) if cfg.engine.accounting else None
+        if not quiet and not cfg.engine.accounting:
+            console.print(f"final accuracy {result.final_accuracy:.4f} (accounting off)")
+        elif not quiet:
             conn = sqlite3.connect(out_dir / "ledger.sqlite")
             try:
                 initial = float(

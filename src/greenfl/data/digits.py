@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from greenfl.data.base import ArrayDataset
 from greenfl.data.partition import make_partition
@@ -18,6 +16,10 @@ def load(
     classes_per_client: int = 2,
     test_fraction: float = 0.2,
 ) -> ArrayDataset:
+    # Imported here: scikit-learn takes ~1 s to import and only this dataset needs it.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     x, y = load_digits(return_X_y=True)
     x = (x / 16.0).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(

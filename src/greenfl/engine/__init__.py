@@ -5,6 +5,7 @@ from greenfl.engine.loop import Callback, RoundLoop, RoundRecord, evaluate
 from greenfl.engine.params import ParamSpec, get_flat, set_flat
 from greenfl.engine.trainer import ClientTrainer, SequentialTrainer, TrainResult
 from greenfl.engine.transport import ClientReport, ClientTransport, InProcessTransport
+from greenfl.engine.vectorised import VectorisedTrainer
 
 __all__ = [
     "Callback",
@@ -17,6 +18,7 @@ __all__ = [
     "RoundRecord",
     "SequentialTrainer",
     "TrainResult",
+    "VectorisedTrainer",
     "build_loop",
     "evaluate",
     "get_flat",

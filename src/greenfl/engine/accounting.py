@@ -92,7 +92,7 @@ def mean_intensity(
 class CohortAccount:
     close_s: float
     status: np.ndarray
-    rows: list[dict[str, Any]]
+    rows: Sequence[dict[str, Any]]
     energy_j: float
     carbon_g: float
 
@@ -160,37 +160,34 @@ def account_cohort(
     carbon_emb = embodied_carbon_g(
         active_s, entries.embodied_kg[e], entries.lifetime_years[e], entries.active_share[e]
     )
-    fleet = population.fleet
     status = closed.status.copy()
-    rows = []
-    for i, r in enumerate(reports):
-        if r.status == "rejected":
-            status[i] = "rejected"
-        rows.append(
-            {
-                "round": round_idx,
-                "client_id": int(ids[i]),
-                "device": fleet.devices[population.device[ids[i]]].name,
-                "network": fleet.networks[population.network[ids[i]]].name,
-                "region": fleet.regions[region[i]].name,
-                "target": entries.target[e[i]],
-                "status": str(status[i]),
-                "reason": r.reason,
-                "num_samples": int(r.num_samples),
-                "flops": float(flops[i]),
-                "start_s": float(round_start_s),
-                "compute_s": float(cut.compute_s[i]),
-                "bytes_up": int(moved_up[i]),
-                "bytes_down": int(moved_down[i]),
-                "comm_s": float(cut.comm_s[i]),
-                "energy_compute_j": float(energy_compute[i]),
-                "energy_comm_j": float(cut.energy_comm_j[i]),
-                "ci_g_per_kwh": float(ci[i]),
-                "carbon_operational_g": float(carbon_op[i]),
-                "carbon_embodied_g": float(carbon_emb[i]),
-                "estimated": int(not has_measure[i]),
-            }
-        )
+    rejected = np.array([r.status == "rejected" for r in reports], dtype=bool)
+    status[rejected] = "rejected"
+    rows = ColumnRows(
+        {
+            "round": [round_idx] * n,
+            "client_id": ids.tolist(),
+            "device": _names([d.name for d in population.fleet.devices], population.device[ids]),
+            "network": _names([x.name for x in population.fleet.networks], population.network[ids]),
+            "region": _names([x.name for x in population.fleet.regions], region),
+            "target": _names(list(entries.target), e),
+            "status": [str(x) for x in status],
+            "reason": [r.reason for r in reports],
+            "num_samples": [int(r.num_samples) for r in reports],
+            "flops": flops.tolist(),
+            "start_s": [float(round_start_s)] * n,
+            "compute_s": cut.compute_s.astype(np.float64).tolist(),
+            "bytes_up": moved_up.astype(np.int64).tolist(),
+            "bytes_down": moved_down.astype(np.int64).tolist(),
+            "comm_s": cut.comm_s.astype(np.float64).tolist(),
+            "energy_compute_j": energy_compute.astype(np.float64).tolist(),
+            "energy_comm_j": cut.energy_comm_j.astype(np.float64).tolist(),
+            "ci_g_per_kwh": ci.astype(np.float64).tolist(),
+            "carbon_operational_g": carbon_op.astype(np.float64).tolist(),
+            "carbon_embodied_g": carbon_emb.astype(np.float64).tolist(),
+            "estimated": (~has_measure).astype(np.int64).tolist(),
+        }
+    )
     return CohortAccount(
         close_s=closed.close_s,
         status=status,
@@ -198,3 +195,63 @@ def account_cohort(
         energy_j=float(energy_compute.sum() + cut.energy_comm_j.sum()),
         carbon_g=float(carbon_op.sum() + carbon_emb.sum()),
     )
+
+
+def _names(names: list[str], index: np.ndarray) -> list[str]:
+    return [names[i] for i in index.tolist()]
+
+
+class ColumnRows(Sequence[dict[str, Any]]):
+    """A cohort's ledger rows held as columns (lists of plain Python values). Reads as a
+    sequence of one dict per client; the ledger writer takes the columns as tuples directly,
+    because building and unpacking a dict per client dominated accounting's cost."""
+
+    def __init__(self, columns: dict[str, list[Any]]) -> None:
+        self.columns = columns
+        self._n = len(next(iter(columns.values()))) if columns else 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+        if not -self._n <= i < self._n:
+            raise IndexError(i)
+        return {k: v[i] for k, v in self.columns.items()}
+
+    def as_tuples(self, order: Sequence[str]) -> list[tuple[Any, ...]]:
+        return list(zip(*(self.columns[c] for c in order), strict=True))
+
+
+def unaccounted() -> CohortAccount:
+    """The account of a round run with ``engine.accounting = false``: nothing modelled."""
+    return CohortAccount(
+        close_s=0.0, status=np.zeros(0, dtype=object), rows=[], energy_j=0.0, carbon_g=0.0
+    )
+
+
+def unaccounted_summary(
+    history: Sequence[Any], target_accuracy: float | None, wall_time_s: float
+) -> dict[str, Any]:
+    """summary.json's keys for a run without accounting: training results from the round
+    records, every energy and carbon figure None (not measured, rather than zero)."""
+    acc = [r.accuracy for r in history]
+    reached = next(
+        (r.round for r in history if target_accuracy and r.accuracy >= target_accuracy), None
+    )
+    selected = sum(r.selected for r in history)
+    completed = sum(r.completed for r in history)
+    return {
+        "rounds_completed": len(history),
+        "final_accuracy": acc[-1] if acc else None,
+        "best_accuracy": max(acc) if acc else None,
+        "target_accuracy": target_accuracy,
+        "rounds_to_target": reached,
+        "sim_time_s": None,
+        "wall_time_s": wall_time_s,
+        "energy_j": dict.fromkeys(("client_compute", "client_comm", "server", "total")),
+        "carbon_g": dict.fromkeys(("operational", "embodied", "total")),
+        "carbon_g_to_target": None,
+        "clients_selected": selected,
+        "clients_completed": completed,
+        "clients_dropped": selected - completed,
+    }

@@ -16,7 +16,7 @@ from greenfl.data.base import FederatedDataset
 from greenfl.engine.loop import Callback, RoundLoop
 from greenfl.engine.resume import saved_state
 from greenfl.engine.tracking import tracking_callbacks
-from greenfl.engine.trainer import ClientTrainer, SequentialTrainer
+from greenfl.engine.trainer import ClientTrainer
 from greenfl.engine.transport import ClientTransport, InProcessTransport
 from greenfl.errors import ConfigError, GreenflError
 from greenfl.fleet.catalog import load_fleet
@@ -42,7 +42,11 @@ def trainer_for(cfg: RunConfig, model: nn.Module) -> ClientTrainer:
         from greenfl.engine.ray_trainer import RayTrainer
 
         return RayTrainer(cfg.engine.ray_address)
-    return SequentialTrainer()
+    from greenfl.engine.vectorised import auto_trainer
+
+    return auto_trainer(
+        cfg.engine.trainer, model, cfg.train.clients_per_round, cfg.engine.vectorised_threads
+    )
 
 
 def build_model_for(cfg: RunConfig, dataset: FederatedDataset) -> nn.Module:
@@ -70,12 +74,14 @@ def build_loop(
         model = build_model_for(cfg, dataset)
     fleet = load_fleet(cfg.fleet.catalog)
     population = Population.assign(fleet, dataset.client_sizes(), cfg.seed)
+    trainer: ClientTrainer | None = None
     if transport is None:
+        trainer = trainer_for(cfg, model)
         flops = training_flops_per_sample(
             model, dataset.input_shape, dataset.num_classes, cfg.train.batch_size
         )
         transport = InProcessTransport(
-            model, dataset, trainer_for(cfg, model), codec_for(cfg.compression), flops, cfg.seed
+            model, dataset, trainer, codec_for(cfg.compression), flops, cfg.seed
         )
         numel = sum(p.numel() for p in model.parameters())
         transport = ValidatingTransport(transport, numel, cfg.deploy.max_update_norm)
@@ -100,6 +106,8 @@ def build_loop(
     state = saved_state(ledger) if resume else None
     if not resume:
         ledger.begin_run(cfg.to_dict(), fleet.to_dict(), __version__)
+    if trainer is not None:  # which trainer engine.trainer = "auto" resolved to
+        ledger.set_meta("trainer", trainer.name)
     loop = RoundLoop(
         cfg,
         model,

@@ -25,10 +25,24 @@ class TrainResult:
     loss: float  # mean training loss over the local steps
 
 
+_MASK64 = 2**64 - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
 def client_seed(seed: int, round_idx: int, client_id: int) -> int:
     """Seed of one client's shuffling in one round: independent of cohort order and of which
-    trainer runs it, so sequential and vectorised trainers see the same batches."""
-    return int(np.random.SeedSequence([seed, round_idx, client_id]).generate_state(1)[0])
+    trainer runs it, so sequential and vectorised trainers see the same batches. SplitMix64
+    chained over the three numbers: well mixed, and ~1 us where a numpy SeedSequence takes
+    ~30 us (a round of 1,000 clients asks for 2,000 seeds)."""
+    h = _splitmix64(seed)
+    h = _splitmix64(h ^ round_idx)
+    return _splitmix64(h ^ client_id) >> 1  # < 2**63: a valid torch.Generator seed
 
 
 def batch_order(n: int, epochs: int, seed: int) -> list[torch.Tensor]:

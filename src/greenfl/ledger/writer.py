@@ -65,7 +65,9 @@ class LedgerWriter:
             self.conn.executemany(
                 f"INSERT INTO client_rounds ({', '.join(CLIENT_ROUND_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(CLIENT_ROUND_COLUMNS))})",
-                [tuple(r[c] for c in CLIENT_ROUND_COLUMNS) for r in client_rows],
+                client_rows.as_tuples(CLIENT_ROUND_COLUMNS)
+                if hasattr(client_rows, "as_tuples")  # columnar rows (engine.accounting)
+                else [tuple(r[c] for c in CLIENT_ROUND_COLUMNS) for r in client_rows],
             )
             for key, blob in (state or {}).items():
                 self.conn.execute(
