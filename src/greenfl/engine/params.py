@@ -38,8 +38,17 @@ def get_flat(model: nn.Module) -> torch.Tensor:
 
 
 def set_flat(model: nn.Module, flat: torch.Tensor) -> None:
+    """Copies ``flat`` into the model's parameters. A copy, not torch's
+    ``vector_to_parameters``, which makes the parameters views of ``flat``: local training
+    would then write into the caller's global vector and every delta would come out zero."""
     with torch.no_grad():
-        nn.utils.vector_to_parameters(flat, model.parameters())
+        i = 0
+        for p in model.parameters():
+            n = p.numel()
+            p.copy_(flat[i : i + n].view_as(p))
+            i += n
+        if i != flat.numel():
+            raise ValueError(f"parameter vector has {flat.numel()} elements, the model {i}")
 
 
 def to_bytes(flat: torch.Tensor) -> bytes:
