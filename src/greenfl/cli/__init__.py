@@ -23,11 +23,13 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+from greenfl.cli import compare as _compare  # noqa: E402
 from greenfl.cli import fleet as _fleet  # noqa: E402
 from greenfl.cli import run as _run  # noqa: E402
 
 _run.register(app)
 _fleet.register(app)
+_compare.register(app)
 
 EXIT_USAGE = 2
 
