@@ -91,16 +91,19 @@ class UCBBandit(_Bandit):
         self.exploration = exploration
 
     def _choose(self, rng: np.random.Generator) -> int:
+        # Discounted UCB's padding sqrt(xi ln n / N) with xi = 1/2 (Garivier & Moulines, 2011),
+        # on rewards scaled into [-1, 1].
         n = max(float(self.counts.sum()), 1.0)
-        width = self.exploration * np.sqrt(2 * math.log(n) / np.maximum(self.counts, 1e-12))
+        width = self.exploration * np.sqrt(0.5 * math.log(n) / np.maximum(self.counts, 1e-12))
         return int(np.argmax(self.means() + width))
 
 
 class ThompsonBandit(_Bandit):
-    """Gaussian Thompson sampling on scaled rewards (unit prior variance per observation)."""
+    """Gaussian Thompson sampling on scaled rewards, with an observation noise of 0.5: the
+    largest standard deviation a reward bounded in a unit interval can have."""
 
     name = "thompson"
 
     def _choose(self, rng: np.random.Generator) -> int:
-        draws = rng.normal(self.means(), 1.0 / np.sqrt(self.counts + 1.0))
+        draws = rng.normal(self.means(), 0.5 / np.sqrt(self.counts + 1.0))
         return int(np.argmax(draws))

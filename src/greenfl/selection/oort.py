@@ -34,17 +34,19 @@ class OortSelector:
         self.min_exploration = min_exploration
         self.cutoff = cutoff
 
-    def utility(self, candidates: np.ndarray, ctx: SelectionContext) -> np.ndarray:
+    def utility(self, idx: np.ndarray, candidates: np.ndarray, ctx: SelectionContext) -> np.ndarray:
+        """Oort utility of candidates[idx] (the estimates are aligned with ``candidates``)."""
         _, _, duration_s = require_estimates(ctx, self.name)
-        u = statistical_utility(candidates, ctx)
-        last = ctx.last_selected[candidates].astype(np.float64)
+        clients = candidates[idx]
+        u = statistical_utility(clients, ctx)
+        last = ctx.last_selected[clients].astype(np.float64)
         staleness = np.sqrt(0.1 * np.log(max(ctx.round_idx, 2)) / np.maximum(last, 1.0))
         u = u + np.where(last > 0, staleness, 0.0)
         pref = self.preferred_duration_s
         if pref is None:
             pref = float(np.percentile(duration_s, 95)) if len(duration_s) else 1.0
-        slow = duration_s > pref
-        penalty = np.where(slow, (pref / np.maximum(duration_s, 1e-12)) ** self.alpha, 1.0)
+        t = duration_s[idx]
+        penalty = np.where(t > pref, (pref / np.maximum(t, 1e-12)) ** self.alpha, 1.0)
         return u * penalty
 
     def select(
@@ -63,7 +65,7 @@ class OortSelector:
         picked: list[np.ndarray] = []
         if n_exploit:
             idx = np.flatnonzero(explored)
-            u = self.utility(candidates[idx], ctx)
+            u = self.utility(idx, candidates, ctx)
             kth = np.sort(u)[::-1][n_exploit - 1]
             pool = idx[u >= self.cutoff * kth]
             pu = u[u >= self.cutoff * kth]
