@@ -8,5 +8,14 @@ python3 -m venv .venv
 pip install -q --upgrade pip
 pip install -q torch==2.13.0
 pip install -q -e '.[test]'
+# The browser test drives Debian's Chromium with Playwright (its Python package bundles the
+# driver; no `playwright install`). CI runs as root on a fresh Debian machine.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+fi
+mkdir -p test-artifacts
+# As root (CI) the browser test must run, not skip.
+if [ "$(id -u)" = 0 ]; then export GREENFL_REQUIRE_BROWSER="${GREENFL_REQUIRE_BROWSER:-1}"; fi
 ruff check .
 python -m pytest -q -p no:cacheprovider tests "$@"

@@ -45,7 +45,7 @@ def test_compare_table_csv_json_and_ratios(
     assert "green seed 1" in printed.err  # progress per run on stderr
 
     summaries = {
-        (name, s): json.loads((out / name / f"seed{s}" / "summary.json").read_text())
+        (name, s): json.loads((out / f"{name}-seed{s}" / "summary.json").read_text())
         for name in ("base", "green")
         for s in (0, 1)
     }

@@ -126,7 +126,11 @@ def test_same_seed_same_accuracy_bit_for_bit(tiny_config: RunConfig) -> None:
 
 
 def test_stop_at_target_and_carbon_budget(tiny_config: RunConfig) -> None:
-    res = greenfl.run(tiny_config.replace(**{"train.rounds": 40, "stop.target_accuracy": 0.5}))
+    res = greenfl.run(
+        tiny_config.replace(
+            **{"train.rounds": 40, "train.local_epochs": 5, "stop.target_accuracy": 0.5}
+        )
+    )
     assert res.summary["rounds_to_target"] == res.summary["rounds_completed"] < 40
     assert res.summary["carbon_g_to_target"] == pytest.approx(res.summary["carbon_g"]["total"])
     first = greenfl.run(tiny_config.replace(**{"train.rounds": 1}))

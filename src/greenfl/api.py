@@ -44,14 +44,18 @@ def run(
     dataset: FederatedDataset | None = None,
     callbacks: Sequence[Callback] = (),
     on_round: Callable[[RoundRecord], None] | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Run one federated experiment. ``config`` is a RunConfig, a config file path, or None
-    for the built-in quickstart; ``out`` is where ledger.sqlite and summary.json go."""
+    for the built-in quickstart; ``out`` is where ledger.sqlite and summary.json go
+    (a folder that already holds a ledger is refused unless ``overwrite``)."""
     if isinstance(config, RunConfig):
         cfg = config if not overrides else config.replace(**_pairs(overrides))
     else:
         cfg = load_config(config, list(overrides))
-    loop = build_loop(cfg, out, model=model, dataset=dataset, callbacks=callbacks)
+    loop = build_loop(
+        cfg, out, model=model, dataset=dataset, callbacks=callbacks, overwrite=overwrite
+    )
     try:
         reason = loop.run(on_round)
         loop.ledger.finish("completed", reason)

@@ -149,8 +149,20 @@ class StopConfig(_Section):
 
 class EngineConfig(_Section):
     trainer: Literal["auto", "sequential"] = "auto"
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(None, description="an existing Ray cluster; none: local Ray")
     checkpoint: bool = Field(True, description="persist server state with each round's rows")
+
+
+class DeployConfig(_Section):
+    """`greenfl serve`: limits and waits of a real deployment over gRPC."""
+
+    max_update_norm: float | None = Field(None, gt=0, description="reject larger L2 updates")
+    max_message_mb: float = Field(64.0, gt=0, description="largest update message, 1e6 bytes")
+    round_timeout_s: float = Field(300.0, gt=0, description="wall seconds a round waits")
+    min_clients: int = Field(1, ge=1, description="connected clients before the first round")
+    join_timeout_s: float = Field(600.0, gt=0, description="how long to wait for min_clients")
+    keepalive_s: float = Field(5.0, gt=0, description="idle seconds between keep-alive tasks")
 
 
 class CompressionConfig(_Section):
@@ -191,6 +203,16 @@ class AdaptConfig(_Section):
         return v
 
 
+class ReportConfig(_Section):
+    html: bool = Field(True, description="greenfl run writes report.html into its --out folder")
+    tensorboard_dir: str | None = Field(
+        None, min_length=1, description="log per-round metrics to TensorBoard here"
+    )
+    mlflow: bool = Field(False, description="log per-round metrics to MLflow")
+    mlflow_experiment: str = Field("greenfl", min_length=1)
+    mlflow_tracking_uri: str | None = Field(None, min_length=1)
+
+
 class RunConfig(_Section):
     seed: int = Field(0, ge=0)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -204,6 +226,8 @@ class RunConfig(_Section):
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
     scheduling: SchedulingConfig = Field(default_factory=SchedulingConfig)
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
 
     @model_validator(mode="after")
     def _cohort_fits(self) -> RunConfig:

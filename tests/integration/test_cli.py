@@ -61,3 +61,13 @@ def test_run_writes_outputs(tmp_path: Path) -> None:
 def test_fleet_show_lists_the_catalog() -> None:
     r = _run("fleet", "show")
     assert r.returncode == 0 and "jetson-nano" in r.stdout and "PUE" in r.stdout
+
+
+def test_existing_ledger_is_not_overwritten_without_force(tmp_path: Path) -> None:
+    args = ("run", "--quiet", "--out", "o", "--set", "train.rounds=1")
+    assert _run(*args, cwd=tmp_path).returncode == 0
+    before = (tmp_path / "o" / "ledger.sqlite").read_bytes()
+    r = _run(*args, cwd=tmp_path)
+    assert r.returncode == 2 and "already holds a ledger" in r.stderr
+    assert (tmp_path / "o" / "ledger.sqlite").read_bytes() == before
+    assert _run(*args, "--force", cwd=tmp_path).returncode == 0

@@ -24,12 +24,22 @@ app = typer.Typer(
 )
 
 from greenfl.cli import compare as _compare  # noqa: E402
+from greenfl.cli import estimate as _estimate  # noqa: E402
+from greenfl.cli import export as _export  # noqa: E402
 from greenfl.cli import fleet as _fleet  # noqa: E402
+from greenfl.cli import join as _join  # noqa: E402
+from greenfl.cli import report as _report  # noqa: E402
 from greenfl.cli import run as _run  # noqa: E402
+from greenfl.cli import serve as _serve  # noqa: E402
 
 _run.register(app)
 _fleet.register(app)
 _compare.register(app)
+_report.register(app)
+_estimate.register(app)
+_export.register(app)
+_serve.register(app)
+_join.register(app)
 
 EXIT_USAGE = 2
 

@@ -1,6 +1,6 @@
 """``greenfl compare A.toml B.toml ... [--seeds 0,1,2] [--out DIR]``: run each config over the
 seeds, print one table with each metric's mean ± std and its ratio to the first config, and
-write compare.csv and compare.json (run folders go under DIR/<config>/seed<s>/)."""
+write compare.csv and compare.json (run folders go under DIR/<config>-seed<s>/)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from greenfl.errors import ConfigError
-from greenfl.report.compare import compare, compare_table, write_outputs
+from greenfl.report.compare_seeds import compare, compare_table, write_outputs
 
 ConfigsArg = Annotated[list[Path], typer.Argument(help="Config files; the first is the baseline.")]
 SeedsOpt = Annotated[

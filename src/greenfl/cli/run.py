@@ -30,15 +30,23 @@ OutOpt = Annotated[
     typer.Option("--out", help="Output folder (default: runs/run-YYYYmmdd-HHMMSS)."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace a ledger already in --out.")]
 
 
 def default_out_dir() -> Path:
-    return Path("runs") / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    base = Path("runs") / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    out, n = base, 1
+    while out.exists():  # two runs in one second must not share a folder
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
 
 
-def run_with_progress(cfg: RunConfig, out: Path, quiet: bool, console: Console) -> RunResult:
+def run_with_progress(
+    cfg: RunConfig, out: Path, quiet: bool, console: Console, overwrite: bool = False
+) -> RunResult:
     if quiet:
-        return run(cfg, out)
+        return run(cfg, out, overwrite=overwrite)
     progress = Progress(
         TextColumn("[bold]round {task.completed:.0f}/{task.total:.0f}"),
         BarColumn(),
@@ -60,7 +68,16 @@ def run_with_progress(cfg: RunConfig, out: Path, quiet: bool, console: Console) 
         )
 
     with progress:
-        return run(cfg, out, on_round=on_round)
+        return run(cfg, out, on_round=on_round, overwrite=overwrite)
+
+
+def write_report_after_run(cfg: RunConfig, out_dir: Path) -> Path | None:
+    """report.html beside the ledger, unless ``report.html = false``."""
+    if not cfg.report.html:
+        return None
+    from greenfl.report.html import write_run_report  # matplotlib loads only when needed
+
+    return write_run_report(out_dir)
 
 
 def register(app: typer.Typer) -> None:
@@ -70,12 +87,14 @@ def register(app: typer.Typer) -> None:
         set_: SetOpt = None,
         out: OutOpt = None,
         quiet: QuietOpt = False,
+        force: ForceOpt = False,
     ) -> None:
         """Run a federated experiment and write its ledger, summary and report."""
         cfg = load_config(config, set_ or [])
         out_dir = out or default_out_dir()
         console = Console(stderr=True)
-        result = run_with_progress(cfg, out_dir, quiet, console)
+        result = run_with_progress(cfg, out_dir, quiet, console, force)
+        report = write_report_after_run(cfg, out_dir)
         if not quiet:
             conn = sqlite3.connect(out_dir / "ledger.sqlite")
             try:
@@ -87,4 +106,5 @@ def register(app: typer.Typer) -> None:
                 print_summary(Console(), result.summary, conn, initial, result.stop_reason)
             finally:
                 conn.close()
-            console.print(f"wrote {out_dir}/ledger.sqlite, summary.json, config.json")
+            extra = ", report.html" if report else ""
+            console.print(f"wrote {out_dir}/ledger.sqlite, summary.json, config.json{extra}")

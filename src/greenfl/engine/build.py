@@ -14,8 +14,11 @@ from greenfl.config import CompressionConfig, RunConfig
 from greenfl.data import load_dataset
 from greenfl.data.base import FederatedDataset
 from greenfl.engine.loop import Callback, RoundLoop
+from greenfl.engine.resume import saved_state
+from greenfl.engine.tracking import tracking_callbacks
 from greenfl.engine.trainer import ClientTrainer, SequentialTrainer
 from greenfl.engine.transport import ClientTransport, InProcessTransport
+from greenfl.errors import ConfigError, GreenflError
 from greenfl.fleet.catalog import load_fleet
 from greenfl.fleet.population import Population
 from greenfl.footprint.meters import best_meter
@@ -23,6 +26,7 @@ from greenfl.ledger.writer import LedgerWriter
 from greenfl.models import build_model, training_flops_per_sample
 from greenfl.selection import make_selector
 from greenfl.strategy import make_strategy
+from greenfl.transport.validate import ValidatingTransport
 
 
 def codec_for(cfg: CompressionConfig) -> Codec:
@@ -34,6 +38,10 @@ def codec_for(cfg: CompressionConfig) -> Codec:
 
 
 def trainer_for(cfg: RunConfig, model: nn.Module) -> ClientTrainer:
+    if cfg.engine.backend == "ray":
+        from greenfl.engine.ray_trainer import RayTrainer
+
+        return RayTrainer(cfg.engine.ray_address)
     return SequentialTrainer()
 
 
@@ -49,9 +57,14 @@ def build_loop(
     dataset: FederatedDataset | None = None,
     callbacks: Sequence[Callback] = (),
     transport: ClientTransport | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
 ) -> RoundLoop:
     """A ready-to-run loop. ``model`` and ``dataset`` replace the configured ones (any
-    torch.nn.Module works); ``transport`` replaces in-process clients (e.g. gRPC)."""
+    torch.nn.Module works); ``transport`` replaces in-process clients (e.g. gRPC).
+    An existing ledger in ``out_dir`` is an error unless ``overwrite``: no run is lost by
+    accident. ``resume`` continues the run in ``out_dir`` from its last completed round."""
+    trackers = tracking_callbacks(cfg.report)  # first: a missing library fails before any work
     dataset = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
     if model is None:
         model = build_model_for(cfg, dataset)
@@ -64,16 +77,30 @@ def build_loop(
         transport = InProcessTransport(
             model, dataset, trainer_for(cfg, model), codec_for(cfg.compression), flops, cfg.seed
         )
+        numel = sum(p.numel() for p in model.parameters())
+        transport = ValidatingTransport(transport, numel, cfg.deploy.max_update_norm)
     ledger_path = None
     if out_dir is not None:
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         ledger_path = out / "ledger.sqlite"
-        for stale in (ledger_path, out / "ledger.sqlite-wal", out / "ledger.sqlite-shm"):
-            stale.unlink(missing_ok=True)
+        if resume:
+            if not ledger_path.is_file():
+                raise ConfigError(f"--resume: no ledger to resume at {ledger_path}")
+        else:
+            if ledger_path.exists() and not overwrite:
+                raise GreenflError(
+                    f"{out} already holds a ledger; choose another --out, or --force to replace it"
+                )
+            out.mkdir(parents=True, exist_ok=True)
+            for stale in (ledger_path, out / "ledger.sqlite-wal", out / "ledger.sqlite-shm"):
+                stale.unlink(missing_ok=True)
+    elif resume:
+        raise ConfigError("resume needs an output folder holding the run's ledger")
     ledger = LedgerWriter(ledger_path)
-    ledger.begin_run(cfg.to_dict(), fleet.to_dict(), __version__)
-    return RoundLoop(
+    state = saved_state(ledger) if resume else None
+    if not resume:
+        ledger.begin_run(cfg.to_dict(), fleet.to_dict(), __version__)
+    loop = RoundLoop(
         cfg,
         model,
         dataset,
@@ -84,6 +111,9 @@ def build_loop(
         transport,
         ledger,
         best_meter(),
-        callbacks,
+        [*callbacks, *trackers],
         checkpoint=cfg.engine.checkpoint,
     )
+    if state is not None:
+        loop.restore(state)
+    return loop

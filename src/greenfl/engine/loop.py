@@ -172,6 +172,10 @@ class RoundLoop:
         candidates = available(
             self.population, self.clock.now_utc, cfg.fleet.availability, self.rngs["availability"]
         )
+        connected = getattr(self.transport, "available_clients", None)
+        if connected is not None:
+            # A deployment selects only among the clients connected now (this may wait).
+            candidates = np.intersect1d(candidates, connected())
         ctx = SelectionContext(
             round_idx=round_idx,
             now_s=round_start_s,

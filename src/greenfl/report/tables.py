@@ -60,3 +60,248 @@ def intelligence_per_kwh(final_accuracy: float, initial_accuracy: float, energy_
     if energy_j <= 0:
         return float("nan")
     return (final_accuracy - initial_accuracy) * 100 / (energy_j / J_PER_KWH)
+
+
+# ---- series and groupings behind the HTML report's plots --------------------------------
+
+
+@dataclass(frozen=True)
+class RoundSeries:
+    """Per round, in order: the x and y values of the accuracy and breakdown plots."""
+
+    rounds: list[int]
+    start_s: list[float]
+    end_s: list[float]
+    accuracy: list[float | None]
+    compute_g: list[float]
+    comm_g: list[float]
+    server_g: list[float]
+    embodied_g: list[float]
+    energy_j: list[float]
+
+    @property
+    def carbon_g(self) -> list[float]:
+        return [
+            a + b + c + d
+            for a, b, c, d in zip(
+                self.compute_g, self.comm_g, self.server_g, self.embodied_g, strict=True
+            )
+        ]
+
+    @property
+    def cum_carbon_g(self) -> list[float]:
+        out, total = [], 0.0
+        for g in self.carbon_g:
+            total += g
+            out.append(total)
+        return out
+
+    @property
+    def cum_energy_j(self) -> list[float]:
+        out, total = [], 0.0
+        for j in self.energy_j:
+            total += j
+            out.append(total)
+        return out
+
+
+# A client's operational carbon covers its compute and communication energy at one intensity,
+# so it splits between the two in proportion to their energy.
+_SPLIT_SQL = (
+    "COALESCE(SUM(CASE WHEN energy_compute_j + energy_comm_j > 0 THEN carbon_operational_g "
+    "* energy_compute_j / (energy_compute_j + energy_comm_j) ELSE 0 END), 0), "
+    "COALESCE(SUM(CASE WHEN energy_compute_j + energy_comm_j > 0 THEN carbon_operational_g "
+    "* energy_comm_j / (energy_compute_j + energy_comm_j) ELSE 0 END), 0), "
+    "COALESCE(SUM(carbon_embodied_g), 0)"
+)
+
+
+def round_series(conn: sqlite3.Connection) -> RoundSeries:
+    clients = {
+        r: (comp, comm, emb, e)
+        for r, comp, comm, emb, e in conn.execute(
+            f"SELECT round, {_SPLIT_SQL}, SUM(energy_compute_j + energy_comm_j) "
+            "FROM client_rounds GROUP BY round"
+        )
+    }
+    s = RoundSeries([], [], [], [], [], [], [], [], [])
+    for rnd, start, end, acc, srv_j, srv_g in conn.execute(
+        "SELECT round, start_s, end_s, accuracy, server_energy_j, server_carbon_g "
+        "FROM rounds ORDER BY round"
+    ):
+        comp, comm, emb, e = clients.get(rnd, (0.0, 0.0, 0.0, 0.0))
+        s.rounds.append(int(rnd))
+        s.start_s.append(float(start))
+        s.end_s.append(float(end))
+        s.accuracy.append(None if acc is None else float(acc))
+        s.compute_g.append(float(comp))
+        s.comm_g.append(float(comm))
+        s.server_g.append(float(srv_g))
+        s.embodied_g.append(float(emb))
+        s.energy_j.append(float(e or 0.0) + float(srv_j))
+    return s
+
+
+@dataclass(frozen=True)
+class GroupCarbon:
+    name: str
+    compute_g: float
+    comm_g: float
+    embodied_g: float
+    client_rounds: int
+
+    @property
+    def total_g(self) -> float:
+        return self.compute_g + self.comm_g + self.embodied_g
+
+
+_GROUP_COLUMNS = ("region", "device", "network", "status", "target")
+
+
+def group_carbon(conn: sqlite3.Connection, column: str) -> list[GroupCarbon]:
+    """Client carbon (compute, communication, embodied) per region / device / ..., largest
+    first. The server's carbon belongs to no client group and is not included."""
+    if column not in _GROUP_COLUMNS:
+        raise ValueError(f"cannot group by {column!r}")
+    rows = conn.execute(
+        f"SELECT {column}, {_SPLIT_SQL}, COUNT(*) FROM client_rounds GROUP BY {column}"
+    ).fetchall()
+    out = [GroupCarbon(str(n), float(a), float(b), float(c), int(k)) for n, a, b, c, k in rows]
+    return sorted(out, key=lambda g: (-g.total_g, g.name))
+
+
+def jain_index(values: list[float] | list[int]) -> float:
+    """Jain's fairness index (sum x)^2 / (n sum x^2): 1 when all are equal, 1/n when one
+    takes everything. NaN for no values or all zeros."""
+    n = len(values)
+    sq = sum(float(v) * float(v) for v in values)
+    if n == 0 or sq == 0:
+        return float("nan")
+    return sum(float(v) for v in values) ** 2 / (n * sq)
+
+
+@dataclass(frozen=True)
+class GroupParticipation:
+    name: str
+    clients: int  # clients of the population in this group
+    selected: int  # client-rounds selected
+    completed: int  # client-rounds aggregated
+    jain: float  # Jain's index of completed rounds over this group's clients
+
+    @property
+    def not_aggregated(self) -> int:
+        return self.selected - self.completed
+
+    @property
+    def completed_per_client(self) -> float:
+        return self.completed / self.clients if self.clients else float("nan")
+
+
+@dataclass(frozen=True)
+class Participation:
+    column: str
+    groups: list[GroupParticipation]
+    jain_all: float  # over every client of the population, never-selected ones at 0
+    num_clients: int
+
+
+def participation(
+    conn: sqlite3.Connection,
+    column: str,
+    client_groups: list[str] | None = None,
+    num_clients: int | None = None,
+) -> Participation:
+    """How often each group's clients took part. ``client_groups[i]`` is client i's group
+    in the whole population (so never-selected clients count, at zero); without it only the
+    clients seen in the ledger are known."""
+    if column not in _GROUP_COLUMNS:
+        raise ValueError(f"cannot group by {column!r}")
+    per_client: dict[int, tuple[str, int, int]] = {
+        int(cid): (str(g), int(sel), int(done))
+        for cid, g, sel, done in conn.execute(
+            f"SELECT client_id, MIN({column}), COUNT(*), SUM(status = 'completed') "
+            "FROM client_rounds GROUP BY client_id"
+        )
+    }
+    if client_groups is not None:
+        groups_of = {i: g for i, g in enumerate(client_groups)}
+        n = len(client_groups)
+    else:
+        groups_of = {cid: g for cid, (g, _, _) in per_client.items()}
+        n = max(num_clients or 0, len(per_client))
+    members: dict[str, list[int]] = {}
+    for cid, g in groups_of.items():
+        members.setdefault(g, []).append(cid)
+    groups = []
+    for g, ids in members.items():
+        done = [per_client.get(c, ("", 0, 0))[2] for c in ids]
+        groups.append(
+            GroupParticipation(
+                name=g,
+                clients=len(ids),
+                selected=sum(per_client.get(c, ("", 0, 0))[1] for c in ids),
+                completed=sum(done),
+                jain=jain_index(done),
+            )
+        )
+    groups.sort(key=lambda x: (-x.selected, x.name))
+    # Clients never selected took part zero times; they count in the index.
+    completed_all = [v[2] for v in per_client.values()] + [0] * max(n - len(per_client), 0)
+    return Participation(column, groups, jain_index(completed_all), n)
+
+
+# What each status means, for rows whose ledger reason is empty.
+STATUS_MEANING: dict[str, str] = {
+    "straggler": "still working when the round closed (deadline or over-selection)",
+    "dropped": "dropped out part-way (fleet.dropout_prob)",
+    "failed": "the client reported a failure",
+    "rejected": "the update failed validation",
+}
+
+
+@dataclass(frozen=True)
+class IncidentKind:
+    status: str
+    reason: str
+    count: int
+    energy_j: float
+    carbon_g: float
+
+
+def incident_kinds(conn: sqlite3.Connection) -> list[IncidentKind]:
+    """Client-rounds that were not aggregated, by status and reason, with the energy and
+    carbon their (wasted) work cost."""
+    rows = conn.execute(
+        "SELECT status, COALESCE(reason, ''), COUNT(*), SUM(energy_compute_j + energy_comm_j), "
+        "SUM(carbon_operational_g + carbon_embodied_g) FROM client_rounds "
+        "WHERE status != 'completed' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+    ).fetchall()
+    return [IncidentKind(s, r, int(n), float(e), float(g)) for s, r, n, e, g in rows]
+
+
+def incidents(conn: sqlite3.Connection, limit: int = 200) -> tuple[list[dict[str, object]], int]:
+    """The first ``limit`` non-aggregated client-rounds (by round, client) and how many there
+    are in all."""
+    total = int(
+        conn.execute("SELECT COUNT(*) FROM client_rounds WHERE status != 'completed'").fetchone()[0]
+    )
+    cur = conn.execute(
+        "SELECT round, client_id, device, network, region, status, COALESCE(reason, ''), "
+        "compute_s + comm_s, energy_compute_j + energy_comm_j, "
+        "carbon_operational_g + carbon_embodied_g FROM client_rounds "
+        "WHERE status != 'completed' ORDER BY round, client_id LIMIT ?",
+        (int(limit),),
+    )
+    keys = (
+        "round",
+        "client_id",
+        "device",
+        "network",
+        "region",
+        "status",
+        "reason",
+        "active_s",
+        "energy_j",
+        "carbon_g",
+    )
+    return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()], total

@@ -1,0 +1,23 @@
+"""Log set-up of the long-running commands (serve, join)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+
+def setup_logging(quiet: bool, log_file: Path | None = None) -> None:
+    """greenfl's messages on stderr (warnings only with ``quiet``) and, at INFO, in
+    ``log_file``: a server's refusals and rejections must be on record either way."""
+    fmt = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+    root = logging.getLogger("greenfl")
+    root.setLevel(logging.INFO)
+    stderr = logging.StreamHandler()
+    stderr.setLevel(logging.WARNING if quiet else logging.INFO)
+    stderr.setFormatter(fmt)
+    root.addHandler(stderr)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(fmt)
+        root.addHandler(file_handler)

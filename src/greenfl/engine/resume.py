@@ -1,0 +1,58 @@
+"""Continuing a run from its ledger after a crash: the rounds already written stay, and the
+loop's state (global model, round, strategy state, RNGs, simulated clock) is restored from
+the ``server_state`` row written in the same transaction as the last completed round."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from greenfl.config import RunConfig, build_config
+from greenfl.errors import ConfigError
+from greenfl.ledger.writer import LedgerWriter
+
+STATE_KEY = "loop"
+
+
+def ledger_path(out_dir: str | Path) -> Path:
+    return Path(out_dir) / "ledger.sqlite"
+
+
+def stored_config(out_dir: str | Path) -> RunConfig:
+    """The config a run in ``out_dir`` was started with."""
+    path = ledger_path(out_dir)
+    if not path.is_file():
+        raise ConfigError(f"--resume: no ledger to resume at {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT config_json FROM runs WHERE run_id = 1").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"--resume: {path} is not a greenfl ledger: {exc}") from None
+    finally:
+        conn.close()
+    if row is None:
+        raise ConfigError(f"--resume: {path} holds no run")
+    return build_config(json.loads(row[0]))
+
+
+def saved_state(ledger: LedgerWriter) -> bytes | None:
+    """The loop state after the last completed round, or None if no round completed.
+    Reopening the ledger also marks the run as running again."""
+    conn = ledger.conn
+    row = conn.execute(
+        "SELECT round, value FROM server_state WHERE key = ?", (STATE_KEY,)
+    ).fetchone()
+    last = conn.execute("SELECT MAX(round) FROM rounds").fetchone()[0]
+    if row is None:
+        if last is not None:
+            raise ConfigError(
+                f"--resume: {ledger.path} has {last} rounds but no saved state "
+                "(was engine.checkpoint = false?)"
+            )
+        return None
+    if last != row[0]:  # cannot happen: both are written in one transaction
+        raise ConfigError(f"--resume: {ledger.path}: state of round {row[0]}, last round {last}")
+    with ledger.transaction():
+        conn.execute("UPDATE runs SET status = 'running', stop_reason = NULL WHERE run_id = 1")
+    return bytes(row[1])

@@ -1,0 +1,93 @@
+"""Optional per-round logging to TensorBoard and MLflow, as loop callbacks. Both are off by
+default (``report.tensorboard_dir``, ``report.mlflow``) and neither library is a dependency:
+asking for one that is not installed is a clear error, never a silent no-op."""
+
+from __future__ import annotations
+
+import atexit
+from typing import TYPE_CHECKING, Any
+
+from greenfl.config import ReportConfig
+from greenfl.errors import MissingExtraError
+from greenfl.units import J_PER_KWH
+
+if TYPE_CHECKING:
+    from greenfl.engine.loop import Callback, RoundLoop, RoundRecord
+
+
+def round_metrics(rec: RoundRecord) -> dict[str, float]:
+    """What is logged each round, keyed by metric name."""
+    return {
+        "accuracy": rec.accuracy,
+        "loss": rec.loss,
+        "clients_completed": float(rec.completed),
+        "clients_selected": float(rec.selected),
+        "energy_j": rec.energy_j,
+        "carbon_g": rec.carbon_g,
+        "cum_energy_kwh": rec.cum_energy_j / J_PER_KWH,
+        "cum_carbon_g": rec.cum_carbon_g,
+        "sim_time_s": rec.sim_time_s,
+    }
+
+
+class TensorBoardLogger:
+    def __init__(self, log_dir: str) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise MissingExtraError(
+                "report.tensorboard_dir needs tensorboard: pip install tensorboard"
+            ) from None
+        self.writer = SummaryWriter(log_dir=log_dir)
+        atexit.register(self.writer.close)
+
+    def __call__(self, rec: RoundRecord, loop: RoundLoop) -> tuple[bool, dict[str, Any]]:
+        metrics = round_metrics(rec)
+        for name, value in metrics.items():
+            self.writer.add_scalar(f"greenfl/{name}", value, rec.round)
+        self.writer.flush()  # a crash after this round still leaves it on disk
+        return False, metrics
+
+
+class MlflowLogger:
+    def __init__(self, experiment: str, tracking_uri: str | None) -> None:
+        try:
+            import mlflow
+        except ImportError:
+            raise MissingExtraError("report.mlflow needs mlflow: pip install mlflow") from None
+        self.mlflow = mlflow
+        if tracking_uri is not None:
+            mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_experiment(experiment)
+        self.started = False
+
+    def __call__(self, rec: RoundRecord, loop: RoundLoop) -> tuple[bool, dict[str, Any]]:
+        if not self.started:
+            self.mlflow.start_run()
+            atexit.register(self.mlflow.end_run)
+            self.mlflow.log_params(_flat(loop.cfg.to_dict()))
+            self.started = True
+        metrics = round_metrics(rec)
+        self.mlflow.log_metrics(metrics, step=rec.round)
+        return False, metrics
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = str(v)
+    return out
+
+
+def tracking_callbacks(cfg: ReportConfig) -> list[Callback]:
+    """The loggers the config asks for (none by default)."""
+    out: list[Callback] = []
+    if cfg.tensorboard_dir is not None:
+        out.append(TensorBoardLogger(cfg.tensorboard_dir))
+    if cfg.mlflow:
+        out.append(MlflowLogger(cfg.mlflow_experiment, cfg.mlflow_tracking_uri))
+    return out

@@ -1,0 +1,241 @@
+"""Federated vs centralised: the footprint of training the same model on the same data in
+the datacentre that hosts the FL server, after every client uploads its raw data once.
+
+    train_s         = work_flops / server_flops_per_s
+    server_energy_j = server power_w * train_s * pue          (fleet [server])
+    server_carbon_g = server_energy_j at the server region's intensity over [0, train_s]
+    upload (each client, once, over its own network, at the start):
+      upload_s      = data_bytes * 8 / (up_mbps * 1e6)
+      energy_j      = radio_power_w * upload_s + data_bytes/1e9 * network_kwh_per_gb * 3.6e6
+      carbon_g      = energy_j at the client's region intensity + device embodied for upload_s
+
+The work is, by default, the FLOPs the federated run spent on the updates it aggregated
+(``same-work``: the same sample-epochs, on the server instead of the clients). With
+``to-accuracy`` the model is really trained centrally, on the pooled data with the same
+optimiser settings, until it reaches the federated run's final accuracy (or the target), and
+the FLOPs of the epochs that took are counted. Both leave out the server's embodied carbon,
+as the federated ledger does."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from greenfl.config import RunConfig
+from greenfl.data import load_dataset
+from greenfl.data.base import FederatedDataset
+from greenfl.engine.accounting import EntryTable, intensity_sources, mean_intensity
+from greenfl.engine.build import build_model_for
+from greenfl.engine.loop import evaluate
+from greenfl.engine.params import get_flat
+from greenfl.errors import ConfigError
+from greenfl.fleet.catalog import Fleet
+from greenfl.fleet.population import Population
+from greenfl.footprint.model import (
+    comm_energy_j,
+    embodied_carbon_g,
+    operational_carbon_g,
+    transfer_time_s,
+)
+from greenfl.models import training_flops_per_sample
+from greenfl.scheduling.clock import SimClock
+
+# estimate: effective fp32 training throughput of the one-socket CPU server of the built-in
+# fleet ([server], 250 W): ~3x the built-in desktop's 1e11 FLOP/s for a 32-core part with
+# wider vector units; no public measurement. Override with --server-flops-per-s.
+DEFAULT_SERVER_FLOPS_PER_S = 3.0e11
+
+Work = Literal["same-work", "to-accuracy"]
+
+
+@dataclass(frozen=True)
+class CentralisedEstimate:
+    work: str
+    work_flops: float
+    epochs: float  # passes over the pooled training set the work amounts to
+    server_flops_per_s: float
+    train_s: float
+    server_energy_j: float
+    server_ci_g_per_kwh: float
+    server_carbon_g: float
+    data_bytes: int
+    upload_energy_j: float
+    upload_operational_g: float
+    upload_embodied_g: float
+    reached_accuracy: float | None = None
+    assumptions: list[str] = field(default_factory=list)
+
+    @property
+    def energy_j(self) -> float:
+        return self.server_energy_j + self.upload_energy_j
+
+    @property
+    def carbon_g(self) -> float:
+        return self.server_carbon_g + self.upload_operational_g + self.upload_embodied_g
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["energy_j"] = self.energy_j
+        d["carbon_g"] = self.carbon_g
+        return d
+
+
+def sample_bytes(dataset: FederatedDataset) -> int:
+    """Bytes of one training sample as the clients hold it (features + label tensors)."""
+    for cid in range(dataset.num_clients):
+        x, y = dataset.client_data(cid)
+        if len(y):
+            return int(x[0].numel() * x.element_size() + y.element_size())
+    raise ConfigError("data: every client holds zero samples")
+
+
+@dataclass(frozen=True)
+class UploadCost:
+    data_bytes: int
+    energy_j: float
+    operational_g: float
+    embodied_g: float
+
+
+def upload_cost(
+    fleet: Fleet,
+    population: Population,
+    cfg: RunConfig,
+    bytes_per_sample: int,
+) -> UploadCost:
+    """Every client sends its raw data once, over its own network, from the run's start."""
+    entries = EntryTable.build(fleet)
+    e = population.entry
+    data_bytes = population.num_samples.astype(np.float64) * bytes_per_sample
+    up_s = transfer_time_s(data_bytes, entries.up_mbps[e])
+    energy = comm_energy_j(
+        up_s, data_bytes, entries.radio_power_w[e], entries.network_kwh_per_gb[e]
+    )
+    sources = intensity_sources(fleet, cfg.fleet, SimClock(cfg.fleet.start_time))
+    ci = mean_intensity(sources, population.region, np.zeros_like(up_s), up_s)
+    emb = embodied_carbon_g(
+        up_s, entries.embodied_kg[e], entries.lifetime_years[e], entries.active_share[e]
+    )
+    return UploadCost(
+        int(data_bytes.sum()),
+        float(energy.sum()),
+        float(operational_carbon_g(energy, ci).sum()),
+        float(emb.sum()),
+    )
+
+
+def pooled(dataset: FederatedDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = zip(*(dataset.client_data(c) for c in range(dataset.num_clients)), strict=True)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def epochs_to_accuracy(
+    cfg: RunConfig,
+    model: nn.Module,
+    dataset: FederatedDataset,
+    target: float,
+    max_epochs: int,
+) -> tuple[float, float]:
+    """Train centrally (same batch size, lr, momentum) until the test accuracy reaches
+    ``target``, checking after every epoch; (epochs taken, accuracy reached). Epochs is
+    ``max_epochs`` if it never gets there."""
+    x, y = pooled(dataset)
+    test = dataset.test_data()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum)
+    acc = 0.0
+    for epoch in range(1, max_epochs + 1):
+        model.train()
+        for idx in torch.randperm(len(y), generator=gen).split(cfg.train.batch_size):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+        acc, _ = evaluate(model, get_flat(model), test)
+        if acc >= target:
+            return float(epoch), acc
+    return float(max_epochs), acc
+
+
+def estimate_centralised(
+    cfg: RunConfig,
+    fleet: Fleet,
+    fl_work_flops: float | None = None,
+    fl_final_accuracy: float | None = None,
+    work: Work = "same-work",
+    server_flops_per_s: float = DEFAULT_SERVER_FLOPS_PER_S,
+    max_epochs: int = 200,
+    dataset: FederatedDataset | None = None,
+) -> CentralisedEstimate:
+    """The centralised footprint. ``fl_work_flops``: FLOPs of the federated run's aggregated
+    updates (from its ledger); without it, the work the config implies (rounds x clients per
+    round x local epochs x mean client samples)."""
+    if server_flops_per_s <= 0:
+        raise ConfigError("--server-flops-per-s must be > 0")
+    dataset = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
+    model = build_model_for(cfg, dataset)
+    per_sample = training_flops_per_sample(
+        model, dataset.input_shape, dataset.num_classes, cfg.train.batch_size
+    )
+    sizes = dataset.client_sizes()
+    n_train = int(sizes.sum())
+    assumptions = [
+        f"server throughput {server_flops_per_s:.3g} FLOP/s (effective, fp32)",
+        f"{per_sample:.4g} training FLOPs per sample (torch FlopCounterMode, forward+backward)",
+        "raw data uploaded once, as the float32/int64 tensors the clients hold",
+        "server embodied carbon left out, as in the federated ledger",
+    ]
+    reached = None
+    if work == "to-accuracy":
+        target = cfg.stop.target_accuracy or fl_final_accuracy
+        if target is None:
+            raise ConfigError(
+                "to-accuracy needs stop.target_accuracy or a federated run (--run) to match"
+            )
+        epochs, reached = epochs_to_accuracy(cfg, model, dataset, target, max_epochs)
+        flops = epochs * n_train * per_sample
+        assumptions.insert(
+            0,
+            f"work: centralised SGD on the pooled data until accuracy {target:.4f} "
+            f"({'reached' if reached >= target else 'not reached'} after {epochs:g} epochs)",
+        )
+    elif fl_work_flops is not None:
+        flops = float(fl_work_flops)
+        epochs = flops / (per_sample * n_train) if n_train else math.nan
+        assumptions.insert(0, "work: the FLOPs of the federated run's aggregated updates")
+    else:
+        t = cfg.train
+        flops = t.rounds * t.clients_per_round * t.local_epochs * float(sizes.mean()) * per_sample
+        epochs = flops / (per_sample * n_train) if n_train else math.nan
+        assumptions.insert(
+            0, "work: rounds x clients_per_round x local_epochs x mean client samples"
+        )
+    train_s = flops / server_flops_per_s
+    srv = fleet.server
+    energy = srv.power_w * train_s * srv.pue
+    sources = intensity_sources(fleet, cfg.fleet, SimClock(cfg.fleet.start_time))
+    ci = float(
+        sources[fleet.region_index(srv.region)].mean(np.array([0.0]), np.array([train_s]))[0]
+    )
+    population = Population.assign(fleet, sizes, cfg.seed)
+    up = upload_cost(fleet, population, cfg, sample_bytes(dataset))
+    return CentralisedEstimate(
+        work=work,
+        work_flops=flops,
+        epochs=epochs,
+        server_flops_per_s=server_flops_per_s,
+        train_s=train_s,
+        server_energy_j=energy,
+        server_ci_g_per_kwh=ci,
+        server_carbon_g=float(operational_carbon_g(energy, ci)),
+        data_bytes=up.data_bytes,
+        upload_energy_j=up.energy_j,
+        upload_operational_g=up.operational_g,
+        upload_embodied_g=up.embodied_g,
+        reached_accuracy=reached,
+        assumptions=assumptions,
+    )

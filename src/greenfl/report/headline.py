@@ -1,0 +1,179 @@
+"""The report's headline numbers: each with its value, how it is shown, and (where it is one)
+the summary.json key it comes from, so a test can check the page against summary.json."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from greenfl.report.run_data import RunData
+from greenfl.report.style import carbon_scale, energy_scale
+from greenfl.report.tables import breakdown, intelligence_per_kwh
+from greenfl.units import J_PER_KWH
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    value: float | None
+    display: str
+    note: str = ""
+    summary_key: str | None = None  # dotted key into summary.json, when the value is one
+
+
+def summary_value(summary: dict[str, Any], dotted: str) -> Any:
+    node: Any = summary
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def format_carbon(g: float | None) -> str:
+    if g is None or not math.isfinite(g):
+        return "n/a"
+    k, unit = carbon_scale(abs(g))
+    return f"{g * k:.3g} {unit}"
+
+
+def format_kwh(j: float | None) -> str:
+    if j is None or not math.isfinite(j):
+        return "n/a"
+    return f"{j / J_PER_KWH:.3g} kWh"
+
+
+def format_energy(j: float | None) -> str:
+    """Energy in the unit that reads best (J, Wh or kWh)."""
+    if j is None or not math.isfinite(j):
+        return "n/a"
+    k, unit = energy_scale(abs(j))
+    v = j * k
+    return f"{v:,.0f} {unit}" if abs(v) >= 1000 else f"{v:.3g} {unit}"
+
+
+def format_large(v: float) -> str:
+    if not math.isfinite(v):
+        return "n/a"
+    for size, word in ((1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
+        if abs(v) >= size:
+            return f"{v / size:.3g} {word}"
+    return f"{v:.3g}"
+
+
+def format_accuracy(a: float | None) -> str:
+    return "n/a" if a is None else f"{a * 100:.2f}%"
+
+
+def format_duration(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "n/a"
+    if s < 120:
+        return f"{s:.3g} s"
+    if s < 2 * 3600:
+        return f"{s / 60:.3g} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:.3g} h"
+    return f"{s / 86400:.3g} days"
+
+
+def headline_metrics(run: RunData) -> list[Metric]:
+    s = run.summary
+    b = breakdown(run.conn)
+    total_j = float(s["energy_j"]["total"])
+    acc = s["final_accuracy"]
+    ipk = (
+        intelligence_per_kwh(acc, run.initial_accuracy, total_j)
+        if acc is not None
+        else float("nan")
+    )
+    target = s.get("target_accuracy")
+    to_target = s.get("carbon_g_to_target")
+    if target is None:
+        target_note = "no target set (stop.target_accuracy)"
+    elif to_target is None:
+        target_note = f"target {format_accuracy(target)} not reached"
+    else:
+        target_note = f"reached {format_accuracy(target)} in round {s['rounds_to_target']}"
+    initial = run.initial_accuracy
+    return [
+        Metric(
+            "final_accuracy",
+            "final accuracy",
+            acc,
+            format_accuracy(acc),
+            f"best {format_accuracy(s['best_accuracy'])}; untrained "
+            + ("n/a" if math.isnan(initial) else format_accuracy(initial)),
+            "final_accuracy",
+        ),
+        Metric(
+            "energy_kwh",
+            "energy",
+            total_j,
+            format_energy(total_j),
+            f"= {format_kwh(total_j)}: clients, network and server x PUE",
+            "energy_j.total",
+        ),
+        Metric(
+            "carbon_total",
+            "carbon",
+            s["carbon_g"]["total"],
+            format_carbon(s["carbon_g"]["total"]),
+            "operational + embodied",
+            "carbon_g.total",
+        ),
+        Metric(
+            "carbon_operational",
+            "operational carbon",
+            s["carbon_g"]["operational"],
+            format_carbon(s["carbon_g"]["operational"]),
+            f"of which server {format_carbon(b.server_g)}",
+            "carbon_g.operational",
+        ),
+        Metric(
+            "carbon_embodied",
+            "embodied carbon",
+            s["carbon_g"]["embodied"],
+            format_carbon(s["carbon_g"]["embodied"]),
+            "device manufacturing, amortised over active use",
+            "carbon_g.embodied",
+        ),
+        Metric(
+            "carbon_server",
+            "server carbon",
+            b.server_g,
+            format_carbon(b.server_g),
+            "aggregation + evaluation, x PUE (ledger rounds.server_carbon_g)",
+        ),
+        Metric(
+            "carbon_to_target",
+            "carbon to target",
+            to_target,
+            format_carbon(to_target),
+            target_note,
+            "carbon_g_to_target",
+        ),
+        Metric(
+            "intelligence_per_kwh",
+            "intelligence per kWh",
+            ipk,
+            f"{format_large(ipk)} pts/kWh",
+            "accuracy points gained over the untrained model, per kWh",
+        ),
+        Metric(
+            "rounds_completed",
+            "rounds",
+            s["rounds_completed"],
+            str(s["rounds_completed"]),
+            run.stop_reason or "",
+            "rounds_completed",
+        ),
+        Metric(
+            "sim_time_s",
+            "simulated time",
+            s["sim_time_s"],
+            format_duration(s["sim_time_s"]),
+            f"wall time {format_duration(s.get('wall_time_s'))}",
+            "sim_time_s",
+        ),
+    ]

@@ -1,0 +1,299 @@
+"""A real client: joins a ``greenfl serve`` server, trains on its own data when asked, and
+reports its update and footprint.
+
+It trains with the same ``train_one`` and codecs as a simulated client, seeded the same way,
+so a deployment of N clients computes exactly what ``greenfl run`` computes for them. Its
+energy comes from its own meter (RAPL where readable); without one the server models it
+from the client's device profile (``estimated = 1`` in the ledger). The link is
+client-initiated (works from behind NAT) and reconnects with exponential backoff."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+import torch
+from pydantic import ValidationError
+
+from greenfl.compression import Codec
+from greenfl.config import RunConfig
+from greenfl.data import load_dataset
+from greenfl.engine.build import build_model_for, codec_for
+from greenfl.engine.params import ParamSpec
+from greenfl.engine.trainer import client_seed, train_one
+from greenfl.errors import GreenflError, TransportError, UpdateRejected
+from greenfl.footprint.meters import Meter, best_meter
+from greenfl.models import training_flops_per_sample
+from greenfl.transport import greenfl_pb2 as pb
+from greenfl.transport import greenfl_pb2_grpc as pb_grpc
+from greenfl.transport.validate import PROTOCOL_VERSION
+from greenfl.transport.wire import (
+    encoded_to_pb,
+    instructions_from_pb,
+    params_from_pb,
+    params_to_pb,
+)
+
+log = logging.getLogger("greenfl.join")
+
+# Refusals that retrying cannot fix: the client exits instead of reconnecting.
+_PERMANENT = (
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.PERMISSION_DENIED,
+)
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    server: str
+    client_id: int
+    token: str = ""
+    device: str = ""
+    ca_cert_pem: bytes | None = None  # set: TLS, trusting this CA (or self-signed cert)
+    tls_server_name: str | None = None  # the name the server's certificate is checked for
+    max_message_mb: float = 256.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    retry_for_s: float = 600.0  # give up after this long without reaching the server
+
+
+@dataclass
+class ClientStats:
+    rounds: int = 0
+    rejected: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    compute_s: float = 0.0
+    energy_j: float | None = None  # measured; None where the meter cannot measure energy
+    reconnects: int = 0
+    shutdown_reason: str = ""
+    history: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass
+class _Local:
+    """What a client builds once from the server's config: its data, model and codec."""
+
+    cfg: RunConfig
+    x: torch.Tensor
+    y: torch.Tensor
+    model: torch.nn.Module
+    spec: ParamSpec
+    codec: Codec
+    flops_per_sample: float
+
+
+class _Lost(Exception):
+    """The server went away; reconnect."""
+
+
+class FederatedClient:
+    """``run()`` blocks until the server ends the run; returns what this client did."""
+
+    def __init__(
+        self,
+        opts: ClientOptions,
+        meter: Meter | None = None,
+        on_round: Callable[[dict[str, object]], None] | None = None,
+    ) -> None:
+        self.opts = opts
+        self.meter = meter if meter is not None else best_meter()
+        self.on_round = on_round
+        self.stats = ClientStats()
+        self._local: _Local | None = None
+        self._config_json = ""
+        self._device = opts.device
+
+    # ---- connection -----------------------------------------------------------------
+    def _channel(self) -> grpc.Channel:
+        limit = int(self.opts.max_message_mb * 1_000_000)
+        options = [
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+        ]
+        if self.opts.ca_cert_pem is None:
+            return grpc.insecure_channel(self.opts.server, options=options)
+        if self.opts.tls_server_name:
+            options.append(("grpc.ssl_target_name_override", self.opts.tls_server_name))
+        creds = grpc.ssl_channel_credentials(root_certificates=self.opts.ca_cert_pem)
+        return grpc.secure_channel(self.opts.server, creds, options=options)
+
+    def run(self) -> ClientStats:
+        delay = self.opts.backoff_initial_s
+        unreachable_since: float | None = None
+        while True:
+            joined = False
+            try:
+                with self._channel() as channel:
+                    stub = pb_grpc.FederationStub(channel)
+                    reply = self._join(stub)
+                    joined = True
+                    delay = self.opts.backoff_initial_s
+                    unreachable_since = None
+                    self._serve_tasks(stub, reply.session_id)
+                    return self.stats
+            except grpc.RpcError as exc:
+                code = exc.code()  # type: ignore[attr-defined]
+                details = exc.details()  # type: ignore[attr-defined]
+                if not joined and code in _PERMANENT:
+                    raise TransportError(f"server {self.opts.server} refused: {details}") from None
+                log.warning("connection to %s lost: %s %s", self.opts.server, code.name, details)
+            except _Lost as exc:
+                log.warning("connection to %s lost: %s", self.opts.server, exc)
+            now = time.monotonic()
+            unreachable_since = unreachable_since if unreachable_since is not None else now
+            if now - unreachable_since > self.opts.retry_for_s:
+                raise TransportError(
+                    f"server {self.opts.server} unreachable for {self.opts.retry_for_s:g} s"
+                )
+            # Full jitter, so clients cut off together do not all return at the same instant.
+            wait_s = delay * (0.5 + random.random() / 2)
+            log.info("reconnecting in %.1f s", wait_s)
+            time.sleep(wait_s)
+            delay = min(delay * 2, self.opts.backoff_max_s)
+            self.stats.reconnects += 1
+
+    def _join(self, stub: pb_grpc.FederationStub) -> pb.JoinReply:
+        reply = stub.Join(
+            pb.JoinRequest(
+                protocol_version=PROTOCOL_VERSION,
+                token=self.opts.token,
+                client_id=self.opts.client_id,
+                device=self.opts.device,
+                meter=self.meter.name,
+            ),
+            # Waits for the server to come up (it may still be starting, or restarting).
+            wait_for_ready=True,
+            timeout=min(30.0, self.opts.retry_for_s),
+        )
+        if reply.config_json != self._config_json:
+            self._local = self._build_local(reply.config_json)
+            self._config_json = reply.config_json
+        log.info(
+            "joined %s as client %d (device %s)",
+            self.opts.server,
+            self.opts.client_id,
+            reply.device,
+        )
+        self._device = reply.device
+        return reply
+
+    def _build_local(self, config_json: str) -> _Local:
+        try:
+            cfg = RunConfig.model_validate_json(config_json)
+        except ValidationError as exc:
+            # A server of another greenfl version may send keys this one does not know.
+            raise TransportError(
+                f"the server's config does not validate here (greenfl versions differ?): "
+                f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+            ) from None
+        # Demo and test deployments hold partition N of the configured dataset.
+        dataset = load_dataset(cfg.data, cfg.seed)
+        x, y = dataset.client_data(self.opts.client_id)
+        model = build_model_for(cfg, dataset)
+        flops = training_flops_per_sample(
+            model, dataset.input_shape, dataset.num_classes, cfg.train.batch_size
+        )
+        return _Local(cfg, x, y, model, ParamSpec.of(model), codec_for(cfg.compression), flops)
+
+    def _serve_tasks(self, stub: pb_grpc.FederationStub, session_id: str) -> None:
+        for task in stub.Tasks(pb.TaskRequest(session_id=session_id)):
+            self.stats.bytes_down += task.ByteSize()
+            if task.kind == pb.Task.SHUTDOWN:
+                self.stats.shutdown_reason = task.reason
+                log.info("server ended the run: %s", task.reason)
+                return
+            if task.kind != pb.Task.FIT:
+                continue
+            update = self._fit(task, session_id)
+            self._submit(stub, update, task)
+        raise _Lost("the server closed the task stream")
+
+    def _submit(self, stub: pb_grpc.FederationStub, update: pb.Update, task: pb.Task) -> None:
+        size = update.ByteSize()
+        try:
+            ack = stub.SubmitUpdate(update, timeout=120)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:  # type: ignore[attr-defined]
+                raise
+            # Too large for the server's gRPC limit: say so, so the round need not time out.
+            err = pb.Update(
+                protocol_version=PROTOCOL_VERSION,
+                session_id=update.session_id,
+                client_id=update.client_id,
+                round=update.round,
+                task_id=update.task_id,
+                error=f"update of {size} bytes exceeds the server's message limit",
+            )
+            ack = stub.SubmitUpdate(err, timeout=30)
+        self.stats.bytes_up += size
+        self.stats.rounds += 1
+        if not ack.accepted:
+            self.stats.rejected += 1
+            log.warning("round %d: update not accepted: %s", task.round, ack.reason)
+
+    # ---- one task -------------------------------------------------------------------
+    def _fit(self, task: pb.Task, session_id: str) -> pb.Update:
+        local = self._local
+        assert local is not None
+        cid = self.opts.client_id
+        update = pb.Update(
+            protocol_version=PROTOCOL_VERSION,
+            session_id=session_id,
+            client_id=cid,
+            round=task.round,
+            task_id=task.task_id,
+            num_samples=len(local.y),
+        )
+        try:
+            params = params_from_pb(task.params, local.spec)
+        except UpdateRejected as exc:
+            update.error = f"the server's parameters do not fit the local model: {exc}"
+            return update
+        ins = instructions_from_pb(task.instructions)
+        seed = client_seed(int(task.seed), int(task.round), cid)
+        token = self.meter.begin()
+        result = train_one(local.model, params, local.x, local.y, cid, ins, seed)
+        measured = self.meter.end(token)
+        flops = local.flops_per_sample * result.samples_processed
+        try:
+            if local.codec.name == "identity":
+                update.tensors.tensors.extend(params_to_pb(result.delta, local.spec))
+            else:
+                # The same generator as a simulated client, so stochastic rounding matches.
+                gen = torch.Generator().manual_seed(seed + 1)
+                update.encoded.CopyFrom(encoded_to_pb(local.codec.encode(result.delta, cid, gen)))
+        except GreenflError as exc:
+            update.error = f"cannot encode the update: {exc}"
+        update.loss = result.loss
+        fp = update.footprint
+        fp.flops = flops
+        fp.compute_s = measured.elapsed_s
+        fp.estimated = measured.estimated
+        fp.device = self._device
+        fp.meter = self.meter.name
+        if measured.energy_j is not None:
+            fp.energy_j = measured.energy_j
+            self.stats.energy_j = (self.stats.energy_j or 0.0) + measured.energy_j
+        self.stats.compute_s += measured.elapsed_s
+        row: dict[str, object] = {
+            "round": int(task.round),
+            "num_samples": len(local.y),
+            "loss": result.loss,
+            "compute_s": measured.elapsed_s,
+            "energy_j": measured.energy_j,
+            "bytes_down": task.ByteSize(),
+            "bytes_up": update.ByteSize(),
+        }
+        self.stats.history.append(row)
+        if self.on_round is not None:
+            self.on_round(row)
+        return update

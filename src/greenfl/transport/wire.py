@@ -1,0 +1,59 @@
+"""Converting between greenfl's values and the protobuf messages of greenfl.proto."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from greenfl.compression import EncodedUpdate
+from greenfl.engine.params import ParamSpec
+from greenfl.strategy.base import FitInstructions
+from greenfl.transport import greenfl_pb2 as pb
+from greenfl.transport.validate import WireTensor, flat_to_tensors, tensors_to_flat
+
+
+def tensors_to_pb(tensors: Sequence[WireTensor]) -> list[pb.Tensor]:
+    return [
+        pb.Tensor(name=t.name, shape=list(t.shape), dtype=t.dtype, data=t.data) for t in tensors
+    ]
+
+
+def tensors_from_pb(msgs: Sequence[pb.Tensor]) -> list[WireTensor]:
+    return [WireTensor(m.name, tuple(int(s) for s in m.shape), m.dtype, m.data) for m in msgs]
+
+
+def params_to_pb(flat: torch.Tensor, spec: ParamSpec) -> list[pb.Tensor]:
+    return tensors_to_pb(flat_to_tensors(flat, spec))
+
+
+def params_from_pb(msgs: Sequence[pb.Tensor], spec: ParamSpec) -> torch.Tensor:
+    return tensors_to_flat(tensors_from_pb(msgs), spec)
+
+
+def instructions_to_pb(ins: FitInstructions) -> pb.FitInstructions:
+    return pb.FitInstructions(
+        local_epochs=ins.local_epochs,
+        batch_size=ins.batch_size,
+        lr=ins.lr,
+        momentum=ins.momentum,
+        prox_mu=ins.prox_mu,
+    )
+
+
+def instructions_from_pb(msg: pb.FitInstructions) -> FitInstructions:
+    return FitInstructions(
+        local_epochs=int(msg.local_epochs),
+        batch_size=int(msg.batch_size),
+        lr=float(msg.lr),
+        momentum=float(msg.momentum),
+        prox_mu=float(msg.prox_mu),
+    )
+
+
+def encoded_to_pb(enc: EncodedUpdate) -> pb.EncodedUpdate:
+    return pb.EncodedUpdate(codec=enc.codec, num_elements=enc.num_elements, payload=enc.payload)
+
+
+def encoded_from_pb(msg: pb.EncodedUpdate) -> EncodedUpdate:
+    return EncodedUpdate(codec=msg.codec, num_elements=int(msg.num_elements), payload=msg.payload)

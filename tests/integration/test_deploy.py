@@ -1,0 +1,393 @@
+"""Real deployment on loopback: a `greenfl serve` process, `greenfl join` processes, and test
+clients that misbehave on purpose, talking gRPC through the generated stubs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import greenfl
+from greenfl.config import load_config
+
+CLI = [sys.executable, "-m", "greenfl"]
+# One torch thread per process: four processes share a small CI machine.
+# Child processes import the greenfl under test (an absolute path: they run elsewhere).
+SRC = str(Path(greenfl.__file__).resolve().parents[1])
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
+    "OMP_NUM_THREADS": "1",
+    "PYTHONUNBUFFERED": "1",
+}
+
+CONFIG = """
+seed = 3
+[data]
+num_clients = {n}
+[train]
+rounds = {rounds}
+clients_per_round = {n}
+[fleet]
+catalog = "builtin"
+[deploy]
+round_timeout_s = 60
+join_timeout_s = 60
+keepalive_s = 1
+{extra}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(path: Path, n: int, rounds: int, extra: str = "") -> Path:
+    path.write_text(textwrap.dedent(CONFIG.format(n=n, rounds=rounds, extra=extra)))
+    return path
+
+
+class Procs:
+    """Child processes, killed at the end of a test whatever happens."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self, *args: str, cwd: Path) -> subprocess.Popen[str]:
+        p = subprocess.Popen(
+            [*CLI, *args],
+            cwd=cwd,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.procs.append(p)
+        return p
+
+    def kill_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=10)
+            for stream in (p.stdout, p.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """This process trains too (the reference run, thread clients) beside the children."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    ps = Procs()
+    try:
+        yield ps
+    finally:
+        ps.kill_all()
+
+
+def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def finish(p: subprocess.Popen[str], timeout_s: float) -> tuple[int, str, str]:
+    out, err = p.communicate(timeout=timeout_s)
+    return p.returncode, out, err
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def max_round(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        return rows(db, "SELECT COALESCE(MAX(round), 0) FROM rounds")[0][0]
+    except sqlite3.OperationalError:  # the schema is not written yet
+        return 0
+
+
+class ThreadClients:
+    """Well-behaved clients as threads of the test process: cheaper than processes on a
+    small machine, and the same code as `greenfl join`."""
+
+    def __init__(self, address: str, ids: list[int], token: str = "") -> None:
+        from greenfl.footprint.meters import NullMeter
+        from greenfl.transport.client import ClientOptions, FederatedClient
+
+        self.clients = [
+            FederatedClient(
+                ClientOptions(address, i, token=token, backoff_max_s=2.0, retry_for_s=60),
+                NullMeter(),
+            )
+            for i in ids
+        ]
+        self.errors: list[BaseException] = []
+        self.threads = [
+            threading.Thread(target=self._run, args=(c,), daemon=True) for c in self.clients
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, client: object) -> None:
+        try:
+            client.run()  # type: ignore[attr-defined]
+        except BaseException as exc:  # noqa: BLE001 - reported by join()
+            self.errors.append(exc)
+
+    def join(self, timeout_s: float) -> None:
+        for t in self.threads:
+            t.join(timeout=timeout_s)
+        assert not any(t.is_alive() for t in self.threads), "a client did not finish"
+        assert not self.errors, self.errors
+
+
+def simulated_accuracies(cfg_path: Path) -> list[float]:
+    """The same run in-process: deployment must compute exactly what simulation does."""
+    res = greenfl.run(load_config(cfg_path))
+    return [r.accuracy for r in res.history]
+
+
+@pytest.mark.slow
+def test_three_client_processes_over_tls_match_simulation(tmp_path: Path, procs: Procs) -> None:
+    cfg = write_config(tmp_path / "c.toml", n=3, rounds=3)
+    (tmp_path / "token").write_text("correct-horse\n")
+    port = free_port()
+    tls: list[str] = []
+    ca: list[str] = []
+    if shutil.which("openssl"):
+        # The command of docs/readme-issue6.md: a self-signed pair for localhost.
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                "-keyout", "key.pem", "-out", "cert.pem", "-subj", "/CN=localhost",
+                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ],
+            cwd=tmp_path, check=True, capture_output=True,
+        )  # fmt: skip
+        tls = ["--tls-cert", "cert.pem", "--tls-key", "key.pem"]
+        ca = ["--ca-cert", "cert.pem"]
+    server = procs.start(
+        "serve", "c.toml", "--address", f"127.0.0.1:{port}", "--out", "run",
+        "--token-file", "token", "--min-clients", "3", "--quiet", *tls, cwd=tmp_path,
+    )  # fmt: skip
+    addr = f"localhost:{port}"
+    clients = [
+        procs.start(
+            "join",
+            "--server",
+            addr,
+            "--client-id",
+            str(i),
+            "--token-file",
+            "token",
+            *ca,
+            cwd=tmp_path,
+        )  # fmt: skip
+        for i in range(3)
+    ]
+    expected = simulated_accuracies(cfg)  # meanwhile, the same run in-process
+    code, out, err = finish(server, 90)
+    assert code == 0, err
+    for c in clients:
+        c_code, _, c_err = finish(c, 30)
+        assert c_code == 0, c_err
+        assert "done: 3 rounds" in c_err
+
+    db = tmp_path / "run" / "ledger.sqlite"
+    got = rows(db, "SELECT round, client_id, status, bytes_up, bytes_down FROM client_rounds")
+    assert sorted((r, c) for r, c, *_ in got) == [(r, c) for r in (1, 2, 3) for c in (0, 1, 2)]
+    assert {s for _, _, s, _, _ in got} == {"completed"}
+    # Bytes are the serialized messages: 4810 float32 parameters plus names and framing.
+    assert all(4 * 4810 < up < 4 * 4810 + 400 and 4 * 4810 < down < 4 * 4810 + 400
+               for *_, up, down in got)  # fmt: skip
+    accuracies = [a for (a,) in rows(db, "SELECT accuracy FROM rounds ORDER BY round")]
+    assert accuracies == pytest.approx(expected, abs=1e-9)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["rounds_completed"] == 3 and summary["clients_completed"] == 9
+
+
+@pytest.mark.slow
+def test_kill9_server_then_resume_loses_no_round(tmp_path: Path, procs: Procs) -> None:
+    rounds = 6
+    cfg = write_config(tmp_path / "c.toml", n=3, rounds=rounds)
+    port = free_port()
+    serve = ("serve", "--address", f"127.0.0.1:{port}", "--out", "run", "--quiet")
+    server = procs.start(*serve, "c.toml", "--min-clients", "3", cwd=tmp_path)
+    clients = ThreadClients(f"127.0.0.1:{port}", [0, 1, 2])
+    db = tmp_path / "run" / "ledger.sqlite"
+    wait_for(lambda: max_round(db) >= 2, 60, "round 2 in the ledger")
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=10)
+    done_before = max_round(db)
+    assert 2 <= done_before < rounds
+
+    resumed = procs.start(*serve, "--resume", "--min-clients", "3", cwd=tmp_path)
+    expected = simulated_accuracies(cfg)
+    code, _, err = finish(resumed, 90)
+    assert code == 0, err
+    clients.join(30)
+    assert all(c.stats.reconnects >= 1 for c in clients.clients)
+    got = rows(db, "SELECT round FROM rounds ORDER BY round")
+    assert [r for (r,) in got] == list(range(1, rounds + 1))
+    per_round = rows(db, "SELECT round, COUNT(*) FROM client_rounds GROUP BY round")
+    assert per_round == [(r, 3) for r in range(1, rounds + 1)]
+    # Restored model, strategy and RNG state: the run is the uninterrupted run, exactly.
+    accuracies = [a for (a,) in rows(db, "SELECT accuracy FROM rounds ORDER BY round")]
+    assert accuracies == pytest.approx(expected, abs=1e-9)
+    assert rows(db, "SELECT status FROM runs") == [("completed",)]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["rounds_completed"] == rounds
+
+
+# A client that takes its task and then hangs, so the test can kill it mid-round.
+HANGING_CLIENT = """
+import sys, time, grpc
+from greenfl.transport import greenfl_pb2 as pb, greenfl_pb2_grpc as pbg
+ch = grpc.insecure_channel(sys.argv[1])
+stub = pbg.FederationStub(ch)
+req = pb.JoinRequest(protocol_version=1, token="t0k", client_id=int(sys.argv[2]))
+r = stub.Join(req, wait_for_ready=True, timeout=60)
+for task in stub.Tasks(pb.TaskRequest(session_id=r.session_id)):
+    if task.kind == pb.Task.FIT:
+        print("GOT TASK", task.round, flush=True)
+        time.sleep(3600)
+"""
+
+
+def _malicious_client(address: str, client_id: int, log: list[str]) -> None:
+    """Sends, round by round: NaN, a wrong shape, an oversized message, a huge norm."""
+    import grpc
+    import numpy as np
+
+    from greenfl.transport import greenfl_pb2 as pb
+    from greenfl.transport import greenfl_pb2_grpc as pbg
+
+    with grpc.insecure_channel(address) as ch:
+        stub = pbg.FederationStub(ch)
+        req = pb.JoinRequest(protocol_version=1, token="t0k", client_id=client_id)
+        reply = stub.Join(req, wait_for_ready=True, timeout=60)
+        for task in stub.Tasks(pb.TaskRequest(session_id=reply.session_id)):
+            if task.kind == pb.Task.SHUTDOWN:
+                return
+            if task.kind != pb.Task.FIT:
+                continue
+            tensors = [pb.Tensor() for _ in task.params]
+            for t, p in zip(tensors, task.params, strict=True):
+                t.CopyFrom(p)
+                t.data = np.zeros(len(p.data) // 4, "<f4").tobytes()
+            attack = task.round % 4
+            if attack == 1:
+                tensors[0].data = np.full(len(tensors[0].data) // 4, np.nan, "<f4").tobytes()
+            elif attack == 2:
+                tensors[0].shape[0] += 1
+            elif attack == 3:
+                tensors.append(pb.Tensor(name="padding", dtype="float32", data=b"\0" * 300_000))
+            else:
+                tensors[0].data = np.full(len(tensors[0].data) // 4, 1e6, "<f4").tobytes()
+            up = pb.Update(
+                protocol_version=1,
+                session_id=reply.session_id,
+                client_id=client_id,
+                round=task.round,
+                task_id=task.task_id,
+                tensors=pb.TensorList(tensors=tensors),
+                num_samples=1,
+                loss=0.1,
+            )
+            ack = stub.SubmitUpdate(up)
+            log.append(f"{task.round}:{ack.accepted}:{ack.reason}")
+
+
+@pytest.mark.slow
+def test_bad_clients_are_rejected_or_dropped_and_the_run_completes(
+    tmp_path: Path, procs: Procs
+) -> None:
+    # Clients 0, 1 honest; 2 malicious; 3 is killed mid-round 1. 0.2 MB message limit.
+    extra = "max_update_norm = 100.0\nmax_message_mb = 0.2"
+    write_config(tmp_path / "c.toml", n=4, rounds=4, extra=extra)
+    (tmp_path / "token").write_text("t0k")
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    server = procs.start(
+        "serve", "c.toml", "--address", addr, "--out", "run", "--token-file", "token",
+        "--min-clients", "4", "--quiet", cwd=tmp_path,
+    )  # fmt: skip
+    honest = ThreadClients(addr, [0, 1], token="t0k")
+    hanging = subprocess.Popen(
+        [sys.executable, "-c", HANGING_CLIENT, addr, "3"],
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    procs.procs.append(hanging)
+    acks: list[str] = []
+    bad = threading.Thread(target=_malicious_client, args=(addr, 2, acks), daemon=True)
+    bad.start()
+
+    assert hanging.stdout is not None
+    line = hanging.stdout.readline()  # blocks until it holds round 1's task
+    assert line.startswith("GOT TASK 1"), line
+    hanging.send_signal(signal.SIGKILL)
+
+    from greenfl.errors import TransportError
+    from greenfl.transport.client import ClientOptions, FederatedClient
+
+    with pytest.raises(TransportError, match="invalid token"):
+        FederatedClient(ClientOptions(addr, 0, token="guess")).run()
+    code, _, err = finish(server, 90)
+    assert code == 0, err
+    honest.join(30)
+    bad.join(timeout=30)
+
+    db = tmp_path / "run" / "ledger.sqlite"
+    got = {
+        (r, c): (s, reason or "")
+        for r, c, s, reason in rows(
+            db, "SELECT round, client_id, status, reason FROM client_rounds"
+        )
+    }
+    assert got[(1, 3)][0] == "failed" and "disconnected" in got[(1, 3)][1]
+    assert all(c != 3 for (r, c) in got if r > 1)  # gone: never selected again
+    assert got[(1, 2)][0] == "rejected" and "non-finite" in got[(1, 2)][1]
+    assert got[(2, 2)][0] == "rejected" and "shape" in got[(2, 2)][1]
+    assert got[(3, 2)][0] == "rejected" and "exceeds the limit" in got[(3, 2)][1]
+    assert got[(4, 2)][0] == "rejected" and "max_update_norm" in got[(4, 2)][1]
+    assert all(got[(r, c)][0] == "completed" for r in (1, 2, 3, 4) for c in (0, 1))
+    assert len(acks) == 4 and not any(":True:" in a for a in acks)
+    accuracies = [a for (a,) in rows(db, "SELECT accuracy FROM rounds ORDER BY round")]
+    assert len(accuracies) == 4 and accuracies[-1] > 0.6  # learned; not poisoned
+    log = (tmp_path / "run" / "server.log").read_text()
+    assert "refused client 0" in log and "invalid token" in log
+    assert "rejected update of client 2" in log
