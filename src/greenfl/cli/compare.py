@@ -56,6 +56,9 @@ def register(app: typer.Typer) -> None:
         results = compare(
             configs, seed_list, out_dir, set_ or [], on_progress=lambda m: err.print(m)
         )
-        Console().print(compare_table(results))
+        console = Console()
+        if not console.is_terminal:  # a file or pipe: wide enough for every column
+            console = Console(width=max(100, 34 + 26 * len(results)))
+        console.print(compare_table(results))
         csv_path, json_path = write_outputs(results, out_dir)
         err.print(f"wrote {csv_path}, {json_path}")

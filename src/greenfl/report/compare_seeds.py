@@ -29,6 +29,7 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("energy_kwh", "energy (kWh)", "{:.4g}"),
     ("carbon_operational_g", "operational gCO2e", "{:.4g}"),
     ("carbon_embodied_g", "embodied gCO2e", "{:.4g}"),
+    ("carbon_server_g", "server gCO2e (in operational)", "{:.4g}"),
     ("carbon_total_g", "total gCO2e", "{:.4g}"),
     ("carbon_g_to_target", "gCO2e to target", "{:.4g}"),
 )
@@ -40,16 +41,21 @@ def run_metrics(
     """One run's metrics. time_to_target_s is the end of the round that reached the target,
     read from the ledger (summary.json does not hold it)."""
     time_to_target: float | None = None
+    server_g: float | None = None
     reached = summary.get("rounds_to_target")
-    if reached is not None and ledger_path is not None and ledger_path.is_file():
+    if ledger_path is not None and ledger_path.is_file():
         conn = sqlite3.connect(f"file:{ledger_path}?mode=ro", uri=True)
         try:
-            row = conn.execute(
-                "SELECT end_s FROM rounds ORDER BY round LIMIT 1 OFFSET ?", (reached - 1,)
-            ).fetchone()
+            server_g = float(
+                conn.execute("SELECT COALESCE(SUM(server_carbon_g), 0) FROM rounds").fetchone()[0]
+            )
+            if reached is not None:
+                row = conn.execute(
+                    "SELECT end_s FROM rounds ORDER BY round LIMIT 1 OFFSET ?", (reached - 1,)
+                ).fetchone()
+                time_to_target = float(row[0]) if row else None
         finally:
             conn.close()
-        time_to_target = float(row[0]) if row else None
     return {
         "final_accuracy": summary["final_accuracy"],
         "rounds_completed": float(summary["rounds_completed"]),
@@ -59,6 +65,7 @@ def run_metrics(
         "energy_kwh": summary["energy_j"]["total"] / J_PER_KWH,
         "carbon_operational_g": summary["carbon_g"]["operational"],
         "carbon_embodied_g": summary["carbon_g"]["embodied"],
+        "carbon_server_g": server_g,
         "carbon_total_g": summary["carbon_g"]["total"],
         "carbon_g_to_target": summary["carbon_g_to_target"],
     }
@@ -146,28 +153,38 @@ def compare(
 
     cfgs = [load_config(p, list(overrides)) for p in paths]  # all errors before any run
     out = Path(out_dir)
-    results: list[ConfigRuns] = []
-    total = sum(len(seeds) if seeds is not None else 1 for _ in cfgs)
-    done = 0
-    for name, path, cfg in zip(config_names(paths), paths, cfgs, strict=True):
-        runs = ConfigRuns(name, str(path), list(seeds) if seeds is not None else [cfg.seed])
-        for seed in runs.seeds:
-            run_dir = out / f"{name}-seed{seed}"
-            done += 1
-            if on_progress is not None:
-                on_progress(f"[{done}/{total}] {name} seed {seed} -> {run_dir}")
-            summary = run_fn(cfg.replace(seed=seed), run_dir)
-            runs.metrics.append(run_metrics(summary, run_dir / "ledger.sqlite"))
-            runs.out_dirs.append(str(run_dir))
-            if on_progress is not None:
-                acc = summary.get("final_accuracy")
-                g = summary.get("carbon_g_to_target")
-                on_progress(
-                    f"    done: {summary.get('rounds_completed')} rounds, accuracy "
-                    f"{acc if acc is None else round(acc, 4)}, gCO2e to target "
-                    f"{g if g is None else f'{g:.4g}'}"
-                )
-        results.append(runs)
+    results = [
+        ConfigRuns(name, str(path), list(seeds) if seeds is not None else [cfg.seed])
+        for name, path, cfg in zip(config_names(paths), paths, cfgs, strict=True)
+    ]
+    # Interleaved by seed (A0 B0 A1 B1 ...), not config by config: the server's energy is
+    # measured, so a machine whose load drifts during the comparison affects all alike.
+    order = [
+        (c, cfg, seed)
+        for i in range(max(len(c.seeds) for c in results))
+        for c, cfg in zip(results, cfgs, strict=True)
+        for seed in c.seeds[i : i + 1]
+    ]
+    metrics: dict[tuple[str, int], tuple[dict[str, float | None], str]] = {}
+    for done, (c, cfg, seed) in enumerate(order, start=1):
+        run_dir = out / f"{c.name}-seed{seed}"
+        if on_progress is not None:
+            on_progress(f"[{done}/{len(order)}] {c.name} seed {seed} -> {run_dir}")
+        summary = run_fn(cfg.replace(seed=seed), run_dir)
+        metrics[(c.name, seed)] = (run_metrics(summary, run_dir / "ledger.sqlite"), str(run_dir))
+        if on_progress is not None:
+            acc = summary.get("final_accuracy")
+            g = summary.get("carbon_g_to_target")
+            on_progress(
+                f"    done: {summary.get('rounds_completed')} rounds, accuracy "
+                f"{acc if acc is None else round(acc, 4)}, gCO2e to target "
+                f"{g if g is None else f'{g:.4g}'}"
+            )
+    for c in results:
+        for seed in c.seeds:
+            m, d = metrics[(c.name, seed)]
+            c.metrics.append(m)
+            c.out_dirs.append(d)
     return results
 
 
