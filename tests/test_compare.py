@@ -82,3 +82,28 @@ def test_compare_rejects_bad_seeds(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["compare", str(a), "--seeds", "0,x", "--out", str(tmp_path / "o")]) == 2
     assert "error: --seeds" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_runs_are_interleaved_by_seed(tmp_path: Path) -> None:
+    from greenfl.report.compare_seeds import compare
+
+    a = _write(tmp_path, "a", "random", "identity")
+    b = _write(tmp_path, "b", "random", "q8")
+    order: list[tuple[str, int]] = []
+
+    def fake_run(cfg, out):  # noqa: ANN001, ANN202
+        order.append((cfg.compression.name, cfg.seed))
+        return {
+            "final_accuracy": 0.5,
+            "rounds_completed": 1,
+            "rounds_to_target": None,
+            "sim_time_s": 1.0,
+            "energy_j": {"total": 3.6e6},
+            "carbon_g": {"operational": 1.0, "embodied": 1.0, "total": 2.0 + cfg.seed},
+            "carbon_g_to_target": None,
+        }
+
+    runs = compare([a, b], [3, 4], tmp_path / "o", run_fn=fake_run)
+    assert order == [("identity", 3), ("q8", 3), ("identity", 4), ("q8", 4)]
+    assert [m["carbon_total_g"] for m in runs[1].metrics] == [5.0, 6.0]
+    assert runs[0].out_dirs == [str(tmp_path / "o" / "a-seed3"), str(tmp_path / "o" / "a-seed4")]
