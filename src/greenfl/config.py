@@ -102,6 +102,18 @@ class StrategyConfig(_Section):
 
 class SelectionConfig(_Section):
     name: str = "random"
+    fairness: Literal["none", "floor", "jain"] = Field(
+        "none", description="guard: floor = every available client once per window; jain"
+    )
+    fairness_window: int = Field(20, ge=1, description="floor: rounds between forced picks")
+    jain_floor: float = Field(0.5, gt=0, le=1, description="jain: min Jain index of participation")
+    preferred_duration_s: float | None = Field(
+        None, gt=0, description="oort: slower clients are penalised (None: 95th pct of cohort)"
+    )
+    straggler_penalty: float = Field(2.0, ge=0, description="oort: exponent of the penalty")
+    exploration: float = Field(0.9, ge=0, le=1, description="oort: initial exploration share")
+    exploration_decay: float = Field(0.98, gt=0, le=1)
+    min_exploration: float = Field(0.2, ge=0, le=1)
 
     @field_validator("name")
     @classmethod
@@ -174,6 +186,31 @@ class CompressionConfig(_Section):
         return _check_name("codec", v, list(CODECS))
 
 
+class SchedulingConfig(_Section):
+    name: Literal["none", "carbon"] = "none"
+    slack_s: float = Field(3600.0, ge=0, description="carbon: longest wait before a round")
+    step_s: float = Field(900.0, gt=0, description="carbon: spacing of candidate start times")
+    max_total_wait_s: float | None = Field(None, ge=0, description="carbon: wait budget per run")
+
+
+class AdaptConfig(_Section):
+    name: Literal["none", "ucb", "thompson"] = "none"
+    clients_per_round: list[int] = Field(default_factory=list, description="arms; [] = train's")
+    local_epochs: list[int] = Field(default_factory=list)
+    batch_size: list[int] = Field(default_factory=list)
+    exploration: float = Field(1.0, ge=0, description="ucb: confidence width")
+    target: Literal["entry", "fastest", "energy", "carbon"] = Field(
+        "entry", description="execution target per device: the population entry's, or chosen"
+    )
+
+    @field_validator("clients_per_round", "local_epochs", "batch_size")
+    @classmethod
+    def _positive_arms(cls, v: list[int]) -> list[int]:
+        if any(x < 1 for x in v):
+            raise ValueError("every arm value must be >= 1")
+        return v
+
+
 class ReportConfig(_Section):
     html: bool = Field(True, description="greenfl run writes report.html into its --out folder")
     tensorboard_dir: str | None = Field(
@@ -195,6 +232,8 @@ class RunConfig(_Section):
     stop: StopConfig = Field(default_factory=StopConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
+    scheduling: SchedulingConfig = Field(default_factory=SchedulingConfig)
+    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
 
@@ -203,6 +242,11 @@ class RunConfig(_Section):
         if self.train.clients_per_round > self.data.num_clients:
             raise ValueError(
                 f"train.clients_per_round ({self.train.clients_per_round}) exceeds "
+                f"data.num_clients ({self.data.num_clients})"
+            )
+        if max(self.adapt.clients_per_round, default=0) > self.data.num_clients:
+            raise ValueError(
+                f"adapt.clients_per_round ({max(self.adapt.clients_per_round)}) exceeds "
                 f"data.num_clients ({self.data.num_clients})"
             )
         return self

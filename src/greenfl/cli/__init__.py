@@ -23,6 +23,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+from greenfl.cli import compare as _compare  # noqa: E402
 from greenfl.cli import estimate as _estimate  # noqa: E402
 from greenfl.cli import export as _export  # noqa: E402
 from greenfl.cli import fleet as _fleet  # noqa: E402
@@ -33,6 +34,7 @@ from greenfl.cli import serve as _serve  # noqa: E402
 
 _run.register(app)
 _fleet.register(app)
+_compare.register(app)
 _report.register(app)
 _estimate.register(app)
 _export.register(app)

@@ -108,9 +108,12 @@ def account_cohort(
     deadline_s: float | None,
     dropout_prob: float,
     rng: np.random.Generator,
+    rows: np.ndarray | None = None,
 ) -> CohortAccount:
+    """``rows``: each report's row in ``entries`` where it is not the client's population
+    entry (e.g. a table of execution targets, one row per entry and target)."""
     ids = np.array([r.client_id for r in reports], dtype=np.int64)
-    e = population.entry[ids]
+    e = population.entry[ids] if rows is None else np.asarray(rows, dtype=np.int64)
     flops = np.array([r.flops for r in reports], dtype=np.float64)
     up = np.array([r.bytes_up for r in reports], dtype=np.int64)
     down = np.array([r.bytes_down for r in reports], dtype=np.int64)

@@ -28,7 +28,9 @@ from greenfl.engine.accounting import (
     unaccounted,
     unaccounted_summary,
 )
+from greenfl.engine.fairness import fairness_report
 from greenfl.engine.params import get_flat, set_flat
+from greenfl.engine.planning import RoundPlanner, idle_server
 from greenfl.engine.transport import ClientTransport
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population, available
@@ -143,8 +145,13 @@ class RoundLoop:
         )
         self.rngs = {
             name: np.random.default_rng([cfg.seed, stream])
-            for stream, name in enumerate(("selection", "availability", "dropout"), start=1)
+            for stream, name in enumerate(
+                ("selection", "availability", "dropout", "adapt"), start=1
+            )
         }
+        self.planner = RoundPlanner(
+            cfg, model, dataset, fleet, population, self.entries, self.sources, selector, self.clock
+        )
         self.history: list[RoundRecord] = []
         self.stop_reason: str | None = None
         self.wall_start = time.perf_counter()
@@ -160,8 +167,14 @@ class RoundLoop:
         round_idx = st.round + 1
         wall0 = time.perf_counter()
         self.clock.now_s = st.now_s
+        plan = self.planner.plan(self.rngs["adapt"])
+        # Waiting for a lower-carbon window happens before anyone is picked: who is
+        # available depends on the hour. The server idles meanwhile, and that counts.
+        wait_s = self.planner.wait_s(st.now_s, plan.clients_per_round, plan.local_epochs)
+        idle_j, idle_g = idle_server(self.fleet, self.sources[self.server_region], st.now_s, wait_s)
+        self.clock.advance(wait_s)
         round_start_s = self.clock.now_s
-        k = cfg.train.clients_per_round
+        k = plan.clients_per_round
         k_ask = min(self.population.size, math.ceil(k * (1 + cfg.fleet.over_selection)))
         candidates = available(
             self.population, self.clock.now_utc, cfg.fleet.availability, self.rngs["availability"]
@@ -178,8 +191,23 @@ class RoundLoop:
             last_selected=st.last_selected,
             last_loss=st.last_loss,
         )
+        if self.planner.wants_estimates:
+            est, _ = self.planner.estimate(candidates, round_start_s, plan.local_epochs)
+            ctx.est_energy_j, ctx.est_carbon_g = est.energy_j, est.carbon_g
+            ctx.est_duration_s = est.duration_s
         cohort = self.selector.select(candidates, k_ask, ctx, self.rngs["selection"])
-        instructions = self.strategy.configure(round_idx, self.base_instructions())
+        cohort = np.asarray(cohort, dtype=np.int64)
+        target_rows = dict(
+            zip(
+                cohort.tolist(),
+                self.planner.rows(cohort, round_start_s, plan.local_epochs).tolist(),
+                strict=True,
+            )
+        )
+        base = self.base_instructions().with_(
+            local_epochs=plan.local_epochs, batch_size=plan.batch_size
+        )
+        instructions = self.strategy.configure(round_idx, base)
         reports = self.transport.fit(
             round_idx, list(map(int, cohort)), st.global_params, instructions
         )
@@ -191,12 +219,13 @@ class RoundLoop:
                 round_start_s,
                 reports,
                 self.population,
-                self.entries,
+                self.planner.table,
                 self.sources,
                 min(k, len(reports)),
                 cfg.fleet.deadline_s,
                 cfg.fleet.dropout_prob,
                 self.rngs["dropout"],
+                rows=np.array([target_rows[r.client_id] for r in reports], dtype=np.int64),
             )
             statuses = list(account.status)
         else:
@@ -226,6 +255,9 @@ class RoundLoop:
             srv_j = server_energy_j(server_s, srv.power_w, srv.pue, measured.energy_j)
             srv_g = float(operational_carbon_g(srv_j, srv_ci))
         end_s = srv_start + server_s
+        self.planner.last_server_j = srv_j
+        acc_before = self.history[-1].accuracy if self.history else self._initial_accuracy()
+        srv_j, srv_g = srv_j + idle_j, srv_g + idle_g
 
         ids = np.array([r.client_id for r in accepted], dtype=np.int64)
         st.participation[ids] += 1
@@ -239,6 +271,7 @@ class RoundLoop:
         st.cum_energy_j += round_energy
         st.cum_carbon_g += round_carbon
         st.last_round_carbon_g = round_carbon
+        self.planner.observe(plan, acc_before, accuracy, round_carbon)
         wall_s = time.perf_counter() - wall0
         if accounting:
             self.ledger.write_round(
@@ -246,14 +279,14 @@ class RoundLoop:
                     "round": round_idx,
                     "start_s": round_start_s,
                     "end_s": end_s,
-                    "wait_s": 0.0,
+                    "wait_s": wait_s,
                     "accuracy": accuracy,
                     "loss": loss,
                     "selected": len(reports),
                     "completed": len(accepted),
                     "server_s": server_s,
                     "server_energy_j": srv_j,
-                    "server_idle_energy_j": 0.0,
+                    "server_idle_energy_j": idle_j,
                     "server_carbon_g": srv_g,
                     "server_ci_g_per_kwh": srv_ci,
                     "server_estimated": int(measured.estimated),
@@ -277,6 +310,24 @@ class RoundLoop:
         )
         self.history.append(record)
         return record
+
+    def _initial_accuracy(self) -> float:
+        stored = self.ledger.meta().get("initial_accuracy")
+        if stored is not None:
+            return float(stored)
+        return evaluate(self.model, self.state.global_params, self.test_data)[0]
+
+    def write_fairness(self) -> dict[str, str]:
+        """Jain's index and the least-represented region's accuracy, into the ledger meta."""
+        meta = fairness_report(
+            self.population,
+            self.state.participation,
+            self.dataset,
+            lambda data: evaluate(self.model, self.state.global_params, data),
+        )
+        for key, value in meta.items():
+            self.ledger.set_meta(key, value)
+        return meta
 
     # ---- the run ----------------------------------------------------------------------
     def should_stop_before(self) -> str | None:
@@ -324,6 +375,7 @@ class RoundLoop:
             if reason:
                 break
         self.stop_reason = reason
+        self.write_fairness()
         return reason
 
     def summary(self) -> dict[str, Any]:
@@ -346,6 +398,7 @@ class RoundLoop:
             "last_loss": sparse(st.last_loss, np.nan),
             "rngs": {k: r.bit_generator.state for k, r in self.rngs.items()},
             "strategy": self.strategy.state_dict(),
+            "planner": self.planner.state_dict(),
             "cum_energy_j": st.cum_energy_j,
             "cum_carbon_g": st.cum_carbon_g,
             "last_round_carbon_g": st.last_round_carbon_g,
@@ -370,6 +423,7 @@ class RoundLoop:
         for k, state in snap["rngs"].items():
             self.rngs[k].bit_generator.state = state
         self.strategy.load_state_dict(snap["strategy"])
+        self.planner.load_state_dict(snap.get("planner", {}))
         st.cum_energy_j = float(snap["cum_energy_j"])
         st.cum_carbon_g = float(snap["cum_carbon_g"])
         st.last_round_carbon_g = float(snap["last_round_carbon_g"])

@@ -59,6 +59,15 @@ def summary_table(
     t.add_row("intelligence per kWh", f"{ipk:.4g} accuracy points / kWh")
     top_r = ", ".join(f"{n} {_fmt_g(g)}" for n, g, _ in carbon_by(conn, "region", 3))
     top_d = ", ".join(f"{n} {_fmt_g(g)}" for n, g, _ in carbon_by(conn, "device", 3))
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    if "jain_index" in meta:
+        t.add_row("fairness: Jain's index", f"{float(meta['jain_index']):.3f} (participation)")
+        t.add_row(
+            "least-represented region",
+            f"{meta['least_region']}: {float(meta['least_region_participation']):.2f} rounds "
+            f"per client, accuracy {float(meta['least_region_accuracy']):.4f} "
+            f"(on {meta['least_region_accuracy_data']})",
+        )
     t.add_row("top regions by carbon", top_r)
     t.add_row("top devices by carbon", top_d)
     return t

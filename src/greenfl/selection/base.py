@@ -29,6 +29,9 @@ class SelectionContext:
 
 @runtime_checkable
 class ClientSelector(Protocol):
+    """A selector may also set ``needs_estimates = True``: the engine then fills the
+    context's est_* arrays (vectorised over the candidates) before calling it."""
+
     name: str
 
     def select(

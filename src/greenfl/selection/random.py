@@ -9,6 +9,7 @@ from greenfl.selection.base import SelectionContext
 
 class RandomSelector:
     name = "random"
+    needs_estimates = False
 
     def select(
         self, candidates: np.ndarray, k: int, ctx: SelectionContext, rng: np.random.Generator

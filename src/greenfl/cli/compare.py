@@ -1,0 +1,64 @@
+"""``greenfl compare A.toml B.toml ... [--seeds 0,1,2] [--out DIR]``: run each config over the
+seeds, print one table with each metric's mean ± std and its ratio to the first config, and
+write compare.csv and compare.json (run folders go under DIR/<config>-seed<s>/)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from greenfl.errors import ConfigError
+from greenfl.report.compare_seeds import compare, compare_table, write_outputs
+
+ConfigsArg = Annotated[list[Path], typer.Argument(help="Config files; the first is the baseline.")]
+SeedsOpt = Annotated[
+    str | None,  # noqa: UP007 - typer needs Optional on 3.10
+    typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: each config's)."),
+]
+OutOpt = Annotated[
+    Path | None,  # noqa: UP007
+    typer.Option("--out", help="Output folder (default: runs/compare-YYYYmmdd-HHMMSS)."),
+]
+SetOpt = Annotated[
+    list[str] | None,  # noqa: UP007
+    typer.Option("--set", help="Override a key in every config: --set train.rounds=50."),
+]
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds expects comma-separated integers, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise ConfigError(f"--seeds expects non-negative integers, got {text!r}")
+    return seeds
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("compare")
+    def compare_cmd(
+        configs: ConfigsArg,
+        seeds: SeedsOpt = None,
+        out: OutOpt = None,
+        set_: SetOpt = None,
+    ) -> None:
+        """Run configs over seeds and compare accuracy, time, energy and carbon."""
+        seed_list = parse_seeds(seeds)
+        out_dir = out or Path("runs") / datetime.now().strftime("compare-%Y%m%d-%H%M%S")
+        err = Console(stderr=True)
+        results = compare(
+            configs, seed_list, out_dir, set_ or [], on_progress=lambda m: err.print(m)
+        )
+        console = Console()
+        if not console.is_terminal:  # a file or pipe: wide enough for every column
+            console = Console(width=max(100, 34 + 26 * len(results)))
+        console.print(compare_table(results))
+        csv_path, json_path = write_outputs(results, out_dir)
+        err.print(f"wrote {csv_path}, {json_path}")

@@ -1,0 +1,77 @@
+"""Execution targets per client (AutoFL-style): a device may train on one of several targets
+(CPU / GPU / NPU, or DVFS levels), each with its own flops_per_s and active_power_w.
+
+TargetTable lays out one EntryTable row per (population entry, target) pair, so a client's
+profile under any target is still one integer lookup, and the choice is vectorised."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from greenfl.engine.accounting import EntryTable
+from greenfl.fleet.catalog import Fleet
+
+TARGET_POLICIES = ("entry", "fastest", "energy", "carbon")
+
+
+@dataclass(frozen=True)
+class TargetTable:
+    table: EntryTable  # one row per (entry, target)
+    first_row: np.ndarray  # per entry: its first row
+    num_targets: np.ndarray  # per entry: how many targets (rows) it has
+    default_row: np.ndarray  # per entry: the row of the entry's own (configured) target
+
+    @classmethod
+    def build(cls, fleet: Fleet) -> TargetTable:
+        cols: dict[str, list[Any]] = {k: [] for k in EntryTable.__dataclass_fields__}
+        first, count, default = [], [], []
+        for e in fleet.population:
+            d = fleet.devices[fleet.device_index(e.device)]
+            n = fleet.networks[fleet.network_index(e.network)]
+            targets = list(d.targets) or [d.target(None)]
+            own = d.target(e.target).name
+            first.append(len(cols["target"]))
+            count.append(len(targets))
+            default.append(len(cols["target"]) + [t.name for t in targets].index(own))
+            for t in targets:
+                cols["flops_per_s"].append(t.flops_per_s)
+                cols["active_power_w"].append(t.active_power_w)
+                cols["embodied_kg"].append(d.embodied_kg)
+                cols["lifetime_years"].append(d.lifetime_years)
+                cols["active_share"].append(d.active_share)
+                cols["up_mbps"].append(n.up_mbps)
+                cols["down_mbps"].append(n.down_mbps)
+                cols["radio_power_w"].append(n.radio_power_w)
+                cols["network_kwh_per_gb"].append(n.network_kwh_per_gb)
+                cols["target"].append(t.name)
+        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items() if k != "target"}
+        return cls(
+            table=EntryTable(target=tuple(cols["target"]), **arrays),
+            first_row=np.asarray(first, dtype=np.int64),
+            num_targets=np.asarray(count, dtype=np.int64),
+            default_row=np.asarray(default, dtype=np.int64),
+        )
+
+    def choose(
+        self,
+        entry: np.ndarray,
+        policy: str,
+        cost: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Row per client (``entry``: each client's population entry). ``cost(rows)`` gives a
+        per-client cost under the given rows; "energy" / "carbon" pick its minimum."""
+        if policy == "entry":
+            return self.default_row[entry]
+        first, count = self.first_row[entry], self.num_targets[entry]
+        options = [first + np.minimum(t, count - 1) for t in range(int(count.max(initial=1)))]
+        if policy == "fastest":
+            speeds = np.stack([self.table.flops_per_s[r] for r in options])
+            return np.take_along_axis(np.stack(options), speeds.argmax(0)[None], 0)[0]
+        if cost is None:
+            raise ValueError(f"target policy {policy!r} needs a cost function")
+        costs = np.stack([cost(r) for r in options])
+        return np.take_along_axis(np.stack(options), costs.argmin(0)[None], 0)[0]

@@ -1,0 +1,260 @@
+"""Comparing configs over seeds: per-run metrics from summary.json and the ledger, their mean
+and standard deviation per config, and each config's ratio to the first one.
+
+Ratios are paired by seed (config_i at seed s over the first config at seed s), then
+averaged, so a seed that is easy for every config does not blur the comparison. A ratio
+below 1 means less than the first config (e.g. 0.2 = 5x less carbon)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from greenfl.config import RunConfig, load_config
+from greenfl.units import J_PER_KWH
+
+# key, label, format of one value
+METRICS: tuple[tuple[str, str, str], ...] = (
+    ("final_accuracy", "final accuracy", "{:.4f}"),
+    ("rounds_completed", "rounds", "{:.1f}"),
+    ("rounds_to_target", "rounds to target", "{:.1f}"),
+    ("sim_time_s", "simulated time (s)", "{:.4g}"),
+    ("time_to_target_s", "simulated time to target (s)", "{:.4g}"),
+    ("energy_kwh", "energy (kWh)", "{:.4g}"),
+    ("carbon_operational_g", "operational gCO2e", "{:.4g}"),
+    ("carbon_embodied_g", "embodied gCO2e", "{:.4g}"),
+    ("carbon_server_g", "server gCO2e (in operational)", "{:.4g}"),
+    ("carbon_total_g", "total gCO2e", "{:.4g}"),
+    ("carbon_g_to_target", "gCO2e to target", "{:.4g}"),
+)
+
+
+def run_metrics(
+    summary: dict[str, Any], ledger_path: Path | None = None
+) -> dict[str, float | None]:
+    """One run's metrics. time_to_target_s is the end of the round that reached the target,
+    read from the ledger (summary.json does not hold it)."""
+    time_to_target: float | None = None
+    server_g: float | None = None
+    reached = summary.get("rounds_to_target")
+    if ledger_path is not None and ledger_path.is_file():
+        conn = sqlite3.connect(f"file:{ledger_path}?mode=ro", uri=True)
+        try:
+            server_g = float(
+                conn.execute("SELECT COALESCE(SUM(server_carbon_g), 0) FROM rounds").fetchone()[0]
+            )
+            if reached is not None:
+                row = conn.execute(
+                    "SELECT end_s FROM rounds ORDER BY round LIMIT 1 OFFSET ?", (reached - 1,)
+                ).fetchone()
+                time_to_target = float(row[0]) if row else None
+        finally:
+            conn.close()
+    return {
+        "final_accuracy": summary["final_accuracy"],
+        "rounds_completed": float(summary["rounds_completed"]),
+        "rounds_to_target": None if reached is None else float(reached),
+        "sim_time_s": summary["sim_time_s"],
+        "time_to_target_s": time_to_target,
+        "energy_kwh": summary["energy_j"]["total"] / J_PER_KWH,
+        "carbon_operational_g": summary["carbon_g"]["operational"],
+        "carbon_embodied_g": summary["carbon_g"]["embodied"],
+        "carbon_server_g": server_g,
+        "carbon_total_g": summary["carbon_g"]["total"],
+        "carbon_g_to_target": summary["carbon_g_to_target"],
+    }
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
+    """Mean and sample standard deviation of the values that exist, and how many exist."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not xs:
+        return None, None, 0
+    mean = sum(xs) / len(xs)
+    if len(xs) == 1:
+        return mean, 0.0, 1
+    var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
+    return mean, math.sqrt(var), len(xs)
+
+
+@dataclass
+class ConfigRuns:
+    name: str
+    path: str
+    seeds: list[int]
+    metrics: list[dict[str, float | None]] = field(default_factory=list)  # one per seed
+    out_dirs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float | None
+    std: float | None
+    n: int
+    ratio_mean: float | None  # paired by seed, against the first config
+    ratio_std: float | None
+
+
+def aggregate(configs: Sequence[ConfigRuns]) -> dict[str, dict[str, Stat]]:
+    """{config name: {metric: Stat}}."""
+    first = configs[0]
+    out: dict[str, dict[str, Stat]] = {}
+    for c in configs:
+        stats: dict[str, Stat] = {}
+        for key, _, _ in METRICS:
+            vals = [m[key] for m in c.metrics]
+            mean, std, n = mean_std(vals)
+            base = {s: m[key] for s, m in zip(first.seeds, first.metrics, strict=True)}
+            ratios = []
+            for s, v in zip(c.seeds, vals, strict=True):
+                b = base.get(s)
+                if v is not None and b is not None and b != 0:
+                    ratios.append(v / b)
+            r_mean, r_std, _ = mean_std(ratios)
+            stats[key] = Stat(mean, std, n, r_mean, r_std)
+        out[c.name] = stats
+    return out
+
+
+def config_names(paths: Sequence[str | Path]) -> list[str]:
+    """Config file stems, made unique with -2, -3, ..."""
+    names: list[str] = []
+    for p in paths:
+        stem = Path(p).stem
+        name, i = stem, 2
+        while name in names:
+            name, i = f"{stem}-{i}", i + 1
+        names.append(name)
+    return names
+
+
+def compare(
+    paths: Sequence[str | Path],
+    seeds: Sequence[int] | None,
+    out_dir: str | Path,
+    overrides: Sequence[str] = (),
+    run_fn: Callable[[RunConfig, Path], dict[str, Any]] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> list[ConfigRuns]:
+    """Run every config at every seed (each config's own seed when ``seeds`` is None) into
+    ``out_dir/<config>-seed<s>/`` (flat, so ``greenfl report DIR`` finds
+    every run) and collect each run's metrics."""
+    if run_fn is None:
+        from greenfl.api import run
+
+        def run_fn(cfg: RunConfig, out: Path) -> dict[str, Any]:
+            return run(cfg, out).summary
+
+    cfgs = [load_config(p, list(overrides)) for p in paths]  # all errors before any run
+    out = Path(out_dir)
+    results = [
+        ConfigRuns(name, str(path), list(seeds) if seeds is not None else [cfg.seed])
+        for name, path, cfg in zip(config_names(paths), paths, cfgs, strict=True)
+    ]
+    # Interleaved by seed (A0 B0 A1 B1 ...), not config by config: the server's energy is
+    # measured, so a machine whose load drifts during the comparison affects all alike.
+    order = [
+        (c, cfg, seed)
+        for i in range(max(len(c.seeds) for c in results))
+        for c, cfg in zip(results, cfgs, strict=True)
+        for seed in c.seeds[i : i + 1]
+    ]
+    metrics: dict[tuple[str, int], tuple[dict[str, float | None], str]] = {}
+    for done, (c, cfg, seed) in enumerate(order, start=1):
+        run_dir = out / f"{c.name}-seed{seed}"
+        if on_progress is not None:
+            on_progress(f"[{done}/{len(order)}] {c.name} seed {seed} -> {run_dir}")
+        summary = run_fn(cfg.replace(seed=seed), run_dir)
+        metrics[(c.name, seed)] = (run_metrics(summary, run_dir / "ledger.sqlite"), str(run_dir))
+        if on_progress is not None:
+            acc = summary.get("final_accuracy")
+            g = summary.get("carbon_g_to_target")
+            on_progress(
+                f"    done: {summary.get('rounds_completed')} rounds, accuracy "
+                f"{acc if acc is None else round(acc, 4)}, gCO2e to target "
+                f"{g if g is None else f'{g:.4g}'}"
+            )
+    for c in results:
+        for seed in c.seeds:
+            m, d = metrics[(c.name, seed)]
+            c.metrics.append(m)
+            c.out_dirs.append(d)
+    return results
+
+
+def to_json(configs: Sequence[ConfigRuns]) -> dict[str, Any]:
+    stats = aggregate(configs)
+    return {
+        "baseline": configs[0].name,
+        "metrics": [k for k, _, _ in METRICS],
+        "configs": [
+            {
+                "name": c.name,
+                "path": c.path,
+                "seeds": c.seeds,
+                "runs": [
+                    {"seed": s, "out_dir": d, **m}
+                    for s, d, m in zip(c.seeds, c.out_dirs, c.metrics, strict=True)
+                ],
+                "stats": {k: vars(v) for k, v in stats[c.name].items()},
+            }
+            for c in configs
+        ],
+    }
+
+
+def write_outputs(configs: Sequence[ConfigRuns], out_dir: str | Path) -> tuple[Path, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stats = aggregate(configs)
+    csv_path = out / "compare.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["config", "metric", "mean", "std", "n", "ratio_mean", "ratio_std"])
+        for c in configs:
+            for key, _, _ in METRICS:
+                s = stats[c.name][key]
+                w.writerow([c.name, key, s.mean, s.std, s.n, s.ratio_mean, s.ratio_std])
+    json_path = out / "compare.json"
+    json_path.write_text(json.dumps(to_json(configs), indent=2) + "\n", encoding="utf-8")
+    return csv_path, json_path
+
+
+def _cell(s: Stat, fmt: str, first: bool, runs: int) -> str:
+    if s.mean is None:
+        return "n/a"
+    text = f"{fmt.format(s.mean)} ± {fmt.format(s.std or 0.0)}"
+    if s.n < runs:  # e.g. the target was not reached in every seed
+        text += f" (n={s.n})"
+    if not first and s.ratio_mean is not None:
+        text += f"\n×{s.ratio_mean:.3g} ± {s.ratio_std or 0.0:.2g}"
+    return text
+
+
+def compare_table(configs: Sequence[ConfigRuns]) -> Any:
+    """A rich Table: one row per metric, one column per config; under each value of a
+    config after the first, its ratio to the first (mean ± std over seeds)."""
+    from rich.table import Table
+
+    stats = aggregate(configs)
+    seeds = sorted({s for c in configs for s in c.seeds})
+    t = Table(
+        title=f"greenfl compare (mean ± std over seeds {','.join(map(str, seeds))}; "
+        f"×ratio to {configs[0].name})",
+        title_justify="left",
+    )
+    t.add_column("metric", style="bold")
+    for c in configs:
+        t.add_column(c.name)
+    for key, label, fmt in METRICS:
+        t.add_row(
+            label,
+            *(_cell(stats[c.name][key], fmt, i == 0, len(c.seeds)) for i, c in enumerate(configs)),
+        )
+    return t

@@ -1,0 +1,59 @@
+"""Carbon-aware scheduling in time: delay a round's start to a lower-carbon window.
+
+Candidate starts are now, now + step, ... up to now + slack (never past it, nor past what
+is left of a run's wait budget). For each, the expected carbon of the round started then
+(the engine's forecast: the cohort's clients at their grids' forecast intensity and the
+server's work at its grid's) plus the server's idle carbon while it waits (idle power x
+wait x PUE at the server grid's forecast intensity) is compared; the cheapest start wins,
+and ties go to the earliest, so a flat forecast never waits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+class CarbonAwareScheduler:
+    name = "carbon"
+
+    def __init__(
+        self, slack_s: float, step_s: float = 900.0, max_total_wait_s: float | None = None
+    ) -> None:
+        if slack_s < 0 or step_s <= 0:
+            raise ValueError("slack_s must be >= 0 and step_s > 0")
+        self.slack_s = slack_s
+        self.step_s = step_s
+        self.max_total_wait_s = max_total_wait_s
+        self.total_wait_s = 0.0
+
+    def candidate_starts(self, now_s: float) -> np.ndarray:
+        slack = self.slack_s
+        if self.max_total_wait_s is not None:
+            slack = min(slack, max(self.max_total_wait_s - self.total_wait_s, 0.0))
+        offsets = np.arange(0.0, slack + 1e-9, self.step_s)
+        if len(offsets) and slack - offsets[-1] > 1e-9:
+            offsets = np.append(offsets, slack)  # the slack itself is a candidate
+        return now_s + offsets
+
+    def plan(
+        self,
+        now_s: float,
+        round_carbon_g: Callable[[np.ndarray], np.ndarray],
+        idle_carbon_g: Callable[[float, np.ndarray], np.ndarray],
+    ) -> float:
+        """Seconds to wait. ``round_carbon_g(starts)``: expected carbon of a round starting at
+        each time; ``idle_carbon_g(now, starts)``: the server's idle carbon until each."""
+        starts = self.candidate_starts(now_s)
+        if len(starts) <= 1:
+            return 0.0
+        total = np.asarray(round_carbon_g(starts)) + np.asarray(idle_carbon_g(now_s, starts))
+        wait_s = float(starts[int(np.argmin(total))] - now_s)  # argmin: first of equal minima
+        self.total_wait_s += wait_s
+        return wait_s
+
+    def state_dict(self) -> dict[str, float]:
+        return {"total_wait_s": self.total_wait_s}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.total_wait_s = float(state.get("total_wait_s", 0.0))

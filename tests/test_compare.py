@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from greenfl.cli import main
+
+CONFIG = """
+[data]
+num_clients = 20
+[train]
+rounds = 2
+clients_per_round = 4
+[stop]
+target_accuracy = 0.15
+[selection]
+name = "{selector}"
+[compression]
+name = "{codec}"
+"""
+
+
+def _write(tmp_path: Path, name: str, selector: str, codec: str) -> Path:
+    p = tmp_path / f"{name}.toml"
+    p.write_text(textwrap.dedent(CONFIG.format(selector=selector, codec=codec)))
+    return p
+
+
+def test_compare_table_csv_json_and_ratios(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = _write(tmp_path, "base", "random", "identity")
+    b = _write(tmp_path, "green", "carbon", "q8")
+    out = tmp_path / "cmp"
+    rc = main(["compare", str(a), str(b), "--seeds", "0,1", "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr()
+    assert "gCO2e to target" in printed.out and "base" in printed.out and "green" in printed.out
+    assert "green seed 1" in printed.err  # progress per run on stderr
+
+    summaries = {
+        (name, s): json.loads((out / f"{name}-seed{s}" / "summary.json").read_text())
+        for name in ("base", "green")
+        for s in (0, 1)
+    }
+    data = json.loads((out / "compare.json").read_text())
+    stats = {c["name"]: c["stats"] for c in data["configs"]}
+    for key, get in (
+        ("carbon_total_g", lambda s: s["carbon_g"]["total"]),
+        ("energy_kwh", lambda s: s["energy_j"]["total"] / 3.6e6),
+        ("final_accuracy", lambda s: s["final_accuracy"]),
+    ):
+        for name in ("base", "green"):
+            vals = [get(summaries[(name, s)]) for s in (0, 1)]
+            assert stats[name][key]["mean"] == pytest.approx(statistics.mean(vals))
+            assert stats[name][key]["std"] == pytest.approx(statistics.stdev(vals))
+        ratios = [get(summaries[("green", s)]) / get(summaries[("base", s)]) for s in (0, 1)]
+        assert stats["green"][key]["ratio_mean"] == pytest.approx(statistics.mean(ratios))
+        assert stats["green"][key]["ratio_std"] == pytest.approx(statistics.stdev(ratios))
+        assert stats["base"][key]["ratio_mean"] == pytest.approx(1.0)
+    # gCO2e to target: only seeds that reached it count.
+    reached = [s for s in (0, 1) if summaries[("green", s)]["carbon_g_to_target"] is not None]
+    assert stats["green"]["carbon_g_to_target"]["n"] == len(reached)
+
+    with (out / "compare.csv").open() as fh:
+        rows = {(r["config"], r["metric"]): r for r in csv.DictReader(fh)}
+    row = rows[("green", "carbon_total_g")]
+    assert float(row["mean"]) == pytest.approx(stats["green"]["carbon_total_g"]["mean"])
+    assert float(row["ratio_mean"]) == pytest.approx(stats["green"]["carbon_total_g"]["ratio_mean"])
+    rounds = [summaries[("base", s)]["rounds_completed"] for s in (0, 1)]
+    assert math.isclose(float(rows[("base", "rounds_completed")]["mean"]), statistics.mean(rounds))
+
+
+def test_compare_rejects_bad_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _write(tmp_path, "base", "random", "identity")
+    assert main(["compare", str(a), "--seeds", "0,x", "--out", str(tmp_path / "o")]) == 2
+    assert "error: --seeds" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_runs_are_interleaved_by_seed(tmp_path: Path) -> None:
+    from greenfl.report.compare_seeds import compare
+
+    a = _write(tmp_path, "a", "random", "identity")
+    b = _write(tmp_path, "b", "random", "q8")
+    order: list[tuple[str, int]] = []
+
+    def fake_run(cfg, out):  # noqa: ANN001, ANN202
+        order.append((cfg.compression.name, cfg.seed))
+        return {
+            "final_accuracy": 0.5,
+            "rounds_completed": 1,
+            "rounds_to_target": None,
+            "sim_time_s": 1.0,
+            "energy_j": {"total": 3.6e6},
+            "carbon_g": {"operational": 1.0, "embodied": 1.0, "total": 2.0 + cfg.seed},
+            "carbon_g_to_target": None,
+        }
+
+    runs = compare([a, b], [3, 4], tmp_path / "o", run_fn=fake_run)
+    assert order == [("identity", 3), ("q8", 3), ("identity", 4), ("q8", 4)]
+    assert [m["carbon_total_g"] for m in runs[1].metrics] == [5.0, 6.0]
+    assert runs[0].out_dirs == [str(tmp_path / "o" / "a-seed3"), str(tmp_path / "o" / "a-seed4")]
