@@ -35,7 +35,8 @@ def test_ray_backend_equals_local(tiny_config: RunConfig) -> None:
     finally:
         ray.shutdown()
     assert [r.accuracy for r in remote.history] == [r.accuracy for r in local.history]
-    assert [r.loss for r in remote.history] == [r.loss for r in local.history]
+    # Ray workers run one torch thread: float sums may round differently in the last bits.
+    assert [r.loss for r in remote.history] == pytest.approx([r.loss for r in local.history])
     # Client figures are computed from the training; the server's are measured wall time.
     for key in ("client_compute", "client_comm"):
         assert remote.summary["energy_j"][key] == pytest.approx(local.summary["energy_j"][key])
