@@ -15,7 +15,7 @@ whose foreign_cpu_s (CPU time of other processes meanwhile) exceeds 1 s + 5% of 
 time is repeated, up to --tries, and the quietest try is kept.
 
 Writes bench/results/latest.json (every line, plus the machine) and
-docs/benchmarks-issue5.md (the table, the ratios against the targets, machine, commands,
+bench/results/speed.md (the table, the ratios against the targets, machine, commands,
 versions).
 """
 
@@ -230,7 +230,7 @@ def main() -> None:
         "runs not made now (later files win)",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/latest.json")
-    ap.add_argument("--doc", type=Path, default=ROOT / "docs/benchmarks-issue5.md")
+    ap.add_argument("--doc", type=Path, default=ROOT / "bench/results/speed.md")
     ap.add_argument("--log-dir", type=Path, default=Path("/tmp/greenfl-bench-logs"))
     ap.add_argument("--idle-share", type=float, default=0.15)
     ap.add_argument("--max-wait", type=float, default=600.0)
