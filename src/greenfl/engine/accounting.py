@@ -13,6 +13,7 @@ from greenfl.config import FleetConfig
 from greenfl.engine.transport import ClientReport
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population
+from greenfl.fleet.profiles import DeviceProfile, ExecutionTarget, NetworkProfile
 from greenfl.footprint.intensity import CarbonIntensity, ConstantIntensity, HourlyProfile, Trace
 from greenfl.footprint.model import (
     client_cost,
@@ -46,19 +47,25 @@ class EntryTable:
         for e in fleet.population:
             d = fleet.devices[fleet.device_index(e.device)]
             n = fleet.networks[fleet.network_index(e.network)]
-            t = d.target(e.target)
-            cols["flops_per_s"].append(t.flops_per_s)
-            cols["active_power_w"].append(t.active_power_w)
-            cols["embodied_kg"].append(d.embodied_kg)
-            cols["lifetime_years"].append(d.lifetime_years)
-            cols["active_share"].append(d.active_share)
-            cols["up_mbps"].append(n.up_mbps)
-            cols["down_mbps"].append(n.down_mbps)
-            cols["radio_power_w"].append(n.radio_power_w)
-            cols["network_kwh_per_gb"].append(n.network_kwh_per_gb)
-            cols["target"].append(t.name)
+            append_profile_row(cols, d, n, d.target(e.target))
         arrays = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items() if k != "target"}
         return cls(target=tuple(cols["target"]), **arrays)
+
+
+def append_profile_row(
+    cols: dict[str, list[Any]], d: DeviceProfile, n: NetworkProfile, t: ExecutionTarget
+) -> None:
+    """One EntryTable row: a device running on target ``t`` over network ``n``."""
+    cols["flops_per_s"].append(t.flops_per_s)
+    cols["active_power_w"].append(t.active_power_w)
+    cols["embodied_kg"].append(d.embodied_kg)
+    cols["lifetime_years"].append(d.lifetime_years)
+    cols["active_share"].append(d.active_share)
+    cols["up_mbps"].append(n.up_mbps)
+    cols["down_mbps"].append(n.down_mbps)
+    cols["radio_power_w"].append(n.radio_power_w)
+    cols["network_kwh_per_gb"].append(n.network_kwh_per_gb)
+    cols["target"].append(t.name)
 
 
 def intensity_sources(fleet: Fleet, cfg: FleetConfig, clock: SimClock) -> list[CarbonIntensity]:

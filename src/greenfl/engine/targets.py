@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from greenfl.engine.accounting import EntryTable
+from greenfl.engine.accounting import EntryTable, append_profile_row
 from greenfl.fleet.catalog import Fleet
 
 TARGET_POLICIES = ("entry", "fastest", "energy", "carbon")
@@ -38,16 +38,7 @@ class TargetTable:
             count.append(len(targets))
             default.append(len(cols["target"]) + [t.name for t in targets].index(own))
             for t in targets:
-                cols["flops_per_s"].append(t.flops_per_s)
-                cols["active_power_w"].append(t.active_power_w)
-                cols["embodied_kg"].append(d.embodied_kg)
-                cols["lifetime_years"].append(d.lifetime_years)
-                cols["active_share"].append(d.active_share)
-                cols["up_mbps"].append(n.up_mbps)
-                cols["down_mbps"].append(n.down_mbps)
-                cols["radio_power_w"].append(n.radio_power_w)
-                cols["network_kwh_per_gb"].append(n.network_kwh_per_gb)
-                cols["target"].append(t.name)
+                append_profile_row(cols, d, n, t)
         arrays = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items() if k != "target"}
         return cls(
             table=EntryTable(target=tuple(cols["target"]), **arrays),
