@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -27,6 +28,18 @@ from greenfl.report.style import (
     to_svg,
 )
 from greenfl.report.tables import Breakdown, GroupCarbon, Participation, RoundSeries
+
+
+def _style(look: Any, lw: float, label: str | None = "") -> dict[str, Any]:
+    """One component's colour, hatch and legend label: the same look in every figure.
+    ``label=""`` takes the look's own label; None leaves the artist out of the legend."""
+    return {
+        "color": look.color,
+        "hatch": look.hatch,
+        "edgecolor": "white",
+        "lw": lw,
+        "label": look.label if label == "" else label,
+    }
 
 
 def _pct(values: Sequence[float | None]) -> np.ndarray:
@@ -112,16 +125,7 @@ def split_figure(b: Breakdown) -> str:
             for key, value in parts.items():
                 w = value / total * 100 if total else 0.0
                 look = COMPONENTS[key]
-                ax.barh(
-                    y,
-                    w,
-                    left=left,
-                    color=look.color,
-                    hatch=look.hatch,
-                    edgecolor="white",
-                    lw=0.8,
-                    label=look.label if y == 1 else None,
-                )
+                ax.barh(y, w, left=left, **_style(look, 0.8, "" if y == 1 else None))
                 if w >= 7:
                     ax.text(
                         left + w / 2,
@@ -167,17 +171,7 @@ def round_breakdown_figure(s: RoundSeries) -> str:
             v = np.array(values) * k
             look = COMPONENTS[key]
             if bars:
-                ax.bar(
-                    x,
-                    v,
-                    bottom=bottom,
-                    width=0.85,
-                    color=look.color,
-                    hatch=look.hatch,
-                    edgecolor="white",
-                    lw=0.3,
-                    label=look.label,
-                )
+                ax.bar(x, v, bottom=bottom, width=0.85, **_style(look, 0.3))
             else:  # hundreds of rounds: a stepped area stays light and legible
                 ax.fill_between(
                     x,
@@ -207,16 +201,7 @@ def _group_axes(ax: Axes, groups: Sequence[GroupCarbon], k: float, unit: str, ti
     for key in ("compute", "comm", "embodied"):
         v = np.array([getattr(g, f"{key}_g") for g in groups]) * k
         look = COMPONENTS[key]
-        ax.barh(
-            y,
-            v,
-            left=left,
-            color=look.color,
-            hatch=look.hatch,
-            edgecolor="white",
-            lw=0.5,
-            label=look.label,
-        )
+        ax.barh(y, v, left=left, **_style(look, 0.5))
         left += v
     for yi, g, tot in zip(y, groups, left, strict=True):
         ax.text(tot, yi, f" {_fmt(tot)} ({g.client_rounds} cr)", va="center", fontsize=8)
@@ -313,16 +298,7 @@ def _participation_axes(ax: Axes, p: Participation, title: str) -> None:
     missed = np.array([g.not_aggregated / g.clients if g.clients else 0.0 for g in groups])
     for key, v, left in (("completed", done, 0 * done), ("not_aggregated", missed, done)):
         look = STATUSES[key]
-        ax.barh(
-            y,
-            v,
-            left=left,
-            color=look.color,
-            hatch=look.hatch,
-            edgecolor="white",
-            lw=0.5,
-            label=look.label,
-        )
+        ax.barh(y, v, left=left, **_style(look, 0.5))
     for yi, g, tot in zip(y, groups, done + missed, strict=True):
         jain = "n/a" if np.isnan(g.jain) else f"{g.jain:.2f}"
         clients = f"{g.clients} client" + ("s" if g.clients != 1 else "")
