@@ -1,15 +1,16 @@
-"""What footprint accounting and the ledger cost: round-loop time with engine.accounting on
-and off, same workload, same trainer, alternating runs in one process.
+"""What footprint accounting and the ledger cost: round-loop time with engine.accounting off,
+on with the ledger written inline, and on with the ledger written by its background thread
+(the default of simulated runs). Same workload, same trainer, runs interleaved in one process.
 
-    PYTHONPATH=src python bench/accounting_overhead.py --workload W1 W2 --repeats 3
+    PYTHONPATH=src python bench/accounting_overhead.py --workload W1 W2 --repeats 7
 
-Times are CPU seconds of the process (time.process_time) around RoundLoop.run(), which are
-far less disturbed than wall time when other jobs share the cores; wall seconds are printed
-too. The ledger is written to a temporary folder (a real SQLite file, as in a real run).
-Prints one JSON line per workload: medians on and off, the difference as a share of the
-loop, ``(on - off) / on``, and, measured directly inside the runs with accounting on, the
-share of loop time spent in the accounting code itself (account_cohort, the ledger write,
-the state snapshot): the second is the steadier number on a busy machine.
+Round-loop time is wall time around RoundLoop.run() (the rounds, and the final flush of the
+ledger); CPU seconds of the process (time.process_time, all threads) are printed too. The
+ledger is a real SQLite file in a temporary folder. Prints one JSON line per workload: the
+medians of each mode, the accounting shares ``(on - off) / on`` in wall and in CPU time, and,
+measured directly inside the runs, the CPU seconds spent in the accounting code on the loop's
+thread (account_cohort, the state snapshot, the hand-over to the writer) and on the writer
+thread (binding the rows, SQLite, the commit), as shares of the loop.
 """
 
 from __future__ import annotations
@@ -28,67 +29,86 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import greenfl_bench  # noqa: E402
 
+import greenfl.engine.build as build_module  # noqa: E402
 import greenfl.engine.loop as loop_module  # noqa: E402
 from greenfl.engine.build import build_loop  # noqa: E402
+from greenfl.ledger.writer import LedgerWriter  # noqa: E402
 
-SPENT = {"cpu_s": 0.0}
+SPENT = {"loop_thread_cpu_s": 0.0, "writer_thread_cpu_s": 0.0}
+MODES = ("off", "inline", "background")
 
 
-def _timed(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _timed(fn: Callable[..., Any], key: str) -> Callable[..., Any]:
     def inner(*args: Any, **kwargs: Any) -> Any:
-        t = time.process_time()
+        t = time.thread_time()
         try:
             return fn(*args, **kwargs)
         finally:
-            SPENT["cpu_s"] += time.process_time() - t
+            SPENT[key] += time.thread_time() - t
 
     return inner
 
 
-loop_module.account_cohort = _timed(loop_module.account_cohort)
+loop_module.account_cohort = _timed(loop_module.account_cohort, "loop_thread_cpu_s")
 
 
-def time_loop(workload: str, accounting: bool, trainer: str) -> tuple[float, float, float]:
-    """(loop CPU s, loop wall s, CPU s inside the accounting code)."""
-    cfg = greenfl_bench.config_for(workload, trainer, accounting=accounting)
+def time_loop(workload: str, mode: str, trainer: str) -> dict[str, float]:
+    cfg = greenfl_bench.config_for(workload, trainer, accounting=mode != "off")
+
+    def ledger_for(path: Any, background: bool = False) -> LedgerWriter:
+        return LedgerWriter(path, background=mode == "background")
+
+    build_module.LedgerWriter = ledger_for  # type: ignore[assignment,misc]
     with tempfile.TemporaryDirectory(prefix="greenfl-acct-") as out:
         loop = build_loop(cfg, out)
-        loop.ledger.write_round = _timed(loop.ledger.write_round)  # type: ignore[method-assign]
-        loop.snapshot = _timed(loop.snapshot)  # type: ignore[method-assign]
-        SPENT["cpu_s"] = 0.0
+        ledger = loop.ledger
+        ledger.write_round = _timed(ledger.write_round, "loop_thread_cpu_s")  # type: ignore[method-assign]
+        ledger._write_round = _timed(ledger._write_round, "writer_thread_cpu_s")  # type: ignore[method-assign]
+        loop.snapshot = _timed(loop.snapshot, "loop_thread_cpu_s")  # type: ignore[method-assign]
+        for key in SPENT:
+            SPENT[key] = 0.0
         cpu0, wall0 = time.process_time(), time.perf_counter()
         loop.run()
+        ledger.flush()
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        loop.ledger.close()
-    return cpu, wall, SPENT["cpu_s"]
+        ledger.close()
+    build_module.LedgerWriter = LedgerWriter  # type: ignore[misc]
+    return {"wall_s": wall, "cpu_s": cpu, **SPENT}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workload", nargs="+", default=["W1", "W2"])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--trainer", default="auto")
     args = ap.parse_args()
     for workload in args.workload:
-        time_loop(workload, True, args.trainer)  # warm-up: first-call costs out of the way
-        runs: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
+        for mode in MODES:  # warm-up: first-call costs out of the way
+            time_loop(workload, mode, args.trainer)
+        runs: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
         for _ in range(args.repeats):
-            for accounting in (True, False):
-                runs[accounting].append(time_loop(workload, accounting, args.trainer))
-        on = statistics.median(c for c, _, _ in runs[True])
-        off = statistics.median(c for c, _, _ in runs[False])
-        inside = statistics.median(a / c for c, _, a in runs[True])
-        line = {
-            "workload": workload,
-            "trainer": args.trainer,
-            "loop_cpu_s_accounting_on": round(on, 3),
-            "loop_cpu_s_accounting_off": round(off, 3),
-            "loop_wall_s_on": round(statistics.median(w for _, w, _ in runs[True]), 3),
-            "loop_wall_s_off": round(statistics.median(w for _, w, _ in runs[False]), 3),
-            "share_on_minus_off": round((on - off) / on, 4),
-            "share_inside_accounting": round(inside, 4),
-            "repeats": args.repeats,
-        }
+            for mode in MODES:
+                runs[mode].append(time_loop(workload, mode, args.trainer))
+
+        def med(mode: str, key: str, runs: dict[str, list[dict[str, float]]] = runs) -> float:
+            return statistics.median(r[key] for r in runs[mode])
+
+        line: dict[str, Any] = {"workload": workload, "trainer": args.trainer}
+        for mode in MODES:
+            line[f"wall_s_{mode}"] = round(med(mode, "wall_s"), 4)
+            line[f"cpu_s_{mode}"] = round(med(mode, "cpu_s"), 4)
+        off_wall, off_cpu = med("off", "wall_s"), med("off", "cpu_s")
+        for mode in ("inline", "background"):
+            line[f"wall_share_{mode}"] = round(1 - off_wall / med(mode, "wall_s"), 4)
+            line[f"cpu_share_{mode}"] = round(1 - off_cpu / med(mode, "cpu_s"), 4)
+        bg = runs["background"]
+        line["loop_thread_share_background"] = round(
+            statistics.median(r["loop_thread_cpu_s"] / r["wall_s"] for r in bg), 4
+        )
+        line["writer_thread_share_background"] = round(
+            statistics.median(r["writer_thread_cpu_s"] / r["wall_s"] for r in bg), 4
+        )
+        line["repeats"] = args.repeats
         print(json.dumps(line), flush=True)
 
 

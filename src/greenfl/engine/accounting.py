@@ -14,7 +14,13 @@ from greenfl.engine.transport import ClientReport
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population
 from greenfl.fleet.profiles import DeviceProfile, ExecutionTarget, NetworkProfile
-from greenfl.footprint.intensity import CarbonIntensity, ConstantIntensity, HourlyProfile, Trace
+from greenfl.footprint.intensity import (
+    CarbonIntensity,
+    ConstantIntensity,
+    HourlyProfile,
+    RegionalIntensity,
+    Trace,
+)
 from greenfl.footprint.model import (
     client_cost,
     embodied_carbon_g,
@@ -68,7 +74,7 @@ def append_profile_row(
     cols["target"].append(t.name)
 
 
-def intensity_sources(fleet: Fleet, cfg: FleetConfig, clock: SimClock) -> list[CarbonIntensity]:
+def intensity_sources(fleet: Fleet, cfg: FleetConfig, clock: SimClock) -> RegionalIntensity:
     """One carbon-intensity source per region, in fleet order."""
     sources: list[CarbonIntensity] = []
     for r in fleet.regions:
@@ -82,17 +88,15 @@ def intensity_sources(fleet: Fleet, cfg: FleetConfig, clock: SimClock) -> list[C
             sources.append(HourlyProfile(r.hourly, r.utc_offset_h, clock.start_utc))
         else:
             sources.append(ConstantIntensity(r.ci_g_per_kwh))
-    return sources
+    return RegionalIntensity(sources)
 
 
 def mean_intensity(
     sources: Sequence[CarbonIntensity], region: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray
 ) -> np.ndarray:
-    out = np.empty(len(region), dtype=np.float64)
-    for r in np.unique(region):
-        mask = region == r
-        out[mask] = sources[int(r)].mean(t0_s[mask], t1_s[mask])
-    return out
+    """Each client's mean intensity over [t0, t1] in its region."""
+    regional = sources if isinstance(sources, RegionalIntensity) else RegionalIntensity(sources)
+    return regional.mean(region, t0_s, t1_s)
 
 
 @dataclass(frozen=True)
@@ -173,29 +177,32 @@ def account_cohort(
     status = closed.status.copy()
     rejected = np.array([r.status == "rejected" for r in reports], dtype=bool)
     status[rejected] = "rejected"
+    fleet = population.fleet
+    # Columns stay numpy arrays (or indices into name lists) here: the conversion to Python
+    # values happens when the ledger binds them, on its writer thread.
     rows = ColumnRows(
         {
-            "round": [round_idx] * n,
-            "client_id": ids.tolist(),
-            "device": _names([d.name for d in population.fleet.devices], population.device[ids]),
-            "network": _names([x.name for x in population.fleet.networks], population.network[ids]),
-            "region": _names([x.name for x in population.fleet.regions], region),
-            "target": _names(list(entries.target), e),
-            "status": [str(x) for x in status],
+            "round": np.full(n, round_idx, dtype=np.int64),
+            "client_id": ids,
+            "device": Named(fleet.device_names, population.device[ids]),
+            "network": Named(fleet.network_names, population.network[ids]),
+            "region": Named(fleet.region_names, region),
+            "target": Named(entries.target, e),
+            "status": status.tolist(),
             "reason": [r.reason for r in reports],
-            "num_samples": [int(r.num_samples) for r in reports],
-            "flops": flops.tolist(),
-            "start_s": [float(round_start_s)] * n,
-            "compute_s": cut.compute_s.astype(np.float64).tolist(),
-            "bytes_up": moved_up.astype(np.int64).tolist(),
-            "bytes_down": moved_down.astype(np.int64).tolist(),
-            "comm_s": cut.comm_s.astype(np.float64).tolist(),
-            "energy_compute_j": energy_compute.astype(np.float64).tolist(),
-            "energy_comm_j": cut.energy_comm_j.astype(np.float64).tolist(),
-            "ci_g_per_kwh": ci.astype(np.float64).tolist(),
-            "carbon_operational_g": carbon_op.astype(np.float64).tolist(),
-            "carbon_embodied_g": carbon_emb.astype(np.float64).tolist(),
-            "estimated": (~has_measure).astype(np.int64).tolist(),
+            "num_samples": np.array([r.num_samples for r in reports], dtype=np.int64),
+            "flops": flops,
+            "start_s": np.full(n, float(round_start_s)),
+            "compute_s": cut.compute_s.astype(np.float64),
+            "bytes_up": moved_up.astype(np.int64),
+            "bytes_down": moved_down.astype(np.int64),
+            "comm_s": cut.comm_s.astype(np.float64),
+            "energy_compute_j": energy_compute.astype(np.float64),
+            "energy_comm_j": cut.energy_comm_j.astype(np.float64),
+            "ci_g_per_kwh": ci.astype(np.float64),
+            "carbon_operational_g": carbon_op.astype(np.float64),
+            "carbon_embodied_g": carbon_emb.astype(np.float64),
+            "estimated": (~has_measure).astype(np.int64),
         }
     )
     return CohortAccount(
@@ -207,29 +214,48 @@ def account_cohort(
     )
 
 
-def _names(names: list[str], index: np.ndarray) -> list[str]:
-    return [names[i] for i in index.tolist()]
+@dataclass(frozen=True)
+class Named:
+    """A column of names kept as indices into ``names`` until it is read."""
+
+    names: Sequence[str]
+    index: np.ndarray
+
+    def tolist(self) -> list[str]:
+        names = self.names
+        return [names[i] for i in self.index.tolist()]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+Column = list[Any] | np.ndarray | Named
 
 
 class ColumnRows(Sequence[dict[str, Any]]):
-    """A cohort's ledger rows held as columns (lists of plain Python values). Reads as a
-    sequence of one dict per client; the ledger writer takes the columns as tuples directly,
-    because building and unpacking a dict per client dominated accounting's cost."""
+    """A cohort's ledger rows held as columns: lists, numpy arrays, or Named. Reads as a
+    sequence of one dict per client (plain Python values); the ledger writer takes the
+    columns as tuples directly, because building and unpacking a dict per client dominated
+    accounting's cost."""
 
-    def __init__(self, columns: dict[str, list[Any]]) -> None:
+    def __init__(self, columns: dict[str, Column]) -> None:
         self.columns = columns
         self._n = len(next(iter(columns.values()))) if columns else 0
 
     def __len__(self) -> int:
         return self._n
 
+    def column(self, name: str) -> list[Any]:
+        values = self.columns[name]
+        return values if isinstance(values, list) else values.tolist()
+
     def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
         if not -self._n <= i < self._n:
             raise IndexError(i)
-        return {k: v[i] for k, v in self.columns.items()}
+        return {k: self.column(k)[i] for k in self.columns}
 
     def as_tuples(self, order: Sequence[str]) -> list[tuple[Any, ...]]:
-        return list(zip(*(self.columns[c] for c in order), strict=True))
+        return list(zip(*(self.column(c) for c in order), strict=True))
 
 
 def unaccounted() -> CohortAccount:

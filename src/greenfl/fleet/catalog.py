@@ -46,14 +46,26 @@ class Fleet:
     population: tuple[PopulationEntry, ...]
     path: str
 
+    @property
+    def device_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.devices)
+
+    @property
+    def network_names(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.networks)
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.regions)
+
     def device_index(self, name: str) -> int:
-        return [d.name for d in self.devices].index(name)
+        return self.device_names.index(name)
 
     def network_index(self, name: str) -> int:
-        return [n.name for n in self.networks].index(name)
+        return self.network_names.index(name)
 
     def region_index(self, name: str) -> int:
-        return [r.name for r in self.regions].index(name)
+        return self.region_names.index(name)
 
     def region(self, name: str) -> Region:
         return self.regions[self.region_index(name)]

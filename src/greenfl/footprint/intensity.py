@@ -6,6 +6,7 @@ is the scheduler's forecast."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -119,3 +120,86 @@ class Trace:
 
     def mean(self, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
         return _mean_from_integral(self._integral, t0_s, t1_s, self._at)
+
+
+class RegionalIntensity(Sequence[CarbonIntensity]):
+    """One source per region, in fleet order, that also answers many clients' means at once:
+    ``mean(region, t0, t1)``. Where every source is hourly or constant (the built-in fleet),
+    that is one vectorised pass over the clients, not one pass per region (a round's
+    accounting called numpy ~6 times per region before)."""
+
+    def __init__(self, sources: Sequence[CarbonIntensity]) -> None:
+        self._sources = tuple(sources)
+        self._stack = _HourlyStack.of(self._sources)
+
+    def __getitem__(self, i: int) -> CarbonIntensity:  # type: ignore[override]
+        return self._sources[i]
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def mean(self, region: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
+        """Each client's mean intensity over [t0, t1] in its region (index into the sources)."""
+        region = np.asarray(region, dtype=np.int64)
+        t0 = np.broadcast_to(np.asarray(t0_s, dtype=np.float64), region.shape)
+        t1 = np.broadcast_to(np.asarray(t1_s, dtype=np.float64), region.shape)
+        if self._stack is not None:
+            return self._stack.mean(region, t0, t1)
+        out = np.empty(len(region), dtype=np.float64)
+        for r in np.unique(region):
+            mask = region == r
+            out[mask] = self._sources[int(r)].mean(t0[mask], t1[mask])
+        return out
+
+
+@dataclass(frozen=True)
+class _HourlyStack:
+    """Hourly and constant sources as arrays indexed by region; the arithmetic is
+    HourlyProfile's, element for element, so either path gives the same numbers."""
+
+    values: np.ndarray  # (regions, 24)
+    cum: np.ndarray  # (regions, 25)
+    start_local_h: np.ndarray  # (regions,)
+    constant: np.ndarray  # (regions,) the value of a constant source, NaN for hourly ones
+
+    @classmethod
+    def of(cls, sources: Sequence[CarbonIntensity]) -> _HourlyStack | None:
+        if not sources or not all(
+            isinstance(s, HourlyProfile | ConstantIntensity) for s in sources
+        ):
+            return None
+        values, cum, start, constant = [], [], [], []
+        for s in sources:
+            if isinstance(s, HourlyProfile):
+                values.append(s.values)
+                cum.append(s.cum)
+                start.append(s.start_local_h)
+                constant.append(np.nan)
+            else:
+                values.append(np.zeros(24))
+                cum.append(np.zeros(25))
+                start.append(0.0)
+                constant.append(s.ci_g_per_kwh)
+        return cls(np.array(values), np.array(cum), np.array(start), np.array(constant))
+
+    def mean(self, region: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
+        start = self.start_local_h[region]
+        u0 = start + t0_s / S_PER_HOUR
+        span = t1_s - t0_s
+        hourly = np.where(
+            span > 0,
+            (self._integral(region, start + t1_s / S_PER_HOUR) - self._integral(region, u0))
+            / np.where(span > 0, span, 1.0),
+            self.values[region, np.floor(u0 % 24).astype(np.int64) % 24],
+        )
+        const = self.constant[region]
+        return np.where(np.isnan(const), hourly, const)
+
+    def _integral(self, region: np.ndarray, u: np.ndarray) -> np.ndarray:
+        days = np.floor(u / 24)
+        h = u - days * 24
+        hi = np.minimum(np.floor(h).astype(np.int64), 23)
+        value_hours = (
+            days * self.cum[region, 24] + self.cum[region, hi] + (h - hi) * self.values[region, hi]
+        )
+        return value_hours * S_PER_HOUR
