@@ -84,9 +84,11 @@ class LedgerWriter:
     ) -> None:
         """One round's rows, and optionally the server state after it, atomically. The rows
         must not change afterwards: with a writer thread they are read later."""
-        statuses = client_rows.columns["status"] if isinstance(client_rows, ColumnarRows) else [
-            r["status"] for r in client_rows
-        ]
+        statuses = (
+            client_rows.columns["status"]
+            if isinstance(client_rows, ColumnarRows)
+            else [r["status"] for r in client_rows]
+        )
         unknown = set(statuses) - _STATUS_SET
         if unknown:
             # Checked here, not by an SQL CHECK: a CHECK (status IN ...) doubled insert time.
