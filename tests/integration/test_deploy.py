@@ -428,8 +428,13 @@ def test_a_client_trains_on_its_own_data_dir(tmp_path: Path, procs: Procs) -> No
         "serve", "c.toml", "--address", addr, "--out", "run", "--min-clients", "3", "--quiet",
         cwd=tmp_path,
     )  # fmt: skip
+    # With codecarbon installed, client 2 reports codecarbon's reading (modelled on a
+    # machine without RAPL): the ledger must use it and still say estimated.
+    import importlib.util
+
+    meter = "codecarbon" if importlib.util.find_spec("codecarbon") else "none"
     own = procs.start(
-        "join", "--server", addr, "--client-id", "2", "--data-dir", "own", "--meter", "none",
+        "join", "--server", addr, "--client-id", "2", "--data-dir", "own", "--meter", meter,
         cwd=tmp_path,
     )  # fmt: skip
     wrong = procs.start(
@@ -444,6 +449,9 @@ def test_a_client_trains_on_its_own_data_dir(tmp_path: Path, procs: Procs) -> No
     o_code, _, o_err = finish(own, 30)
     assert o_code == 0, o_err
     assert "done: 3 rounds" in o_err and "global model on local test" in o_err
+    import re
+
+    printed = [float(j) for j in re.findall(r"energy ([0-9.e+-]+) J \(codecarbon", o_err)]
 
     # Refused before any training, at join (the first moment the model is known).
     assert w_code == 2
@@ -460,6 +468,14 @@ def test_a_client_trains_on_its_own_data_dir(tmp_path: Path, procs: Procs) -> No
 
     sizes = load_dataset(load_config(tmp_path / "c.toml").data, 3).client_sizes()
     assert all(n == (150 if c == 2 else sizes[c]) for _, c, _, n in got)
+    own_rows = rows(
+        db,
+        "SELECT energy_compute_j, estimated FROM client_rounds WHERE client_id = 2 ORDER BY round",
+    )
+    assert all(est == 1 for _, est in own_rows)
+    if meter == "codecarbon" and not Path("/sys/class/powercap/intel-rapl:0").exists():
+        assert len(printed) == 3 and "modelled" in o_err
+        assert [e for e, _ in own_rows] == pytest.approx(printed, rel=5e-3)
     assert "client 2 joined" in (tmp_path / "run" / "server.log").read_text()
     assert "local data, 150 samples" in (tmp_path / "run" / "server.log").read_text()
 

@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         from greenfl.data.local_dir import LocalDirDataset
-        from greenfl.footprint.meters import make_meter
+        from greenfl.footprint.meters import describe_meter, make_meter
         from greenfl.transport.client import ClientOptions, FederatedClient
         from greenfl.transport.security import read_ca, read_token
 
@@ -106,6 +106,8 @@ def register(app: typer.Typer) -> None:
             retry_for_s=retry_for_s,
             test_delay_s=test_delay_s,
         )
+        if not quiet:
+            print(f"meter: {describe_meter(energy_meter)}", file=sys.stderr)
         if data is not None and not quiet:
             test = f", test {len(data.test.y)}" if data.test is not None else ""
             print(

@@ -87,10 +87,12 @@ class CodecarbonMeter:
     def create(cls, country_iso_code: str | None = None) -> CodecarbonMeter:
         if not codecarbon_installed():
             raise MissingExtraError(INSTALL_HINT)
-        # codecarbon logs at INFO from its constructor on; keep a client's terminal quiet.
-        logging.getLogger("codecarbon").setLevel(logging.ERROR)
         from codecarbon import OfflineEmissionsTracker
         from codecarbon.core.config import get_hierarchical_config
+
+        # codecarbon sets its logger to INFO on import and logs from its constructor on;
+        # keep a client's terminal to greenfl's own lines.
+        logging.getLogger("codecarbon").setLevel(logging.ERROR)
 
         country = (
             country_iso_code
@@ -108,7 +110,14 @@ class CodecarbonMeter:
         # half-built object: check it got as far as its scheduler.
         if not hasattr(tracker, "_scheduler_monitor_power"):
             raise MeterError("codecarbon's tracker failed to initialise (see its log above)")
-        return cls(tracker)
+        meter = cls(tracker)
+        # codecarbon sets up lazily, on the first task: hardware detection (CPU model, TDP
+        # table) and its emissions data (pandas), seconds on a busy machine. One empty task
+        # now keeps that out of the first round, and out of the way of a withdrawal.
+        tracker.get_detected_hardware()
+        meter.end(meter.begin())
+        meter.parts = classify_hardware(list(getattr(tracker, "_hardware", [])))
+        return meter
 
     def begin(self) -> object:
         self._seq += 1

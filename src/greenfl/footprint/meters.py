@@ -127,3 +127,16 @@ def make_meter(name: str, root: Path = POWERCAP) -> Meter:
 
         return CodecarbonMeter.create() if codecarbon_installed() else NullMeter()
     raise MeterError(f"--meter {name!r}: choose one of {', '.join(METER_NAMES)}")
+
+
+def describe_meter(meter: Meter) -> str:
+    """One line for a client's terminal: which meter, and whether its joules are measured."""
+    if isinstance(meter, RaplMeter):
+        return f"rapl ({len(meter.domains)} package counter(s): measured)"
+    if isinstance(meter, NullMeter):
+        return "none (the server models energy from the device profile: estimated)"
+    parts = getattr(meter, "parts", None)
+    if parts is not None:
+        verdict = "measured" if parts.cpu_measured else "modelled by codecarbon: estimated"
+        return f"{meter.name} ({parts.description}; {verdict})"
+    return meter.name

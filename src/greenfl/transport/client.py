@@ -33,11 +33,12 @@ from greenfl.data.base import FederatedDataset
 from greenfl.data.local_dir import LocalDirDataset
 from greenfl.engine.build import build_model_for, codec_for
 from greenfl.engine.loop import evaluate
-from greenfl.engine.params import ParamSpec
+from greenfl.engine.params import ParamSpec, get_flat
 from greenfl.engine.trainer import client_seed, train_one
 from greenfl.errors import GreenflError, TransportError, UpdateRejected
 from greenfl.footprint.meters import Meter, best_meter
 from greenfl.models import training_flops_per_sample
+from greenfl.strategy.base import FitInstructions
 from greenfl.transport import greenfl_pb2 as pb
 from greenfl.transport import greenfl_pb2_grpc as pb_grpc
 from greenfl.transport.validate import PROTOCOL_VERSION
@@ -250,6 +251,11 @@ class FederatedClient:
             model, dataset.input_shape, dataset.num_classes, cfg.train.batch_size
         )
         codec = codec_for(cfg.compression)
+        # One throwaway step (lr 0, on a copy of the weights): torch's first optimizer step
+        # does one-time imports, seconds on a busy machine, that would otherwise be measured
+        # as round 1's training time and energy.
+        warm = FitInstructions(1, 1, 0.0, cfg.train.momentum, 0.0)
+        train_one(model, get_flat(model), x[:1], y[:1], self.opts.client_id, warm, 0)
         return _Local(cfg, x, y, model, ParamSpec.of(model), codec, flops, test)
 
     def _serve_tasks(self, stub: pb_grpc.FederationStub, session_id: str) -> None:
@@ -277,8 +283,10 @@ class FederatedClient:
                 if task.kind != pb.Task.FIT:
                     continue
                 with self._lock:
-                    if task.task_id in self._withdrawn:
-                        continue  # withdrawn before we got to it
+                    if task.task_id in self._withdrawn:  # withdrawn before we got to it
+                        self.stats.withdrawn += 1
+                        log.info("round %d: task withdrawn by the server; skipped", task.round)
+                        continue
                     self._current_task = task.task_id
                     self._cancel.clear()
                 update = self._fit(task, session_id)
@@ -359,6 +367,9 @@ class FederatedClient:
         token = self.meter.begin()
         if self.opts.test_delay_s > 0:
             self._cancel.wait(self.opts.test_delay_s)
+        if self._cancel.is_set():
+            self.meter.end(token)
+            return None
         result = train_one(
             local.model, params, local.x, local.y, cid, ins, seed, stop=self._cancel.is_set
         )
