@@ -409,7 +409,7 @@ def test_a_client_trains_on_its_own_data_dir(tmp_path: Path, procs: Procs) -> No
     import numpy as np
     from sklearn.datasets import load_digits
 
-    write_config(tmp_path / "c.toml", n=4, rounds=3, extra="")
+    write_config(tmp_path / "c.toml", n=4, rounds=3, extra="max_client_samples = 200")
     text = (
         (tmp_path / "c.toml").read_text().replace("clients_per_round = 4", "clients_per_round = 3")
     )
@@ -442,6 +442,16 @@ def test_a_client_trains_on_its_own_data_dir(tmp_path: Path, procs: Procs) -> No
         cwd=tmp_path,
     )  # fmt: skip
     threads = ThreadClients(addr, [0, 1])
+
+    # A client claiming more data than deploy.max_client_samples is refused at Join.
+    from greenfl.data.local_dir import LocalDirDataset, write_local_dir
+    from greenfl.errors import TransportError
+    from greenfl.footprint.meters import NullMeter
+    from greenfl.transport.client import ClientOptions, FederatedClient
+
+    big = LocalDirDataset.load(write_local_dir(tmp_path / "big", x[:250], y[:250]))
+    with pytest.raises(TransportError, match=r"250 local samples .*max_client_samples"):
+        FederatedClient(ClientOptions(addr, 3, retry_for_s=30), NullMeter(), data=big).run()
     w_code, _, w_err = finish(wrong, 60)
     code, _, err = finish(server, 90)
     assert code == 0, err
