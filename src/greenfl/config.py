@@ -171,6 +171,10 @@ class DeployConfig(_Section):
     min_clients: int = Field(1, ge=1, description="connected clients before the first round")
     join_timeout_s: float = Field(600.0, gt=0, description="how long to wait for min_clients")
     keepalive_s: float = Field(5.0, gt=0, description="idle seconds between keep-alive tasks")
+    early_close: bool = Field(True, description="close a round once k updates are accepted")
+    max_client_samples: int | None = Field(
+        None, ge=1, description="refuse clients declaring more local samples (--data-dir)"
+    )
 
 
 class CompressionConfig(_Section):

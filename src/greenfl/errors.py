@@ -32,3 +32,7 @@ class TransportError(GreenflError):
 
 class MissingExtraError(GreenflError):
     """An optional dependency is needed for what was asked."""
+
+
+class MeterError(GreenflError):
+    """An energy meter was asked for that this machine cannot provide."""

@@ -144,13 +144,23 @@ class ThreadClients:
     """Well-behaved clients as threads of the test process: cheaper than processes on a
     small machine, and the same code as `greenfl join`."""
 
-    def __init__(self, address: str, ids: list[int], token: str = "") -> None:
+    def __init__(
+        self, address: str, ids: list[int], token: str = "", delay_s: dict[int, float] | None = None
+    ) -> None:
         from greenfl.footprint.meters import NullMeter
         from greenfl.transport.client import ClientOptions, FederatedClient
 
+        delay_s = delay_s or {}
         self.clients = [
             FederatedClient(
-                ClientOptions(address, i, token=token, backoff_max_s=2.0, retry_for_s=60),
+                ClientOptions(
+                    address,
+                    i,
+                    token=token,
+                    backoff_max_s=2.0,
+                    retry_for_s=60,
+                    test_delay_s=delay_s.get(i, 0.0),
+                ),
                 NullMeter(),
             )
             for i in ids
@@ -391,3 +401,134 @@ def test_bad_clients_are_rejected_or_dropped_and_the_run_completes(
     log = (tmp_path / "run" / "server.log").read_text()
     assert "refused client 0" in log and "invalid token" in log
     assert "rejected update of client 2" in log
+
+
+def test_a_client_trains_on_its_own_data_dir(tmp_path: Path, procs: Procs) -> None:
+    """Client 2 brings its own data (150 digits written with the documented np.savez
+    one-liner); client 3's data does not fit the model and it exits 2 before training."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    write_config(tmp_path / "c.toml", n=4, rounds=3, extra="max_client_samples = 200")
+    text = (
+        (tmp_path / "c.toml").read_text().replace("clients_per_round = 4", "clients_per_round = 3")
+    )
+    (tmp_path / "c.toml").write_text(text)
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    (tmp_path / "own").mkdir()
+    np.savez(tmp_path / "own" / "data.npz", x=x[:150], y=y[:150])
+    np.savez(tmp_path / "own" / "test.npz", x=x[1500:], y=y[1500:])
+    (tmp_path / "wrong").mkdir()
+    np.savez(tmp_path / "wrong" / "data.npz", x=x[:20].reshape(20, 8, 8), y=y[:20])
+
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    server = procs.start(
+        "serve", "c.toml", "--address", addr, "--out", "run", "--min-clients", "3", "--quiet",
+        cwd=tmp_path,
+    )  # fmt: skip
+    # With codecarbon installed, client 2 reports codecarbon's reading (modelled on a
+    # machine without RAPL): the ledger must use it and still say estimated.
+    import importlib.util
+
+    meter = "codecarbon" if importlib.util.find_spec("codecarbon") else "none"
+    own = procs.start(
+        "join", "--server", addr, "--client-id", "2", "--data-dir", "own", "--meter", meter,
+        cwd=tmp_path,
+    )  # fmt: skip
+    wrong = procs.start(
+        "join", "--server", addr, "--client-id", "3", "--data-dir", "wrong", "--meter", "none",
+        cwd=tmp_path,
+    )  # fmt: skip
+    threads = ThreadClients(addr, [0, 1])
+
+    # A client claiming more data than deploy.max_client_samples is refused at Join.
+    from greenfl.data.local_dir import LocalDirDataset, write_local_dir
+    from greenfl.errors import TransportError
+    from greenfl.footprint.meters import NullMeter
+    from greenfl.transport.client import ClientOptions, FederatedClient
+
+    big = LocalDirDataset.load(write_local_dir(tmp_path / "big", x[:250], y[:250]))
+    with pytest.raises(TransportError, match=r"250 local samples .*max_client_samples"):
+        FederatedClient(ClientOptions(addr, 3, retry_for_s=30), NullMeter(), data=big).run()
+    w_code, _, w_err = finish(wrong, 60)
+    code, _, err = finish(server, 90)
+    assert code == 0, err
+    threads.join(30)
+    o_code, _, o_err = finish(own, 30)
+    assert o_code == 0, o_err
+    assert "done: 3 rounds" in o_err and "global model on local test" in o_err
+    import re
+
+    printed = [float(j) for j in re.findall(r"energy ([0-9.e+-]+) J \(codecarbon", o_err)]
+
+    # Refused before any training, at join (the first moment the model is known).
+    assert w_code == 2
+    lines = w_err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "wrong/data.npz" in lines[-1]
+    assert "feature shape [8, 8], the run's model (mlp on digits) takes [64]" in lines[-1]
+
+    db = tmp_path / "run" / "ledger.sqlite"
+    got = rows(db, "SELECT round, client_id, status, num_samples FROM client_rounds")
+    assert sorted((r, c) for r, c, *_ in got) == [(r, c) for r in (1, 2, 3) for c in (0, 1, 2)]
+    assert {s for _, _, s, _ in got} == {"completed"}
+    # FedAvg weighs client 2 by its local count; the others by their partitions.
+    from greenfl.data import load_dataset
+
+    sizes = load_dataset(load_config(tmp_path / "c.toml").data, 3).client_sizes()
+    assert all(n == (150 if c == 2 else sizes[c]) for _, c, _, n in got)
+    own_rows = rows(
+        db,
+        "SELECT energy_compute_j, estimated FROM client_rounds WHERE client_id = 2 ORDER BY round",
+    )
+    assert all(est == 1 for _, est in own_rows)
+    if meter == "codecarbon" and not Path("/sys/class/powercap/intel-rapl:0").exists():
+        assert len(printed) == 3 and "modelled" in o_err
+        assert [e for e, _ in own_rows] == pytest.approx(printed, rel=5e-3)
+    assert "client 2 joined" in (tmp_path / "run" / "server.log").read_text()
+    assert "local data, 150 samples" in (tmp_path / "run" / "server.log").read_text()
+
+
+def test_round_closes_early_once_k_updates_are_in(tmp_path: Path, procs: Procs) -> None:
+    """4 clients selected (over-selection), 3 needed; client 3 would take 60 s. Each round
+    closes as soon as the other 3 are in, far before the 20 s deadline; client 3's task is
+    withdrawn and it is a straggler, as in simulation."""
+    deadline_s = 20
+    write_config(tmp_path / "c.toml", n=4, rounds=2, extra="")
+    text = (tmp_path / "c.toml").read_text()
+    text = text.replace("clients_per_round = 4", "clients_per_round = 3")
+    text = text.replace("round_timeout_s = 60", f"round_timeout_s = {deadline_s}")
+    text = text.replace('catalog = "builtin"', 'catalog = "builtin"\nover_selection = 0.34')
+    (tmp_path / "c.toml").write_text(text)
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    server = procs.start(
+        "serve", "c.toml", "--address", addr, "--out", "run", "--min-clients", "4", "--quiet",
+        cwd=tmp_path,
+    )  # fmt: skip
+    clients = ThreadClients(addr, [0, 1, 2, 3], delay_s={3: 60.0})
+    code, _, err = finish(server, 60)
+    assert code == 0, err
+    clients.join(15)
+
+    db = tmp_path / "run" / "ledger.sqlite"
+    walls = [w for (w,) in rows(db, "SELECT wall_s FROM rounds ORDER BY round")]
+    assert len(walls) == 2 and max(walls) < deadline_s / 4, walls
+    got = rows(
+        db,
+        "SELECT round, client_id, status, reason, bytes_up, compute_s, energy_compute_j, "
+        "estimated FROM client_rounds ORDER BY round, client_id",
+    )
+    assert [(r, c, s) for r, c, s, *_ in got] == [
+        (r, c, "straggler" if c == 3 else "completed") for r in (1, 2) for c in (0, 1, 2, 3)
+    ]
+    for _, c, _, reason, up, compute_s, energy_j, estimated in got:
+        if c == 3:  # withdrawn mid-task: its work until the close counts, modelled
+            assert reason == "withdrawn: the round closed with 3 updates"
+            assert up == 0 and estimated == 1
+            assert 0 < compute_s < deadline_s / 4 and energy_j > 0
+    assert rows(db, "SELECT selected, completed FROM rounds") == [(4, 3), (4, 3)]
+    slow = clients.clients[3].stats
+    assert slow.withdrawn == 2 and slow.rounds == 0  # stopped, never submitted
+    assert "withdrew 1 task(s)" in (tmp_path / "run" / "server.log").read_text()

@@ -26,6 +26,7 @@ app = typer.Typer(
 from greenfl.cli import compare as _compare  # noqa: E402
 from greenfl.cli import estimate as _estimate  # noqa: E402
 from greenfl.cli import export as _export  # noqa: E402
+from greenfl.cli import export_partition as _export_partition  # noqa: E402
 from greenfl.cli import fleet as _fleet  # noqa: E402
 from greenfl.cli import join as _join  # noqa: E402
 from greenfl.cli import report as _report  # noqa: E402
@@ -40,6 +41,7 @@ _estimate.register(app)
 _export.register(app)
 _serve.register(app)
 _join.register(app)
+_export_partition.register(app)
 
 EXIT_USAGE = 2
 

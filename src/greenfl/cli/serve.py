@@ -94,7 +94,8 @@ def register(app: typer.Typer) -> None:
         if resume:
             log.info("resuming after round %d", loop.state.round)
         try:
-            port = transport.start(loop.population, ParamSpec.of(loop.model))
+            model_input = (loop.dataset.input_shape, loop.dataset.num_classes)
+            port = transport.start(loop.population, ParamSpec.of(loop.model), model_input)
             host = address.rsplit(":", 1)[0]
             # One parseable line, so scripts can find a port chosen with :0.
             print(f"greenfl serve: listening on {host}:{port}", file=sys.stderr, flush=True)

@@ -28,7 +28,7 @@ from greenfl.footprint.model import (
     truncate,
 )
 from greenfl.scheduling.clock import SimClock
-from greenfl.scheduling.deadline import COMPLETED, close_round
+from greenfl.scheduling.deadline import COMPLETED, FAILED, STRAGGLER, close_round
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,11 @@ def account_cohort(
     status = closed.status.copy()
     rejected = np.array([r.status == "rejected" for r in reports], dtype=bool)
     status[rejected] = "rejected"
+    # A deployed client whose task was withdrawn when the round had its k updates: the
+    # straggler of the simulated path, its work until then counted.
+    withdrawn = np.array([r.status == STRAGGLER for r in reports], dtype=bool)
+    status[withdrawn & (status == FAILED)] = STRAGGLER
+    meter_modelled = np.array([r.energy_estimated for r in reports], dtype=bool)
     fleet = population.fleet
     # Columns stay numpy arrays (or indices into name lists) here: the conversion to Python
     # values happens when the ledger binds them, on its writer thread.
@@ -202,7 +207,7 @@ def account_cohort(
             "ci_g_per_kwh": ci.astype(np.float64),
             "carbon_operational_g": carbon_op.astype(np.float64),
             "carbon_embodied_g": carbon_emb.astype(np.float64),
-            "estimated": (~has_measure).astype(np.int64),
+            "estimated": (~has_measure | meter_modelled).astype(np.int64),
         }
     )
     return CohortAccount(

@@ -208,6 +208,10 @@ class RoundLoop:
             local_epochs=plan.local_epochs, batch_size=plan.batch_size
         )
         instructions = self.strategy.configure(round_idx, base)
+        expect = getattr(self.transport, "expect_updates", None)
+        if expect is not None:
+            # A deployment may close the round once k updates are in (over-selection).
+            expect(min(k, len(cohort)))
         reports = self.transport.fit(
             round_idx, list(map(int, cohort)), st.global_params, instructions
         )

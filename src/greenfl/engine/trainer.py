@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -100,7 +100,10 @@ def train_one(
     client_id: int,
     ins: FitInstructions,
     seed: int,
+    stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
+    """``stop``: asked before each step; True ends training early (a real client whose task
+    was withdrawn), and the result then covers the steps taken."""
     set_flat(model, global_params)
     model.train()
     params = [p for p in model.parameters()]
@@ -110,6 +113,8 @@ def train_one(
     losses: list[float] = []
     for perm in batch_order(n, ins.local_epochs, seed):
         for start in range(0, n, ins.batch_size):
+            if stop is not None and stop():
+                break
             idx = perm[start : start + ins.batch_size]
             opt.zero_grad(set_to_none=True)
             loss = nn.functional.cross_entropy(model(x[idx]), y[idx])

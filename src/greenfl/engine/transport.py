@@ -21,7 +21,7 @@ from greenfl.strategy.base import FitInstructions
 @dataclass(frozen=True)
 class ClientReport:
     client_id: int
-    status: str  # completed | failed | rejected
+    status: str  # completed | failed | rejected | straggler (withdrawn when its round closed)
     reason: str | None
     delta: torch.Tensor | None  # decoded update; None unless completed
     num_samples: int
@@ -31,6 +31,7 @@ class ClientReport:
     bytes_down: int
     measured_energy_j: float | None = None  # a real client's own meter, where it has one
     measured_compute_s: float | None = None
+    energy_estimated: bool = False  # measured_energy_j is the client meter's own model
 
 
 @runtime_checkable

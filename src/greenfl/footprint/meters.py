@@ -2,7 +2,8 @@
 
 RaplMeter reads Linux RAPL counters under /sys/class/powercap; where none are readable,
 ``best_meter()`` gives the NullMeter and energy is modelled from a power profile, with
-``estimated = True``. No meter ever raises because counters are missing."""
+``estimated = True``. No meter ever raises because counters are missing. ``make_meter``
+picks one by name (``greenfl join --meter``), including the optional codecarbon meter."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from greenfl.errors import MeterError
+
 POWERCAP = Path("/sys/class/powercap")
 
 
@@ -18,10 +21,11 @@ POWERCAP = Path("/sys/class/powercap")
 class Measurement:
     elapsed_s: float
     energy_j: float | None  # None: the meter cannot measure energy; model it instead
+    modelled: bool = False  # energy_j is the meter's own model, not a counter reading
 
     @property
     def estimated(self) -> bool:
-        return self.energy_j is None
+        return self.energy_j is None or self.modelled
 
 
 class Meter(Protocol):
@@ -92,3 +96,47 @@ class RaplMeter:
 
 def best_meter(root: Path = POWERCAP) -> Meter:
     return RaplMeter.discover(root) or NullMeter()
+
+
+METER_NAMES = ("auto", "rapl", "codecarbon", "none")
+
+
+def make_meter(name: str, root: Path = POWERCAP) -> Meter:
+    """The meter ``greenfl join --meter NAME`` asks for. ``auto``: RAPL where readable, else
+    codecarbon where installed, else none (energy modelled by the server, estimated)."""
+    if name == "none":
+        return NullMeter()
+    if name == "rapl":
+        rapl = RaplMeter.discover(root)
+        if rapl is None:
+            raise MeterError(
+                f"--meter rapl: no readable RAPL counters under {root}/intel-rapl:* "
+                "(not an Intel/AMD Linux machine, or energy_uj is root-only: "
+                "sudo chmod a+r /sys/class/powercap/intel-rapl:*/energy_uj)"
+            )
+        return rapl
+    if name == "codecarbon":
+        from greenfl.footprint.codecarbon_meter import CodecarbonMeter
+
+        return CodecarbonMeter.create()
+    if name == "auto":
+        rapl = RaplMeter.discover(root)
+        if rapl is not None:
+            return rapl
+        from greenfl.footprint.codecarbon_meter import CodecarbonMeter, codecarbon_installed
+
+        return CodecarbonMeter.create() if codecarbon_installed() else NullMeter()
+    raise MeterError(f"--meter {name!r}: choose one of {', '.join(METER_NAMES)}")
+
+
+def describe_meter(meter: Meter) -> str:
+    """One line for a client's terminal: which meter, and whether its joules are measured."""
+    if isinstance(meter, RaplMeter):
+        return f"rapl ({len(meter.domains)} package counter(s): measured)"
+    if isinstance(meter, NullMeter):
+        return "none (the server models energy from the device profile: estimated)"
+    parts = getattr(meter, "parts", None)
+    if parts is not None:
+        verdict = "measured" if parts.cpu_measured else "modelled by codecarbon: estimated"
+        return f"{meter.name} ({parts.description}; {verdict})"
+    return meter.name

@@ -1,6 +1,11 @@
 """A real client: joins a ``greenfl serve`` server, trains on its own data when asked, and
 reports its update and footprint.
 
+Its data is partition N of the run's configured dataset (demos, tests), or its own local
+data directory (``--data-dir``, ``greenfl.data.local_dir``), checked against the run's model
+as soon as the server has said what the model takes. A task the server withdraws (its round
+closed without this client) is stopped mid-training and not submitted.
+
 It trains with the same ``train_one`` and codecs as a simulated client, seeded the same way,
 so a deployment of N clients computes exactly what ``greenfl run`` computes for them. Its
 energy comes from its own meter (RAPL where readable); without one the server models it
@@ -10,7 +15,9 @@ client-initiated (works from behind NAT) and reconnects with exponential backoff
 from __future__ import annotations
 
 import logging
+import queue
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,12 +29,16 @@ from pydantic import ValidationError
 from greenfl.compression import Codec
 from greenfl.config import RunConfig
 from greenfl.data import load_dataset
+from greenfl.data.base import FederatedDataset
+from greenfl.data.local_dir import LocalDirDataset
 from greenfl.engine.build import build_model_for, codec_for
-from greenfl.engine.params import ParamSpec
+from greenfl.engine.loop import evaluate
+from greenfl.engine.params import ParamSpec, get_flat
 from greenfl.engine.trainer import client_seed, train_one
 from greenfl.errors import GreenflError, TransportError, UpdateRejected
 from greenfl.footprint.meters import Meter, best_meter
 from greenfl.models import training_flops_per_sample
+from greenfl.strategy.base import FitInstructions
 from greenfl.transport import greenfl_pb2 as pb
 from greenfl.transport import greenfl_pb2_grpc as pb_grpc
 from greenfl.transport.validate import PROTOCOL_VERSION
@@ -61,12 +72,16 @@ class ClientOptions:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     retry_for_s: float = 600.0  # give up after this long without reaching the server
+    # Tests and demos only: sleep this long inside each task's measured window, as a slow
+    # device would (a withdrawn task ends the sleep).
+    test_delay_s: float = 0.0
 
 
 @dataclass
 class ClientStats:
     rounds: int = 0
     rejected: int = 0
+    withdrawn: int = 0  # tasks the server withdrew (their round closed without this client)
     bytes_up: int = 0
     bytes_down: int = 0
     compute_s: float = 0.0
@@ -87,10 +102,14 @@ class _Local:
     spec: ParamSpec
     codec: Codec
     flops_per_sample: float
+    test: tuple[torch.Tensor, torch.Tensor] | None = None  # local held-out data, if any
 
 
 class _Lost(Exception):
     """The server went away; reconnect."""
+
+
+_STREAM_END = object()  # the task stream ended (put on the inbox by the reader thread)
 
 
 class FederatedClient:
@@ -101,14 +120,24 @@ class FederatedClient:
         opts: ClientOptions,
         meter: Meter | None = None,
         on_round: Callable[[dict[str, object]], None] | None = None,
+        data: LocalDirDataset | None = None,
     ) -> None:
+        """``data``: the client's own data (``LocalDirDataset.load(DIR)``, already checked
+        on its own); None: partition ``client_id`` of the run's configured dataset."""
         self.opts = opts
         self.meter = meter if meter is not None else best_meter()
         self.on_round = on_round
+        self.data = data
         self.stats = ClientStats()
         self._local: _Local | None = None
         self._config_json = ""
         self._device = opts.device
+        # The task being trained and the tasks the server withdrew; the stream reader
+        # thread sets ``_cancel`` when the one being trained is withdrawn.
+        self._lock = threading.Lock()
+        self._current_task = ""
+        self._withdrawn: set[str] = set()
+        self._cancel = threading.Event()
 
     # ---- connection -----------------------------------------------------------------
     def _channel(self) -> grpc.Channel:
@@ -169,13 +198,14 @@ class FederatedClient:
                 client_id=self.opts.client_id,
                 device=self.opts.device,
                 meter=self.meter.name,
+                num_samples=len(self.data.train.y) if self.data is not None else 0,
             ),
             # Waits for the server to come up (it may still be starting, or restarting).
             wait_for_ready=True,
             timeout=min(30.0, self.opts.retry_for_s),
         )
         if reply.config_json != self._config_json:
-            self._local = self._build_local(reply.config_json)
+            self._local = self._build_local(reply)
             self._config_json = reply.config_json
         log.info(
             "joined %s as client %d (device %s)",
@@ -186,36 +216,106 @@ class FederatedClient:
         self._device = reply.device
         return reply
 
-    def _build_local(self, config_json: str) -> _Local:
+    def _build_local(self, reply: pb.JoinReply) -> _Local:
         try:
-            cfg = RunConfig.model_validate_json(config_json)
+            cfg = RunConfig.model_validate_json(reply.config_json)
         except ValidationError as exc:
             # A server of another greenfl version may send keys this one does not know.
             raise TransportError(
                 f"the server's config does not validate here (greenfl versions differ?): "
                 f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
             ) from None
-        # Demo and test deployments hold partition N of the configured dataset.
-        dataset = load_dataset(cfg.data, cfg.seed)
-        x, y = dataset.client_data(self.opts.client_id)
+        test = None
+        dataset: FederatedDataset
+        if self.data is not None:
+            if not reply.input_shape or reply.num_classes <= 0:
+                raise TransportError(
+                    "the server did not say what its model takes (an older greenfl?); "
+                    "--data-dir needs a server of this version"
+                )
+            # Checked here, before any training: the first moment the model is known.
+            local = self.data.for_model(
+                tuple(reply.input_shape),
+                int(reply.num_classes),
+                f"the run's model ({cfg.model.name} on {cfg.data.dataset})",
+            )
+            x, y = local.client_data(0)
+            test = local.test_data() if local.test is not None else None
+            dataset = local
+        else:
+            # Demo and test deployments hold partition N of the configured dataset.
+            dataset = load_dataset(cfg.data, cfg.seed)
+            x, y = dataset.client_data(self.opts.client_id)
         model = build_model_for(cfg, dataset)
         flops = training_flops_per_sample(
             model, dataset.input_shape, dataset.num_classes, cfg.train.batch_size
         )
-        return _Local(cfg, x, y, model, ParamSpec.of(model), codec_for(cfg.compression), flops)
+        codec = codec_for(cfg.compression)
+        # One throwaway step (lr 0, on a copy of the weights): torch's first optimizer step
+        # does one-time imports, seconds on a busy machine, that would otherwise be measured
+        # as round 1's training time and energy.
+        warm = FitInstructions(1, 1, 0.0, cfg.train.momentum, 0.0)
+        train_one(model, get_flat(model), x[:1], y[:1], self.opts.client_id, warm, 0)
+        return _Local(cfg, x, y, model, ParamSpec.of(model), codec, flops, test)
 
     def _serve_tasks(self, stub: pb_grpc.FederationStub, session_id: str) -> None:
-        for task in stub.Tasks(pb.TaskRequest(session_id=session_id)):
-            self.stats.bytes_down += task.ByteSize()
-            if task.kind == pb.Task.SHUTDOWN:
-                self.stats.shutdown_reason = task.reason
-                log.info("server ended the run: %s", task.reason)
-                return
-            if task.kind != pb.Task.FIT:
-                continue
-            update = self._fit(task, session_id)
-            self._submit(stub, update, task)
-        raise _Lost("the server closed the task stream")
+        # A reader thread drains the stream while this thread trains, so a CANCEL of the
+        # task in training is seen at once.
+        stream = stub.Tasks(pb.TaskRequest(session_id=session_id))
+        inbox: queue.Queue[object] = queue.Queue()
+        reader = threading.Thread(
+            target=self._read_stream, args=(stream, inbox), name="greenfl-tasks", daemon=True
+        )
+        reader.start()
+        try:
+            while True:
+                item = inbox.get()
+                if item is _STREAM_END:
+                    raise _Lost("the server closed the task stream")
+                if isinstance(item, grpc.RpcError):
+                    raise item
+                assert isinstance(item, pb.Task)
+                task = item
+                if task.kind == pb.Task.SHUTDOWN:
+                    self.stats.shutdown_reason = task.reason
+                    log.info("server ended the run: %s", task.reason)
+                    return
+                if task.kind != pb.Task.FIT:
+                    continue
+                with self._lock:
+                    if task.task_id in self._withdrawn:  # withdrawn before we got to it
+                        self.stats.withdrawn += 1
+                        log.info("round %d: task withdrawn by the server; skipped", task.round)
+                        continue
+                    self._current_task = task.task_id
+                    self._cancel.clear()
+                update = self._fit(task, session_id)
+                with self._lock:
+                    self._current_task = ""
+                if update is None:
+                    self.stats.withdrawn += 1
+                    log.info("round %d: task withdrawn by the server; stopped", task.round)
+                    continue
+                self._submit(stub, update, task)
+        finally:
+            stream.cancel()
+            reader.join(timeout=5)
+
+    def _read_stream(self, stream: object, inbox: queue.Queue[object]) -> None:
+        try:
+            for task in stream:  # type: ignore[attr-defined]
+                self.stats.bytes_down += task.ByteSize()
+                if task.kind == pb.Task.CANCEL:
+                    with self._lock:
+                        self._withdrawn.add(task.task_id)
+                        if task.task_id == self._current_task:
+                            self._cancel.set()
+                    continue
+                inbox.put(task)
+        except grpc.RpcError as exc:  # the link broke (or we cancelled the stream)
+            inbox.put(exc)
+        finally:
+            inbox.put(_STREAM_END)
 
     def _submit(self, stub: pb_grpc.FederationStub, update: pb.Update, task: pb.Task) -> None:
         size = update.ByteSize()
@@ -241,7 +341,8 @@ class FederatedClient:
             log.warning("round %d: update not accepted: %s", task.round, ack.reason)
 
     # ---- one task -------------------------------------------------------------------
-    def _fit(self, task: pb.Task, session_id: str) -> pb.Update:
+    def _fit(self, task: pb.Task, session_id: str) -> pb.Update | None:
+        """The update for one task, or None if the server withdrew it meanwhile."""
         local = self._local
         assert local is not None
         cid = self.opts.client_id
@@ -260,9 +361,21 @@ class FederatedClient:
             return update
         ins = instructions_from_pb(task.instructions)
         seed = client_seed(int(task.seed), int(task.round), cid)
+        test_accuracy = None
+        if local.test is not None:  # how the global model does on this client's own data
+            test_accuracy, _ = evaluate(local.model, params, local.test)
         token = self.meter.begin()
-        result = train_one(local.model, params, local.x, local.y, cid, ins, seed)
+        if self.opts.test_delay_s > 0:
+            self._cancel.wait(self.opts.test_delay_s)
+        if self._cancel.is_set():
+            self.meter.end(token)
+            return None
+        result = train_one(
+            local.model, params, local.x, local.y, cid, ins, seed, stop=self._cancel.is_set
+        )
         measured = self.meter.end(token)
+        if self._cancel.is_set():
+            return None
         flops = local.flops_per_sample * result.samples_processed
         try:
             if local.codec.name == "identity":
@@ -292,6 +405,8 @@ class FederatedClient:
             "energy_j": measured.energy_j,
             "bytes_down": task.ByteSize(),
             "bytes_up": update.ByteSize(),
+            "estimated": measured.estimated,
+            "local_test_accuracy": test_accuracy,
         }
         self.stats.history.append(row)
         if self.on_round is not None:

@@ -3,7 +3,10 @@ over gRPC.
 
 Clients connect to it (``Join``, then a long-lived ``Tasks`` stream) and stay connected
 between rounds. ``fit`` hands the round's task to each selected client on its stream and
-waits for the updates until every client answered, disconnected, or the round timed out.
+waits for the updates until the round's target of accepted updates is in (the loop's
+``clients_per_round``: with over-selection the round closes early, and the late clients'
+tasks are withdrawn with a CANCEL and reported as ``straggler``s), every client answered
+or disconnected, or the round timed out.
 A client that disconnects or times out becomes a ``failed`` report; an update that fails
 validation becomes ``rejected``, with its reason. The loop's accounting turns those into
 ledger rows like any other client's, so nothing past this seam knows it was gRPC.
@@ -66,6 +69,7 @@ class _Session:
     stream_gen: int = 0  # bumped by each new Tasks stream; an older stream then ends
     open: bool = False  # a Tasks stream is open: the client is connected
     queue: deque[pb.Task] = field(default_factory=deque)
+    num_samples: int = 0  # > 0: the client trains on its own local data of this size
 
 
 @dataclass
@@ -74,6 +78,8 @@ class _Pending:
     session_id: str
     round_idx: int
     bytes_down: int
+    num_samples: int  # the update's expected weight: partition size, or declared local size
+    delivered_at: float | None = None  # monotonic time the client took the task off its stream
     report: ClientReport | None = None
 
 
@@ -107,7 +113,12 @@ class GrpcTransport:
         self._sessions: dict[str, _Session] = {}
         self._by_client: dict[int, _Session] = {}
         self._pending: dict[int, _Pending] = {}
+        self._closed: dict[int, _Pending] = {}  # the last round's tasks, to answer late updates
         self._device_overrides: dict[int, str] = {}
+        self._sample_overrides: dict[int, int] = {}
+        self._partition_sizes: np.ndarray | None = None
+        self._target: int | None = None  # accepted updates that close the next round
+        self.model_input: tuple[tuple[int, ...], int] | None = None
         self._shutdown: str | None = None
         self._started_rounds = False
         self.population: Population | None = None
@@ -116,10 +127,19 @@ class GrpcTransport:
         self.port: int | None = None
 
     # ---- lifecycle ------------------------------------------------------------------
-    def start(self, population: Population, spec: ParamSpec) -> int:
-        """Listen on ``address``; returns the bound port (useful with port 0)."""
+    def start(
+        self,
+        population: Population,
+        spec: ParamSpec,
+        model_input: tuple[tuple[int, ...], int] | None = None,
+    ) -> int:
+        """Listen on ``address``; returns the bound port (useful with port 0).
+        ``model_input``: the model's (input shape, number of classes), told to clients that
+        bring their own data so they can check it before training."""
         self.population = population
         self.spec = spec
+        self.model_input = model_input
+        self._partition_sizes = population.num_samples.copy()
         task_bytes = 4 * spec.numel + 64 * 1024
         if task_bytes > self.max_message_bytes:
             raise ConfigError(
@@ -207,8 +227,18 @@ class GrpcTransport:
             for cid, device in self._device_overrides.items():
                 _assign_device(self._pop, cid, device)
             self._device_overrides.clear()
+            # A client with its own data weighs (and is estimated) by its declared size.
+            for cid, n in self._sample_overrides.items():
+                self._pop.num_samples[cid] = n
+            self._sample_overrides.clear()
             self._started_rounds = True
         return np.asarray(ids, dtype=np.int64)
+
+    def expect_updates(self, target: int) -> None:
+        """The round loop's hook: the next ``fit`` may close as soon as ``target`` updates
+        were accepted (``train.clients_per_round``; the cohort holds more with
+        over-selection)."""
+        self._target = target if self.cfg.deploy.early_close else None
 
     def fit(
         self,
@@ -218,6 +248,8 @@ class GrpcTransport:
         instructions: FitInstructions,
     ) -> list[ClientReport]:
         spec = self._spec
+        target = len(cohort) if self._target is None else min(self._target, len(cohort))
+        self._target = None
         base = pb.Task(
             kind=pb.Task.FIT,
             protocol_version=PROTOCOL_VERSION,
@@ -238,27 +270,95 @@ class GrpcTransport:
                 task.CopyFrom(base)
                 task.task_id = f"r{round_idx}-c{cid}-{secrets.token_hex(6)}"
                 self._pending[cid] = _Pending(
-                    task.task_id, sess.session_id, round_idx, task.ByteSize()
+                    task.task_id,
+                    sess.session_id,
+                    round_idx,
+                    task.ByteSize(),
+                    self._expected_samples(sess),
                 )
                 sess.queue.append(task)
             self._cond.notify_all()
-            deadline = time.monotonic() + self.round_timeout_s
-            while any(p.report is None for p in self._pending.values()):
+            start = time.monotonic()
+            deadline = start + self.round_timeout_s
+            while not self._round_closes(target):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
+            closed = time.monotonic()
+            accepted = sum(p.report is not None and p.report.status == "completed"
+                           for p in self._pending.values())  # fmt: skip
             for cid, p in self._pending.items():
                 if p.report is None:
-                    reason = f"timeout: no update within {self.round_timeout_s:g} s"
-                    log.warning("client %d in round %d: %s", cid, round_idx, reason)
-                    p.report = self._failed(cid, p.bytes_down, reason)
+                    if accepted >= target:
+                        p.report = self._withdrawn(cid, p, closed, accepted)
+                    else:
+                        reason = f"timeout: no update within {self.round_timeout_s:g} s"
+                        log.warning("client %d in round %d: %s", cid, round_idx, reason)
+                        p.report = self._failed(cid, p.bytes_down, reason)
+                    self._cancel(cid, p)
                 reports[cid] = p.report
-                sess = self._by_client.get(cid)
-                if sess is not None:
-                    sess.queue.clear()  # a task not yet delivered is withdrawn
-            self._pending = {}
+            self._closed, self._pending = self._pending, {}
+            self._cond.notify_all()
+        if accepted >= target and target < len(cohort):
+            log.info(
+                "round %d closed after %.3f s with %d of %d updates; withdrew %d task(s)",
+                round_idx,
+                closed - start,
+                accepted,
+                len(cohort),
+                sum(r.status == "straggler" for r in reports.values()),
+            )
         return [reports[cid] for cid in cohort]
+
+    def _round_closes(self, target: int) -> bool:
+        """(lock held) Enough updates accepted, or nobody left to wait for."""
+        reports = [p.report for p in self._pending.values()]
+        if sum(r is not None and r.status == "completed" for r in reports) >= target:
+            return True
+        return all(r is not None for r in reports)
+
+    def _withdrawn(self, cid: int, p: _Pending, closed: float, accepted: int) -> ClientReport:
+        """(lock held) The report of a client still working when the round had its updates:
+        a straggler, as in simulation. Its work until now counts (as modelled energy: its
+        own meter's reading never arrives)."""
+        worked_s = 0.0 if p.delivered_at is None else closed - p.delivered_at
+        return ClientReport(
+            client_id=int(cid),
+            status="straggler",
+            reason=f"withdrawn: the round closed with {accepted} updates",
+            delta=None,
+            num_samples=p.num_samples,
+            flops=0.0,
+            loss=float("nan"),
+            bytes_up=0,
+            bytes_down=p.bytes_down if p.delivered_at is not None else 0,
+            measured_compute_s=worked_s,
+        )
+
+    def _cancel(self, cid: int, p: _Pending) -> None:
+        """(lock held) Withdraw a task: drop it if still queued, else tell the client to
+        stop working on it, so a straggler does not burn energy the ledger never sees."""
+        sess = self._sessions.get(p.session_id)
+        if sess is None:
+            return
+        sess.queue.clear()
+        if p.delivered_at is not None and sess.open:
+            sess.queue.append(
+                pb.Task(
+                    kind=pb.Task.CANCEL,
+                    protocol_version=PROTOCOL_VERSION,
+                    round=p.round_idx,
+                    task_id=p.task_id,
+                    reason=p.report.reason if p.report is not None else "",
+                )
+            )
+
+    def _expected_samples(self, sess: _Session) -> int:
+        if sess.num_samples > 0:
+            return sess.num_samples
+        sizes = self._partition_sizes
+        return int(sizes[sess.client_id] if sizes is not None else 0)
 
     # ---- the clients' side (called on gRPC threads) ---------------------------------
     def join(self, req: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
@@ -301,28 +401,49 @@ class GrpcTransport:
                     f"choose one of {', '.join(known)}",
                 )
             device = req.device
+        local_n = int(req.num_samples)
+        cap = self.cfg.deploy.max_client_samples
+        if local_n < 0 or (cap is not None and local_n > cap):
+            log.warning("refused client %d from %s: %d local samples", cid, peer, local_n)
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{local_n} local samples is out of range 1..{cap} (deploy.max_client_samples)"
+                if local_n > 0
+                else f"num_samples {local_n} is negative",
+            )
         with self._cond:
             old = self._by_client.get(cid)
             if old is not None:
                 # The same client again (it restarted, or lost its link): the new session
                 # replaces the old one, whose stream ends and whose task is lost.
                 self._drop_session(old, "reconnected mid-round")
-            sess = _Session(secrets.token_urlsafe(24), cid, device, peer)
+            sess = _Session(secrets.token_urlsafe(24), cid, device, peer, num_samples=local_n)
             self._sessions[sess.session_id] = sess
             self._by_client[cid] = sess
             if req.device:
                 self._device_overrides[cid] = device
+            self._sample_overrides[cid] = self._expected_samples(sess)
             self._cond.notify_all()
+        data = f"local data, {local_n} samples" if local_n else "partition data"
         log.info(
-            "client %d joined from %s (device %s, meter %s)", cid, peer, device, req.meter or "?"
+            "client %d joined from %s (device %s, meter %s, %s)",
+            cid,
+            peer,
+            device,
+            req.meter or "?",
+            data,
         )
-        return pb.JoinReply(
+        reply = pb.JoinReply(
             protocol_version=PROTOCOL_VERSION,
             session_id=sess.session_id,
             config_json=self.config_json,
             max_message_bytes=self.max_message_bytes,
             device=device,
         )
+        if self.model_input is not None:
+            reply.input_shape.extend(self.model_input[0])
+            reply.num_classes = self.model_input[1]
+        return reply
 
     def tasks(self, req: pb.TaskRequest, context: grpc.ServicerContext) -> Iterator[pb.Task]:
         with self._cond:
@@ -353,6 +474,9 @@ class GrpcTransport:
                     return
                 if sess.queue:
                     task = sess.queue.popleft()
+                    p = self._pending.get(sess.client_id)
+                    if task.kind == pb.Task.FIT and p is not None and p.task_id == task.task_id:
+                        p.delivered_at = time.monotonic()
                 elif self._shutdown is not None:
                     task = pb.Task(
                         kind=pb.Task.SHUTDOWN,
@@ -378,16 +502,23 @@ class GrpcTransport:
                 or pending.task_id != req.task_id
                 or pending.session_id != sess.session_id
             ):
-                return pb.Ack(accepted=False, reason="no open task with this id")
+                return pb.Ack(accepted=False, reason=self._late_reason(sess.client_id, req))
         report = self._judge(req, size, sess.client_id, pending)
         with self._cond:
             if self._pending.get(sess.client_id) is not pending or pending.report is not None:
-                return pb.Ack(accepted=False, reason="the round closed before the update arrived")
+                return pb.Ack(accepted=False, reason=self._late_reason(sess.client_id, req))
             pending.report = report
             self._cond.notify_all()
         return pb.Ack(accepted=report.status == "completed", reason=report.reason or "")
 
     # ---- helpers --------------------------------------------------------------------
+    def _late_reason(self, cid: int, req: pb.Update) -> str:
+        """(lock held) Why an update has no open task: e.g. its round closed without it."""
+        for p in (self._pending.get(cid), self._closed.get(cid)):
+            if p is not None and p.task_id == req.task_id and p.report is not None:
+                return f"too late: round {p.round_idx} closed ({p.report.reason or 'done'})"
+        return "no open task with this id"
+
     @property
     def _pop(self) -> Population:
         if self.population is None:
@@ -453,13 +584,15 @@ class GrpcTransport:
                 status=status,
                 reason=reason,
                 delta=delta,
-                num_samples=int(self._pop.num_samples[cid]),
+                num_samples=pending.num_samples,
                 flops=flops,
                 loss=loss,
                 bytes_up=size,
                 bytes_down=pending.bytes_down,
                 measured_energy_j=energy_j,
                 measured_compute_s=compute_s,
+                # The client's meter modelled it (e.g. codecarbon from a TDP): say so.
+                energy_estimated=energy_j is not None and bool(fp.estimated),
             )
 
         if req.error:
@@ -503,9 +636,7 @@ class GrpcTransport:
         else:
             raise UpdateRejected("update carries no delta")
         check_delta(delta, spec.numel, self.cfg.deploy.max_update_norm)
-        check_report_fields(
-            int(req.num_samples), int(self._pop.num_samples[cid]), req.loss, req.footprint.flops
-        )
+        check_report_fields(int(req.num_samples), p.num_samples, req.loss, req.footprint.flops)
         return delta
 
 

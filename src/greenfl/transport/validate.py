@@ -108,10 +108,12 @@ def check_delta(delta: torch.Tensor, numel: int, max_norm: float | None) -> floa
 
 def check_report_fields(num_samples: int, expected_samples: int, loss: float, flops: float) -> None:
     """The scalars beside a delta. num_samples is the update's weight in aggregation, so a
-    client may not claim more data than the server knows it holds."""
+    client may not claim more data than the server knows it holds (its partition, or the
+    local data size it declared when it joined, capped by deploy.max_client_samples)."""
     if num_samples != expected_samples:
         raise UpdateRejected(
-            f"num_samples {num_samples} differs from the client's partition size {expected_samples}"
+            f"num_samples {num_samples} differs from the client's data size {expected_samples} "
+            "(its partition, or the local size it declared when it joined)"
         )
     if not math.isfinite(flops) or flops < 0:
         raise UpdateRejected(f"footprint flops {flops!r} is not a finite, non-negative number")
