@@ -1,25 +1,21 @@
-"""The ledger's writer thread: rounds committed in order, errors surfaced on the loop's
-thread, nothing lost at close; and the vectorised regional intensity equal to the
-per-region sources it replaces."""
+"""The ledger writer's columnar rows and its status check; the vectorised regional intensity
+equal to the per-region sources it replaces."""
 
 import sqlite3
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from greenfl.engine.accounting import ColumnRows, Named
-from greenfl.engine.build import build_loop
 from greenfl.footprint.intensity import (
     ConstantIntensity,
     HourlyProfile,
     RegionalIntensity,
     Trace,
 )
+from greenfl.ledger.rows import ColumnRows, Named
 from greenfl.ledger.schema import CLIENT_ROUND_COLUMNS, ROUND_COLUMNS
-from greenfl.ledger.worker import OrderedWorker, WorkerFailed
 from greenfl.ledger.writer import LedgerError, LedgerWriter
 
 T0 = datetime(2026, 3, 1, 22, 30, tzinfo=timezone.utc)
@@ -44,129 +40,32 @@ def _client_rows(r: int, status: str = "completed") -> ColumnRows:
     return ColumnRows(cols)  # type: ignore[arg-type]
 
 
-def test_worker_runs_jobs_in_order_on_its_own_thread() -> None:
-    done: list[tuple[int, str]] = []
-    w = OrderedWorker("test-worker")
-    for i in range(20):
-        w.submit(lambda i=i: done.append((i, threading.current_thread().name)))
-    w.flush()
-    assert [i for i, _ in done] == list(range(20))
-    assert {name for _, name in done} == {"test-worker"}
-    w.close()
-    with pytest.raises(WorkerFailed, match="closed"):
-        w.submit(lambda: None)
-
-
-def test_worker_error_surfaces_once_then_refuses_and_skips_later_jobs() -> None:
-    ran: list[int] = []
-    w = OrderedWorker("test-worker")
-
-    def boom() -> None:
-        raise OSError("disk full")
-
-    w.submit(lambda: ran.append(1))
-    w.submit(boom)
-    w.submit(lambda: ran.append(3))  # after the failure: must not run
-    with pytest.raises(OSError, match="disk full"):
-        w.flush()
-    assert ran == [1]
-    with pytest.raises(WorkerFailed, match="disk full"):
-        w.submit(lambda: ran.append(4))
-    w.close()
-    assert ran == [1]
-
-
-def test_background_rounds_are_committed_by_flush_and_close(tmp_path: Path) -> None:
+def test_columns_held_as_arrays_and_name_indices_are_written_as_values(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
-    w = LedgerWriter(path, background=True)
-    for r in range(1, 6):
+    w = LedgerWriter(path)
+    for r in (1, 2):
         w.write_round(_round_row(r), _client_rows(r), {"loop": bytes([r])})
-    w.close()  # no flush before: close must still commit every queued round
-    conn = sqlite3.connect(path)
-    rounds = [r for (r,) in conn.execute("SELECT round FROM rounds ORDER BY round")]
-    assert rounds == [1, 2, 3, 4, 5]
-    got = conn.execute(
-        "SELECT round, client_id, device, energy_compute_j FROM client_rounds "
-        "WHERE round = 4 ORDER BY client_id"
-    ).fetchall()
-    assert got == [(4, 0, "b", 6.0), (4, 1, "a", 10.0)]
-    assert conn.execute("SELECT round, value FROM server_state").fetchone() == (5, bytes([5]))
-
-
-def test_reads_wait_for_the_writer(tmp_path: Path) -> None:
-    w = LedgerWriter(tmp_path / "ledger.sqlite", background=True)
-    for r in range(1, 4):
-        w.write_round(_round_row(r), _client_rows(r))
-    # conn waits for the queue: no read sees a round missing
-    assert w.conn.execute("SELECT COUNT(*) FROM client_rounds").fetchone() == (6,)
     w.close()
-
-
-def test_a_failed_round_surfaces_and_nothing_after_it_is_written(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
-    w = LedgerWriter(path, background=True)
-    w.write_round(_round_row(1), _client_rows(1))
-    w.write_round(_round_row(1), _client_rows(1))  # the same round again: a primary-key clash
-    w.write_round(_round_row(2), _client_rows(2))
-    with pytest.raises(sqlite3.IntegrityError):
-        w.flush()
-    with pytest.raises(WorkerFailed):
-        w.write_round(_round_row(3), _client_rows(3))
-    with pytest.raises(WorkerFailed):
-        w.close()
     conn = sqlite3.connect(path)
-    assert [r for (r,) in conn.execute("SELECT round FROM rounds")] == [1]
-    assert conn.execute("SELECT COUNT(*) FROM client_rounds").fetchone() == (2,)
+    got = conn.execute(
+        "SELECT round, client_id, device, region, energy_compute_j, typeof(client_id), "
+        "typeof(energy_compute_j) FROM client_rounds WHERE round = 2 ORDER BY client_id"
+    ).fetchall()
+    assert got == [
+        (2, 0, "b", "b", 3.0, "integer", "real"),
+        (2, 1, "a", "a", 5.0, "integer", "real"),
+    ]
+    assert conn.execute("SELECT round, value FROM server_state").fetchone() == (2, bytes([2]))
 
 
-@pytest.mark.parametrize("background", [False, True])
-def test_an_unknown_status_is_refused_before_anything_is_written(
-    tmp_path: Path, background: bool
-) -> None:
-    w = LedgerWriter(tmp_path / "ledger.sqlite", background=background)
+def test_an_unknown_status_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    w = LedgerWriter(tmp_path / "ledger.sqlite")
     with pytest.raises(LedgerError, match="'finished'"):
         w.write_round(_round_row(1), _client_rows(1, status="finished"))
+    assert w.conn.execute("SELECT COUNT(*) FROM rounds").fetchone() == (0,)
     w.write_round(_round_row(1), _client_rows(1))  # the writer still works
-    assert w.conn.execute("SELECT COUNT(*) FROM rounds").fetchone() == (1,)
+    assert w.conn.execute("SELECT COUNT(*) FROM client_rounds").fetchone() == (2,)
     w.close()
-
-
-def test_background_and_inline_ledgers_hold_the_same_rows(tmp_path: Path, tiny_config) -> None:  # noqa: ANN001
-    import greenfl.engine.build as build_module
-
-    tables = {}
-    for background in (False, True):
-        out = tmp_path / str(background)
-
-        def make(path: Path, background: bool = False, bg: bool = background) -> LedgerWriter:
-            return LedgerWriter(path, background=bg)
-
-        original = build_module.LedgerWriter
-        build_module.LedgerWriter = make  # type: ignore[assignment,misc]
-        try:
-            loop = build_loop(tiny_config, out)
-        finally:
-            build_module.LedgerWriter = original  # type: ignore[misc]
-        assert (loop.ledger._worker is not None) == background
-        loop.run()
-        # start_s and what follows from it (intensity, operational carbon) carry the measured
-        # server time of earlier rounds, which differs from run to run
-        same = [c for c in CLIENT_ROUND_COLUMNS if c not in _TIMED]
-        tables[background] = loop.ledger.conn.execute(
-            f"SELECT {', '.join(same)} FROM client_rounds ORDER BY round, client_id"
-        ).fetchall()
-        loop.ledger.close()
-    assert len(tables[True]) == 15
-    assert tables[True] == tables[False]
-
-
-_TIMED = ("start_s", "ci_g_per_kwh", "carbon_operational_g")
-
-
-def test_simulated_runs_write_in_the_background(tmp_path: Path, tiny_config) -> None:  # noqa: ANN001
-    loop = build_loop(tiny_config, tmp_path / "run")
-    assert loop.ledger._worker is not None
-    loop.ledger.close()
 
 
 def _sources() -> list:

@@ -102,9 +102,7 @@ def build_loop(
                 stale.unlink(missing_ok=True)
     elif resume:
         raise ConfigError("resume needs an output folder holding the run's ledger")
-    # A simulated round can be re-run, so its ledger writes may trail the loop by a round;
-    # a deployment's rounds are real work, committed before the next one starts.
-    ledger = LedgerWriter(ledger_path, background=trainer is not None)
+    ledger = LedgerWriter(ledger_path)
     state = saved_state(ledger) if resume else None
     if not resume:
         ledger.begin_run(cfg.to_dict(), fleet.to_dict(), __version__)

@@ -1,10 +1,10 @@
-"""Writing the ledger: one transaction per round, so a crash loses at most the rounds in
+"""Writing the ledger: one transaction per round, so a crash loses at most the round in
 flight and never half of one.
 
-With ``background=True`` the rounds' inserts and commits run on a writer thread, in order,
-while the loop goes on (at most two rounds wait; every read and every other write first waits
-for them). Without it, ``write_round`` returns once the round is committed: what a deployed
-server wants, where a round's rows are real measurements that cannot be re-run."""
+Rounds are written inline, on the loop's thread. A writer thread was tried and measured
+slower (sqlite3 releases the GIL around every row, and the hand-backs cost the loop more than
+the inserts), and so was a writer process on 2 cores (it competes with the loop for the
+cores, and its start-up alone costs ~0.2 s of CPU a run); see bench/accounting_overhead.py."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from greenfl.errors import GreenflError
+from greenfl.ledger.rows import ColumnRows
 from greenfl.ledger.schema import (
     CLIENT_ROUND_COLUMNS,
     DDL,
@@ -23,13 +24,10 @@ from greenfl.ledger.schema import (
     SCHEMA_VERSION,
     STATUSES,
 )
-from greenfl.ledger.worker import OrderedWorker
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
-    # explicit BEGIN/COMMIT below; one thread at a time uses the connection (the writer
-    # thread only while rounds are queued, and every other use waits for those first)
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(str(path), isolation_level=None)  # explicit BEGIN/COMMIT below
     conn.execute(
         "PRAGMA journal_mode=WAL" if str(path) != ":memory:" else "PRAGMA journal_mode=MEMORY"
     )
@@ -41,25 +39,13 @@ class LedgerWriter:
     """Owns the ledger connection of one run. ``path=None`` keeps the ledger in memory,
     so that even a run without an output folder computes its totals from ledger rows."""
 
-    def __init__(self, path: str | Path | None, background: bool = False) -> None:
+    def __init__(self, path: str | Path | None) -> None:
         self.path = Path(path) if path is not None else None
-        self._conn = connect(self.path if self.path is not None else ":memory:")
-        self._conn.executescript(DDL)
-        self._conn.execute(
+        self.conn = connect(self.path if self.path is not None else ":memory:")
+        self.conn.executescript(DDL)
+        self.conn.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
-        self._worker = OrderedWorker("greenfl-ledger") if background else None
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        """The connection, once every round handed over is committed."""
-        self.flush()
-        return self._conn
-
-    def flush(self) -> None:
-        """Wait until every round handed to the writer thread is committed."""
-        if self._worker is not None:
-            self._worker.flush()
 
     def begin_run(self, config: Mapping[str, Any], fleet: Mapping[str, Any], version: str) -> None:
         with self.transaction():
@@ -82,46 +68,19 @@ class LedgerWriter:
         client_rows: Sequence[Mapping[str, Any]],
         state: Mapping[str, bytes] | None = None,
     ) -> None:
-        """One round's rows, and optionally the server state after it, atomically. The rows
-        must not change afterwards: with a writer thread they are read later."""
+        """One round's rows, and optionally the server state after it, atomically."""
         statuses = (
-            client_rows.columns["status"]
-            if isinstance(client_rows, ColumnarRows)
+            client_rows.column("status")
+            if isinstance(client_rows, ColumnRows)
             else [r["status"] for r in client_rows]
         )
         unknown = set(statuses) - _STATUS_SET
         if unknown:
             # Checked here, not by an SQL CHECK: a CHECK (status IN ...) doubled insert time.
             raise LedgerError(f"client status {sorted(unknown)} is none of {list(STATUSES)}")
-        if self._worker is None:
-            self._write_round(round_row, client_rows, state)
-        else:
-            self._worker.submit(lambda: self._write_round(round_row, client_rows, state))
-
-    def _write_round(
-        self,
-        round_row: Mapping[str, Any],
-        client_rows: Sequence[Mapping[str, Any]],
-        state: Mapping[str, bytes] | None,
-    ) -> None:
-        with _Transaction(self._conn):
-            self._conn.execute(
-                f"INSERT INTO rounds ({', '.join(ROUND_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(ROUND_COLUMNS))})",
-                tuple(round_row[c] for c in ROUND_COLUMNS),
-            )
-            self._conn.executemany(
-                f"INSERT INTO client_rounds ({', '.join(CLIENT_ROUND_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(CLIENT_ROUND_COLUMNS))})",
-                client_rows.as_tuples(CLIENT_ROUND_COLUMNS)
-                if isinstance(client_rows, ColumnarRows)
-                else [tuple(r[c] for c in CLIENT_ROUND_COLUMNS) for r in client_rows],
-            )
-            for key, blob in (state or {}).items():
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO server_state VALUES (?, ?, ?)",
-                    (key, int(round_row["round"]), blob),
-                )
+        round_values = tuple(round_row[c] for c in ROUND_COLUMNS)
+        columns = _columns(client_rows)
+        insert_round(self.conn, round_values, columns, state or {})
 
     def meta(self) -> dict[str, str]:
         return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
@@ -138,13 +97,7 @@ class LedgerWriter:
             )
 
     def close(self) -> None:
-        """Commit what is queued, stop the writer thread, close the file."""
-        try:
-            if self._worker is not None:
-                self._worker.close()
-                self._worker.flush()
-        finally:
-            self._conn.close()
+        self.conn.close()
 
 
 class LedgerError(GreenflError):
@@ -154,14 +107,33 @@ class LedgerError(GreenflError):
 _STATUS_SET = frozenset(STATUSES)
 
 
-@runtime_checkable
-class ColumnarRows(Protocol):
-    """Rows held as columns (engine.accounting.ColumnRows): the writer binds them as tuples
-    without building a dict per client."""
+_SQL = {
+    "round": f"INSERT INTO rounds ({', '.join(ROUND_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(ROUND_COLUMNS))})",
+    "client": f"INSERT INTO client_rounds ({', '.join(CLIENT_ROUND_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(CLIENT_ROUND_COLUMNS))})",
+    "state": "INSERT OR REPLACE INTO server_state VALUES (?, ?, ?)",
+}
 
-    columns: Mapping[str, Sequence[Any]]
 
-    def as_tuples(self, order: Sequence[str]) -> list[tuple[Any, ...]]: ...
+def _columns(client_rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """The client rows as columns of plain values, in ledger order."""
+    if isinstance(client_rows, ColumnRows):
+        return [client_rows.column(c) for c in CLIENT_ROUND_COLUMNS]
+    return [[r[c] for r in client_rows] for c in CLIENT_ROUND_COLUMNS]
+
+
+def insert_round(
+    conn: sqlite3.Connection,
+    round_values: tuple[Any, ...],
+    columns: Sequence[list[Any]],
+    state: Mapping[str, bytes],
+) -> None:
+    with _Transaction(conn):
+        conn.execute(_SQL["round"], round_values)
+        conn.executemany(_SQL["client"], list(zip(*columns, strict=True)))
+        for key, blob in state.items():
+            conn.execute(_SQL["state"], (key, round_values[0], blob))
 
 
 class _Transaction:
