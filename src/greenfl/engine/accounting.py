@@ -184,8 +184,8 @@ def account_cohort(
     status[withdrawn & (status == FAILED)] = STRAGGLER
     meter_modelled = np.array([r.energy_estimated for r in reports], dtype=bool)
     fleet = population.fleet
-    # Columns stay numpy arrays (or indices into name lists) here: the conversion to Python
-    # values happens when the ledger binds them, on its writer thread.
+    # Columns stay numpy arrays (or indices into name lists): one conversion to Python values
+    # per column when the ledger binds them, not one per value here and there.
     rows = ColumnRows(
         {
             "round": np.full(n, round_idx, dtype=np.int64),

@@ -1,5 +1,5 @@
 """A round's client rows held as columns, as the accounting computes them: numpy arrays stay
-arrays and names stay indices until the ledger writes them (in its writer process)."""
+arrays and names stay indices until the ledger writes them."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ flight and never half of one.
 Rounds are written inline, on the loop's thread. A writer thread was tried and measured
 slower (sqlite3 releases the GIL around every row, and the hand-backs cost the loop more than
 the inserts), and so was a writer process on 2 cores (it competes with the loop for the
-cores, and its start-up alone costs ~0.2 s of CPU a run); see bench/accounting_overhead.py."""
+cores, and its start-up alone costs ~0.2 s of CPU a run); see BENCHMARKS.md."""
 
 from __future__ import annotations
 
