@@ -160,7 +160,8 @@ def account_cohort(
     n = len(reports)
     dropped = rng.random(n) < dropout_prob
     drop_at = np.where(dropped, rng.random(n) * total_s, np.inf)
-    failed = np.array([r.status != COMPLETED for r in reports], dtype=bool)
+    reported = np.array([r.status for r in reports], dtype=object)
+    failed = reported != COMPLETED
     closed = close_round(total_s, drop_at, failed, k, deadline_s)
     cut, moved_down, moved_up = truncate(cost, closed.active_s, up, down, power, radio, kwh_gb)
     measured_j = np.array(
@@ -176,12 +177,10 @@ def account_cohort(
         active_s, entries.embodied_kg[e], entries.lifetime_years[e], entries.active_share[e]
     )
     status = closed.status.copy()
-    rejected = np.array([r.status == "rejected" for r in reports], dtype=bool)
-    status[rejected] = "rejected"
+    status[reported == "rejected"] = "rejected"
     # A deployed client whose task was withdrawn when the round had its k updates: the
     # straggler of the simulated path, its work until then counted.
-    withdrawn = np.array([r.status == STRAGGLER for r in reports], dtype=bool)
-    status[withdrawn & (status == FAILED)] = STRAGGLER
+    status[(reported == STRAGGLER) & (status == FAILED)] = STRAGGLER
     meter_modelled = np.array([r.energy_estimated for r in reports], dtype=bool)
     fleet = population.fleet
     # Columns stay numpy arrays (or indices into name lists): one conversion to Python values

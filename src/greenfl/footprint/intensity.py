@@ -49,22 +49,17 @@ class HourlyProfile:
         start_h = start_utc.hour + start_utc.minute / 60 + start_utc.second / S_PER_HOUR
         self.start_local_h = start_h + utc_offset_h  # local hours since local midnight of day 0
 
-    def _hours(self, t_s: np.ndarray) -> np.ndarray:
-        return self.start_local_h + np.asarray(t_s, dtype=np.float64) / S_PER_HOUR
-
-    def _integral(self, t_s: np.ndarray) -> np.ndarray:
-        u = self._hours(t_s)
-        days = np.floor(u / 24)
-        h = u - days * 24
-        hi = np.minimum(np.floor(h).astype(np.int64), 23)
-        value_hours = days * self.cum[24] + self.cum[hi] + (h - hi) * self.values[hi]
-        return value_hours * S_PER_HOUR  # value-seconds, as the interval is in seconds
-
-    def _at(self, t_s: np.ndarray) -> np.ndarray:
-        return self.values[np.floor(self._hours(t_s) % 24).astype(np.int64) % 24]
+        # The arithmetic lives in _HourlyStack, shared with RegionalIntensity's vectorised
+        # pass over many regions: this profile is a stack of one.
+        self._stack = _HourlyStack(
+            self.values[None], self.cum[None], np.array([self.start_local_h]), np.array([np.nan])
+        )
 
     def mean(self, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
-        return _mean_from_integral(self._integral, t0_s, t1_s, self._at)
+        t0, t1 = np.broadcast_arrays(
+            np.asarray(t0_s, dtype=np.float64), np.asarray(t1_s, dtype=np.float64)
+        )
+        return self._stack.mean(np.zeros(t0.shape, dtype=np.int64), t0, t1)
 
 
 class Trace:
@@ -154,8 +149,9 @@ class RegionalIntensity(Sequence[CarbonIntensity]):
 
 @dataclass(frozen=True)
 class _HourlyStack:
-    """Hourly and constant sources as arrays indexed by region; the arithmetic is
-    HourlyProfile's, element for element, so either path gives the same numbers."""
+    """Hourly and constant sources as arrays indexed by region: an hour-of-day step function
+    integrated exactly, so an interval across hour boundaries (or midnight) is weighted by
+    the time on either side."""
 
     values: np.ndarray  # (regions, 24)
     cum: np.ndarray  # (regions, 25)
@@ -202,4 +198,4 @@ class _HourlyStack:
         value_hours = (
             days * self.cum[region, 24] + self.cum[region, hi] + (h - hi) * self.values[region, hi]
         )
-        return value_hours * S_PER_HOUR
+        return value_hours * S_PER_HOUR  # value-seconds, as the interval is in seconds

@@ -78,9 +78,16 @@ class LedgerWriter:
         if unknown:
             # Checked here, not by an SQL CHECK: a CHECK (status IN ...) doubled insert time.
             raise LedgerError(f"client status {sorted(unknown)} is none of {list(STATUSES)}")
-        round_values = tuple(round_row[c] for c in ROUND_COLUMNS)
-        columns = _columns(client_rows)
-        insert_round(self.conn, round_values, columns, state or {})
+        with self.transaction():
+            self.conn.execute(_SQL["round"], tuple(round_row[c] for c in ROUND_COLUMNS))
+            self.conn.executemany(
+                _SQL["client"],
+                client_rows.as_tuples(CLIENT_ROUND_COLUMNS)
+                if isinstance(client_rows, ColumnRows)
+                else [tuple(r[c] for c in CLIENT_ROUND_COLUMNS) for r in client_rows],
+            )
+            for key, blob in (state or {}).items():
+                self.conn.execute(_SQL["state"], (key, int(round_row["round"]), blob))
 
     def meta(self) -> dict[str, str]:
         return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
@@ -114,26 +121,6 @@ _SQL = {
     f"VALUES ({', '.join('?' * len(CLIENT_ROUND_COLUMNS))})",
     "state": "INSERT OR REPLACE INTO server_state VALUES (?, ?, ?)",
 }
-
-
-def _columns(client_rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-    """The client rows as columns of plain values, in ledger order."""
-    if isinstance(client_rows, ColumnRows):
-        return [client_rows.column(c) for c in CLIENT_ROUND_COLUMNS]
-    return [[r[c] for r in client_rows] for c in CLIENT_ROUND_COLUMNS]
-
-
-def insert_round(
-    conn: sqlite3.Connection,
-    round_values: tuple[Any, ...],
-    columns: Sequence[list[Any]],
-    state: Mapping[str, bytes],
-) -> None:
-    with _Transaction(conn):
-        conn.execute(_SQL["round"], round_values)
-        conn.executemany(_SQL["client"], list(zip(*columns, strict=True)))
-        for key, blob in state.items():
-            conn.execute(_SQL["state"], (key, round_values[0], blob))
 
 
 class _Transaction:

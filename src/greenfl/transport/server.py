@@ -286,8 +286,7 @@ class GrpcTransport:
                     break
                 self._cond.wait(left)
             closed = time.monotonic()
-            accepted = sum(p.report is not None and p.report.status == "completed"
-                           for p in self._pending.values())  # fmt: skip
+            accepted = self._accepted()
             for cid, p in self._pending.items():
                 if p.report is None:
                     if accepted >= target:
@@ -311,12 +310,16 @@ class GrpcTransport:
             )
         return [reports[cid] for cid in cohort]
 
+    def _accepted(self) -> int:
+        """(lock held) Updates of the open round that passed validation."""
+        return sum(p.report is not None and p.report.status == "completed"
+                   for p in self._pending.values())  # fmt: skip
+
     def _round_closes(self, target: int) -> bool:
         """(lock held) Enough updates accepted, or nobody left to wait for."""
-        reports = [p.report for p in self._pending.values()]
-        if sum(r is not None and r.status == "completed" for r in reports) >= target:
+        if self._accepted() >= target:
             return True
-        return all(r is not None for r in reports)
+        return all(p.report is not None for p in self._pending.values())
 
     def _withdrawn(self, cid: int, p: _Pending, closed: float, accepted: int) -> ClientReport:
         """(lock held) The report of a client still working when the round had its updates:
