@@ -21,7 +21,7 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(
     crashed = build_loop(cfg, tmp_path / "b")
     crashed.run_round()
     crashed.run_round()
-    crashed.ledger.conn.close()  # as if killed: no finish(), no summary
+    crashed.ledger.close()  # as if killed after round 2: no finish(), no summary
 
     loop = build_loop(cfg, tmp_path / "b", resume=True)
     assert loop.state.round == 2

@@ -4,7 +4,9 @@ the round's clients, with drop-outs, the deadline and over-selection."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,7 @@ from greenfl.footprint.model import (
     operational_carbon_g,
     truncate,
 )
-from greenfl.ledger.rows import ColumnRows, Named
+from greenfl.ledger.rows import ColumnRows, Constant, Named
 from greenfl.scheduling.clock import SimClock
 from greenfl.scheduling.deadline import COMPLETED, FAILED, STRAGGLER, close_round
 
@@ -57,6 +59,25 @@ class EntryTable:
             append_profile_row(cols, d, n, d.target(e.target))
         arrays = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items() if k != "target"}
         return cls(target=tuple(cols["target"]), **arrays)
+
+    @cached_property
+    def matrix(self) -> np.ndarray:
+        """The numbers the footprint model needs, side by side (``[row, column]``, columns
+        in ``_NUMERIC`` order, then the embodied carbon of one second of use): a cohort's
+        profiles are then one gather, not nine."""
+        per_s = embodied_carbon_g(1.0, self.embodied_kg, self.lifetime_years, self.active_share)
+        return np.column_stack([*(getattr(self, name) for name in _NUMERIC), per_s])
+
+
+_NUMERIC = (
+    "flops_per_s",
+    "active_power_w",
+    "up_mbps",
+    "down_mbps",
+    "radio_power_w",
+    "network_kwh_per_gb",
+)
+_FLOPS, _POWER, _UP, _DOWN, _RADIO, _KWH_GB, _EMBODIED_G_PER_S = range(7)
 
 
 def append_profile_row(
@@ -93,7 +114,10 @@ def intensity_sources(fleet: Fleet, cfg: FleetConfig, clock: SimClock) -> Region
 
 
 def mean_intensity(
-    sources: Sequence[CarbonIntensity], region: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray
+    sources: Sequence[CarbonIntensity],
+    region: np.ndarray,
+    t0_s: np.ndarray | float,
+    t1_s: np.ndarray | float,
 ) -> np.ndarray:
     """Each client's mean intensity over [t0, t1] in its region."""
     regional = sources if isinstance(sources, RegionalIntensity) else RegionalIntensity(sources)
@@ -103,10 +127,48 @@ def mean_intensity(
 @dataclass(frozen=True)
 class CohortAccount:
     close_s: float
-    status: np.ndarray
+    status: list[str]  # per report, in report order
     rows: Sequence[dict[str, Any]]
     energy_j: float
     carbon_g: float
+
+
+# A report's fields, read in one pass over the reports.
+_REPORT_FIELDS = attrgetter(
+    "client_id",
+    "flops",
+    "bytes_up",
+    "bytes_down",
+    "num_samples",
+    "measured_compute_s",
+    "measured_energy_j",
+    "energy_estimated",
+    "status",
+    "reason",
+)
+
+
+def _measured(values: tuple[float | None, ...]) -> np.ndarray | None:
+    """A column of optional measurements as floats (NaN where missing); None if none."""
+    if values.count(None) == len(values):
+        return None
+    return np.array(values, dtype=np.float64)
+
+
+def report_ids(reports: Sequence[ClientReport]) -> np.ndarray:
+    return np.fromiter((r.client_id for r in reports), dtype=np.int64, count=len(reports))
+
+
+def rows_of(ids: np.ndarray, cohort: np.ndarray, cohort_rows: np.ndarray) -> np.ndarray:
+    """Each reporting client's table row, given the rows of the cohort asked: reports come
+    in cohort order in simulation, in any order (and possibly fewer) in a deployment."""
+    if len(ids) == len(cohort) and np.array_equal(ids, cohort):
+        return cohort_rows
+    order = np.argsort(cohort, kind="stable")
+    at = np.searchsorted(cohort, ids, sorter=order)
+    if (at >= len(cohort)).any() or (cohort[order[np.minimum(at, len(cohort) - 1)]] != ids).any():
+        raise ValueError("a report from a client that was not in the cohort")
+    return cohort_rows[order[at]]
 
 
 def account_cohort(
@@ -124,96 +186,94 @@ def account_cohort(
 ) -> CohortAccount:
     """``rows``: each report's row in ``entries`` where it is not the client's population
     entry (e.g. a table of execution targets, one row per entry and target)."""
-    ids = np.array([r.client_id for r in reports], dtype=np.int64)
+    n = len(reports)
+    cols = list(zip(*map(_REPORT_FIELDS, reports), strict=True)) if n else [()] * 10
+    ids = np.array(cols[0], dtype=np.int64)
+    flops = np.array(cols[1], dtype=np.float64)
+    up, down = np.array(cols[2], dtype=np.int64), np.array(cols[3], dtype=np.int64)
+    measured_s, measured_j = _measured(cols[5]), _measured(cols[6])
+    reported: list[str] = list(cols[8])
     e = population.entry[ids] if rows is None else np.asarray(rows, dtype=np.int64)
-    flops = np.array([r.flops for r in reports], dtype=np.float64)
-    up = np.array([r.bytes_up for r in reports], dtype=np.int64)
-    down = np.array([r.bytes_down for r in reports], dtype=np.int64)
-    power = entries.active_power_w[e]
-    radio, kwh_gb = entries.radio_power_w[e], entries.network_kwh_per_gb[e]
+    prof = entries.matrix[e]  # one gather for every profile number the model needs
+    power, radio, kwh_gb = prof[:, _POWER], prof[:, _RADIO], prof[:, _KWH_GB]
     cost = client_cost(
-        flops,
-        up,
-        down,
-        entries.flops_per_s[e],
-        power,
-        entries.up_mbps[e],
-        entries.down_mbps[e],
-        radio,
-        kwh_gb,
+        flops, up, down, prof[:, _FLOPS], power, prof[:, _UP], prof[:, _DOWN], radio, kwh_gb
     )
-    measured_s = np.array(
-        [np.nan if r.measured_compute_s is None else r.measured_compute_s for r in reports]
-    )
-    if np.isfinite(measured_s).any():
+    if measured_s is not None:
         # A real client's own timing replaces the modelled compute time.
-        cost = type(cost)(
-            compute_s=np.where(np.isfinite(measured_s), measured_s, cost.compute_s),
-            down_s=cost.down_s,
-            up_s=cost.up_s,
+        has_timing = np.isfinite(measured_s)
+        cost = replace(
+            cost,
+            compute_s=np.where(has_timing, measured_s, cost.compute_s),
             energy_compute_j=np.where(
-                np.isfinite(measured_s), power * np.nan_to_num(measured_s), cost.energy_compute_j
+                has_timing, power * np.nan_to_num(measured_s), cost.energy_compute_j
             ),
-            energy_comm_j=cost.energy_comm_j,
         )
     total_s = cost.total_s
-    n = len(reports)
-    dropped = rng.random(n) < dropout_prob
-    drop_at = np.where(dropped, rng.random(n) * total_s, np.inf)
-    reported = np.array([r.status for r in reports], dtype=object)
-    failed = reported != COMPLETED
-    closed = close_round(total_s, drop_at, failed, k, deadline_s)
-    cut, moved_down, moved_up = truncate(cost, closed.active_s, up, down, power, radio, kwh_gb)
-    measured_j = np.array(
-        [np.nan if r.measured_energy_j is None else r.measured_energy_j for r in reports]
-    )
-    has_measure = np.isfinite(measured_j) & (closed.status == COMPLETED)
-    energy_compute = np.where(has_measure, measured_j, cut.energy_compute_j)
-    active_s = cut.total_s
+    if deadline_s is None and dropout_prob <= 0 and k >= n and reported.count(COMPLETED) == n:
+        # Nobody drops out, nobody is cut off: every client completes all its work, and the
+        # round closes when the last one is done. (Draws nothing from ``rng``.)
+        status = reported
+        close_s = float(total_s.max()) if n else 0.0
+        cut, moved_up, moved_down, active_s = cost, up, down, total_s
+    else:
+        dropped = rng.random(n) < dropout_prob
+        drop_at = np.where(dropped, rng.random(n) * total_s, np.inf)
+        reported_arr = np.array(reported, dtype=object)
+        closed = close_round(total_s, drop_at, reported_arr != COMPLETED, k, deadline_s)
+        cut, moved_down, moved_up = truncate(cost, closed.active_s, up, down, power, radio, kwh_gb)
+        status_arr = closed.status.copy()
+        status_arr[reported_arr == "rejected"] = "rejected"
+        # A deployed client whose task was withdrawn when the round had its k updates: the
+        # straggler of the simulated path, its work until then counted.
+        status_arr[(reported_arr == STRAGGLER) & (status_arr == FAILED)] = STRAGGLER
+        status = status_arr.tolist()
+        close_s = closed.close_s
+        active_s = cut.total_s
+    estimated: np.ndarray | Constant
+    if measured_j is None:
+        energy_compute = cut.energy_compute_j
+        estimated = Constant(1, n)
+    else:
+        has_measure = np.isfinite(measured_j) & (np.array(status, dtype=object) == COMPLETED)
+        energy_compute = np.where(has_measure, measured_j, cut.energy_compute_j)
+        estimated = (~has_measure | np.array(cols[7], dtype=bool)).astype(np.int64)
     region = population.region[ids]
-    ci = mean_intensity(sources, region, round_start_s + 0 * active_s, round_start_s + active_s)
+    ci = mean_intensity(sources, region, round_start_s, round_start_s + active_s)
     carbon_op = operational_carbon_g(energy_compute + cut.energy_comm_j, ci)
-    carbon_emb = embodied_carbon_g(
-        active_s, entries.embodied_kg[e], entries.lifetime_years[e], entries.active_share[e]
-    )
-    status = closed.status.copy()
-    status[reported == "rejected"] = "rejected"
-    # A deployed client whose task was withdrawn when the round had its k updates: the
-    # straggler of the simulated path, its work until then counted.
-    status[(reported == STRAGGLER) & (status == FAILED)] = STRAGGLER
-    meter_modelled = np.array([r.energy_estimated for r in reports], dtype=bool)
+    carbon_emb = prof[:, _EMBODIED_G_PER_S] * active_s  # embodied_carbon_g, per second
     fleet = population.fleet
-    # Columns stay numpy arrays (or indices into name lists): one conversion to Python values
-    # per column when the ledger binds them, not one per value here and there.
-    rows = ColumnRows(
+    # Columns stay numpy arrays (or indices into name lists): the ledger writer packs them as
+    # raw bytes and its process makes the Python values, not the round loop.
+    table = ColumnRows(
         {
-            "round": np.full(n, round_idx, dtype=np.int64),
+            "round": Constant(round_idx, n),
             "client_id": ids,
             "device": Named(fleet.device_names, population.device[ids]),
             "network": Named(fleet.network_names, population.network[ids]),
             "region": Named(fleet.region_names, region),
             "target": Named(entries.target, e),
-            "status": status.tolist(),
-            "reason": [r.reason for r in reports],
-            "num_samples": np.array([r.num_samples for r in reports], dtype=np.int64),
+            "status": status,
+            "reason": list(cols[9]),
+            "num_samples": np.array(cols[4], dtype=np.int64),
             "flops": flops,
-            "start_s": np.full(n, float(round_start_s)),
-            "compute_s": cut.compute_s.astype(np.float64),
-            "bytes_up": moved_up.astype(np.int64),
-            "bytes_down": moved_down.astype(np.int64),
-            "comm_s": cut.comm_s.astype(np.float64),
-            "energy_compute_j": energy_compute.astype(np.float64),
-            "energy_comm_j": cut.energy_comm_j.astype(np.float64),
-            "ci_g_per_kwh": ci.astype(np.float64),
-            "carbon_operational_g": carbon_op.astype(np.float64),
-            "carbon_embodied_g": carbon_emb.astype(np.float64),
-            "estimated": (~has_measure | meter_modelled).astype(np.int64),
+            "start_s": Constant(float(round_start_s), n),
+            "compute_s": cut.compute_s,
+            "bytes_up": moved_up,
+            "bytes_down": moved_down,
+            "comm_s": cut.comm_s,
+            "energy_compute_j": energy_compute,
+            "energy_comm_j": cut.energy_comm_j,
+            "ci_g_per_kwh": ci,
+            "carbon_operational_g": carbon_op,
+            "carbon_embodied_g": carbon_emb,
+            "estimated": estimated,
         }
     )
     return CohortAccount(
-        close_s=closed.close_s,
+        close_s=close_s,
         status=status,
-        rows=rows,
+        rows=table,
         energy_j=float(energy_compute.sum() + cut.energy_comm_j.sum()),
         carbon_g=float(carbon_op.sum() + carbon_emb.sum()),
     )
@@ -221,9 +281,7 @@ def account_cohort(
 
 def unaccounted() -> CohortAccount:
     """The account of a round run with ``engine.accounting = false``: nothing modelled."""
-    return CohortAccount(
-        close_s=0.0, status=np.zeros(0, dtype=object), rows=[], energy_j=0.0, carbon_g=0.0
-    )
+    return CohortAccount(close_s=0.0, status=[], rows=[], energy_j=0.0, carbon_g=0.0)
 
 
 def unaccounted_summary(

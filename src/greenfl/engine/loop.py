@@ -7,9 +7,7 @@ footprint -> evaluate -> ledger (one transaction) -> callbacks -> clock advances
 
 from __future__ import annotations
 
-import io
 import math
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,12 +23,22 @@ from greenfl.engine.accounting import (
     EntryTable,
     account_cohort,
     intensity_sources,
+    report_ids,
+    rows_of,
     unaccounted,
     unaccounted_summary,
 )
 from greenfl.engine.fairness import fairness_report
 from greenfl.engine.params import get_flat, set_flat
 from greenfl.engine.planning import RoundPlanner, idle_server
+from greenfl.engine.snapshot import FORMAT as SNAPSHOT_FORMAT
+from greenfl.engine.snapshot import (  # noqa: F401 - _TensorBox: earlier snapshots name it here
+    _TensorBox,
+    array_part,
+    compact,
+    read_snapshot,
+    small_state,
+)
 from greenfl.engine.transport import ClientTransport
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population, available
@@ -197,13 +205,7 @@ class RoundLoop:
             ctx.est_duration_s = est.duration_s
         cohort = self.selector.select(candidates, k_ask, ctx, self.rngs["selection"])
         cohort = np.asarray(cohort, dtype=np.int64)
-        target_rows = dict(
-            zip(
-                cohort.tolist(),
-                self.planner.rows(cohort, round_start_s, plan.local_epochs).tolist(),
-                strict=True,
-            )
-        )
+        cohort_rows = self.planner.rows(cohort, round_start_s, plan.local_epochs)
         base = self.base_instructions().with_(
             local_epochs=plan.local_epochs, batch_size=plan.batch_size
         )
@@ -229,9 +231,9 @@ class RoundLoop:
                 cfg.fleet.deadline_s,
                 cfg.fleet.dropout_prob,
                 self.rngs["dropout"],
-                rows=np.array([target_rows[r.client_id] for r in reports], dtype=np.int64),
+                rows=rows_of(report_ids(reports), cohort, cohort_rows),
             )
-            statuses = list(account.status)
+            statuses = account.status
         else:
             # Without accounting there is no modelled time: no deadline, no drop-outs
             # (RunConfig refuses those settings), every completed report is aggregated.
@@ -389,88 +391,45 @@ class RoundLoop:
         return summarize(self.ledger.conn, self.cfg.stop.target_accuracy, wall_s)
 
     # ---- persistence ------------------------------------------------------------------
-    def snapshot(self) -> dict[str, bytes]:
-        """The state after the current round, to persist with that round's ledger rows."""
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """The state after the current round, to persist with that round's ledger rows (the
+        ledger's writer pickles it; see greenfl.engine.snapshot)."""
         st = self.state
-        state = {
-            "round": st.round,
-            "global_params": st.global_params,
-            "now_s": st.now_s,
-            "population_size": len(st.participation),
-            "participation": sparse(st.participation, 0),
-            "last_selected": sparse(st.last_selected, -1),
-            "last_loss": sparse(st.last_loss, np.nan),
-            "rngs": {k: r.bit_generator.state for k, r in self.rngs.items()},
-            "strategy": self.strategy.state_dict(),
-            "planner": self.planner.state_dict(),
-            "cum_energy_j": st.cum_energy_j,
-            "cum_carbon_g": st.cum_carbon_g,
-            "last_round_carbon_g": st.last_round_carbon_g,
-            "best_accuracy": st.best_accuracy,
+        return {
+            "loop": {
+                "format": SNAPSHOT_FORMAT,
+                "round": st.round,
+                "global_params": array_part(st.global_params.detach().cpu().numpy()),
+                "now_s": st.now_s,
+                "population_size": len(st.participation),
+                "participation": compact(st.participation, 0),
+                "last_selected": compact(st.last_selected, -1),
+                "last_loss": compact(st.last_loss, np.nan),
+                "rngs": {k: r.bit_generator.state for k, r in self.rngs.items()},
+                "strategy": small_state(self.strategy.state_dict()),
+                "planner": small_state(self.planner.state_dict()),
+                "cum_energy_j": st.cum_energy_j,
+                "cum_carbon_g": st.cum_carbon_g,
+                "last_round_carbon_g": st.last_round_carbon_g,
+                "best_accuracy": st.best_accuracy,
+            }
         }
-        # pickle of numpy arrays: ~20x cheaper than torch.save's zip archive, every round
-        return {"loop": pickle.dumps(_to_numpy(state), protocol=pickle.HIGHEST_PROTOCOL)}
 
     def restore(self, blob: bytes) -> None:
-        if blob[:2] == b"PK":  # a torch.save archive, as snapshots were first written
-            snap = torch.load(io.BytesIO(blob), weights_only=False)
-        else:
-            snap = _to_torch(pickle.loads(blob))
         st = self.state
+        snap = read_snapshot(blob, len(st.participation))
         st.round = int(snap["round"])
         st.global_params = snap["global_params"]
         st.now_s = float(snap["now_s"])
-        n = int(snap.get("population_size", len(st.participation)))
-        st.participation = dense(snap["participation"], n, 0, np.int32)
-        st.last_selected = dense(snap["last_selected"], n, -1, np.int32)
-        st.last_loss = dense(snap["last_loss"], n, np.nan, np.float32)
+        st.participation = snap["participation"]
+        st.last_selected = snap["last_selected"]
+        st.last_loss = snap["last_loss"]
         for k, state in snap["rngs"].items():
             self.rngs[k].bit_generator.state = state
         self.strategy.load_state_dict(snap["strategy"])
-        self.planner.load_state_dict(snap.get("planner", {}))
+        self.planner.load_state_dict(snap["planner"])
         st.cum_energy_j = float(snap["cum_energy_j"])
         st.cum_carbon_g = float(snap["cum_carbon_g"])
         st.last_round_carbon_g = float(snap["last_round_carbon_g"])
         st.best_accuracy = float(snap["best_accuracy"])
         set_flat(self.model, st.global_params)
-
-
-def _to_numpy(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return _TensorBox(obj.detach().cpu().numpy())
-    if isinstance(obj, dict):
-        return {k: _to_numpy(v) for k, v in obj.items()}
-    return obj
-
-
-def _to_torch(obj: Any) -> Any:
-    if isinstance(obj, _TensorBox):
-        return torch.from_numpy(obj.array.copy())
-    if isinstance(obj, dict):
-        return {k: _to_torch(v) for k, v in obj.items()}
-    return obj
-
-
-@dataclass(frozen=True)
-class _TensorBox:
-    """A tensor's values in a pickled snapshot (plain numpy arrays stay numpy on restore)."""
-
-    array: np.ndarray
-
-
-def sparse(values: np.ndarray, default: float) -> dict[str, torch.Tensor]:
-    """The entries that differ from ``default``: a snapshot then costs the clients that have
-    taken part so far, not the whole population (a million clients would be 12 MB a round)."""
-    changed = ~np.isnan(values) if np.isnan(default) else values != default
-    idx = np.flatnonzero(changed)
-    return {"index": torch.from_numpy(idx), "value": torch.from_numpy(values[idx])}
-
-
-def dense(
-    stored: dict[str, torch.Tensor] | torch.Tensor, n: int, default: float, dtype: type
-) -> np.ndarray:
-    if isinstance(stored, torch.Tensor):  # a snapshot written before the sparse form
-        return stored.numpy().astype(dtype, copy=True)
-    out = np.full(n, default, dtype=dtype)
-    out[stored["index"].numpy()] = stored["value"].numpy()
-    return out

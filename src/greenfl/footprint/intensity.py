@@ -9,6 +9,7 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -133,13 +134,18 @@ class RegionalIntensity(Sequence[CarbonIntensity]):
     def __len__(self) -> int:
         return len(self._sources)
 
-    def mean(self, region: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
-        """Each client's mean intensity over [t0, t1] in its region (index into the sources)."""
+    def mean(
+        self, region: np.ndarray, t0_s: np.ndarray | float, t1_s: np.ndarray | float
+    ) -> np.ndarray:
+        """Each client's mean intensity over [t0, t1] in its region (index into the sources);
+        t0 or t1 may be one time for every client."""
         region = np.asarray(region, dtype=np.int64)
-        t0 = np.broadcast_to(np.asarray(t0_s, dtype=np.float64), region.shape)
-        t1 = np.broadcast_to(np.asarray(t1_s, dtype=np.float64), region.shape)
+        t0 = np.asarray(t0_s, dtype=np.float64)
+        t1 = np.asarray(t1_s, dtype=np.float64)
         if self._stack is not None:
-            return self._stack.mean(region, t0, t1)
+            out = self._stack.mean(region, t0, t1)
+            return out if out.shape == region.shape else np.broadcast_to(out, region.shape).copy()
+        t0, t1 = np.broadcast_to(t0, region.shape), np.broadcast_to(t1, region.shape)
         out = np.empty(len(region), dtype=np.float64)
         for r in np.unique(region):
             mask = region == r
@@ -179,17 +185,31 @@ class _HourlyStack:
         return cls(np.array(values), np.array(cum), np.array(start), np.array(constant))
 
     def mean(self, region: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
+        if t0_s.ndim == 0 and t1_s.size:
+            # One start for every client (a round's cohort): if each region's [start, latest
+            # end] lies within one hour, every client's mean is its region's value then.
+            u0 = self.start_local_h + t0_s / S_PER_HOUR
+            hour0 = np.floor(u0)
+            if (np.floor(self.start_local_h + t1_s.max() / S_PER_HOUR) == hour0).all():
+                now = self.values[self._regions, hour0.astype(np.int64) % 24]
+                return np.where(np.isnan(self.constant), now, self.constant)[region]
+            t0_s = np.broadcast_to(t0_s, np.shape(t1_s))
         start = self.start_local_h[region]
         u0 = start + t0_s / S_PER_HOUR
+        u1 = start + t1_s / S_PER_HOUR
+        const = self.constant[region]
         span = t1_s - t0_s
         hourly = np.where(
             span > 0,
-            (self._integral(region, start + t1_s / S_PER_HOUR) - self._integral(region, u0))
+            (self._integral(region, u1) - self._integral(region, u0))
             / np.where(span > 0, span, 1.0),
             self.values[region, np.floor(u0 % 24).astype(np.int64) % 24],
         )
-        const = self.constant[region]
         return np.where(np.isnan(const), hourly, const)
+
+    @cached_property
+    def _regions(self) -> np.ndarray:
+        return np.arange(len(self.constant))
 
     def _integral(self, region: np.ndarray, u: np.ndarray) -> np.ndarray:
         days = np.floor(u / 24)

@@ -1,0 +1,268 @@
+"""The SQL side of the ledger: opening the file, one round's rows in one transaction, and the
+ledger writer process that runs them off the round loop.
+
+Standard library only, on purpose: ``LedgerWriter`` starts this file as a script in a child
+process (``python -I store.py``) that never imports greenfl, torch or numpy, so it starts in
+tens of milliseconds and holds little memory. The parent sends each round as packed columns
+(raw float64 / int64 bytes, name indices) over a pipe; the child turns them into Python
+values, binds and commits them. The same functions write inline when there is no child.
+
+Messages are length-prefixed pickles of tuples:
+  parent -> child: ("init", path, (round columns, client columns)),
+                   ("round", round_row, packed columns, state), ("flush", n), ("stop",)
+  child -> parent: ("ready", pid), ("error", text) when a write fails,
+                   ("flushed", n, error text or None) once all before ("flush", n) is
+                   committed, ("ok",) after ("stop",)
+The child holds an exclusive ``flock`` on the ledger file for its life, so a second writer
+(a resumed server while the killed one's writer still commits its last rounds) waits for the
+first to finish instead of writing beside it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import sqlite3
+import struct
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, BinaryIO
+
+# Client rows a single INSERT carries: 256 x 21 = 5,376 parameters, under SQLite's 32,766.
+ROWS_PER_INSERT = 256
+# How long a new writer waits for an earlier writer of the same file to drain and exit.
+LOCK_WAIT_S = 10.0
+_HEADER = struct.Struct("<II")  # pickle bytes, out-of-band buffers
+_SIZE = struct.Struct("<Q")
+
+
+def connect(path: str, check_same_thread: bool = True) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
+    conn.execute("PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA journal_mode=MEMORY")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+def unpack_rows(packed: Sequence[Any]) -> list[list[Any]]:
+    """Packed rows (greenfl.ledger.rows.pack_rows) back to one list of values per column."""
+    n, fblock, iblock, desc = packed
+    floats = memoryview(fblock).cast("d").tolist() if len(fblock) else []
+    ints = memoryview(iblock).cast("q").tolist() if len(iblock) else []
+    columns: list[list[Any]] = []
+    for d in desc:
+        kind = d[0]
+        if kind == "f":
+            columns.append(floats[d[1] * n : (d[1] + 1) * n])
+        elif kind == "i":
+            columns.append(ints[d[1] * n : (d[1] + 1) * n])
+        elif kind == "names":
+            names = d[1]
+            columns.append([names[i] for i in ints[d[2] * n : (d[2] + 1) * n]])
+        elif kind == "const":
+            columns.append([d[1]] * n)
+        elif kind == "list":
+            columns.append(list(d[1]))
+        else:
+            raise ValueError(f"unknown packed column kind {kind!r}")
+    return columns
+
+
+class RoundSQL:
+    """The statements of one round, built once from the schema's column names."""
+
+    def __init__(self, round_columns: Sequence[str], client_columns: Sequence[str]) -> None:
+        self.round_columns = tuple(round_columns)
+        self.client_columns = tuple(client_columns)
+        self.round = (
+            f"INSERT INTO rounds ({', '.join(round_columns)}) "
+            f"VALUES ({', '.join('?' * len(round_columns))})"
+        )
+        self.state = "INSERT OR REPLACE INTO server_state VALUES (?, ?, ?)"
+        self._client: dict[int, str] = {}
+
+    def clients(self, rows: int) -> str:
+        sql = self._client.get(rows)
+        if sql is None:
+            one = "(" + ", ".join("?" * len(self.client_columns)) + ")"
+            cols = ", ".join(self.client_columns)
+            sql = f"INSERT INTO client_rounds ({cols}) VALUES " + ", ".join([one] * rows)
+            self._client[rows] = sql
+        return sql
+
+
+def write_round(
+    conn: sqlite3.Connection,
+    sql: RoundSQL,
+    round_row: Sequence[Any],
+    packed: Sequence[Any],
+    state: Mapping[str, Any] | None,
+) -> None:
+    """One round's row, its client rows (packed, columns in ``sql.client_columns`` order)
+    and the server state after it, in one transaction. Client rows go in multi-row INSERTs:
+    one statement per ROWS_PER_INSERT clients costs less than one per client."""
+    values = unpack_rows(packed)
+    flat = list(itertools.chain.from_iterable(zip(*values, strict=True)))
+    width = len(sql.client_columns)
+    n = len(flat) // width
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(sql.round, tuple(round_row))
+        for first in range(0, n, ROWS_PER_INSERT):
+            rows = min(ROWS_PER_INSERT, n - first)
+            conn.execute(sql.clients(rows), flat[first * width : (first + rows) * width])
+        for key, value in (state or {}).items():
+            conn.execute(sql.state, (key, round_row[0], state_blob(value)))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def state_blob(value: Any) -> bytes:
+    """A server state row's value: bytes as they are; a snapshot (a dict of plain values,
+    arrays as buffers) pickled here, by the writer, not by the round loop."""
+    if isinstance(value, dict):
+        return pickle.dumps(_materialize(value), protocol=pickle.HIGHEST_PROTOCOL)
+    return bytes(value)
+
+
+def _materialize(obj: Any) -> Any:
+    """Buffers (as they arrive out of band, or as the loop handed them over) as bytes."""
+    if isinstance(obj, dict):
+        return {k: _materialize(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return tuple(_materialize(v) for v in obj)
+    if isinstance(obj, list):
+        return [_materialize(v) for v in obj]
+    if isinstance(obj, memoryview | pickle.PickleBuffer | bytearray):
+        return bytes(obj)
+    return obj
+
+
+# ---- messages ---------------------------------------------------------------------------
+def send(out: BinaryIO, msg: tuple[Any, ...]) -> None:
+    """One message; objects wrapped in ``pickle.PickleBuffer`` travel out of band, written
+    from their own memory (no copy into the pickle)."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(msg, protocol=5, buffer_callback=buffers.append)
+    raws = [b.raw() for b in buffers]
+    header = _HEADER.pack(len(data), len(raws)) + b"".join(_SIZE.pack(r.nbytes) for r in raws)
+    parts = [memoryview(header), memoryview(data), *raws]
+    fd = out.fileno()
+    written = os.writev(fd, parts)
+    total = sum(p.nbytes for p in parts)
+    if written < total:  # a pipe took part of it: write the rest in order
+        for part in parts:
+            if written >= part.nbytes:
+                written -= part.nbytes
+                continue
+            view = part[written:]
+            written = 0
+            while view:
+                view = view[os.write(fd, view) :]
+
+
+def recv(inp: BinaryIO) -> tuple[Any, ...] | None:
+    """The next message, or None at end of stream (the other side closed or died)."""
+    header = _read_exactly(inp, _HEADER.size)
+    if header is None:
+        return None
+    size, count = _HEADER.unpack(header)
+    sizes = _read_exactly(inp, _SIZE.size * count) if count else b""
+    data = _read_exactly(inp, size)
+    if sizes is None or data is None:
+        return None
+    buffers = []
+    for (nbytes,) in _SIZE.iter_unpack(sizes):
+        buf = _read_exactly(inp, nbytes)
+        if buf is None:
+            return None
+        buffers.append(buf)
+    return pickle.loads(data, buffers=buffers)
+
+
+def _read_exactly(inp: BinaryIO, size: int) -> bytes | None:
+    parts, left = [], size
+    while left:
+        chunk = inp.read(left)
+        if not chunk:
+            return None
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+# ---- the writer process -----------------------------------------------------------------
+def _lock(path: str) -> Any:
+    import fcntl
+
+    fh = open(path, "rb")  # noqa: SIM115 - held open, and locked, for the process's life
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fh
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{path} is still being written by another ledger writer after "
+                    f"{LOCK_WAIT_S:.0f} s (a run on this folder that is still open, in this "
+                    "process or another)"
+                ) from None
+            time.sleep(0.01)
+
+
+def serve(inp: BinaryIO, out: BinaryIO) -> int:
+    """The child's loop: commit each round as it arrives until "stop" or end of input (the
+    parent exited, or was killed: every round it had sent is still committed)."""
+    init = recv(inp)
+    if init is None:
+        return 0
+    _, path, sql_args = init
+    try:
+        conn = connect(path)
+        lock = _lock(path)
+    except (sqlite3.Error, OSError) as exc:
+        send(out, ("error", f"the ledger writer could not open {path}: {exc}"))
+        return 1
+    sql = RoundSQL(*sql_args)
+    send(out, ("ready", os.getpid()))
+    failure: str | None = None
+    while True:
+        msg = recv(inp)
+        if msg is None or msg[0] == "stop":
+            break
+        if msg[0] == "round":
+            if failure is not None:  # a round is missing: later ones would leave a hole
+                continue
+            try:
+                write_round(conn, sql, *msg[1:])
+            except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:
+                failure = f"the ledger could not write round {msg[1][0]}: {exc}"
+                send(out, ("error", failure))
+        elif msg[0] == "flush":
+            send(out, ("flushed", msg[1], failure))
+    conn.close()
+    lock.close()
+    if msg is not None:
+        send(out, ("ok",))
+    return 0
+
+
+if __name__ == "__main__":
+    import signal
+
+    # Ctrl-C reaches the whole process group: the parent handles it (and marks the run
+    # failed); the writer must go on until it has committed what it was sent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Never preempt the round loop: woken by a round, a normal-priority writer took the
+    # loop's core on the spot (the scheduler favours a task that slept), which cost the loop
+    # the whole write. As an idle-class task it runs on a free core, or when the loop waits.
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)
+    sys.exit(serve(sys.stdin.buffer, sys.stdout.buffer))
