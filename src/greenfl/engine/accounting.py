@@ -4,7 +4,7 @@ the round's clients, with drop-outs, the deadline and over-selection."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from operator import attrgetter
 from typing import Any
@@ -15,7 +15,7 @@ from greenfl.config import FleetConfig
 from greenfl.engine.transport import ClientReport
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population
-from greenfl.fleet.profiles import DeviceProfile, ExecutionTarget, NetworkProfile
+from greenfl.fleet.profiles import DeviceProfile, ExecutionTarget, NetworkProfile, PopulationEntry
 from greenfl.footprint.intensity import (
     CarbonIntensity,
     ConstantIntensity,
@@ -24,9 +24,11 @@ from greenfl.footprint.intensity import (
     Trace,
 )
 from greenfl.footprint.model import (
-    client_cost,
+    cost_from_rates,
     embodied_carbon_g,
+    network_j_per_byte,
     operational_carbon_g,
+    s_per_byte,
     truncate,
 )
 from greenfl.ledger.rows import ColumnRows, Constant, Named
@@ -49,41 +51,65 @@ class EntryTable:
     radio_power_w: np.ndarray
     network_kwh_per_gb: np.ndarray
     target: tuple[str, ...]
+    # The row's names and region, so a cohort's ledger columns need no lookups per client.
+    device: tuple[str, ...] = ()
+    network: tuple[str, ...] = ()
+    region: tuple[str, ...] = ()
+    region_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @classmethod
     def build(cls, fleet: Fleet) -> EntryTable:
-        cols: dict[str, list[Any]] = {k: [] for k in cls.__dataclass_fields__}
+        cols = profile_columns()
         for e in fleet.population:
             d = fleet.devices[fleet.device_index(e.device)]
             n = fleet.networks[fleet.network_index(e.network)]
-            append_profile_row(cols, d, n, d.target(e.target))
-        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items() if k != "target"}
-        return cls(target=tuple(cols["target"]), **arrays)
+            append_profile_row(cols, fleet, e, d, n, d.target(e.target))
+        return cls.of(cols)
+
+    @classmethod
+    def of(cls, cols: dict[str, list[Any]]) -> EntryTable:
+        """A table from the columns of ``append_profile_row``."""
+        names = ("target", "device", "network", "region")
+        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items() if k not in names}
+        arrays["region_index"] = np.asarray(cols["region_index"], dtype=np.int64)
+        return cls(**{k: tuple(cols[k]) for k in names}, **arrays)
 
     @cached_property
-    def matrix(self) -> np.ndarray:
-        """The numbers the footprint model needs, side by side (``[row, column]``, columns
-        in ``_NUMERIC`` order, then the embodied carbon of one second of use): a cohort's
-        profiles are then one gather, not nine."""
-        per_s = embodied_carbon_g(1.0, self.embodied_kg, self.lifetime_years, self.active_share)
-        return np.column_stack([*(getattr(self, name) for name in _NUMERIC), per_s])
+    def rates(self) -> np.ndarray:
+        """What the footprint model needs per row, side by side (``[row, column]``, columns
+        as the ``_RATE`` indices): a cohort's profiles are then one gather, not nine, and
+        the per-row divisions are done once, not every round."""
+        return np.column_stack(
+            [
+                self.flops_per_s,
+                self.active_power_w,
+                s_per_byte(self.up_mbps),
+                s_per_byte(self.down_mbps),
+                self.radio_power_w,
+                network_j_per_byte(self.network_kwh_per_gb),
+                embodied_carbon_g(1.0, self.embodied_kg, self.lifetime_years, self.active_share),
+            ]
+        )
 
 
-_NUMERIC = (
-    "flops_per_s",
-    "active_power_w",
-    "up_mbps",
-    "down_mbps",
-    "radio_power_w",
-    "network_kwh_per_gb",
-)
-_FLOPS, _POWER, _UP, _DOWN, _RADIO, _KWH_GB, _EMBODIED_G_PER_S = range(7)
+# Columns of EntryTable.rates.
+_FLOPS, _POWER, _UP_S_PER_B, _DOWN_S_PER_B, _RADIO, _NET_J_PER_B, _EMBODIED_G_PER_S = range(7)
+
+
+def profile_columns() -> dict[str, list[Any]]:
+    return {k: [] for k in EntryTable.__dataclass_fields__}
 
 
 def append_profile_row(
-    cols: dict[str, list[Any]], d: DeviceProfile, n: NetworkProfile, t: ExecutionTarget
+    cols: dict[str, list[Any]],
+    fleet: Fleet,
+    entry: PopulationEntry,
+    d: DeviceProfile,
+    n: NetworkProfile,
+    t: ExecutionTarget,
 ) -> None:
-    """One EntryTable row: a device running on target ``t`` over network ``n``."""
+    """One EntryTable row: population ``entry``'s device running on target ``t`` over
+    network ``n``."""
     cols["flops_per_s"].append(t.flops_per_s)
     cols["active_power_w"].append(t.active_power_w)
     cols["embodied_kg"].append(d.embodied_kg)
@@ -94,6 +120,10 @@ def append_profile_row(
     cols["radio_power_w"].append(n.radio_power_w)
     cols["network_kwh_per_gb"].append(n.network_kwh_per_gb)
     cols["target"].append(t.name)
+    cols["device"].append(d.name)
+    cols["network"].append(n.name)
+    cols["region"].append(entry.region)
+    cols["region_index"].append(fleet.region_index(entry.region))
 
 
 def intensity_sources(fleet: Fleet, cfg: FleetConfig, clock: SimClock) -> RegionalIntensity:
@@ -155,10 +185,6 @@ def _measured(values: tuple[float | None, ...]) -> np.ndarray | None:
     return np.array(values, dtype=np.float64)
 
 
-def report_ids(reports: Sequence[ClientReport]) -> np.ndarray:
-    return np.fromiter((r.client_id for r in reports), dtype=np.int64, count=len(reports))
-
-
 def rows_of(ids: np.ndarray, cohort: np.ndarray, cohort_rows: np.ndarray) -> np.ndarray:
     """Each reporting client's table row, given the rows of the cohort asked: reports come
     in cohort order in simulation, in any order (and possibly fewer) in a deployment."""
@@ -183,9 +209,11 @@ def account_cohort(
     dropout_prob: float,
     rng: np.random.Generator,
     rows: np.ndarray | None = None,
+    cohort: np.ndarray | None = None,
 ) -> CohortAccount:
     """``rows``: each report's row in ``entries`` where it is not the client's population
-    entry (e.g. a table of execution targets, one row per entry and target)."""
+    entry (e.g. a table of execution targets, one row per entry and target); with
+    ``cohort``, the rows of the clients asked, in cohort order, looked up by client id."""
     n = len(reports)
     cols = list(zip(*map(_REPORT_FIELDS, reports), strict=True)) if n else [()] * 10
     ids = np.array(cols[0], dtype=np.int64)
@@ -193,11 +221,22 @@ def account_cohort(
     up, down = np.array(cols[2], dtype=np.int64), np.array(cols[3], dtype=np.int64)
     measured_s, measured_j = _measured(cols[5]), _measured(cols[6])
     reported: list[str] = list(cols[8])
-    e = population.entry[ids] if rows is None else np.asarray(rows, dtype=np.int64)
-    prof = entries.matrix[e]  # one gather for every profile number the model needs
-    power, radio, kwh_gb = prof[:, _POWER], prof[:, _RADIO], prof[:, _KWH_GB]
-    cost = client_cost(
-        flops, up, down, prof[:, _FLOPS], power, prof[:, _UP], prof[:, _DOWN], radio, kwh_gb
+    if rows is None:
+        e = population.entry[ids]
+    else:
+        e = rows if cohort is None else rows_of(ids, cohort, rows)
+    rate = entries.rates[e]  # one gather for every profile number the model needs
+    power = rate[:, _POWER]
+    cost = cost_from_rates(
+        flops,
+        up,
+        down,
+        rate[:, _FLOPS],
+        power,
+        rate[:, _UP_S_PER_B],
+        rate[:, _DOWN_S_PER_B],
+        rate[:, _RADIO],
+        rate[:, _NET_J_PER_B],
     )
     if measured_s is not None:
         # A real client's own timing replaces the modelled compute time.
@@ -221,7 +260,15 @@ def account_cohort(
         drop_at = np.where(dropped, rng.random(n) * total_s, np.inf)
         reported_arr = np.array(reported, dtype=object)
         closed = close_round(total_s, drop_at, reported_arr != COMPLETED, k, deadline_s)
-        cut, moved_down, moved_up = truncate(cost, closed.active_s, up, down, power, radio, kwh_gb)
+        cut, moved_down, moved_up = truncate(
+            cost,
+            closed.active_s,
+            up,
+            down,
+            power,
+            entries.radio_power_w[e],
+            entries.network_kwh_per_gb[e],
+        )
         status_arr = closed.status.copy()
         status_arr[reported_arr == "rejected"] = "rejected"
         # A deployed client whose task was withdrawn when the round had its k updates: the
@@ -238,20 +285,20 @@ def account_cohort(
         has_measure = np.isfinite(measured_j) & (np.array(status, dtype=object) == COMPLETED)
         energy_compute = np.where(has_measure, measured_j, cut.energy_compute_j)
         estimated = (~has_measure | np.array(cols[7], dtype=bool)).astype(np.int64)
-    region = population.region[ids]
+    region = entries.region_index[e]
     ci = mean_intensity(sources, region, round_start_s, round_start_s + active_s)
-    carbon_op = operational_carbon_g(energy_compute + cut.energy_comm_j, ci)
-    carbon_emb = prof[:, _EMBODIED_G_PER_S] * active_s  # embodied_carbon_g, per second
-    fleet = population.fleet
-    # Columns stay numpy arrays (or indices into name lists): the ledger writer packs them as
-    # raw bytes and its process makes the Python values, not the round loop.
+    energy_j = energy_compute + cut.energy_comm_j
+    carbon_op = operational_carbon_g(energy_j, ci)
+    carbon_emb = rate[:, _EMBODIED_G_PER_S] * active_s  # embodied_carbon_g of active_s
+    # Columns stay numpy arrays (names: indices into the table's names): the ledger writer
+    # packs them as raw bytes and its process makes the Python values, not the round loop.
     table = ColumnRows(
         {
             "round": Constant(round_idx, n),
             "client_id": ids,
-            "device": Named(fleet.device_names, population.device[ids]),
-            "network": Named(fleet.network_names, population.network[ids]),
-            "region": Named(fleet.region_names, region),
+            "device": Named(entries.device, e),
+            "network": Named(entries.network, e),
+            "region": Named(entries.region, e),
             "target": Named(entries.target, e),
             "status": status,
             "reason": list(cols[9]),
@@ -274,8 +321,8 @@ def account_cohort(
         close_s=close_s,
         status=status,
         rows=table,
-        energy_j=float(energy_compute.sum() + cut.energy_comm_j.sum()),
-        carbon_g=float(carbon_op.sum() + carbon_emb.sum()),
+        energy_j=float(energy_j.sum()),
+        carbon_g=float((carbon_op + carbon_emb).sum()),
     )
 
 

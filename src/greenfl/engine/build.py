@@ -102,7 +102,11 @@ def build_loop(
                 stale.unlink(missing_ok=True)
     elif resume:
         raise ConfigError("resume needs an output folder holding the run's ledger")
-    ledger = LedgerWriter(ledger_path)
+    # A deployment hands every round over at once: its rounds are real clients' work, and
+    # slow enough that batching buys nothing.
+    ledger = LedgerWriter(
+        ledger_path, batch_s=cfg.engine.ledger_batch_s if trainer is not None else 0.0
+    )
     state = saved_state(ledger) if resume else None
     if not resume:
         ledger.begin_run(cfg.to_dict(), fleet.to_dict(), __version__)

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,15 +24,12 @@ from greenfl.engine.accounting import (
     EntryTable,
     account_cohort,
     intensity_sources,
-    report_ids,
-    rows_of,
     unaccounted,
     unaccounted_summary,
 )
 from greenfl.engine.fairness import fairness_report
 from greenfl.engine.params import get_flat, set_flat
 from greenfl.engine.planning import RoundPlanner, idle_server
-from greenfl.engine.snapshot import FORMAT as SNAPSHOT_FORMAT
 from greenfl.engine.snapshot import (  # noqa: F401 - _TensorBox: earlier snapshots name it here
     _TensorBox,
     array_part,
@@ -39,6 +37,7 @@ from greenfl.engine.snapshot import (  # noqa: F401 - _TensorBox: earlier snapsh
     read_snapshot,
     small_state,
 )
+from greenfl.engine.snapshot import dumps as snapshot_bytes
 from greenfl.engine.transport import ClientTransport
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population, available
@@ -161,6 +160,7 @@ class RoundLoop:
             cfg, model, dataset, fleet, population, self.entries, self.sources, selector, self.clock
         )
         self.history: list[RoundRecord] = []
+        self._state_of: int | None = 0
         self.stop_reason: str | None = None
         self.wall_start = time.perf_counter()
 
@@ -173,6 +173,7 @@ class RoundLoop:
         st = self.state
         cfg = self.cfg
         round_idx = st.round + 1
+        self._state_of = None  # the state is changing: no snapshot until the round is done
         wall0 = time.perf_counter()
         self.clock.now_s = st.now_s
         plan = self.planner.plan(self.rngs["adapt"])
@@ -231,7 +232,8 @@ class RoundLoop:
                 cfg.fleet.deadline_s,
                 cfg.fleet.dropout_prob,
                 self.rngs["dropout"],
-                rows=rows_of(report_ids(reports), cohort, cohort_rows),
+                rows=cohort_rows,
+                cohort=cohort,
             )
             statuses = account.status
         else:
@@ -255,8 +257,8 @@ class RoundLoop:
         if accounting:
             srv_ci = float(
                 self.sources[self.server_region].mean(
-                    np.array([srv_start]), np.array([srv_start + server_s])
-                )[0]
+                    np.float64(srv_start), np.float64(srv_start + server_s)
+                )
             )
             srv_j = server_energy_j(server_s, srv.power_w, srv.pue, measured.energy_j)
             srv_g = float(operational_carbon_g(srv_j, srv_ci))
@@ -279,6 +281,7 @@ class RoundLoop:
         st.last_round_carbon_g = round_carbon
         self.planner.observe(plan, acc_before, accuracy, round_carbon)
         wall_s = time.perf_counter() - wall0
+        self._state_of = round_idx
         if accounting:
             self.ledger.write_round(
                 {
@@ -299,7 +302,7 @@ class RoundLoop:
                     "wall_s": wall_s,
                 },
                 account.rows,
-                self.snapshot() if self.checkpoint else None,
+                partial(self._snapshot_of, round_idx) if self.checkpoint else None,
             )
         record = RoundRecord(
             round=round_idx,
@@ -391,29 +394,34 @@ class RoundLoop:
         return summarize(self.ledger.conn, self.cfg.stop.target_accuracy, wall_s)
 
     # ---- persistence ------------------------------------------------------------------
-    def snapshot(self) -> dict[str, dict[str, Any]]:
-        """The state after the current round, to persist with that round's ledger rows (the
-        ledger's writer pickles it; see greenfl.engine.snapshot)."""
+    def snapshot(self) -> dict[str, bytes]:
+        """The state after the current round, to persist with that round's ledger rows."""
         st = self.state
         return {
-            "loop": {
-                "format": SNAPSHOT_FORMAT,
-                "round": st.round,
-                "global_params": array_part(st.global_params.detach().cpu().numpy()),
-                "now_s": st.now_s,
-                "population_size": len(st.participation),
-                "participation": compact(st.participation, 0),
-                "last_selected": compact(st.last_selected, -1),
-                "last_loss": compact(st.last_loss, np.nan),
-                "rngs": {k: r.bit_generator.state for k, r in self.rngs.items()},
-                "strategy": small_state(self.strategy.state_dict()),
-                "planner": small_state(self.planner.state_dict()),
-                "cum_energy_j": st.cum_energy_j,
-                "cum_carbon_g": st.cum_carbon_g,
-                "last_round_carbon_g": st.last_round_carbon_g,
-                "best_accuracy": st.best_accuracy,
-            }
+            "loop": snapshot_bytes(
+                {
+                    "round": st.round,
+                    "global_params": array_part(st.global_params.detach().cpu().numpy()),
+                    "now_s": st.now_s,
+                    "population_size": len(st.participation),
+                    "participation": compact(st.participation, 0),
+                    "last_selected": compact(st.last_selected, -1),
+                    "last_loss": compact(st.last_loss, np.nan),
+                    "rngs": {k: r.bit_generator.state for k, r in self.rngs.items()},
+                    "strategy": small_state(self.strategy.state_dict()),
+                    "planner": small_state(self.planner.state_dict()),
+                    "cum_energy_j": st.cum_energy_j,
+                    "cum_carbon_g": st.cum_carbon_g,
+                    "last_round_carbon_g": st.last_round_carbon_g,
+                    "best_accuracy": st.best_accuracy,
+                }
+            )
         }
+
+    def _snapshot_of(self, round_idx: int) -> dict[str, bytes] | None:
+        """The snapshot after ``round_idx`` if the state still is that (the ledger asks when
+        it hands the round over, which may be after the next round has begun)."""
+        return self.snapshot() if self._state_of == round_idx else None
 
     def restore(self, blob: bytes) -> None:
         st = self.state

@@ -5,6 +5,7 @@ the ``server_state`` row written in the same transaction as the last completed r
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from greenfl.errors import ConfigError
 from greenfl.ledger.writer import LedgerWriter
 
 STATE_KEY = "loop"
+log = logging.getLogger("greenfl.resume")
 
 
 def ledger_path(out_dir: str | Path) -> Path:
@@ -37,22 +39,35 @@ def stored_config(out_dir: str | Path) -> RunConfig:
 
 
 def saved_state(ledger: LedgerWriter) -> bytes | None:
-    """The loop state after the last completed round, or None if no round completed.
-    Reopening the ledger also marks the run as running again."""
+    """The loop state after the last round saved with one, or None to start over. Rounds
+    written after it without their state (a simulation hands rounds to the ledger in
+    batches, and one cut short by a crash has no state) are removed: the resumed run
+    re-runs them. Reopening the ledger also marks the run as running again."""
     conn = ledger.conn
     row = conn.execute(
         "SELECT round, value FROM server_state WHERE key = ?", (STATE_KEY,)
     ).fetchone()
     last = conn.execute("SELECT MAX(round) FROM rounds").fetchone()[0]
-    if row is None:
-        if last is not None:
-            raise ConfigError(
-                f"--resume: {ledger.path} has {last} rounds but no saved state "
-                "(was engine.checkpoint = false?)"
-            )
-        return None
-    if last != row[0]:  # cannot happen: both are written in one transaction
-        raise ConfigError(f"--resume: {ledger.path}: state of round {row[0]}, last round {last}")
+    if row is None and last is not None and not _checkpointed(conn):
+        raise ConfigError(
+            f"--resume: {ledger.path} has {last} rounds but no saved state "
+            "(engine.checkpoint = false)"
+        )
+    saved = row[0] if row is not None else 0
     with ledger.transaction():
+        if last is not None and last > saved:
+            log.warning(
+                "resume: rounds %d-%d of %s were written without their state; re-running them",
+                saved + 1,
+                last,
+                ledger.path,
+            )
+            conn.execute("DELETE FROM client_rounds WHERE round > ?", (saved,))
+            conn.execute("DELETE FROM rounds WHERE round > ?", (saved,))
         conn.execute("UPDATE runs SET status = 'running', stop_reason = NULL WHERE run_id = 1")
-    return bytes(row[1])
+    return bytes(row[1]) if row is not None else None
+
+
+def _checkpointed(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT config_json FROM runs WHERE run_id = 1").fetchone()
+    return row is None or bool(json.loads(row[0]).get("engine", {}).get("checkpoint", True))

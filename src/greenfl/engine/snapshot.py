@@ -1,11 +1,10 @@
 """The loop's state as the ledger keeps it: the ``server_state`` row written in the same
 transaction as each round's rows, from which ``--resume`` continues.
 
-A snapshot is a dict of plain Python values, numpy arrays as ``(dtype, shape, buffer)``, so
-that the ledger's writer process, which imports nothing of greenfl (nor numpy), can pickle it
-into the row: the round loop hands the arrays over without copying or pickling them itself
-(a snapshot is taken every round). ``read_snapshot`` also reads the two earlier forms: a
-pickle of numpy arrays boxed as ``_TensorBox``, and the first, a ``torch.save`` archive."""
+A snapshot is a pickle of plain Python values, numpy arrays as ``(dtype, shape, bytes)``:
+cheap to write and to read, and nothing in it but a strategy's own state names a class.
+``read_snapshot`` also reads the two earlier forms: a pickle of numpy arrays boxed as
+``_TensorBox``, and the first, a ``torch.save`` archive."""
 
 from __future__ import annotations
 
@@ -18,13 +17,17 @@ import torch
 
 FORMAT = 2
 
-ArrayPart = tuple[str, tuple[int, ...], Any]
+ArrayPart = tuple[str, tuple[int, ...], bytes]
 
 
 def array_part(values: np.ndarray) -> ArrayPart:
-    """An array as a snapshot holds it; its memory is read when the round is sent."""
-    values = np.ascontiguousarray(values)
-    return (values.dtype.str, values.shape, pickle.PickleBuffer(values))
+    """An array as a snapshot holds it."""
+    return (values.dtype.str, values.shape, values.tobytes())
+
+
+def dumps(parts: dict[str, Any]) -> bytes:
+    """A snapshot's bytes (``parts``: plain values and array parts; see RoundLoop.snapshot)."""
+    return pickle.dumps({"format": FORMAT, **parts}, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def compact(values: np.ndarray, default: float) -> ArrayPart | dict[str, ArrayPart]:

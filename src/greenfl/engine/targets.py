@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from greenfl.engine.accounting import EntryTable, append_profile_row
+from greenfl.engine.accounting import EntryTable, append_profile_row, profile_columns
 from greenfl.fleet.catalog import Fleet
 
 TARGET_POLICIES = ("entry", "fastest", "energy", "carbon")
@@ -27,7 +26,7 @@ class TargetTable:
 
     @classmethod
     def build(cls, fleet: Fleet) -> TargetTable:
-        cols: dict[str, list[Any]] = {k: [] for k in EntryTable.__dataclass_fields__}
+        cols = profile_columns()
         first, count, default = [], [], []
         for e in fleet.population:
             d = fleet.devices[fleet.device_index(e.device)]
@@ -38,10 +37,9 @@ class TargetTable:
             count.append(len(targets))
             default.append(len(cols["target"]) + [t.name for t in targets].index(own))
             for t in targets:
-                append_profile_row(cols, d, n, t)
-        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items() if k != "target"}
+                append_profile_row(cols, fleet, e, d, n, t)
         return cls(
-            table=EntryTable(target=tuple(cols["target"]), **arrays),
+            table=EntryTable.of(cols),
             first_row=np.asarray(first, dtype=np.int64),
             num_targets=np.asarray(count, dtype=np.int64),
             default_row=np.asarray(default, dtype=np.int64),

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -163,6 +162,8 @@ class _HourlyStack:
     cum: np.ndarray  # (regions, 25)
     start_local_h: np.ndarray  # (regions,)
     constant: np.ndarray  # (regions,) the value of a constant source, NaN for hourly ones
+    # [from_s, to_s, per-region values]: the hour every region is in over [from_s, to_s)
+    _window: list[Any] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def of(cls, sources: Sequence[CarbonIntensity]) -> _HourlyStack | None:
@@ -186,13 +187,12 @@ class _HourlyStack:
 
     def mean(self, region: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
         if t0_s.ndim == 0 and t1_s.size:
-            # One start for every client (a round's cohort): if each region's [start, latest
-            # end] lies within one hour, every client's mean is its region's value then.
-            u0 = self.start_local_h + t0_s / S_PER_HOUR
-            hour0 = np.floor(u0)
-            if (np.floor(self.start_local_h + t1_s.max() / S_PER_HOUR) == hour0).all():
-                now = self.values[self._regions, hour0.astype(np.int64) % 24]
-                return np.where(np.isnan(self.constant), now, self.constant)[region]
+            # One start for every client (a round's cohort): if every interval lies within
+            # the hour that holds t0 in each region, each client's mean is its region's value
+            # in that hour.
+            now = self._hour_values(float(t0_s), float(t1_s.max()))
+            if now is not None:
+                return now[region]
             t0_s = np.broadcast_to(t0_s, np.shape(t1_s))
         start = self.start_local_h[region]
         u0 = start + t0_s / S_PER_HOUR
@@ -207,9 +207,21 @@ class _HourlyStack:
         )
         return np.where(np.isnan(const), hourly, const)
 
-    @cached_property
-    def _regions(self) -> np.ndarray:
-        return np.arange(len(self.constant))
+    def _hour_values(self, t0_s: float, t1_s: float) -> np.ndarray | None:
+        """Each region's intensity over [t0, t1] if no region changes hour in it, else None.
+        The answer holds for a window of the clock, kept until a query leaves it: rounds
+        come many to an hour."""
+        window = self._window
+        if not window or not window[0] <= t0_s or not t1_s < window[1]:
+            hour0 = np.floor(self.start_local_h + t0_s / S_PER_HOUR)
+            # the window: from the latest region's hour start to the earliest one's end
+            lo_s = float(((hour0 - self.start_local_h) * S_PER_HOUR).max())
+            hi_s = float(((hour0 + 1 - self.start_local_h) * S_PER_HOUR).min())
+            now = self.values[np.arange(len(hour0)), hour0.astype(np.int64) % 24]
+            window[:] = [lo_s, hi_s, np.where(np.isnan(self.constant), now, self.constant)]
+            if not t1_s < hi_s:
+                return None
+        return window[2]
 
     def _integral(self, region: np.ndarray, u: np.ndarray) -> np.ndarray:
         days = np.floor(u / 24)

@@ -67,39 +67,55 @@ class ColumnRows(Sequence[dict[str, Any]]):
         return list(zip(*(self.column(c) for c in order), strict=True))
 
 
-Packed = tuple[int, bytes, bytes, tuple[tuple[Any, ...], ...]]
-"""Rows as the ledger writer sends them: (rows, float64 block, int64 block, a descriptor per
-column). Descriptors: ("f", j) and ("i", j), row j of a block; ("names", names, j), row j of
-the int block indexing ``names``; ("const", value); ("list", values)."""
+PackedRounds = tuple[bytes, bytes, list[tuple[int, tuple[tuple[Any, ...], ...]]]]
+"""Rounds of rows as the ledger writer sends them: (float64 block, int64 block, per round its
+row count and a descriptor per column). Descriptors: ("f", at) and ("i", at), the column's
+values from element ``at`` of a block; ("names", names, at), indices into ``names`` from
+``at`` of the int block; ("const", value); ("list", values)."""
 
 
-def pack_rows(rows: Sequence[Mapping[str, Any]], order: Sequence[str]) -> tuple[Packed, list[Any]]:
-    """``rows`` (ColumnRows, or one mapping per client) packed in ``order``, and the rows'
-    statuses (for the writer's check). Numeric columns go into one float64 and one int64
-    block, so a round is handed over as two copies, not a Python object per value (the
-    writer makes the values: greenfl.ledger.store.unpack_rows)."""
-    if not isinstance(rows, ColumnRows):
-        desc = tuple(("list", [r[c] for r in rows]) for c in order)
-        return (len(rows), b"", b"", desc), [r["status"] for r in rows]
+def statuses(rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The rows' statuses, for the writer's check."""
+    return rows.column("status") if isinstance(rows, ColumnRows) else [r["status"] for r in rows]
+
+
+def pack_rounds(
+    rounds: Sequence[Sequence[Mapping[str, Any]]], order: Sequence[str]
+) -> PackedRounds:
+    """Rounds of rows (ColumnRows, or one mapping per client) packed column by column in
+    ``order``. The numeric columns of all of them go into one float64 and one int64 block:
+    handing rounds over costs two copies, not a Python object per value (the writer makes
+    the values: greenfl.ledger.store.unpack_rounds)."""
     floats: list[np.ndarray] = []
     ints: list[np.ndarray] = []
-    out: list[tuple[Any, ...]] = []
-    for name in order:
-        v = rows.columns[name]
-        if isinstance(v, Named):
-            out.append(("names", tuple(v.names), len(ints)))
-            ints.append(v.index)
-        elif isinstance(v, Constant):
-            out.append(("const", v.value))
-        elif isinstance(v, np.ndarray) and v.dtype.kind == "f":
-            out.append(("f", len(floats)))
-            floats.append(v)
-        elif isinstance(v, np.ndarray) and v.dtype.kind in "iub":
-            out.append(("i", len(ints)))
-            ints.append(v)
-        else:
-            out.append(("list", v.tolist() if isinstance(v, np.ndarray) else list(v)))
-    # concatenate, not stack: one C call, and column j is then values [j*n, (j+1)*n)
+    at_f = at_i = 0
+    packed: list[tuple[int, tuple[tuple[Any, ...], ...]]] = []
+    for rows in rounds:
+        n = len(rows)
+        if not isinstance(rows, ColumnRows):
+            packed.append((n, tuple(("list", [r[c] for r in rows]) for c in order)))
+            continue
+        out: list[tuple[Any, ...]] = []
+        for name in order:
+            v = rows.columns[name]
+            if isinstance(v, Named):
+                out.append(("names", tuple(v.names), at_i))
+                ints.append(v.index)
+                at_i += n
+            elif isinstance(v, Constant):
+                out.append(("const", v.value))
+            elif isinstance(v, np.ndarray) and v.dtype.kind == "f":
+                out.append(("f", at_f))
+                floats.append(v)
+                at_f += n
+            elif isinstance(v, np.ndarray) and v.dtype.kind in "iub":
+                out.append(("i", at_i))
+                ints.append(v)
+                at_i += n
+            else:
+                out.append(("list", v.tolist() if isinstance(v, np.ndarray) else list(v)))
+        packed.append((n, tuple(out)))
+    # concatenate: one C call, and each column is then a run of the flat block
     fblock = np.concatenate(floats, dtype=np.float64).tobytes() if floats else b""
     iblock = np.concatenate(ints, dtype=np.int64).tobytes() if ints else b""
-    return (len(rows), fblock, iblock, tuple(out)), rows.column("status")
+    return fblock, iblock, packed

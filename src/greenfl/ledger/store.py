@@ -8,8 +8,8 @@ tens of milliseconds and holds little memory. The parent sends each round as pac
 values, binds and commits them. The same functions write inline when there is no child.
 
 Messages are length-prefixed pickles of tuples:
-  parent -> child: ("init", path, (round columns, client columns)),
-                   ("round", round_row, packed columns, state), ("flush", n), ("stop",)
+  parent -> child: ("init", path, (round columns, client columns), lock wait s),
+                   ("rounds", round rows, packed client rows, state), ("flush", n), ("stop",)
   child -> parent: ("ready", pid), ("error", text) when a write fails,
                    ("flushed", n, error text or None) once all before ("flush", n) is
                    committed, ("ok",) after ("stop",)
@@ -32,8 +32,6 @@ from typing import Any, BinaryIO
 
 # Client rows a single INSERT carries: 256 x 21 = 5,376 parameters, under SQLite's 32,766.
 ROWS_PER_INSERT = 256
-# How long a new writer waits for an earlier writer of the same file to drain and exit.
-LOCK_WAIT_S = 10.0
 _HEADER = struct.Struct("<II")  # pickle bytes, out-of-band buffers
 _SIZE = struct.Struct("<Q")
 
@@ -46,28 +44,31 @@ def connect(path: str, check_same_thread: bool = True) -> sqlite3.Connection:
     return conn
 
 
-def unpack_rows(packed: Sequence[Any]) -> list[list[Any]]:
-    """Packed rows (greenfl.ledger.rows.pack_rows) back to one list of values per column."""
-    n, fblock, iblock, desc = packed
+def unpack_rounds(packed: Sequence[Any]) -> list[list[list[Any]]]:
+    """Packed rounds (greenfl.ledger.rows.pack_rounds): per round, one list per column."""
+    fblock, iblock, rounds = packed
     floats = memoryview(fblock).cast("d").tolist() if len(fblock) else []
     ints = memoryview(iblock).cast("q").tolist() if len(iblock) else []
-    columns: list[list[Any]] = []
-    for d in desc:
-        kind = d[0]
-        if kind == "f":
-            columns.append(floats[d[1] * n : (d[1] + 1) * n])
-        elif kind == "i":
-            columns.append(ints[d[1] * n : (d[1] + 1) * n])
-        elif kind == "names":
-            names = d[1]
-            columns.append([names[i] for i in ints[d[2] * n : (d[2] + 1) * n]])
-        elif kind == "const":
-            columns.append([d[1]] * n)
-        elif kind == "list":
-            columns.append(list(d[1]))
-        else:
-            raise ValueError(f"unknown packed column kind {kind!r}")
-    return columns
+    out: list[list[list[Any]]] = []
+    for n, desc in rounds:
+        columns: list[list[Any]] = []
+        for d in desc:
+            kind = d[0]
+            if kind == "f":
+                columns.append(floats[d[1] : d[1] + n])
+            elif kind == "i":
+                columns.append(ints[d[1] : d[1] + n])
+            elif kind == "names":
+                names = d[1]
+                columns.append([names[i] for i in ints[d[2] : d[2] + n]])
+            elif kind == "const":
+                columns.append([d[1]] * n)
+            elif kind == "list":
+                columns.append(list(d[1]))
+            else:
+                raise ValueError(f"unknown packed column kind {kind!r}")
+        out.append(columns)
+    return out
 
 
 class RoundSQL:
@@ -93,53 +94,32 @@ class RoundSQL:
         return sql
 
 
-def write_round(
+def write_rounds(
     conn: sqlite3.Connection,
     sql: RoundSQL,
-    round_row: Sequence[Any],
+    round_rows: Sequence[Sequence[Any]],
     packed: Sequence[Any],
     state: Mapping[str, Any] | None,
 ) -> None:
-    """One round's row, its client rows (packed, columns in ``sql.client_columns`` order)
-    and the server state after it, in one transaction. Client rows go in multi-row INSERTs:
-    one statement per ROWS_PER_INSERT clients costs less than one per client."""
-    values = unpack_rows(packed)
-    flat = list(itertools.chain.from_iterable(zip(*values, strict=True)))
+    """Rounds (their rows, their client rows packed in ``sql.client_columns`` order) and the
+    server state after the last of them, in one transaction. Client rows go in multi-row
+    INSERTs: one statement per ROWS_PER_INSERT clients costs less than one per client."""
     width = len(sql.client_columns)
-    n = len(flat) // width
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(sql.round, tuple(round_row))
-        for first in range(0, n, ROWS_PER_INSERT):
-            rows = min(ROWS_PER_INSERT, n - first)
-            conn.execute(sql.clients(rows), flat[first * width : (first + rows) * width])
-        for key, value in (state or {}).items():
-            conn.execute(sql.state, (key, round_row[0], state_blob(value)))
+        for round_row, values in zip(round_rows, unpack_rounds(packed), strict=True):
+            conn.execute(sql.round, tuple(round_row))
+            flat = list(itertools.chain.from_iterable(zip(*values, strict=True)))
+            n = len(flat) // width
+            for first in range(0, n, ROWS_PER_INSERT):
+                rows = min(ROWS_PER_INSERT, n - first)
+                conn.execute(sql.clients(rows), flat[first * width : (first + rows) * width])
+        for key, blob in (state or {}).items():
+            conn.execute(sql.state, (key, round_rows[-1][0], bytes(blob)))
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def state_blob(value: Any) -> bytes:
-    """A server state row's value: bytes as they are; a snapshot (a dict of plain values,
-    arrays as buffers) pickled here, by the writer, not by the round loop."""
-    if isinstance(value, dict):
-        return pickle.dumps(_materialize(value), protocol=pickle.HIGHEST_PROTOCOL)
-    return bytes(value)
-
-
-def _materialize(obj: Any) -> Any:
-    """Buffers (as they arrive out of band, or as the loop handed them over) as bytes."""
-    if isinstance(obj, dict):
-        return {k: _materialize(v) for k, v in obj.items()}
-    if isinstance(obj, tuple):
-        return tuple(_materialize(v) for v in obj)
-    if isinstance(obj, list):
-        return [_materialize(v) for v in obj]
-    if isinstance(obj, memoryview | pickle.PickleBuffer | bytearray):
-        return bytes(obj)
-    return obj
 
 
 # ---- messages ---------------------------------------------------------------------------
@@ -195,12 +175,17 @@ def _read_exactly(inp: BinaryIO, size: int) -> bytes | None:
     return b"".join(parts)
 
 
+def _span(round_rows: Sequence[Sequence[Any]]) -> str:
+    first, last = round_rows[0][0], round_rows[-1][0]
+    return f"round {first}" if first == last else f"rounds {first}-{last}"
+
+
 # ---- the writer process -----------------------------------------------------------------
-def _lock(path: str) -> Any:
+def _lock(path: str, wait_s: float) -> Any:
     import fcntl
 
     fh = open(path, "rb")  # noqa: SIM115 - held open, and locked, for the process's life
-    deadline = time.monotonic() + LOCK_WAIT_S
+    deadline = time.monotonic() + wait_s
     while True:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -209,7 +194,7 @@ def _lock(path: str) -> Any:
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"{path} is still being written by another ledger writer after "
-                    f"{LOCK_WAIT_S:.0f} s (a run on this folder that is still open, in this "
+                    f"{wait_s:g} s (a run on this folder that is still open, in this "
                     "process or another)"
                 ) from None
             time.sleep(0.01)
@@ -221,10 +206,10 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
     init = recv(inp)
     if init is None:
         return 0
-    _, path, sql_args = init
+    _, path, sql_args, lock_wait_s = init
     try:
         conn = connect(path)
-        lock = _lock(path)
+        lock = _lock(path, lock_wait_s)
     except (sqlite3.Error, OSError) as exc:
         send(out, ("error", f"the ledger writer could not open {path}: {exc}"))
         return 1
@@ -235,13 +220,13 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
         msg = recv(inp)
         if msg is None or msg[0] == "stop":
             break
-        if msg[0] == "round":
+        if msg[0] == "rounds":
             if failure is not None:  # a round is missing: later ones would leave a hole
                 continue
             try:
-                write_round(conn, sql, *msg[1:])
+                write_rounds(conn, sql, *msg[1:])
             except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:
-                failure = f"the ledger could not write round {msg[1][0]}: {exc}"
+                failure = f"the ledger could not write {_span(msg[1])}: {exc}"
                 send(out, ("error", failure))
         elif msg[0] == "flush":
             send(out, ("flushed", msg[1], failure))

@@ -1,20 +1,24 @@
-"""Writing the ledger: one transaction per round, so a crash loses at most the rounds in
-flight and never half of one.
+"""Writing the ledger: rounds committed whole, each with the server state after it, so a
+crash never leaves half a round and a resumed run continues from the last committed one.
 
 A file ledger is written by a writer process (``greenfl/ledger/store.py`` run as a script,
 standard library only) while the loop goes on with the next round. ``write_round`` checks a
-round's rows and sends them as packed columns; every other call (``conn``, ``meta``,
-``finish``, ...) first waits until what was sent is committed, so nobody reads the ledger
-behind the loop. If the loop's process dies, even by ``kill -9``, the writer still commits
-every round it was sent and then exits.
+round's rows and queues them; queued rounds are handed to the writer once ``batch_s`` has
+passed since the last hand-over (0: every round at once), as packed numeric blocks, with the
+state after the last of them, and committed in one transaction. Every other call (``conn``,
+``meta``, ``finish``, ...) first hands over what is queued and waits until it is committed,
+so nobody reads the ledger behind the loop. If the loop's process dies, even by ``kill -9``,
+the writer still commits what it was handed; what was only queued (at most ``batch_s`` of
+rounds) is lost, and ``--resume`` re-runs it.
 
 Why a process: turning a round's numbers into Python values and binding them to SQLite needs
 the GIL, so a writer *thread* took as much of the loop's time as writing inline (measured in
-BENCHMARKS.md); a process has its own GIL and the second core. An in-memory ledger
-(``path=None``) or ``background=False`` writes inline, before ``write_round`` returns.
+BENCHMARKS.md); a process has its own GIL and the second core. Why batches: on a round of
+~10 ms a hand-over per round (a snapshot, a system call) was itself ~2% of the round. An
+in-memory ledger (``path=None``) or ``background=False`` writes each round inline.
 
-A failed write stops the writer: ``write_round`` raises ``LedgerError`` naming the round from
-then on, ``flush`` raises it once, and every round committed before it stays."""
+A failed write stops the writer: ``write_round`` raises ``LedgerError`` naming the rounds
+from then on, ``flush`` raises it once, and every round committed before it stays."""
 
 from __future__ import annotations
 
@@ -26,14 +30,14 @@ import subprocess
 import sys
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from greenfl.errors import GreenflError
 from greenfl.ledger import store
-from greenfl.ledger.rows import pack_rows
+from greenfl.ledger.rows import pack_rounds, statuses
 from greenfl.ledger.schema import (
     CLIENT_ROUND_COLUMNS,
     DDL,
@@ -42,27 +46,41 @@ from greenfl.ledger.schema import (
     STATUSES,
 )
 
+State = Mapping[str, bytes]
+StateArg = State | Callable[[], State | None] | None
+"""The server state after a round: its rows by key, or a callable that returns them (or
+None, if the state has moved on since) when the round is handed over."""
+
 
 class LedgerError(GreenflError):
-    """A row the ledger cannot take, or a round it could not write."""
+    """A row the ledger cannot take, or rounds it could not write."""
 
 
 _STATUS_SET = frozenset(STATUSES)
+_SQL = store.RoundSQL(ROUND_COLUMNS, CLIENT_ROUND_COLUMNS)
 # How often write_round looks for an error the writer process reported.
 CHECK_EVERY_S = 0.5
-_SQL = store.RoundSQL(ROUND_COLUMNS, CLIENT_ROUND_COLUMNS)
+# How long a new writer waits for an earlier writer of the same file to finish.
+LOCK_WAIT_S = 10.0
 
 
 class LedgerWriter:
     """Owns the ledger of one run. ``path=None`` keeps the ledger in memory, so that even a
     run without an output folder computes its totals from ledger rows."""
 
-    def __init__(self, path: str | Path | None, background: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path | None,
+        background: bool = True,
+        batch_s: float = 0.0,
+        lock_wait_s: float = LOCK_WAIT_S,
+    ) -> None:
         self.path = Path(path) if path is not None else None
         self._child: _WriterProcess | None = None
         if self.path is not None and background and _WriterProcess.supported():
-            # First: the child locks the file, so an earlier writer of it has finished.
-            self._child = _WriterProcess(self.path)
+            # First: the child locks the file, so an earlier writer of it has finished
+            # (waiting up to lock_wait_s: a killed run's writer committing its last rounds).
+            self._child = _WriterProcess(self.path, batch_s, lock_wait_s)
             self._stop = weakref.finalize(self, self._child.stop)
         self._conn = store.connect(str(self.path) if self.path is not None else ":memory:")
         self._conn.executescript(DDL)
@@ -72,7 +90,7 @@ class LedgerWriter:
 
     @property
     def conn(self) -> sqlite3.Connection:
-        """The connection, once every round sent is committed."""
+        """The connection, once every round written is committed."""
         self.flush()
         return self._conn
 
@@ -101,34 +119,27 @@ class LedgerWriter:
         self,
         round_row: Mapping[str, Any],
         client_rows: Sequence[Mapping[str, Any]],
-        state: Mapping[str, bytes | Mapping[str, Any]] | None = None,
+        state: StateArg = None,
     ) -> None:
-        """One round's rows, and optionally the server state after it, atomically. A state
-        value is bytes, or a snapshot (plain values, arrays as buffers) that the writer
-        pickles; its arrays must not change until this returns."""
+        """One round's rows and the server state after it. The rows must not change
+        afterwards (the round loop builds new arrays every round)."""
         if self._child is not None:
             self._child.check()
-        packed, statuses = pack_rows(client_rows, CLIENT_ROUND_COLUMNS)
-        unknown = set(statuses) - _STATUS_SET
+        unknown = set(statuses(client_rows)) - _STATUS_SET
         if unknown:
             # Checked here, not by an SQL CHECK: a CHECK (status IN ...) doubled insert time.
             raise LedgerError(f"client status {sorted(unknown)} is none of {list(STATUSES)}")
         row = tuple(round_row[c] for c in ROUND_COLUMNS)
-        if self._child is None:
-            store.write_round(self._conn, _SQL, row, packed, state)
+        if self._child is not None:
+            self._child.add(row, client_rows, state)
             return
-        # The blocks and the state travel out of band: written to the pipe from where they
-        # are, not copied into the message first.
-        n, fblock, iblock, desc = packed
-        out_of_band = (n, pickle.PickleBuffer(fblock), pickle.PickleBuffer(iblock), desc)
-        blobs = {
-            k: v if isinstance(v, Mapping) else pickle.PickleBuffer(v)
-            for k, v in (state or {}).items()
-        }
-        self._child.send(("round", row, out_of_band, blobs))
+        blobs = state() if callable(state) else state
+        packed = pack_rounds([client_rows], CLIENT_ROUND_COLUMNS)
+        store.write_rounds(self._conn, _SQL, [row], packed, blobs)
 
     def flush(self) -> None:
-        """Wait until every round sent is committed. A failed write is raised once."""
+        """Hand over what is queued and wait until it is committed. A failed write is
+        raised once; after that the ledger still reads, and finish() still works."""
         if self._child is not None:
             self._child.flush()
 
@@ -147,7 +158,7 @@ class LedgerWriter:
             )
 
     def close(self) -> None:
-        """Commit what was sent, stop the writer and close the connection. A failed write
+        """Commit what is queued, stop the writer and close the connection. A failed write
         not reported before is raised here; the ledger closes anyway."""
         try:
             self.flush()
@@ -158,11 +169,13 @@ class LedgerWriter:
 
 
 class _WriterProcess:
-    """The writer child and its two pipes. It holds no reference to its LedgerWriter, so a
-    writer nobody closed is still collected, and its finalizer lets the child finish."""
+    """The writer child, its two pipes and the rounds queued for it. It holds no reference
+    to its LedgerWriter, so a writer nobody closed is still collected, and its finalizer
+    hands the queue over and lets the child finish."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, batch_s: float, lock_wait_s: float) -> None:
         self.path = path
+        self.batch_s = batch_s
         self.proc = subprocess.Popen(
             [sys.executable, "-I", store.__file__],
             stdin=subprocess.PIPE,
@@ -176,7 +189,11 @@ class _WriterProcess:
         self._reported = False
         self._flushes = 0
         self._next_check = 0.0
-        self._send(("init", str(path), (ROUND_COLUMNS, CLIENT_ROUND_COLUMNS)))
+        self._due = 0.0
+        self._rows: list[tuple[Any, ...]] = []
+        self._clients: list[Sequence[Mapping[str, Any]]] = []
+        self._state: StateArg = None
+        self._send(("init", str(path), (ROUND_COLUMNS, CLIENT_ROUND_COLUMNS), lock_wait_s))
         reply = self._recv()
         if reply is None or reply[0] != "ready":
             raise LedgerError(self._why_gone(reply))
@@ -185,14 +202,37 @@ class _WriterProcess:
     def supported() -> bool:
         return bool(sys.executable) and sys.platform != "win32"
 
-    def send(self, msg: tuple[Any, ...]) -> None:
+    def add(
+        self, row: tuple[Any, ...], clients: Sequence[Mapping[str, Any]], state: StateArg
+    ) -> None:
         if self.failure is not None:
-            raise self.failure  # a round is missing: later ones would leave a hole
+            self._raise()  # a round is missing: later ones would leave a hole
+        self._rows.append(row)
+        self._clients.append(clients)
+        self._state = state  # only the state after the last queued round is kept
+        if time.monotonic() >= self._due:
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        """Send the queued rounds, and the state after the last of them if it can still be
+        had (a callable returns None once the loop has moved on: the rounds then go without
+        it, and a resumed run re-runs them)."""
+        if not self._rows or self.failure is not None:
+            return
+        state = self._state() if callable(self._state) else self._state
+        fblock, iblock, desc = pack_rounds(self._clients, CLIENT_ROUND_COLUMNS)
+        # The blocks and the state travel out of band: written to the pipe from where they
+        # are, not copied into the message first.
+        packed = (pickle.PickleBuffer(fblock), pickle.PickleBuffer(iblock), desc)
+        blobs = {k: pickle.PickleBuffer(v) for k, v in (state or {}).items()}
+        rows = self._rows
+        self._rows, self._clients, self._state = [], [], None
+        self._due = time.monotonic() + self.batch_s
         try:
-            self._send(msg)
+            self._send(("rounds", rows, packed, blobs))
         except OSError:
             self._fail(self._why_gone(None))
-            raise self.failure from None
+            self._raise()
 
     def check(self) -> None:
         """Pick up an error the writer reported since, without waiting; looked for at most
@@ -204,10 +244,11 @@ class _WriterProcess:
             while self.failure is None and select.select([self._in], [], [], 0)[0]:
                 self._handle(self._recv())
         if self.failure is not None:
-            raise self.failure
+            self._raise()
 
     def flush(self) -> None:
         if self.failure is None:
+            self.hand_over()
             self._flushes += 1
             try:
                 self._send(("flush", self._flushes))
@@ -221,19 +262,25 @@ class _WriterProcess:
                     break
                 self._handle(msg)
         if self.failure is not None and not self._reported:
-            self._reported = True
-            raise self.failure
+            self._raise()
 
     def stop(self) -> None:
-        """Ask the child to finish (it commits everything sent before) and wait for it."""
+        """Hand over what is queued, ask the child to finish (it commits everything sent
+        before) and wait for it."""
         if self.proc.poll() is None:
             try:
+                self.hand_over()
                 self._send(("stop",))
                 self._out.close()
-            except OSError:
-                pass  # it is gone already
+            except (OSError, LedgerError):
+                pass  # it is gone already; the failure was or will be reported
             self.proc.wait()
         self._in.close()
+
+    def _raise(self) -> NoReturn:
+        assert self.failure is not None
+        self._reported = True
+        raise self.failure
 
     def _handle(self, msg: tuple[Any, ...] | None) -> None:
         if msg is None:
