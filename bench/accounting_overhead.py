@@ -1,26 +1,30 @@
 """What footprint accounting and the ledger cost: the round loop with engine.accounting on and
 off, same workload, same trainer, runs interleaved in one process.
 
-    PYTHONPATH=src python bench/accounting_overhead.py --workload W1 W2 --repeats 7 --rounds 20
+    PYTHONPATH=src python bench/accounting_overhead.py --workload W1 W2 --repeats 9 --rounds 20
 
-Two measures, printed side by side as one JSON line per workload:
+Three measures, printed as one JSON line per workload:
 
-* direct: inside the runs with accounting on, the loop thread's CPU seconds spent in the
-  accounting code (account_cohort, the state snapshot, the ledger write of the round: its
-  rows, the server state and the commit, into a real SQLite file in a temporary folder), as
-  a share of the loop thread's CPU seconds for the whole loop. This is the steady figure.
-* on - off: the round time (from one round's end to the next's; round 1, which also holds
-  the initial evaluation, is left out), median over every round of every repeat, with
-  accounting on and off, as ``(on - off) / on``, in wall time and in the loop thread's CPU
-  time. On a shared 2-vCPU machine the same mode's per-round medians move by up to +-10%
-  from one invocation to the next (whole-run times by +-40%), so this difference is noise
-  around the direct figure at these sizes; it is printed so that nothing is hidden.
+* on - off, per round: the round time (from one round's end to the next's; round 1, which
+  also holds the initial evaluation, is left out), median over every round of every repeat,
+  with accounting on and off, as ``(on - off) / on``; in wall time and in the loop
+  thread's CPU time. Also per repeat (the on and off runs next to each other), its median
+  and range, since the machine's speed drifts between repeats.
+* on - off, whole loop: ``loop.run()``, the summary and closing the ledger, median over the
+  repeats: this also holds starting the ledger's writer process and waiting for it to commit
+  the last rounds.
+* direct: inside the runs with accounting on, the loop thread's CPU seconds in the
+  accounting code (``account_cohort``; ``LedgerWriter.write_round``, with the snapshots and
+  hand-overs it makes; ``LedgerWriter.flush``), as a share of the loop thread's CPU seconds
+  for the whole loop. The ledger's writer process runs on the other core; its CPU time per
+  round is printed beside (``writer_cpu_ms_per_round``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import tempfile
@@ -35,6 +39,7 @@ import greenfl_bench  # noqa: E402
 
 import greenfl.engine.loop as loop_module  # noqa: E402
 from greenfl.engine.build import build_loop  # noqa: E402
+from greenfl.ledger.writer import LedgerWriter  # noqa: E402
 
 SPENT = {"cpu_s": 0.0}
 
@@ -51,6 +56,13 @@ def _timed(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 loop_module.account_cohort = _timed(loop_module.account_cohort)
+LedgerWriter.write_round = _timed(LedgerWriter.write_round)  # type: ignore[method-assign]
+LedgerWriter.flush = _timed(LedgerWriter.flush)  # type: ignore[method-assign]
+
+
+def _children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def time_loop(workload: str, accounting: bool, trainer: str, rounds: int) -> dict[str, Any]:
@@ -59,27 +71,35 @@ def time_loop(workload: str, accounting: bool, trainer: str, rounds: int) -> dic
         cfg = cfg.replace(**{"train.rounds": rounds})
     with tempfile.TemporaryDirectory(prefix="greenfl-acct-") as out:
         loop = build_loop(cfg, out)
-        loop.ledger.write_round = _timed(loop.ledger.write_round)  # type: ignore[method-assign]
-        loop.snapshot = _timed(loop.snapshot)  # type: ignore[method-assign]
         SPENT["cpu_s"] = 0.0
         ends: list[tuple[float, float]] = []
-        cpu0 = time.thread_time()
+        children0 = _children_cpu_s()
+        cpu0, wall0 = time.thread_time(), time.perf_counter()
         loop.run(lambda _rec: ends.append((time.perf_counter(), time.thread_time())))
-        cpu = time.thread_time() - cpu0
-        loop.ledger.close()
+        loop.summary()
+        loop.ledger.close()  # waits for the writer to commit the last rounds, and reaps it
+        cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+        writer_cpu_s = _children_cpu_s() - children0
     pairs = list(zip(ends, ends[1:], strict=False))
     return {
         "round_s": [b[0] - a[0] for a, b in pairs],
         "round_cpu_s": [b[1] - a[1] for a, b in pairs],
         "loop_cpu_s": cpu,
+        "loop_wall_s": wall,
         "accounting_cpu_s": SPENT["cpu_s"],
+        "writer_cpu_s": writer_cpu_s,
+        "rounds": len(ends),
     }
+
+
+def _share(on: float, off: float) -> float:
+    return round(1 - off / on, 4)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workload", nargs="+", default=["W1", "W2"])
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--trainer", default="auto")
     ap.add_argument("--rounds", type=int, default=20, help="rounds a run (0: the workload's 10)")
     args = ap.parse_args()
@@ -87,30 +107,42 @@ def main() -> None:
         for accounting in (True, False):  # warm-up: first-call costs out of the way
             time_loop(workload, accounting, args.trainer, args.rounds)
         runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
-        for _ in range(args.repeats):
-            for accounting in (True, False):
+        for i in range(args.repeats):
+            order = (True, False) if i % 2 == 0 else (False, True)
+            for accounting in order:
                 runs[accounting].append(time_loop(workload, accounting, args.trainer, args.rounds))
 
         def med(on: bool, key: str, runs: dict[bool, list[dict[str, Any]]] = runs) -> float:
             return statistics.median(t for r in runs[on] for t in r[key])
 
-        direct = statistics.median(r["accounting_cpu_s"] / r["loop_cpu_s"] for r in runs[True])
+        paired = [
+            _share(statistics.median(a["round_s"]), statistics.median(b["round_s"]))
+            for a, b in zip(runs[True], runs[False], strict=True)
+        ]
+        on_runs = runs[True]
         line = {
             "workload": workload,
             "trainer": args.trainer,
-            "share_direct": round(direct, 4),
-            "accounting_ms_per_round": round(
-                statistics.median(
-                    r["accounting_cpu_s"] / (len(r["round_s"]) + 1) for r in runs[True]
-                )
-                * 1e3,
-                3,
-            ),
             "round_ms_on": round(med(True, "round_s") * 1e3, 3),
             "round_ms_off": round(med(False, "round_s") * 1e3, 3),
-            "share_on_minus_off_wall": round(1 - med(False, "round_s") / med(True, "round_s"), 4),
-            "share_on_minus_off_cpu": round(
-                1 - med(False, "round_cpu_s") / med(True, "round_cpu_s"), 4
+            "share_on_minus_off_wall": _share(med(True, "round_s"), med(False, "round_s")),
+            "share_on_minus_off_cpu": _share(med(True, "round_cpu_s"), med(False, "round_cpu_s")),
+            "share_per_repeat_median": round(statistics.median(paired), 4),
+            "share_per_repeat_range": [min(paired), max(paired)],
+            "loop_s_on": round(statistics.median(r["loop_wall_s"] for r in on_runs), 4),
+            "loop_s_off": round(statistics.median(r["loop_wall_s"] for r in runs[False]), 4),
+            "share_whole_loop_wall": _share(
+                statistics.median(r["loop_wall_s"] for r in on_runs),
+                statistics.median(r["loop_wall_s"] for r in runs[False]),
+            ),
+            "share_direct": round(
+                statistics.median(r["accounting_cpu_s"] / r["loop_cpu_s"] for r in on_runs), 4
+            ),
+            "accounting_ms_per_round": round(
+                statistics.median(r["accounting_cpu_s"] / r["rounds"] for r in on_runs) * 1e3, 3
+            ),
+            "writer_cpu_ms_per_round": round(
+                statistics.median(r["writer_cpu_s"] / r["rounds"] for r in on_runs) * 1e3, 3
             ),
             "repeats": args.repeats,
             "rounds": args.rounds,

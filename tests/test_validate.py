@@ -123,7 +123,7 @@ def test_a_nan_client_is_rejected_in_simulation_and_the_model_stays_finite(
         reports = real_fit(*args, **kw)
         r = reports[0]
         nan = torch.full_like(r.delta, float("nan"))
-        return [ClientReport(**{**r.__dict__, "delta": nan}), *reports[1:]]
+        return [r._replace(delta=nan), *reports[1:]]
 
     loop.transport.inner.fit = poisoned
     loop.run()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -163,18 +162,33 @@ class CohortAccount:
     carbon_g: float
 
 
-# A report's fields, read in one pass over the reports.
-_REPORT_FIELDS = attrgetter(
-    "client_id",
-    "flops",
-    "bytes_up",
-    "bytes_down",
-    "num_samples",
-    "measured_compute_s",
-    "measured_energy_j",
-    "energy_estimated",
-    "status",
-    "reason",
+# Where each field sits in a report (a named tuple): the cohort's reports are read column by
+# column with one zip, not an attribute lookup per field and client.
+(
+    _ID,
+    _STATUS,
+    _REASON,
+    _SAMPLES,
+    _FLOPS_DONE,
+    _UP_B,
+    _DOWN_B,
+    _MEASURED_J,
+    _MEASURED_S,
+    _MODELLED,
+) = (
+    ClientReport._fields.index(name)
+    for name in (
+        "client_id",
+        "status",
+        "reason",
+        "num_samples",
+        "flops",
+        "bytes_up",
+        "bytes_down",
+        "measured_energy_j",
+        "measured_compute_s",
+        "energy_estimated",
+    )
 )
 
 
@@ -188,7 +202,7 @@ def _measured(values: tuple[float | None, ...]) -> np.ndarray | None:
 def rows_of(ids: np.ndarray, cohort: np.ndarray, cohort_rows: np.ndarray) -> np.ndarray:
     """Each reporting client's table row, given the rows of the cohort asked: reports come
     in cohort order in simulation, in any order (and possibly fewer) in a deployment."""
-    if len(ids) == len(cohort) and np.array_equal(ids, cohort):
+    if len(ids) == len(cohort) and (ids == cohort).all():
         return cohort_rows
     order = np.argsort(cohort, kind="stable")
     at = np.searchsorted(cohort, ids, sorter=order)
@@ -215,12 +229,12 @@ def account_cohort(
     entry (e.g. a table of execution targets, one row per entry and target); with
     ``cohort``, the rows of the clients asked, in cohort order, looked up by client id."""
     n = len(reports)
-    cols = list(zip(*map(_REPORT_FIELDS, reports), strict=True)) if n else [()] * 10
-    ids = np.array(cols[0], dtype=np.int64)
-    flops = np.array(cols[1], dtype=np.float64)
-    up, down = np.array(cols[2], dtype=np.int64), np.array(cols[3], dtype=np.int64)
-    measured_s, measured_j = _measured(cols[5]), _measured(cols[6])
-    reported: list[str] = list(cols[8])
+    cols = list(zip(*reports, strict=True)) if n else [()] * len(ClientReport._fields)
+    ids = np.array(cols[_ID], dtype=np.int64)
+    flops = np.array(cols[_FLOPS_DONE], dtype=np.float64)
+    up, down = np.array(cols[_UP_B], dtype=np.int64), np.array(cols[_DOWN_B], dtype=np.int64)
+    measured_s, measured_j = _measured(cols[_MEASURED_S]), _measured(cols[_MEASURED_J])
+    reported: list[str] = list(cols[_STATUS])
     if rows is None:
         e = population.entry[ids]
     else:
@@ -284,7 +298,7 @@ def account_cohort(
     else:
         has_measure = np.isfinite(measured_j) & (np.array(status, dtype=object) == COMPLETED)
         energy_compute = np.where(has_measure, measured_j, cut.energy_compute_j)
-        estimated = (~has_measure | np.array(cols[7], dtype=bool)).astype(np.int64)
+        estimated = (~has_measure | np.array(cols[_MODELLED], dtype=bool)).astype(np.int64)
     region = entries.region_index[e]
     ci = mean_intensity(sources, region, round_start_s, round_start_s + active_s)
     energy_j = energy_compute + cut.energy_comm_j
@@ -301,8 +315,8 @@ def account_cohort(
             "region": Named(entries.region, e),
             "target": Named(entries.target, e),
             "status": status,
-            "reason": list(cols[9]),
-            "num_samples": np.array(cols[4], dtype=np.int64),
+            "reason": list(cols[_REASON]),
+            "num_samples": np.array(cols[_SAMPLES], dtype=np.int64),
             "flops": flops,
             "start_s": Constant(float(round_start_s), n),
             "compute_s": cut.compute_s,

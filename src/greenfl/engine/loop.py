@@ -384,6 +384,7 @@ class RoundLoop:
             if reason:
                 break
         self.stop_reason = reason
+        self.ledger.hand_over()  # the writer commits the last rounds while fairness is computed
         self.write_fairness()
         return reason
 

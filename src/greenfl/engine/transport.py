@@ -5,8 +5,7 @@ Nothing in the strategies, selectors or ledger knows which."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -18,8 +17,10 @@ from greenfl.engine.trainer import ClientTrainer, client_seed
 from greenfl.strategy.base import FitInstructions
 
 
-@dataclass(frozen=True)
-class ClientReport:
+class ClientReport(NamedTuple):
+    """What one client's round gave back. A record (a named tuple): the accounting reads a
+    cohort's reports column by column with one ``zip``."""
+
     client_id: int
     status: str  # completed | failed | rejected | straggler (withdrawn when its round closed)
     reason: str | None

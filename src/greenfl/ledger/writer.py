@@ -137,6 +137,12 @@ class LedgerWriter:
         packed = pack_rounds([client_rows], CLIENT_ROUND_COLUMNS)
         store.write_rounds(self._conn, _SQL, [row], packed, blobs)
 
+    def hand_over(self) -> None:
+        """Hand what is queued to the writer now, without waiting for it to be committed
+        (e.g. before other work at the end of a run, so the writer commits meanwhile)."""
+        if self._child is not None:
+            self._child.hand_over()
+
     def flush(self) -> None:
         """Hand over what is queued and wait until it is committed. A failed write is
         raised once; after that the ledger still reads, and finish() still works."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -147,7 +147,7 @@ class ValidatingTransport:
         try:
             check_delta(report.delta, self.numel, self.max_norm)
         except UpdateRejected as exc:
-            return replace(report, status="rejected", reason=str(exc), delta=None)
+            return report._replace(status="rejected", reason=str(exc), delta=None)
         return report
 
     def close(self) -> None:
