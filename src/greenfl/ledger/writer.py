@@ -99,6 +99,11 @@ class LedgerWriter:
         """Whether rounds are written by a writer process."""
         return self._child is not None
 
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's pid (to watch its CPU or memory), None without one."""
+        return self._child.proc.pid if self._child is not None else None
+
     def begin_run(self, config: Mapping[str, Any], fleet: Mapping[str, Any], version: str) -> None:
         with self.transaction():
             self._conn.execute(
