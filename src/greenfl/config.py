@@ -152,7 +152,10 @@ class EngineConfig(_Section):
         "auto", description="auto: vectorised for supported models and cohorts of >= 8 clients"
     )
     vectorised_threads: int = Field(
-        1, ge=0, description="intra-op threads of the vectorised trainer; 0 = torch's setting"
+        0,
+        ge=0,
+        description="intra-op threads of the vectorised trainer; 0 = torch's setting "
+        "(all cores); 1 on a machine shared with other work",
     )
     backend: Literal["local", "ray"] = "local"
     ray_address: str | None = Field(None, description="an existing Ray cluster; none: local Ray")

@@ -162,13 +162,14 @@ class VectorisedTrainer:
 
     name = "vectorised"
 
-    def __init__(self, chunk_budget_bytes: int = CHUNK_BUDGET_BYTES, threads: int = 1) -> None:
+    def __init__(self, chunk_budget_bytes: int = CHUNK_BUDGET_BYTES, threads: int = 0) -> None:
         self.chunk_budget_bytes = chunk_budget_bytes
-        # Intra-op threads for the batched steps (0: leave torch's setting). One by default:
-        # the kernels are small (tens of microseconds) and a thread pool adds a barrier to
-        # each, which on a shared or oversubscribed machine waits for a descheduled thread;
-        # measured on 2 shared cores (load ~5), W2's loop took 6.1 s with 1 thread, 42 s
-        # with 2.
+        # Intra-op threads for the batched steps (0: leave torch's setting, all cores). On an
+        # idle 2-core machine two threads were faster on every workload (W2's run 2.0 s
+        # against 2.45 s with one, W3's 2.7 s against 3.9 s); on a machine busy with other
+        # work, one is safer: a thread pool puts a barrier in each kernel, which then waits
+        # for a descheduled thread (2 cores at load ~5: W2's loop 6.1 s with one, 42 s
+        # with two).
         self.threads = threads
 
     def chunk_size(self, model: nn.Module, sample_shape: tuple[int, ...], batch: int) -> int:
@@ -346,7 +347,7 @@ MIN_AUTO_COHORT = 8
 
 
 def auto_trainer(
-    choice: str, model: nn.Module, clients_per_round: int, threads: int = 1
+    choice: str, model: nn.Module, clients_per_round: int, threads: int = 0
 ) -> ClientTrainer:
     """The trainer for ``engine.trainer``: ``sequential``, ``vectorised`` (an error if the
     model cannot be vectorised exactly) or ``auto``: vectorised when the model is supported

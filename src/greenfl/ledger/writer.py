@@ -4,8 +4,8 @@ crash never leaves half a round and a resumed run continues from the last commit
 A file ledger is written by a writer process (``greenfl/ledger/store.py`` run as a script,
 standard library only) while the loop goes on with the next round. ``write_round`` checks a
 round's rows and queues them; queued rounds are handed to the writer once ``batch_s`` has
-passed since the last hand-over (0: every round at once), as packed numeric blocks, with the
-state after the last of them, and committed in one transaction. Every other call (``conn``,
+passed since the last hand-over (0: every round at once), as packed numeric blocks, with
+the state after the last of them, and committed in one transaction. Every other call (``conn``,
 ``meta``, ``finish``, ...) first hands over what is queued and waits until it is committed,
 so nobody reads the ledger behind the loop. If the loop's process dies, even by ``kill -9``,
 the writer still commits what it was handed; what was only queued (at most ``batch_s`` of
