@@ -180,7 +180,7 @@ def markdown(
         loop_x = seq["loop_s"] / vec["loop_s"]
         met = "yes" if wall_x >= MIN_VECTORISED_SPEEDUP else "**no**"
         out.append(
-            f"| W2 | greenfl sequential / vectorised (both 1 thread) | {wall_x:.2f}x wall "
+            f"| W2 | greenfl sequential / vectorised (torch's threads) | {wall_x:.2f}x wall "
             f"({loop_x:.2f}x loop) | "
             f">= {MIN_VECTORISED_SPEEDUP:g}x | {met} |"
         )
@@ -208,8 +208,9 @@ def markdown(
         "",
         "wall s: interpreter start to exit, imports included. FL loop s: the framework's "
         "federated loop (greenfl: `greenfl.run`, which includes loop set-up, the ledger "
-        "and summary). peak RSS: greenfl and the plain loop are one process (ru_maxrss); "
-        "Flower's figure sums all its Ray processes.",
+        "and summary). peak RSS: the plain loop is one process (ru_maxrss); greenfl's adds "
+        "its ledger writer process's peak (VmHWM, ~14 MB) to its own; Flower's figure sums "
+        "all its Ray processes.",
     ]
     if notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in notes]

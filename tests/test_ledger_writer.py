@@ -106,3 +106,23 @@ def test_regional_intensity_with_a_trace_falls_back_to_each_source(tmp_path: Pat
     assert got[0] == pytest.approx(400.0) and got[2] == pytest.approx(400.0)
     assert got[3] == 321.0
     np.testing.assert_array_equal(got[1:2], sources[0].mean(np.zeros(1), np.full(1, 3600.0)))
+
+
+def test_one_start_for_a_cohort_equals_the_exact_integral_per_client() -> None:
+    # A round's clients all start at the round's start: the per-region hour lookup (cached
+    # while the clock stays in that hour) must equal the integral taken client by client,
+    # also when some interval crosses an hour boundary (then the integral is taken).
+    rng = np.random.default_rng(1)
+    sources = _sources()
+    regional = RegionalIntensity(sources)
+    region = rng.integers(0, len(sources), 300)
+    for t0 in [0.0, 1799.0, 3599.9, 5.5 * 3600 - 10, 22 * 3600 + 30, 3 * 86_400 + 1234.5]:
+        for longest_s in [0.0, 5.0, 60.0, 7200.0]:
+            t1 = t0 + rng.uniform(0, longest_s, 300)
+            got = regional.mean(region, t0, t1)
+            exact = RegionalIntensity(sources).mean(region, np.full(300, t0), t1)
+            # (the integral over a few seconds loses ~1e-10 to cancellation; the hour's value
+            # is exact)
+            np.testing.assert_allclose(got, exact, rtol=1e-8)
+            again = regional.mean(region, t0, t1)  # from the cached hour
+            np.testing.assert_array_equal(again, got)
