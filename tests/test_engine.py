@@ -2,6 +2,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import greenfl
@@ -169,3 +170,15 @@ def test_fedavg_really_learns_digits() -> None:
     )
     res = greenfl.run(cfg)
     assert res.summary["final_accuracy"] >= 0.90
+
+
+def test_reports_in_any_order_get_their_own_table_rows() -> None:
+    # A deployment's reports arrive in any order, and some may be missing.
+    from greenfl.engine.accounting import rows_of
+
+    cohort = np.array([40, 7, 19, 3], dtype=np.int64)
+    cohort_rows = np.array([400, 70, 190, 30], dtype=np.int64)
+    got = rows_of(np.array([3, 40, 19], dtype=np.int64), cohort, cohort_rows)
+    assert got.tolist() == [30, 400, 190]
+    with pytest.raises(ValueError, match="not in the cohort"):
+        rows_of(np.array([3, 41], dtype=np.int64), cohort, cohort_rows)

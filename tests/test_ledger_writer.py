@@ -126,3 +126,15 @@ def test_one_start_for_a_cohort_equals_the_exact_integral_per_client() -> None:
             np.testing.assert_allclose(got, exact, rtol=1e-8)
             again = regional.mean(region, t0, t1)  # from the cached hour
             np.testing.assert_array_equal(again, got)
+
+
+def test_one_region_s_mean_from_the_regional_sources(tmp_path: Path) -> None:
+    # The loop asks the server's region alone; with a trace among the sources (no
+    # vectorised stack) the region's own source answers.
+    csv = tmp_path / "trace.csv"
+    csv.write_text("timestamp,ci\n2026-03-01T22:00:00Z,200\n2026-03-01T23:00:00Z,600\n")
+    for sources in (_sources(), [*_sources(), Trace.from_csv(csv, T0)]):
+        regional = RegionalIntensity(sources)
+        for r, src in enumerate(sources):
+            got = float(regional.mean(r, 100.0, 4000.0))
+            assert got == pytest.approx(float(src.mean(np.array([100.0]), np.array([4000.0]))[0]))

@@ -75,8 +75,9 @@ class EntryTable:
 
     @cached_property
     def rates(self) -> np.ndarray:
-        """What the footprint model needs per row, side by side (``[row, column]``, columns
-        as the ``_RATE`` indices): a cohort's profiles are then one gather, not nine, and
+        """What the footprint model needs per row, side by side (``[row, column]``: flops
+        per s, active W, s per byte up, s per byte down, radio W, network J per byte,
+        embodied gCO2e per active s): a cohort's profiles are then one gather, not nine, and
         the per-row divisions are done once, not every round."""
         return np.column_stack(
             [
@@ -89,10 +90,6 @@ class EntryTable:
                 embodied_carbon_g(1.0, self.embodied_kg, self.lifetime_years, self.active_share),
             ]
         )
-
-
-# Columns of EntryTable.rates.
-_FLOPS, _POWER, _UP_S_PER_B, _DOWN_S_PER_B, _RADIO, _NET_J_PER_B, _EMBODIED_G_PER_S = range(7)
 
 
 def profile_columns() -> dict[str, list[Any]]:
@@ -200,10 +197,8 @@ def _measured(values: tuple[float | None, ...]) -> np.ndarray | None:
 
 
 def rows_of(ids: np.ndarray, cohort: np.ndarray, cohort_rows: np.ndarray) -> np.ndarray:
-    """Each reporting client's table row, given the rows of the cohort asked: reports come
-    in cohort order in simulation, in any order (and possibly fewer) in a deployment."""
-    if len(ids) == len(cohort) and (ids == cohort).all():
-        return cohort_rows
+    """Each reporting client's table row, given the rows of the cohort asked (reports come
+    in any order, and possibly fewer, in a deployment)."""
     order = np.argsort(cohort, kind="stable")
     at = np.searchsorted(cohort, ids, sorter=order)
     if (at >= len(cohort)).any() or (cohort[order[np.minimum(at, len(cohort) - 1)]] != ids).any():
@@ -230,27 +225,23 @@ def account_cohort(
     ``cohort``, the rows of the clients asked, in cohort order, looked up by client id."""
     n = len(reports)
     cols = list(zip(*reports, strict=True)) if n else [()] * len(ClientReport._fields)
-    ids = np.array(cols[_ID], dtype=np.int64)
+    ints = np.array([cols[_ID], cols[_UP_B], cols[_DOWN_B], cols[_SAMPLES]], dtype=np.int64)
+    ids, up, down, samples = ints.reshape(4, n)
     flops = np.array(cols[_FLOPS_DONE], dtype=np.float64)
-    up, down = np.array(cols[_UP_B], dtype=np.int64), np.array(cols[_DOWN_B], dtype=np.int64)
     measured_s, measured_j = _measured(cols[_MEASURED_S]), _measured(cols[_MEASURED_J])
     reported: list[str] = list(cols[_STATUS])
     if rows is None:
         e = population.entry[ids]
+    elif cohort is None or list(cols[_ID]) == cohort.tolist():  # in cohort order (simulation)
+        e = rows
     else:
-        e = rows if cohort is None else rows_of(ids, cohort, rows)
-    rate = entries.rates[e]  # one gather for every profile number the model needs
-    power = rate[:, _POWER]
+        e = rows_of(ids, cohort, rows)
+    # One gather for every profile number the model needs (EntryTable.rates' columns).
+    flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b, emb_g_per_s = entries.rates[
+        e
+    ].T
     cost = cost_from_rates(
-        flops,
-        up,
-        down,
-        rate[:, _FLOPS],
-        power,
-        rate[:, _UP_S_PER_B],
-        rate[:, _DOWN_S_PER_B],
-        rate[:, _RADIO],
-        rate[:, _NET_J_PER_B],
+        flops, up, down, flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b
     )
     if measured_s is not None:
         # A real client's own timing replaces the modelled compute time.
@@ -303,7 +294,7 @@ def account_cohort(
     ci = mean_intensity(sources, region, round_start_s, round_start_s + active_s)
     energy_j = energy_compute + cut.energy_comm_j
     carbon_op = operational_carbon_g(energy_j, ci)
-    carbon_emb = rate[:, _EMBODIED_G_PER_S] * active_s  # embodied_carbon_g of active_s
+    carbon_emb = emb_g_per_s * active_s  # embodied_carbon_g of active_s
     # Columns stay numpy arrays (names: indices into the table's names): the ledger writer
     # packs them as raw bytes and its process makes the Python values, not the round loop.
     table = ColumnRows(
@@ -316,7 +307,7 @@ def account_cohort(
             "target": Named(entries.target, e),
             "status": status,
             "reason": list(cols[_REASON]),
-            "num_samples": np.array(cols[_SAMPLES], dtype=np.int64),
+            "num_samples": samples,
             "flops": flops,
             "start_s": Constant(float(round_start_s), n),
             "compute_s": cut.compute_s,

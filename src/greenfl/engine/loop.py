@@ -255,11 +255,7 @@ class RoundLoop:
         srv_start = round_start_s + account.close_s
         srv_ci = srv_j = srv_g = 0.0
         if accounting:
-            srv_ci = float(
-                self.sources[self.server_region].mean(
-                    np.float64(srv_start), np.float64(srv_start + server_s)
-                )
-            )
+            srv_ci = float(self.sources.mean(self.server_region, srv_start, srv_start + server_s))
             srv_j = server_energy_j(server_s, srv.power_w, srv.pue, measured.energy_j)
             srv_g = float(operational_carbon_g(srv_j, srv_ci))
         end_s = srv_start + server_s

@@ -137,13 +137,15 @@ class RegionalIntensity(Sequence[CarbonIntensity]):
         self, region: np.ndarray, t0_s: np.ndarray | float, t1_s: np.ndarray | float
     ) -> np.ndarray:
         """Each client's mean intensity over [t0, t1] in its region (index into the sources);
-        t0 or t1 may be one time for every client."""
+        t0 or t1 may be one time for every client, ``region`` one region."""
         region = np.asarray(region, dtype=np.int64)
         t0 = np.asarray(t0_s, dtype=np.float64)
         t1 = np.asarray(t1_s, dtype=np.float64)
         if self._stack is not None:
             out = self._stack.mean(region, t0, t1)
             return out if out.shape == region.shape else np.broadcast_to(out, region.shape).copy()
+        if region.ndim == 0:  # one region (the server's)
+            return self._sources[int(region)].mean(t0, t1)
         t0, t1 = np.broadcast_to(t0, region.shape), np.broadcast_to(t1, region.shape)
         out = np.empty(len(region), dtype=np.float64)
         for r in np.unique(region):
