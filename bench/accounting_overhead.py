@@ -1,18 +1,20 @@
 """What footprint accounting and the ledger cost: the round loop with engine.accounting on and
 off, same workload, same trainer, runs interleaved in one process.
 
-    PYTHONPATH=src python bench/accounting_overhead.py --workload W1 W2 --repeats 9 --rounds 20
+    PYTHONPATH=src python bench/accounting_overhead.py --workload W1 W2 --repeats 15 --rounds 20
 
 Three measures, printed as one JSON line per workload:
 
-* on - off, per round: the round time (from one round's end to the next's; round 1, which
-  also holds the initial evaluation, is left out), median over every round of every repeat,
-  with accounting on and off, as ``(on - off) / on``; in wall time and in the loop
-  thread's CPU time. Also per repeat (the on and off runs next to each other), its median
-  and range, since the machine's speed drifts between repeats.
+* on - off, per round, paired: each repeat runs accounting on and off back to back (in
+  alternating order); its share is ``(on - off) / on`` of their median round times (from
+  one round's end to the next's; round 1, which also holds the initial evaluation, is left
+  out). Printed: the median over the repeats, the quartiles and the range. The machine's
+  speed drifts by +-10% from one run to the next (a VM on a shared host), so a single pair
+  says little; the median of many does. Also the pooled medians over every round of every
+  repeat (``share_on_minus_off_wall`` / ``_cpu``), which mix that drift in.
 * on - off, whole loop: ``loop.run()``, the summary and closing the ledger, median over the
-  repeats: this also holds starting the ledger's writer process and waiting for it to commit
-  the last rounds.
+  repeats: this also holds what a run pays once, at its end (the summary's queries over the
+  ledger, waiting for the writer to commit the last rounds, closing the file).
 * direct: inside the runs with accounting on, the loop thread's CPU seconds in the
   accounting code (``account_cohort``; ``LedgerWriter.write_round``, with the snapshots and
   hand-overs it makes; ``LedgerWriter.flush``), as a share of the loop thread's CPU seconds
@@ -65,10 +67,14 @@ def _children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def time_loop(workload: str, accounting: bool, trainer: str, rounds: int) -> dict[str, Any]:
+def time_loop(
+    workload: str, accounting: bool, trainer: str, rounds: int, threads: int | None = None
+) -> dict[str, Any]:
     cfg = greenfl_bench.config_for(workload, trainer, accounting=accounting)
     if rounds:
         cfg = cfg.replace(**{"train.rounds": rounds})
+    if threads is not None:
+        cfg = cfg.replace(**{"engine.vectorised_threads": threads})
     with tempfile.TemporaryDirectory(prefix="greenfl-acct-") as out:
         loop = build_loop(cfg, out)
         SPENT["cpu_s"] = 0.0
@@ -96,21 +102,29 @@ def _share(on: float, off: float) -> float:
     return round(1 - off / on, 4)
 
 
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workload", nargs="+", default=["W1", "W2"])
-    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--trainer", default="auto")
     ap.add_argument("--rounds", type=int, default=20, help="rounds a run (0: the workload's 10)")
+    ap.add_argument("--threads", type=int, help="engine.vectorised_threads (default: the config's)")
     args = ap.parse_args()
     for workload in args.workload:
         for accounting in (True, False):  # warm-up: first-call costs out of the way
-            time_loop(workload, accounting, args.trainer, args.rounds)
+            time_loop(workload, accounting, args.trainer, args.rounds, args.threads)
         runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
         for i in range(args.repeats):
             order = (True, False) if i % 2 == 0 else (False, True)
             for accounting in order:
-                runs[accounting].append(time_loop(workload, accounting, args.trainer, args.rounds))
+                runs[accounting].append(
+                    time_loop(workload, accounting, args.trainer, args.rounds, args.threads)
+                )
 
         def med(on: bool, key: str, runs: dict[bool, list[dict[str, Any]]] = runs) -> float:
             return statistics.median(t for r in runs[on] for t in r[key])
@@ -127,8 +141,9 @@ def main() -> None:
             "round_ms_off": round(med(False, "round_s") * 1e3, 3),
             "share_on_minus_off_wall": _share(med(True, "round_s"), med(False, "round_s")),
             "share_on_minus_off_cpu": _share(med(True, "round_cpu_s"), med(False, "round_cpu_s")),
-            "share_per_repeat_median": round(statistics.median(paired), 4),
-            "share_per_repeat_range": [min(paired), max(paired)],
+            "share_paired_median": round(statistics.median(paired), 4),
+            "share_paired_iqr": [round(q, 4) for q in _quartiles(paired)],
+            "share_paired_range": [min(paired), max(paired)],
             "loop_s_on": round(statistics.median(r["loop_wall_s"] for r in on_runs), 4),
             "loop_s_off": round(statistics.median(r["loop_wall_s"] for r in runs[False]), 4),
             "share_whole_loop_wall": _share(
@@ -144,6 +159,7 @@ def main() -> None:
             "writer_cpu_ms_per_round": round(
                 statistics.median(r["writer_cpu_s"] / r["rounds"] for r in on_runs) * 1e3, 3
             ),
+            "threads": args.threads,
             "repeats": args.repeats,
             "rounds": args.rounds,
         }

@@ -41,11 +41,10 @@ def compact(values: np.ndarray, default: float) -> ArrayPart | dict[str, ArrayPa
     return {"index": array_part(idx), "value": array_part(values[idx])}
 
 
-def small_state(state: dict[str, Any]) -> bytes | None:
-    """A strategy's or planner's state (tensors, arrays, numbers), pickled; None if empty."""
-    if not state:
-        return None
-    return pickle.dumps(_to_numpy(state), protocol=pickle.HIGHEST_PROTOCOL)
+def small_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A strategy's or planner's state (tensors, arrays, numbers) as the snapshot holds it:
+    tensors boxed as numpy arrays."""
+    return _to_numpy(state)
 
 
 def read_snapshot(blob: bytes, population_size: int) -> dict[str, Any]:
@@ -86,8 +85,8 @@ def _dense(stored: Any, n: int, default: float, dtype: type) -> np.ndarray:
     return _array(stored).astype(dtype, copy=False)
 
 
-def _small(blob: bytes | None) -> dict[str, Any]:
-    return _to_torch(pickle.loads(blob)) if blob else {}
+def _small(state: dict[str, Any] | None) -> dict[str, Any]:
+    return _to_torch(state) if state else {}
 
 
 def _to_numpy(obj: Any) -> Any:

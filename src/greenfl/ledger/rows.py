@@ -4,18 +4,20 @@ arrays and names stay indices until the ledger's writer makes Python values of t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 
-@dataclass(frozen=True)
 class Named:
-    """A column of names kept as indices into ``names`` until it is read."""
+    """A column of names kept as indices into ``names`` until it is read. (Plain classes
+    with slots, these two: a cohort's rows make several every round.)"""
 
-    names: Sequence[str]
-    index: np.ndarray
+    __slots__ = ("names", "index")
+
+    def __init__(self, names: Sequence[str], index: np.ndarray) -> None:
+        self.names = names
+        self.index = index
 
     def tolist(self) -> list[str]:
         names = self.names
@@ -25,12 +27,14 @@ class Named:
         return len(self.index)
 
 
-@dataclass(frozen=True)
 class Constant:
     """A column with one value for every row (a round's number, its start time)."""
 
-    value: Any
-    n: int
+    __slots__ = ("value", "n")
+
+    def __init__(self, value: Any, n: int) -> None:
+        self.value = value
+        self.n = n
 
     def tolist(self) -> list[Any]:
         return [self.value] * self.n
