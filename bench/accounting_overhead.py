@@ -98,6 +98,42 @@ def time_loop(
     }
 
 
+def interleaved_rounds(
+    workload: str, trainer: str, rounds: int, threads: int | None = None
+) -> dict[str, Any]:
+    """Two loops of the same run, accounting on and off, stepped one round each in turn
+    (which goes first alternates): the machine's drift then falls on both alike."""
+    loops = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="greenfl-acct-") as on_dir,
+        tempfile.TemporaryDirectory(prefix="greenfl-acct-") as off_dir,
+    ):
+        for accounting, out in ((True, on_dir), (False, off_dir)):
+            cfg = greenfl_bench.config_for(workload, trainer, accounting=accounting)
+            cfg = cfg.replace(**{"train.rounds": rounds})
+            if threads is not None:
+                cfg = cfg.replace(**{"engine.vectorised_threads": threads})
+            loops[accounting] = build_loop(cfg, out)
+        times: dict[bool, list[float]] = {True: [], False: []}
+        for i in range(rounds):
+            for accounting in (True, False) if i % 2 == 0 else (False, True):
+                t = time.perf_counter()
+                loops[accounting].run_round()
+                times[accounting].append(time.perf_counter() - t)
+        for loop in loops.values():
+            loop.ledger.close()
+    on, off = times[True][2:], times[False][2:]  # round 1 also evaluates the initial model
+    paired = [1 - b / a for a, b in zip(on, off, strict=True)]
+    return {
+        "round_ms_on": round(statistics.median(on) * 1e3, 3),
+        "round_ms_off": round(statistics.median(off) * 1e3, 3),
+        "share_interleaved": _share(statistics.median(on), statistics.median(off)),
+        "share_interleaved_paired_median": round(statistics.median(paired), 4),
+        "share_interleaved_mean": _share(statistics.fmean(on), statistics.fmean(off)),
+        "rounds": len(on),
+    }
+
+
 def _share(on: float, off: float) -> float:
     return round(1 - off / on, 4)
 
@@ -114,8 +150,20 @@ def main() -> None:
     ap.add_argument("--trainer", default="auto")
     ap.add_argument("--rounds", type=int, default=20, help="rounds a run (0: the workload's 10)")
     ap.add_argument("--threads", type=int, help="engine.vectorised_threads (default: the config's)")
+    ap.add_argument(
+        "--interleaved-rounds",
+        type=int,
+        default=0,
+        help="also step an accounting-on and an accounting-off loop a round each in turn, "
+        "for this many rounds (0: not)",
+    )
     args = ap.parse_args()
     for workload in args.workload:
+        if args.interleaved_rounds:
+            line = interleaved_rounds(workload, args.trainer, args.interleaved_rounds, args.threads)
+            print(json.dumps({"workload": workload, "mode": "interleaved", **line}), flush=True)
+        if not args.repeats:
+            continue
         for accounting in (True, False):  # warm-up: first-call costs out of the way
             time_loop(workload, accounting, args.trainer, args.rounds, args.threads)
         runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
