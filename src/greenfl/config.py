@@ -164,7 +164,7 @@ class EngineConfig(_Section):
         True, description="footprint accounting and ledger rows; off only to measure overhead"
     )
     ledger_batch_s: float = Field(
-        0.1,
+        0.25,
         ge=0,
         description="simulation: hand rounds to the ledger writer at most this often (wall s); "
         "a crash loses at most this much, which a resumed run re-runs; 0 = every round",
