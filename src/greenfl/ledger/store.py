@@ -7,7 +7,8 @@ tens of milliseconds and holds little memory. The parent sends each round as pac
 (raw float64 / int64 bytes, name indices) over a pipe; the child turns them into Python
 values, binds and commits them. The same functions write inline when there is no child.
 
-Messages are length-prefixed pickles of tuples:
+Messages are pickled tuples, framed by their length; byte blocks wrapped in
+``pickle.PickleBuffer`` travel out of band, after the pickle, written from where they lie:
   parent -> child: ("init", path, (round columns, client columns), lock wait s),
                    ("rounds", round rows, packed client rows, state), ("flush", n), ("stop",)
   child -> parent: ("ready", pid), ("error", text) when a write fails,
@@ -36,8 +37,8 @@ _HEADER = struct.Struct("<II")  # pickle bytes, out-of-band buffers
 _SIZE = struct.Struct("<Q")
 
 
-def connect(path: str, check_same_thread: bool = True) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
+def connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)  # explicit BEGIN / COMMIT
     conn.execute("PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA journal_mode=MEMORY")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=10000")
