@@ -187,3 +187,20 @@ def test_resume_re_runs_rounds_written_without_their_state(
     accs = [a for (a,) in resumed.ledger.conn.execute("SELECT accuracy FROM rounds ORDER BY round")]
     resumed.ledger.close()
     assert accs == [r.accuracy for r in straight.history]
+
+
+def test_without_a_writer_process_the_ledger_is_written_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import greenfl.ledger.writer as writer_module
+
+    def no_process(*_args: object, **_kwargs: object) -> None:
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(writer_module.subprocess, "Popen", no_process)
+    path = tmp_path / "ledger.sqlite"
+    w = LedgerWriter(path, batch_s=3600.0)
+    assert not w.background and w.writer_pid is None
+    w.write_round(_round_row(1), _client_rows(1), {"loop": b"one"})
+    assert _committed(path) == ([1], (1, b"one"))  # at once, before any flush
+    w.close()

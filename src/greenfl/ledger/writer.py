@@ -23,6 +23,7 @@ from then on, ``flush`` raises it once, and every round committed before it stay
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import select
 import sqlite3
@@ -56,6 +57,7 @@ class LedgerError(GreenflError):
     """A row the ledger cannot take, or rounds it could not write."""
 
 
+log = logging.getLogger("greenfl.ledger")
 _STATUS_SET = frozenset(STATUSES)
 _SQL = store.RoundSQL(ROUND_COLUMNS, CLIENT_ROUND_COLUMNS)
 # How often write_round looks for an error the writer process reported.
@@ -80,8 +82,12 @@ class LedgerWriter:
         if self.path is not None and background and _WriterProcess.supported():
             # First: the child locks the file, so an earlier writer of it has finished
             # (waiting up to lock_wait_s: a killed run's writer committing its last rounds).
-            self._child = _WriterProcess(self.path, batch_s, lock_wait_s)
-            self._stop = weakref.finalize(self, self._child.stop)
+            try:
+                self._child = _WriterProcess(self.path, batch_s, lock_wait_s)
+            except OSError as exc:  # no process to be had (limits, no executable): inline
+                log.warning("ledger writer process did not start (%s); writing inline", exc)
+            else:
+                self._stop = weakref.finalize(self, self._child.stop)
         self._conn = store.connect(str(self.path) if self.path is not None else ":memory:")
         self._conn.executescript(DDL)
         self._conn.execute(
