@@ -4,7 +4,7 @@ the round's clients, with drop-outs, the deadline and over-selection."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -51,10 +51,10 @@ class EntryTable:
     network_kwh_per_gb: np.ndarray
     target: tuple[str, ...]
     # The row's names and region, so a cohort's ledger columns need no lookups per client.
-    device: tuple[str, ...] = ()
-    network: tuple[str, ...] = ()
-    region: tuple[str, ...] = ()
-    region_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    device: tuple[str, ...]
+    network: tuple[str, ...]
+    region: tuple[str, ...]
+    region_index: np.ndarray
 
     @classmethod
     def build(cls, fleet: Fleet) -> EntryTable:
@@ -226,7 +226,7 @@ def account_cohort(
     n = len(reports)
     cols = list(zip(*reports, strict=True)) if n else [()] * len(ClientReport._fields)
     ints = np.array([cols[_ID], cols[_UP_B], cols[_DOWN_B], cols[_SAMPLES]], dtype=np.int64)
-    ids, up, down, samples = ints.reshape(4, n)
+    ids, up, down, samples = ints
     flops = np.array(cols[_FLOPS_DONE], dtype=np.float64)
     measured_s, measured_j = _measured(cols[_MEASURED_S]), _measured(cols[_MEASURED_J])
     reported: list[str] = list(cols[_STATUS])

@@ -51,26 +51,6 @@ class ClientCost:
         return self.compute_s + self.down_s + self.up_s
 
 
-def compute_time_s(flops: ArrayLike, flops_per_s: ArrayLike) -> np.ndarray:
-    return np.asarray(flops, dtype=np.float64) / flops_per_s
-
-
-def transfer_time_s(num_bytes: ArrayLike, mbps: ArrayLike) -> np.ndarray:
-    return (
-        np.asarray(num_bytes, dtype=np.float64) * BITS_PER_BYTE / (np.asarray(mbps) * BITS_PER_MBIT)
-    )
-
-
-def comm_energy_j(
-    comm_s: ArrayLike, num_bytes: ArrayLike, radio_power_w: ArrayLike, network_kwh_per_gb: ArrayLike
-) -> np.ndarray:
-    radio_j = np.asarray(radio_power_w) * comm_s
-    network_j = (
-        np.asarray(num_bytes, dtype=np.float64) / BYTES_PER_GB * network_kwh_per_gb * J_PER_KWH
-    )
-    return radio_j + network_j
-
-
 def s_per_byte(mbps: ArrayLike) -> np.ndarray:
     """Transfer seconds per byte on a link of ``mbps``: bytes x this = bytes*8/(mbps*1e6)."""
     return BITS_PER_BYTE / (np.asarray(mbps, dtype=np.float64) * BITS_PER_MBIT)
@@ -79,6 +59,23 @@ def s_per_byte(mbps: ArrayLike) -> np.ndarray:
 def network_j_per_byte(network_kwh_per_gb: ArrayLike) -> np.ndarray:
     """Network energy per byte moved: bytes x this = bytes/1e9 * kwh_per_gb * 3.6e6."""
     return np.asarray(network_kwh_per_gb, dtype=np.float64) / BYTES_PER_GB * J_PER_KWH
+
+
+def transfer_time_s(num_bytes: ArrayLike, mbps: ArrayLike) -> np.ndarray:
+    return np.asarray(num_bytes, dtype=np.float64) * s_per_byte(mbps)
+
+
+def comm_energy_j(
+    comm_s: ArrayLike, num_bytes: ArrayLike, radio_power_w: ArrayLike, network_kwh_per_gb: ArrayLike
+) -> np.ndarray:
+    return _comm_j(comm_s, num_bytes, radio_power_w, network_j_per_byte(network_kwh_per_gb))
+
+
+def _comm_j(
+    comm_s: ArrayLike, num_bytes: ArrayLike, radio_power_w: ArrayLike, net_j_per_byte: ArrayLike
+) -> np.ndarray:
+    """The radio's energy over the transfer time plus the network's for the bytes moved."""
+    return np.asarray(radio_power_w) * comm_s + np.asarray(num_bytes) * net_j_per_byte
 
 
 def client_cost(
@@ -127,8 +124,7 @@ def cost_from_rates(
         down_s=down_s,
         up_s=up_s,
         energy_compute_j=active_power_w * compute_s,
-        energy_comm_j=radio_power_w * (up_s + down_s)
-        + (bytes_up + bytes_down) * np.asarray(net_j_per_byte),
+        energy_comm_j=_comm_j(up_s + down_s, bytes_up + bytes_down, radio_power_w, net_j_per_byte),
     )
 
 

@@ -76,7 +76,6 @@ class RoundSQL:
     """The statements of one round, built once from the schema's column names."""
 
     def __init__(self, round_columns: Sequence[str], client_columns: Sequence[str]) -> None:
-        self.round_columns = tuple(round_columns)
         self.client_columns = tuple(client_columns)
         self.round = (
             f"INSERT INTO rounds ({', '.join(round_columns)}) "
@@ -106,8 +105,7 @@ def write_rounds(
     server state after the last of them, in one transaction. Client rows go in multi-row
     INSERTs: one statement per ROWS_PER_INSERT clients costs less than one per client."""
     width = len(sql.client_columns)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with Transaction(conn):
         for round_row, values in zip(round_rows, unpack_rounds(packed), strict=True):
             conn.execute(sql.round, tuple(round_row))
             flat = list(itertools.chain.from_iterable(zip(*values, strict=True)))
@@ -117,10 +115,20 @@ def write_rounds(
                 conn.execute(sql.clients(rows), flat[first * width : (first + rows) * width])
         for key, blob in (state or {}).items():
             conn.execute(sql.state, (key, round_rows[-1][0], bytes(blob)))
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+
+
+class Transaction:
+    """``with Transaction(conn):`` one immediate transaction, rolled back on any error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
 # ---- messages ---------------------------------------------------------------------------

@@ -122,9 +122,9 @@ class LedgerWriter:
                 ),
             )
 
-    def transaction(self) -> _Transaction:
+    def transaction(self) -> store.Transaction:
         self.flush()
-        return _Transaction(self._conn)
+        return store.Transaction(self._conn)
 
     def write_round(
         self,
@@ -333,15 +333,3 @@ def _widen_pipe(fd: int) -> None:
         fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
     except OSError:
         pass  # above /proc/sys/fs/pipe-max-size: the default pipe works, only less ahead
-
-
-class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
