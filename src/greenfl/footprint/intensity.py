@@ -133,6 +133,16 @@ class RegionalIntensity(Sequence[CarbonIntensity]):
     def __len__(self) -> int:
         return len(self._sources)
 
+    def steady(self, t0_s: float) -> tuple[float, list[float]] | None:
+        """Each region's intensity from ``t0_s`` on, and the time until which all of them
+        hold it (the next hour boundary in any region), when every source is hourly or
+        constant; None otherwise. A round whose clients all finish before then has one
+        intensity per region: the accounting then needs no per-client mean."""
+        if self._stack is None:
+            return None
+        window = self._stack.window_at(t0_s)
+        return window[1], window[3]
+
     def mean(
         self, region: np.ndarray, t0_s: np.ndarray | float, t1_s: np.ndarray | float
     ) -> np.ndarray:
@@ -164,7 +174,7 @@ class _HourlyStack:
     cum: np.ndarray  # (regions, 25)
     start_local_h: np.ndarray  # (regions,)
     constant: np.ndarray  # (regions,) the value of a constant source, NaN for hourly ones
-    # [from_s, to_s, per-region values]: the hour every region is in over [from_s, to_s)
+    # window_at's answer for the last time asked
     _window: list[Any] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
@@ -210,20 +220,24 @@ class _HourlyStack:
         return np.where(np.isnan(const), hourly, const)
 
     def _hour_values(self, t0_s: float, t1_s: float) -> np.ndarray | None:
-        """Each region's intensity over [t0, t1] if no region changes hour in it, else None.
-        The answer holds for a window of the clock, kept until a query leaves it: rounds
-        come many to an hour."""
+        """Each region's intensity over [t0, t1] if no region changes hour in it, else None."""
+        window = self.window_at(t0_s)
+        return window[2] if t1_s < window[1] else None
+
+    def window_at(self, t0_s: float) -> list[Any]:
+        """[from_s, to_s, values, values as a list]: the hour every region is in at
+        ``t0_s``, over the span of the clock that all of them stay in it. Kept until a
+        query leaves it: rounds come many to an hour."""
         window = self._window
-        if not window or not window[0] <= t0_s or not t1_s < window[1]:
+        if not window or not window[0] <= t0_s < window[1]:
             hour0 = np.floor(self.start_local_h + t0_s / S_PER_HOUR)
             # the window: from the latest region's hour start to the earliest one's end
             lo_s = float(((hour0 - self.start_local_h) * S_PER_HOUR).max())
             hi_s = float(((hour0 + 1 - self.start_local_h) * S_PER_HOUR).min())
             now = self.values[np.arange(len(hour0)), hour0.astype(np.int64) % 24]
-            window[:] = [lo_s, hi_s, np.where(np.isnan(self.constant), now, self.constant)]
-            if not t1_s < hi_s:
-                return None
-        return window[2]
+            values = np.where(np.isnan(self.constant), now, self.constant)
+            window[:] = [lo_s, hi_s, values, values.tolist()]
+        return window
 
     def _integral(self, region: np.ndarray, u: np.ndarray) -> np.ndarray:
         days = np.floor(u / 24)

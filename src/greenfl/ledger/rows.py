@@ -3,7 +3,7 @@ arrays and names stay indices until the ledger's writer makes Python values of t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,56 @@ class ColumnRows(Sequence[dict[str, Any]]):
         return list(zip(*(self.column(c) for c in order), strict=True))
 
 
+class DeferredRows(Sequence[dict[str, Any]]):
+    """A round's rows whose numbers are computed when first read, or when the ledger packs
+    them: ``build(payloads)`` makes the ColumnRows of many rounds in one pass. The round loop
+    then keeps only what it needs each round (its totals), and numpy's fixed cost per call is
+    paid once per batch of rounds, not once per round. The statuses are known already (the
+    writer checks them each round)."""
+
+    __slots__ = ("build", "payload", "status", "_rows")
+
+    def __init__(
+        self,
+        build: Callable[[Sequence[Any]], list[ColumnRows]],
+        payload: Any,
+        status: list[str],
+    ) -> None:
+        self.build = build
+        self.payload = payload
+        self.status = status
+        self._rows: ColumnRows | None = None
+
+    def rows(self) -> ColumnRows:
+        if self._rows is None:
+            self._rows = self.build([self.payload])[0]
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self.status)
+
+    def column(self, name: str) -> list[Any]:
+        return self.status if name == "status" else self.rows().column(name)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+        return self.rows()[i]
+
+
+def built(rounds: Sequence[Sequence[Mapping[str, Any]]]) -> list[Sequence[Mapping[str, Any]]]:
+    """``rounds`` with each DeferredRows replaced by its ColumnRows, built together with the
+    others of the same builder."""
+    pending: dict[Any, list[int]] = {}
+    for i, rows in enumerate(rounds):
+        if isinstance(rows, DeferredRows) and rows._rows is None:
+            pending.setdefault(rows.build, []).append(i)
+    out = [r.rows() if isinstance(r, DeferredRows) and r._rows is not None else r for r in rounds]
+    for build, at in pending.items():
+        for i, made in zip(at, build([rounds[i].payload for i in at]), strict=True):
+            rounds[i]._rows = made  # type: ignore[union-attr]
+            out[i] = made
+    return out
+
+
 PackedRounds = tuple[bytes, bytes, list[tuple[int, tuple[tuple[Any, ...], ...]]]]
 """Rounds of rows as the ledger writer sends them: (float64 block, int64 block, per round its
 row count and a descriptor per column). Descriptors: ("f", at) and ("i", at), the column's
@@ -80,7 +130,9 @@ values from element ``at`` of a block; ("names", names, at), indices into ``name
 
 def statuses(rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     """The rows' statuses, for the writer's check."""
-    return rows.column("status") if isinstance(rows, ColumnRows) else [r["status"] for r in rows]
+    if isinstance(rows, (ColumnRows, DeferredRows)):  # a tuple: a union is built per call
+        return rows.column("status")
+    return [r["status"] for r in rows]
 
 
 def pack_rounds(
@@ -94,7 +146,7 @@ def pack_rounds(
     ints: list[np.ndarray] = []
     at_f = at_i = 0
     packed: list[tuple[int, tuple[tuple[Any, ...], ...]]] = []
-    for rows in rounds:
+    for rows in built(rounds):
         n = len(rows)
         if not isinstance(rows, ColumnRows):
             packed.append((n, tuple(("list", [r[c] for r in rows]) for c in order)))
