@@ -3,7 +3,7 @@ off, same workload, same trainer, runs interleaved in one process.
 
     PYTHONPATH=src python bench/accounting_overhead.py --workload W1 W2 --repeats 15 --rounds 20
 
-Three measures, printed as one JSON line per workload:
+Four measures, printed as one JSON line per workload:
 
 * on - off, per round, paired: each repeat runs accounting on and off back to back (in
   alternating order); its share is ``(on - off) / on`` of their median round times (from
@@ -12,6 +12,11 @@ Three measures, printed as one JSON line per workload:
   speed drifts by +-10% from one run to the next (a VM on a shared host), so a single pair
   says little; the median of many does. Also the pooled medians over every round of every
   repeat (``share_on_minus_off_wall`` / ``_cpu``), which mix that drift in.
+* on - off, interleaved (``--interleaved-rounds N``): an accounting-on and an accounting-off
+  loop of the same run in one process, stepped one round each in turn, so the drift falls
+  on both alike. Each loop then has half the wall clock: the on loop's
+  ``engine.ledger_batch_s`` is doubled, so its hand-overs are as many rounds apart as in a
+  run of its own.
 * on - off, whole loop: ``loop.run()``, the summary and closing the ledger, median over the
   repeats: this also holds what a run pays once, at its end (the summary's queries over the
   ledger, waiting for the writer to commit the last rounds, closing the file).

@@ -139,3 +139,14 @@ def test_no_steady_window_without_hourly_or_constant_sources(tmp_path: Path) -> 
     trace.write_text("timestamp,ci_g_per_kwh\n2026-06-01T09:00:00Z,300\n")
     mixed = RegionalIntensity([ConstantIntensity(100.0), Trace.from_csv(trace, START)])
     assert mixed.steady(0.0) is None
+
+
+def test_rounds_of_two_tables_build_each_with_its_own(world: World) -> None:
+    pop, table, sources = world
+    other = EntryTable.build(pop.fleet)  # equal numbers, another object: another run's table
+    _, first = _account(world, 1, 60.0)
+    reports, second = _account((pop, other, sources), 2, 70.0)
+    assert isinstance(first.rows, DeferredRows) and isinstance(second.rows, DeferredRows)
+    got = built([first.rows, second.rows])
+    assert got[1].columns["device"].names is other.device
+    assert list(got[1]) == list(_vectorised((pop, other, sources), reports, 2, 70.0).rows)

@@ -109,16 +109,14 @@ class DeferredRows(Sequence[dict[str, Any]]):
 def built(rounds: Sequence[Sequence[Mapping[str, Any]]]) -> list[Sequence[Mapping[str, Any]]]:
     """``rounds`` with each DeferredRows replaced by its ColumnRows, built together with the
     others of the same builder."""
-    pending: dict[Any, list[int]] = {}
-    for i, rows in enumerate(rounds):
+    pending: dict[Callable[[Sequence[Any]], list[ColumnRows]], list[DeferredRows]] = {}
+    for rows in rounds:
         if isinstance(rows, DeferredRows) and rows._rows is None:
-            pending.setdefault(rows.build, []).append(i)
-    out = [r.rows() if isinstance(r, DeferredRows) and r._rows is not None else r for r in rounds]
-    for build, at in pending.items():
-        for i, made in zip(at, build([rounds[i].payload for i in at]), strict=True):
-            rounds[i]._rows = made  # type: ignore[union-attr]
-            out[i] = made
-    return out
+            pending.setdefault(rows.build, []).append(rows)
+    for build, group in pending.items():
+        for rows, made in zip(group, build([r.payload for r in group]), strict=True):
+            rows._rows = made
+    return [r.rows() if isinstance(r, DeferredRows) else r for r in rounds]
 
 
 PackedRounds = tuple[bytes, bytes, list[tuple[int, tuple[tuple[Any, ...], ...]]]]
