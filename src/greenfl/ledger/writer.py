@@ -237,6 +237,7 @@ class _WriterProcess:
         if not self._rows or self.failure is not None:
             return
         state = self._state() if callable(self._state) else self._state
+        # Deferred rows (greenfl.ledger.rows.DeferredRows) are built here, the batch at once.
         fblock, iblock, desc = pack_rounds(self._clients, CLIENT_ROUND_COLUMNS)
         # The blocks and the state travel out of band: written to the pipe from where they
         # are, not copied into the message first.
