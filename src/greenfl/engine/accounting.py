@@ -465,15 +465,17 @@ def _account_whole(
 
 def _build_whole(rounds: Sequence[_Whole]) -> list[ColumnRows]:
     """The ledger rows of rounds accounted by ``_account_whole``, all in one numpy pass."""
-    entries = rounds[0].entries
-    if any(r.entries is not entries for r in rounds):  # two runs' rounds: one pass per table
-        by_table = {id(r.entries): [q for q in rounds if q.entries is r.entries] for r in rounds}
+    by_table: dict[int, list[_Whole]] = {}
+    for r in rounds:
+        by_table.setdefault(id(r.entries), []).append(r)
+    if len(by_table) > 1:  # two runs' rounds: one pass per table
         made = {
             id(r): rows
             for group in by_table.values()
             for r, rows in zip(group, _build_whole(group), strict=True)
         }
         return [made[id(r)] for r in rounds]
+    entries = rounds[0].entries
     sizes = [len(r.rows) for r in rounds]
     total = sum(sizes)
 
