@@ -49,8 +49,8 @@ def free_port() -> int:
 
 
 def one_run(work: Path, rounds: int, slow_s: float, early: bool) -> tuple[list[float], list]:
+    from greenfl.deploy.client import ClientOptions, FederatedClient
     from greenfl.footprint.meters import NullMeter
-    from greenfl.transport.client import ClientOptions, FederatedClient
 
     (work / "c.toml").write_text(CONFIG.format(rounds=rounds, early=str(early).lower()))
     addr = f"127.0.0.1:{free_port()}"

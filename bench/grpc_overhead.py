@@ -38,8 +38,8 @@ def free_port() -> int:
 
 
 def host_clients(address: str, n: int) -> None:
+    from greenfl.deploy.client import ClientOptions, FederatedClient
     from greenfl.footprint.meters import NullMeter
-    from greenfl.transport.client import ClientOptions, FederatedClient
 
     threads = [
         threading.Thread(

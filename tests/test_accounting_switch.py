@@ -12,9 +12,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import greenfl
 from greenfl.config import RunConfig
-from greenfl.engine.accounting import ColumnRows
-from greenfl.errors import ConfigError
+from greenfl.core.errors import ConfigError
 from greenfl.ledger import read_ledger
+from greenfl.ledger.rows import ColumnRows
 from greenfl.models import cnn, mlp
 from greenfl.models.flops import training_flops_per_sample
 

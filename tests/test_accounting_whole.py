@@ -9,14 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from greenfl.accounting.cohort import account_cohort
+from greenfl.accounting.columns import CohortAccount
+from greenfl.accounting.entries import EntryTable
+from greenfl.accounting.sources import intensity_sources
 from greenfl.config import FleetConfig
-from greenfl.engine.accounting import (
-    CohortAccount,
-    EntryTable,
-    account_cohort,
-    intensity_sources,
-)
-from greenfl.engine.transport import ClientReport
+from greenfl.core.messages import ClientReport
 from greenfl.fleet.catalog import load_fleet
 from greenfl.fleet.population import Population
 from greenfl.footprint.intensity import ConstantIntensity, RegionalIntensity, Trace

@@ -85,7 +85,7 @@ def test_compare_rejects_bad_seeds(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_runs_are_interleaved_by_seed(tmp_path: Path) -> None:
-    from greenfl.report.compare_seeds import compare
+    from greenfl.analysis.compare_seeds import compare
 
     a = _write(tmp_path, "a", "random", "identity")
     b = _write(tmp_path, "b", "random", "q8")

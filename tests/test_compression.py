@@ -13,7 +13,7 @@ import torch
 
 from greenfl.compression import CODECS, Codec, EncodedUpdate, make_codec
 from greenfl.compression.topk import TopKCodec
-from greenfl.errors import ConfigError, UpdateRejected
+from greenfl.core.errors import ConfigError, UpdateRejected
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from greenfl.config import build_config, load_config
-from greenfl.errors import ConfigError
+from greenfl.core.errors import ConfigError
 
 
 def test_quickstart_defaults_and_overrides() -> None:

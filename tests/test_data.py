@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 
 from greenfl.config import build_config
+from greenfl.core.errors import DataError
 from greenfl.data import load_dataset
 from greenfl.data.partition import dirichlet, iid, shard
 from greenfl.data.synthetic import SyntheticDataset
-from greenfl.errors import DataError
 
 LABELS = np.repeat(np.arange(10), 100)
 

@@ -174,7 +174,7 @@ def test_fedavg_really_learns_digits() -> None:
 
 def test_reports_in_any_order_get_their_own_table_rows() -> None:
     # A deployment's reports arrive in any order, and some may be missing.
-    from greenfl.engine.accounting import rows_of
+    from greenfl.accounting.cohort import rows_of
 
     cohort = np.array([40, 7, 19, 3], dtype=np.int64)
     cohort_rows = np.array([400, 70, 190, 30], dtype=np.int64)

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from greenfl.errors import FleetError
+from greenfl.core.errors import FleetError
 from greenfl.fleet import Population, available, diurnal_availability, load_fleet
 
 

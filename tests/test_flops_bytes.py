@@ -1,6 +1,6 @@
 import torch
 
-from greenfl.engine.params import from_bytes, get_flat, to_bytes
+from greenfl.core.params import from_bytes, get_flat, to_bytes
 from greenfl.models import build_model, training_flops_per_sample
 
 

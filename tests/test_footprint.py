@@ -108,7 +108,7 @@ def test_trace_intensity_is_a_step_function(tmp_path: Path) -> None:
 
 
 def test_bad_trace_rows_name_the_line(tmp_path: Path) -> None:
-    from greenfl.errors import FleetError
+    from greenfl.core.errors import FleetError
 
     p = tmp_path / "t.csv"
     p.write_text("timestamp,ci_g_per_kwh\n2026-01-15T00:00:00Z,abc\n")

@@ -17,9 +17,10 @@ import pytest
 
 import greenfl
 from greenfl.config import RunConfig
+from greenfl.core.errors import LedgerError
 from greenfl.engine.build import build_loop
 from greenfl.ledger import store
-from greenfl.ledger.writer import LedgerError, LedgerWriter
+from greenfl.ledger.writer import LedgerWriter
 from tests.test_ledger_writer import _client_rows, _round_row
 
 

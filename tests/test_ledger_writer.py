@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from greenfl.core.errors import LedgerError
 from greenfl.footprint.intensity import (
     ConstantIntensity,
     HourlyProfile,
@@ -16,7 +17,7 @@ from greenfl.footprint.intensity import (
 )
 from greenfl.ledger.rows import ColumnRows, Named
 from greenfl.ledger.schema import CLIENT_ROUND_COLUMNS, ROUND_COLUMNS
-from greenfl.ledger.writer import LedgerError, LedgerWriter
+from greenfl.ledger.writer import LedgerWriter
 
 T0 = datetime(2026, 3, 1, 22, 30, tzinfo=timezone.utc)
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from greenfl.cli import main
+from greenfl.core.errors import DataError
 from greenfl.data.base import FederatedDataset
 from greenfl.data.local_dir import LocalDirDataset, write_local_dir
-from greenfl.errors import DataError
 
 
 def _xy(n: int = 12, features: tuple[int, ...] = (64,), classes: int = 10):

@@ -11,15 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from greenfl.accounting.cohort import account_cohort
+from greenfl.accounting.entries import EntryTable
 from greenfl.cli import main
-from greenfl.engine.accounting import EntryTable, account_cohort
-from greenfl.engine.transport import ClientReport
-from greenfl.errors import MeterError
+from greenfl.core.errors import MeterError
+from greenfl.core.messages import ClientReport
 from greenfl.fleet.catalog import load_fleet
 from greenfl.fleet.population import Population
 from greenfl.footprint import ConstantIntensity, NullMeter, RaplMeter
 from greenfl.footprint import codecarbon_meter as ccm
-from greenfl.footprint.meters import Measurement, make_meter
+from greenfl.footprint.measurement import Measurement
+from greenfl.footprint.meters import make_meter
 
 HAS_CODECARBON = importlib.util.find_spec("codecarbon") is not None
 

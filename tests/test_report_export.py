@@ -11,7 +11,7 @@ import pytest
 from report_fixtures import write_hand_ledger
 
 from greenfl.config import build_config
-from greenfl.errors import ConfigError, MissingExtraError
+from greenfl.core.errors import ConfigError, MissingExtraError
 from greenfl.report.export import TABLES, column_types, export_ledger, read_csv_export, read_table
 
 

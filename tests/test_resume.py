@@ -8,8 +8,8 @@ import pytest
 
 import greenfl
 from greenfl.config import RunConfig
+from greenfl.core.errors import ConfigError
 from greenfl.engine.build import build_loop
-from greenfl.errors import ConfigError
 
 
 def test_resume_after_a_crash_equals_the_uninterrupted_run(

@@ -2,15 +2,14 @@ import math
 
 import torch
 
+from greenfl.core.messages import ClientUpdate, FitInstructions
 from greenfl.strategy import (
-    ClientUpdate,
     FedAdagrad,
     FedAdam,
     FedAvg,
     FedAvgM,
     FedProx,
     FedYogi,
-    FitInstructions,
     Median,
     TrimmedMean,
 )

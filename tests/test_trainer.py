@@ -1,11 +1,11 @@
 import torch
 
+from greenfl.clients.trainer import SequentialTrainer
 from greenfl.config import build_config
+from greenfl.core.messages import FitInstructions
+from greenfl.core.params import get_flat
 from greenfl.data import load_dataset
-from greenfl.engine.params import get_flat
-from greenfl.engine.trainer import SequentialTrainer
 from greenfl.models import build_model
-from greenfl.strategy import FitInstructions
 
 
 def test_local_training_never_writes_into_the_global_vector() -> None:

@@ -7,11 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from greenfl.engine.params import ParamSpec
-from greenfl.engine.transport import ClientReport
-from greenfl.errors import UpdateRejected
-from greenfl.strategy.base import FitInstructions
-from greenfl.transport.validate import (
+from greenfl.clients.validate import (
     PROTOCOL_VERSION,
     ValidatingTransport,
     WireTensor,
@@ -22,6 +18,9 @@ from greenfl.transport.validate import (
     flat_to_tensors,
     tensors_to_flat,
 )
+from greenfl.core.errors import UpdateRejected
+from greenfl.core.messages import ClientReport, FitInstructions
+from greenfl.core.params import ParamSpec
 
 SPEC = ParamSpec.of(nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1)))  # 8 + 3 = 11 params
 

@@ -10,18 +10,18 @@ import torch
 from torch import nn
 
 import greenfl
+from greenfl.clients.inprocess import InProcessTransport
+from greenfl.clients.trainer import SequentialTrainer, TrainResult
+from greenfl.clients.vectorised import VectorisedTrainer, unsupported_reason
 from greenfl.compression import make_codec
 from greenfl.config import RunConfig, build_config
+from greenfl.core.errors import ConfigError
+from greenfl.core.messages import FitInstructions
+from greenfl.core.params import get_flat
 from greenfl.data import load_dataset
 from greenfl.data.base import FederatedDataset
-from greenfl.engine.build import build_model_for, trainer_for
-from greenfl.engine.params import get_flat
-from greenfl.engine.trainer import SequentialTrainer, TrainResult
-from greenfl.engine.transport import InProcessTransport
-from greenfl.engine.vectorised import VectorisedTrainer, unsupported_reason
-from greenfl.errors import ConfigError
+from greenfl.factories import build_model_for, trainer_for
 from greenfl.ledger import read_ledger
-from greenfl.strategy.base import FitInstructions
 
 
 def _synthetic(num_clients: int = 60) -> tuple[FederatedDataset, nn.Module]:

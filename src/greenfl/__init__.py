@@ -1,12 +1,9 @@
 """greenfl: federated learning that knows what its training costs the planet."""
 
-__version__ = "0.1.0"
-
+from greenfl._version import __version__
 from greenfl.api import RunResult, run  # noqa: E402
 from greenfl.config import RunConfig, build_config, load_config  # noqa: E402
-from greenfl.data.base import FederatedDataset  # noqa: E402
-from greenfl.engine.loop import RoundRecord  # noqa: E402
-from greenfl.errors import (  # noqa: E402
+from greenfl.core.errors import (  # noqa: E402
     ConfigError,
     DataError,
     FleetError,
@@ -14,6 +11,8 @@ from greenfl.errors import (  # noqa: E402
     TransportError,
     UpdateRejected,
 )
+from greenfl.data.base import FederatedDataset  # noqa: E402
+from greenfl.engine.records import RoundRecord
 from greenfl.fleet.catalog import Fleet, load_fleet  # noqa: E402
 from greenfl.ledger.reader import Ledger, read_ledger  # noqa: E402
 

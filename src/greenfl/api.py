@@ -13,7 +13,7 @@ from torch import nn
 from greenfl.config import RunConfig, load_config
 from greenfl.data.base import FederatedDataset
 from greenfl.engine.build import build_loop
-from greenfl.engine.loop import Callback, RoundRecord
+from greenfl.engine.records import Callback, RoundRecord
 
 
 @dataclass(frozen=True)

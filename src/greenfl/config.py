@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from greenfl.errors import ConfigError
+from greenfl.core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -147,8 +147,8 @@ class ThreadClients:
     def __init__(
         self, address: str, ids: list[int], token: str = "", delay_s: dict[int, float] | None = None
     ) -> None:
+        from greenfl.deploy.client import ClientOptions, FederatedClient
         from greenfl.footprint.meters import NullMeter
-        from greenfl.transport.client import ClientOptions, FederatedClient
 
         delay_s = delay_s or {}
         self.clients = [
@@ -286,7 +286,7 @@ def test_kill9_server_then_resume_loses_no_round(tmp_path: Path, procs: Procs) -
 # A client that takes its task and then hangs, so the test can kill it mid-round.
 HANGING_CLIENT = """
 import sys, time, grpc
-from greenfl.transport import greenfl_pb2 as pb, greenfl_pb2_grpc as pbg
+from greenfl.deploy import greenfl_pb2 as pb, greenfl_pb2_grpc as pbg
 ch = grpc.insecure_channel(sys.argv[1])
 stub = pbg.FederationStub(ch)
 req = pb.JoinRequest(protocol_version=1, token="t0k", client_id=int(sys.argv[2]))
@@ -303,8 +303,8 @@ def _malicious_client(address: str, client_id: int, log: list[str]) -> None:
     import grpc
     import numpy as np
 
-    from greenfl.transport import greenfl_pb2 as pb
-    from greenfl.transport import greenfl_pb2_grpc as pbg
+    from greenfl.deploy import greenfl_pb2 as pb
+    from greenfl.deploy import greenfl_pb2_grpc as pbg
 
     with grpc.insecure_channel(address) as ch:
         stub = pbg.FederationStub(ch)
@@ -371,8 +371,8 @@ def test_bad_clients_are_rejected_or_dropped_and_the_run_completes(
     assert line.startswith("GOT TASK 1"), line
     hanging.send_signal(signal.SIGKILL)
 
-    from greenfl.errors import TransportError
-    from greenfl.transport.client import ClientOptions, FederatedClient
+    from greenfl.core.errors import TransportError
+    from greenfl.deploy.client import ClientOptions, FederatedClient
 
     with pytest.raises(TransportError, match="invalid token"):
         FederatedClient(ClientOptions(addr, 0, token="guess")).run()
@@ -444,10 +444,10 @@ def test_a_client_trains_on_its_own_data_dir(tmp_path: Path, procs: Procs) -> No
     threads = ThreadClients(addr, [0, 1])
 
     # A client claiming more data than deploy.max_client_samples is refused at Join.
+    from greenfl.core.errors import TransportError
     from greenfl.data.local_dir import LocalDirDataset, write_local_dir
-    from greenfl.errors import TransportError
+    from greenfl.deploy.client import ClientOptions, FederatedClient
     from greenfl.footprint.meters import NullMeter
-    from greenfl.transport.client import ClientOptions, FederatedClient
 
     big = LocalDirDataset.load(write_local_dir(tmp_path / "big", x[:250], y[:250]))
     with pytest.raises(TransportError, match=r"250 local samples .*max_client_samples"):

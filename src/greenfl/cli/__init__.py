@@ -12,7 +12,7 @@ try:  # typer >= 0.20 ships its own copy of click, whose exceptions are not clic
 except ImportError:  # pragma: no cover - older typer uses the click package itself
     from click import exceptions as click_exc  # type: ignore[no-redef]
 
-from greenfl.errors import GreenflError
+from greenfl.core.errors import GreenflError
 
 app = typer.Typer(
     name="greenfl",

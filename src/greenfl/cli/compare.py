@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from greenfl.errors import ConfigError
-from greenfl.report.compare_seeds import compare, compare_table, write_outputs
+from greenfl.analysis.compare_seeds import compare, compare_table, write_outputs
+from greenfl.core.errors import ConfigError
 
 ConfigsArg = Annotated[list[Path], typer.Argument(help="Config files; the first is the baseline.")]
 SeedsOpt = Annotated[

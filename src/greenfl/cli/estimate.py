@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from greenfl.errors import ConfigError
+from greenfl.core.errors import ConfigError
 
 estimate_app = typer.Typer(
     help="Footprint estimates for alternatives to a federated run.", no_args_is_help=True
@@ -53,9 +53,9 @@ def centralised_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Estimate training the same model on the same data in the FL server's datacentre."""
+    from greenfl.analysis.centralised import DEFAULT_SERVER_FLOPS_PER_S, estimate_centralised
     from greenfl.config import load_config
     from greenfl.fleet.catalog import load_fleet
-    from greenfl.report.centralised import DEFAULT_SERVER_FLOPS_PER_S, estimate_centralised
     from greenfl.report.centralised_view import (
         comparison_rows,
         estimate_for_run,

@@ -28,9 +28,9 @@ def register(app: typer.Typer) -> None:
         """Write DIR/data.npz (x, y: partition N of the config's dataset) and DIR/test.npz
         (the held-out set), for `greenfl join --data-dir DIR`."""
         from greenfl.config import load_config
+        from greenfl.core.errors import ConfigError
         from greenfl.data import load_dataset
         from greenfl.data.local_dir import write_local_dir
-        from greenfl.errors import ConfigError
 
         cfg = load_config(config, set_ or [])
         if client_id >= cfg.data.num_clients:

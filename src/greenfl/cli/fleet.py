@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from greenfl.errors import FleetError
+from greenfl.core.errors import FleetError
 from greenfl.fleet.catalog import BUILTIN, Fleet, load_fleet
 
 

@@ -88,9 +88,9 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
     ) -> None:
         from greenfl.data.local_dir import LocalDirDataset
+        from greenfl.deploy.client import ClientOptions, FederatedClient
+        from greenfl.deploy.security import read_ca, read_token
         from greenfl.footprint.meters import describe_meter, make_meter
-        from greenfl.transport.client import ClientOptions, FederatedClient
-        from greenfl.transport.security import read_ca, read_token
 
         setup_logging(quiet)
         # Everything that can be checked locally is checked before connecting.

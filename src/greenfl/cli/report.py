@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from greenfl.errors import ConfigError
+from greenfl.core.errors import ConfigError
 
 RunsArg = Annotated[
     list[Path],

@@ -13,9 +13,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from greenfl.api import RunResult, run
 from greenfl.config import RunConfig, load_config
-from greenfl.engine.loop import RoundRecord
+from greenfl.core.units import J_PER_KWH
+from greenfl.engine.records import RoundRecord
 from greenfl.report.terminal import print_summary
-from greenfl.units import J_PER_KWH
 
 ConfigArg = Annotated[
     Path | None,  # noqa: UP007 - typer needs Optional on 3.10

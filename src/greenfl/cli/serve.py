@@ -14,12 +14,13 @@ from greenfl.api import write_outputs
 from greenfl.cli.logs import setup_logging
 from greenfl.cli.run import ConfigArg, QuietOpt, SetOpt, default_out_dir
 from greenfl.config import RunConfig, load_config
-from greenfl.engine.build import build_loop, codec_for
-from greenfl.engine.loop import RoundRecord
-from greenfl.engine.params import ParamSpec
+from greenfl.core.errors import ConfigError
+from greenfl.core.params import ParamSpec
+from greenfl.core.units import J_PER_KWH
+from greenfl.engine.build import build_loop
+from greenfl.engine.records import RoundRecord
 from greenfl.engine.resume import ledger_path, stored_config
-from greenfl.errors import ConfigError
-from greenfl.units import J_PER_KWH
+from greenfl.factories import codec_for
 
 PathOpt = Path | None  # noqa: UP007 - typer needs Optional on 3.10
 
@@ -72,8 +73,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the FL server: wait for clients (greenfl join), run the configured rounds,
         write ledger.sqlite and summary.json like a simulated run."""
-        from greenfl.transport.security import read_tls, read_token
-        from greenfl.transport.server import GrpcTransport
+        from greenfl.deploy.security import read_tls, read_token
+        from greenfl.deploy.server import GrpcTransport
 
         if out is None:
             if resume:

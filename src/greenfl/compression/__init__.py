@@ -19,7 +19,7 @@ from greenfl.compression.base import Codec, EncodedUpdate
 from greenfl.compression.identity import IdentityCodec
 from greenfl.compression.quantize import Q4Codec, Q8Codec, UniformQuantizer
 from greenfl.compression.topk import TopKCodec
-from greenfl.errors import ConfigError
+from greenfl.core.errors import ConfigError
 
 CODECS: dict[str, Callable[..., Codec]] = {
     "identity": IdentityCodec,

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from greenfl.errors import UpdateRejected
+from greenfl.core.errors import UpdateRejected
 
 F32 = np.dtype("<f4")
 U32 = np.dtype("<u4")

@@ -38,7 +38,7 @@ from greenfl.compression.base import (
     read_array,
     read_header,
 )
-from greenfl.errors import ConfigError, UpdateRejected
+from greenfl.core.errors import ConfigError, UpdateRejected
 
 HEADER = "<II"
 HEADER_BYTES = 8

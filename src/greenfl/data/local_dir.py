@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from greenfl.errors import DataError
+from greenfl.core.errors import DataError
 
 DATA_NPZ = "data.npz"
 TEST_NPZ = "test.npz"

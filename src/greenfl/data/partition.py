@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from greenfl.core.errors import DataError
 from greenfl.data.base import Partition
-from greenfl.errors import DataError
 
 
 def _ensure_nonempty(parts: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:

@@ -1,57 +1,34 @@
-"""Wiring a RoundLoop from a RunConfig: every policy by its registry name."""
+"""Wiring a RoundLoop from a RunConfig; the policies come from the composition root
+(greenfl.factories)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from greenfl import __version__
-from greenfl.compression import Codec, make_codec
-from greenfl.config import CompressionConfig, RunConfig
+from greenfl._version import __version__
+from greenfl.clients.inprocess import InProcessTransport
+from greenfl.clients.trainer import ClientTrainer
+from greenfl.clients.transport import ClientTransport
+from greenfl.clients.validate import ValidatingTransport
+from greenfl.config import RunConfig
+from greenfl.core.errors import ConfigError, GreenflError
 from greenfl.data import load_dataset
 from greenfl.data.base import FederatedDataset
-from greenfl.engine.loop import Callback, RoundLoop
+from greenfl.engine.loop import RoundLoop
+from greenfl.engine.records import Callback
 from greenfl.engine.resume import saved_state
 from greenfl.engine.tracking import tracking_callbacks
-from greenfl.engine.trainer import ClientTrainer
-from greenfl.engine.transport import ClientTransport, InProcessTransport
-from greenfl.errors import ConfigError, GreenflError
+from greenfl.factories import build_model_for, codec_for, trainer_for
 from greenfl.fleet.catalog import load_fleet
 from greenfl.fleet.population import Population
 from greenfl.footprint.meters import best_meter
 from greenfl.ledger.writer import LedgerWriter
-from greenfl.models import build_model, training_flops_per_sample
+from greenfl.models import training_flops_per_sample
 from greenfl.selection import make_selector
 from greenfl.strategy import make_strategy
-from greenfl.transport.validate import ValidatingTransport
-
-
-def codec_for(cfg: CompressionConfig) -> Codec:
-    if cfg.name == "topk":
-        return make_codec("topk", ratio=cfg.topk_ratio)
-    if cfg.name in ("q8", "q4"):
-        return make_codec(cfg.name, chunk_size=cfg.chunk_size)
-    return make_codec(cfg.name)
-
-
-def trainer_for(cfg: RunConfig, model: nn.Module) -> ClientTrainer:
-    if cfg.engine.backend == "ray":
-        from greenfl.engine.ray_trainer import RayTrainer
-
-        return RayTrainer(cfg.engine.ray_address)
-    from greenfl.engine.vectorised import auto_trainer
-
-    return auto_trainer(
-        cfg.engine.trainer, model, cfg.train.clients_per_round, cfg.engine.vectorised_threads
-    )
-
-
-def build_model_for(cfg: RunConfig, dataset: FederatedDataset) -> nn.Module:
-    torch.manual_seed(cfg.seed)
-    return build_model(cfg.model.name, dataset.input_shape, dataset.num_classes, cfg.model.hidden)
 
 
 def build_loop(

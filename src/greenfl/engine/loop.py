@@ -18,18 +18,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from greenfl.accounting.cohort import account_cohort, unaccounted
+from greenfl.accounting.entries import EntryTable
+from greenfl.accounting.sources import intensity_sources
+from greenfl.clients.transport import ClientTransport
 from greenfl.config import RunConfig
+from greenfl.core.messages import ClientUpdate, FitInstructions
+from greenfl.core.params import get_flat, set_flat
 from greenfl.data.base import FederatedDataset
-from greenfl.engine.accounting import (
-    EntryTable,
-    account_cohort,
-    intensity_sources,
-    unaccounted,
-    unaccounted_summary,
-)
 from greenfl.engine.fairness import fairness_report
-from greenfl.engine.params import get_flat, set_flat
 from greenfl.engine.planning import RoundPlanner, idle_server
+from greenfl.engine.records import Callback, RoundRecord
 from greenfl.engine.snapshot import (  # noqa: F401 - _TensorBox: earlier snapshots name it here
     _TensorBox,
     array_part,
@@ -38,37 +37,16 @@ from greenfl.engine.snapshot import (  # noqa: F401 - _TensorBox: earlier snapsh
     small_state,
 )
 from greenfl.engine.snapshot import dumps as snapshot_bytes
-from greenfl.engine.transport import ClientTransport
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population, available
-from greenfl.footprint.meters import Meter
+from greenfl.footprint.measurement import Meter
 from greenfl.footprint.model import operational_carbon_g, server_energy_j
-from greenfl.ledger.summary import summarize
+from greenfl.ledger.summary import summarize, unaccounted_summary
 from greenfl.ledger.writer import LedgerWriter
+from greenfl.models.evaluate import evaluate
 from greenfl.scheduling.clock import SimClock
 from greenfl.selection.base import ClientSelector, SelectionContext
-from greenfl.strategy.base import ClientUpdate, FitInstructions, Strategy
-
-
-@dataclass(frozen=True)
-class RoundRecord:
-    """What one round did, with running totals. Passed to callbacks and progress."""
-
-    round: int
-    accuracy: float
-    loss: float
-    selected: int
-    completed: int
-    sim_time_s: float
-    wall_s: float
-    energy_j: float
-    carbon_g: float
-    cum_energy_j: float
-    cum_carbon_g: float
-
-
-Callback = Callable[[RoundRecord, "RoundLoop"], "tuple[bool, dict[str, Any]]"]
-"""A callback sees each finished round and returns (stop, metrics): pfl-research's shape."""
+from greenfl.strategy.base import Strategy
 
 
 @dataclass
@@ -86,22 +64,6 @@ class LoopState:
     cum_carbon_g: float = 0.0
     last_round_carbon_g: float = 0.0
     best_accuracy: float = field(default=-math.inf)
-
-
-def evaluate(
-    model: nn.Module, params: torch.Tensor, data: tuple[torch.Tensor, torch.Tensor]
-) -> tuple[float, float]:
-    set_flat(model, params)
-    model.eval()
-    x, y = data
-    correct, loss_sum = 0, 0.0
-    with torch.no_grad():
-        for start in range(0, len(y), 4096):
-            logits = model(x[start : start + 4096])
-            yb = y[start : start + 4096]
-            loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
-            correct += int((logits.argmax(1) == yb).sum())
-    return correct / len(y), loss_sum / len(y)
 
 
 class RoundLoop:

@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from greenfl.accounting.entries import EntryTable
+from greenfl.accounting.estimates import Estimates, estimate_clients
+from greenfl.accounting.targets import TargetTable
 from greenfl.adapt import make_adapter, round_reward
 from greenfl.config import RunConfig
+from greenfl.core.params import get_flat
+from greenfl.core.units import J_PER_KWH
 from greenfl.data.base import FederatedDataset
-from greenfl.engine.accounting import EntryTable
-from greenfl.engine.estimates import Estimates, estimate_clients
-from greenfl.engine.params import get_flat
-from greenfl.engine.targets import TargetTable
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population, diurnal_availability, local_hour
 from greenfl.footprint.intensity import CarbonIntensity
@@ -32,7 +33,6 @@ from greenfl.footprint.model import operational_carbon_g
 from greenfl.scheduling.carbon import CarbonAwareScheduler
 from greenfl.scheduling.clock import SimClock
 from greenfl.selection import ClientSelector, needs_estimates
-from greenfl.units import J_PER_KWH
 
 _SCHEDULER_SAMPLE = 100_000  # clients used to forecast a round's cost at future starts
 
@@ -102,7 +102,7 @@ class RoundPlanner:
         update (a fresh codec, so no client's error-feedback state is touched), and the
         float32 model."""
         if self._bytes is None:
-            from greenfl.engine.build import codec_for
+            from greenfl.factories import codec_for
 
             n = get_flat(self.model).numel()
             probe = torch.randn(n, generator=torch.Generator().manual_seed(0)) * 1e-3

@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 from greenfl.config import RunConfig, build_config
-from greenfl.errors import ConfigError
+from greenfl.core.errors import ConfigError
 from greenfl.ledger.writer import LedgerWriter
 
 STATE_KEY = "loop"

@@ -8,11 +8,12 @@ import atexit
 from typing import TYPE_CHECKING, Any
 
 from greenfl.config import ReportConfig
-from greenfl.errors import MissingExtraError
-from greenfl.units import J_PER_KWH
+from greenfl.core.errors import MissingExtraError
+from greenfl.core.units import J_PER_KWH
 
 if TYPE_CHECKING:
-    from greenfl.engine.loop import Callback, RoundLoop, RoundRecord
+    from greenfl.engine.loop import RoundLoop
+    from greenfl.engine.records import Callback, RoundRecord
 
 
 def round_metrics(rec: RoundRecord) -> dict[str, float]:

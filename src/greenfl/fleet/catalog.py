@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from greenfl.errors import FleetError
+from greenfl.core.errors import FleetError
 from greenfl.fleet.profiles import (
     DeviceProfile,
     NetworkProfile,

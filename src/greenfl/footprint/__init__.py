@@ -1,7 +1,8 @@
 """The footprint model: client and server energy, carbon intensity, embodied carbon."""
 
 from greenfl.footprint.intensity import CarbonIntensity, ConstantIntensity, HourlyProfile, Trace
-from greenfl.footprint.meters import Measurement, Meter, NullMeter, RaplMeter, best_meter
+from greenfl.footprint.measurement import Measurement, Meter
+from greenfl.footprint.meters import NullMeter, RaplMeter, best_meter
 from greenfl.footprint.model import (
     ClientCost,
     client_cost,

@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from greenfl.errors import MeterError, MissingExtraError
-from greenfl.footprint.meters import Measurement
-from greenfl.units import J_PER_KWH
+from greenfl.core.errors import MeterError, MissingExtraError
+from greenfl.core.units import J_PER_KWH
+from greenfl.footprint.measurement import Measurement
 
 INSTALL_HINT = "--meter codecarbon needs codecarbon: pip install 'greenfl[codecarbon]'"
 # Only feeds codecarbon's own CO2 figure (unused); codecarbon's config may set another.

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from greenfl.errors import FleetError
-from greenfl.units import S_PER_HOUR
+from greenfl.core.errors import FleetError
+from greenfl.core.units import S_PER_HOUR
 
 
 class CarbonIntensity(Protocol):

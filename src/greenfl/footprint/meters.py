@@ -10,30 +10,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from greenfl.errors import MeterError
+from greenfl.core.errors import MeterError
+from greenfl.footprint.codecarbon_meter import CodecarbonMeter, codecarbon_installed
+from greenfl.footprint.measurement import Measurement, Meter
 
 POWERCAP = Path("/sys/class/powercap")
-
-
-@dataclass(frozen=True)
-class Measurement:
-    elapsed_s: float
-    energy_j: float | None  # None: the meter cannot measure energy; model it instead
-    modelled: bool = False  # energy_j is the meter's own model, not a counter reading
-
-    @property
-    def estimated(self) -> bool:
-        return self.energy_j is None or self.modelled
-
-
-class Meter(Protocol):
-    name: str
-
-    def begin(self) -> object: ...
-
-    def end(self, token: object) -> Measurement: ...
 
 
 class NullMeter:
@@ -116,15 +98,11 @@ def make_meter(name: str, root: Path = POWERCAP) -> Meter:
             )
         return rapl
     if name == "codecarbon":
-        from greenfl.footprint.codecarbon_meter import CodecarbonMeter
-
         return CodecarbonMeter.create()
     if name == "auto":
         rapl = RaplMeter.discover(root)
         if rapl is not None:
             return rapl
-        from greenfl.footprint.codecarbon_meter import CodecarbonMeter, codecarbon_installed
-
         return CodecarbonMeter.create() if codecarbon_installed() else NullMeter()
     raise MeterError(f"--meter {name!r}: choose one of {', '.join(METER_NAMES)}")
 

@@ -19,7 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
-from greenfl.units import (
+from greenfl.core.units import (
     BITS_PER_BYTE,
     BITS_PER_MBIT,
     BYTES_PER_GB,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from greenfl.errors import GreenflError, MissingExtraError
+from greenfl.core.errors import GreenflError, MissingExtraError
 
 
 @dataclass(frozen=True)

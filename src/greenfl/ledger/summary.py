@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -69,4 +70,32 @@ def summarize(
         "clients_selected": sum(counts.values()),
         "clients_completed": counts.get("completed", 0),
         "clients_dropped": sum(v for k, v in counts.items() if k != "completed"),
+    }
+
+
+def unaccounted_summary(
+    history: Sequence[Any], target_accuracy: float | None, wall_time_s: float
+) -> dict[str, Any]:
+    """summary.json's keys for a run without accounting: training results from the round
+    records, every energy and carbon figure None (not measured, rather than zero)."""
+    acc = [r.accuracy for r in history]
+    reached = next(
+        (r.round for r in history if target_accuracy and r.accuracy >= target_accuracy), None
+    )
+    selected = sum(r.selected for r in history)
+    completed = sum(r.completed for r in history)
+    return {
+        "rounds_completed": len(history),
+        "final_accuracy": acc[-1] if acc else None,
+        "best_accuracy": max(acc) if acc else None,
+        "target_accuracy": target_accuracy,
+        "rounds_to_target": reached,
+        "sim_time_s": None,
+        "wall_time_s": wall_time_s,
+        "energy_j": dict.fromkeys(("client_compute", "client_comm", "server", "total")),
+        "carbon_g": dict.fromkeys(("operational", "embodied", "total")),
+        "carbon_g_to_target": None,
+        "clients_selected": selected,
+        "clients_completed": completed,
+        "clients_dropped": selected - completed,
     }

@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
-from greenfl.errors import GreenflError
+from greenfl.core.errors import LedgerError
 from greenfl.ledger import store
 from greenfl.ledger.rows import pack_rounds, statuses
 from greenfl.ledger.schema import (
@@ -51,10 +51,6 @@ State = Mapping[str, bytes]
 StateArg = State | Callable[[], State | None] | None
 """The server state after a round: its rows by key, or a callable that returns them (or
 None, if the state has moved on since) when the round is handed over."""
-
-
-class LedgerError(GreenflError):
-    """A row the ledger cannot take, or rounds it could not write."""
 
 
 log = logging.getLogger("greenfl.ledger")

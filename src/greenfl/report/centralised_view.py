@@ -8,14 +8,14 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from greenfl.config import build_config
-from greenfl.errors import GreenflError
-from greenfl.report.centralised import (
+from greenfl.analysis.centralised import (
     DEFAULT_SERVER_FLOPS_PER_S,
     CentralisedEstimate,
     Work,
     estimate_centralised,
 )
+from greenfl.config import build_config
+from greenfl.core.errors import GreenflError
 from greenfl.report.fleet_view import fleet_from_json
 from greenfl.report.headline import format_carbon, format_duration, format_energy
 from greenfl.report.run_data import RunData

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from greenfl.units import J_PER_KWH
+from greenfl.core.units import J_PER_KWH
 
 # --- emission factors (gCO2e per unit) ------------------------------------------------
 M_PER_MILE = 1609.344

@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
-from greenfl.errors import ConfigError, MissingExtraError
+from greenfl.core.errors import ConfigError, MissingExtraError
 from greenfl.report.run_data import ReportError
 
 TABLES: tuple[str, ...] = ("runs", "rounds", "client_rounds", "meta")

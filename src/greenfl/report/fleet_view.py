@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from greenfl.accounting.sources import intensity_sources
 from greenfl.config import FleetConfig
-from greenfl.engine.accounting import intensity_sources
-from greenfl.errors import FleetError
+from greenfl.core.errors import FleetError
+from greenfl.core.units import S_PER_HOUR
 from greenfl.fleet.catalog import Fleet, parse_fleet
 from greenfl.fleet.population import Population
 from greenfl.scheduling.clock import SimClock
-from greenfl.units import S_PER_HOUR
 
 
 def fleet_from_json(fleet: dict[str, Any]) -> Fleet:

@@ -7,10 +7,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from greenfl.core.units import J_PER_KWH
 from greenfl.report.run_data import RunData
 from greenfl.report.style import carbon_scale, energy_scale
 from greenfl.report.tables import breakdown, intelligence_per_kwh
-from greenfl.units import J_PER_KWH
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from greenfl import __version__
-from greenfl.errors import FleetError
+from greenfl._version import __version__
+from greenfl.core.errors import FleetError
 from greenfl.report import plots
 from greenfl.report.equivalents import Equivalent, equivalents, humanize_distance_km
 from greenfl.report.fleet_view import (

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from greenfl.errors import GreenflError
+from greenfl.core.errors import GreenflError
 from greenfl.ledger.summary import summarize
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import matplotlib
 from matplotlib.figure import Figure
 
-from greenfl.units import S_PER_HOUR
+from greenfl.core.units import S_PER_HOUR
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from greenfl.units import J_PER_KWH
+from greenfl.core.units import J_PER_KWH
 
 
 @dataclass(frozen=True)

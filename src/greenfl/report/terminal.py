@@ -8,8 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from greenfl.core.units import J_PER_KWH
 from greenfl.report.tables import breakdown, carbon_by, intelligence_per_kwh
-from greenfl.units import J_PER_KWH
 
 
 def _fmt_g(g: float) -> str:

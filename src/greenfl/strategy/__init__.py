@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from greenfl.strategy.base import ClientUpdate, FitInstructions, Strategy, weighted_mean_delta
+from greenfl.core.messages import ClientUpdate, FitInstructions
+from greenfl.strategy.base import Strategy, weighted_mean_delta
 from greenfl.strategy.fedavg import FedAvg
 from greenfl.strategy.fedavgm import FedAvgM
 from greenfl.strategy.fedopt import FedAdagrad, FedAdam, FedYogi

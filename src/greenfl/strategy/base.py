@@ -1,36 +1,16 @@
 """The Strategy protocol: how the server configures local training and aggregates updates.
 
-Parameters travel as one flat float32 vector (see greenfl.engine.params), updates as deltas
+Parameters travel as one flat float32 vector (see greenfl.core.params), updates as deltas
 (local minus global), so strategies are a few lines of vector arithmetic."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import torch
 
-
-@dataclass(frozen=True)
-class FitInstructions:
-    """What a client is asked to do in one round."""
-
-    local_epochs: int
-    batch_size: int
-    lr: float
-    momentum: float = 0.0
-    prox_mu: float = 0.0
-
-    def with_(self, **changes: float | int) -> FitInstructions:
-        return replace(self, **changes)
-
-
-@dataclass(frozen=True)
-class ClientUpdate:
-    client_id: int
-    delta: torch.Tensor  # flat float32: local params - global params
-    num_samples: int
+from greenfl.core.messages import ClientUpdate, FitInstructions
 
 
 @runtime_checkable

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-from greenfl.strategy.base import ClientUpdate, StatelessStrategy, weighted_mean_delta
+from greenfl.core.messages import ClientUpdate
+from greenfl.strategy.base import StatelessStrategy, weighted_mean_delta
 
 
 class FedAvg(StatelessStrategy):

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-from greenfl.strategy.base import ClientUpdate, FitInstructions, weighted_mean_delta
+from greenfl.core.messages import ClientUpdate, FitInstructions
+from greenfl.strategy.base import weighted_mean_delta
 
 
 class FedAvgM:

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
-from greenfl.strategy.base import ClientUpdate, FitInstructions, weighted_mean_delta
+from greenfl.core.messages import ClientUpdate, FitInstructions
+from greenfl.strategy.base import weighted_mean_delta
 
 
 class FedOpt:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from greenfl.strategy.base import FitInstructions
+from greenfl.core.messages import FitInstructions
 from greenfl.strategy.fedavg import FedAvg
 
 

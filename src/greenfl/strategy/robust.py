@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import torch
 
-from greenfl.strategy.base import ClientUpdate, StatelessStrategy
+from greenfl.core.messages import ClientUpdate
+from greenfl.strategy.base import StatelessStrategy
 
 
 class Median(StatelessStrategy):

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from greenfl.core.messages import FitInstructions
+from greenfl.core.params import get_flat, set_flat
 from greenfl.data.base import FederatedDataset
-from greenfl.engine.params import get_flat, set_flat
-from greenfl.strategy.base import FitInstructions
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PKG = ROOT / "src" / "greenfl" / "transport"
+PKG = ROOT / "src" / "greenfl" / "deploy"
 
 
 @pytest.mark.skipif(
@@ -22,14 +22,14 @@ def test_generated_code_matches_a_fresh_generation(tmp_path: Path) -> None:
         capture_output=True,
     )
     for name in ("greenfl_pb2.py", "greenfl_pb2_grpc.py"):
-        fresh = (tmp_path / "greenfl" / "transport" / name).read_text()
+        fresh = (tmp_path / "greenfl" / "deploy" / name).read_text()
         assert fresh == (PKG / name).read_text(), (
             f"{name} is stale: run scripts/gen_proto.sh and commit the result"
         )
 
 
 def test_schema_round_trips_an_update() -> None:
-    from greenfl.transport import greenfl_pb2 as pb
+    from greenfl.deploy import greenfl_pb2 as pb
 
     up = pb.Update(protocol_version=1, client_id=7, round=3, num_samples=12, loss=0.5)
     up.tensors.tensors.add(name="w", shape=[2, 3], dtype="float32", data=b"\0" * 24)

@@ -26,14 +26,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from greenfl.accounting.entries import EntryTable
+from greenfl.accounting.sources import intensity_sources, mean_intensity
 from greenfl.config import RunConfig
+from greenfl.core.errors import ConfigError
+from greenfl.core.params import get_flat
 from greenfl.data import load_dataset
 from greenfl.data.base import FederatedDataset
-from greenfl.engine.accounting import EntryTable, intensity_sources, mean_intensity
-from greenfl.engine.build import build_model_for
-from greenfl.engine.loop import evaluate
-from greenfl.engine.params import get_flat
-from greenfl.errors import ConfigError
+from greenfl.factories import build_model_for
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population
 from greenfl.footprint.model import (
@@ -43,6 +43,7 @@ from greenfl.footprint.model import (
     transfer_time_s,
 )
 from greenfl.models import training_flops_per_sample
+from greenfl.models.evaluate import evaluate
 from greenfl.scheduling.clock import SimClock
 
 # estimate: effective fp32 training throughput of the one-socket CPU server of the built-in

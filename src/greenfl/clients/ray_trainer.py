@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from greenfl.clients.trainer import SequentialTrainer, TrainResult
+from greenfl.core.errors import MissingExtraError, TransportError
+from greenfl.core.messages import FitInstructions
 from greenfl.data.base import FederatedDataset
-from greenfl.engine.trainer import SequentialTrainer, TrainResult
-from greenfl.errors import MissingExtraError, TransportError
-from greenfl.strategy.base import FitInstructions
 
 INSTALL_HINT = "engine.backend = 'ray' needs Ray: pip install 'greenfl[ray]'"
 

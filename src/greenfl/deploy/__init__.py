@@ -2,4 +2,4 @@
 validation, the server-side transport (``greenfl serve``) and the client (``greenfl join``).
 
 Import the submodules directly; this package imports nothing so that the in-process engine
-can use ``greenfl.transport.validate`` without loading gRPC."""
+can use ``greenfl.clients.validate`` without loading gRPC."""

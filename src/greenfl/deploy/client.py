@@ -26,28 +26,29 @@ import grpc
 import torch
 from pydantic import ValidationError
 
+from greenfl.clients.trainer import client_seed, train_one
+from greenfl.clients.validate import PROTOCOL_VERSION
 from greenfl.compression import Codec
 from greenfl.config import RunConfig
+from greenfl.core.errors import GreenflError, TransportError, UpdateRejected
+from greenfl.core.messages import FitInstructions
+from greenfl.core.params import ParamSpec, get_flat
 from greenfl.data import load_dataset
 from greenfl.data.base import FederatedDataset
 from greenfl.data.local_dir import LocalDirDataset
-from greenfl.engine.build import build_model_for, codec_for
-from greenfl.engine.loop import evaluate
-from greenfl.engine.params import ParamSpec, get_flat
-from greenfl.engine.trainer import client_seed, train_one
-from greenfl.errors import GreenflError, TransportError, UpdateRejected
-from greenfl.footprint.meters import Meter, best_meter
-from greenfl.models import training_flops_per_sample
-from greenfl.strategy.base import FitInstructions
-from greenfl.transport import greenfl_pb2 as pb
-from greenfl.transport import greenfl_pb2_grpc as pb_grpc
-from greenfl.transport.validate import PROTOCOL_VERSION
-from greenfl.transport.wire import (
+from greenfl.deploy import greenfl_pb2 as pb
+from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
+from greenfl.deploy.wire import (
     encoded_to_pb,
     instructions_from_pb,
     params_from_pb,
     params_to_pb,
 )
+from greenfl.factories import build_model_for, codec_for
+from greenfl.footprint.measurement import Meter
+from greenfl.footprint.meters import best_meter
+from greenfl.models import training_flops_per_sample
+from greenfl.models.evaluate import evaluate
 
 log = logging.getLogger("greenfl.join")
 

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from greenfl.transport import greenfl_pb2 as greenfl_dot_transport_dot_greenfl__pb2
+from greenfl.deploy import greenfl_pb2 as greenfl_dot_deploy_dot_greenfl__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in greenfl/transport/greenfl_pb2_grpc.py depends on'
+        + ' but the generated code in greenfl/deploy/greenfl_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,18 +36,18 @@ class FederationStub:
         """
         self.Join = channel.unary_unary(
                 '/greenfl.v1.Federation/Join',
-                request_serializer=greenfl_dot_transport_dot_greenfl__pb2.JoinRequest.SerializeToString,
-                response_deserializer=greenfl_dot_transport_dot_greenfl__pb2.JoinReply.FromString,
+                request_serializer=greenfl_dot_deploy_dot_greenfl__pb2.JoinRequest.SerializeToString,
+                response_deserializer=greenfl_dot_deploy_dot_greenfl__pb2.JoinReply.FromString,
                 _registered_method=True)
         self.Tasks = channel.unary_stream(
                 '/greenfl.v1.Federation/Tasks',
-                request_serializer=greenfl_dot_transport_dot_greenfl__pb2.TaskRequest.SerializeToString,
-                response_deserializer=greenfl_dot_transport_dot_greenfl__pb2.Task.FromString,
+                request_serializer=greenfl_dot_deploy_dot_greenfl__pb2.TaskRequest.SerializeToString,
+                response_deserializer=greenfl_dot_deploy_dot_greenfl__pb2.Task.FromString,
                 _registered_method=True)
         self.SubmitUpdate = channel.unary_unary(
                 '/greenfl.v1.Federation/SubmitUpdate',
-                request_serializer=greenfl_dot_transport_dot_greenfl__pb2.Update.SerializeToString,
-                response_deserializer=greenfl_dot_transport_dot_greenfl__pb2.Ack.FromString,
+                request_serializer=greenfl_dot_deploy_dot_greenfl__pb2.Update.SerializeToString,
+                response_deserializer=greenfl_dot_deploy_dot_greenfl__pb2.Ack.FromString,
                 _registered_method=True)
 
 
@@ -77,18 +77,18 @@ def add_FederationServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Join': grpc.unary_unary_rpc_method_handler(
                     servicer.Join,
-                    request_deserializer=greenfl_dot_transport_dot_greenfl__pb2.JoinRequest.FromString,
-                    response_serializer=greenfl_dot_transport_dot_greenfl__pb2.JoinReply.SerializeToString,
+                    request_deserializer=greenfl_dot_deploy_dot_greenfl__pb2.JoinRequest.FromString,
+                    response_serializer=greenfl_dot_deploy_dot_greenfl__pb2.JoinReply.SerializeToString,
             ),
             'Tasks': grpc.unary_stream_rpc_method_handler(
                     servicer.Tasks,
-                    request_deserializer=greenfl_dot_transport_dot_greenfl__pb2.TaskRequest.FromString,
-                    response_serializer=greenfl_dot_transport_dot_greenfl__pb2.Task.SerializeToString,
+                    request_deserializer=greenfl_dot_deploy_dot_greenfl__pb2.TaskRequest.FromString,
+                    response_serializer=greenfl_dot_deploy_dot_greenfl__pb2.Task.SerializeToString,
             ),
             'SubmitUpdate': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitUpdate,
-                    request_deserializer=greenfl_dot_transport_dot_greenfl__pb2.Update.FromString,
-                    response_serializer=greenfl_dot_transport_dot_greenfl__pb2.Ack.SerializeToString,
+                    request_deserializer=greenfl_dot_deploy_dot_greenfl__pb2.Update.FromString,
+                    response_serializer=greenfl_dot_deploy_dot_greenfl__pb2.Ack.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -116,8 +116,8 @@ class Federation:
             request,
             target,
             '/greenfl.v1.Federation/Join',
-            greenfl_dot_transport_dot_greenfl__pb2.JoinRequest.SerializeToString,
-            greenfl_dot_transport_dot_greenfl__pb2.JoinReply.FromString,
+            greenfl_dot_deploy_dot_greenfl__pb2.JoinRequest.SerializeToString,
+            greenfl_dot_deploy_dot_greenfl__pb2.JoinReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -143,8 +143,8 @@ class Federation:
             request,
             target,
             '/greenfl.v1.Federation/Tasks',
-            greenfl_dot_transport_dot_greenfl__pb2.TaskRequest.SerializeToString,
-            greenfl_dot_transport_dot_greenfl__pb2.Task.FromString,
+            greenfl_dot_deploy_dot_greenfl__pb2.TaskRequest.SerializeToString,
+            greenfl_dot_deploy_dot_greenfl__pb2.Task.FromString,
             options,
             channel_credentials,
             insecure,
@@ -170,8 +170,8 @@ class Federation:
             request,
             target,
             '/greenfl.v1.Federation/SubmitUpdate',
-            greenfl_dot_transport_dot_greenfl__pb2.Update.SerializeToString,
-            greenfl_dot_transport_dot_greenfl__pb2.Ack.FromString,
+            greenfl_dot_deploy_dot_greenfl__pb2.Update.SerializeToString,
+            greenfl_dot_deploy_dot_greenfl__pb2.Ack.FromString,
             options,
             channel_credentials,
             insecure,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from greenfl.engine.accounting import EntryTable, append_profile_row, profile_columns
+from greenfl.accounting.entries import EntryTable, append_profile_row, profile_columns
 from greenfl.fleet.catalog import Fleet
 
 TARGET_POLICIES = ("entry", "fastest", "energy", "carbon")

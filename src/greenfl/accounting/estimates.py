@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from greenfl.engine.accounting import EntryTable, mean_intensity
+from greenfl.accounting.entries import EntryTable
+from greenfl.accounting.sources import mean_intensity
 from greenfl.fleet.population import Population
 from greenfl.footprint.intensity import CarbonIntensity
 from greenfl.footprint.model import client_cost, embodied_carbon_g, operational_carbon_g

@@ -1,51 +1,18 @@
-"""The one seam between the round loop and its clients. The loop asks a ClientTransport to
-have a cohort train; in simulation that happens in-process, in deployment over gRPC.
-Nothing in the strategies, selectors or ledger knows which."""
+"""Clients simulated in this process: real training, real encoded byte counts."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 
+from greenfl.clients.trainer import ClientTrainer, client_seed
 from greenfl.compression import Codec
+from greenfl.core.messages import ClientReport, FitInstructions
+from greenfl.core.params import to_bytes
 from greenfl.data.base import FederatedDataset
-from greenfl.engine.params import to_bytes
-from greenfl.engine.trainer import ClientTrainer, client_seed
-from greenfl.strategy.base import FitInstructions
-
-
-class ClientReport(NamedTuple):
-    """What one client's round gave back. A record (a named tuple): the accounting reads a
-    cohort's reports column by column with one ``zip``."""
-
-    client_id: int
-    status: str  # completed | failed | rejected | straggler (withdrawn when its round closed)
-    reason: str | None
-    delta: torch.Tensor | None  # decoded update; None unless completed
-    num_samples: int
-    flops: float
-    loss: float
-    bytes_up: int
-    bytes_down: int
-    measured_energy_j: float | None = None  # a real client's own meter, where it has one
-    measured_compute_s: float | None = None
-    energy_estimated: bool = False  # measured_energy_j is the client meter's own model
-
-
-@runtime_checkable
-class ClientTransport(Protocol):
-    def fit(
-        self,
-        round_idx: int,
-        cohort: Sequence[int],
-        global_params: torch.Tensor,
-        instructions: FitInstructions,
-    ) -> list[ClientReport]: ...
-
-    def close(self) -> None: ...
 
 
 class InProcessTransport:
@@ -96,6 +63,14 @@ class InProcessTransport:
                 )
             )
         return reports
+
+    def available_clients(self) -> np.ndarray | None:
+        """Every client may be asked: simulation draws availability from the fleet."""
+        return None
+
+    def expect_updates(self, target: int) -> None:
+        """The simulated deadline and over-selection are modelled by the accounting."""
+        return None
 
     def close(self) -> None:
         return None

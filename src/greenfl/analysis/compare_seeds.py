@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from greenfl.config import RunConfig, load_config
-from greenfl.units import J_PER_KWH
+from greenfl.core.units import J_PER_KWH
 
 # key, label, format of one value
 METRICS: tuple[tuple[str, str, str], ...] = (

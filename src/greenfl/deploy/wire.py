@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import torch
 
+from greenfl.clients.validate import WireTensor, flat_to_tensors, tensors_to_flat
 from greenfl.compression import EncodedUpdate
-from greenfl.engine.params import ParamSpec
-from greenfl.strategy.base import FitInstructions
-from greenfl.transport import greenfl_pb2 as pb
-from greenfl.transport.validate import WireTensor, flat_to_tensors, tensors_to_flat
+from greenfl.core.messages import FitInstructions
+from greenfl.core.params import ParamSpec
+from greenfl.deploy import greenfl_pb2 as pb
 
 
 def tensors_to_pb(tensors: Sequence[WireTensor]) -> list[pb.Tensor]:

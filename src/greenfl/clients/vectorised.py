@@ -23,17 +23,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from greenfl.data.base import FederatedDataset
-from greenfl.engine.params import ParamSpec
-from greenfl.engine.trainer import (
+from greenfl.clients.trainer import (
     ClientTrainer,
     SequentialTrainer,
     TrainResult,
     batch_order,
     client_seed,
 )
-from greenfl.errors import ConfigError
-from greenfl.strategy.base import FitInstructions
+from greenfl.core.errors import ConfigError
+from greenfl.core.messages import FitInstructions
+from greenfl.core.params import ParamSpec
+from greenfl.data.base import FederatedDataset
 
 # Modules whose training-mode forward is deterministic and stateless: the vectorised step
 # equals the sequential one for any model built only of these.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from greenfl.errors import ConfigError
-from greenfl.transport.server import TlsFiles
+from greenfl.core.errors import ConfigError
+from greenfl.deploy.server import TlsFiles
 
 
 def read_token(path: Path | None) -> str | None:

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from greenfl.engine.params import ParamSpec
-from greenfl.engine.transport import ClientReport, ClientTransport
-from greenfl.errors import UpdateRejected
-from greenfl.strategy.base import FitInstructions
+from greenfl.clients.transport import ClientTransport
+from greenfl.core.errors import UpdateRejected
+from greenfl.core.messages import ClientReport, FitInstructions
+from greenfl.core.params import ParamSpec
 
 PROTOCOL_VERSION = 1
 WIRE_DTYPE = "float32"

@@ -32,23 +32,22 @@ import grpc
 import numpy as np
 import torch
 
-from greenfl.compression import Codec
-from greenfl.config import RunConfig
-from greenfl.engine.params import ParamSpec
-from greenfl.engine.transport import ClientReport
-from greenfl.errors import ConfigError, TransportError, UpdateRejected
-from greenfl.fleet.population import Population
-from greenfl.strategy.base import FitInstructions
-from greenfl.transport import greenfl_pb2 as pb
-from greenfl.transport import greenfl_pb2_grpc as pb_grpc
-from greenfl.transport.validate import (
+from greenfl.clients.validate import (
     PROTOCOL_VERSION,
     check_delta,
     check_message_size,
     check_protocol,
     check_report_fields,
 )
-from greenfl.transport.wire import encoded_from_pb, instructions_to_pb, params_from_pb, params_to_pb
+from greenfl.compression import Codec
+from greenfl.config import RunConfig
+from greenfl.core.errors import ConfigError, TransportError, UpdateRejected
+from greenfl.core.messages import ClientReport, FitInstructions
+from greenfl.core.params import ParamSpec
+from greenfl.deploy import greenfl_pb2 as pb
+from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
+from greenfl.deploy.wire import encoded_from_pb, instructions_to_pb, params_from_pb, params_to_pb
+from greenfl.fleet.population import Population
 
 log = logging.getLogger("greenfl.serve")
 

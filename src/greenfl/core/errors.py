@@ -30,6 +30,10 @@ class TransportError(GreenflError):
     """A client could not be reached or answered out of protocol."""
 
 
+class LedgerError(GreenflError):
+    """A row the ledger cannot take, or rounds it could not write."""
+
+
 class MissingExtraError(GreenflError):
     """An optional dependency is needed for what was asked."""
 

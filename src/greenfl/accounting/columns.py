@@ -1,0 +1,107 @@
+"""A cohort's account and its ledger columns, shared by the vectorised path and the steady
+fast path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from greenfl.accounting.entries import EntryTable
+from greenfl.core.messages import ClientReport
+from greenfl.ledger.rows import ColumnRows, Constant, Named
+
+
+@dataclass(frozen=True)
+class CohortAccount:
+    close_s: float
+    status: list[str]  # per report, in report order
+    rows: Sequence[dict[str, Any]]
+    energy_j: float
+    carbon_g: float
+
+
+# Where each field sits in a report (a named tuple): the cohort's reports are read column by
+# column with one zip, not an attribute lookup per field and client.
+(
+    AT_ID,
+    AT_STATUS,
+    AT_REASON,
+    AT_DELTA,
+    AT_SAMPLES,
+    AT_FLOPS_DONE,
+    AT_UP_B,
+    AT_DOWN_B,
+    AT_MEASURED_J,
+    AT_MEASURED_S,
+    AT_MODELLED,
+) = (
+    ClientReport._fields.index(name)
+    for name in (
+        "client_id",
+        "status",
+        "reason",
+        "delta",
+        "num_samples",
+        "flops",
+        "bytes_up",
+        "bytes_down",
+        "measured_energy_j",
+        "measured_compute_s",
+        "energy_estimated",
+    )
+)
+
+
+def client_columns(
+    entries: EntryTable,
+    e: np.ndarray,
+    round_idx: int,
+    start_s: float,
+    ids: np.ndarray,
+    status: list[str],
+    reason: list[str | None],
+    samples: np.ndarray,
+    flops: np.ndarray,
+    bytes_up: np.ndarray,
+    bytes_down: np.ndarray,
+    compute_s: np.ndarray,
+    comm_s: np.ndarray,
+    energy_compute_j: np.ndarray,
+    energy_comm_j: np.ndarray,
+    ci_g_per_kwh: np.ndarray,
+    carbon_operational_g: np.ndarray,
+    carbon_embodied_g: np.ndarray,
+    estimated: np.ndarray | Constant,
+) -> ColumnRows:
+    """A round's ledger rows. Columns stay numpy arrays (names: indices into the table's
+    names): the ledger writer packs them as raw bytes and its process makes the Python
+    values, not the round loop."""
+    n = len(e)
+    return ColumnRows(
+        {
+            "round": Constant(round_idx, n),
+            "client_id": ids,
+            "device": Named(entries.device, e),
+            "network": Named(entries.network, e),
+            "region": Named(entries.region, e),
+            "target": Named(entries.target, e),
+            "status": status,
+            "reason": reason,
+            "num_samples": samples,
+            "flops": flops,
+            "start_s": Constant(float(start_s), n),
+            "compute_s": compute_s,
+            "bytes_up": bytes_up,
+            "bytes_down": bytes_down,
+            "comm_s": comm_s,
+            "energy_compute_j": energy_compute_j,
+            "energy_comm_j": energy_comm_j,
+            "ci_g_per_kwh": ci_g_per_kwh,
+            "carbon_operational_g": carbon_operational_g,
+            "carbon_embodied_g": carbon_embodied_g,
+            "estimated": estimated,
+        }
+    )

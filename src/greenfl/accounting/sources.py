@@ -1,0 +1,46 @@
+"""One carbon-intensity source per region of a fleet, as a run's config asks for them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from greenfl.config import FleetConfig
+from greenfl.fleet.catalog import Fleet
+from greenfl.footprint.intensity import (
+    CarbonIntensity,
+    ConstantIntensity,
+    HourlyProfile,
+    RegionalIntensity,
+    Trace,
+)
+from greenfl.scheduling.clock import SimClock
+
+
+def intensity_sources(fleet: Fleet, cfg: FleetConfig, clock: SimClock) -> RegionalIntensity:
+    """One carbon-intensity source per region, in fleet order."""
+    sources: list[CarbonIntensity] = []
+    for r in fleet.regions:
+        if cfg.ci_constant_g_per_kwh is not None:
+            sources.append(ConstantIntensity(cfg.ci_constant_g_per_kwh))
+        elif cfg.ci_mode == "annual":
+            sources.append(ConstantIntensity(r.ci_g_per_kwh))
+        elif r.trace:
+            sources.append(Trace.from_csv(r.trace, clock.start_utc))
+        elif r.hourly:
+            sources.append(HourlyProfile(r.hourly, r.utc_offset_h, clock.start_utc))
+        else:
+            sources.append(ConstantIntensity(r.ci_g_per_kwh))
+    return RegionalIntensity(sources)
+
+
+def mean_intensity(
+    sources: Sequence[CarbonIntensity],
+    region: np.ndarray,
+    t0_s: np.ndarray | float,
+    t1_s: np.ndarray | float,
+) -> np.ndarray:
+    """Each client's mean intensity over [t0, t1] in its region."""
+    regional = sources if isinstance(sources, RegionalIntensity) else RegionalIntensity(sources)
+    return regional.mean(region, t0_s, t1_s)
