@@ -150,11 +150,11 @@ class ValidatingTransport:
             return report._replace(status="rejected", reason=str(exc), delta=None)
         return report
 
+    def available_clients(self) -> np.ndarray | None:
+        return self.inner.available_clients()
+
+    def expect_updates(self, target: int) -> None:
+        self.inner.expect_updates(target)
+
     def close(self) -> None:
         self.inner.close()
-
-    def __getattr__(self, name: str) -> object:
-        # Optional hooks of the wrapped transport (e.g. available_clients) stay visible.
-        if name == "inner":  # not set yet (copy, unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.inner, name)

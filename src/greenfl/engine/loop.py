@@ -150,10 +150,10 @@ class RoundLoop:
         candidates = available(
             self.population, self.clock.now_utc, cfg.fleet.availability, self.rngs["availability"]
         )
-        connected = getattr(self.transport, "available_clients", None)
+        connected = self.transport.available_clients()
         if connected is not None:
             # A deployment selects only among the clients connected now (this may wait).
-            candidates = np.intersect1d(candidates, connected())
+            candidates = np.intersect1d(candidates, connected)
         ctx = SelectionContext(
             round_idx=round_idx,
             now_s=round_start_s,
@@ -173,10 +173,8 @@ class RoundLoop:
             local_epochs=plan.local_epochs, batch_size=plan.batch_size
         )
         instructions = self.strategy.configure(round_idx, base)
-        expect = getattr(self.transport, "expect_updates", None)
-        if expect is not None:
-            # A deployment may close the round once k updates are in (over-selection).
-            expect(min(k, len(cohort)))
+        # A deployment may close the round once k updates are in (over-selection).
+        self.transport.expect_updates(min(k, len(cohort)))
         reports = self.transport.fit(
             round_idx, list(map(int, cohort)), st.global_params, instructions
         )

@@ -1,0 +1,25 @@
+"""The same config and seed give the same ledger rows as before the architecture step
+(commit 59fa7ba), outside the columns that come from the server's host-measured time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.golden.record import RUNS, record
+
+GOLDEN = Path(__file__).parent / "golden" / "ledger-59fa7ba.json"
+
+
+@pytest.fixture(scope="module")
+def now() -> dict[str, object]:
+    return json.loads(json.dumps(record(), sort_keys=True))
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_ledger_rows_equal_the_stored_golden_run(now: dict, name: str) -> None:
+    golden = json.loads(GOLDEN.read_text())
+    for table in ("rounds", "client_rounds"):
+        assert now[name][table] == golden[name][table], f"{name}.{table} differs"
