@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from greenfl.core.errors import ConfigError
-from greenfl.deploy.server import TlsFiles
+from greenfl.deploy.servicer import TlsFiles
 
 
 def read_token(path: Path | None) -> str | None:

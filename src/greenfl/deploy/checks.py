@@ -1,0 +1,120 @@
+"""Judging one client update in a deployment: its protocol, size, identity, payload (decoded
+with the run's codec) and the scalars beside it. Every failure is a ``rejected`` report with
+its reason for the ledger; nothing a client sends can raise past this module."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+
+from greenfl.clients.validate import (
+    check_delta,
+    check_message_size,
+    check_protocol,
+    check_report_fields,
+)
+from greenfl.compression import Codec
+from greenfl.core.errors import UpdateRejected
+from greenfl.core.messages import ClientReport
+from greenfl.core.params import ParamSpec
+from greenfl.deploy import greenfl_pb2 as pb
+from greenfl.deploy.sessions import Pending
+from greenfl.deploy.wire import encoded_from_pb, params_from_pb
+
+log = logging.getLogger("greenfl.serve")
+
+
+@dataclass(frozen=True)
+class UpdateRules:
+    """What an update must match: the run's codec and model, and the deployment's limits."""
+
+    codec: Codec
+    spec: ParamSpec
+    max_message_bytes: int
+    max_update_norm: float | None
+
+
+def judge_update(
+    req: pb.Update, size: int, cid: int, pending: Pending, rules: UpdateRules
+) -> ClientReport:
+    """The report for one update: completed, failed (the client said so) or rejected."""
+    fp = req.footprint
+    flops = finite_or(fp.flops, 0.0, low=0.0)
+    compute_s = finite_or(fp.compute_s, None, low=0.0)
+    energy_j = finite_or(fp.energy_j, None, low=0.0) if fp.HasField("energy_j") else None
+    loss = float(req.loss) if math.isfinite(req.loss) else float("nan")
+
+    def report(status: str, reason: str | None, delta: torch.Tensor | None) -> ClientReport:
+        return ClientReport(
+            client_id=cid,
+            status=status,
+            reason=reason,
+            delta=delta,
+            num_samples=pending.num_samples,
+            flops=flops,
+            loss=loss,
+            bytes_up=size,
+            bytes_down=pending.bytes_down,
+            measured_energy_j=energy_j,
+            measured_compute_s=compute_s,
+            # The client's meter modelled it (e.g. codecarbon from a TDP): say so.
+            energy_estimated=energy_j is not None and bool(fp.estimated),
+        )
+
+    if req.error:
+        reason = f"client error: {req.error[:300]}"
+        log.warning("client %d in round %d: %s", cid, pending.round_idx, reason)
+        return report("failed", reason, None)
+    try:
+        delta = check_update(req, size, cid, pending, rules)
+    except UpdateRejected as exc:
+        log.warning("rejected update of client %d in round %d: %s", cid, pending.round_idx, exc)
+        return report("rejected", str(exc), None)
+    return report("completed", None, delta)
+
+
+def check_update(
+    req: pb.Update, size: int, cid: int, p: Pending, rules: UpdateRules
+) -> torch.Tensor:
+    """The decoded delta of an update that passes every check, or UpdateRejected."""
+    check_protocol(req.protocol_version)
+    check_message_size(size, rules.max_message_bytes)
+    if req.client_id != cid or req.round != p.round_idx:
+        raise UpdateRejected(
+            f"update names client {req.client_id} round {req.round}, "
+            f"expected client {cid} round {p.round_idx}"
+        )
+    spec = rules.spec
+    kind = req.WhichOneof("delta")
+    if kind == "tensors":
+        if rules.codec.name != "identity":
+            raise UpdateRejected(
+                f"uncompressed tensors sent, but the run's codec is {rules.codec.name!r}"
+            )
+        delta = params_from_pb(req.tensors.tensors, spec)
+    elif kind == "encoded":
+        enc = encoded_from_pb(req.encoded)
+        if enc.codec != rules.codec.name:
+            raise UpdateRejected(
+                f"update encoded with {enc.codec!r}, the run's codec is {rules.codec.name!r}"
+            )
+        if enc.num_elements != spec.numel:
+            raise UpdateRejected(
+                f"encoded update has {enc.num_elements} elements, the model {spec.numel}"
+            )
+        delta = rules.codec.decode(enc)
+    else:
+        raise UpdateRejected("update carries no delta")
+    check_delta(delta, spec.numel, rules.max_update_norm)
+    check_report_fields(int(req.num_samples), p.num_samples, req.loss, req.footprint.flops)
+    return delta
+
+
+def finite_or(value: float, default: float | None, low: float) -> float | None:
+    """A client-reported number, or ``default`` where it is not finite or below ``low``:
+    a bad footprint figure must not put NaN into the ledger's sums."""
+    v = float(value)
+    return v if math.isfinite(v) and v >= low else default

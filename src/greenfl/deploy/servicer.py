@@ -1,0 +1,81 @@
+"""The gRPC face of a deployment: the servicer that hands each RPC to the transport, and
+the listening server with its limits and TLS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+
+from greenfl.core.errors import TransportError
+from greenfl.deploy import greenfl_pb2 as pb
+from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
+
+# gRPC's own cap sits above deploy.max_message_mb, so that a moderately oversized update
+# still reaches validation and is rejected with a logged reason in the ledger; beyond the
+# cap gRPC refuses the message itself (RESOURCE_EXHAUSTED) and the client reports an error.
+GRPC_CAP_FACTOR = 2
+GRPC_CAP_HEADROOM_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert_pem: bytes
+    key_pem: bytes
+
+
+class Federation(Protocol):
+    """What the servicer needs of the transport: one method per RPC."""
+
+    def join(self, req: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply: ...
+
+    def tasks(self, req: pb.TaskRequest, context: grpc.ServicerContext) -> Iterator[pb.Task]: ...
+
+    def submit(self, req: pb.Update, context: grpc.ServicerContext) -> pb.Ack: ...
+
+
+class Servicer(pb_grpc.FederationServicer):
+    def __init__(self, transport: Federation) -> None:
+        self.t = transport
+
+    def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:  # noqa: N802
+        return self.t.join(request, context)
+
+    def Tasks(self, request: pb.TaskRequest, context: grpc.ServicerContext) -> Iterator[pb.Task]:  # noqa: N802
+        return self.t.tasks(request, context)
+
+    def SubmitUpdate(self, request: pb.Update, context: grpc.ServicerContext) -> pb.Ack:  # noqa: N802
+        return self.t.submit(request, context)
+
+
+def listen(
+    address: str, servicer: Servicer, max_message_bytes: int, workers: int, tls: TlsFiles | None
+) -> tuple[grpc.Server, int]:
+    """A started gRPC server on ``address`` and its bound port (port 0: any free one)."""
+    cap = max_message_bytes * GRPC_CAP_FACTOR + GRPC_CAP_HEADROOM_BYTES
+    options = [
+        ("grpc.max_receive_message_length", cap),
+        ("grpc.max_send_message_length", cap),
+        ("grpc.so_reuseport", 0),  # never share a port with another server by accident
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+    pb_grpc.add_FederationServicer_to_server(servicer, server)
+    try:
+        if tls is not None:
+            creds = grpc.ssl_server_credentials([(tls.key_pem, tls.cert_pem)])
+            port = server.add_secure_port(address, creds)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise TransportError(f"cannot listen on {address}: {exc}") from None
+    if port == 0:
+        raise TransportError(f"cannot listen on {address}")
+    server.start()
+    return server, port
