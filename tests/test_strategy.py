@@ -99,3 +99,16 @@ def test_robust_aggregators_ignore_an_outlier() -> None:
     assert float(Median().aggregate(zero, ups)) == 1.0
     assert float(TrimmedMean(0.2).aggregate(zero, ups)) == 1.0
     assert float(FedAvg().aggregate(zero, ups)) > 1e5
+
+
+def test_median_matches_numpy_for_even_and_odd_counts() -> None:
+    import numpy as np
+
+    from greenfl.strategy.robust import Median
+
+    rng = np.random.default_rng(0)
+    for count in (4, 5):
+        deltas = rng.normal(size=(count, 7)).astype(np.float32)
+        ups = [ClientUpdate(i, torch.from_numpy(d), 1) for i, d in enumerate(deltas)]
+        got = Median().aggregate(torch.zeros(7), ups).numpy()
+        np.testing.assert_allclose(got, np.median(deltas, axis=0), rtol=1e-6, atol=1e-7)

@@ -18,7 +18,11 @@ class Median(StatelessStrategy):
         self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]
     ) -> torch.Tensor:
         stacked = torch.stack([u.delta for u in updates])
-        return global_params + stacked.median(dim=0).values
+        # torch.median takes the lower middle for an even count; the coordinate-wise
+        # median (numpy, Flower) averages the two middle values.
+        ordered = stacked.sort(dim=0).values
+        n = ordered.shape[0]
+        return global_params + (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
 
 
 class TrimmedMean(StatelessStrategy):
