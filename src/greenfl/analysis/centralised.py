@@ -18,9 +18,12 @@ as the federated ledger does."""
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -28,8 +31,9 @@ from torch import nn
 
 from greenfl.accounting.entries import EntryTable
 from greenfl.accounting.sources import intensity_sources, mean_intensity
-from greenfl.config import RunConfig
-from greenfl.core.errors import ConfigError
+from greenfl.analysis.centralised_result import CentralisedEstimate, save_estimate
+from greenfl.config import RunConfig, build_config
+from greenfl.core.errors import ConfigError, GreenflError
 from greenfl.core.params import get_flat
 from greenfl.data import load_dataset
 from greenfl.data.base import FederatedDataset
@@ -52,38 +56,6 @@ from greenfl.scheduling.clock import SimClock
 DEFAULT_SERVER_FLOPS_PER_S = 3.0e11
 
 Work = Literal["same-work", "to-accuracy"]
-
-
-@dataclass(frozen=True)
-class CentralisedEstimate:
-    work: str
-    work_flops: float
-    epochs: float  # passes over the pooled training set the work amounts to
-    server_flops_per_s: float
-    train_s: float
-    server_energy_j: float
-    server_ci_g_per_kwh: float
-    server_carbon_g: float
-    data_bytes: int
-    upload_energy_j: float
-    upload_operational_g: float
-    upload_embodied_g: float
-    reached_accuracy: float | None = None
-    assumptions: list[str] = field(default_factory=list)
-
-    @property
-    def energy_j(self) -> float:
-        return self.server_energy_j + self.upload_energy_j
-
-    @property
-    def carbon_g(self) -> float:
-        return self.server_carbon_g + self.upload_operational_g + self.upload_embodied_g
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["energy_j"] = self.energy_j
-        d["carbon_g"] = self.carbon_g
-        return d
 
 
 def sample_bytes(dataset: FederatedDataset) -> int:
@@ -240,3 +212,54 @@ def estimate_centralised(
         reached_accuracy=reached,
         assumptions=assumptions,
     )
+
+
+def fl_work_flops(conn: sqlite3.Connection) -> float:
+    """FLOPs of the updates a federated run aggregated, from its ledger."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(flops), 0) FROM client_rounds WHERE status = 'completed'"
+    ).fetchone()
+    return float(row[0])
+
+
+def estimate_for_run(
+    run_dir: Path,
+    work: Work = "same-work",
+    server_flops_per_s: float = DEFAULT_SERVER_FLOPS_PER_S,
+    max_epochs: int = 200,
+) -> CentralisedEstimate:
+    """The centralised estimate beside the run in ``run_dir``: its config, fleet, the FLOPs
+    of its aggregated updates and its final accuracy, all read from its ledger."""
+    from greenfl.fleet.catalog import parse_fleet
+    from greenfl.ledger.summary import summarize
+
+    path = Path(run_dir) / "ledger.sqlite"
+    if not path.is_file():
+        raise GreenflError(f"no ledger at {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        config_json, fleet_json = conn.execute(
+            "SELECT config_json, fleet_json FROM runs WHERE run_id = 1"
+        ).fetchone()
+        work_flops = fl_work_flops(conn)
+        final_accuracy = summarize(conn, None, 0.0)["final_accuracy"]
+    except (sqlite3.DatabaseError, TypeError) as exc:
+        raise GreenflError(f"{path}: not a greenfl ledger ({exc})") from None
+    finally:
+        conn.close()
+    fleet = json.loads(fleet_json)
+    raw = {k: v for k, v in fleet.items() if k != "path"}
+    return estimate_centralised(
+        build_config(json.loads(config_json)),
+        parse_fleet(raw, str(fleet.get("path", "ledger fleet_json"))),
+        fl_work_flops=work_flops,
+        fl_final_accuracy=final_accuracy,
+        work=work,
+        server_flops_per_s=server_flops_per_s,
+        max_epochs=max_epochs,
+    )
+
+
+def write_estimate_for_run(run_dir: Path) -> Path:
+    """centralised.json in ``run_dir`` (same-work): what the run's report shows."""
+    return save_estimate(Path(run_dir), estimate_for_run(Path(run_dir)))

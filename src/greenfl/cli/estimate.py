@@ -53,14 +53,15 @@ def centralised_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Estimate training the same model on the same data in the FL server's datacentre."""
-    from greenfl.analysis.centralised import DEFAULT_SERVER_FLOPS_PER_S, estimate_centralised
+    from greenfl.analysis.centralised import (
+        DEFAULT_SERVER_FLOPS_PER_S,
+        estimate_centralised,
+        estimate_for_run,
+    )
+    from greenfl.analysis.centralised_result import save_estimate
     from greenfl.config import load_config
     from greenfl.fleet.catalog import load_fleet
-    from greenfl.report.centralised_view import (
-        comparison_rows,
-        estimate_for_run,
-        save_estimate,
-    )
+    from greenfl.report.centralised_view import comparison_rows
     from greenfl.report.run_data import open_run
 
     if work not in ("same-work", "to-accuracy"):
@@ -71,7 +72,7 @@ def centralised_cmd(
         if config is not None or set_:
             raise ConfigError("--run uses that run's own config; leave out CONFIG and --set")
         with open_run(run) as rd:
-            est = estimate_for_run(rd, work, flops_s)  # type: ignore[arg-type]
+            est = estimate_for_run(Path(run), work, flops_s)  # type: ignore[arg-type]
             summary = rd.summary
         saved = save_estimate(Path(run), est)
     else:

@@ -17,7 +17,7 @@ from greenfl.clients.validate import (
     check_report_fields,
 )
 from greenfl.compression import Codec
-from greenfl.core.errors import UpdateRejected
+from greenfl.core.errors import ConfigError, UpdateRejected
 from greenfl.core.messages import ClientReport
 from greenfl.core.params import ParamSpec
 from greenfl.deploy import greenfl_pb2 as pb
@@ -118,3 +118,13 @@ def finite_or(value: float, default: float | None, low: float) -> float | None:
     a bad footprint figure must not put NaN into the ledger's sums."""
     v = float(value)
     return v if math.isfinite(v) and v >= low else default
+
+
+def check_message_limit(numel: int, max_message_bytes: int) -> None:
+    """A task carries the whole model: refuse a limit it cannot fit in, before serving."""
+    task_bytes = 4 * numel + 64 * 1024
+    if task_bytes > max_message_bytes:
+        raise ConfigError(
+            f"deploy.max_message_mb = {max_message_bytes / 1e6:g} is too small for "
+            f"the model's {numel} parameters (~{task_bytes / 1e6:.3g} MB per message)"
+        )

@@ -3,6 +3,8 @@ withdrawal of their tasks."""
 
 from __future__ import annotations
 
+import time
+
 from greenfl.clients.validate import PROTOCOL_VERSION
 from greenfl.core.messages import ClientReport
 from greenfl.deploy import greenfl_pb2 as pb
@@ -59,3 +61,37 @@ def failed_report(cid: int, num_samples: int, bytes_down: int, reason: str) -> C
         bytes_up=0,
         bytes_down=bytes_down,
     )
+
+
+def next_task(sess: Session, pending: Pending | None, shutdown: str | None) -> pb.Task:
+    """(lock held) What a client's stream sends next: its queued task (a FIT task's
+    delivery time is noted, for a straggler's worked time), the end of the run, or a
+    keep-alive."""
+    if sess.queue:
+        task = sess.queue.popleft()
+        if task.kind == pb.Task.FIT and pending is not None and pending.task_id == task.task_id:
+            pending.delivered_at = time.monotonic()
+        return task
+    if shutdown is not None:
+        return pb.Task(kind=pb.Task.SHUTDOWN, protocol_version=PROTOCOL_VERSION, reason=shutdown)
+    return pb.Task(kind=pb.Task.KEEPALIVE, protocol_version=PROTOCOL_VERSION)
+
+
+def late_reason(open_task: Pending | None, last_round: Pending | None, req: pb.Update) -> str:
+    """(lock held) Why an update has no open task: e.g. its round closed without it."""
+    for p in (open_task, last_round):
+        if p is not None and p.task_id == req.task_id and p.report is not None:
+            return f"too late: round {p.round_idx} closed ({p.report.reason or 'done'})"
+    return "no open task with this id"
+
+
+def accepted_updates(pending: dict[int, Pending]) -> int:
+    """(lock held) Updates of the open round that passed validation."""
+    return sum(p.report is not None and p.report.status == "completed" for p in pending.values())
+
+
+def round_closes(pending: dict[int, Pending], target: int) -> bool:
+    """(lock held) Enough updates accepted, or nobody left to wait for."""
+    if accepted_updates(pending) >= target:
+        return True
+    return all(p.report is not None for p in pending.values())

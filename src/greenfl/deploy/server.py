@@ -7,9 +7,8 @@ waits for the updates until the round's target of accepted updates is in (the lo
 ``clients_per_round``: with over-selection the round closes early, and the late clients'
 tasks are withdrawn with a CANCEL and reported as ``straggler``s), every client answered
 or disconnected, or the round timed out.
-A client that disconnects or times out becomes a ``failed`` report; an update that fails
-validation becomes ``rejected``, with its reason. The loop's accounting turns those into
-ledger rows like any other client's, so nothing past this seam knows it was gRPC.
+A client that disconnects or times out is ``failed``; an update that fails validation is
+``rejected`` with its reason: ledger rows like any other, so nothing past this seam knows.
 
 Threads: gRPC runs each call on its own worker thread (a connected client holds one for its
 stream); the round loop calls ``available_clients``/``fit`` from its own thread. All shared
@@ -33,14 +32,22 @@ from greenfl.clients.validate import (
 )
 from greenfl.compression import Codec
 from greenfl.config import RunConfig
-from greenfl.core.errors import ConfigError, TransportError
+from greenfl.core.errors import TransportError
 from greenfl.core.messages import ClientReport, FitInstructions
 from greenfl.core.params import ParamSpec
 from greenfl.deploy import greenfl_pb2 as pb
-from greenfl.deploy.checks import UpdateRules, judge_update
-from greenfl.deploy.rounds import cancel_task, failed_report, withdrawn_report
+from greenfl.deploy.checks import UpdateRules, check_message_limit, judge_update
+from greenfl.deploy.rounds import (
+    accepted_updates,
+    cancel_task,
+    failed_report,
+    late_reason,
+    round_closes,
+    withdrawn_report,
+)
 from greenfl.deploy.servicer import Servicer, TlsFiles, listen
-from greenfl.deploy.sessions import Pending, Refusal, Session, admit, assign_device
+from greenfl.deploy.sessions import Pending, Refusal, Session, admit, apply_joins
+from greenfl.deploy.stream import stream_tasks
 from greenfl.deploy.wire import instructions_to_pb, params_to_pb
 from greenfl.fleet.population import Population
 
@@ -86,7 +93,6 @@ class GrpcTransport:
         self.server: grpc.Server | None = None
         self.port: int | None = None
 
-    # ---- lifecycle ------------------------------------------------------------------
     def start(
         self,
         population: Population,
@@ -100,12 +106,7 @@ class GrpcTransport:
         self.spec = spec
         self.model_input = model_input
         self._partition_sizes = population.num_samples.copy()
-        task_bytes = 4 * spec.numel + 64 * 1024
-        if task_bytes > self.max_message_bytes:
-            raise ConfigError(
-                f"deploy.max_message_mb = {self.cfg.deploy.max_message_mb:g} is too small for "
-                f"the model's {spec.numel} parameters (~{task_bytes / MB:.3g} MB per message)"
-            )
+        check_message_limit(spec.numel, self.max_message_bytes)
         # One worker thread per connected client (its Tasks stream) plus room for calls.
         workers = min(population.size, 4096) + 16
         server, port = listen(
@@ -136,10 +137,6 @@ class GrpcTransport:
         self.stop()
 
     # ---- the round loop's side ------------------------------------------------------
-    def connected(self) -> list[int]:
-        with self._cond:
-            return sorted(cid for cid, s in self._by_client.items() if s.open)
-
     def available_clients(self) -> np.ndarray:
         """The clients connected now: the loop selects only among them. Before the first
         round this waits for ``deploy.min_clients``, later for at least one."""
@@ -162,15 +159,9 @@ class GrpcTransport:
                     log.info("waiting for %d connected clients (have %d)", need, len(ids))
                     announced = True
                 self._cond.wait(min(left, 1.0))
-            # Device changes are applied here, in the loop's thread, so the accounting of a
-            # round never sees a client's profile change under it.
-            for cid, device in self._device_overrides.items():
-                assign_device(self._pop, cid, device)
-            self._device_overrides.clear()
-            # A client with its own data weighs (and is estimated) by its declared size.
-            for cid, n in self._sample_overrides.items():
-                self._pop.num_samples[cid] = n
-            self._sample_overrides.clear()
+            # Applied here, in the loop's thread, so the accounting of a round never sees a
+            # client's profile change under it.
+            apply_joins(self._pop, self._device_overrides, self._sample_overrides)
             self._started_rounds = True
         return np.asarray(ids, dtype=np.int64)
 
@@ -225,13 +216,13 @@ class GrpcTransport:
             self._cond.notify_all()
             start = time.monotonic()
             deadline = start + self.round_timeout_s
-            while not self._round_closes(target):
+            while not round_closes(self._pending, target):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
             closed = time.monotonic()
-            accepted = self._accepted()
+            accepted = accepted_updates(self._pending)
             for cid, p in self._pending.items():
                 if p.report is None:
                     if accepted >= target:
@@ -256,17 +247,6 @@ class GrpcTransport:
                 sum(r.status == "straggler" for r in reports.values()),
             )
         return [reports[cid] for cid in cohort]
-
-    def _accepted(self) -> int:
-        """(lock held) Updates of the open round that passed validation."""
-        return sum(p.report is not None and p.report.status == "completed"
-                   for p in self._pending.values())  # fmt: skip
-
-    def _round_closes(self, target: int) -> bool:
-        """(lock held) Enough updates accepted, or nobody left to wait for."""
-        if self._accepted() >= target:
-            return True
-        return all(p.report is not None for p in self._pending.values())
 
     def _expected_samples(self, sess: Session) -> int:
         if sess.num_samples > 0:
@@ -328,38 +308,14 @@ class GrpcTransport:
         if sess is None:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown session; join again")
         context.add_callback(lambda: self._stream_closed(sess, gen))
-        keepalive_s = self.cfg.deploy.keepalive_s
-        while True:
-            with self._cond:
-                wake = time.monotonic() + keepalive_s
-                while (
-                    not sess.queue
-                    and self._shutdown is None
-                    and sess.stream_gen == gen
-                    and context.is_active()
-                ):
-                    left = wake - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(min(left, 1.0))
-                if sess.stream_gen != gen or not context.is_active():
-                    return
-                if sess.queue:
-                    task = sess.queue.popleft()
-                    p = self._pending.get(sess.client_id)
-                    if task.kind == pb.Task.FIT and p is not None and p.task_id == task.task_id:
-                        p.delivered_at = time.monotonic()
-                elif self._shutdown is not None:
-                    task = pb.Task(
-                        kind=pb.Task.SHUTDOWN,
-                        protocol_version=PROTOCOL_VERSION,
-                        reason=self._shutdown,
-                    )
-                else:
-                    task = pb.Task(kind=pb.Task.KEEPALIVE, protocol_version=PROTOCOL_VERSION)
-            yield task
-            if task.kind == pb.Task.SHUTDOWN:
-                return
+        return stream_tasks(
+            self._cond,
+            sess,
+            gen,
+            context,
+            self.cfg.deploy.keepalive_s,
+            lambda: (self._pending.get(sess.client_id), self._shutdown),
+        )
 
     def submit(self, req: pb.Update, context: grpc.ServicerContext) -> pb.Ack:
         size = req.ByteSize()
@@ -374,22 +330,27 @@ class GrpcTransport:
                 or pending.task_id != req.task_id
                 or pending.session_id != sess.session_id
             ):
-                return pb.Ack(accepted=False, reason=self._late_reason(sess.client_id, req))
+                return pb.Ack(
+                    accepted=False,
+                    reason=late_reason(
+                        self._pending.get(sess.client_id), self._closed.get(sess.client_id), req
+                    ),
+                )
         report = judge_update(req, size, sess.client_id, pending, self._rules)
         with self._cond:
             if self._pending.get(sess.client_id) is not pending or pending.report is not None:
-                return pb.Ack(accepted=False, reason=self._late_reason(sess.client_id, req))
+                return pb.Ack(
+                    accepted=False,
+                    reason=late_reason(
+                        self._pending.get(sess.client_id), self._closed.get(sess.client_id), req
+                    ),
+                )
             pending.report = report
             self._cond.notify_all()
         return pb.Ack(accepted=report.status == "completed", reason=report.reason or "")
 
-    # ---- helpers --------------------------------------------------------------------
-    def _late_reason(self, cid: int, req: pb.Update) -> str:
-        """(lock held) Why an update has no open task: e.g. its round closed without it."""
-        for p in (self._pending.get(cid), self._closed.get(cid)):
-            if p is not None and p.task_id == req.task_id and p.report is not None:
-                return f"too late: round {p.round_idx} closed ({p.report.reason or 'done'})"
-        return "no open task with this id"
+    def _late(self, cid: int, req: pb.Update) -> str:
+        return late_reason(self._pending.get(cid), self._closed.get(cid), req)
 
     @property
     def _pop(self) -> Population:

@@ -116,3 +116,17 @@ def admit(
             f"{local_n} local samples",
         )
     return device, local_n
+
+
+def apply_joins(
+    pop: Population, device_overrides: dict[int, str], sample_overrides: dict[int, int]
+) -> None:
+    """The joins since the last round, into the population (and cleared): a client that
+    named its device is accounted as it, and one with its own data weighs (and is
+    estimated) by its declared size."""
+    for cid, device in device_overrides.items():
+        assign_device(pop, cid, device)
+    device_overrides.clear()
+    for cid, n in sample_overrides.items():
+        pop.num_samples[cid] = n
+    sample_overrides.clear()

@@ -2,51 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from html import escape
-from pathlib import Path
 from typing import Any
 
-from greenfl.analysis.centralised import (
-    DEFAULT_SERVER_FLOPS_PER_S,
-    CentralisedEstimate,
-    Work,
-    estimate_centralised,
-)
-from greenfl.config import build_config
-from greenfl.core.errors import GreenflError
-from greenfl.report.fleet_view import fleet_from_json
+from greenfl.analysis.centralised_result import CentralisedEstimate, load_estimate
 from greenfl.report.headline import format_carbon, format_duration, format_energy
 from greenfl.report.run_data import RunData
-
-ESTIMATE_FILE = "centralised.json"
-
-
-def fl_work_flops(run: RunData) -> float:
-    """FLOPs of the updates the federated run aggregated."""
-    row = run.conn.execute(
-        "SELECT COALESCE(SUM(flops), 0) FROM client_rounds WHERE status = 'completed'"
-    ).fetchone()
-    return float(row[0])
-
-
-def estimate_for_run(
-    run: RunData,
-    work: Work = "same-work",
-    server_flops_per_s: float = DEFAULT_SERVER_FLOPS_PER_S,
-    max_epochs: int = 200,
-) -> CentralisedEstimate:
-    cfg = build_config(run.config)
-    return estimate_centralised(
-        cfg,
-        fleet_from_json(run.fleet),
-        fl_work_flops=fl_work_flops(run),
-        fl_final_accuracy=run.summary.get("final_accuracy"),
-        work=work,
-        server_flops_per_s=server_flops_per_s,
-        max_epochs=max_epochs,
-    )
 
 
 def comparison_rows(
@@ -93,35 +55,18 @@ def comparison_rows(
     ]
 
 
-def save_estimate(run_dir: Path, est: CentralisedEstimate) -> Path:
-    dest = run_dir / ESTIMATE_FILE
-    dest.write_text(json.dumps(est.to_dict(), indent=2) + "\n")
-    return dest
-
-
-def load_saved(run: RunData) -> CentralisedEstimate | None:
-    p = run.path / ESTIMATE_FILE
-    if not p.is_file():
-        return None
-    try:
-        d = json.loads(p.read_text())
-        d.pop("energy_j", None)
-        d.pop("carbon_g", None)
-        return CentralisedEstimate(**d)
-    except (json.JSONDecodeError, TypeError):
-        return None  # an old or hand-edited file: estimate afresh
-
-
 def centralised_section(run: RunData) -> tuple[str, str, str] | None:
-    """Report section: a saved estimate (greenfl estimate centralised --run) or a fresh
-    same-work one."""
-    try:
-        est = load_saved(run) or estimate_for_run(run)
-    except GreenflError as exc:
+    """Report section from the estimate saved beside the run (``greenfl run`` writes one;
+    ``greenfl estimate centralised --run DIR`` writes another kind). The report never
+    computes it: it reads the ledger and analysis files only."""
+    est = load_estimate(run.path)
+    if est is None:
         return (
             "centralised",
             "Federated vs centralised",
-            f"<p>Not available: {escape(str(exc))}</p>",
+            "<p>No estimate saved beside this run: "
+            f"<code>greenfl estimate centralised --run {escape(str(run.path))}</code> "
+            "writes one.</p>",
         )
     rows = comparison_rows(est, run.summary)
     body_rows = "".join(
