@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from greenfl.core.errors import MeterError
-from greenfl.footprint.codecarbon_meter import CodecarbonMeter, codecarbon_installed
+from greenfl.footprint import codecarbon_meter
 from greenfl.footprint.measurement import Measurement, Meter
 
 POWERCAP = Path("/sys/class/powercap")
@@ -98,12 +98,16 @@ def make_meter(name: str, root: Path = POWERCAP) -> Meter:
             )
         return rapl
     if name == "codecarbon":
-        return CodecarbonMeter.create()
+        return codecarbon_meter.CodecarbonMeter.create()
     if name == "auto":
         rapl = RaplMeter.discover(root)
         if rapl is not None:
             return rapl
-        return CodecarbonMeter.create() if codecarbon_installed() else NullMeter()
+        return (
+            codecarbon_meter.CodecarbonMeter.create()
+            if codecarbon_meter.codecarbon_installed()
+            else NullMeter()
+        )
     raise MeterError(f"--meter {name!r}: choose one of {', '.join(METER_NAMES)}")
 
 
