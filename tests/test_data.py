@@ -3,9 +3,9 @@ import pytest
 
 from greenfl.config import build_config
 from greenfl.core.errors import DataError
-from greenfl.data import load_dataset
 from greenfl.data.partition import dirichlet, iid, shard
 from greenfl.data.synthetic import SyntheticDataset
+from greenfl.factories import dataset_for
 
 LABELS = np.repeat(np.arange(10), 100)
 
@@ -59,7 +59,7 @@ def test_too_many_clients_is_a_data_error() -> None:
 
 
 def test_digits_has_held_out_test_split() -> None:
-    ds = load_dataset(build_config({}).data, 0)
+    ds = dataset_for(build_config({}).data, 0)
     x_test, y_test = ds.test_data()
     assert len(y_test) == 360 and ds.client_sizes().sum() == 1797 - 360
     x, y = ds.client_data(0)

@@ -148,10 +148,10 @@ def test_export_partition_writes_what_join_reads(tmp_path: Path) -> None:
                  "--out", str(out)])  # fmt: skip
     assert code == 0
     from greenfl.config import load_config
-    from greenfl.data import load_dataset
+    from greenfl.factories import dataset_for
 
     cfg = load_config(None, ["data.num_clients=10"])
-    x, y = load_dataset(cfg.data, cfg.seed).client_data(3)
+    x, y = dataset_for(cfg.data, cfg.seed).client_data(3)
     ds = LocalDirDataset.load(out).for_model((64,), 10)
     cx, cy = ds.client_data(0)
     assert torch.equal(cx, x) and torch.equal(cy, y)

@@ -7,6 +7,7 @@ import pytest
 
 import greenfl
 from greenfl.config import RunConfig, SelectionConfig
+from greenfl.factories import selector_for
 from greenfl.fleet import Population, load_fleet
 from greenfl.ledger import read_ledger
 from greenfl.selection import (
@@ -15,7 +16,6 @@ from greenfl.selection import (
     RandomSelector,
     SelectionContext,
     jain_index,
-    make_selector,
 )
 from tests.fleets import write_fleet
 
@@ -176,7 +176,7 @@ def test_oort_explores_unseen_and_penalises_slow_clients() -> None:
 
 
 def test_make_selector_wraps_with_the_guard() -> None:
-    s = make_selector(SelectionConfig(name="carbon", fairness="jain", jain_floor=0.7))
+    s = selector_for(SelectionConfig(name="carbon", fairness="jain", jain_floor=0.7))
     assert isinstance(s, FairnessGuard) and s.needs_estimates and s.name == "carbon+jain"
-    assert not make_selector(SelectionConfig()).needs_estimates
-    assert isinstance(make_selector(SelectionConfig()), RandomSelector)
+    assert not selector_for(SelectionConfig()).needs_estimates
+    assert isinstance(selector_for(SelectionConfig()), RandomSelector)

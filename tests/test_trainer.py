@@ -4,12 +4,12 @@ from greenfl.clients.trainer import SequentialTrainer
 from greenfl.config import build_config
 from greenfl.core.messages import FitInstructions
 from greenfl.core.params import get_flat
-from greenfl.data import load_dataset
+from greenfl.factories import dataset_for
 from greenfl.models import build_model
 
 
 def test_local_training_never_writes_into_the_global_vector() -> None:
-    ds = load_dataset(build_config({"data": {"num_clients": 10}}).data, 0)
+    ds = dataset_for(build_config({"data": {"num_clients": 10}}).data, 0)
     model = build_model("mlp", (64,), 10, [64])
     global_params = get_flat(model)
     before = global_params.clone()

@@ -18,16 +18,15 @@ from greenfl.config import RunConfig, build_config
 from greenfl.core.errors import ConfigError
 from greenfl.core.messages import FitInstructions
 from greenfl.core.params import get_flat
-from greenfl.data import load_dataset
 from greenfl.data.base import FederatedDataset
-from greenfl.factories import build_model_for, trainer_for
+from greenfl.factories import build_model_for, dataset_for, trainer_for
 from greenfl.ledger import read_ledger
 
 
 def _synthetic(num_clients: int = 60) -> tuple[FederatedDataset, nn.Module]:
     # Synthetic(1,1) client sizes are lognormal (5..444 samples): unequal sizes and steps.
     cfg = build_config({"data": {"dataset": "synthetic", "num_clients": num_clients}})
-    ds = load_dataset(cfg.data, 3)
+    ds = dataset_for(cfg.data, 3)
     return ds, build_model_for(cfg, ds)
 
 
@@ -96,7 +95,7 @@ def test_cnn_through_vmap_matches_and_chunks() -> None:
             "train": {"clients_per_round": 3},
         }
     )
-    ds = load_dataset(cfg.data, 0)
+    ds = dataset_for(cfg.data, 0)
     model = build_model_for(cfg, ds)
     assert unsupported_reason(model) is None
     # a tiny memory budget forces one client per chunk

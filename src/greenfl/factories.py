@@ -7,11 +7,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from greenfl import data, selection, strategy
 from greenfl.clients.trainer import ClientTrainer
 from greenfl.compression import Codec, make_codec
-from greenfl.config import CompressionConfig, RunConfig
+from greenfl.config import (
+    CompressionConfig,
+    DataConfig,
+    RunConfig,
+    SelectionConfig,
+    StrategyConfig,
+)
 from greenfl.data.base import FederatedDataset
 from greenfl.models import build_model
+from greenfl.selection import ClientSelector, FairnessGuard
+from greenfl.strategy import Strategy
 
 
 def codec_for(cfg: CompressionConfig) -> Codec:
@@ -37,3 +46,62 @@ def trainer_for(cfg: RunConfig, model: nn.Module) -> ClientTrainer:
 def build_model_for(cfg: RunConfig, dataset: FederatedDataset) -> nn.Module:
     torch.manual_seed(cfg.seed)
     return build_model(cfg.model.name, dataset.input_shape, dataset.num_classes, cfg.model.hidden)
+
+
+def strategy_for(cfg: StrategyConfig) -> Strategy:
+    kwargs: dict[str, dict[str, float]] = {
+        "fedavgm": {"server_lr": cfg.server_lr, "server_momentum": cfg.server_momentum},
+        "fedprox": {"mu": cfg.mu},
+        "trimmed_mean": {"trim_fraction": cfg.trim_fraction},
+    }
+    opt = {"server_lr": cfg.server_lr, "beta1": cfg.beta1, "beta2": cfg.beta2, "tau": cfg.tau}
+    for name in ("fedadam", "fedyogi", "fedadagrad"):
+        kwargs[name] = opt
+    return strategy.make(cfg.name, **kwargs.get(cfg.name, {}))
+
+
+def selector_for(cfg: SelectionConfig) -> ClientSelector:
+    kwargs = {}
+    if cfg.name == "oort":
+        kwargs = {
+            "preferred_duration_s": cfg.preferred_duration_s,
+            "straggler_penalty": cfg.straggler_penalty,
+            "exploration": cfg.exploration,
+            "exploration_decay": cfg.exploration_decay,
+            "min_exploration": cfg.min_exploration,
+        }
+    chosen = selection.make(cfg.name, **kwargs)
+    if cfg.fairness != "none":
+        chosen = FairnessGuard(chosen, cfg.fairness, cfg.fairness_window, cfg.jain_floor)
+    return chosen
+
+
+def dataset_for(cfg: DataConfig, seed: int) -> FederatedDataset:
+    if cfg.dataset == "synthetic":
+        return data.make(
+            "synthetic",
+            num_clients=cfg.num_clients,
+            seed=seed,
+            alpha=cfg.synthetic_alpha,
+            beta=cfg.synthetic_beta,
+            mean_samples=cfg.samples_per_client,
+        )
+    if cfg.dataset == "images":
+        return data.make(
+            "images",
+            num_clients=cfg.num_clients,
+            partition=cfg.partition,
+            seed=seed,
+            samples_per_client=cfg.samples_per_client,
+            alpha=cfg.alpha,
+            classes_per_client=cfg.classes_per_client,
+        )
+    return data.make(
+        cfg.dataset,
+        num_clients=cfg.num_clients,
+        partition=cfg.partition,
+        seed=seed,
+        alpha=cfg.alpha,
+        classes_per_client=cfg.classes_per_client,
+        test_fraction=cfg.test_fraction,
+    )

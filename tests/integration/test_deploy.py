@@ -474,9 +474,9 @@ def test_a_client_trains_on_its_own_data_dir(tmp_path: Path, procs: Procs) -> No
     assert sorted((r, c) for r, c, *_ in got) == [(r, c) for r in (1, 2, 3) for c in (0, 1, 2)]
     assert {s for _, _, s, _ in got} == {"completed"}
     # FedAvg weighs client 2 by its local count; the others by their partitions.
-    from greenfl.data import load_dataset
+    from greenfl.factories import dataset_for
 
-    sizes = load_dataset(load_config(tmp_path / "c.toml").data, 3).client_sizes()
+    sizes = dataset_for(load_config(tmp_path / "c.toml").data, 3).client_sizes()
     assert all(n == (150 if c == 2 else sizes[c]) for _, c, _, n in got)
     own_rows = rows(
         db,

@@ -35,9 +35,8 @@ from greenfl.analysis.centralised_result import CentralisedEstimate, save_estima
 from greenfl.config import RunConfig, build_config
 from greenfl.core.errors import ConfigError, GreenflError
 from greenfl.core.params import get_flat
-from greenfl.data import load_dataset
 from greenfl.data.base import FederatedDataset
-from greenfl.factories import build_model_for
+from greenfl.factories import build_model_for, dataset_for
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population
 from greenfl.footprint.model import (
@@ -149,7 +148,7 @@ def estimate_centralised(
     round x local epochs x mean client samples)."""
     if server_flops_per_s <= 0:
         raise ConfigError("--server-flops-per-s must be > 0")
-    dataset = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
+    dataset = dataset if dataset is not None else dataset_for(cfg.data, cfg.seed)
     model = build_model_for(cfg, dataset)
     per_sample = training_flops_per_sample(
         model, dataset.input_shape, dataset.num_classes, cfg.train.batch_size

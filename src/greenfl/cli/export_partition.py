@@ -29,8 +29,8 @@ def register(app: typer.Typer) -> None:
         (the held-out set), for `greenfl join --data-dir DIR`."""
         from greenfl.config import load_config
         from greenfl.core.errors import ConfigError
-        from greenfl.data import load_dataset
         from greenfl.data.local_dir import write_local_dir
+        from greenfl.factories import dataset_for
 
         cfg = load_config(config, set_ or [])
         if client_id >= cfg.data.num_clients:
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
                 f"--client-id {client_id} is out of range 0..{cfg.data.num_clients - 1} "
                 f"(data.num_clients = {cfg.data.num_clients})"
             )
-        dataset = load_dataset(cfg.data, cfg.seed)
+        dataset = dataset_for(cfg.data, cfg.seed)
         x, y = dataset.client_data(client_id)
         xt, yt = dataset.test_data() if test else (None, None)
         write_local_dir(

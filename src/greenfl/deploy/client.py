@@ -33,7 +33,6 @@ from greenfl.config import RunConfig
 from greenfl.core.errors import GreenflError, TransportError, UpdateRejected
 from greenfl.core.messages import FitInstructions
 from greenfl.core.params import ParamSpec, get_flat
-from greenfl.data import load_dataset
 from greenfl.data.base import FederatedDataset
 from greenfl.data.local_dir import LocalDirDataset
 from greenfl.deploy import greenfl_pb2 as pb
@@ -44,7 +43,7 @@ from greenfl.deploy.wire import (
     params_from_pb,
     params_to_pb,
 )
-from greenfl.factories import build_model_for, codec_for
+from greenfl.factories import build_model_for, codec_for, dataset_for
 from greenfl.footprint.measurement import Meter
 from greenfl.footprint.meters import best_meter
 from greenfl.models import training_flops_per_sample
@@ -245,7 +244,7 @@ class FederatedClient:
             dataset = local
         else:
             # Demo and test deployments hold partition N of the configured dataset.
-            dataset = load_dataset(cfg.data, cfg.seed)
+            dataset = dataset_for(cfg.data, cfg.seed)
             x, y = dataset.client_data(self.opts.client_id)
         model = build_model_for(cfg, dataset)
         flops = training_flops_per_sample(

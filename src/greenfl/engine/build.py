@@ -15,20 +15,24 @@ from greenfl.clients.transport import ClientTransport
 from greenfl.clients.validate import ValidatingTransport
 from greenfl.config import RunConfig
 from greenfl.core.errors import ConfigError, GreenflError
-from greenfl.data import load_dataset
 from greenfl.data.base import FederatedDataset
 from greenfl.engine.loop import RoundLoop
 from greenfl.engine.records import Callback
 from greenfl.engine.resume import saved_state
 from greenfl.engine.tracking import tracking_callbacks
-from greenfl.factories import build_model_for, codec_for, trainer_for
+from greenfl.factories import (
+    build_model_for,
+    codec_for,
+    dataset_for,
+    selector_for,
+    strategy_for,
+    trainer_for,
+)
 from greenfl.fleet.catalog import load_fleet
 from greenfl.fleet.population import Population
 from greenfl.footprint.meters import best_meter
 from greenfl.ledger.writer import LedgerWriter
 from greenfl.models import training_flops_per_sample
-from greenfl.selection import make_selector
-from greenfl.strategy import make_strategy
 
 
 def build_loop(
@@ -46,7 +50,7 @@ def build_loop(
     An existing ledger in ``out_dir`` is an error unless ``overwrite``: no run is lost by
     accident. ``resume`` continues the run in ``out_dir`` from its last completed round."""
     trackers = tracking_callbacks(cfg.report)  # first: a missing library fails before any work
-    dataset = dataset if dataset is not None else load_dataset(cfg.data, cfg.seed)
+    dataset = dataset if dataset is not None else dataset_for(cfg.data, cfg.seed)
     if model is None:
         model = build_model_for(cfg, dataset)
     fleet = load_fleet(cfg.fleet.catalog)
@@ -95,8 +99,8 @@ def build_loop(
         dataset,
         fleet,
         population,
-        make_strategy(cfg.strategy),
-        make_selector(cfg.selection),
+        strategy_for(cfg.strategy),
+        selector_for(cfg.selection),
         transport,
         ledger,
         best_meter(),

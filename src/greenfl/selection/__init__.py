@@ -2,37 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
+from greenfl.core.errors import ConfigError
 from greenfl.selection.base import ClientSelector, SelectionContext
 from greenfl.selection.cost import CarbonSelector, EnergySelector
 from greenfl.selection.fairness import FairnessGuard, jain_index
 from greenfl.selection.oort import OortSelector
 from greenfl.selection.random import RandomSelector
 
-if TYPE_CHECKING:
-    from greenfl.config import SelectionConfig
-
-SELECTORS: dict[str, Callable[[SelectionConfig], ClientSelector]] = {
-    "random": lambda c: RandomSelector(),
-    "oort": lambda c: OortSelector(
-        c.preferred_duration_s,
-        c.straggler_penalty,
-        c.exploration,
-        c.exploration_decay,
-        c.min_exploration,
-    ),
-    "energy": lambda c: EnergySelector(),
-    "carbon": lambda c: CarbonSelector(),
+SELECTORS: dict[str, type[ClientSelector]] = {
+    "random": RandomSelector,
+    "oort": OortSelector,
+    "energy": EnergySelector,
+    "carbon": CarbonSelector,
 }
 
 
-def make_selector(cfg: SelectionConfig) -> ClientSelector:
-    selector = SELECTORS[cfg.name](cfg)
-    if cfg.fairness != "none":
-        selector = FairnessGuard(selector, cfg.fairness, cfg.fairness_window, cfg.jain_floor)
-    return selector
+def make(name: str, **kwargs: Any) -> ClientSelector:
+    """The selector registered as ``name``, built with its own keyword arguments."""
+    if name not in SELECTORS:
+        raise ConfigError(
+            f"unknown selector {name!r}; choose one of {', '.join(sorted(SELECTORS))}"
+        )
+    return SELECTORS[name](**kwargs)
 
 
 def needs_estimates(selector: ClientSelector) -> bool:
@@ -51,6 +44,6 @@ __all__ = [
     "RandomSelector",
     "SelectionContext",
     "jain_index",
-    "make_selector",
+    "make",
     "needs_estimates",
 ]

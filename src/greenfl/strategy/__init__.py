@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
+from greenfl.core.errors import ConfigError
 from greenfl.core.messages import ClientUpdate, FitInstructions
 from greenfl.strategy.base import Strategy, weighted_mean_delta
 from greenfl.strategy.fedavg import FedAvg
@@ -13,23 +13,25 @@ from greenfl.strategy.fedopt import FedAdagrad, FedAdam, FedYogi
 from greenfl.strategy.fedprox import FedProx
 from greenfl.strategy.robust import Median, TrimmedMean
 
-if TYPE_CHECKING:
-    from greenfl.config import StrategyConfig
-
-STRATEGIES: dict[str, Callable[[StrategyConfig], Strategy]] = {
-    "fedavg": lambda c: FedAvg(),
-    "fedavgm": lambda c: FedAvgM(c.server_lr, c.server_momentum),
-    "fedprox": lambda c: FedProx(c.mu),
-    "fedadam": lambda c: FedAdam(c.server_lr, c.beta1, c.beta2, c.tau),
-    "fedyogi": lambda c: FedYogi(c.server_lr, c.beta1, c.beta2, c.tau),
-    "fedadagrad": lambda c: FedAdagrad(c.server_lr, c.beta1, c.beta2, c.tau),
-    "median": lambda c: Median(),
-    "trimmed_mean": lambda c: TrimmedMean(c.trim_fraction),
+STRATEGIES: dict[str, type[Strategy]] = {
+    "fedavg": FedAvg,
+    "fedavgm": FedAvgM,
+    "fedprox": FedProx,
+    "fedadam": FedAdam,
+    "fedyogi": FedYogi,
+    "fedadagrad": FedAdagrad,
+    "median": Median,
+    "trimmed_mean": TrimmedMean,
 }
 
 
-def make_strategy(cfg: StrategyConfig) -> Strategy:
-    return STRATEGIES[cfg.name](cfg)
+def make(name: str, **kwargs: Any) -> Strategy:
+    """The strategy registered as ``name``, built with its own keyword arguments."""
+    if name not in STRATEGIES:
+        raise ConfigError(
+            f"unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}"
+        )
+    return STRATEGIES[name](**kwargs)
 
 
 __all__ = [
@@ -45,6 +47,6 @@ __all__ = [
     "Median",
     "Strategy",
     "TrimmedMean",
-    "make_strategy",
+    "make",
     "weighted_mean_delta",
 ]
