@@ -75,8 +75,11 @@ def write_report_after_run(cfg: RunConfig, out_dir: Path) -> Path | None:
     """report.html beside the ledger, unless ``report.html = false``."""
     if not cfg.report.html:
         return None
+    from greenfl.analysis.centralised import write_estimate_for_run
     from greenfl.report.html import write_run_report  # matplotlib loads only when needed
 
+    # The report reads the centralised comparison from the run folder, never computes it.
+    write_estimate_for_run(out_dir)
     return write_run_report(out_dir)
 
 
