@@ -4,7 +4,6 @@ nothing fetched), written next to the ledger as ``report.html``."""
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from html import escape
@@ -23,6 +22,7 @@ from greenfl.report.fleet_view import (
     intensity_curves,
 )
 from greenfl.report.headline import Metric, format_carbon, headline_metrics
+from greenfl.report.html_parts import fleet_html, num, table
 from greenfl.report.run_data import RunData, open_run
 from greenfl.report.tables import (
     STATUS_MEANING,
@@ -79,31 +79,6 @@ nav a { color: var(--ink); margin-right: 10px; }
 """
 
 Section = tuple[str, str, str]  # (id, title, inner html)
-
-
-def _num(v: float | int | None, digits: int = 4) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return "n/a" if not math.isfinite(v) else f"{v:.{digits}g}"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int]) -> str:
-    head = "".join(
-        f'<th class="num">{escape(h)}</th>' if i in numeric else f"<th>{escape(h)}</th>"
-        for i, h in enumerate(headers)
-    )
-    body = []
-    for row in rows:
-        cells = "".join(
-            f'<td class="num">{escape(str(c))}</td>'
-            if i in numeric
-            else f"<td>{escape(str(c))}</td>"
-            for i, c in enumerate(row)
-        )
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _figure(svg: str, caption: str) -> str:
@@ -196,11 +171,11 @@ def _participation_section(run: RunData) -> Section:
     by_device = participation(run.conn, "device", groups and groups["device"], num_clients)
     svg = plots.participation_figure(by_region, by_device)
     rows = [
-        (p.column, g.name, g.clients, g.selected, g.completed, g.not_aggregated, _num(g.jain, 3))
+        (p.column, g.name, g.clients, g.selected, g.completed, g.not_aggregated, num(g.jain, 3))
         for p in (by_region, by_device)
         for g in p.groups
     ]
-    table = _table(
+    group_table = table(
         ("grouped by", "group", "clients", "selected", "aggregated", "not aggregated", "Jain"),
         rows,
         {2, 3, 4, 5, 6},
@@ -209,12 +184,12 @@ def _participation_section(run: RunData) -> Section:
         f"<p class='lead'>Jain's fairness index of aggregated rounds over all "
         f"{by_region.num_clients} clients (never-selected clients count as zero): "
         f"<strong data-metric='jain_all' data-value='{by_region.jain_all!r}'>"
-        f"{_num(by_region.jain_all, 3)}</strong> (1 = everyone took part equally).</p>"
+        f"{num(by_region.jain_all, 3)}</strong> (1 = everyone took part equally).</p>"
     )
     body = (
         lead
         + _figure(svg, "Bars: rounds per client of each group; J = Jain's index within the group.")
-        + f"<details><summary>Participation table</summary>{table}</details>"
+        + f"<details><summary>Participation table</summary>{group_table}</details>"
     )
     return ("participation", "Participation per client group", body)
 
@@ -227,14 +202,14 @@ def _incidents_section(run: RunData) -> Section:
             "Stragglers, drops and rejections",
             "<p data-incidents='0'>Every selected client-round was aggregated.</p>",
         )
-    summary = _table(
+    summary = table(
         ("status", "reason", "client-rounds", "energy (J)", "carbon"),
         [
             (
                 k.status,
                 k.reason or STATUS_MEANING.get(k.status, "-"),
                 k.count,
-                _num(k.energy_j),
+                num(k.energy_j),
                 format_carbon(k.carbon_g),
             )
             for k in kinds
@@ -242,7 +217,7 @@ def _incidents_section(run: RunData) -> Section:
         {2, 3, 4},
     )
     rows, total = incidents(run.conn, INCIDENT_ROWS)
-    detail = _table(
+    detail = table(
         (
             "round",
             "client",
@@ -264,8 +239,8 @@ def _incidents_section(run: RunData) -> Section:
                 r["region"],
                 r["status"],
                 r["reason"] or STATUS_MEANING.get(str(r["status"]), "-"),
-                _num(r["active_s"]),
-                _num(r["energy_j"]),
+                num(r["active_s"]),
+                num(r["energy_j"]),
                 format_carbon(r["carbon_g"]),
             )  # type: ignore[arg-type]
             for r in rows
@@ -283,112 +258,13 @@ def _incidents_section(run: RunData) -> Section:
     return ("incidents", "Stragglers, drops and rejections", body)
 
 
-def _fleet_html(fleet: dict[str, Any]) -> str:
-    parts = []
-    devs = fleet.get("device", [])
-    parts.append(
-        "<h4>Devices</h4>"
-        + _table(
-            (
-                "name",
-                "FLOP/s",
-                "active W",
-                "idle W",
-                "embodied kg",
-                "lifetime y",
-                "active share",
-                "source",
-            ),
-            [
-                (
-                    d["name"],
-                    _num(d["flops_per_s"], 3),
-                    d["active_power_w"],
-                    d["idle_power_w"],
-                    d["embodied_kg"],
-                    d["lifetime_years"],
-                    d["active_share"],
-                    d["source"],
-                )
-                for d in devs
-            ],
-            {1, 2, 3, 4, 5, 6},
-        )
-    )
-    parts.append(
-        "<h4>Networks</h4>"
-        + _table(
-            ("name", "up Mbit/s", "down Mbit/s", "radio W", "kWh/GB", "source"),
-            [
-                (
-                    n["name"],
-                    n["up_mbps"],
-                    n["down_mbps"],
-                    n["radio_power_w"],
-                    n["network_kwh_per_gb"],
-                    n["source"],
-                )
-                for n in fleet.get("network", [])
-            ],
-            {1, 2, 3, 4},
-        )
-    )
-    parts.append(
-        "<h4>Grid regions</h4>"
-        + _table(
-            ("name", "label", "gCO2e/kWh (annual)", "UTC offset h", "curve", "source"),
-            [
-                (
-                    r["name"],
-                    r.get("label", ""),
-                    r["ci_g_per_kwh"],
-                    r.get("utc_offset_h", 0),
-                    "trace" if r.get("trace") else ("hourly" if r.get("hourly") else "annual"),
-                    r["source"],
-                )
-                for r in fleet.get("region", [])
-            ],
-            {2, 3},
-        )
-    )
-    srv = fleet.get("server", {})
-    parts.append(
-        "<h4>Server</h4>"
-        + _table(
-            ("power W", "idle W", "PUE", "region", "source"),
-            [
-                (
-                    srv.get("power_w"),
-                    srv.get("idle_power_w"),
-                    srv.get("pue"),
-                    srv.get("region"),
-                    srv.get("source"),
-                )
-            ],
-            {0, 1, 2},
-        )
-    )
-    parts.append(
-        "<h4>Population</h4>"
-        + _table(
-            ("device", "network", "region", "target", "share"),
-            [
-                (p["device"], p["network"], p["region"], p.get("target") or "-", p["share"])
-                for p in fleet.get("population", [])
-            ],
-            {4},
-        )
-    )
-    return "".join(parts)
-
-
 def _config_section(run: RunData) -> Section:
     cfg = escape(json.dumps(run.config, indent=2, sort_keys=True))
     body = (
         "<details><summary>Resolved config</summary>"
         f"<pre data-config>{cfg}</pre></details>"
         f"<details><summary>Fleet: {escape(str(run.fleet.get('path', '')))}</summary>"
-        f"{_fleet_html(run.fleet)}</details>"
+        f"{fleet_html(run.fleet)}</details>"
     )
     return ("config", "Config and fleet", body)
 
