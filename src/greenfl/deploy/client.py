@@ -24,29 +24,22 @@ from dataclasses import dataclass, field
 
 import grpc
 import torch
-from pydantic import ValidationError
 
 from greenfl.clients.trainer import client_seed, train_one
 from greenfl.clients.validate import PROTOCOL_VERSION
-from greenfl.compression import Codec
-from greenfl.config import RunConfig
 from greenfl.core.errors import GreenflError, TransportError, UpdateRejected
-from greenfl.core.messages import FitInstructions
-from greenfl.core.params import ParamSpec, get_flat
-from greenfl.data.base import FederatedDataset
 from greenfl.data.local_dir import LocalDirDataset
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
+from greenfl.deploy.client_local import Local, build_local
 from greenfl.deploy.wire import (
     encoded_to_pb,
     instructions_from_pb,
     params_from_pb,
     params_to_pb,
 )
-from greenfl.factories import build_model_for, codec_for, dataset_for
 from greenfl.footprint.measurement import Meter
 from greenfl.footprint.meters import best_meter
-from greenfl.models import training_flops_per_sample
 from greenfl.models.evaluate import evaluate
 
 log = logging.getLogger("greenfl.join")
@@ -91,20 +84,6 @@ class ClientStats:
     history: list[dict[str, object]] = field(default_factory=list)
 
 
-@dataclass
-class _Local:
-    """What a client builds once from the server's config: its data, model and codec."""
-
-    cfg: RunConfig
-    x: torch.Tensor
-    y: torch.Tensor
-    model: torch.nn.Module
-    spec: ParamSpec
-    codec: Codec
-    flops_per_sample: float
-    test: tuple[torch.Tensor, torch.Tensor] | None = None  # local held-out data, if any
-
-
 class _Lost(Exception):
     """The server went away; reconnect."""
 
@@ -129,7 +108,7 @@ class FederatedClient:
         self.on_round = on_round
         self.data = data
         self.stats = ClientStats()
-        self._local: _Local | None = None
+        self._local: Local | None = None
         self._config_json = ""
         self._device = opts.device
         # The task being trained and the tasks the server withdrew; the stream reader
@@ -205,7 +184,7 @@ class FederatedClient:
             timeout=min(30.0, self.opts.retry_for_s),
         )
         if reply.config_json != self._config_json:
-            self._local = self._build_local(reply)
+            self._local = build_local(reply, self.data, self.opts.client_id)
             self._config_json = reply.config_json
         log.info(
             "joined %s as client %d (device %s)",
@@ -215,48 +194,6 @@ class FederatedClient:
         )
         self._device = reply.device
         return reply
-
-    def _build_local(self, reply: pb.JoinReply) -> _Local:
-        try:
-            cfg = RunConfig.model_validate_json(reply.config_json)
-        except ValidationError as exc:
-            # A server of another greenfl version may send keys this one does not know.
-            raise TransportError(
-                f"the server's config does not validate here (greenfl versions differ?): "
-                f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
-            ) from None
-        test = None
-        dataset: FederatedDataset
-        if self.data is not None:
-            if not reply.input_shape or reply.num_classes <= 0:
-                raise TransportError(
-                    "the server did not say what its model takes (an older greenfl?); "
-                    "--data-dir needs a server of this version"
-                )
-            # Checked here, before any training: the first moment the model is known.
-            local = self.data.for_model(
-                tuple(reply.input_shape),
-                int(reply.num_classes),
-                f"the run's model ({cfg.model.name} on {cfg.data.dataset})",
-            )
-            x, y = local.client_data(0)
-            test = local.test_data() if local.test is not None else None
-            dataset = local
-        else:
-            # Demo and test deployments hold partition N of the configured dataset.
-            dataset = dataset_for(cfg.data, cfg.seed)
-            x, y = dataset.client_data(self.opts.client_id)
-        model = build_model_for(cfg, dataset)
-        flops = training_flops_per_sample(
-            model, dataset.input_shape, dataset.num_classes, cfg.train.batch_size
-        )
-        codec = codec_for(cfg.compression)
-        # One throwaway step (lr 0, on a copy of the weights): torch's first optimizer step
-        # does one-time imports, seconds on a busy machine, that would otherwise be measured
-        # as round 1's training time and energy.
-        warm = FitInstructions(1, 1, 0.0, cfg.train.momentum, 0.0)
-        train_one(model, get_flat(model), x[:1], y[:1], self.opts.client_id, warm, 0)
-        return _Local(cfg, x, y, model, ParamSpec.of(model), codec, flops, test)
 
     def _serve_tasks(self, stub: pb_grpc.FederationStub, session_id: str) -> None:
         # A reader thread drains the stream while this thread trains, so a CANCEL of the
