@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from greenfl.core.errors import ConfigError
-from greenfl.core.messages import ClientUpdate, FitInstructions
 from greenfl.strategy.base import Strategy, weighted_mean_delta
 from greenfl.strategy.fedavg import FedAvg
 from greenfl.strategy.fedavgm import FedAvgM
@@ -36,14 +35,12 @@ def make(name: str, **kwargs: Any) -> Strategy:
 
 __all__ = [
     "STRATEGIES",
-    "ClientUpdate",
     "FedAdagrad",
     "FedAdam",
     "FedAvg",
     "FedAvgM",
     "FedProx",
     "FedYogi",
-    "FitInstructions",
     "Median",
     "Strategy",
     "TrimmedMean",
