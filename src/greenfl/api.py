@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,9 @@ from greenfl.config import RunConfig, load_config
 from greenfl.data.base import FederatedDataset
 from greenfl.engine.build import build_loop
 from greenfl.engine.records import Callback, RoundRecord
+from greenfl.engine.session import check_out_dir, run_session, write_outputs
+
+__all__ = ["RunResult", "run", "write_outputs"]
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,6 @@ class RunResult:
         return self.summary["final_accuracy"]
 
 
-def write_outputs(out: Path, cfg: RunConfig, summary: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-
-
 def run(
     config: RunConfig | str | Path | None = None,
     out: str | Path | None = None,
@@ -45,31 +41,32 @@ def run(
     callbacks: Sequence[Callback] = (),
     on_round: Callable[[RoundRecord], None] | None = None,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> RunResult:
     """Run one federated experiment. ``config`` is a RunConfig, a config file path, or None
     for the built-in quickstart; ``out`` is where ledger.sqlite and summary.json go
-    (a folder that already holds a ledger is refused unless ``overwrite``)."""
+    (a folder that already holds a ledger is refused unless ``overwrite``; ``resume``
+    continues the run in ``out`` from its last complete round). Ctrl-C or SIGTERM raise
+    greenfl.engine.session.RunInterrupted, a KeyboardInterrupt, with the ledger marked
+    ``interrupted``."""
     if isinstance(config, RunConfig):
         cfg = config if not overrides else config.replace(**_pairs(overrides))
     else:
         cfg = load_config(config, list(overrides))
+    if out is not None:
+        check_out_dir(Path(out))
     loop = build_loop(
-        cfg, out, model=model, dataset=dataset, callbacks=callbacks, overwrite=overwrite
+        cfg,
+        out,
+        model=model,
+        dataset=dataset,
+        callbacks=callbacks,
+        overwrite=overwrite,
+        resume=resume,
     )
-    try:
-        reason = loop.run(on_round)
-        loop.ledger.finish("completed", reason)
-        summary = loop.summary()
-    except BaseException:
-        loop.ledger.finish("failed", "interrupted")
-        raise
-    finally:
-        loop.transport.close()
     out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        write_outputs(out_dir, cfg, summary)
-    loop.ledger.close()
-    return RunResult(cfg, loop.history, summary, reason, out_dir)
+    result = run_session(loop, cfg, out_dir, on_round)
+    return RunResult(cfg, loop.history, result.summary, result.stop_reason, out_dir)
 
 
 def _pairs(overrides: Sequence[str]) -> dict[str, Any]:

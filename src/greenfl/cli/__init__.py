@@ -12,7 +12,9 @@ try:  # typer >= 0.20 ships its own copy of click, whose exceptions are not clic
 except ImportError:  # pragma: no cover - older typer uses the click package itself
     from click import exceptions as click_exc  # type: ignore[no-redef]
 
+from greenfl._version import __version__
 from greenfl.core.errors import GreenflError
+from greenfl.engine.session import RunInterrupted
 
 app = typer.Typer(
     name="greenfl",
@@ -22,6 +24,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+from greenfl.cli.lifecycle import interrupted_line  # noqa: E402
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"greenfl {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_version
+    ),
+) -> None:
+    """Sustainable federated learning: real training, per-client energy and carbon ledger."""
+
 
 from greenfl.cli import compare as _compare  # noqa: E402
 from greenfl.cli import estimate as _estimate  # noqa: E402
@@ -48,9 +68,10 @@ EXIT_USAGE = 2
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns (and exits with) the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
         # Without standalone mode, click returns typer.Exit's code instead of raising it.
-        rv = app(args=argv, standalone_mode=False, prog_name="greenfl")
+        rv = app(args=args, standalone_mode=False, prog_name="greenfl")
     except click_exc.NoArgsIsHelpError as exc:
         print(exc.ctx.get_help() if exc.ctx else str(exc))
         return _exit(0)
@@ -65,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     except GreenflError as exc:
         print(f"error: {exc}".replace("\n", " "), file=sys.stderr)
         return _exit(EXIT_USAGE)
+    except RunInterrupted as exc:
+        print(interrupted_line(exc, args), file=sys.stderr)
+        return _exit(130)
     except KeyboardInterrupt:
-        print("error: interrupted; rounds already finished are in the ledger", file=sys.stderr)
+        print("error: interrupted before the first round; nothing was kept", file=sys.stderr)
         return _exit(130)
     return _exit(rv if isinstance(rv, int) else 0)
 

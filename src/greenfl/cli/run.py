@@ -12,9 +12,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from greenfl.api import RunResult, run
-from greenfl.config import RunConfig, load_config
-from greenfl.core.units import J_PER_KWH
+from greenfl.cli.lifecycle import resolve_config
+from greenfl.config import RunConfig
+from greenfl.core.errors import ConfigError
 from greenfl.engine.records import RoundRecord
+from greenfl.engine.session import check_out_dir
+from greenfl.report.headline import format_carbon, format_energy
 from greenfl.report.terminal import print_summary
 
 ConfigArg = Annotated[
@@ -31,6 +34,10 @@ OutOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace a ledger already in --out.")]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option("--resume", help="Continue the run in --out after Ctrl-C, SIGTERM or a crash."),
+]
 
 
 def default_out_dir() -> Path:
@@ -43,10 +50,16 @@ def default_out_dir() -> Path:
 
 
 def run_with_progress(
-    cfg: RunConfig, out: Path, quiet: bool, console: Console, overwrite: bool = False
+    cfg: RunConfig,
+    out: Path,
+    quiet: bool,
+    console: Console,
+    overwrite: bool = False,
+    resume: bool = False,
 ) -> RunResult:
+    """The run, with a progress bar on ``console`` unless ``quiet``."""
     if quiet:
-        return run(cfg, out, overwrite=overwrite)
+        return run(cfg, out, overwrite=overwrite, resume=resume)
     progress = Progress(
         TextColumn("[bold]round {task.completed:.0f}/{task.total:.0f}"),
         BarColumn(),
@@ -63,12 +76,13 @@ def run_with_progress(
             completed=rec.round,
             metrics=(
                 f"acc {rec.accuracy:.4f}  loss {rec.loss:.4f}  "
-                f"{rec.cum_energy_j / J_PER_KWH:.3g} kWh  {rec.cum_carbon_g:.3g} gCO2e"
+                # Scaled as the report scales them: J, then Wh, then kWh as the run grows.
+                f"{format_energy(rec.cum_energy_j)}  {format_carbon(rec.cum_carbon_g)}"
             ),
         )
 
     with progress:
-        return run(cfg, out, on_round=on_round, overwrite=overwrite)
+        return run(cfg, out, on_round=on_round, overwrite=overwrite, resume=resume)
 
 
 def write_report_after_run(cfg: RunConfig, out_dir: Path) -> Path | None:
@@ -91,25 +105,35 @@ def register(app: typer.Typer) -> None:
         out: OutOpt = None,
         quiet: QuietOpt = False,
         force: ForceOpt = False,
+        resume: ResumeOpt = False,
     ) -> None:
         """Run a federated experiment and write its ledger, summary and report."""
-        cfg = load_config(config, set_ or [])
+        if resume and out is None:
+            raise ConfigError("--resume needs --out, the folder of the run to continue")
+        if resume and force:
+            raise ConfigError("--resume and --force exclude each other")
         out_dir = out or default_out_dir()
+        check_out_dir(out_dir)
+        cfg = resolve_config(config, set_ or [], out_dir, resume)
         console = Console(stderr=True)
-        result = run_with_progress(cfg, out_dir, quiet, console, force)
+        result = run_with_progress(cfg, out_dir, quiet, console, force, resume)
         report = write_report_after_run(cfg, out_dir) if cfg.engine.accounting else None
-        if not quiet and not cfg.engine.accounting:
-            console.print(f"final accuracy {result.final_accuracy:.4f} (accounting off)")
-        elif not quiet:
-            conn = sqlite3.connect(out_dir / "ledger.sqlite")
-            try:
-                initial = float(
-                    conn.execute("SELECT value FROM meta WHERE key='initial_accuracy'").fetchone()[
-                        0
-                    ]
-                )
-                print_summary(Console(), result.summary, conn, initial, result.stop_reason)
-            finally:
-                conn.close()
-            extra = ", report.html" if report else ""
-            console.print(f"wrote {out_dir}/ledger.sqlite, summary.json, config.json{extra}")
+        if not quiet:
+            print_run_end(console, result, out_dir, report)
+
+
+def print_run_end(console: Console, result: RunResult, out_dir: Path, report: Path | None) -> None:
+    """The summary table, what was written, and where the report is."""
+    if not result.config.engine.accounting:
+        console.print(f"final accuracy {result.final_accuracy:.4f} (accounting off)")
+        return
+    conn = sqlite3.connect(out_dir / "ledger.sqlite")
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key='initial_accuracy'").fetchone()
+        print_summary(Console(), result.summary, conn, float(row[0]), result.stop_reason)
+    finally:
+        conn.close()
+    extra = ", report.html" if report else ""
+    console.print(f"wrote {out_dir}/ledger.sqlite, summary.json, config.json{extra}")
+    if report is not None:
+        console.print(f"open {report} in a browser for the full report")

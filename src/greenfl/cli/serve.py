@@ -10,39 +10,20 @@ from typing import Annotated
 
 import typer
 
-from greenfl.api import write_outputs
+from greenfl.cli.lifecycle import resolve_config
 from greenfl.cli.logs import setup_logging
-from greenfl.cli.run import ConfigArg, QuietOpt, SetOpt, default_out_dir
-from greenfl.config import RunConfig, load_config
+from greenfl.cli.run import ConfigArg, QuietOpt, SetOpt, default_out_dir, write_report_after_run
 from greenfl.core.errors import ConfigError
 from greenfl.core.params import ParamSpec
-from greenfl.core.units import J_PER_KWH
 from greenfl.engine.build import build_loop
 from greenfl.engine.records import RoundRecord
-from greenfl.engine.resume import ledger_path, stored_config
+from greenfl.engine.session import check_out_dir, run_session
 from greenfl.factories import codec_for
+from greenfl.report.headline import format_carbon, format_energy
+
+__all__ = ["register", "resolve_config"]
 
 PathOpt = Path | None  # noqa: UP007 - typer needs Optional on 3.10
-
-
-def resolve_config(config: Path | None, overrides: list[str], out: Path, resume: bool) -> RunConfig:
-    """A fresh run's config, or on --resume the stored one (a CONFIG given too must agree
-    with it, but for the ``deploy`` section, which may change between restarts)."""
-    if not resume:
-        return load_config(config, overrides)
-    stored = stored_config(out)
-    if config is None and not overrides:
-        return stored
-    given = load_config(config, overrides)
-    a, b = stored.to_dict(), given.to_dict()
-    a.pop("deploy"), b.pop("deploy")
-    if a != b:
-        keys = sorted(k for k in a if a[k] != b.get(k))
-        raise ConfigError(
-            f"--resume: the config differs from the one in {ledger_path(out)} "
-            f"(sections {', '.join(keys)}); omit CONFIG to resume with the stored one"
-        )
-    return stored.replace(**{"deploy": given.deploy.model_dump()})
 
 
 def register(app: typer.Typer) -> None:
@@ -80,6 +61,7 @@ def register(app: typer.Typer) -> None:
             if resume:
                 raise ConfigError("--resume needs --out, the folder of the run to continue")
             out = default_out_dir()
+        check_out_dir(out)
         cfg = resolve_config(config, set_ or [], out, resume)
         if min_clients is not None:
             cfg = cfg.replace(**{"deploy.min_clients": min_clients})
@@ -94,39 +76,36 @@ def register(app: typer.Typer) -> None:
         loop = build_loop(cfg, out, transport=transport, resume=resume, overwrite=force)
         if resume:
             log.info("resuming after round %d", loop.state.round)
-        try:
+
+        def start() -> None:
             model_input = (loop.dataset.input_shape, loop.dataset.num_classes)
             port = transport.start(loop.population, ParamSpec.of(loop.model), model_input)
             host = address.rsplit(":", 1)[0]
             # One parseable line, so scripts can find a port chosen with :0.
             print(f"greenfl serve: listening on {host}:{port}", file=sys.stderr, flush=True)
 
-            def on_round(rec: RoundRecord) -> None:
-                log.info(
-                    "round %d: acc %.4f loss %.4f, %d/%d clients, %.3g kWh %.3g gCO2e so far",
-                    rec.round,
-                    rec.accuracy,
-                    rec.loss,
-                    rec.completed,
-                    rec.selected,
-                    rec.cum_energy_j / J_PER_KWH,
-                    rec.cum_carbon_g,
-                )
-
-            reason = loop.run(on_round)
-            loop.ledger.finish("completed", reason)
-            summary = loop.summary()
-        except BaseException:
-            loop.ledger.finish("failed", "interrupted")
-            # No shutdown message: the clients keep retrying, ready for `serve --resume`.
-            transport.stop()
-            raise
-        transport.close()
-        write_outputs(out, cfg, summary)
-        loop.ledger.close()
-        log.info("run finished: %s", reason)
-        if not quiet:
-            print(json.dumps(summary, indent=2))
-            print(
-                f"wrote {out}/ledger.sqlite, summary.json, config.json, server.log", file=sys.stderr
+        def on_round(rec: RoundRecord) -> None:
+            log.info(
+                "round %d: acc %.4f loss %.4f, %d/%d clients, %s %s so far",
+                rec.round,
+                rec.accuracy,
+                rec.loss,
+                rec.completed,
+                rec.selected,
+                format_energy(rec.cum_energy_j),
+                format_carbon(rec.cum_carbon_g),
             )
+
+        # Not completed: no shutdown message, the clients keep retrying for `serve --resume`.
+        result = run_session(loop, cfg, out, on_round, start=start, abort=transport.stop)
+        report = write_report_after_run(cfg, out) if cfg.engine.accounting else None
+        log.info("run finished: %s", result.stop_reason)
+        if not quiet:
+            print(json.dumps(result.summary, indent=2))
+            extra = ", report.html" if report else ""
+            print(
+                f"wrote {out}/ledger.sqlite, summary.json, config.json, server.log{extra}",
+                file=sys.stderr,
+            )
+            if report is not None:
+                print(f"open {report} in a browser for the full report", file=sys.stderr)

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from greenfl.core.units import J_PER_KWH
+from greenfl.report.style import carbon_scale, energy_scale
 from greenfl.report.tables import breakdown, carbon_by, intelligence_per_kwh
 
 
-def _fmt_g(g: float) -> str:
-    return f"{g:.4g} g"
+def _unit(scale: tuple[float, str]) -> Callable[[float], str]:
+    """A formatter in one unit: every row of a quantity reads in the unit of its total,
+    chosen as the HTML report chooses it, so the rows add up at a glance."""
+    k, unit = scale
+
+    def fmt(v: float) -> str:
+        return f"{v * k:.4g} {unit}"
+
+    return fmt
 
 
 def summary_table(
     summary: dict[str, Any], conn: sqlite3.Connection, initial_accuracy: float, stop_reason: str
 ) -> Table:
     b = breakdown(conn)
+    fmt_j = _unit(energy_scale(b.total_j))
+    fmt_g = _unit(carbon_scale(max(b.total_g, summary.get("carbon_g_to_target") or 0.0)))
     t = Table(title="greenfl run summary", show_header=False, title_justify="left")
     t.add_column("what", style="bold")
     t.add_column("value")
@@ -31,7 +41,7 @@ def summary_table(
         reached = summary["rounds_to_target"]
         t.add_row(
             "to target",
-            f"round {reached}, {_fmt_g(summary['carbon_g_to_target'])} CO2e"
+            f"round {reached}, {fmt_g(summary['carbon_g_to_target'])}"
             if reached
             else f"not reached ({summary['target_accuracy']})",
         )
@@ -44,8 +54,8 @@ def summary_table(
         ("server (x PUE)", b.server_j),
     ):
         share = j / total_j * 100 if total_j else 0.0
-        t.add_row(f"energy: {label}", f"{j:.4g} J ({share:.1f}%)")
-    t.add_row("energy: total", f"{total_j / J_PER_KWH:.4g} kWh")
+        t.add_row(f"energy: {label}", f"{fmt_j(j)} ({share:.1f}%)")
+    t.add_row("energy: total", fmt_j(total_j))
     total_g = b.total_g
     for label, g in (
         ("clients, operational", b.client_operational_g),
@@ -53,12 +63,12 @@ def summary_table(
         ("embodied", b.embodied_g),
     ):
         share = g / total_g * 100 if total_g else 0.0
-        t.add_row(f"carbon: {label}", f"{_fmt_g(g)} ({share:.1f}%)")
-    t.add_row("carbon: total", f"{_fmt_g(total_g)} CO2e")
+        t.add_row(f"carbon: {label}", f"{fmt_g(g)} ({share:.1f}%)")
+    t.add_row("carbon: total", fmt_g(total_g))
     ipk = intelligence_per_kwh(acc, initial_accuracy, total_j)
     t.add_row("intelligence per kWh", f"{ipk:.4g} accuracy points / kWh")
-    top_r = ", ".join(f"{n} {_fmt_g(g)}" for n, g, _ in carbon_by(conn, "region", 3))
-    top_d = ", ".join(f"{n} {_fmt_g(g)}" for n, g, _ in carbon_by(conn, "device", 3))
+    top_r = ", ".join(f"{n} {fmt_g(g)}" for n, g, _ in carbon_by(conn, "region", 3))
+    top_d = ", ".join(f"{n} {fmt_g(g)}" for n, g, _ in carbon_by(conn, "device", 3))
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     if "jain_index" in meta:
         t.add_row("fairness: Jain's index", f"{float(meta['jain_index']):.3f} (participation)")

@@ -1,0 +1,129 @@
+"""One run's lifecycle, shared by ``greenfl.run`` (simulation) and ``greenfl serve``
+(deployment): run the loop, mark the ledger completed, failed or interrupted, write
+config.json and summary.json, and close the transport and the ledger in every case."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from greenfl.config import RunConfig
+from greenfl.core.errors import ConfigError
+from greenfl.engine.loop import RoundLoop
+from greenfl.engine.records import RoundRecord
+
+log = logging.getLogger("greenfl.session")
+
+INTERRUPTED = "interrupted"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run; the rounds already finished are in the ledger.
+    A KeyboardInterrupt still, so code that catches that keeps working."""
+
+    def __init__(self, rounds_done: int, out_dir: Path | None) -> None:
+        super().__init__(f"interrupted after round {rounds_done}")
+        self.rounds_done = rounds_done
+        self.out_dir = out_dir
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    stop_reason: str
+    summary: dict[str, Any]
+
+
+def write_outputs(out: Path, cfg: RunConfig, summary: dict[str, Any]) -> None:
+    """config.json and summary.json beside the ledger."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def check_out_dir(out: Path) -> None:
+    """A ConfigError (a usage error), not an OSError deep in the build, when ``out`` cannot
+    be a folder: it is a file, or lies under one."""
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            where = "is a file" if p == out else f"lies under {p}, which is a file"
+            raise ConfigError(f"--out {out} {where}; choose a folder")
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (kill, systemd, docker stop) ends a run the way Ctrl-C does: the ledger is
+    marked interrupted and the run can be resumed. Python only lets the main thread set a
+    handler; elsewhere (a run started from a worker thread) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_session(
+    loop: RoundLoop,
+    cfg: RunConfig,
+    out_dir: Path | None,
+    on_round: Callable[[RoundRecord], None] | None = None,
+    *,
+    start: Callable[[], None] | None = None,
+    abort: Callable[[], None] | None = None,
+) -> SessionResult:
+    """Run ``loop`` to its end. ``start`` runs first, inside the same guard (serve starts
+    its gRPC server there); ``abort`` replaces ``transport.close()`` when the run does not
+    complete (serve stops without telling the clients, so they wait for ``--resume``).
+    Ctrl-C and SIGTERM raise RunInterrupted after the ledger is marked ``interrupted``."""
+    try:
+        with sigterm_as_interrupt():
+            if start is not None:
+                start()
+            reason = loop.run(on_round)
+            loop.ledger.finish("completed", reason)
+            summary = loop.summary()
+    except KeyboardInterrupt:
+        _give_up(loop, abort, INTERRUPTED, INTERRUPTED)
+        raise RunInterrupted(loop.state.round, out_dir) from None
+    except BaseException as exc:
+        _give_up(loop, abort, "failed", _reason(exc))
+        raise
+    loop.transport.close()
+    if out_dir is not None:
+        write_outputs(out_dir, cfg, summary)
+    loop.ledger.close()
+    return SessionResult(reason, summary)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
+
+
+def _give_up(loop: RoundLoop, abort: Callable[[], None] | None, status: str, reason: str) -> None:
+    """Record why the run ended and release everything; a second failure here is logged,
+    not raised, so the first one (or the interrupt) is what the caller sees."""
+    steps: list[Callable[[], None]] = [
+        lambda: loop.ledger.finish(status, reason),
+        abort if abort is not None else loop.transport.close,
+        loop.ledger.close,
+    ]
+    for step in steps:
+        try:
+            step()
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: PERF203 - each step must run
+            log.warning("while ending the run: %s", exc or type(exc).__name__)
