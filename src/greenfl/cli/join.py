@@ -74,8 +74,11 @@ def register(app: typer.Typer) -> None:
             typer.Option("--tls-server-name", help="Name to check the certificate against."),
         ] = None,
         retry_for_s: Annotated[
-            float, typer.Option("--retry-for-s", help="Give up after this long unreachable.")
-        ] = 600.0,
+            float,
+            typer.Option(
+                "--retry-for-s", min=0.0, help="Give up after the server is unreachable this long."
+            ),
+        ] = 120.0,
         test_delay_s: Annotated[
             float,
             typer.Option(

@@ -64,7 +64,7 @@ class ClientOptions:
     max_message_mb: float = 256.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
-    retry_for_s: float = 600.0  # give up after this long without reaching the server
+    retry_for_s: float = 120.0  # give up after this long without reaching the server
     # Tests and demos only: sleep this long inside each task's measured window, as a slow
     # device would (a withdrawn task ends the sleep).
     test_delay_s: float = 0.0
@@ -142,7 +142,13 @@ class FederatedClient:
             try:
                 with self._channel() as channel:
                     stub = pb_grpc.FederationStub(channel)
-                    reply = self._join(stub)
+                    # The first try of an outage fails at once when nothing listens, so the
+                    # user hears about it now; later tries wait a while for the server to
+                    # come up (it may be starting, or restarting with --resume).
+                    left = None
+                    if unreachable_since is not None:
+                        left = unreachable_since + self.opts.retry_for_s - time.monotonic()
+                    reply = self._join(stub, wait_s=left)
                     joined = True
                     delay = self.opts.backoff_initial_s
                     unreachable_since = None
@@ -153,23 +159,37 @@ class FederatedClient:
                 details = exc.details()  # type: ignore[attr-defined]
                 if not joined and code in _PERMANENT:
                     raise TransportError(f"server {self.opts.server} refused: {details}") from None
-                log.warning("connection to %s lost: %s %s", self.opts.server, code.name, details)
+                if joined:
+                    log.warning(
+                        "connection to %s lost: %s %s", self.opts.server, code.name, details
+                    )
+                elif unreachable_since is None:
+                    log.warning(
+                        "the server at %s cannot be reached (%s): is `greenfl serve` running "
+                        "there? retrying for up to %g s",
+                        self.opts.server,
+                        code.name,
+                        self.opts.retry_for_s,
+                    )
+                else:
+                    log.info("still cannot reach %s (%s)", self.opts.server, code.name)
             except _Lost as exc:
                 log.warning("connection to %s lost: %s", self.opts.server, exc)
             now = time.monotonic()
             unreachable_since = unreachable_since if unreachable_since is not None else now
-            if now - unreachable_since > self.opts.retry_for_s:
+            if now - unreachable_since >= self.opts.retry_for_s:
                 raise TransportError(
-                    f"server {self.opts.server} unreachable for {self.opts.retry_for_s:g} s"
+                    f"the server at {self.opts.server} could not be reached for "
+                    f"{self.opts.retry_for_s:g} s; is `greenfl serve` running there?"
                 )
             # Full jitter, so clients cut off together do not all return at the same instant.
             wait_s = delay * (0.5 + random.random() / 2)
             log.info("reconnecting in %.1f s", wait_s)
-            time.sleep(wait_s)
+            time.sleep(min(wait_s, max(0.0, unreachable_since + self.opts.retry_for_s - now)))
             delay = min(delay * 2, self.opts.backoff_max_s)
             self.stats.reconnects += 1
 
-    def _join(self, stub: pb_grpc.FederationStub) -> pb.JoinReply:
+    def _join(self, stub: pb_grpc.FederationStub, wait_s: float | None) -> pb.JoinReply:
         reply = stub.Join(
             pb.JoinRequest(
                 protocol_version=PROTOCOL_VERSION,
@@ -179,9 +199,8 @@ class FederatedClient:
                 meter=self.meter.name,
                 num_samples=len(self.data.train.y) if self.data is not None else 0,
             ),
-            # Waits for the server to come up (it may still be starting, or restarting).
-            wait_for_ready=True,
-            timeout=min(30.0, self.opts.retry_for_s),
+            wait_for_ready=wait_s is not None,
+            timeout=30.0 if wait_s is None else max(0.1, min(10.0, wait_s)),
         )
         if reply.config_json != self._config_json:
             self._local = build_local(reply, self.data, self.opts.client_id)
