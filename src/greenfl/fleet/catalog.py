@@ -96,43 +96,62 @@ def _label(raw: dict[str, Any], loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
-def _references(f: _FleetFile) -> list[str]:
+def _names(raw: dict[str, Any], kind: str) -> list[str]:
+    items = raw.get(kind)
+    if not isinstance(items, list):
+        return []
+    return [x["name"] for x in items if isinstance(x, dict) and isinstance(x.get("name"), str)]
+
+
+def _references(raw: dict[str, Any]) -> list[str]:
+    """Cross-reference problems, read from the raw mapping so they are found even when
+    some entries fail their own checks: every problem is reported in one go."""
     problems: list[str] = []
-    for kind, items in (("device", f.device), ("network", f.network), ("region", f.region)):
-        names = [x.name for x in items]
+    for kind in ("device", "network", "region"):
+        names = _names(raw, kind)
         for dup in sorted({n for n in names if names.count(n) > 1}):
             problems.append(f"{kind}: duplicate name {dup!r}")
-    devices = {d.name: d for d in f.device}
-    networks = {n.name for n in f.network}
-    regions = {r.name for r in f.region}
-    if f.server.region not in regions:
-        problems.append(f"server.region: unknown region {f.server.region!r}")
-    for i, p in enumerate(f.population):
+    targets: dict[str, list[str]] = {}
+    for d in raw.get("device", []) if isinstance(raw.get("device"), list) else []:
+        if isinstance(d, dict) and isinstance(d.get("name"), str):
+            ts = d.get("targets", [])
+            targets[d["name"]] = (
+                [t.get("name") for t in ts if isinstance(t, dict)] if isinstance(ts, list) else []
+            )
+    networks, regions = set(_names(raw, "network")), set(_names(raw, "region"))
+    server = raw.get("server")
+    if isinstance(server, dict) and isinstance(server.get("region"), str):
+        if server["region"] not in regions:
+            problems.append(f"server.region: unknown region {server['region']!r}")
+    population = raw.get("population")
+    for i, p in enumerate(population if isinstance(population, list) else []):
+        if not isinstance(p, dict):
+            continue
         where = f"population[{i}]"
-        if p.device not in devices:
-            problems.append(f"{where}.device: unknown device {p.device!r}")
-        elif p.target is not None and p.target not in [t.name for t in devices[p.device].targets]:
-            problems.append(f"{where}.target: device {p.device!r} has no target {p.target!r}")
-        if p.network not in networks:
-            problems.append(f"{where}.network: unknown network {p.network!r}")
-        if p.region not in regions:
-            problems.append(f"{where}.region: unknown region {p.region!r}")
+        dev, target = p.get("device"), p.get("target")
+        if isinstance(dev, str) and dev not in targets:
+            problems.append(f"{where}.device: unknown device {dev!r}")
+        elif isinstance(dev, str) and isinstance(target, str) and target not in targets[dev]:
+            problems.append(f"{where}.target: device {dev!r} has no target {target!r}")
+        for key, known in (("network", networks), ("region", regions)):
+            if isinstance(p.get(key), str) and p[key] not in known:
+                problems.append(f"{where}.{key}: unknown {key} {p[key]!r}")
     return problems
 
 
 def parse_fleet(raw: dict[str, Any], path: str) -> Fleet:
     """Validate a parsed fleet mapping; a FleetError lists every problem found."""
+    problems: list[str] = []
+    f: _FleetFile | None = None
     try:
         f = _FleetFile.model_validate(raw)
     except ValidationError as exc:
-        problems = []
         for err in exc.errors():
             msg = "missing key" if err["type"] == "missing" else err["msg"]
             msg = "unknown key" if err["type"] == "extra_forbidden" else msg
             problems.append(f"{_label(raw, err['loc'])}: {msg.removeprefix('Value error, ')}")
-        raise FleetError(f"{path}: " + "; ".join(problems), problems) from None
-    problems = _references(f)
-    if problems:
+    problems += [p for p in _references(raw) if p not in problems]
+    if problems or f is None:
         raise FleetError(f"{path}: " + "; ".join(problems), problems)
     return Fleet(
         devices=tuple(f.device),
