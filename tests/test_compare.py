@@ -107,3 +107,70 @@ def test_runs_are_interleaved_by_seed(tmp_path: Path) -> None:
     assert order == [("identity", 3), ("q8", 3), ("identity", 4), ("q8", 4)]
     assert [m["carbon_total_g"] for m in runs[1].metrics] == [5.0, 6.0]
     assert runs[0].out_dirs == [str(tmp_path / "o" / "a-seed3"), str(tmp_path / "o" / "a-seed4")]
+
+
+NO_TARGET = """
+[data]
+num_clients = 12
+[train]
+rounds = 2
+clients_per_round = 3
+[compression]
+name = "{codec}"
+"""
+
+
+def test_without_a_target_the_to_target_rows_use_the_accuracy_every_run_reached(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The HTML comparison is per config (mean ± std, ratios paired by seed, as in the
+    terminal), its to-target column is not n/a, and each run's own report exists."""
+    paths = []
+    for name, codec in (("plain", "identity"), ("small", "q8")):
+        paths.append(tmp_path / f"{name}.toml")
+        paths[-1].write_text(textwrap.dedent(NO_TARGET.format(codec=codec)))
+    out = tmp_path / "cmp"
+    assert main(["compare", *map(str, paths), "--seeds", "0,1", "--out", str(out)]) == 0
+    data = json.loads((out / "compare.json").read_text())
+    runs = [r for c in data["configs"] for r in c["runs"]]
+    target = min(r["best_accuracy"] for r in runs)
+    assert data["target_accuracy"] == pytest.approx(target)
+    for c in data["configs"]:
+        assert c["stats"]["carbon_g_to_target"]["n"] == 2  # every run reached it
+    assert data["configs"][1]["stats"]["carbon_g_to_target"]["ratio_mean"] is not None
+    for r in runs:
+        assert (Path(r["out_dir"]) / "report.html").is_file()  # the footer's promise
+    html = (out / "report.html").read_text()
+    assert html.count("<tr data-config=") == 2 and html.count("<tr data-run=") == 4
+    cells = html.split("<tr data-config='small'>")[1].split("</tr>")[0]
+    assert cells.count("±") >= 8 and "n/a" not in cells  # values and ratios, mean ± std
+    assert html.count("href='plain-seed0/report.html'") == 1
+    assert "gCO2e to target (0." in capsys.readouterr().out  # the terminal names it too
+
+
+def test_carbon_to_accuracy_matches_the_summary(tmp_path: Path) -> None:
+    import greenfl
+    from greenfl.analysis.compare_seeds import to_accuracy
+    from greenfl.config import build_config
+
+    cfg = build_config(
+        {"data": {"num_clients": 12}, "train": {"rounds": 3, "clients_per_round": 3}}
+    )
+    result = greenfl.run(cfg.replace(**{"stop.target_accuracy": 0.2}), tmp_path / "r")
+    s = result.summary
+    if s["rounds_to_target"] is None:
+        pytest.skip("target not reached")
+    got = to_accuracy(tmp_path / "r" / "ledger.sqlite", 0.2)
+    assert got is not None
+    assert got[0] == s["rounds_to_target"]
+    assert got[2] == pytest.approx(s["carbon_g_to_target"])
+
+
+def test_end_labels_are_spread_apart() -> None:
+    from greenfl.report.plots import spread_labels
+
+    ends = [(1.0, 80.0, "a", "c"), (1.0, 80.5, "b", "c"), (1.0, 99.0, "c", "c")]
+    ys = spread_labels(ends)
+    assert sorted(ys) == ys and all(b - a >= 4.0 - 1e-9 for a, b in zip(ys, ys[1:], strict=False))
+    assert max(ys) <= 100.0
+    assert spread_labels([(0.0, 50.0, "x", "c")]) == [50.0]

@@ -68,7 +68,55 @@ def run_metrics(
         "carbon_server_g": server_g,
         "carbon_total_g": summary["carbon_g"]["total"],
         "carbon_g_to_target": summary["carbon_g_to_target"],
+        # Not in METRICS (not compared); to measure the runs against a common target.
+        "target_accuracy": summary.get("target_accuracy"),
+        "best_accuracy": summary.get("best_accuracy"),
     }
+
+
+def to_accuracy(ledger_path: Path, target: float) -> tuple[float, float, float] | None:
+    """(rounds, simulated end time, total carbon) up to the first round whose accuracy
+    reached ``target``; None if none did."""
+    conn = sqlite3.connect(f"file:{ledger_path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT r.round, r.end_s, r.accuracy, r.server_carbon_g + COALESCE(SUM("
+            "c.carbon_operational_g + c.carbon_embodied_g), 0) FROM rounds r "
+            "LEFT JOIN client_rounds c ON c.round = r.round GROUP BY r.round ORDER BY r.round"
+        ).fetchall()
+    finally:
+        conn.close()
+    total = 0.0
+    for n, (_, end_s, acc, g) in enumerate(rows, start=1):
+        total += g or 0.0
+        if acc is not None and acc >= target:
+            return float(n), float(end_s), total
+    return None
+
+
+def align_targets(configs: Sequence[ConfigRuns]) -> float | None:
+    """The accuracy the "to target" metrics are measured to, filled into each run. Runs
+    that share a configured target keep it; otherwise (none set, or different ones) the
+    best accuracy every run reached, so the to-target rows compare like with like instead
+    of reading n/a."""
+    runs = [(m, d) for c in configs for m, d in zip(c.metrics, c.out_dirs, strict=True)]
+    targets = {m.get("target_accuracy") for m, _ in runs}
+    if len(targets) == 1 and None not in targets:
+        target = targets.pop()
+    else:
+        best = [m.get("best_accuracy") for m, _ in runs]
+        if not runs or any(b is None for b in best):
+            return None
+        target = min(float(b) for b in best if b is not None)
+        for m, d in runs:
+            reached = to_accuracy(Path(d) / "ledger.sqlite", target)
+            m["rounds_to_target"], m["time_to_target_s"], m["carbon_g_to_target"] = (
+                reached if reached is not None else (None, None, None)
+            )
+            m["target_accuracy"] = target
+    for c in configs:
+        c.target = target
+    return target
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
@@ -90,6 +138,7 @@ class ConfigRuns:
     seeds: list[int]
     metrics: list[dict[str, float | None]] = field(default_factory=list)  # one per seed
     out_dirs: list[str] = field(default_factory=list)
+    target: float | None = None  # the accuracy of the "to target" metrics
 
 
 @dataclass(frozen=True)
@@ -185,6 +234,7 @@ def compare(
             m, d = metrics[(c.name, seed)]
             c.metrics.append(m)
             c.out_dirs.append(d)
+    align_targets(results)
     return results
 
 
@@ -192,6 +242,7 @@ def to_json(configs: Sequence[ConfigRuns]) -> dict[str, Any]:
     stats = aggregate(configs)
     return {
         "baseline": configs[0].name,
+        "target_accuracy": configs[0].target,
         "metrics": [k for k, _, _ in METRICS],
         "configs": [
             {
@@ -252,7 +303,10 @@ def compare_table(configs: Sequence[ConfigRuns]) -> Any:
     t.add_column("metric", style="bold")
     for c in configs:
         t.add_column(c.name)
+    target = configs[0].target
     for key, label, fmt in METRICS:
+        if target is not None and label.endswith("to target"):
+            label = f"{label} ({target:.4f})"
         t.add_row(
             label,
             *(_cell(stats[c.name][key], fmt, i == 0, len(c.seeds)) for i, c in enumerate(configs)),

@@ -1,17 +1,19 @@
 """``greenfl compare A.toml B.toml ... [--seeds 0,1,2] [--out DIR]``: run each config over the
 seeds, print one table with each metric's mean ± std and its ratio to the first config, and
-write compare.csv and compare.json (run folders go under DIR/<config>-seed<s>/)."""
+write compare.csv, compare.json and report.html, the HTML comparison (run folders, each
+with its own report.html, go under DIR/<config>-seed<s>/)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from greenfl.analysis.compare_seeds import compare, compare_table, write_outputs
+from greenfl.config import RunConfig
 from greenfl.core.errors import ConfigError
 
 ConfigsArg = Annotated[list[Path], typer.Argument(help="Config files; the first is the baseline.")]
@@ -54,11 +56,28 @@ def register(app: typer.Typer) -> None:
         out_dir = out or Path("runs") / datetime.now().strftime("compare-%Y%m%d-%H%M%S")
         err = Console(stderr=True)
         results = compare(
-            configs, seed_list, out_dir, set_ or [], on_progress=lambda m: err.print(m)
+            configs, seed_list, out_dir, set_ or [], run_fn=_run, on_progress=err.print
         )
         console = Console()
         if not console.is_terminal:  # a file or pipe: wide enough for every column
             console = Console(width=max(100, 34 + 26 * len(results)))
         console.print(compare_table(results))
         csv_path, json_path = write_outputs(results, out_dir)
-        err.print(f"wrote {csv_path}, {json_path}")
+        from greenfl.report.compare import write_compare_report
+
+        dirs = [Path(d) for c in results for d in c.out_dirs]
+        report = write_compare_report(dirs, out_dir)
+        err.print(f"wrote {csv_path}, {json_path}, {report}")
+        err.print(f"open {report} in a browser for the comparison")
+
+
+def _run(cfg: RunConfig, out: Path) -> dict[str, Any]:
+    """One run of the comparison, with its own report.html as ``greenfl run`` writes it:
+    the comparison's report links to each."""
+    from greenfl.api import run
+    from greenfl.cli.run import write_report_after_run
+
+    summary = run(cfg, out).summary
+    if cfg.engine.accounting:
+        write_report_after_run(cfg, out)
+    return summary

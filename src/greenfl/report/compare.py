@@ -1,14 +1,18 @@
-"""The report of several runs: accuracy against cumulative carbon on the same axes, and a
-table of each run's totals and their ratio to the first run's."""
+"""The report of several runs: accuracy against cumulative carbon on the same axes, a table
+per config (mean ± std over its seeds, and ratios to the first config paired by seed, as
+``greenfl compare`` prints them), and each run's totals with a link to its own report."""
 
 from __future__ import annotations
 
 import math
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
+from greenfl.analysis.compare_seeds import ConfigRuns, Stat, aggregate, align_targets, run_metrics
 from greenfl.report import plots
 from greenfl.report.headline import format_accuracy, format_carbon, format_energy
 from greenfl.report.html import page
@@ -96,7 +100,97 @@ def _x(v: float | None) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.3g}x"
 
 
-def render_compare_report(run_dirs: Sequence[Path]) -> str:
+SEED_SUFFIX = re.compile(r"-seed\d+$")
+
+# metric key, column, how to print one value
+CONFIG_COLUMNS: tuple[tuple[str, str, object], ...] = (
+    ("final_accuracy", "final accuracy", format_accuracy),
+    ("energy_kwh", "energy", lambda kwh: format_energy(kwh * 3.6e6)),
+    ("carbon_total_g", "carbon", format_carbon),
+    ("carbon_g_to_target", "carbon to target", format_carbon),
+)
+
+
+def config_groups(run_dirs: Sequence[Path], names: Sequence[str]) -> list[ConfigRuns]:
+    """The runs grouped by config: ``greenfl compare`` names its runs <config>-seed<s>;
+    any other run is a config of its own."""
+    groups: dict[str, ConfigRuns] = {}
+    for path, name in zip(run_dirs, names, strict=True):
+        with open_run(path) as run:
+            summary = run.summary
+            seed = int(run.config.get("seed", 0)) if isinstance(run.config, dict) else 0
+        key = SEED_SUFFIX.sub("", name)
+        c = groups.setdefault(key, ConfigRuns(key, str(path), []))
+        c.seeds.append(seed)
+        c.metrics.append(run_metrics(summary, path / "ledger.sqlite"))
+        c.out_dirs.append(str(path))
+    configs = list(groups.values())
+    align_targets(configs)
+    return configs
+
+
+def _stat_cell(s: Stat, fmt: object, first: bool) -> str:
+    if s.mean is None:
+        return "n/a"
+    f = fmt if callable(fmt) else str
+    text = f"{f(s.mean)} ± {f(s.std or 0.0)}"
+    if not first:
+        r = "n/a" if s.ratio_mean is None else f"{s.ratio_mean:.3g}x ± {s.ratio_std or 0.0:.2g}"
+        text += f"<br><span class='src'>{r}</span>"
+    return text
+
+
+def config_table(configs: Sequence[ConfigRuns]) -> str:
+    stats = aggregate(configs)
+    target = configs[0].target
+    heads = [
+        f"{label} ({format_accuracy(target)})" if key == "carbon_g_to_target" and target else label
+        for key, label, _ in CONFIG_COLUMNS
+    ]
+    head = "<tr><th>config</th><th class='num'>runs</th>" + "".join(
+        f"<th class='num'>{escape(h)}</th>" for h in heads
+    )
+    body = "".join(
+        f"<tr data-config='{escape(c.name)}'><td>{escape(c.name)}</td>"
+        f"<td class='num'>{len(c.seeds)}</td>"
+        + "".join(
+            f"<td class='num'>{_stat_cell(stats[c.name][key], fmt, i == 0)}</td>"
+            for key, _, fmt in CONFIG_COLUMNS
+        )
+        + "</tr>"
+        for i, c in enumerate(configs)
+    )
+    return f"<table><thead>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _report_link(path: Path, out_dir: Path | None) -> str:
+    report = path / "report.html"
+    if out_dir is None or not report.is_file():
+        return ""
+    href = os.path.relpath(report.resolve(), out_dir.resolve())
+    return f"<a href='{escape(href)}'>report</a>"
+
+
+def run_table(rows: Sequence[RunRow], dirs: Sequence[Path], out_dir: Path | None) -> str:
+    head = (
+        "<tr><th>run</th><th class='num'>rounds</th><th class='num'>final accuracy</th>"
+        "<th class='num'>energy</th><th class='num'>carbon</th>"
+        "<th class='num'>pts/kWh</th><th>own report</th></tr>"
+    )
+    body = "".join(
+        f"<tr data-run='{escape(r.name)}'>"
+        f"<td>{escape(r.name)}</td><td class='num'>{r.rounds}</td>"
+        f"<td class='num'>{format_accuracy(r.final_accuracy)}</td>"
+        f"<td class='num'>{format_energy(r.energy_j)}</td>"
+        f"<td class='num'>{format_carbon(r.carbon_g)}</td>"
+        f"<td class='num'>{r.intelligence_per_kwh:.4g}</td>"
+        f"<td>{_report_link(d, out_dir) or 'none'}</td></tr>"
+        for r, d in zip(rows, dirs, strict=True)
+    )
+    return f"<table><thead>{head}</thead><tbody>{body}</tbody></table>"
+
+
+def render_compare_report(run_dirs: Sequence[Path], out_dir: Path | None = None) -> str:
     names = unique_names(run_dirs)
     curves, rows = [], []
     for path, name in zip(run_dirs, names, strict=True):
@@ -104,42 +198,38 @@ def render_compare_report(run_dirs: Sequence[Path]) -> str:
             s = round_series(run.conn)
             curves.append(plots.RunCurve(name, s.cum_carbon_g, s.accuracy, run.initial_accuracy))
             rows.append(run_row(run, name))
-    ratios = ratio_table(rows)
-    head = (
-        "<tr><th>run</th><th class='num'>rounds</th><th class='num'>final accuracy</th>"
-        "<th class='num'>energy</th><th class='num'>carbon</th>"
-        "<th class='num'>carbon to target</th>"
-        "<th class='num'>pts/kWh</th><th class='num'>energy ratio</th>"
-        "<th class='num'>carbon ratio</th><th class='num'>to-target ratio</th></tr>"
-    )
-    body = "".join(
-        f"<tr data-run='{escape(r.name)}' data-carbon-ratio='{q['carbon']!r}'>"
-        f"<td>{escape(r.name)}</td><td class='num'>{r.rounds}</td>"
-        f"<td class='num'>{format_accuracy(r.final_accuracy)}</td>"
-        f"<td class='num'>{format_energy(r.energy_j)}</td>"
-        f"<td class='num'>{format_carbon(r.carbon_g)}</td>"
-        f"<td class='num'>{format_carbon(r.carbon_g_to_target)}</td>"
-        f"<td class='num'>{r.intelligence_per_kwh:.4g}</td>"
-        f"<td class='num'>{_x(q['energy'])}</td><td class='num'>{_x(q['carbon'])}</td>"
-        f"<td class='num'>{_x(q['carbon_to_target'])}</td></tr>"
-        for r, q in zip(rows, ratios, strict=True)
-    )
-    table = f"<table><thead>{head}</thead><tbody>{body}</tbody></table>"
+    configs = config_groups(run_dirs, names)
     fig = (
         f"<figure>{plots.overlay_figure(curves)}<figcaption>Round 0 is each run's untrained "
         "model.</figcaption></figure>"
+    )
+    target_note = (
+        ""
+        if configs[0].target is None
+        else f" Carbon to target: up to the first round at {format_accuracy(configs[0].target)} "
+        "accuracy (the runs' shared target, or else the best accuracy every run reached)."
+    )
+    linked = sum(bool(_report_link(d, out_dir)) for d in run_dirs)
+    own = (
+        "Each run's own report (report.html in its folder) holds the details."
+        if linked == len(run_dirs)
+        else f"{linked} of {len(run_dirs)} runs have a report.html of their own; "
+        "`greenfl report RUN` writes one."
     )
     sections = [
         ("overlay", "Accuracy against carbon", fig),
         (
             "ratios",
-            f"Totals, and ratios to the first run ({escape(rows[0].name)})",
-            table + "<p class='src'>A ratio below 1 means less than the first run. The runs' own "
-            "reports (report.html in each folder) hold the details.</p>",
+            f"Per config: mean ± std over seeds, ratios to {escape(configs[0].name)}",
+            config_table(configs)
+            + "<p class='src'>Under each value after the first config: its ratio to the first "
+            "config, paired by seed, mean ± std. A ratio below 1 means less than the first."
+            f"{escape(target_note)}</p>",
         ),
+        ("runs", "Each run", run_table(rows, run_dirs, out_dir) + f"<p class='src'>{own}</p>"),
     ]
     header = (
-        f"<h1>greenfl comparison: {len(rows)} runs</h1>"
+        f"<h1>greenfl comparison: {len(rows)} runs, {len(configs)} configs</h1>"
         f"<p>{escape(', '.join(str(p) for p in run_dirs))}</p>"
     )
     return page("greenfl comparison", header, sections)
@@ -147,7 +237,7 @@ def render_compare_report(run_dirs: Sequence[Path]) -> str:
 
 def write_compare_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> Path:
     dirs = expand_run_dirs(run_dirs)
-    text = render_compare_report(dirs)
+    text = render_compare_report(dirs, Path(out_dir))
     dest = Path(out_dir) / "report.html"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(text, encoding="utf-8")

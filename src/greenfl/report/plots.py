@@ -331,6 +331,25 @@ class RunCurve:
     initial_accuracy: float
 
 
+def spread_labels(
+    ends: Sequence[tuple[float, float, str, str]], gap: float = 4.0, top: float = 100.0
+) -> list[float]:
+    """The y of each end-of-line label, moved apart so no two are nearer than ``gap``
+    (accuracy points): runs often end at almost the same accuracy, and their labels
+    printed at their ends overlap into one unreadable blot."""
+    order = sorted(range(len(ends)), key=lambda i: ends[i][1])
+    ys = [ends[i][1] for i in order]
+    for j in range(1, len(ys)):
+        ys[j] = max(ys[j], ys[j - 1] + gap)
+    overflow = ys[-1] - top if ys else 0.0
+    if overflow > 0:  # pushed past the top: shift the stack down, keeping the gaps
+        ys = [y - overflow for y in ys]
+    out = [0.0] * len(ends)
+    for i, y in zip(order, ys, strict=True):
+        out[i] = y
+    return out
+
+
 def overlay_figure(runs: Sequence[RunCurve]) -> str:
     """Several runs on the same axes: accuracy against cumulative carbon."""
     with plotting():
@@ -338,6 +357,7 @@ def overlay_figure(runs: Sequence[RunCurve]) -> str:
         ax = fig.subplots()
         top = max([max(r.cum_carbon_g) for r in runs if r.cum_carbon_g] or [0.0])
         k, unit = carbon_scale(top)
+        ends: list[tuple[float, float, str, str]] = []
         for i, r in enumerate(runs):
             x = np.array(r.cum_carbon_g) * k
             y = _pct(r.accuracy)
@@ -357,7 +377,17 @@ def overlay_figure(runs: Sequence[RunCurve]) -> str:
                 label=r.name,
             )
             if len(x):
-                ax.annotate(f" {r.name}", (x[-1], y[-1]), fontsize=8, color=color, va="center")
+                ends.append((float(x[-1]), float(y[-1]), r.name, color))
+        for (x_end, y_end, name, color), y_label in zip(ends, spread_labels(ends), strict=True):
+            ax.annotate(
+                f" {name}",
+                (x_end, y_end),
+                xytext=(x_end, y_label),
+                fontsize=8,
+                color=color,
+                va="center",
+                arrowprops=None if y_label == y_end else {"arrowstyle": "-", "color": color},
+            )
         ax.set_xlabel(f"cumulative carbon ({unit})")
         ax.set_ylabel("test accuracy (%)")
         ax.set_xlim(left=0, right=top * k * 1.15 or 1)
