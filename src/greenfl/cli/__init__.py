@@ -14,7 +14,6 @@ except ImportError:  # pragma: no cover - older typer uses the click package its
 
 from greenfl._version import __version__
 from greenfl.core.errors import GreenflError
-from greenfl.engine.session import RunInterrupted
 
 app = typer.Typer(
     name="greenfl",
@@ -25,7 +24,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-from greenfl.cli.lifecycle import interrupted_line  # noqa: E402
+from greenfl.cli.lifecycle import Interrupted, interrupted_line  # noqa: E402
 
 
 def _version(value: bool) -> None:
@@ -86,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     except GreenflError as exc:
         print(f"error: {exc}".replace("\n", " "), file=sys.stderr)
         return _exit(EXIT_USAGE)
-    except RunInterrupted as exc:
-        print(interrupted_line(exc, args), file=sys.stderr)
+    except Interrupted as exc:
+        print(interrupted_line(exc.run, args), file=sys.stderr)
         return _exit(130)
     except KeyboardInterrupt:
         print("error: interrupted before the first round; nothing was kept", file=sys.stderr)

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from greenfl.config import RunConfig, load_config
@@ -12,7 +13,25 @@ from greenfl.core.errors import ConfigError
 from greenfl.engine.resume import ledger_path, stored_config
 from greenfl.engine.session import RunInterrupted, check_out_dir
 
-__all__ = ["check_out_dir", "interrupted_line", "resolve_config"]
+__all__ = ["Interrupted", "check_out_dir", "interrupted_line", "reported_interrupt"]
+__all__ += ["resolve_config"]
+
+
+class Interrupted(Exception):  # noqa: N818 - it names what happened, like KeyboardInterrupt
+    """A RunInterrupted carried past typer, which turns any KeyboardInterrupt into a silent
+    exit 130: greenfl.cli.main prints the resume hint for this one."""
+
+    def __init__(self, run: RunInterrupted) -> None:
+        super().__init__(str(run))
+        self.run = run
+
+
+@contextmanager
+def reported_interrupt() -> Iterator[None]:
+    try:
+        yield
+    except RunInterrupted as exc:
+        raise Interrupted(exc) from None
 
 
 def resolve_config(config: Path | None, overrides: list[str], out: Path, resume: bool) -> RunConfig:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from greenfl.api import RunResult, run
-from greenfl.cli.lifecycle import resolve_config
+from greenfl.cli.lifecycle import reported_interrupt, resolve_config
 from greenfl.config import RunConfig
 from greenfl.core.errors import ConfigError
 from greenfl.engine.records import RoundRecord
@@ -116,7 +116,8 @@ def register(app: typer.Typer) -> None:
         check_out_dir(out_dir)
         cfg = resolve_config(config, set_ or [], out_dir, resume)
         console = Console(stderr=True)
-        result = run_with_progress(cfg, out_dir, quiet, console, force, resume)
+        with reported_interrupt():
+            result = run_with_progress(cfg, out_dir, quiet, console, force, resume)
         report = write_report_after_run(cfg, out_dir) if cfg.engine.accounting else None
         if not quiet:
             print_run_end(console, result, out_dir, report)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from greenfl.cli.lifecycle import resolve_config
+from greenfl.cli.lifecycle import reported_interrupt, resolve_config
 from greenfl.cli.logs import setup_logging
 from greenfl.cli.run import ConfigArg, QuietOpt, SetOpt, default_out_dir, write_report_after_run
 from greenfl.core.errors import ConfigError
@@ -97,7 +97,8 @@ def register(app: typer.Typer) -> None:
             )
 
         # Not completed: no shutdown message, the clients keep retrying for `serve --resume`.
-        result = run_session(loop, cfg, out, on_round, start=start, abort=transport.stop)
+        with reported_interrupt():
+            result = run_session(loop, cfg, out, on_round, start=start, abort=transport.stop)
         report = write_report_after_run(cfg, out) if cfg.engine.accounting else None
         log.info("run finished: %s", result.stop_reason)
         if not quiet:
