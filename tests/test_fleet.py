@@ -45,7 +45,9 @@ def test_fleet_validation_reports_each_bad_field(one_device_fleet: Path) -> None
         for m in problems
     )
     assert any("network[0] (net).up_mbps: missing key" in m for m in problems)
-    assert len(problems) == 2  # references are checked once fields are valid
+    # schema and cross-reference problems are reported together (issue 13: every error at once)
+    assert any("population[0].region: unknown region 'Atlantis'" in m for m in problems)
+    assert len(problems) == 3
     p.write_text(text.replace('region = "R"\nshare', 'region = "Atlantis"\nshare'))
     with pytest.raises(FleetError, match=r"population\[0\].region: unknown region 'Atlantis'"):
         load_fleet(p)
