@@ -34,12 +34,19 @@ def _check_name(kind: str, value: str, names: list[str]) -> str:
 
 
 class DataConfig(_Section):
-    dataset: str = "digits"
-    num_clients: int = Field(100, ge=1)
-    partition: Literal["iid", "dirichlet", "shard"] = "iid"
+    dataset: str = Field(
+        "digits", description="dataset by registry name (digits, synthetic, images)"
+    )
+    num_clients: int = Field(100, ge=1, description="clients in the population")
+    partition: Literal["iid", "dirichlet", "shard"] = Field(
+        "iid",
+        description="how samples are split across clients: iid, dirichlet (label skew) or shard",
+    )
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration; smaller = more skew")
     classes_per_client: int = Field(2, ge=1, description="shard partition: classes per client")
-    test_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="share of digits held out for central evaluation"
+    )
     synthetic_alpha: float = Field(1.0, ge=0, description="Synthetic(alpha, beta): model skew")
     synthetic_beta: float = Field(1.0, ge=0, description="Synthetic(alpha, beta): feature skew")
     samples_per_client: float = Field(
@@ -55,8 +62,10 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: str = "mlp"
-    hidden: list[int] = Field(default_factory=lambda: [64])
+    name: str = Field("mlp", description="built-in model by registry name (mlp, cnn)")
+    hidden: list[int] = Field(
+        default_factory=lambda: [64], description="widths of the MLP's hidden layers"
+    )
 
     @field_validator("name")
     @classmethod
@@ -74,21 +83,26 @@ class ModelConfig(_Section):
 
 
 class TrainConfig(_Section):
-    rounds: int = Field(20, ge=1)
-    clients_per_round: int = Field(10, ge=1)
-    local_epochs: int = Field(1, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.0, ge=0, lt=1)
+    rounds: int = Field(20, ge=1, description="federated rounds to run (at most)")
+    clients_per_round: int = Field(10, ge=1, description="clients whose updates a round aggregates")
+    local_epochs: int = Field(1, ge=1, description="passes over its data a client makes per round")
+    batch_size: int = Field(16, ge=1, description="local SGD mini-batch size")
+    lr: float = Field(0.1, gt=0, description="local SGD learning rate")
+    momentum: float = Field(0.0, ge=0, lt=1, description="local SGD momentum")
 
 
 class StrategyConfig(_Section):
-    name: str = "fedavg"
+    name: str = Field("fedavg", description="aggregation strategy by registry name")
     mu: float = Field(0.01, ge=0, description="FedProx proximal weight")
-    server_lr: float = Field(1.0, gt=0)
+    server_lr: float | None = Field(
+        None,
+        gt=0,
+        description="server step size; none: the strategy's own default "
+        "(fedadam and fedadagrad 0.1, fedyogi 0.01, fedavgm 1.0)",
+    )
     server_momentum: float = Field(0.9, ge=0, lt=1, description="FedAvgM")
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.99, ge=0, lt=1)
+    beta1: float = Field(0.9, ge=0, lt=1, description="FedOpt: first-moment decay")
+    beta2: float = Field(0.99, ge=0, lt=1, description="FedOpt: second-moment decay")
     tau: float = Field(1e-3, gt=0, description="FedOpt adaptivity")
     trim_fraction: float = Field(0.1, ge=0, lt=0.5, description="trimmed_mean: cut per side")
 
@@ -101,7 +115,7 @@ class StrategyConfig(_Section):
 
 
 class SelectionConfig(_Section):
-    name: str = "random"
+    name: str = Field("random", description="client selector by registry name")
     fairness: Literal["none", "floor", "jain"] = Field(
         "none", description="guard: floor = every available client once per window; jain"
     )
@@ -112,8 +126,12 @@ class SelectionConfig(_Section):
     )
     straggler_penalty: float = Field(2.0, ge=0, description="oort: exponent of the penalty")
     exploration: float = Field(0.9, ge=0, le=1, description="oort: initial exploration share")
-    exploration_decay: float = Field(0.98, gt=0, le=1)
-    min_exploration: float = Field(0.2, ge=0, le=1)
+    exploration_decay: float = Field(
+        0.98, gt=0, le=1, description="oort: exploration share kept each round"
+    )
+    min_exploration: float = Field(
+        0.2, ge=0, le=1, description="oort: floor of the exploration share"
+    )
 
     @field_validator("name")
     @classmethod
@@ -124,17 +142,31 @@ class SelectionConfig(_Section):
 
 
 class FleetConfig(_Section):
-    catalog: str = "builtin"
+    catalog: str = Field(
+        "builtin", description="builtin, or the path of a fleet file (TOML) that replaces it"
+    )
     start_time: datetime = Field(
         default_factory=lambda: datetime(2026, 1, 15, 0, 0, tzinfo=timezone.utc),
         description="simulated clock start (ISO 8601; UTC when no offset is given)",
     )
-    availability: Literal["always", "diurnal"] = "always"
-    dropout_prob: float = Field(0.0, ge=0, le=1)
-    deadline_s: float | None = Field(None, gt=0)
-    over_selection: float = Field(0.0, ge=0, le=10)
-    ci_mode: Literal["auto", "annual"] = "auto"
-    ci_constant_g_per_kwh: float | None = Field(None, ge=0)
+    availability: Literal["always", "diurnal"] = Field(
+        "always", description="always, or diurnal (devices free mostly at night, local time)"
+    )
+    dropout_prob: float = Field(
+        0.0, ge=0, le=1, description="chance that a selected client drops out part-way"
+    )
+    deadline_s: float | None = Field(
+        None, gt=0, description="simulated seconds a round waits for updates; none: no deadline"
+    )
+    over_selection: float = Field(
+        0.0, ge=0, le=10, description="extra share of clients asked, the first k to finish kept"
+    )
+    ci_mode: Literal["auto", "annual"] = Field(
+        "auto", description="auto: each region's trace or hourly profile; annual: its annual mean"
+    )
+    ci_constant_g_per_kwh: float | None = Field(
+        None, ge=0, description="one carbon intensity (gCO2e/kWh) for every region"
+    )
 
     @field_validator("start_time")
     @classmethod
@@ -143,8 +175,12 @@ class FleetConfig(_Section):
 
 
 class StopConfig(_Section):
-    target_accuracy: float | None = Field(None, gt=0, le=1)
-    carbon_budget_g: float | None = Field(None, gt=0)
+    target_accuracy: float | None = Field(
+        None, gt=0, le=1, description="stop once the test accuracy reaches this"
+    )
+    carbon_budget_g: float | None = Field(
+        None, gt=0, description="stop before a round would exceed this many gCO2e"
+    )
 
 
 class EngineConfig(_Section):
@@ -157,7 +193,9 @@ class EngineConfig(_Section):
         description="intra-op threads of the vectorised trainer; 0 = torch's setting "
         "(all cores); 1 on a machine shared with other work",
     )
-    backend: Literal["local", "ray"] = "local"
+    backend: Literal["local", "ray"] = Field(
+        "local", description="local (this process) or ray (a Ray cluster)"
+    )
     ray_address: str | None = Field(None, description="an existing Ray cluster; none: local Ray")
     checkpoint: bool = Field(True, description="persist server state with each round's rows")
     accounting: bool = Field(
@@ -187,9 +225,11 @@ class DeployConfig(_Section):
 
 
 class CompressionConfig(_Section):
-    name: str = "identity"
-    topk_ratio: float = Field(0.1, gt=0, le=1)
-    chunk_size: int = Field(1024, ge=1)
+    name: str = Field(
+        "identity", description="update codec by registry name (identity, q8, q4, topk)"
+    )
+    topk_ratio: float = Field(0.1, gt=0, le=1, description="topk: share of the coordinates sent")
+    chunk_size: int = Field(1024, ge=1, description="q8, q4: elements per quantisation chunk")
 
     @field_validator("name")
     @classmethod
@@ -200,17 +240,21 @@ class CompressionConfig(_Section):
 
 
 class SchedulingConfig(_Section):
-    name: Literal["none", "carbon"] = "none"
+    name: Literal["none", "carbon"] = Field(
+        "none", description="none, or carbon (wait for a lower-carbon window)"
+    )
     slack_s: float = Field(3600.0, ge=0, description="carbon: longest wait before a round")
     step_s: float = Field(900.0, gt=0, description="carbon: spacing of candidate start times")
     max_total_wait_s: float | None = Field(None, ge=0, description="carbon: wait budget per run")
 
 
 class AdaptConfig(_Section):
-    name: Literal["none", "ucb", "thompson"] = "none"
+    name: Literal["none", "ucb", "thompson"] = Field(
+        "none", description="bandit over round parameters: none, ucb or thompson"
+    )
     clients_per_round: list[int] = Field(default_factory=list, description="arms; [] = train's")
-    local_epochs: list[int] = Field(default_factory=list)
-    batch_size: list[int] = Field(default_factory=list)
+    local_epochs: list[int] = Field(default_factory=list, description="arms; [] = train's")
+    batch_size: list[int] = Field(default_factory=list, description="arms; [] = train's")
     exploration: float = Field(1.0, ge=0, description="ucb: confidence width")
     target: Literal["entry", "fastest", "energy", "carbon"] = Field(
         "entry", description="execution target per device: the population entry's, or chosen"
@@ -230,12 +274,18 @@ class ReportConfig(_Section):
         None, min_length=1, description="log per-round metrics to TensorBoard here"
     )
     mlflow: bool = Field(False, description="log per-round metrics to MLflow")
-    mlflow_experiment: str = Field("greenfl", min_length=1)
-    mlflow_tracking_uri: str | None = Field(None, min_length=1)
+    mlflow_experiment: str = Field("greenfl", min_length=1, description="MLflow experiment name")
+    mlflow_tracking_uri: str | None = Field(
+        None, min_length=1, description="MLflow tracking server; none: MLflow's default"
+    )
 
 
 class RunConfig(_Section):
-    seed: int = Field(0, ge=0)
+    seed: int = Field(
+        0,
+        ge=0,
+        description="seeds the data split, model init, selection, availability and drop-outs",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

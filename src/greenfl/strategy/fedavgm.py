@@ -13,8 +13,8 @@ from greenfl.strategy.base import weighted_mean_delta
 class FedAvgM:
     name = "fedavgm"
 
-    def __init__(self, server_lr: float, server_momentum: float) -> None:
-        self.server_lr = server_lr
+    def __init__(self, server_lr: float | None = None, server_momentum: float = 0.9) -> None:
+        self.server_lr = 1.0 if server_lr is None else server_lr
         self.server_momentum = server_momentum
         self.velocity: torch.Tensor | None = None
 

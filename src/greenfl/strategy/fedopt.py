@@ -22,9 +22,18 @@ from greenfl.strategy.base import weighted_mean_delta
 
 class FedOpt:
     name = "fedopt"
+    # Each optimiser's own server step (Flower's defaults): one shared 1.0 left FedAdam and
+    # FedYogi at chance on the quickstart.
+    default_server_lr = 0.1
 
-    def __init__(self, server_lr: float, beta1: float, beta2: float, tau: float) -> None:
-        self.server_lr = server_lr
+    def __init__(
+        self,
+        server_lr: float | None = None,
+        beta1: float = 0.9,
+        beta2: float = 0.99,
+        tau: float = 1e-3,
+    ) -> None:
+        self.server_lr = self.default_server_lr if server_lr is None else server_lr
         self.beta1 = beta1
         self.beta2 = beta2
         self.tau = tau
@@ -72,6 +81,7 @@ class FedAdam(FedOpt):
 
 class FedYogi(FedOpt):
     name = "fedyogi"
+    default_server_lr = 0.01
 
     def _second_moment(self, v: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
         return v - (1 - self.beta2) * d2 * torch.sign(v - d2)

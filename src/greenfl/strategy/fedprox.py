@@ -9,7 +9,7 @@ from greenfl.strategy.fedavg import FedAvg
 class FedProx(FedAvg):
     name = "fedprox"
 
-    def __init__(self, mu: float) -> None:
+    def __init__(self, mu: float = 0.01) -> None:
         self.mu = mu
 
     def configure(self, round_idx: int, base: FitInstructions) -> FitInstructions:

@@ -28,7 +28,7 @@ class Median(StatelessStrategy):
 class TrimmedMean(StatelessStrategy):
     name = "trimmed_mean"
 
-    def __init__(self, trim_fraction: float) -> None:
+    def __init__(self, trim_fraction: float = 0.1) -> None:
         self.trim_fraction = trim_fraction
 
     def aggregate(
