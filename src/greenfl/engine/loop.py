@@ -10,36 +10,30 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 from torch import nn
 
 from greenfl.accounting.cohort import account_cohort, unaccounted
+from greenfl.accounting.columns import CohortAccount
 from greenfl.accounting.entries import EntryTable
 from greenfl.accounting.sources import intensity_sources
 from greenfl.clients.transport import ClientTransport
 from greenfl.config import RunConfig
-from greenfl.core.messages import ClientUpdate, FitInstructions
+from greenfl.core.messages import ClientReport, ClientUpdate, FitInstructions
 from greenfl.core.params import get_flat, set_flat
 from greenfl.data.base import FederatedDataset
 from greenfl.engine.fairness import fairness_report
-from greenfl.engine.planning import RoundPlanner, idle_server
+from greenfl.engine.planning import RoundPlan, RoundPlanner, idle_server
 from greenfl.engine.records import Callback, RoundRecord
-from greenfl.engine.snapshot import (  # noqa: F401 - _TensorBox: earlier snapshots name it here
-    _TensorBox,
-    array_part,
-    compact,
-    read_snapshot,
-    small_state,
-)
-from greenfl.engine.snapshot import dumps as snapshot_bytes
+from greenfl.engine.snapshot import _TensorBox  # noqa: F401 - earlier snapshots name it here
+from greenfl.engine.state import LoopState, restore_state, state_bytes
+from greenfl.engine.stopping import stop_after, stop_before
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population, available
-from greenfl.footprint.measurement import Meter
+from greenfl.footprint.measurement import Measurement, Meter
 from greenfl.footprint.model import operational_carbon_g, server_energy_j
 from greenfl.ledger.summary import summarize, unaccounted_summary
 from greenfl.ledger.writer import LedgerWriter
@@ -49,21 +43,15 @@ from greenfl.selection.base import ClientSelector, SelectionContext
 from greenfl.strategy.base import Strategy
 
 
-@dataclass
-class LoopState:
-    """Everything needed to continue a run from the last completed round."""
+class ServerCost(NamedTuple):
+    """The server's share of a round: its active seconds, the intensity over them, and
+    its energy and carbon (active plus the idle wait before the round)."""
 
-    round: int
-    global_params: torch.Tensor
-    now_s: float
-    participation: np.ndarray
-    last_selected: np.ndarray
-    last_loss: np.ndarray
-    rng_states: dict[str, Any]
-    cum_energy_j: float = 0.0
-    cum_carbon_g: float = 0.0
-    last_round_carbon_g: float = 0.0
-    best_accuracy: float = field(default=-math.inf)
+    server_s: float
+    ci_g_per_kwh: float
+    energy_j: float
+    carbon_g: float
+    end_s: float
 
 
 class RoundLoop:
@@ -132,21 +120,84 @@ class RoundLoop:
         return FitInstructions(t.local_epochs, t.batch_size, t.lr, t.momentum)
 
     def run_round(self) -> RoundRecord:
+        """One round, as named steps: plan (and wait), select, fit, account, aggregate and
+        evaluate, the server's footprint, then the state, the ledger and the record."""
         st = self.state
-        cfg = self.cfg
         round_idx = st.round + 1
         self._state_of = None  # the state is changing: no snapshot until the round is done
         wall0 = time.perf_counter()
         self.clock.now_s = st.now_s
-        plan = self.planner.plan(self.rngs["adapt"])
-        # Waiting for a lower-carbon window happens before anyone is picked: who is
-        # available depends on the hour. The server idles meanwhile, and that counts.
-        wait_s = self.planner.wait_s(st.now_s, plan.clients_per_round, plan.local_epochs)
-        idle_j, idle_g = idle_server(self.fleet, self.sources[self.server_region], st.now_s, wait_s)
-        self.clock.advance(wait_s)
-        round_start_s = self.clock.now_s
+        plan, wait_s, idle_j, idle_g = self._plan()
+        start_s = self.clock.now_s
         k = plan.clients_per_round
-        k_ask = min(self.population.size, math.ceil(k * (1 + cfg.fleet.over_selection)))
+        cohort, cohort_rows = self._select(round_idx, start_s, plan)
+        reports = self._fit(round_idx, cohort, plan, k)
+        account, accepted = self._account(round_idx, start_s, reports, cohort, cohort_rows, k)
+        accuracy, loss, measured = self._aggregate_and_evaluate(accepted)
+        server = self._server(start_s + account.close_s, measured, idle_j, idle_g)
+        acc_before = self.history[-1].accuracy if self.history else self._initial_accuracy()
+        round_carbon = self._advance_state(round_idx, cohort, accepted, accuracy, account, server)
+        self.planner.observe(plan, acc_before, accuracy, round_carbon)
+        wall_s = time.perf_counter() - wall0
+        self._state_of = round_idx
+        if self.cfg.engine.accounting:
+            self.ledger.write_round(
+                {
+                    "round": round_idx,
+                    "start_s": start_s,
+                    "end_s": server.end_s,
+                    "wait_s": wait_s,
+                    "accuracy": accuracy,
+                    "loss": loss,
+                    "selected": len(reports),
+                    "completed": len(accepted),
+                    "server_s": server.server_s,
+                    "server_energy_j": server.energy_j,
+                    "server_idle_energy_j": idle_j,
+                    "server_carbon_g": server.carbon_g,
+                    "server_ci_g_per_kwh": server.ci_g_per_kwh,
+                    "server_estimated": int(measured.estimated),
+                    "wall_s": wall_s,
+                },
+                account.rows,
+                partial(self._snapshot_of, round_idx) if self.checkpoint else None,
+            )
+        record = RoundRecord(
+            round=round_idx,
+            accuracy=accuracy,
+            loss=loss,
+            selected=len(reports),
+            completed=len(accepted),
+            sim_time_s=server.end_s,
+            wall_s=wall_s,
+            energy_j=account.energy_j + server.energy_j,
+            carbon_g=round_carbon,
+            cum_energy_j=st.cum_energy_j,
+            cum_carbon_g=st.cum_carbon_g,
+        )
+        self.history.append(record)
+        return record
+
+    def _plan(self) -> tuple[RoundPlan, float, float, float]:
+        """The round's parameters, and how long it waits for a lower-carbon window: before
+        anyone is picked, since who is available depends on the hour. The server idles
+        meanwhile, and that counts: (plan, wait_s, idle_j, idle_g)."""
+        now_s = self.state.now_s
+        plan = self.planner.plan(self.rngs["adapt"])
+        wait_s = self.planner.wait_s(now_s, plan.clients_per_round, plan.local_epochs)
+        idle_j, idle_g = idle_server(self.fleet, self.sources[self.server_region], now_s, wait_s)
+        self.clock.advance(wait_s)
+        return plan, wait_s, idle_j, idle_g
+
+    def _select(
+        self, round_idx: int, start_s: float, plan: RoundPlan
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The cohort (k x (1 + over-selection) of the available clients) and each one's
+        row in the planner's table (its entry, or its chosen execution target)."""
+        cfg, st = self.cfg, self.state
+        k_ask = min(
+            self.population.size, math.ceil(plan.clients_per_round * (1 + cfg.fleet.over_selection))
+        )
         candidates = available(
             self.population, self.clock.now_utc, cfg.fleet.availability, self.rngs["availability"]
         )
@@ -156,34 +207,49 @@ class RoundLoop:
             candidates = np.intersect1d(candidates, connected)
         ctx = SelectionContext(
             round_idx=round_idx,
-            now_s=round_start_s,
+            now_s=start_s,
             population=self.population,
             participation=st.participation,
             last_selected=st.last_selected,
             last_loss=st.last_loss,
         )
         if self.planner.wants_estimates:
-            est, _ = self.planner.estimate(candidates, round_start_s, plan.local_epochs)
+            est, _ = self.planner.estimate(candidates, start_s, plan.local_epochs)
             ctx.est_energy_j, ctx.est_carbon_g = est.energy_j, est.carbon_g
             ctx.est_duration_s = est.duration_s
         cohort = self.selector.select(candidates, k_ask, ctx, self.rngs["selection"])
         cohort = np.asarray(cohort, dtype=np.int64)
-        cohort_rows = self.planner.rows(cohort, round_start_s, plan.local_epochs)
+        return cohort, self.planner.rows(cohort, start_s, plan.local_epochs)
+
+    def _fit(
+        self, round_idx: int, cohort: np.ndarray, plan: RoundPlan, k: int
+    ) -> list[ClientReport]:
         base = self.base_instructions().with_(
             local_epochs=plan.local_epochs, batch_size=plan.batch_size
         )
         instructions = self.strategy.configure(round_idx, base)
         # A deployment may close the round once k updates are in (over-selection).
         self.transport.expect_updates(min(k, len(cohort)))
-        reports = self.transport.fit(
-            round_idx, list(map(int, cohort)), st.global_params, instructions
+        return self.transport.fit(
+            round_idx, list(map(int, cohort)), self.state.global_params, instructions
         )
 
-        accounting = cfg.engine.accounting
-        if accounting:
+    def _account(
+        self,
+        round_idx: int,
+        start_s: float,
+        reports: list[ClientReport],
+        cohort: np.ndarray,
+        cohort_rows: np.ndarray,
+        k: int,
+    ) -> tuple[CohortAccount, list[ClientReport]]:
+        """Each client's time, energy and carbon, with the deadline and drop-outs; and the
+        reports to aggregate."""
+        cfg = self.cfg
+        if cfg.engine.accounting:
             account = account_cohort(
                 round_idx,
-                round_start_s,
+                start_s,
                 reports,
                 self.population,
                 self.planner.table,
@@ -202,79 +268,58 @@ class RoundLoop:
             account = unaccounted()
             statuses = [r.status for r in reports]
         accepted = [r for r, s in zip(reports, statuses, strict=True) if s == "completed"]
+        return account, accepted
 
+    def _aggregate_and_evaluate(
+        self, accepted: list[ClientReport]
+    ) -> tuple[float, float, Measurement]:
+        """The new global model and its test accuracy and loss, in one measured window."""
+        st = self.state
         token = self.meter.begin()
         if accepted:
             updates = [ClientUpdate(r.client_id, r.delta, r.num_samples) for r in accepted]
             st.global_params = self.strategy.aggregate(st.global_params, updates)
         accuracy, loss = evaluate(self.model, st.global_params, self.test_data)
-        measured = self.meter.end(token)
+        return accuracy, loss, self.meter.end(token)
 
+    def _server(
+        self, start_s: float, measured: Measurement, idle_j: float, idle_g: float
+    ) -> ServerCost:
+        """The server's footprint of the round: its active work from ``start_s`` (the
+        round's close), plus its idle wait before the round."""
         srv = self.fleet.server
         server_s = measured.elapsed_s
-        srv_start = round_start_s + account.close_s
-        srv_ci = srv_j = srv_g = 0.0
-        if accounting:
-            srv_ci = float(self.sources.mean(self.server_region, srv_start, srv_start + server_s))
-            srv_j = server_energy_j(server_s, srv.power_w, srv.pue, measured.energy_j)
-            srv_g = float(operational_carbon_g(srv_j, srv_ci))
-        end_s = srv_start + server_s
-        self.planner.last_server_j = srv_j
-        acc_before = self.history[-1].accuracy if self.history else self._initial_accuracy()
-        srv_j, srv_g = srv_j + idle_j, srv_g + idle_g
+        ci = active_j = active_g = 0.0
+        if self.cfg.engine.accounting:
+            ci = float(self.sources.mean(self.server_region, start_s, start_s + server_s))
+            active_j = server_energy_j(server_s, srv.power_w, srv.pue, measured.energy_j)
+            active_g = float(operational_carbon_g(active_j, ci))
+        self.planner.last_server_j = active_j
+        return ServerCost(server_s, ci, active_j + idle_j, active_g + idle_g, start_s + server_s)
 
+    def _advance_state(
+        self,
+        round_idx: int,
+        cohort: np.ndarray,
+        accepted: list[ClientReport],
+        accuracy: float,
+        account: CohortAccount,
+        server: ServerCost,
+    ) -> float:
+        """The loop's state after the round; returns the round's carbon (gCO2e)."""
+        st = self.state
         ids = np.array([r.client_id for r in accepted], dtype=np.int64)
         st.participation[ids] += 1
-        st.last_selected[np.asarray(cohort, dtype=np.int64)] = round_idx
+        st.last_selected[cohort] = round_idx
         st.last_loss[ids] = [r.loss for r in accepted]
         st.round = round_idx
-        st.now_s = end_s
+        st.now_s = server.end_s
         st.best_accuracy = max(st.best_accuracy, accuracy)
-        round_energy = account.energy_j + srv_j
-        round_carbon = account.carbon_g + srv_g
-        st.cum_energy_j += round_energy
+        round_carbon = account.carbon_g + server.carbon_g
+        st.cum_energy_j += account.energy_j + server.energy_j
         st.cum_carbon_g += round_carbon
         st.last_round_carbon_g = round_carbon
-        self.planner.observe(plan, acc_before, accuracy, round_carbon)
-        wall_s = time.perf_counter() - wall0
-        self._state_of = round_idx
-        if accounting:
-            self.ledger.write_round(
-                {
-                    "round": round_idx,
-                    "start_s": round_start_s,
-                    "end_s": end_s,
-                    "wait_s": wait_s,
-                    "accuracy": accuracy,
-                    "loss": loss,
-                    "selected": len(reports),
-                    "completed": len(accepted),
-                    "server_s": server_s,
-                    "server_energy_j": srv_j,
-                    "server_idle_energy_j": idle_j,
-                    "server_carbon_g": srv_g,
-                    "server_ci_g_per_kwh": srv_ci,
-                    "server_estimated": int(measured.estimated),
-                    "wall_s": wall_s,
-                },
-                account.rows,
-                partial(self._snapshot_of, round_idx) if self.checkpoint else None,
-            )
-        record = RoundRecord(
-            round=round_idx,
-            accuracy=accuracy,
-            loss=loss,
-            selected=len(reports),
-            completed=len(accepted),
-            sim_time_s=end_s,
-            wall_s=wall_s,
-            energy_j=round_energy,
-            carbon_g=round_carbon,
-            cum_energy_j=st.cum_energy_j,
-            cum_carbon_g=st.cum_carbon_g,
-        )
-        self.history.append(record)
-        return record
+        return round_carbon
 
     def _initial_accuracy(self) -> float:
         stored = self.ledger.meta().get("initial_accuracy")
@@ -296,26 +341,12 @@ class RoundLoop:
 
     # ---- the run ----------------------------------------------------------------------
     def should_stop_before(self) -> str | None:
-        cfg = self.cfg
-        if self.state.round >= cfg.train.rounds:
-            return f"completed {cfg.train.rounds} rounds"
-        budget = cfg.stop.carbon_budget_g
-        if budget is not None and self.state.round > 0:
-            projected = self.state.cum_carbon_g + self.state.last_round_carbon_g
-            if projected > budget:
-                return (
-                    f"carbon budget: another round (~{self.state.last_round_carbon_g:.3g} g) "
-                    f"would exceed {budget:.6g} gCO2e (spent {self.state.cum_carbon_g:.6g} g)"
-                )
-        return None
+        return stop_before(self.state, self.cfg.train.rounds, self.cfg.stop.carbon_budget_g)
 
     def should_stop_after(self, record: RoundRecord) -> str | None:
-        target = self.cfg.stop.target_accuracy
-        if target is not None and record.accuracy >= target:
-            return f"reached target accuracy {target:g} in round {record.round}"
-        budget = self.cfg.stop.carbon_budget_g
-        if budget is not None and record.cum_carbon_g > budget:
-            return f"carbon budget exceeded: {record.cum_carbon_g:.6g} g > {budget:.6g} gCO2e"
+        reason = stop_after(record, self.cfg.stop.target_accuracy, self.cfg.stop.carbon_budget_g)
+        if reason is not None:
+            return reason
         stop = None
         for cb in self.callbacks:
             want_stop, _metrics = cb(record, self)
@@ -353,27 +384,7 @@ class RoundLoop:
     # ---- persistence ------------------------------------------------------------------
     def snapshot(self) -> dict[str, bytes]:
         """The state after the current round, to persist with that round's ledger rows."""
-        st = self.state
-        return {
-            "loop": snapshot_bytes(
-                {
-                    "round": st.round,
-                    "global_params": array_part(st.global_params.detach().cpu().numpy()),
-                    "now_s": st.now_s,
-                    "population_size": len(st.participation),
-                    "participation": compact(st.participation, 0),
-                    "last_selected": compact(st.last_selected, -1),
-                    "last_loss": compact(st.last_loss, np.nan),
-                    "rngs": {k: r.bit_generator.state for k, r in self.rngs.items()},
-                    "strategy": small_state(self.strategy.state_dict()),
-                    "planner": small_state(self.planner.state_dict()),
-                    "cum_energy_j": st.cum_energy_j,
-                    "cum_carbon_g": st.cum_carbon_g,
-                    "last_round_carbon_g": st.last_round_carbon_g,
-                    "best_accuracy": st.best_accuracy,
-                }
-            )
-        }
+        return {"loop": state_bytes(self.state, self.rngs, self.strategy, self.planner)}
 
     def _snapshot_of(self, round_idx: int) -> dict[str, bytes] | None:
         """The snapshot after ``round_idx`` if the state still is that (the ledger asks when
@@ -381,20 +392,5 @@ class RoundLoop:
         return self.snapshot() if self._state_of == round_idx else None
 
     def restore(self, blob: bytes) -> None:
-        st = self.state
-        snap = read_snapshot(blob, len(st.participation))
-        st.round = int(snap["round"])
-        st.global_params = snap["global_params"]
-        st.now_s = float(snap["now_s"])
-        st.participation = snap["participation"]
-        st.last_selected = snap["last_selected"]
-        st.last_loss = snap["last_loss"]
-        for k, state in snap["rngs"].items():
-            self.rngs[k].bit_generator.state = state
-        self.strategy.load_state_dict(snap["strategy"])
-        self.planner.load_state_dict(snap["planner"])
-        st.cum_energy_j = float(snap["cum_energy_j"])
-        st.cum_carbon_g = float(snap["cum_carbon_g"])
-        st.last_round_carbon_g = float(snap["last_round_carbon_g"])
-        st.best_accuracy = float(snap["best_accuracy"])
-        set_flat(self.model, st.global_params)
+        restore_state(self.state, blob, self.rngs, self.strategy, self.planner)
+        set_flat(self.model, self.state.global_params)
