@@ -13,9 +13,39 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from greenfl.config_sections import (
+    AdaptConfig,
+    CompressionConfig,
+    DeployConfig,
+    EngineConfig,
+    ReportConfig,
+    SchedulingConfig,
+    Section,
+    check_name,
+)
 from greenfl.core.errors import ConfigError
+
+__all__ = [
+    "AdaptConfig",
+    "CompressionConfig",
+    "DataConfig",
+    "DeployConfig",
+    "EngineConfig",
+    "FleetConfig",
+    "ModelConfig",
+    "ReportConfig",
+    "RunConfig",
+    "SchedulingConfig",
+    "SelectionConfig",
+    "StopConfig",
+    "StrategyConfig",
+    "TrainConfig",
+    "apply_override",
+    "build_config",
+    "load_config",
+]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,17 +53,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_name(kind: str, value: str, names: list[str]) -> str:
-    if value not in names:
-        raise ValueError(f"unknown {kind} {value!r}; choose one of {', '.join(sorted(names))}")
-    return value
-
-
-class DataConfig(_Section):
+class DataConfig(Section):
     dataset: str = Field(
         "digits", description="dataset by registry name (digits, synthetic, images)"
     )
@@ -58,10 +78,10 @@ class DataConfig(_Section):
     def _known_dataset(cls, v: str) -> str:
         from greenfl.data import DATASETS
 
-        return _check_name("dataset", v, list(DATASETS))
+        return check_name("dataset", v, list(DATASETS))
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     name: str = Field("mlp", description="built-in model by registry name (mlp, cnn)")
     hidden: list[int] = Field(
         default_factory=lambda: [64], description="widths of the MLP's hidden layers"
@@ -72,7 +92,7 @@ class ModelConfig(_Section):
     def _known_model(cls, v: str) -> str:
         from greenfl.models import MODELS
 
-        return _check_name("model", v, list(MODELS))
+        return check_name("model", v, list(MODELS))
 
     @field_validator("hidden")
     @classmethod
@@ -82,7 +102,7 @@ class ModelConfig(_Section):
         return v
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     rounds: int = Field(20, ge=1, description="federated rounds to run (at most)")
     clients_per_round: int = Field(10, ge=1, description="clients whose updates a round aggregates")
     local_epochs: int = Field(1, ge=1, description="passes over its data a client makes per round")
@@ -91,7 +111,7 @@ class TrainConfig(_Section):
     momentum: float = Field(0.0, ge=0, lt=1, description="local SGD momentum")
 
 
-class StrategyConfig(_Section):
+class StrategyConfig(Section):
     name: str = Field("fedavg", description="aggregation strategy by registry name")
     mu: float = Field(0.01, ge=0, description="FedProx proximal weight")
     server_lr: float | None = Field(
@@ -111,10 +131,10 @@ class StrategyConfig(_Section):
     def _known_strategy(cls, v: str) -> str:
         from greenfl.strategy import STRATEGIES
 
-        return _check_name("strategy", v, list(STRATEGIES))
+        return check_name("strategy", v, list(STRATEGIES))
 
 
-class SelectionConfig(_Section):
+class SelectionConfig(Section):
     name: str = Field("random", description="client selector by registry name")
     fairness: Literal["none", "floor", "jain"] = Field(
         "none", description="guard: floor = every available client once per window; jain"
@@ -138,10 +158,10 @@ class SelectionConfig(_Section):
     def _known_selector(cls, v: str) -> str:
         from greenfl.selection import SELECTORS
 
-        return _check_name("selector", v, list(SELECTORS))
+        return check_name("selector", v, list(SELECTORS))
 
 
-class FleetConfig(_Section):
+class FleetConfig(Section):
     catalog: str = Field(
         "builtin", description="builtin, or the path of a fleet file (TOML) that replaces it"
     )
@@ -174,7 +194,7 @@ class FleetConfig(_Section):
         return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
 
 
-class StopConfig(_Section):
+class StopConfig(Section):
     target_accuracy: float | None = Field(
         None, gt=0, le=1, description="stop once the test accuracy reaches this"
     )
@@ -183,104 +203,7 @@ class StopConfig(_Section):
     )
 
 
-class EngineConfig(_Section):
-    trainer: Literal["auto", "sequential", "vectorised"] = Field(
-        "auto", description="auto: vectorised for supported models and cohorts of >= 8 clients"
-    )
-    vectorised_threads: int = Field(
-        0,
-        ge=0,
-        description="intra-op threads of the vectorised trainer; 0 = torch's setting "
-        "(all cores); 1 on a machine shared with other work",
-    )
-    backend: Literal["local", "ray"] = Field(
-        "local", description="local (this process) or ray (a Ray cluster)"
-    )
-    ray_address: str | None = Field(None, description="an existing Ray cluster; none: local Ray")
-    checkpoint: bool = Field(True, description="persist server state with each round's rows")
-    accounting: bool = Field(
-        True, description="footprint accounting and ledger rows; off only to measure overhead"
-    )
-    ledger_batch_s: float = Field(
-        0.25,
-        ge=0,
-        description="simulation: hand rounds to the ledger writer at most this often (wall s); "
-        "a crash loses at most this much, which a resumed run re-runs; 0 = every round",
-    )
-
-
-class DeployConfig(_Section):
-    """`greenfl serve`: limits and waits of a real deployment over gRPC."""
-
-    max_update_norm: float | None = Field(None, gt=0, description="reject larger L2 updates")
-    max_message_mb: float = Field(64.0, gt=0, description="largest update message, 1e6 bytes")
-    round_timeout_s: float = Field(300.0, gt=0, description="wall seconds a round waits")
-    min_clients: int = Field(1, ge=1, description="connected clients before the first round")
-    join_timeout_s: float = Field(600.0, gt=0, description="how long to wait for min_clients")
-    keepalive_s: float = Field(5.0, gt=0, description="idle seconds between keep-alive tasks")
-    early_close: bool = Field(True, description="close a round once k updates are accepted")
-    max_client_samples: int | None = Field(
-        None, ge=1, description="refuse clients declaring more local samples (--data-dir)"
-    )
-
-
-class CompressionConfig(_Section):
-    name: str = Field(
-        "identity", description="update codec by registry name (identity, q8, q4, topk)"
-    )
-    topk_ratio: float = Field(0.1, gt=0, le=1, description="topk: share of the coordinates sent")
-    chunk_size: int = Field(1024, ge=1, description="q8, q4: elements per quantisation chunk")
-
-    @field_validator("name")
-    @classmethod
-    def _known_codec(cls, v: str) -> str:
-        from greenfl.compression import CODECS
-
-        return _check_name("codec", v, list(CODECS))
-
-
-class SchedulingConfig(_Section):
-    name: Literal["none", "carbon"] = Field(
-        "none", description="none, or carbon (wait for a lower-carbon window)"
-    )
-    slack_s: float = Field(3600.0, ge=0, description="carbon: longest wait before a round")
-    step_s: float = Field(900.0, gt=0, description="carbon: spacing of candidate start times")
-    max_total_wait_s: float | None = Field(None, ge=0, description="carbon: wait budget per run")
-
-
-class AdaptConfig(_Section):
-    name: Literal["none", "ucb", "thompson"] = Field(
-        "none", description="bandit over round parameters: none, ucb or thompson"
-    )
-    clients_per_round: list[int] = Field(default_factory=list, description="arms; [] = train's")
-    local_epochs: list[int] = Field(default_factory=list, description="arms; [] = train's")
-    batch_size: list[int] = Field(default_factory=list, description="arms; [] = train's")
-    exploration: float = Field(1.0, ge=0, description="ucb: confidence width")
-    target: Literal["entry", "fastest", "energy", "carbon"] = Field(
-        "entry", description="execution target per device: the population entry's, or chosen"
-    )
-
-    @field_validator("clients_per_round", "local_epochs", "batch_size")
-    @classmethod
-    def _positive_arms(cls, v: list[int]) -> list[int]:
-        if any(x < 1 for x in v):
-            raise ValueError("every arm value must be >= 1")
-        return v
-
-
-class ReportConfig(_Section):
-    html: bool = Field(True, description="greenfl run writes report.html into its --out folder")
-    tensorboard_dir: str | None = Field(
-        None, min_length=1, description="log per-round metrics to TensorBoard here"
-    )
-    mlflow: bool = Field(False, description="log per-round metrics to MLflow")
-    mlflow_experiment: str = Field("greenfl", min_length=1, description="MLflow experiment name")
-    mlflow_tracking_uri: str | None = Field(
-        None, min_length=1, description="MLflow tracking server; none: MLflow's default"
-    )
-
-
-class RunConfig(_Section):
+class RunConfig(Section):
     seed: int = Field(
         0,
         ge=0,

@@ -1,0 +1,116 @@
+"""The run config's section base and its engine, deployment, compression, scheduling,
+adaptation and report sections (greenfl.config holds the others and RunConfig, and
+re-exports these)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_name(kind: str, value: str, names: list[str]) -> str:
+    if value not in names:
+        raise ValueError(f"unknown {kind} {value!r}; choose one of {', '.join(sorted(names))}")
+    return value
+
+
+class EngineConfig(Section):
+    trainer: Literal["auto", "sequential", "vectorised"] = Field(
+        "auto", description="auto: vectorised for supported models and cohorts of >= 8 clients"
+    )
+    vectorised_threads: int = Field(
+        0,
+        ge=0,
+        description="intra-op threads of the vectorised trainer; 0 = torch's setting "
+        "(all cores); 1 on a machine shared with other work",
+    )
+    backend: Literal["local", "ray"] = Field(
+        "local", description="local (this process) or ray (a Ray cluster)"
+    )
+    ray_address: str | None = Field(None, description="an existing Ray cluster; none: local Ray")
+    checkpoint: bool = Field(True, description="persist server state with each round's rows")
+    accounting: bool = Field(
+        True, description="footprint accounting and ledger rows; off only to measure overhead"
+    )
+    ledger_batch_s: float = Field(
+        0.25,
+        ge=0,
+        description="simulation: hand rounds to the ledger writer at most this often (wall s); "
+        "a crash loses at most this much, which a resumed run re-runs; 0 = every round",
+    )
+
+
+class DeployConfig(Section):
+    """`greenfl serve`: limits and waits of a real deployment over gRPC."""
+
+    max_update_norm: float | None = Field(None, gt=0, description="reject larger L2 updates")
+    max_message_mb: float = Field(64.0, gt=0, description="largest update message, 1e6 bytes")
+    round_timeout_s: float = Field(300.0, gt=0, description="wall seconds a round waits")
+    min_clients: int = Field(1, ge=1, description="connected clients before the first round")
+    join_timeout_s: float = Field(600.0, gt=0, description="how long to wait for min_clients")
+    keepalive_s: float = Field(5.0, gt=0, description="idle seconds between keep-alive tasks")
+    early_close: bool = Field(True, description="close a round once k updates are accepted")
+    max_client_samples: int | None = Field(
+        None, ge=1, description="refuse clients declaring more local samples (--data-dir)"
+    )
+
+
+class CompressionConfig(Section):
+    name: str = Field(
+        "identity", description="update codec by registry name (identity, q8, q4, topk)"
+    )
+    topk_ratio: float = Field(0.1, gt=0, le=1, description="topk: share of the coordinates sent")
+    chunk_size: int = Field(1024, ge=1, description="q8, q4: elements per quantisation chunk")
+
+    @field_validator("name")
+    @classmethod
+    def _known_codec(cls, v: str) -> str:
+        from greenfl.compression import CODECS
+
+        return check_name("codec", v, list(CODECS))
+
+
+class SchedulingConfig(Section):
+    name: Literal["none", "carbon"] = Field(
+        "none", description="none, or carbon (wait for a lower-carbon window)"
+    )
+    slack_s: float = Field(3600.0, ge=0, description="carbon: longest wait before a round")
+    step_s: float = Field(900.0, gt=0, description="carbon: spacing of candidate start times")
+    max_total_wait_s: float | None = Field(None, ge=0, description="carbon: wait budget per run")
+
+
+class AdaptConfig(Section):
+    name: Literal["none", "ucb", "thompson"] = Field(
+        "none", description="bandit over round parameters: none, ucb or thompson"
+    )
+    clients_per_round: list[int] = Field(default_factory=list, description="arms; [] = train's")
+    local_epochs: list[int] = Field(default_factory=list, description="arms; [] = train's")
+    batch_size: list[int] = Field(default_factory=list, description="arms; [] = train's")
+    exploration: float = Field(1.0, ge=0, description="ucb: confidence width")
+    target: Literal["entry", "fastest", "energy", "carbon"] = Field(
+        "entry", description="execution target per device: the population entry's, or chosen"
+    )
+
+    @field_validator("clients_per_round", "local_epochs", "batch_size")
+    @classmethod
+    def _positive_arms(cls, v: list[int]) -> list[int]:
+        if any(x < 1 for x in v):
+            raise ValueError("every arm value must be >= 1")
+        return v
+
+
+class ReportConfig(Section):
+    html: bool = Field(True, description="greenfl run writes report.html into its --out folder")
+    tensorboard_dir: str | None = Field(
+        None, min_length=1, description="log per-round metrics to TensorBoard here"
+    )
+    mlflow: bool = Field(False, description="log per-round metrics to MLflow")
+    mlflow_experiment: str = Field("greenfl", min_length=1, description="MLflow experiment name")
+    mlflow_tracking_uri: str | None = Field(
+        None, min_length=1, description="MLflow tracking server; none: MLflow's default"
+    )
