@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import greenfl
-from greenfl.adapt import Arm, ThompsonBandit, UCBBandit, make_adapter, round_reward
+from greenfl.adapt import Arm, ThompsonBandit, UCBBandit, round_reward
 from greenfl.config import RunConfig
+from greenfl.factories import adapter_for
 from greenfl.ledger import read_ledger
 from tests.fleets import write_fleet
 
@@ -35,10 +36,10 @@ def test_reward_is_gain_over_remaining_error_per_gram() -> None:
 
 def test_adapter_arms_default_to_the_train_section(tiny_config: RunConfig) -> None:
     cfg = tiny_config.replace(**{"adapt.name": "ucb", "adapt.local_epochs": [1, 3]})
-    bandit = make_adapter(cfg)
+    bandit = adapter_for(cfg.adapt, cfg.train)
     assert bandit is not None
     assert bandit.arms == [Arm(5, 1, 16), Arm(5, 3, 16)]
-    assert make_adapter(tiny_config) is None
+    assert adapter_for(tiny_config.adapt, tiny_config.train) is None
 
 
 def test_adaptive_loop_uses_the_chosen_arm(tiny_config: RunConfig, tmp_path: Path) -> None:

@@ -79,7 +79,12 @@ def test_every_tutorial_has_runnable_blocks():
         assert any(lang in RUNNABLE for lang, _ in blocks(page)), page.name
 
 
-def _run_page(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _run_page(
+    page: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    langs: tuple[str, ...] = RUNNABLE,
+) -> None:
     from greenfl import data, selection, strategy
 
     registries = [strategy.STRATEGIES, selection.SELECTORS, data.DATASETS]
@@ -93,6 +98,8 @@ def _run_page(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     namespace: dict[str, object] = {"__name__": "__main__"}
     try:
         for i, (lang, code) in enumerate(blocks(page), 1):
+            if lang not in langs:
+                continue
             where = f"{page.name}, block {i} ({lang})"
             if lang == "bash":
                 proc = subprocess.run(
@@ -126,3 +133,10 @@ def _run_page(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 @pytest.mark.parametrize("page", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs_as_written(page, tmp_path, monkeypatch):
     _run_page(page, tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+def test_readme_python_snippet_runs_as_written(tmp_path, monkeypatch):
+    # The README's shell blocks are the set-up commands (they build a venv); its Python runs.
+    assert any(lang == "python" for lang, _ in blocks(ROOT / "README.md"))
+    _run_page(ROOT / "README.md", tmp_path, monkeypatch, langs=("python",))

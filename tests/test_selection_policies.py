@@ -91,6 +91,7 @@ class FirstK:
     """A selector that starves everyone but the lowest ids."""
 
     name = "first"
+    needs_estimates = False
 
     def select(self, candidates, k, ctx, rng):  # noqa: ANN001, ANN201
         return np.sort(candidates)[:k]

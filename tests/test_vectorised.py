@@ -13,7 +13,7 @@ import greenfl
 from greenfl.clients.inprocess import InProcessTransport
 from greenfl.clients.trainer import SequentialTrainer, TrainResult
 from greenfl.clients.vectorised import VectorisedTrainer, unsupported_reason
-from greenfl.compression import make_codec
+from greenfl.compression import make as make_codec
 from greenfl.config import RunConfig, build_config
 from greenfl.core.errors import ConfigError
 from greenfl.core.messages import FitInstructions

@@ -7,28 +7,57 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from greenfl import data, selection, strategy
+from greenfl import adapt, compression, data, scheduling, selection, strategy
+from greenfl.adapt import Bandit, make_arms
 from greenfl.clients.trainer import ClientTrainer
-from greenfl.compression import Codec, make_codec
+from greenfl.compression import Codec
 from greenfl.config import (
+    AdaptConfig,
     CompressionConfig,
     DataConfig,
     RunConfig,
+    SchedulingConfig,
     SelectionConfig,
     StrategyConfig,
+    TrainConfig,
 )
 from greenfl.data.base import FederatedDataset
 from greenfl.models import build_model
+from greenfl.scheduling import CarbonAwareScheduler
 from greenfl.selection import ClientSelector, FairnessGuard
 from greenfl.strategy import Strategy
 
 
 def codec_for(cfg: CompressionConfig) -> Codec:
-    if cfg.name == "topk":
-        return make_codec("topk", ratio=cfg.topk_ratio)
-    if cfg.name in ("q8", "q4"):
-        return make_codec(cfg.name, chunk_size=cfg.chunk_size)
-    return make_codec(cfg.name)
+    """A fresh codec (stateful ones start with no residuals)."""
+    kwargs: dict[str, dict[str, float | int]] = {
+        "topk": {"ratio": cfg.topk_ratio},
+        "q8": {"chunk_size": cfg.chunk_size},
+        "q4": {"chunk_size": cfg.chunk_size},
+    }
+    return compression.make(cfg.name, **kwargs.get(cfg.name, {}))
+
+
+def adapter_for(cfg: AdaptConfig, train: TrainConfig) -> Bandit | None:
+    """The configured bandit, or None; an empty arm list means the train section's value."""
+    if cfg.name == "none":
+        return None
+    arms = make_arms(
+        cfg.clients_per_round or [train.clients_per_round],
+        cfg.local_epochs or [train.local_epochs],
+        cfg.batch_size or [train.batch_size],
+    )
+    kwargs = {"ucb": {"exploration": cfg.exploration}}
+    return adapt.make(cfg.name, arms, **kwargs.get(cfg.name, {}))
+
+
+def scheduler_for(cfg: SchedulingConfig) -> CarbonAwareScheduler | None:
+    """The configured start-time scheduler, or None to start every round at once."""
+    if cfg.name == "none":
+        return None
+    return scheduling.make(
+        cfg.name, slack_s=cfg.slack_s, step_s=cfg.step_s, max_total_wait_s=cfg.max_total_wait_s
+    )
 
 
 def trainer_for(cfg: RunConfig, model: nn.Module) -> ClientTrainer:

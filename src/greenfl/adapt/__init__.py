@@ -3,32 +3,31 @@ each round. Adding a policy is one module plus one line in ADAPTERS."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
-from greenfl.adapt.bandit import Arm, ThompsonBandit, UCBBandit, make_arms, round_reward
+from greenfl.adapt.bandit import Arm, Bandit, ThompsonBandit, UCBBandit, make_arms, round_reward
+from greenfl.core.errors import ConfigError
 
-if TYPE_CHECKING:
-    from greenfl.adapt.bandit import _Bandit
-    from greenfl.config import RunConfig
-
-ADAPTERS: dict[str, Callable[[list[Arm], RunConfig], _Bandit]] = {
-    "ucb": lambda arms, c: UCBBandit(arms, c.adapt.exploration),
-    "thompson": lambda arms, c: ThompsonBandit(arms),
+ADAPTERS: dict[str, type[Bandit]] = {
+    "ucb": UCBBandit,
+    "thompson": ThompsonBandit,
 }
 
 
-def make_adapter(cfg: RunConfig) -> _Bandit | None:
-    """The configured bandit, or None; an empty arm list means the train section's value."""
-    a, t = cfg.adapt, cfg.train
-    if a.name == "none":
-        return None
-    arms = make_arms(
-        a.clients_per_round or [t.clients_per_round],
-        a.local_epochs or [t.local_epochs],
-        a.batch_size or [t.batch_size],
-    )
-    return ADAPTERS[a.name](arms, cfg)
+def make(name: str, arms: list[Arm], **kwargs: Any) -> Bandit:
+    """The bandit registered as ``name`` over ``arms``, built with its own keyword arguments."""
+    if name not in ADAPTERS:
+        raise ConfigError(f"unknown adapter {name!r}; choose one of {', '.join(sorted(ADAPTERS))}")
+    return ADAPTERS[name](arms, **kwargs)
 
 
-__all__ = ["ADAPTERS", "Arm", "ThompsonBandit", "UCBBandit", "make_adapter", "round_reward"]
+__all__ = [
+    "ADAPTERS",
+    "Arm",
+    "Bandit",
+    "ThompsonBandit",
+    "UCBBandit",
+    "make",
+    "make_arms",
+    "round_reward",
+]

@@ -33,7 +33,7 @@ def round_reward(acc_before: float, acc_after: float, carbon_g: float) -> float:
     return (acc_after - acc_before) / remaining / max(carbon_g, 1e-12)
 
 
-class _Bandit:
+class Bandit:
     name = "bandit"
 
     def __init__(self, arms: list[Arm], discount: float = 0.95) -> None:
@@ -83,7 +83,7 @@ class _Bandit:
             self.update(int(arm), float(reward))
 
 
-class UCBBandit(_Bandit):
+class UCBBandit(Bandit):
     name = "ucb"
 
     def __init__(self, arms: list[Arm], exploration: float = 1.0, discount: float = 0.95) -> None:
@@ -98,7 +98,7 @@ class UCBBandit(_Bandit):
         return int(np.argmax(self.means() + width))
 
 
-class ThompsonBandit(_Bandit):
+class ThompsonBandit(Bandit):
     """Gaussian Thompson sampling on scaled rewards, with an observation noise of 0.5: the
     largest standard deviation a reward bounded in a unit interval can have."""
 

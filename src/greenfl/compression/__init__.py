@@ -12,7 +12,6 @@ is a real serialisation, header included. Codecs by registry name:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 from greenfl.compression.base import Codec, EncodedUpdate
@@ -21,7 +20,7 @@ from greenfl.compression.quantize import Q4Codec, Q8Codec, UniformQuantizer
 from greenfl.compression.topk import TopKCodec
 from greenfl.core.errors import ConfigError
 
-CODECS: dict[str, Callable[..., Codec]] = {
+CODECS: dict[str, type[Codec]] = {
     "identity": IdentityCodec,
     "q8": Q8Codec,
     "q4": Q4Codec,
@@ -29,7 +28,7 @@ CODECS: dict[str, Callable[..., Codec]] = {
 }
 
 
-def make_codec(name: str, **params: Any) -> Codec:
+def make(name: str, **params: Any) -> Codec:
     """A fresh codec (stateful ones start with no residuals). Unknown names and parameters
     are config mistakes, so both raise ConfigError naming the codec."""
     factory = CODECS.get(name)
@@ -52,5 +51,5 @@ __all__ = [
     "Q8Codec",
     "TopKCodec",
     "UniformQuantizer",
-    "make_codec",
+    "make",
 ]

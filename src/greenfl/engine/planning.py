@@ -21,18 +21,18 @@ from torch import nn
 from greenfl.accounting.entries import EntryTable
 from greenfl.accounting.estimates import Estimates, estimate_clients
 from greenfl.accounting.targets import TargetTable
-from greenfl.adapt import make_adapter, round_reward
+from greenfl.adapt import round_reward
 from greenfl.config import RunConfig
 from greenfl.core.params import get_flat
 from greenfl.core.units import J_PER_KWH
 from greenfl.data.base import FederatedDataset
+from greenfl.factories import adapter_for, codec_for, scheduler_for
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population, diurnal_availability, local_hour
 from greenfl.footprint.intensity import CarbonIntensity
 from greenfl.footprint.model import operational_carbon_g
-from greenfl.scheduling.carbon import CarbonAwareScheduler
 from greenfl.scheduling.clock import SimClock
-from greenfl.selection import ClientSelector, needs_estimates
+from greenfl.selection import ClientSelector
 
 _SCHEDULER_SAMPLE = 100_000  # clients used to forecast a round's cost at future starts
 
@@ -69,14 +69,9 @@ class RoundPlanner:
         self.target_policy = cfg.adapt.target
         self.targets = TargetTable.build(fleet) if self.target_policy != "entry" else None
         self.table = self.targets.table if self.targets is not None else entries
-        self.adapter = make_adapter(cfg)
-        s = cfg.scheduling
-        self.scheduler = (
-            CarbonAwareScheduler(s.slack_s, s.step_s, s.max_total_wait_s)
-            if s.name == "carbon"
-            else None
-        )
-        self.wants_estimates = needs_estimates(selector)
+        self.adapter = adapter_for(cfg.adapt, cfg.train)
+        self.scheduler = scheduler_for(cfg.scheduling)
+        self.wants_estimates = selector.needs_estimates
         self.cost_aware_selector = self.wants_estimates
         self._flops_per_sample: float | None = None
         self._bytes: tuple[int, int] | None = None
@@ -102,8 +97,6 @@ class RoundPlanner:
         update (a fresh codec, so no client's error-feedback state is touched), and the
         float32 model."""
         if self._bytes is None:
-            from greenfl.factories import codec_for
-
             n = get_flat(self.model).numel()
             probe = torch.randn(n, generator=torch.Generator().manual_seed(0)) * 1e-3
             encoded = codec_for(self.cfg.compression).encode(probe, 0, torch.Generator())

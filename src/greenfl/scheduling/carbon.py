@@ -18,7 +18,10 @@ class CarbonAwareScheduler:
     name = "carbon"
 
     def __init__(
-        self, slack_s: float, step_s: float = 900.0, max_total_wait_s: float | None = None
+        self,
+        slack_s: float = 3600.0,
+        step_s: float = 900.0,
+        max_total_wait_s: float | None = None,
     ) -> None:
         if slack_s < 0 or step_s <= 0:
             raise ValueError("slack_s must be >= 0 and step_s > 0")

@@ -25,13 +25,13 @@ def make(name: str, **kwargs: Any) -> ClientSelector:
         raise ConfigError(
             f"unknown selector {name!r}; choose one of {', '.join(sorted(SELECTORS))}"
         )
-    return SELECTORS[name](**kwargs)
-
-
-def needs_estimates(selector: ClientSelector) -> bool:
-    """Whether the engine must fill the context's per-candidate estimates (costly for a
-    million candidates, so only selectors that use them ask)."""
-    return bool(getattr(selector, "needs_estimates", False))
+    chosen = SELECTORS[name](**kwargs)
+    if not isinstance(chosen, ClientSelector):
+        raise ConfigError(
+            f"selector {name!r} does not implement ClientSelector "
+            "(it needs name, needs_estimates and select)"
+        )
+    return chosen
 
 
 __all__ = [
@@ -45,5 +45,4 @@ __all__ = [
     "SelectionContext",
     "jain_index",
     "make",
-    "needs_estimates",
 ]

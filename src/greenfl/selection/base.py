@@ -29,10 +29,11 @@ class SelectionContext:
 
 @runtime_checkable
 class ClientSelector(Protocol):
-    """A selector may also set ``needs_estimates = True``: the engine then fills the
-    context's est_* arrays (vectorised over the candidates) before calling it."""
+    """``needs_estimates = True`` asks the engine to fill the context's est_* arrays
+    (vectorised over the candidates, costly for a million of them) before each call."""
 
     name: str
+    needs_estimates: bool
 
     def select(
         self, candidates: np.ndarray, k: int, ctx: SelectionContext, rng: np.random.Generator

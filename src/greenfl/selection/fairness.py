@@ -50,7 +50,7 @@ class FairnessGuard:
         self.window = window
         self.jain_floor = jain_floor
         self.name = f"{inner.name}+{mode}"
-        self.needs_estimates = bool(getattr(inner, "needs_estimates", False))
+        self.needs_estimates = inner.needs_estimates
 
     def select(
         self, candidates: np.ndarray, k: int, ctx: SelectionContext, rng: np.random.Generator
