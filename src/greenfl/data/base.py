@@ -24,7 +24,13 @@ class FederatedDataset(Protocol):
         ...
 
     def client_data(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features float32, labels int64) of one client."""
+        """(features, labels int64) of one client. Features are float32, or int64 token ids
+        for sequence datasets (e.g. shakespeare's 80-character windows)."""
+        ...
+
+    def client_test_data(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The client's own held-out data, from its own distribution (LEAF's per-user test
+        split where the dataset has one). Used for per-client accuracy and fairness."""
         ...
 
     def test_data(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +65,11 @@ class Partition:
 
 
 class ArrayDataset:
-    """A centrally held array dataset (e.g. digits) partitioned across clients."""
+    """A centrally held array dataset (e.g. digits) partitioned across clients.
+
+    ``test_partition`` assigns each client its own test samples. Without one, each client
+    gets test samples drawn to match its training labels (``label_matched_test``), so its
+    test accuracy measures the model on that client's distribution."""
 
     def __init__(
         self,
@@ -71,6 +81,8 @@ class ArrayDataset:
         partition: Partition,
         input_shape: tuple[int, ...],
         num_classes: int,
+        test_partition: Partition | None = None,
+        seed: int = 0,
     ) -> None:
         self.name = name
         self.num_clients = partition.num_clients
@@ -82,6 +94,9 @@ class ArrayDataset:
         self._x_test = torch.as_tensor(x_test, dtype=torch.float32).reshape(-1, *input_shape)
         self._y_test = torch.as_tensor(y_test, dtype=torch.int64)
         self.train_labels = np.asarray(y_train, dtype=np.int64)
+        self._y_test_np = np.asarray(y_test, dtype=np.int64)
+        self._test_partition = test_partition
+        self._seed = seed
 
     def client_sizes(self) -> np.ndarray:
         return self.partition.sizes()
@@ -90,5 +105,50 @@ class ArrayDataset:
         idx = torch.from_numpy(self.partition.of(client_id))
         return self._x[idx], self._y[idx]
 
+    def client_test_data(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._test_partition is None:
+            self._test_partition = label_matched_test(
+                self.train_labels, self.partition, self._y_test_np, self._seed
+            )
+        idx = torch.from_numpy(self._test_partition.of(client_id))
+        return self._x_test[idx], self._y_test[idx]
+
     def test_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self._x_test, self._y_test
+
+
+MIN_CLIENT_TEST = 10  # test samples per client at least: fewer make its accuracy noise
+_TEST_MATCH_STREAM = 7
+
+
+def label_matched_test(
+    train_labels: np.ndarray, partition: Partition, test_labels: np.ndarray, seed: int
+) -> Partition:
+    """Per-client test indices into the central test set, drawn to follow each client's
+    training label mix. A client gets max(MIN_CLIENT_TEST, its share of the test set)
+    samples, allotted to its classes by largest remainder; within a class, samples are drawn
+    without replacement while the class has enough, with replacement beyond. Clients may
+    share test samples: the central set is only so large."""
+    rng = np.random.default_rng([seed, _TEST_MATCH_STREAM])
+    num_classes = int(max(train_labels.max(initial=0), test_labels.max(initial=0))) + 1
+    pools = [np.flatnonzero(test_labels == c) for c in range(num_classes)]
+    ratio = len(test_labels) / max(len(train_labels), 1)
+    parts: list[np.ndarray] = []
+    for cid in range(partition.num_clients):
+        labels = train_labels[partition.of(cid)]
+        counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+        counts[[len(p) == 0 for p in pools]] = 0.0  # classes the test set lacks
+        if counts.sum() == 0:
+            parts.append(np.zeros(0, np.int64))
+            continue
+        want = max(MIN_CLIENT_TEST, int(round(len(labels) * ratio)))
+        share = counts / counts.sum() * want
+        alloc = np.floor(share).astype(np.int64)
+        extra = want - int(alloc.sum())
+        alloc[np.argsort(-(share - alloc), kind="stable")[:extra]] += 1
+        picked = [
+            rng.choice(pools[c], int(alloc[c]), replace=int(alloc[c]) > len(pools[c]))
+            for c in np.flatnonzero(alloc)
+        ]
+        parts.append(np.sort(np.concatenate(picked)).astype(np.int64))
+    return Partition.from_lists(parts)

@@ -26,4 +26,4 @@ def load(
         x, y, test_size=test_fraction, random_state=seed, stratify=y
     )
     part = make_partition(partition, y_train, num_clients, seed, alpha, classes_per_client)
-    return ArrayDataset("digits", x_train, y_train, x_test, y_test, part, (64,), 10)
+    return ArrayDataset("digits", x_train, y_train, x_test, y_test, part, (64,), 10, seed=seed)

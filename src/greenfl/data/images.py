@@ -43,4 +43,6 @@ def load(
     y_test = np.repeat(np.arange(NUM_CLASSES), TEST_SAMPLES // NUM_CLASSES)
     x_test = draw(y_test)
     part = make_partition(partition, y_train, num_clients, seed, alpha, classes_per_client)
-    return ArrayDataset("images", x_train, y_train, x_test, y_test, part, (1, SIDE, SIDE), 10)
+    return ArrayDataset(
+        "images", x_train, y_train, x_test, y_test, part, (1, SIDE, SIDE), 10, seed=seed
+    )

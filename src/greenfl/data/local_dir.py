@@ -113,6 +113,12 @@ class LocalDirDataset:
             raise DataError(f"a local data directory holds one client (0), not {client_id}")
         return torch.from_numpy(self.train.x), torch.from_numpy(self.train.y)
 
+    def client_test_data(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A machine's own test split is its client test data."""
+        if client_id != 0:
+            raise DataError(f"a local data directory holds one client (0), not {client_id}")
+        return self.test_data()
+
     def test_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.test is None:
             raise DataError(f"--data-dir {self.root}: no {TEST_NPZ} (or {' + '.join(TEST_NPY)})")

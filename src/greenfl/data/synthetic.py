@@ -67,6 +67,12 @@ class SyntheticDataset:
         w, b, v = self._client_model(rng)
         return self._sample(rng, int(self._sizes[client_id]), w, b, v)
 
+    def client_test_data(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fresh samples from the client's own distribution (the test stream)."""
+        w, b, v = self._client_model(np.random.default_rng([self.seed, client_id]))
+        rng = np.random.default_rng([self.seed, client_id, _TEST_STREAM])
+        return self._sample(rng, _TEST_SAMPLES_PER_CLIENT, w, b, v)
+
     def test_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Fresh samples from the first clients' own distributions (a separate stream)."""
         xs, ys = [], []
