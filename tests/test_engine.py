@@ -33,6 +33,7 @@ def test_ledger_sums_equal_the_summary(tiny_config: RunConfig, tmp_path: Path) -
         "clients_selected",
         "clients_completed",
         "clients_dropped",
+        "client_accuracy",
     }
     assert set(s) == expected_keys
     assert set(s["energy_j"]) == {"client_compute", "client_comm", "server", "total"}

@@ -36,7 +36,7 @@ def test_fairness_meta_matches_the_ledger(tiny_config: RunConfig, tmp_path: Path
     )
     assert led.meta["least_region"] in {r["name"] for r in led.fleet["region"]}
     assert 0.0 <= float(led.meta["least_region_accuracy"]) <= 1.0
-    assert "training data" in led.meta["least_region_accuracy_data"]
+    assert "test data" in led.meta["least_region_accuracy_data"]  # never training data
 
 
 def test_estimates_match_what_the_ledger_then_records(

@@ -20,6 +20,7 @@ from greenfl.config import RunConfig
 from greenfl.core.errors import LedgerError
 from greenfl.engine.build import build_loop
 from greenfl.ledger import store
+from greenfl.ledger.schema import SCHEMA_VERSION
 from greenfl.ledger.writer import LedgerWriter
 from tests.test_ledger_writer import _client_rows, _round_row
 
@@ -80,7 +81,7 @@ def test_a_failed_write_names_the_round_and_keeps_what_was_committed(tmp_path: P
     with pytest.raises(LedgerError, match="round 1"):  # no round after a missing one
         w.write_round(_round_row(2), _client_rows(2))
     # Reported once: the ledger still reads, and the run can still be marked failed.
-    assert w.meta()["schema_version"] == "1"
+    assert w.meta()["schema_version"] == str(SCHEMA_VERSION)
     w.finish("failed", "ledger")
     w.close()
     rounds, saved = _committed(path)

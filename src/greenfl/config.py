@@ -20,6 +20,7 @@ from greenfl.config_sections import (
     CompressionConfig,
     DeployConfig,
     EngineConfig,
+    EvalConfig,
     ReportConfig,
     SchedulingConfig,
     Section,
@@ -33,6 +34,7 @@ __all__ = [
     "DataConfig",
     "DeployConfig",
     "EngineConfig",
+    "EvalConfig",
     "FleetConfig",
     "ModelConfig",
     "ReportConfig",
@@ -216,6 +218,7 @@ class RunConfig(Section):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     stop: StopConfig = Field(default_factory=StopConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
     scheduling: SchedulingConfig = Field(default_factory=SchedulingConfig)

@@ -104,6 +104,19 @@ class AdaptConfig(Section):
         return v
 
 
+class EvalConfig(Section):
+    every: int = Field(
+        1,
+        ge=0,
+        description="evaluate on clients' own test data every this many rounds (0: never)",
+    )
+    clients: int = Field(
+        100,
+        ge=1,
+        description="clients in that evaluation: a fixed seeded sample, the same every round",
+    )
+
+
 class ReportConfig(Section):
     html: bool = Field(True, description="greenfl run writes report.html into its --out folder")
     tensorboard_dir: str | None = Field(

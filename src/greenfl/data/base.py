@@ -97,6 +97,7 @@ class ArrayDataset:
         self._y_test_np = np.asarray(y_test, dtype=np.int64)
         self._test_partition = test_partition
         self._seed = seed
+        self._pools: list[np.ndarray] | None = None
 
     def client_sizes(self) -> np.ndarray:
         return self.partition.sizes()
@@ -106,12 +107,16 @@ class ArrayDataset:
         return self._x[idx], self._y[idx]
 
     def client_test_data(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._test_partition is None:
-            self._test_partition = label_matched_test(
-                self.train_labels, self.partition, self._y_test_np, self._seed
-            )
-        idx = torch.from_numpy(self._test_partition.of(client_id))
-        return self._x_test[idx], self._y_test[idx]
+        if self._test_partition is not None:
+            idx = self._test_partition.of(client_id)
+        else:
+            if self._pools is None:
+                self._pools = class_pools(self._y_test_np, self.train_labels)
+            ratio = len(self._y_test_np) / max(len(self.train_labels), 1)
+            labels = self.train_labels[self.partition.of(client_id)]
+            idx = matched_test_indices(labels, self._pools, ratio, self._seed, client_id)
+        t = torch.from_numpy(idx)
+        return self._x_test[t], self._y_test[t]
 
     def test_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self._x_test, self._y_test
@@ -124,31 +129,44 @@ _TEST_MATCH_STREAM = 7
 def label_matched_test(
     train_labels: np.ndarray, partition: Partition, test_labels: np.ndarray, seed: int
 ) -> Partition:
-    """Per-client test indices into the central test set, drawn to follow each client's
-    training label mix. A client gets max(MIN_CLIENT_TEST, its share of the test set)
-    samples, allotted to its classes by largest remainder; within a class, samples are drawn
-    without replacement while the class has enough, with replacement beyond. Clients may
-    share test samples: the central set is only so large."""
-    rng = np.random.default_rng([seed, _TEST_MATCH_STREAM])
-    num_classes = int(max(train_labels.max(initial=0), test_labels.max(initial=0))) + 1
-    pools = [np.flatnonzero(test_labels == c) for c in range(num_classes)]
+    """Every client's ``matched_test_indices``, as a Partition."""
+    pools = class_pools(test_labels, train_labels)
     ratio = len(test_labels) / max(len(train_labels), 1)
-    parts: list[np.ndarray] = []
-    for cid in range(partition.num_clients):
-        labels = train_labels[partition.of(cid)]
-        counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-        counts[[len(p) == 0 for p in pools]] = 0.0  # classes the test set lacks
-        if counts.sum() == 0:
-            parts.append(np.zeros(0, np.int64))
-            continue
-        want = max(MIN_CLIENT_TEST, int(round(len(labels) * ratio)))
-        share = counts / counts.sum() * want
-        alloc = np.floor(share).astype(np.int64)
-        extra = want - int(alloc.sum())
-        alloc[np.argsort(-(share - alloc), kind="stable")[:extra]] += 1
-        picked = [
-            rng.choice(pools[c], int(alloc[c]), replace=int(alloc[c]) > len(pools[c]))
-            for c in np.flatnonzero(alloc)
+    return Partition.from_lists(
+        [
+            matched_test_indices(train_labels[partition.of(c)], pools, ratio, seed, c)
+            for c in range(partition.num_clients)
         ]
-        parts.append(np.sort(np.concatenate(picked)).astype(np.int64))
-    return Partition.from_lists(parts)
+    )
+
+
+def class_pools(test_labels: np.ndarray, train_labels: np.ndarray) -> list[np.ndarray]:
+    """The test set's indices of each class (classes up to the largest label of either)."""
+    num_classes = int(max(train_labels.max(initial=0), test_labels.max(initial=0))) + 1
+    return [np.flatnonzero(test_labels == c) for c in range(num_classes)]
+
+
+def matched_test_indices(
+    labels: np.ndarray, pools: list[np.ndarray], ratio: float, seed: int, client_id: int
+) -> np.ndarray:
+    """One client's test indices into the central test set, drawn to follow its training
+    label mix ``labels``: max(MIN_CLIENT_TEST, its share ``ratio`` of the test set) samples,
+    allotted to its classes by largest remainder; within a class without replacement while
+    the class has enough, with replacement beyond. Clients may share test samples (the
+    central set is only so large). Each client has its own random stream, so one client's
+    test data is derived without touching the others'."""
+    counts = np.bincount(labels, minlength=len(pools)).astype(np.float64)[: len(pools)]
+    counts[[len(p) == 0 for p in pools]] = 0.0  # classes the test set lacks
+    if counts.sum() == 0:
+        return np.zeros(0, np.int64)
+    rng = np.random.default_rng([seed, _TEST_MATCH_STREAM, client_id])
+    want = max(MIN_CLIENT_TEST, int(round(len(labels) * ratio)))
+    share = counts / counts.sum() * want
+    alloc = np.floor(share).astype(np.int64)
+    extra = want - int(alloc.sum())
+    alloc[np.argsort(-(share - alloc), kind="stable")[:extra]] += 1
+    picked = [
+        rng.choice(pools[c], int(alloc[c]), replace=int(alloc[c]) > len(pools[c]))
+        for c in np.flatnonzero(alloc)
+    ]
+    return np.sort(np.concatenate(picked)).astype(np.int64)

@@ -2,10 +2,8 @@
 accuracy of the final model on the least-represented region's clients.
 
 Starving high-carbon grids silently biases the model toward the data of cheap clients; this
-makes the bias visible. A central test set (e.g. digits) holds no per-client data, so the
-final model is evaluated on the training data held by that region's clients: data it may
-have trained on, which flatters the number; a region that was starved of rounds still
-shows a gap there, which is the point."""
+makes the bias visible. The final model is evaluated on the region's clients' own test
+data (``client_test_data``): data it never trained on."""
 
 from __future__ import annotations
 
@@ -39,7 +37,7 @@ def fairness_report(
     clients = np.flatnonzero(population.region == least)
     if len(clients) > _MAX_CLIENTS:
         clients = np.sort(np.random.default_rng(0).choice(clients, _MAX_CLIENTS, replace=False))
-    parts = [dataset.client_data(int(c)) for c in clients]
+    parts = [dataset.client_test_data(int(c)) for c in clients]
     x = torch.cat([p[0] for p in parts])
     y = torch.cat([p[1] for p in parts])
     accuracy, _ = evaluate((x, y))
@@ -49,5 +47,5 @@ def fairness_report(
         "least_region_participation": repr(float(per_client.min())),
         "least_region_clients": str(int((population.region == least).sum())),
         "least_region_accuracy": repr(float(accuracy)),
-        "least_region_accuracy_data": "training data held by the region's clients",
+        "least_region_accuracy_data": "test data held by the region's clients",
     }

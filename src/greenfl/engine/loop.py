@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -25,9 +25,10 @@ from greenfl.config import RunConfig
 from greenfl.core.messages import ClientReport, ClientUpdate, FitInstructions
 from greenfl.core.params import get_flat, set_flat
 from greenfl.data.base import FederatedDataset
+from greenfl.engine.client_eval import ClientEvaluator, client_acc_columns
 from greenfl.engine.fairness import fairness_report
 from greenfl.engine.planning import RoundPlan, RoundPlanner, idle_server
-from greenfl.engine.records import Callback, RoundRecord
+from greenfl.engine.records import Callback, RoundRecord, ServerCost
 from greenfl.engine.snapshot import _TensorBox  # noqa: F401 - earlier snapshots name it here
 from greenfl.engine.state import LoopState, restore_state, state_bytes
 from greenfl.engine.stopping import stop_after, stop_before
@@ -41,17 +42,6 @@ from greenfl.models.evaluate import evaluate
 from greenfl.scheduling.clock import SimClock
 from greenfl.selection.base import ClientSelector, SelectionContext
 from greenfl.strategy.base import Strategy
-
-
-class ServerCost(NamedTuple):
-    """The server's share of a round: its active seconds, the intensity over them, and
-    its energy and carbon (active plus the idle wait before the round)."""
-
-    server_s: float
-    ci_g_per_kwh: float
-    energy_j: float
-    carbon_g: float
-    end_s: float
 
 
 class RoundLoop:
@@ -110,6 +100,9 @@ class RoundLoop:
             cfg, model, dataset, fleet, population, self.entries, self.sources, selector, self.clock
         )
         self.history: list[RoundRecord] = []
+        self.client_eval = ClientEvaluator(
+            dataset, model, cfg.eval.every, cfg.eval.clients, cfg.seed
+        )
         self._state_of: int | None = 0
         self.stop_reason: str | None = None
         self.wall_start = time.perf_counter()
@@ -134,6 +127,7 @@ class RoundLoop:
         reports = self._fit(round_idx, cohort, plan, k)
         account, accepted = self._account(round_idx, start_s, reports, cohort, cohort_rows, k)
         accuracy, loss, measured = self._aggregate_and_evaluate(accepted)
+        client_acc = self.client_eval.maybe(round_idx, st.global_params)
         server = self._server(start_s + account.close_s, measured, idle_j, idle_g)
         acc_before = self.history[-1].accuracy if self.history else self._initial_accuracy()
         round_carbon = self._advance_state(round_idx, cohort, accepted, accuracy, account, server)
@@ -158,6 +152,7 @@ class RoundLoop:
                     "server_ci_g_per_kwh": server.ci_g_per_kwh,
                     "server_estimated": int(measured.estimated),
                     "wall_s": wall_s,
+                    **client_acc_columns(client_acc),
                 },
                 account.rows,
                 partial(self._snapshot_of, round_idx) if self.checkpoint else None,
@@ -174,6 +169,7 @@ class RoundLoop:
             carbon_g=round_carbon,
             cum_energy_j=st.cum_energy_j,
             cum_carbon_g=st.cum_carbon_g,
+            client_accuracy=client_acc,
         )
         self.history.append(record)
         return record

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+from greenfl.models.evaluate import ClientAccuracy
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,18 @@ class RoundRecord:
     carbon_g: float
     cum_energy_j: float
     cum_carbon_g: float
+    client_accuracy: ClientAccuracy | None = None  # on clients' own test data, if evaluated
+
+
+class ServerCost(NamedTuple):
+    """The server's share of a round: its active seconds, the intensity over them, and
+    its energy and carbon (active plus the idle wait before the round)."""
+
+    server_s: float
+    ci_g_per_kwh: float
+    energy_j: float
+    carbon_g: float
+    end_s: float
 
 
 Callback = Callable[[RoundRecord, Any], tuple[bool, dict[str, Any]]]

@@ -1,6 +1,8 @@
 """The SQLite ledger's schema: one run per file; a row per round and per client and round."""
 
-SCHEMA_VERSION = 1
+import sqlite3
+
+SCHEMA_VERSION = 2
 
 ROUND_COLUMNS: tuple[str, ...] = (
     "round",
@@ -18,6 +20,10 @@ ROUND_COLUMNS: tuple[str, ...] = (
     "server_ci_g_per_kwh",
     "server_estimated",
     "wall_s",
+    "client_acc_mean",
+    "client_acc_p10",
+    "client_acc_worst_decile",
+    "client_acc_clients",
 )
 
 CLIENT_ROUND_COLUMNS: tuple[str, ...] = (
@@ -74,7 +80,11 @@ CREATE TABLE IF NOT EXISTS rounds (
     server_carbon_g REAL NOT NULL,
     server_ci_g_per_kwh REAL NOT NULL,
     server_estimated INTEGER NOT NULL,
-    wall_s REAL NOT NULL
+    wall_s REAL NOT NULL,
+    client_acc_mean REAL,
+    client_acc_p10 REAL,
+    client_acc_worst_decile REAL,
+    client_acc_clients INTEGER
 );
 CREATE TABLE IF NOT EXISTS client_rounds (
     round INTEGER NOT NULL,
@@ -106,3 +116,20 @@ CREATE TABLE IF NOT EXISTS server_state (
     value BLOB NOT NULL
 );
 """
+
+# Columns added after version 1, with their types: a version-1 ledger being resumed gets
+# them (NULL in its earlier rounds) before any new round is written.
+ADDED_ROUND_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("client_acc_mean", "REAL"),
+    ("client_acc_p10", "REAL"),
+    ("client_acc_worst_decile", "REAL"),
+    ("client_acc_clients", "INTEGER"),
+)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older ledger's tables up to this schema (additive changes only)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(rounds)")}
+    for name, kind in ADDED_ROUND_COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE rounds ADD COLUMN {name} {kind}")

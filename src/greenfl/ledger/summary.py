@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import astuple
 from typing import Any
 
 
@@ -47,6 +48,11 @@ def summarize(
             rounds_to_target = n
             carbon_to_target = c_client_op + c_embodied + c_server
     operational = c_client_op + c_server
+    last_eval = conn.execute(
+        "SELECT round, client_acc_mean, client_acc_p10, client_acc_worst_decile, "
+        "client_acc_clients FROM rounds WHERE client_acc_mean IS NOT NULL "
+        "ORDER BY round DESC LIMIT 1"
+    ).fetchone()
     return {
         "rounds_completed": len(rounds),
         "final_accuracy": accuracies[-1] if accuracies else None,
@@ -70,6 +76,20 @@ def summarize(
         "clients_selected": sum(counts.values()),
         "clients_completed": counts.get("completed", 0),
         "clients_dropped": sum(v for k, v in counts.items() if k != "completed"),
+        "client_accuracy": client_accuracy(*last_eval) if last_eval else None,
+    }
+
+
+def client_accuracy(
+    round_idx: int, mean: float, p10: float, worst_decile: float, clients: int
+) -> dict[str, float | int]:
+    """summary.json's client_accuracy: the last evaluation on clients' own test data."""
+    return {
+        "mean": mean,
+        "p10": p10,
+        "worst_decile": worst_decile,
+        "clients": clients,
+        "round": round_idx,
     }
 
 
@@ -84,6 +104,8 @@ def unaccounted_summary(
     )
     selected = sum(r.selected for r in history)
     completed = sum(r.completed for r in history)
+    evaluated = [r for r in history if r.client_accuracy is not None]
+    last = evaluated[-1] if evaluated else None
     return {
         "rounds_completed": len(history),
         "final_accuracy": acc[-1] if acc else None,
@@ -98,4 +120,7 @@ def unaccounted_summary(
         "clients_selected": selected,
         "clients_completed": completed,
         "clients_dropped": selected - completed,
+        "client_accuracy": (
+            client_accuracy(last.round, *astuple(last.client_accuracy)) if last else None
+        ),
     }

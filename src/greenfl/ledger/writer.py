@@ -40,12 +40,16 @@ from greenfl.core.errors import LedgerError
 from greenfl.ledger import store
 from greenfl.ledger.rows import pack_rounds, statuses
 from greenfl.ledger.schema import (
+    ADDED_ROUND_COLUMNS,
     CLIENT_ROUND_COLUMNS,
     DDL,
     ROUND_COLUMNS,
     SCHEMA_VERSION,
     STATUSES,
+    migrate,
 )
+
+_NULLABLE = frozenset(name for name, _ in ADDED_ROUND_COLUMNS)
 
 State = Mapping[str, bytes]
 StateArg = State | Callable[[], State | None] | None
@@ -86,6 +90,7 @@ class LedgerWriter:
                 self._stop = weakref.finalize(self, self._child.stop)
         self._conn = store.connect(str(self.path) if self.path is not None else ":memory:")
         self._conn.executescript(DDL)
+        migrate(self._conn)
         self._conn.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
@@ -136,7 +141,8 @@ class LedgerWriter:
         if unknown:
             # Checked here, not by an SQL CHECK: a CHECK (status IN ...) doubled insert time.
             raise LedgerError(f"client status {sorted(unknown)} is none of {list(STATUSES)}")
-        row = tuple(round_row[c] for c in ROUND_COLUMNS)
+        # Nullable columns may be left out (NULL); a missing required one is a KeyError.
+        row = tuple(round_row.get(c) if c in _NULLABLE else round_row[c] for c in ROUND_COLUMNS)
         if self._child is not None:
             self._child.add(row, client_rows, state)
             return

@@ -96,6 +96,7 @@ def headline_metrics(run: RunData) -> list[Metric]:
     else:
         target_note = f"reached {format_accuracy(target)} in round {s['rounds_to_target']}"
     initial = run.initial_accuracy
+    client = s.get("client_accuracy")  # absent in summaries older than the key
     return [
         Metric(
             "final_accuracy",
@@ -105,6 +106,19 @@ def headline_metrics(run: RunData) -> list[Metric]:
             f"best {format_accuracy(s['best_accuracy'])}; untrained "
             + ("n/a" if math.isnan(initial) else format_accuracy(initial)),
             "final_accuracy",
+        ),
+        Metric(
+            "client_accuracy",
+            "clients' accuracy",
+            client["mean"] if client else None,
+            format_accuracy(client["mean"]) if client else "n/a",
+            (
+                f"worst decile {format_accuracy(client['worst_decile'])}, p10 "
+                f"{format_accuracy(client['p10'])}; {client['clients']} clients' own test data"
+                if client
+                else "not evaluated (eval.every = 0)"
+            ),
+            "client_accuracy.mean" if client else None,
         ),
         Metric(
             "energy_kwh",

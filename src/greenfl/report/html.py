@@ -13,6 +13,7 @@ from typing import Any
 from greenfl._version import __version__
 from greenfl.core.errors import FleetError
 from greenfl.report import plots
+from greenfl.report.client_view import client_accuracy_section
 from greenfl.report.equivalents import Equivalent, equivalents, humanize_distance_km
 from greenfl.report.fleet_view import (
     client_groups,
@@ -313,6 +314,9 @@ def render_run_report(run: RunData, extra: Sequence[SectionHook] = ()) -> str:
             ),
         )
     )
+    client_acc = client_accuracy_section(run.conn)
+    if client_acc is not None:
+        sections.append(client_acc)
     sections.append(_intensity_section(run, s))
     sections.append(_participation_section(run))
     sections.append(_incidents_section(run))
