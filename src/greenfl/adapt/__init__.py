@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from greenfl.adapt.bandit import Arm, Bandit, ThompsonBandit, UCBBandit, make_arms, round_reward
-from greenfl.core.errors import ConfigError
+from greenfl.core.registry import make_from
 
 ADAPTERS: dict[str, type[Bandit]] = {
     "ucb": UCBBandit,
@@ -16,9 +16,7 @@ ADAPTERS: dict[str, type[Bandit]] = {
 
 def make(name: str, arms: list[Arm], **kwargs: Any) -> Bandit:
     """The bandit registered as ``name`` over ``arms``, built with its own keyword arguments."""
-    if name not in ADAPTERS:
-        raise ConfigError(f"unknown adapter {name!r}; choose one of {', '.join(sorted(ADAPTERS))}")
-    return ADAPTERS[name](arms, **kwargs)
+    return make_from("adapter", ADAPTERS, name, arms, **kwargs)
 
 
 __all__ = [

@@ -11,14 +11,13 @@ is a real serialisation, header included. Codecs by registry name:
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from greenfl.compression.base import Codec, EncodedUpdate
 from greenfl.compression.identity import IdentityCodec
 from greenfl.compression.quantize import Q4Codec, Q8Codec, UniformQuantizer
 from greenfl.compression.topk import TopKCodec
-from greenfl.core.errors import ConfigError
+from greenfl.core.registry import make_from
 
 CODECS: dict[str, type[Codec]] = {
     "identity": IdentityCodec,
@@ -29,17 +28,8 @@ CODECS: dict[str, type[Codec]] = {
 
 
 def make(name: str, **params: Any) -> Codec:
-    """A fresh codec (stateful ones start with no residuals). Unknown names and parameters
-    are config mistakes, so both raise ConfigError naming the codec."""
-    factory = CODECS.get(name)
-    if factory is None:
-        known = ", ".join(sorted(CODECS))
-        raise ConfigError(f"unknown codec {name!r}; known codecs: {known}")
-    try:
-        inspect.signature(factory).bind(**params)
-    except TypeError as exc:
-        raise ConfigError(f"codec {name!r}: bad parameters {sorted(params)}: {exc}") from None
-    return factory(**params)
+    """A fresh codec (stateful ones start with no residuals)."""
+    return make_from("codec", CODECS, name, **params)
 
 
 __all__ = [

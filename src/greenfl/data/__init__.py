@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from greenfl.core.errors import ConfigError
+from greenfl.core.registry import make_from
 from greenfl.data import digits, images
 from greenfl.data.base import ArrayDataset, FederatedDataset, Partition
 from greenfl.data.synthetic import SyntheticDataset
@@ -20,9 +20,7 @@ DATASETS: dict[str, Callable[..., FederatedDataset]] = {
 
 def make(name: str, **kwargs: Any) -> FederatedDataset:
     """The dataset registered as ``name``, built with its loader's keyword arguments."""
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](**kwargs)
+    return make_from("dataset", DATASETS, name, **kwargs)
 
 
 __all__ = [

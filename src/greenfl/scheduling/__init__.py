@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from greenfl.core.errors import ConfigError
+from greenfl.core.registry import make_from
 from greenfl.scheduling.carbon import CarbonAwareScheduler
 from greenfl.scheduling.clock import SimClock
 from greenfl.scheduling.deadline import RoundClose, close_round
@@ -19,11 +19,7 @@ SCHEDULERS: dict[str, type[CarbonAwareScheduler]] = {
 
 def make(name: str, **kwargs: Any) -> CarbonAwareScheduler:
     """The scheduler registered as ``name``, built with its own keyword arguments."""
-    if name not in SCHEDULERS:
-        raise ConfigError(
-            f"unknown scheduler {name!r}; choose one of {', '.join(sorted(SCHEDULERS))}"
-        )
-    return SCHEDULERS[name](**kwargs)
+    return make_from("scheduler", SCHEDULERS, name, **kwargs)
 
 
 __all__ = ["SCHEDULERS", "CarbonAwareScheduler", "RoundClose", "SimClock", "close_round", "make"]

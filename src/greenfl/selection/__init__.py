@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from greenfl.core.errors import ConfigError
+from greenfl.core.registry import make_from
 from greenfl.selection.base import ClientSelector, SelectionContext
 from greenfl.selection.cost import CarbonSelector, EnergySelector
 from greenfl.selection.fairness import FairnessGuard, jain_index
@@ -21,11 +22,7 @@ SELECTORS: dict[str, type[ClientSelector]] = {
 
 def make(name: str, **kwargs: Any) -> ClientSelector:
     """The selector registered as ``name``, built with its own keyword arguments."""
-    if name not in SELECTORS:
-        raise ConfigError(
-            f"unknown selector {name!r}; choose one of {', '.join(sorted(SELECTORS))}"
-        )
-    chosen = SELECTORS[name](**kwargs)
+    chosen = make_from("selector", SELECTORS, name, **kwargs)
     if not isinstance(chosen, ClientSelector):
         raise ConfigError(
             f"selector {name!r} does not implement ClientSelector "

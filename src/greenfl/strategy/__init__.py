@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from greenfl.core.errors import ConfigError
+from greenfl.core.registry import make_from
 from greenfl.strategy.base import Strategy, weighted_mean_delta
 from greenfl.strategy.fedavg import FedAvg
 from greenfl.strategy.fedavgm import FedAvgM
@@ -26,11 +26,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 def make(name: str, **kwargs: Any) -> Strategy:
     """The strategy registered as ``name``, built with its own keyword arguments."""
-    if name not in STRATEGIES:
-        raise ConfigError(
-            f"unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}"
-        )
-    return STRATEGIES[name](**kwargs)
+    return make_from("strategy", STRATEGIES, name, **kwargs)
 
 
 __all__ = [
