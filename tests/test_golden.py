@@ -23,6 +23,7 @@ def test_ledger_rows_equal_the_stored_golden_run(now: dict, name: str) -> None:
     golden = json.loads(GOLDEN.read_text())
     for table in ("rounds", "client_rounds"):
         # Columns added since the golden run (the client-accuracy columns) are not in it.
-        kept = [{k: row[k] for k in old} for row, old in zip(now[name][table], golden[name][table])]
         assert len(now[name][table]) == len(golden[name][table]), f"{name}.{table} rows"
+        pairs = zip(now[name][table], golden[name][table], strict=True)
+        kept = [{k: row[k] for k in old} for row, old in pairs]
         assert kept == golden[name][table], f"{name}.{table} differs"
