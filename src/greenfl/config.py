@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from greenfl.config_data import DataConfig, ModelConfig
 from greenfl.config_sections import (
     AdaptConfig,
     CompressionConfig,
@@ -53,55 +54,6 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-
-class DataConfig(Section):
-    dataset: str = Field(
-        "digits", description="dataset by registry name (digits, synthetic, images)"
-    )
-    num_clients: int = Field(100, ge=1, description="clients in the population")
-    partition: Literal["iid", "dirichlet", "shard"] = Field(
-        "iid",
-        description="how samples are split across clients: iid, dirichlet (label skew) or shard",
-    )
-    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration; smaller = more skew")
-    classes_per_client: int = Field(2, ge=1, description="shard partition: classes per client")
-    test_fraction: float = Field(
-        0.2, gt=0, lt=1, description="share of digits held out for central evaluation"
-    )
-    synthetic_alpha: float = Field(1.0, ge=0, description="Synthetic(alpha, beta): model skew")
-    synthetic_beta: float = Field(1.0, ge=0, description="Synthetic(alpha, beta): feature skew")
-    samples_per_client: float = Field(
-        20.0, gt=0, description="synthetic: mean client size; images: samples per client"
-    )
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, v: str) -> str:
-        from greenfl.data import DATASETS
-
-        return check_name("dataset", v, list(DATASETS))
-
-
-class ModelConfig(Section):
-    name: str = Field("mlp", description="built-in model by registry name (mlp, cnn)")
-    hidden: list[int] = Field(
-        default_factory=lambda: [64], description="widths of the MLP's hidden layers"
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _known_model(cls, v: str) -> str:
-        from greenfl.models import MODELS
-
-        return check_name("model", v, list(MODELS))
-
-    @field_validator("hidden")
-    @classmethod
-    def _positive_hidden(cls, v: list[int]) -> list[int]:
-        if any(h < 1 for h in v):
-            raise ValueError("every hidden layer width must be >= 1")
-        return v
 
 
 class TrainConfig(Section):

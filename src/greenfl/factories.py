@@ -22,7 +22,7 @@ from greenfl.config import (
     TrainConfig,
 )
 from greenfl.data.base import FederatedDataset
-from greenfl.models import build_model
+from greenfl.models import build_model, default_model
 from greenfl.scheduling import CarbonAwareScheduler
 from greenfl.selection import ClientSelector, FairnessGuard
 from greenfl.strategy import Strategy
@@ -73,8 +73,10 @@ def trainer_for(cfg: RunConfig, model: nn.Module) -> ClientTrainer:
 
 
 def build_model_for(cfg: RunConfig, dataset: FederatedDataset) -> nn.Module:
+    """The configured model; ``auto`` is the dataset's standard one (``default_model``)."""
     torch.manual_seed(cfg.seed)
-    return build_model(cfg.model.name, dataset.input_shape, dataset.num_classes, cfg.model.hidden)
+    name = default_model(cfg.data.dataset) if cfg.model.name == "auto" else cfg.model.name
+    return build_model(name, dataset.input_shape, dataset.num_classes, cfg.model.hidden)
 
 
 def strategy_for(cfg: StrategyConfig) -> Strategy:

@@ -15,6 +15,7 @@ only computes that prefix: no work is spent on clients that have finished.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ from greenfl.core.errors import ConfigError
 from greenfl.core.messages import FitInstructions
 from greenfl.core.params import ParamSpec
 from greenfl.data.base import FederatedDataset
+from greenfl.models.reference import BasicBlock
+
+log = logging.getLogger(__name__)
 
 # Modules whose training-mode forward is deterministic and stateless: the vectorised step
 # equals the sequential one for any model built only of these.
@@ -61,6 +65,8 @@ _STATELESS = (
     nn.ELU,
     nn.Softplus,
     nn.LayerNorm,
+    nn.GroupNorm,
+    BasicBlock,  # convs, GroupNorm, ReLU and a residual add
 )
 _MLP_LAYERS = (nn.Linear, nn.ReLU, nn.Flatten, nn.Identity)
 
@@ -361,4 +367,7 @@ def auto_trainer(
         return VectorisedTrainer(threads=threads)
     if choice == "auto" and reason is None and clients_per_round >= MIN_AUTO_COHORT:
         return VectorisedTrainer(threads=threads)
+    if choice == "auto":
+        why = reason or f"fewer than {MIN_AUTO_COHORT} clients train per round"
+        log.info("engine.trainer = 'auto' picked the sequential trainer: %s", why)
     return SequentialTrainer()

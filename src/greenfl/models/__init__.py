@@ -8,10 +8,21 @@ from torch import nn
 
 from greenfl.models.builtin import cnn, mlp
 from greenfl.models.flops import training_flops_per_sample
+from greenfl.models.reference import (
+    char_lstm,
+    cifar_cnn,
+    default_model,
+    femnist_cnn,
+    resnet20,
+)
 
 MODELS: dict[str, Callable[[tuple[int, ...], int, list[int]], nn.Module]] = {
     "mlp": mlp,
     "cnn": cnn,
+    "femnist_cnn": femnist_cnn,
+    "char_lstm": char_lstm,
+    "cifar_cnn": cifar_cnn,
+    "resnet20": resnet20,
 }
 
 
@@ -21,4 +32,15 @@ def build_model(
     return MODELS[name](input_shape, num_classes, hidden)
 
 
-__all__ = ["MODELS", "build_model", "cnn", "mlp", "training_flops_per_sample"]
+__all__ = [
+    "MODELS",
+    "build_model",
+    "char_lstm",
+    "cifar_cnn",
+    "cnn",
+    "default_model",
+    "femnist_cnn",
+    "mlp",
+    "resnet20",
+    "training_flops_per_sample",
+]

@@ -41,12 +41,54 @@ def training_flops_per_sample(
     model: nn.Module, input_shape: tuple[int, ...], num_classes: int, batch_size: int = 16
 ) -> float:
     """FLOPs of one forward+backward pass per sample, as torch's FLOP formulas count them on
-    a real batch (matmuls and convolutions; elementwise ops are negligible)."""
-    x = torch.randn(batch_size, *input_shape)
+    a real batch (matmuls and convolutions; elementwise ops are negligible). A model whose
+    first module is an embedding gets token ids; any other, float features."""
+    x = _example_batch(model, input_shape, batch_size)
     y = torch.randint(0, num_classes, (batch_size,))
     # A copy so that counting never touches the caller's gradients.
     probe = copy.deepcopy(model)
+    steps: list[tuple[nn.LSTM, int]] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, args, _out: steps.append((mod, _seq_len(mod, args))))
+        for m in probe.modules()
+        if isinstance(m, nn.LSTM)
+    ]
     with _FlopCounter() as counter:
         loss = nn.functional.cross_entropy(probe(x), y)
         loss.backward()
-    return counter.flops / batch_size
+    for h in hooks:
+        h.remove()
+    # torch's registry has no formula for the fused aten LSTM op that runs on CPU, so those
+    # FLOPs are counted here from the layer sizes.
+    lstm_flops = sum(lstm_training_flops(mod, seq_len) for mod, seq_len in steps)
+    return (counter.flops + lstm_flops * batch_size) / batch_size
+
+
+def lstm_training_flops(lstm: nn.LSTM, seq_len: int) -> int:
+    """Training FLOPs per sample of an LSTM over ``seq_len`` steps: each step of each layer
+    multiplies its input and its previous hidden state into four gates, 2 * 4H * (I + H)
+    FLOPs forward; the backward pass costs twice that (input and weight gradients), as for
+    any matmul. Gate nonlinearities are elementwise and left out, as everywhere."""
+    if lstm.proj_size:
+        raise ValueError("FLOP count of a projected LSTM (proj_size > 0) is not supported")
+    directions = 2 if lstm.bidirectional else 1
+    per_step = 0
+    in_size = lstm.input_size
+    for _ in range(lstm.num_layers):
+        per_step += directions * 2 * 4 * lstm.hidden_size * (in_size + lstm.hidden_size)
+        in_size = lstm.hidden_size * directions
+    return 3 * seq_len * per_step
+
+
+def _seq_len(lstm: nn.LSTM, args: tuple) -> int:
+    data = args[0]
+    if data.dim() == 2:  # unbatched (seq, features)
+        return int(data.shape[0])
+    return int(data.shape[1] if lstm.batch_first else data.shape[0])
+
+
+def _example_batch(model: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> torch.Tensor:
+    first = next((m for m in model.modules() if not any(True for _ in m.children())), None)
+    if isinstance(first, nn.Embedding):
+        return torch.randint(0, first.num_embeddings, (batch_size, *input_shape))
+    return torch.randn(batch_size, *input_shape)
