@@ -179,3 +179,20 @@ def test_ledger_is_identical_with_either_trainer(tiny_config: RunConfig, tmp_pat
     assert (
         res_s.summary["energy_j"]["client_compute"] == res_v.summary["energy_j"]["client_compute"]
     )
+
+
+def test_local_step_cap_bounds_work_and_stays_equal_to_sequential() -> None:
+    ds, model = _synthetic()
+    cohort = [5, 1, 9, 22, 30]
+    sizes = ds.client_sizes()[cohort]
+    ins = FitInstructions(2, 8, 0.05, max_steps=3)
+    seq, vec = _both(model, ds, cohort, ins)
+    _assert_same(seq, vec)
+    for r, n in zip(seq, sizes, strict=True):
+        # by hand: 2 epochs of ceil(n/8) steps, at most 3; full batches of 8 until the cap
+        steps = min(2 * -(-int(n) // 8), 3)
+        per_epoch = -(-int(n) // 8)
+        full, rest = divmod(steps, per_epoch)
+        assert r.steps == steps
+        assert r.samples_processed == full * int(n) + rest * 8
+    assert any(r.steps == 3 for r in seq) and max(sizes) > 24  # the cap did bind

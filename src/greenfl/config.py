@@ -60,6 +60,12 @@ class TrainConfig(Section):
     rounds: int = Field(20, ge=1, description="federated rounds to run (at most)")
     clients_per_round: int = Field(10, ge=1, description="clients whose updates a round aggregates")
     local_epochs: int = Field(1, ge=1, description="passes over its data a client makes per round")
+    max_local_steps: int = Field(
+        0,
+        ge=0,
+        description="at most this many local SGD steps per client per round, whatever its "
+        "data size (0: every batch of every local epoch)",
+    )
     batch_size: int = Field(16, ge=1, description="local SGD mini-batch size")
     lr: float = Field(0.1, gt=0, description="local SGD learning rate")
     momentum: float = Field(0.0, ge=0, lt=1, description="local SGD momentum")

@@ -75,8 +75,14 @@ def trainer_for(cfg: RunConfig, model: nn.Module) -> ClientTrainer:
 def build_model_for(cfg: RunConfig, dataset: FederatedDataset) -> nn.Module:
     """The configured model; ``auto`` is the dataset's standard one (``default_model``)."""
     torch.manual_seed(cfg.seed)
-    name = default_model(cfg.data.dataset) if cfg.model.name == "auto" else cfg.model.name
-    return build_model(name, dataset.input_shape, dataset.num_classes, cfg.model.hidden)
+    return build_model(
+        model_name_for(cfg), dataset.input_shape, dataset.num_classes, cfg.model.hidden
+    )
+
+
+def model_name_for(cfg: RunConfig) -> str:
+    """The registry name of the run's model: ``auto`` resolved to the dataset's standard."""
+    return default_model(cfg.data.dataset) if cfg.model.name == "auto" else cfg.model.name
 
 
 def strategy_for(cfg: StrategyConfig) -> Strategy:

@@ -31,8 +31,15 @@ RUNS = {
 }
 # Host-measured server time, and what it moves: the simulated clock.
 HOST_COLUMNS = {
-    "rounds": {"wall_s", "server_s", "server_energy_j", "server_carbon_g", "start_s", "end_s",
-               "server_estimated"},
+    "rounds": {
+        "wall_s",
+        "server_s",
+        "server_energy_j",
+        "server_carbon_g",
+        "start_s",
+        "end_s",
+        "server_estimated",
+    },
     "client_rounds": {"start_s"},
 }
 

@@ -252,7 +252,7 @@ def test_three_client_processes_over_tls_match_simulation(tmp_path: Path, procs:
 
 @pytest.mark.slow
 def test_kill9_server_then_resume_loses_no_round(tmp_path: Path, procs: Procs) -> None:
-    rounds = 6
+    rounds = 40  # enough that the kill lands mid-run even when rounds are quick
     cfg = write_config(tmp_path / "c.toml", n=3, rounds=rounds)
     port = free_port()
     serve = ("serve", "--address", f"127.0.0.1:{port}", "--out", "run", "--quiet")

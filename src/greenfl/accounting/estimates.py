@@ -12,6 +12,7 @@ import numpy as np
 
 from greenfl.accounting.entries import EntryTable
 from greenfl.accounting.sources import mean_intensity
+from greenfl.core.messages import samples_processed
 from greenfl.fleet.population import Population
 from greenfl.footprint.intensity import CarbonIntensity
 from greenfl.footprint.model import client_cost, embodied_carbon_g, operational_carbon_g
@@ -40,9 +41,15 @@ def estimate_clients(
     local_epochs: int,
     bytes_up: int,
     bytes_down: int,
+    batch_size: int = 1,
+    max_steps: int = 0,
 ) -> Estimates:
-    """``rows``: each client's row in ``table`` (its population entry, or a target row)."""
-    flops = flops_per_sample * population.num_samples[clients].astype(np.float64) * local_epochs
+    """``rows``: each client's row in ``table`` (its population entry, or a target row).
+    ``batch_size`` matters only under a step cap (``max_steps`` > 0)."""
+    processed = samples_processed(
+        population.num_samples[clients], local_epochs, batch_size, max_steps
+    )
+    flops = flops_per_sample * processed.astype(np.float64)
     cost = client_cost(
         flops,
         bytes_up,

@@ -34,6 +34,7 @@ from greenfl.accounting.sources import intensity_sources, mean_intensity
 from greenfl.analysis.centralised_result import CentralisedEstimate, save_estimate
 from greenfl.config import RunConfig, build_config
 from greenfl.core.errors import ConfigError, GreenflError
+from greenfl.core.messages import samples_processed
 from greenfl.core.params import get_flat
 from greenfl.data.base import FederatedDataset
 from greenfl.factories import build_model_for, dataset_for
@@ -181,10 +182,13 @@ def estimate_centralised(
         assumptions.insert(0, "work: the FLOPs of the federated run's aggregated updates")
     else:
         t = cfg.train
-        flops = t.rounds * t.clients_per_round * t.local_epochs * float(sizes.mean()) * per_sample
+        per_client = samples_processed(sizes, t.local_epochs, t.batch_size, t.max_local_steps)
+        flops = t.rounds * t.clients_per_round * float(per_client.mean()) * per_sample
         epochs = flops / (per_sample * n_train) if n_train else math.nan
         assumptions.insert(
-            0, "work: rounds x clients_per_round x local_epochs x mean client samples"
+            0,
+            "work: rounds x clients_per_round x mean samples a client processes per round "
+            "(local_epochs, capped by max_local_steps)",
         )
     train_s = flops / server_flops_per_s
     srv = fleet.server

@@ -111,11 +111,14 @@ def train_one(
     opt = torch.optim.SGD(params, lr=ins.lr, momentum=ins.momentum)
     n = len(y)
     losses: list[float] = []
+    budget = int(ins.steps(np.int64(n)))
+    processed = 0
     for perm in batch_order(n, ins.local_epochs, seed):
         for start in range(0, n, ins.batch_size):
-            if stop is not None and stop():
+            if (stop is not None and stop()) or len(losses) >= budget:
                 break
             idx = perm[start : start + ins.batch_size]
+            processed += len(idx)
             opt.zero_grad(set_to_none=True)
             loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
             losses.append(float(loss.detach()))
@@ -128,7 +131,7 @@ def train_one(
         client_id=client_id,
         delta=get_flat(model) - global_params,
         num_samples=n,
-        samples_processed=n * ins.local_epochs,
+        samples_processed=processed,
         steps=len(losses),
         loss=float(np.mean(losses)) if losses else float("nan"),
     )

@@ -128,7 +128,7 @@ def _layout(
     b = ins.batch_size
     data = [dataset.client_data(int(cid)) for cid in cohort]
     sizes = np.array([len(y) for _, y in data], dtype=np.int64)
-    steps = ins.local_epochs * -(-sizes // b)
+    steps = ins.steps(sizes)
     order = np.argsort(-steps, kind="stable")
     ids = [int(cohort[i]) for i in order]
     sizes, steps = sizes[order], steps[order]
@@ -145,7 +145,7 @@ def _layout(
         for perm in batch_order(n, ins.local_epochs, client_seed(seed, round_idx, cid)):
             padded[:n] = perm.numpy()
             rows.append(padded.reshape(nb, b).copy())
-        idx = np.concatenate(rows)
+        idx = np.concatenate(rows)[: int(steps[c])]
         real = idx >= 0
         index[: len(idx), c] = np.where(real, idx, 0) + off
         weight[: len(idx), c] = real
@@ -284,7 +284,7 @@ def _train_chunk(
             client_id=cid,
             delta=deltas[i],
             num_samples=int(co.sizes[i]),
-            samples_processed=int(co.sizes[i]) * ins.local_epochs,
+            samples_processed=int(ins.samples_processed(co.sizes[i])),
             steps=int(co.steps[i]),
             loss=float(losses[i]) if co.steps[i] else math.nan,
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 
@@ -19,9 +20,44 @@ class FitInstructions:
     lr: float
     momentum: float = 0.0
     prox_mu: float = 0.0
+    # At most this many local steps per round (0: every batch of every epoch). Steps, not
+    # epochs, bound the work of clients whose data sizes differ by orders of magnitude
+    # (FedScale's local_steps, pfl's local_num_steps).
+    max_steps: int = 0
 
     def with_(self, **changes: float | int) -> FitInstructions:
         return replace(self, **changes)
+
+    def steps(self, num_samples: np.ndarray) -> np.ndarray:
+        """Local steps of clients holding ``num_samples`` samples each."""
+        return local_steps(num_samples, self.local_epochs, self.batch_size, self.max_steps)
+
+    def samples_processed(self, num_samples: np.ndarray) -> np.ndarray:
+        """Samples through forward and backward of clients holding ``num_samples`` each."""
+        return samples_processed(num_samples, self.local_epochs, self.batch_size, self.max_steps)
+
+
+def local_steps(
+    num_samples: np.ndarray | int, local_epochs: int, batch_size: int, max_steps: int = 0
+) -> np.ndarray:
+    """Steps of local SGD: every (possibly partial) batch of every epoch, capped at
+    ``max_steps`` when it is positive."""
+    n = np.asarray(num_samples, dtype=np.int64)
+    steps = local_epochs * -(-n // batch_size)
+    return np.minimum(steps, max_steps) if max_steps > 0 else steps
+
+
+def samples_processed(
+    num_samples: np.ndarray | int, local_epochs: int, batch_size: int, max_steps: int = 0
+) -> np.ndarray:
+    """Samples through forward and backward in ``local_steps``: whole epochs of n samples,
+    then full batches of the epoch the cap cut short (only an epoch's last batch is
+    partial, and a cut epoch never reaches it)."""
+    n = np.asarray(num_samples, dtype=np.int64)
+    steps = local_steps(n, local_epochs, batch_size, max_steps)
+    per_epoch = np.maximum(-(-n // batch_size), 1)
+    full, rest = np.divmod(steps, per_epoch)
+    return full * n + rest * batch_size
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from greenfl.core.params import ParamSpec, get_flat
 from greenfl.data.base import FederatedDataset
 from greenfl.data.local_dir import LocalDirDataset
 from greenfl.deploy import greenfl_pb2 as pb
-from greenfl.factories import build_model_for, codec_for, dataset_for
+from greenfl.factories import build_model_for, codec_for, dataset_for, model_name_for
 from greenfl.models import training_flops_per_sample
 
 
@@ -57,7 +57,7 @@ def build_local(reply: pb.JoinReply, data: LocalDirDataset | None, client_id: in
         local = data.for_model(
             tuple(reply.input_shape),
             int(reply.num_classes),
-            f"the run's model ({cfg.model.name} on {cfg.data.dataset})",
+            f"the run's model ({model_name_for(cfg)} on {cfg.data.dataset})",
         )
         x, y = local.client_data(0)
         test = local.test_data() if local.test is not None else None

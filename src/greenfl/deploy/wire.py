@@ -38,6 +38,7 @@ def instructions_to_pb(ins: FitInstructions) -> pb.FitInstructions:
         lr=ins.lr,
         momentum=ins.momentum,
         prox_mu=ins.prox_mu,
+        max_steps=ins.max_steps,
     )
 
 
@@ -48,6 +49,7 @@ def instructions_from_pb(msg: pb.FitInstructions) -> FitInstructions:
         lr=float(msg.lr),
         momentum=float(msg.momentum),
         prox_mu=float(msg.prox_mu),
+        max_steps=int(msg.max_steps),
     )
 
 

@@ -110,7 +110,9 @@ class RoundLoop:
     # ---- one round ------------------------------------------------------------------
     def base_instructions(self) -> FitInstructions:
         t = self.cfg.train
-        return FitInstructions(t.local_epochs, t.batch_size, t.lr, t.momentum)
+        return FitInstructions(
+            t.local_epochs, t.batch_size, t.lr, t.momentum, max_steps=t.max_local_steps
+        )
 
     def run_round(self) -> RoundRecord:
         """One round, as named steps: plan (and wait), select, fit, account, aggregate and

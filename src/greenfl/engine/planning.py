@@ -146,6 +146,8 @@ class RoundPlanner:
             epochs,
             up,
             down,
+            batch_size=self.cfg.train.batch_size,
+            max_steps=self.cfg.train.max_local_steps,
         )
 
     def estimate(
