@@ -115,6 +115,12 @@ class EvalConfig(Section):
         ge=1,
         description="clients in that evaluation: a fixed seeded sample, the same every round",
     )
+    max_samples: int = Field(
+        0,
+        ge=0,
+        description="at most this many test samples per evaluated client, a fixed seeded "
+        "subset (0: all of them); bounds the cost of evaluating large models",
+    )
 
 
 class ReportConfig(Section):

@@ -123,6 +123,14 @@ def dataset_for(cfg: DataConfig, seed: int) -> FederatedDataset:
             beta=cfg.synthetic_beta,
             mean_samples=cfg.samples_per_client,
         )
+    if cfg.dataset == "shakespeare":
+        return data.make(
+            "shakespeare",
+            num_clients=cfg.num_clients,
+            seed=seed,
+            min_samples=cfg.min_samples,
+            test_fraction=cfg.test_fraction,
+        )
     if cfg.dataset == "images":
         return data.make(
             "images",

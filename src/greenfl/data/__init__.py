@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from greenfl.core.registry import make_from
-from greenfl.data import digits, images
+from greenfl.data import digits, images, shakespeare
 from greenfl.data.base import ArrayDataset, FederatedDataset, Partition
 from greenfl.data.synthetic import SyntheticDataset
 
@@ -15,6 +15,7 @@ DATASETS: dict[str, Callable[..., FederatedDataset]] = {
     "digits": digits.load,
     "synthetic": SyntheticDataset,
     "images": images.load,
+    "shakespeare": shakespeare.load,
 }
 
 

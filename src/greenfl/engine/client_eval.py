@@ -28,7 +28,13 @@ CLIENT_ACC_COLUMNS = (
 
 class ClientEvaluator:
     def __init__(
-        self, dataset: FederatedDataset, model: nn.Module, every: int, sample: int, seed: int
+        self,
+        dataset: FederatedDataset,
+        model: nn.Module,
+        every: int,
+        sample: int,
+        seed: int,
+        max_samples: int = 0,
     ) -> None:
         n = dataset.num_clients
         rng = np.random.default_rng([seed, _EVAL_STREAM])
@@ -36,6 +42,8 @@ class ClientEvaluator:
         self.dataset = dataset
         self.model = model
         self.every = every
+        self.max_samples = max_samples
+        self._seed = seed
         self._parts: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def due(self, round_idx: int) -> bool:
@@ -44,9 +52,17 @@ class ClientEvaluator:
     def evaluate(self, params: torch.Tensor) -> ClientAccuracy | None:
         """The sample's accuracy summary; None if no sampled client holds test data."""
         if self._parts is None:  # the sample's test data is small: load it once
-            self._parts = [self.dataset.client_test_data(int(c)) for c in self.clients]
+            self._parts = [self._test_data(int(c)) for c in self.clients]
         accuracies = per_client_accuracy(self.model, params, self._parts)
         return ClientAccuracy.of(accuracies) if len(accuracies) else None
+
+    def _test_data(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.dataset.client_test_data(client_id)
+        if self.max_samples == 0 or len(y) <= self.max_samples:
+            return x, y
+        rng = np.random.default_rng([self._seed, _EVAL_STREAM, client_id])
+        keep = torch.from_numpy(np.sort(rng.choice(len(y), self.max_samples, replace=False)))
+        return x[keep], y[keep]
 
     def maybe(self, round_idx: int, params: torch.Tensor) -> ClientAccuracy | None:
         return self.evaluate(params) if self.due(round_idx) else None

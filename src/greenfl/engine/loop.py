@@ -101,7 +101,7 @@ class RoundLoop:
         )
         self.history: list[RoundRecord] = []
         self.client_eval = ClientEvaluator(
-            dataset, model, cfg.eval.every, cfg.eval.clients, cfg.seed
+            dataset, model, cfg.eval.every, cfg.eval.clients, cfg.seed, cfg.eval.max_samples
         )
         self._state_of: int | None = 0
         self.stop_reason: str | None = None
