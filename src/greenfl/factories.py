@@ -131,6 +131,39 @@ def dataset_for(cfg: DataConfig, seed: int) -> FederatedDataset:
             min_samples=cfg.min_samples,
             test_fraction=cfg.test_fraction,
         )
+    if cfg.dataset in ("femnist", "leaf"):
+        return data.make(
+            cfg.dataset,
+            num_clients=cfg.num_clients,
+            seed=seed,
+            path=cfg.path,
+            split=cfg.leaf_split,
+            test_fraction=cfg.test_fraction,
+        )
+    if cfg.dataset in ("cifar10", "cifar100"):
+        return data.make(
+            cfg.dataset,
+            path=cfg.path,
+            num_clients=cfg.num_clients,
+            partition=cfg.partition,
+            seed=seed,
+            alpha=cfg.alpha,
+            classes_per_client=cfg.classes_per_client,
+        )
+    if cfg.dataset == "hf":
+        return data.make(
+            "hf",
+            path=cfg.path,
+            num_clients=cfg.num_clients,
+            partition=cfg.partition,
+            seed=seed,
+            natural_id=cfg.natural_id,
+            feature_column=cfg.feature_column,
+            label_column=cfg.label_column,
+            alpha=cfg.alpha,
+            classes_per_client=cfg.classes_per_client,
+            test_fraction=cfg.test_fraction,
+        )
     if cfg.dataset == "images":
         return data.make(
             "images",
