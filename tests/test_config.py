@@ -68,3 +68,15 @@ def test_config_is_frozen_and_replace_revalidates() -> None:
     assert cfg.replace(**{"train.rounds": 4}).train.rounds == 4
     with pytest.raises(ConfigError):
         cfg.replace(**{"train.rounds": 0})
+
+
+def test_every_example_scenario_is_a_valid_config() -> None:
+    from pathlib import Path
+
+    from greenfl.config import load_config
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.toml"))
+    assert {"shakespeare-fedavg.toml", "femnist-fedavg.toml"} <= {p.name for p in examples}
+    for path in examples:
+        cfg = load_config(path)
+        assert cfg.fleet.catalog == "builtin", path.name

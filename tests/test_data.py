@@ -95,3 +95,22 @@ def _label_disagreement(alpha: float) -> float:
 def test_synthetic_heterogeneity_follows_alpha_and_beta() -> None:
     assert _mean_feature_spread(5.0) > 2 * _mean_feature_spread(0.0)
     assert _label_disagreement(5.0) >= _label_disagreement(0.0)
+
+
+def test_synthetic_fedprox_sizes_follow_the_authors_lognormal() -> None:
+    from greenfl.data.synthetic import SyntheticDataset
+
+    sizes = SyntheticDataset(20000, 0, 1.0, 1.0, 20.0, sizes="fedprox").client_sizes()
+    # lognormal(4, 2) + 50: median e^4 + 50, mean e^(4 + 2^2/2) + 50, never under 50
+    assert sizes.min() >= 50
+    assert np.median(sizes) == pytest.approx(np.exp(4) + 50, rel=0.05)
+    assert sizes.mean() == pytest.approx(np.exp(6) + 50, rel=0.15)
+
+
+def test_synthetic_alpha_is_a_standard_deviation_as_the_authors_use_it() -> None:
+    from greenfl.data.synthetic import SyntheticDataset
+
+    ds = SyntheticDataset(4000, 0, alpha=3.0, beta=0.0, mean_samples=20.0)
+    # W_k ~ N(u_k, 1) with u_k ~ N(0, alpha): the mean of W_k's 600 entries estimates u_k
+    means = [ds._client_model(np.random.default_rng([0, c]))[0].mean() for c in range(4000)]
+    assert np.std(means) == pytest.approx(np.sqrt(9.0 + 1 / 600), rel=0.05)  # not sqrt(3)

@@ -122,6 +122,7 @@ def dataset_for(cfg: DataConfig, seed: int) -> FederatedDataset:
             alpha=cfg.synthetic_alpha,
             beta=cfg.synthetic_beta,
             mean_samples=cfg.samples_per_client,
+            sizes=cfg.synthetic_sizes,
         )
     if cfg.dataset == "shakespeare":
         return data.make(

@@ -2,8 +2,12 @@
 
 Client k draws u_k ~ N(0, alpha), B_k ~ N(0, beta); W_k, b_k ~ N(u_k, 1); v_k ~ N(B_k, 1);
 x ~ N(v_k, diag(j^-1.2)); y = argmax(W_k x + b_k). alpha controls how much the clients'
-labelling rules differ, beta how much their features differ. Client sizes are lognormal
-(heavy-tailed, as in the paper's generator), clipped to [5, 444].
+labelling rules differ, beta how much their features differ. As in the authors' generator,
+alpha and beta are standard deviations (numpy's normal(0, alpha)), not variances.
+
+Client sizes: ``sizes="fedprox"`` is the authors' lognormal(4, 2) + 50 (heavy-tailed: a few
+clients hold thousands of samples); ``"clipped"`` (the default) is greenfl's lighter
+lognormal of sigma 1 with mean ``mean_samples``, clipped to [5, 444], for quick runs.
 
 Each client's data comes from its own random stream seeded by (seed, client_id), so a
 client's samples are derived by index on demand and never stored for the whole population.
@@ -23,12 +27,19 @@ _TEST_STREAM = 1
 _TEST_CLIENTS = 100
 _TEST_SAMPLES_PER_CLIENT = 20
 _SIZE_SIGMA = 1.0
+FEDPROX_SIZE_MU, FEDPROX_SIZE_SIGMA, FEDPROX_SIZE_MIN = 4.0, 2.0, 50
 _COV_DIAG = np.arange(1, NUM_FEATURES + 1, dtype=np.float64) ** -1.2
 
 
 class SyntheticDataset:
     def __init__(
-        self, num_clients: int, seed: int, alpha: float, beta: float, mean_samples: float
+        self,
+        num_clients: int,
+        seed: int,
+        alpha: float,
+        beta: float,
+        mean_samples: float,
+        sizes: str = "clipped",
     ) -> None:
         self.name = "synthetic"
         self.num_clients = num_clients
@@ -38,6 +49,10 @@ class SyntheticDataset:
         self.alpha = alpha
         self.beta = beta
         rng = np.random.default_rng([seed, _SIZES_STREAM])
+        if sizes == "fedprox":
+            drawn = rng.lognormal(FEDPROX_SIZE_MU, FEDPROX_SIZE_SIGMA, num_clients)
+            self._sizes = (drawn.astype(np.int64) + FEDPROX_SIZE_MIN).astype(np.int64)
+            return
         # mean of a lognormal is exp(mu + sigma^2/2): choose mu so the mean is mean_samples
         mu = np.log(mean_samples) - _SIZE_SIGMA**2 / 2
         sizes = rng.lognormal(mu, _SIZE_SIGMA, num_clients)
@@ -47,8 +62,8 @@ class SyntheticDataset:
         return self._sizes
 
     def _client_model(self, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-        u = rng.normal(0.0, np.sqrt(self.alpha)) if self.alpha > 0 else 0.0
-        b_mean = rng.normal(0.0, np.sqrt(self.beta)) if self.beta > 0 else 0.0
+        u = rng.normal(0.0, self.alpha) if self.alpha > 0 else 0.0
+        b_mean = rng.normal(0.0, self.beta) if self.beta > 0 else 0.0
         w = rng.normal(u, 1.0, (NUM_FEATURES, NUM_CLASSES))
         b = rng.normal(u, 1.0, NUM_CLASSES)
         v = rng.normal(b_mean, 1.0, NUM_FEATURES)
