@@ -113,74 +113,52 @@ def selector_for(cfg: SelectionConfig) -> ClientSelector:
     return chosen
 
 
+# Each dataset's loader keyword -> the DataConfig field it takes (besides seed).
+_PARTITIONED = {
+    "num_clients": "num_clients",
+    "partition": "partition",
+    "alpha": "alpha",
+    "classes_per_client": "classes_per_client",
+}
+_DATA_KWARGS: dict[str, dict[str, str]] = {
+    "digits": {**_PARTITIONED, "test_fraction": "test_fraction"},
+    "synthetic": {
+        "num_clients": "num_clients",
+        "alpha": "synthetic_alpha",
+        "beta": "synthetic_beta",
+        "mean_samples": "samples_per_client",
+        "sizes": "synthetic_sizes",
+    },
+    "images": {**_PARTITIONED, "samples_per_client": "samples_per_client"},
+    "shakespeare": {
+        "num_clients": "num_clients",
+        "min_samples": "min_samples",
+        "test_fraction": "test_fraction",
+    },
+    "femnist": {
+        "num_clients": "num_clients",
+        "path": "path",
+        "split": "leaf_split",
+        "test_fraction": "test_fraction",
+    },
+    "cifar10": {**_PARTITIONED, "path": "path"},
+    "hf": {
+        **_PARTITIONED,
+        "path": "path",
+        "natural_id": "natural_id",
+        "feature_column": "feature_column",
+        "label_column": "label_column",
+        "test_fraction": "test_fraction",
+    },
+}
+_DATA_KWARGS["leaf"] = _DATA_KWARGS["femnist"]
+_DATA_KWARGS["cifar100"] = _DATA_KWARGS["cifar10"]
+
+
 def dataset_for(cfg: DataConfig, seed: int) -> FederatedDataset:
-    if cfg.dataset == "synthetic":
-        return data.make(
-            "synthetic",
-            num_clients=cfg.num_clients,
-            seed=seed,
-            alpha=cfg.synthetic_alpha,
-            beta=cfg.synthetic_beta,
-            mean_samples=cfg.samples_per_client,
-            sizes=cfg.synthetic_sizes,
-        )
-    if cfg.dataset == "shakespeare":
-        return data.make(
-            "shakespeare",
-            num_clients=cfg.num_clients,
-            seed=seed,
-            min_samples=cfg.min_samples,
-            test_fraction=cfg.test_fraction,
-        )
-    if cfg.dataset in ("femnist", "leaf"):
-        return data.make(
-            cfg.dataset,
-            num_clients=cfg.num_clients,
-            seed=seed,
-            path=cfg.path,
-            split=cfg.leaf_split,
-            test_fraction=cfg.test_fraction,
-        )
-    if cfg.dataset in ("cifar10", "cifar100"):
-        return data.make(
-            cfg.dataset,
-            path=cfg.path,
-            num_clients=cfg.num_clients,
-            partition=cfg.partition,
-            seed=seed,
-            alpha=cfg.alpha,
-            classes_per_client=cfg.classes_per_client,
-        )
-    if cfg.dataset == "hf":
-        return data.make(
-            "hf",
-            path=cfg.path,
-            num_clients=cfg.num_clients,
-            partition=cfg.partition,
-            seed=seed,
-            natural_id=cfg.natural_id,
-            feature_column=cfg.feature_column,
-            label_column=cfg.label_column,
-            alpha=cfg.alpha,
-            classes_per_client=cfg.classes_per_client,
-            test_fraction=cfg.test_fraction,
-        )
-    if cfg.dataset == "images":
-        return data.make(
-            "images",
-            num_clients=cfg.num_clients,
-            partition=cfg.partition,
-            seed=seed,
-            samples_per_client=cfg.samples_per_client,
-            alpha=cfg.alpha,
-            classes_per_client=cfg.classes_per_client,
-        )
-    return data.make(
-        cfg.dataset,
-        num_clients=cfg.num_clients,
-        partition=cfg.partition,
-        seed=seed,
-        alpha=cfg.alpha,
-        classes_per_client=cfg.classes_per_client,
-        test_fraction=cfg.test_fraction,
-    )
+    """The configured dataset; a dataset registered without an entry in _DATA_KWARGS (one
+    added through the Python API) gets the partitioned datasets' arguments."""
+    fields = _DATA_KWARGS.get(cfg.dataset, {**_PARTITIONED, "test_fraction": "test_fraction"})
+    values = cfg.model_dump()
+    kwargs = {arg: values[field] for arg, field in fields.items()}
+    return data.make(cfg.dataset, seed=seed, **kwargs)

@@ -57,6 +57,12 @@ class Partition:
         return self.indices[self.offsets[client_id] : self.offsets[client_id + 1]]
 
     @classmethod
+    def contiguous(cls, sizes: np.ndarray | list[int]) -> Partition:
+        """Client i holds the next sizes[i] samples, in order (data stored client by client)."""
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        return cls(indices=np.arange(offsets[-1], dtype=np.int64), offsets=offsets)
+
+    @classmethod
     def from_lists(cls, parts: list[np.ndarray]) -> Partition:
         sizes = np.array([len(p) for p in parts], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)

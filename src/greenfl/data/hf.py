@@ -136,20 +136,10 @@ def load(
             test_rows.append(np.sort(rows[:n_test]))
             train_rows.append(np.sort(rows[n_test:]))
         x_test, y_test = x, y
-    test_part = Partition.from_lists(test_rows)
+    # the central test set: the drawn clients' test rows, client by client
     used = np.concatenate(test_rows) if test_rows else np.zeros(0, np.int64)
-    # the central test set: the drawn clients' test rows
-    x_central, y_central = x_test[used], y_test[used]
-    part = Partition.from_lists(train_rows)
     classes = int(max(y.max(initial=0), y_test.max(initial=0))) + 1
     return ArrayDataset(
-        "hf", x, y, x_central, y_central, part, shape, classes,
-        test_partition=Partition.from_lists(_renumber(test_part)), seed=seed,
+        "hf", x, y, x_test[used], y_test[used], Partition.from_lists(train_rows), shape, classes,
+        test_partition=Partition.contiguous([len(r) for r in test_rows]), seed=seed,
     )  # fmt: skip
-
-
-def _renumber(test_part: Partition) -> list[np.ndarray]:
-    """Test rows as positions in the central test set (the clients' rows, concatenated)."""
-    sizes = test_part.sizes()
-    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    return [np.arange(starts[i], starts[i + 1]) for i in range(len(sizes))]

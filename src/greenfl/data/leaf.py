@@ -121,10 +121,4 @@ def _stack(
         raise DataError(
             f"{root}: LEAF x rows must be equal-length numbers and y integers ({e})"
         ) from None
-    sizes = [len(ys) for _, ys in parts]
-    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    return (
-        x,
-        y,
-        Partition.from_lists([np.arange(starts[i], starts[i + 1]) for i in range(len(parts))]),
-    )
+    return x, y, Partition.contiguous([len(ys) for _, ys in parts])

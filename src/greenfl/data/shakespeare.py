@@ -92,11 +92,13 @@ class ShakespeareDataset:
         self.input_shape = (SEQ_LEN,)
         self.num_classes = len(VOCAB)
         self.roles = [f"{roles[i][0]}: {roles[i][1]}" for i in picked]
-        self._bufs = [torch.from_numpy(roles[i][2].astype(np.int64)) for i in picked]
+        # One buffer for all drawn roles: a window is buf[s : s + 80] wherever it is.
+        offsets = np.cumsum([0] + [len(roles[i][2]) for i in picked])
+        self._buf = torch.from_numpy(np.concatenate([roles[i][2] for i in picked]).astype(np.int64))
         self._train: list[np.ndarray] = []
         self._test: list[np.ndarray] = []
-        for i in picked:
-            starts = roles[i][3]
+        for i, offset in zip(picked, offsets, strict=False):
+            starts = roles[i][3] + offset
             cut = int(round(len(starts) * (1.0 - test_fraction)))
             self._train.append(starts[:cut])
             self._test.append(starts[cut:])
@@ -104,39 +106,27 @@ class ShakespeareDataset:
         self._seed = seed
         self._central: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def _windows(self, client_id: int, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        buf = self._bufs[client_id]
+    def _windows(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         s = torch.from_numpy(starts)
-        x = buf[s[:, None] + torch.arange(SEQ_LEN)]
-        return x, buf[s + SEQ_LEN]
+        return self._buf[s[:, None] + torch.arange(SEQ_LEN)], self._buf[s + SEQ_LEN]
 
     def client_sizes(self) -> np.ndarray:
         return self._sizes
 
     def client_data(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._windows(client_id, self._train[client_id])
+        return self._windows(self._train[client_id])
 
     def client_test_data(self, client_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._windows(client_id, self._test[client_id])
+        return self._windows(self._test[client_id])
 
     def test_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A fixed seeded sample of CENTRAL_TEST_SAMPLES windows from all clients' test
         data (every test window, where there are fewer)."""
         if self._central is None:
-            owners = np.concatenate(
-                [np.full(len(t), c, dtype=np.int64) for c, t in enumerate(self._test)]
-            )
-            local = np.concatenate([np.arange(len(t)) for t in self._test])
+            pool = np.concatenate(self._test)
             rng = np.random.default_rng([self._seed, _CENTRAL_TEST_STREAM])
-            take = min(CENTRAL_TEST_SAMPLES, len(owners))
-            pick = np.sort(rng.choice(len(owners), take, replace=False))
-            xs, ys = [], []
-            for c in np.unique(owners[pick]):
-                rows = local[pick[owners[pick] == c]]
-                x, y = self._windows(int(c), self._test[int(c)][rows])
-                xs.append(x)
-                ys.append(y)
-            self._central = (torch.cat(xs), torch.cat(ys))
+            take = min(CENTRAL_TEST_SAMPLES, len(pool))
+            self._central = self._windows(pool[np.sort(rng.choice(len(pool), take, replace=False))])
         return self._central
 
 
