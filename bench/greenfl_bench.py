@@ -12,6 +12,12 @@ stay on (the ledger is written to a temporary folder), as in any greenfl run:
   round, 10 rounds, MLP 60-64-10, batch 16, lr 0.1.
 * W3: 28x28 synthetic images, 100 clients x 100 samples, the CNN (18,378 parameters),
   10 a round, 10 rounds, batch 16, lr 0.05.
+* W4: femnist, read from the LEAF JSON folder bench/peers/workloads.py writes (100 users,
+  ~200 samples each, 62 classes), LEAF's FEMNIST CNN, 10 a round, 10 rounds, batch 16, lr 0.05.
+* W5: the built-in shakespeare, 100 roles, char_lstm, 10 a round, 10 rounds, batch 16, lr 0.8,
+  at most 10 local steps.
+
+Per-client evaluation is off (``eval.every = 0``): the peers evaluate centrally only.
 
 Each framework generates its workload's data its own way (same sizes, shapes and recipe, not
 the same bytes), so accuracies are comparable in kind, not to the digit.
@@ -44,32 +50,9 @@ def _machine_busy_s() -> float:
 
 BUSY0 = _machine_busy_s()
 
+from workload_configs import WORKLOADS, raw_config  # noqa: E402
+
 import greenfl  # noqa: E402
-
-WORKLOADS: dict[str, dict] = {
-    "W1": {
-        "data": {"dataset": "digits", "num_clients": 1000, "partition": "iid"},
-        "model": {"name": "mlp", "hidden": [64]},
-        "train": {"rounds": 10, "clients_per_round": 100, "batch_size": 16, "lr": 0.1},
-    },
-    "W2": {
-        "data": {
-            "dataset": "synthetic",
-            "num_clients": 10_000,
-            "synthetic_alpha": 1.0,
-            "synthetic_beta": 1.0,
-            "samples_per_client": 20,
-        },
-        "model": {"name": "mlp", "hidden": [64]},
-        "train": {"rounds": 10, "clients_per_round": 1000, "batch_size": 16, "lr": 0.1},
-    },
-    "W3": {
-        "data": {"dataset": "images", "num_clients": 100, "samples_per_client": 100},
-        "model": {"name": "cnn"},
-        "train": {"rounds": 10, "clients_per_round": 10, "batch_size": 16, "lr": 0.05},
-    },
-}
-
 
 WRITER = {"peak_mb": 0.0}
 
@@ -87,13 +70,7 @@ def _watch_writer(_record: object, loop: object) -> tuple[bool, dict]:
 
 
 def config_for(workload: str, trainer: str, accounting: bool = True) -> greenfl.RunConfig:
-    raw = json.loads(json.dumps(WORKLOADS[workload]))
-    raw["seed"] = 0
-    raw["train"]["local_epochs"] = 1
-    raw["strategy"] = {"name": "fedavg"}
-    raw["selection"] = {"name": "random"}
-    raw["engine"] = {"trainer": trainer, "accounting": accounting}
-    return greenfl.build_config(raw)
+    return greenfl.build_config(raw_config(workload, trainer, accounting))
 
 
 def main() -> None:

@@ -33,8 +33,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_SCRIPTS = {"plain_torch": "plain_torch.py", "pfl": "pfl_sim.py", "flower": "flower_sim.py"}
-FRAMEWORKS = ["greenfl", "greenfl-sequential", *PEER_SCRIPTS]
-WORKLOADS = ["W1", "W2", "W3"]
+FRAMEWORKS = ["greenfl", "greenfl-sequential", "greenfl-no-accounting", "greenfl-cli",
+              *PEER_SCRIPTS]  # fmt: skip
+WORKLOADS = ["W1", "W2", "W3", "W4", "W5"]
+REAL_WORKLOADS = ("W4", "W5")  # the only ones run without accounting and through the CLI
+MAX_ACCOUNTING_OVERHEAD = 0.03
 
 # (workload, peer, greenfl wall / peer wall at most): the targets
 TARGETS = [
@@ -43,6 +46,10 @@ TARGETS = [
     ("W2", "flower", 0.1),
     ("W2", "pfl", 0.5),
     ("W3", "plain_torch", 1.1),
+    ("W4", "plain_torch", 1.0),
+    ("W4", "flower", 0.5),
+    ("W5", "plain_torch", 1.0),
+    ("W5", "flower", 0.5),
 ]
 MIN_VECTORISED_SPEEDUP = 3.0
 # Wall seconds on this kind of machine from ../shared/reference/peers.md (two runs each):
@@ -97,6 +104,11 @@ def command(framework: str, workload: str, peers_python: Path, peers_dir: Path) 
         if framework == "greenfl-sequential":
             # one torch thread, as the vectorised trainer uses: the ratio is vectorisation's
             return [*cmd, "--trainer", "sequential", "--threads", "1"]
+        if framework == "greenfl-no-accounting":
+            return [*cmd, "--trainer", "auto", "--no-accounting"]
+        if framework == "greenfl-cli":
+            return [sys.executable, str(ROOT / "bench" / "greenfl_cli_bench.py"), "--workload",
+                    workload]  # fmt: skip
         return [*cmd, "--trainer", "auto"]
     return [str(peers_python), str(peers_dir / PEER_SCRIPTS[framework]), "--workload", workload]
 
@@ -184,6 +196,19 @@ def markdown(
             f"({loop_x:.2f}x loop) | "
             f">= {MIN_VECTORISED_SPEEDUP:g}x | {met} |"
         )
+    for w in REAL_WORKLOADS:
+        on, off = results.get(("greenfl", w)), results.get(("greenfl-no-accounting", w))
+        if on and off:
+            overhead = on["loop_s"] / off["loop_s"] - 1.0
+            met = "yes" if overhead <= MAX_ACCOUNTING_OVERHEAD else "**no**"
+            out.append(
+                f"| {w} | accounting overhead (FL loop, on / off - 1) | {overhead:+.1%} | "
+                f"<= {MAX_ACCOUNTING_OVERHEAD:.0%} | {met} |"
+            )
+        for peer in ("plain_torch", "flower", "pfl"):
+            rt = ratio(results, "greenfl-cli", peer, w)
+            if rt is not None:
+                out.append(f"| {w} | greenfl CLI (report on) / {peer} | {rt:.3f} | - | - |")
     out += [
         "",
         "## Commands",
@@ -259,6 +284,8 @@ def main() -> None:
         for f in args.frameworks:
             if f == "greenfl-sequential" and w != "W2":
                 continue  # the vectorised/sequential ratio is a W2 figure
+            if f in ("greenfl-no-accounting", "greenfl-cli") and w not in REAL_WORKLOADS:
+                continue  # W1-W3: bench/accounting_overhead.py, bench/cli_side_by_side.py
             if f in PEER_SCRIPTS and not peers_ok:
                 continue
             cmd = command(f, w, args.peers_python, args.peers_dir)

@@ -132,6 +132,18 @@ def test_auto_trainer_says_why_it_runs_the_lstm_sequentially(
         assert unsupported_reason(build_model(name, shape, 10, [])) is None, name
 
 
+def test_auto_trainer_keeps_large_models_sequential(caplog: pytest.LogCaptureFixture) -> None:
+    # 6.6M parameters: vectorising buys nothing there (BENCHMARKS.md, W4), so auto says so.
+    femnist = build_model("femnist_cnn", (1, 28, 28), 62, [])
+    with caplog.at_level(logging.INFO, logger="greenfl.clients.vectorised"):
+        assert auto_trainer("auto", femnist, 10).name == "sequential"
+    assert "6,603,710 parameters" in caplog.text
+    assert auto_trainer("vectorised", femnist, 10).name == "vectorised"  # asked for: honoured
+    assert auto_trainer("auto", build_model("resnet20", (3, 32, 32), 10, []), 10).name == (
+        "vectorised"
+    )
+
+
 def _images(shape: tuple[int, ...], clients: int, per_client: int, classes: int) -> ArrayDataset:
     rng = np.random.default_rng(0)
     n = clients * per_client

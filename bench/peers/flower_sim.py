@@ -50,7 +50,13 @@ def train(msg: Message, context: Context) -> Message:
     model = workloads.make_model(name)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     loss = workloads.local_train(
-        model, x, y, float(cfg["lr"]), int(cfg["batch-size"]), int(cfg["local-epochs"])
+        model,
+        x,
+        y,
+        float(cfg["lr"]),
+        int(cfg["batch-size"]),
+        int(cfg["local-epochs"]),
+        int(cfg["max-steps"]),
     )
     content = RecordDict(
         {
@@ -98,6 +104,7 @@ def main() -> None:
                 "lr": spec.lr,
                 "batch-size": spec.batch_size,
                 "local-epochs": spec.local_epochs,
+                "max-steps": spec.max_steps,
             }
         )
         t = time.perf_counter()

@@ -122,7 +122,9 @@ def main() -> None:
         backend=backend,
         model=model,
         model_train_params=NNTrainHyperParams(
-            local_num_epochs=spec.local_epochs,
+            # pfl takes epochs or steps, not both (W5 caps local work by steps)
+            local_num_epochs=None if spec.max_steps else spec.local_epochs,
+            local_num_steps=spec.max_steps or None,
             local_learning_rate=spec.lr,
             local_batch_size=spec.batch_size,
         ),

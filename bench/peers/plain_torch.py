@@ -49,7 +49,9 @@ def main() -> None:
         for k in cohort:
             x, y = data.client_x[k], data.client_y[k]
             load_flat(params, global_vec)
-            workloads.local_train(model, x, y, spec.lr, spec.batch_size, spec.local_epochs)
+            workloads.local_train(
+                model, x, y, spec.lr, spec.batch_size, spec.local_epochs, spec.max_steps
+            )
             with torch.no_grad():
                 acc_sum.add_(parameters_to_vector(params), alpha=len(y))
             total += len(y)

@@ -1,4 +1,4 @@
-"""Benchmark workloads W1-W3 shared by the peer scripts (plain PyTorch, Flower, pfl).
+"""Benchmark workloads W1-W5 shared by the peer scripts (plain PyTorch, Flower, pfl).
 
 Only numpy, scikit-learn, torch and psutil are used here, so every framework trains on
 byte-identical client data, starts from identical initial weights and runs the same local
@@ -22,6 +22,21 @@ Data (see /work/shared/reference/peers.md):
   random labels; central test set 1,000 fresh samples (100 per class). CNN with 18,378
   parameters, 10 clients/round, 10 rounds, lr 0.05.
 
+* W4: FEMNIST-shaped (LEAF's JSON format, 28x28 grey images flattened to 784 values in [0, 1],
+  62 classes): 62 class templates (as W3's, squashed into [0, 1]) plus noise, rounded to 3
+  decimals; 100 users, n_k = clip(round(N(200, 40)), 100, 300) training samples each with
+  uniformly random labels, and ceil(n_k / 9) test samples each (LEAF's 0.9 train fraction);
+  the central test set is all users' test data. Written once to LEAF's train/ and test/ JSON
+  folders under $GREENFL_BENCH_DATA (default /tmp/greenfl-bench-data) and read back by every
+  framework (greenfl through its femnist loader). LEAF's FEMNIST CNN (6,603,710 parameters),
+  10 clients/round, 10 rounds, lr 0.05.
+* W5: Shakespeare as greenfl ships it (src/greenfl/data/builtin/shakespeare.json.xz, LEAF's
+  recipe: 80-character windows, next character as label), roles with >= 64 samples, 100 of
+  them drawn as greenfl draws them for seed 0, each role's first 80% of samples in text order
+  its training data; the central test set is the same fixed sample of 2,000 test windows that
+  greenfl uses. LEAF's char-LSTM (embedding 8, 2x LSTM 256; 819,920 parameters), 10 roles/round,
+  10 rounds, batch 16, lr 0.8, at most 10 local steps (160 samples) per client and round.
+
 All workloads: batch 16, 1 local epoch, FedAvg weighted by client sample count.
 """
 
@@ -29,11 +44,14 @@ from __future__ import annotations
 
 import functools
 import json
+import lzma
 import os
+import re
 import resource
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -52,12 +70,17 @@ class Spec:
     batch_size: int
     lr: float
     local_epochs: int = 1
+    max_steps: int = 0  # local steps per round (0: the whole epoch)
 
 
 SPECS = {
     "W1": Spec("W1", num_clients=1000, clients_per_round=100, rounds=10, batch_size=16, lr=0.1),
     "W2": Spec("W2", num_clients=10_000, clients_per_round=1000, rounds=10, batch_size=16, lr=0.1),
     "W3": Spec("W3", num_clients=100, clients_per_round=10, rounds=10, batch_size=16, lr=0.05),
+    "W4": Spec("W4", num_clients=100, clients_per_round=10, rounds=10, batch_size=16, lr=0.05),
+    "W5": Spec(
+        "W5", num_clients=100, clients_per_round=10, rounds=10, batch_size=16, lr=0.8, max_steps=10
+    ),
 }
 
 
@@ -132,6 +155,100 @@ def _images(
     return xs, ys, sample(y_te), y_te
 
 
+def data_root() -> Path:
+    return Path(os.environ.get("GREENFL_BENCH_DATA", "/tmp/greenfl-bench-data"))
+
+
+def femnist_dir() -> Path:
+    """W4's LEAF folder (holding train/ and test/), written on first use; the recipe is seeded,
+    so every process that writes it writes the same bytes."""
+    root = data_root() / "W4-femnist"
+    if (root / "done").exists():
+        return root
+    rng = np.random.default_rng(SEED)
+    raw = rng.standard_normal((62, 30, 30))
+    tpl = sum(raw[:, i : i + 28, j : j + 28] for i in range(3) for j in range(3)) / 9.0
+    tpl = (tpl - tpl.mean(axis=(1, 2), keepdims=True)) / tpl.std(axis=(1, 2), keepdims=True)
+    sizes = np.clip(np.round(rng.normal(200, 40, SPECS["W4"].num_clients)), 100, 300).astype(int)
+    split: dict[str, dict] = {"train": {}, "test": {}}
+    for k, n in enumerate(sizes):
+        for part, m in (("train", int(n)), ("test", int(np.ceil(n / 9)))):
+            y = rng.integers(0, 62, m)
+            x = tpl[y] + 1.5 * rng.standard_normal((m, 28, 28))
+            x = np.round(np.clip(x / 6.0 + 0.5, 0.0, 1.0), 3).reshape(m, 784)
+            split[part][f"f_{k:05d}"] = {"x": x.tolist(), "y": y.tolist()}
+    for part, users in split.items():
+        (root / part).mkdir(parents=True, exist_ok=True)
+        doc = {
+            "users": list(users),
+            "num_samples": [len(u["y"]) for u in users.values()],
+            "user_data": users,
+        }
+        (root / part / f"all_data_{part}.json").write_text(json.dumps(doc))
+    (root / "done").write_text("")
+    return root
+
+
+def _femnist() -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+    root = femnist_dir()
+    parts = {}
+    for part in ("train", "test"):
+        doc = json.loads((root / part / f"all_data_{part}.json").read_text())
+        parts[part] = [doc["user_data"][u] for u in sorted(doc["users"])]
+
+    def arrays(u: dict) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(u["x"], np.float32), np.asarray(u["y"], np.int64)
+
+    train = [arrays(u) for u in parts["train"]]
+    test = [arrays(u) for u in parts["test"]]
+    return (
+        [x for x, _ in train],
+        [y for _, y in train],
+        np.concatenate([x for x, _ in test]),
+        np.concatenate([y for _, y in test]),
+    )
+
+
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "src/greenfl/data/builtin/shakespeare.json.xz"
+VOCAB = "\n !\"&'(),-.0123456789:;>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghijklmnopqrstuvwxyz}"
+
+
+def _shakespeare_windows(lines: list[str], table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """LEAF's recipe: each line (runs of spaces squeezed, newline kept) prefixed with 80
+    spaces; every character of the line is a label, the 80 characters before it its input."""
+    xs, ys = [], []
+    for line in lines:
+        line = re.sub(r"  +", " ", line) + "\n"
+        codes = table[np.frombuffer((" " * 80 + line).encode("latin-1", "replace"), np.uint8)]
+        idx = np.arange(len(line))[:, None] + np.arange(80)
+        xs.append(codes[idx])
+        ys.append(codes[80:])
+    return np.concatenate(xs).astype(np.int64), np.concatenate(ys).astype(np.int64)
+
+
+def _shakespeare() -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+    doc = json.loads(lzma.decompress(SHAKESPEARE.read_bytes()))
+    table = np.full(256, VOCAB.index(" "), dtype=np.uint8)
+    for i, c in enumerate(VOCAB):
+        table[ord(c)] = i
+    roles = [r for play in doc["plays"] for r in play["roles"]]
+    sizes = [sum(len(re.sub(r"  +", " ", ln)) + 1 for ln in r["lines"]) for r in roles]
+    kept = [r for r, n in zip(roles, sizes, strict=True) if n >= 64]
+    rng = np.random.default_rng([SEED, 11])  # greenfl's role-selection stream
+    picked = np.sort(rng.choice(len(kept), SPECS["W5"].num_clients, replace=False))
+    xs, ys, tx, ty = [], [], [], []
+    for i in picked:
+        x, y = _shakespeare_windows(kept[i]["lines"], table)
+        cut = int(round(len(y) * 0.8))
+        xs.append(x[:cut])
+        ys.append(y[:cut])
+        tx.append(x[cut:])
+        ty.append(y[cut:])
+    pool_x, pool_y = np.concatenate(tx), np.concatenate(ty)
+    take = np.sort(np.random.default_rng([SEED, 12]).choice(len(pool_y), 2000, replace=False))
+    return xs, ys, pool_x[take], pool_y[take]
+
+
 @functools.cache
 def load(name: str) -> Workload:
     """Build (once per process) the clients' data and the central test set of workload ``name``."""
@@ -140,6 +257,10 @@ def load(name: str) -> Workload:
         xs, ys, tx, ty = _digits()
     elif name == "W2":
         xs, ys, tx, ty = _synthetic_fedprox(spec.num_clients)
+    elif name == "W4":
+        xs, ys, tx, ty = _femnist()
+    elif name == "W5":
+        xs, ys, tx, ty = _shakespeare()
     else:
         xs, ys, tx, ty = _images(spec.num_clients)
     assert len(xs) == spec.num_clients
@@ -167,6 +288,22 @@ def make_model(name: str) -> nn.Module:
         return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
     if name == "W2":
         return nn.Sequential(nn.Linear(60, 64), nn.ReLU(), nn.Linear(64, 10))
+    if name == "W4":  # LEAF's FEMNIST CNN
+        return nn.Sequential(
+            nn.Unflatten(1, (1, 28, 28)),
+            nn.Conv2d(1, 32, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(3136, 2048),
+            nn.ReLU(),
+            nn.Linear(2048, 62),
+        )
+    if name == "W5":
+        return CharLSTM()
     return nn.Sequential(
         nn.Conv2d(1, 16, 5),
         nn.ReLU(),
@@ -179,21 +316,45 @@ def make_model(name: str) -> nn.Module:
     )
 
 
+class CharLSTM(nn.Module):
+    """LEAF's Shakespeare model: embedding 8, two LSTM layers of 256, the last step's output
+    into the 80-way head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(len(VOCAB), 8)
+        self.lstm = nn.LSTM(8, 256, 2, batch_first=True)
+        self.head = nn.Linear(256, len(VOCAB))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embedding(tokens.long()))
+        return self.head(out[:, -1, :])
+
+
 def local_train(
-    model: nn.Module, x: np.ndarray, y: np.ndarray, lr: float, batch_size: int, epochs: int = 1
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    lr: float,
+    batch_size: int,
+    epochs: int = 1,
+    max_steps: int = 0,
 ) -> float:
-    """Plain SGD over the client's data in its fixed order; returns the last batch's loss."""
+    """Plain SGD over the client's data in its fixed order (at most ``max_steps`` batches in
+    all, if > 0); returns the last batch's loss."""
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     loss = torch.zeros(())
-    for _ in range(epochs):
-        for i in range(0, len(yt), batch_size):
-            opt.zero_grad()
-            loss = loss_fn(model(xt[i : i + batch_size]), yt[i : i + batch_size])
-            loss.backward()
-            opt.step()
+    starts = [i for _ in range(epochs) for i in range(0, len(yt), batch_size)]
+    if max_steps > 0:
+        starts = starts[:max_steps]
+    for i in starts:
+        opt.zero_grad()
+        loss = loss_fn(model(xt[i : i + batch_size]), yt[i : i + batch_size])
+        loss.backward()
+        opt.step()
     return float(loss.detach())
 
 

@@ -350,6 +350,9 @@ def _mlp_forward(model: nn.Module):  # noqa: ANN202 - a closure over the model
 
 # Below this many clients a round, batching gains little over the per-client loop.
 MIN_AUTO_COHORT = 8
+# Above this size each client's own step keeps the cores busy, so batching clients saves no
+# dispatch overhead and only multiplies the weights' memory (measured in BENCHMARKS.md, W4).
+MAX_AUTO_PARAMS = 1_000_000
 
 
 def auto_trainer(
@@ -357,7 +360,8 @@ def auto_trainer(
 ) -> ClientTrainer:
     """The trainer for ``engine.trainer``: ``sequential``, ``vectorised`` (an error if the
     model cannot be vectorised exactly) or ``auto``: vectorised when the model is supported
-    and at least MIN_AUTO_COHORT clients train per round, else sequential."""
+    and small (at most MAX_AUTO_PARAMS parameters) and at least MIN_AUTO_COHORT clients
+    train per round, else sequential."""
     reason = unsupported_reason(model)
     if choice == "vectorised":
         if reason is not None:
@@ -365,9 +369,18 @@ def auto_trainer(
                 f"engine.trainer = 'vectorised': {reason}; use 'sequential' or 'auto'"
             )
         return VectorisedTrainer(threads=threads)
-    if choice == "auto" and reason is None and clients_per_round >= MIN_AUTO_COHORT:
-        return VectorisedTrainer(threads=threads)
+    params = sum(p.numel() for p in model.parameters())
+    if choice == "auto" and reason is None:
+        if clients_per_round < MIN_AUTO_COHORT:
+            reason = f"fewer than {MIN_AUTO_COHORT} clients train per round"
+        elif params > MAX_AUTO_PARAMS:
+            reason = (
+                f"the model has {params:,} parameters (> {MAX_AUTO_PARAMS:,}): each client's "
+                "step already keeps the cores busy"
+            )
+        else:
+            return VectorisedTrainer(threads=threads)
     if choice == "auto":
-        why = reason or f"fewer than {MIN_AUTO_COHORT} clients train per round"
+        why = reason
         log.info("engine.trainer = 'auto' picked the sequential trainer: %s", why)
     return SequentialTrainer()
