@@ -50,6 +50,7 @@ power_w = 100.0
 idle_power_w = {idle_w}
 pue = 1.5
 region = "{region}"
+mode = "{mode}"
 source = "test"
 """
 
@@ -69,6 +70,7 @@ def write_fleet(
     entries: list[dict],
     server_region: str,
     server_idle_w: float = 20.0,
+    server_mode: str = "dedicated",
 ) -> Path:
     parts = []
     for d in devices:
@@ -85,7 +87,7 @@ def write_fleet(
     parts.append(NETWORK)
     for r in regions:
         parts.append(REGION.format(name=r["name"], ci=r["ci"], extra=r.get("extra", "")))
-    parts.append(SERVER.format(idle_w=server_idle_w, region=server_region))
+    parts.append(SERVER.format(idle_w=server_idle_w, region=server_region, mode=server_mode))
     for e in entries:
         parts.append(ENTRY.format(**e))
     path.write_text("".join(parts))

@@ -92,12 +92,21 @@ def test_loop_waits_counts_idle_energy_and_advances_the_clock(
     first = led.rounds[0]
     assert first["wait_s"] == pytest.approx(3 * 3600)
     assert first["start_s"] == pytest.approx(3 * 3600)  # the round starts after the wait
-    assert first["server_idle_energy_j"] == pytest.approx(1e-5 * 3 * 3600 * 1.5)
+    # dedicated: standby over the wait and over the clients' phase of the round
+    standby_s = first["wait_s"] + first["end_s"] - first["start_s"] - first["server_s"]
+    assert first["server_idle_energy_j"] == pytest.approx(1e-5 * standby_s * 1.5)
     assert first["server_energy_j"] >= first["server_idle_energy_j"]
     assert all(r["ci_g_per_kwh"] == pytest.approx(50.0) for r in led.client_rounds)
     assert all(r["wait_s"] <= 4 * 3600 for r in led.rounds)
     assert [r["wait_s"] for r in led.rounds[1:]] == [0.0] * (len(led.rounds) - 1)
-    # The builtin server idles at 90 W x 1.58: waiting never pays, so it never waits.
-    cfg2 = cfg.replace(**{"fleet.catalog": "builtin"})
-    greenfl.run(cfg2, tmp_path / "builtin")
-    assert all(r["wait_s"] == 0.0 for r in read_ledger(tmp_path / "builtin").rounds)
+    # A dedicated server idling at 90 W x 1.5: waiting never pays, so it never waits.
+    costly = write_fleet(
+        tmp_path / "costly.toml",
+        devices=[{"name": "dev"}],
+        regions=[{"name": "R", "ci": 300.0, "extra": f'trace = "{csv.name}"'}],
+        entries=[{"device": "dev", "region": "R", "share": 1.0}],
+        server_region="R",
+        server_idle_w=90.0,
+    )
+    greenfl.run(cfg.replace(**{"fleet.catalog": str(costly)}), tmp_path / "costly")
+    assert all(r["wait_s"] == 0.0 for r in read_ledger(tmp_path / "costly").rounds)

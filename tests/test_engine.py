@@ -86,8 +86,9 @@ def test_client_rows_recompute_by_hand_from_the_fleet(
         assert row["carbon_embodied_g"] == pytest.approx(emb)
         assert row["bytes_down"] == row["bytes_up"] == 4 * 4810  # float32 MLP 64-64-10
     for r in led.rounds:
-        if r["server_estimated"]:
-            assert r["server_energy_j"] == pytest.approx(100.0 * r["server_s"] * 1.5)
+        # modelled from counted work; shared (the default mode): 100 W minus 20 W idle
+        assert r["server_s"] == pytest.approx(r["server_flops"] / 3e11)
+        assert r["server_energy_j"] == pytest.approx((100.0 - 20.0) * r["server_s"] * 1.5)
         assert r["server_carbon_g"] == pytest.approx(r["server_energy_j"] / 3.6e6 * 400)
 
 

@@ -34,6 +34,12 @@ class EngineConfig(Section):
     )
     ray_address: str | None = Field(None, description="an existing Ray cluster; none: local Ray")
     checkpoint: bool = Field(True, description="persist server state with each round's rows")
+    server_meter: Literal["model", "measured"] = Field(
+        "model",
+        description="simulation: the server's time from its counted FLOPs (model: repeatable) "
+        "or measured on this host (varies with its load; flagged server_measured in the "
+        "ledger); a deployment always measures",
+    )
     accounting: bool = Field(
         True, description="footprint accounting and ledger rows; off only to measure overhead"
     )

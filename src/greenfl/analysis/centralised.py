@@ -40,6 +40,7 @@ from greenfl.data.base import FederatedDataset
 from greenfl.factories import build_model_for, dataset_for
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population
+from greenfl.fleet.profiles import DEFAULT_SERVER_FLOPS_PER_S  # the built-in server's
 from greenfl.footprint.model import (
     comm_energy_j,
     embodied_carbon_g,
@@ -49,11 +50,6 @@ from greenfl.footprint.model import (
 from greenfl.models import training_flops_per_sample
 from greenfl.models.evaluate import evaluate
 from greenfl.scheduling.clock import SimClock
-
-# estimate: effective fp32 training throughput of the one-socket CPU server of the built-in
-# fleet ([server], 250 W): ~3x the built-in desktop's 1e11 FLOP/s for a 32-core part with
-# wider vector units; no public measurement. Override with --server-flops-per-s.
-DEFAULT_SERVER_FLOPS_PER_S = 3.0e11
 
 Work = Literal["same-work", "to-accuracy"]
 

@@ -63,6 +63,8 @@ def fleet_tables(fleet: Fleet) -> list[Table]:
     s = fleet.server
     srv = Table(title="server", title_justify="left", show_header=False)
     srv.add_row("power", f"{s.power_w:g} W (idle {s.idle_power_w:g} W)")
+    srv.add_row("throughput", f"{s.flops_per_s:.3g} FLOP/s")
+    srv.add_row("mode", s.mode)
     srv.add_row("PUE", f"{s.pue:g}")
     srv.add_row("region", s.region)
     srv.add_row("source", s.source)

@@ -90,7 +90,7 @@ def write_report_after_run(cfg: RunConfig, out_dir: Path) -> Path | None:
     if not cfg.report.html:
         return None
     from greenfl.analysis.centralised import write_estimate_for_run
-    from greenfl.report.html import write_run_report  # matplotlib loads only when needed
+    from greenfl.report.html import write_run_report
 
     # The report reads the centralised comparison from the run folder, never computes it.
     write_estimate_for_run(out_dir)

@@ -19,6 +19,7 @@ from greenfl.data.base import FederatedDataset
 from greenfl.engine.loop import RoundLoop
 from greenfl.engine.records import Callback
 from greenfl.engine.resume import saved_state
+from greenfl.engine.server_work import ServerWorkModel
 from greenfl.engine.tracking import tracking_callbacks
 from greenfl.factories import (
     build_model_for,
@@ -28,11 +29,11 @@ from greenfl.factories import (
     strategy_for,
     trainer_for,
 )
-from greenfl.fleet.catalog import load_fleet
+from greenfl.fleet.catalog import Fleet, load_fleet
 from greenfl.fleet.population import Population
 from greenfl.footprint.meters import best_meter
 from greenfl.ledger.writer import LedgerWriter
-from greenfl.models import training_flops_per_sample
+from greenfl.models import forward_flops_per_sample, training_flops_per_sample
 
 
 def build_loop(
@@ -56,6 +57,9 @@ def build_loop(
     fleet = load_fleet(cfg.fleet.catalog)
     population = Population.assign(fleet, dataset.client_sizes(), cfg.seed)
     trainer: ClientTrainer | None = None
+    server_work: ServerWorkModel | None = None
+    if transport is None and cfg.engine.server_meter == "model":
+        server_work = server_work_for(model, dataset, fleet)
     if transport is None:
         trainer = trainer_for(cfg, model)
         flops = training_flops_per_sample(
@@ -106,7 +110,20 @@ def build_loop(
         best_meter(),
         [*callbacks, *trackers],
         checkpoint=cfg.engine.checkpoint,
+        server_work=server_work,
     )
     if state is not None:
         loop.restore(state)
     return loop
+
+
+def server_work_for(model: nn.Module, dataset: FederatedDataset, fleet: Fleet) -> ServerWorkModel:
+    """The server's counted work per round: aggregation over the model's parameters, and a
+    forward pass over the central test set, at the fleet server's throughput."""
+    _x, y = dataset.test_data()
+    per_sample = forward_flops_per_sample(model, dataset.input_shape, dataset.num_classes)
+    return ServerWorkModel(
+        num_params=sum(p.numel() for p in model.parameters()),
+        eval_flops=per_sample * len(y),
+        flops_per_s=fleet.server.flops_per_s,
+    )

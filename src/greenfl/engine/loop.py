@@ -29,6 +29,7 @@ from greenfl.engine.client_eval import ClientEvaluator, client_acc_columns
 from greenfl.engine.fairness import fairness_report
 from greenfl.engine.planning import RoundPlan, RoundPlanner, idle_server
 from greenfl.engine.records import Callback, RoundRecord, ServerCost
+from greenfl.engine.server_work import ServerWorkModel
 from greenfl.engine.snapshot import _TensorBox  # noqa: F401 - earlier snapshots name it here
 from greenfl.engine.state import LoopState, restore_state, state_bytes
 from greenfl.engine.stopping import stop_after, stop_before
@@ -62,6 +63,7 @@ class RoundLoop:
         meter: Meter,
         callbacks: Sequence[Callback] = (),
         checkpoint: bool = True,
+        server_work: ServerWorkModel | None = None,
     ) -> None:
         self.cfg = cfg
         self.model = model
@@ -73,6 +75,7 @@ class RoundLoop:
         self.transport = transport
         self.ledger = ledger
         self.meter = meter
+        self.server_work = server_work  # None: the server's time is measured on this host
         self.callbacks = list(callbacks)
         self.checkpoint = checkpoint and ledger.path is not None
         self.clock = SimClock(cfg.fleet.start_time)
@@ -128,9 +131,9 @@ class RoundLoop:
         cohort, cohort_rows = self._select(round_idx, start_s, plan)
         reports = self._fit(round_idx, cohort, plan, k)
         account, accepted = self._account(round_idx, start_s, reports, cohort, cohort_rows, k)
-        accuracy, loss, measured = self._aggregate_and_evaluate(accepted)
+        accuracy, loss, measured, server_flops = self._aggregate_and_evaluate(accepted)
         client_acc = self.client_eval.maybe(round_idx, st.global_params)
-        server = self._server(start_s + account.close_s, measured, idle_j, idle_g)
+        server = self._server(start_s, account.close_s, measured, idle_j, idle_g)
         acc_before = self.history[-1].accuracy if self.history else self._initial_accuracy()
         round_carbon = self._advance_state(round_idx, cohort, accepted, accuracy, account, server)
         self.planner.observe(plan, acc_before, accuracy, round_carbon)
@@ -149,10 +152,12 @@ class RoundLoop:
                     "completed": len(accepted),
                     "server_s": server.server_s,
                     "server_energy_j": server.energy_j,
-                    "server_idle_energy_j": idle_j,
+                    "server_idle_energy_j": server.idle_j,
                     "server_carbon_g": server.carbon_g,
                     "server_ci_g_per_kwh": server.ci_g_per_kwh,
                     "server_estimated": int(measured.estimated),
+                    "server_flops": server_flops,
+                    "server_measured": int(self.server_work is None),
                     "wall_s": wall_s,
                     **client_acc_columns(client_acc),
                 },
@@ -270,30 +275,49 @@ class RoundLoop:
 
     def _aggregate_and_evaluate(
         self, accepted: list[ClientReport]
-    ) -> tuple[float, float, Measurement]:
-        """The new global model and its test accuracy and loss, in one measured window."""
+    ) -> tuple[float, float, Measurement, float]:
+        """The new global model and its test accuracy and loss, and the server's window:
+        modelled from its counted FLOPs (returned too; 0 when measured) or measured."""
         st = self.state
-        token = self.meter.begin()
+        token = self.meter.begin() if self.server_work is None else None
         if accepted:
             updates = [ClientUpdate(r.client_id, r.delta, r.num_samples) for r in accepted]
             st.global_params = self.strategy.aggregate(st.global_params, updates)
         accuracy, loss = evaluate(self.model, st.global_params, self.test_data)
-        return accuracy, loss, self.meter.end(token)
+        if self.server_work is None:
+            return accuracy, loss, self.meter.end(token), 0.0
+        window, flops = self.server_work.measurement(self.strategy, len(accepted))
+        return accuracy, loss, window, flops
 
     def _server(
-        self, start_s: float, measured: Measurement, idle_j: float, idle_g: float
+        self,
+        start_s: float,
+        close_s: float,
+        measured: Measurement,
+        idle_j: float,
+        idle_g: float,
     ) -> ServerCost:
-        """The server's footprint of the round: its active work from ``start_s`` (the
-        round's close), plus its idle wait before the round."""
+        """The server's footprint of the round: its active work from the round's close
+        (``start_s + close_s``), plus, for a dedicated server, its standby while it waited
+        before the round (``idle_j``, ``idle_g``) and while the clients trained."""
         srv = self.fleet.server
         server_s = measured.elapsed_s
+        at_s = start_s + close_s
         ci = active_j = active_g = 0.0
         if self.cfg.engine.accounting:
-            ci = float(self.sources.mean(self.server_region, start_s, start_s + server_s))
-            active_j = server_energy_j(server_s, srv.power_w, srv.pue, measured.energy_j)
+            ci = float(self.sources.mean(self.server_region, at_s, at_s + server_s))
+            active_j = server_energy_j(
+                server_s, srv.power_w, srv.pue, measured.energy_j, srv.idle_power_w, srv.mode
+            )
             active_g = float(operational_carbon_g(active_j, ci))
+            phase_j, phase_g = idle_server(
+                self.fleet, self.sources[self.server_region], start_s, close_s
+            )
+            idle_j, idle_g = idle_j + phase_j, idle_g + phase_g
         self.planner.last_server_j = active_j
-        return ServerCost(server_s, ci, active_j + idle_j, active_g + idle_g, start_s + server_s)
+        return ServerCost(
+            server_s, ci, active_j + idle_j, active_g + idle_g, at_s + server_s, idle_j
+        )
 
     def _advance_state(
         self,

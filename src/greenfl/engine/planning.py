@@ -179,7 +179,7 @@ class RoundPlanner:
 
         def idle_carbon_g(t0: float, starts: np.ndarray) -> np.ndarray:
             ci = self.sources[self.server_region].mean(np.full(len(starts), t0), starts)
-            return operational_carbon_g(srv.idle_power_w * (starts - t0) * srv.pue, ci)
+            return operational_carbon_g(srv.standby_w * (starts - t0) * srv.pue, ci)
 
         return self.scheduler.plan(now_s, round_carbon_g, idle_carbon_g)
 
@@ -221,10 +221,11 @@ class RoundPlanner:
 def idle_server(
     fleet: Fleet, source: CarbonIntensity, t0_s: float, wait_s: float
 ) -> tuple[float, float]:
-    """(energy_j, carbon_g) of the server idling from t0 for wait_s: idle power x PUE."""
-    if wait_s <= 0:
-        return 0.0, 0.0
+    """(energy_j, carbon_g) of the server standing by from t0 for wait_s: its idle power x
+    PUE if dedicated; a shared server is charged nothing for waiting."""
     srv = fleet.server
-    energy_j = srv.idle_power_w * wait_s * srv.pue
+    if wait_s <= 0 or srv.standby_w == 0:
+        return 0.0, 0.0
+    energy_j = srv.standby_w * wait_s * srv.pue
     ci = float(source.mean(np.array([t0_s]), np.array([t0_s + wait_s]))[0])
     return energy_j, energy_j / J_PER_KWH * ci

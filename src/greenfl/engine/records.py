@@ -36,6 +36,7 @@ class ServerCost(NamedTuple):
     energy_j: float
     carbon_g: float
     end_s: float
+    idle_j: float = 0.0  # of energy_j: standby (dedicated server) before and during it
 
 
 Callback = Callable[[RoundRecord, Any], tuple[bool, dict[str, Any]]]

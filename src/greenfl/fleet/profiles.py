@@ -4,6 +4,8 @@ Device differences are data, not subclasses. Every number carries a `source`."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
@@ -84,12 +86,43 @@ class Region(_Profile):
         return v
 
 
+# estimate: effective fp32 throughput of the built-in fleet's one-socket CPU server (250 W):
+# ~3x the built-in desktop's 1e11 FLOP/s for a 32-core part with wider vector units; no
+# public measurement. A fleet file's [server] flops_per_s replaces it.
+DEFAULT_SERVER_FLOPS_PER_S = 3.0e11
+
+
 class ServerProfile(_Profile):
+    """The aggregation server. In simulation its time is modelled from counted work
+    (aggregation and evaluation FLOPs / ``flops_per_s``); ``mode`` says what its energy is:
+
+    * ``shared`` (default): a coordinator on a shared cloud machine, charged only the
+      marginal energy of its work, (power_w - idle_power_w) x active time;
+    * ``dedicated``: a machine kept for the run, charged idle_power_w over the whole
+      simulated run (waits and client phases included) plus that active increment.
+
+    Both are times the datacentre's ``pue``."""
+
     power_w: float = Field(ge=0)
     idle_power_w: float = Field(0.0, ge=0)
+    flops_per_s: float = Field(DEFAULT_SERVER_FLOPS_PER_S, gt=0, allow_inf_nan=False)
     pue: float = Field(ge=1)
     region: str = Field(min_length=1)
+    mode: Literal["shared", "dedicated"] = "shared"
     source: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _idle_below_active(self) -> ServerProfile:
+        if self.idle_power_w > self.power_w:
+            raise ValueError(
+                f"idle_power_w ({self.idle_power_w:g} W) exceeds power_w ({self.power_w:g} W)"
+            )
+        return self
+
+    @property
+    def standby_w(self) -> float:
+        """Power charged while the server waits: its idle draw if dedicated, else none."""
+        return self.idle_power_w if self.mode == "dedicated" else 0.0
 
 
 class PopulationEntry(_Profile):

@@ -41,19 +41,39 @@ class ConstantIntensity:
 
 
 class HourlyProfile:
-    """A 24-value hour-of-day profile in the region's local time, repeated every day."""
+    """Hourly values repeated in a cycle: a 24-value hour-of-day profile in the region's
+    local time, repeated every day, or (``yearly``) a year of hourly values repeated every
+    year."""
 
     def __init__(self, hourly: tuple[float, ...], utc_offset_h: float, start_utc: datetime) -> None:
         self.values = np.asarray(hourly, dtype=np.float64)
         self.cum = np.concatenate([[0.0], np.cumsum(self.values)])  # value-hours from midnight
         start_h = start_utc.hour + start_utc.minute / 60 + start_utc.second / S_PER_HOUR
         self.start_local_h = start_h + utc_offset_h  # local hours since local midnight of day 0
+        self.period_h = len(self.values)
 
         # The arithmetic lives in _HourlyStack, shared with RegionalIntensity's vectorised
         # pass over many regions: this profile is a stack of one.
-        self._stack = _HourlyStack(
-            self.values[None], self.cum[None], np.array([self.start_local_h]), np.array([np.nan])
-        )
+        self._stack = _HourlyStack.of([self])  # type: ignore[assignment]
+
+    @classmethod
+    def yearly(cls, hourly: np.ndarray, year: int, start_utc: datetime) -> HourlyProfile:
+        """A year of hourly values from 00:00 UTC on 1 January ``year``, repeated: the run
+        starts at the same date and hour of that year as its own start (29 February falls
+        on the 28th in a year without it), and wraps at the year's end."""
+        if len(hourly) not in (8760, 8784):
+            raise FleetError(
+                f"a yearly trace holds 8,760 or 8,784 hourly values, not {len(hourly)}"
+            )
+        profile = cls(tuple(hourly), 0.0, start_utc)
+        try:
+            same = start_utc.replace(year=year)
+        except ValueError:  # 29 February
+            same = start_utc.replace(year=year, day=28)
+        first = same.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+        profile.start_local_h = (same - first).total_seconds() / S_PER_HOUR
+        profile._stack = _HourlyStack.of([profile])  # type: ignore[assignment]
+        return profile
 
     def mean(self, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
         t0, t1 = np.broadcast_arrays(
@@ -166,14 +186,16 @@ class RegionalIntensity(Sequence[CarbonIntensity]):
 
 @dataclass(frozen=True)
 class _HourlyStack:
-    """Hourly and constant sources as arrays indexed by region: an hour-of-day step function
-    integrated exactly, so an interval across hour boundaries (or midnight) is weighted by
-    the time on either side."""
+    """Hourly-cycle and constant sources as arrays indexed by region: a step function of
+    hourly values repeated every ``period`` hours (24 for a day profile, a year's hours for
+    a yearly trace), integrated exactly, so an interval across hour boundaries (or the
+    cycle's end) is weighted by the time on either side."""
 
-    values: np.ndarray  # (regions, 24)
-    cum: np.ndarray  # (regions, 25)
+    values: np.ndarray  # (regions, longest period), zero-padded
+    cum: np.ndarray  # (regions, longest period + 1)
     start_local_h: np.ndarray  # (regions,)
     constant: np.ndarray  # (regions,) the value of a constant source, NaN for hourly ones
+    period: np.ndarray  # (regions,) hours in each region's cycle
     # window_at's answer for the last time asked
     _window: list[Any] = field(default_factory=list, compare=False, repr=False)
 
@@ -183,19 +205,22 @@ class _HourlyStack:
             isinstance(s, HourlyProfile | ConstantIntensity) for s in sources
         ):
             return None
-        values, cum, start, constant = [], [], [], []
-        for s in sources:
+        width = max([s.period_h for s in sources if isinstance(s, HourlyProfile)] or [24])
+        values = np.zeros((len(sources), width))
+        cum = np.zeros((len(sources), width + 1))
+        start, constant, period = [], [], []
+        for i, s in enumerate(sources):
             if isinstance(s, HourlyProfile):
-                values.append(s.values)
-                cum.append(s.cum)
+                values[i, : s.period_h] = s.values
+                cum[i, : s.period_h + 1] = s.cum
                 start.append(s.start_local_h)
                 constant.append(np.nan)
+                period.append(s.period_h)
             else:
-                values.append(np.zeros(24))
-                cum.append(np.zeros(25))
                 start.append(0.0)
                 constant.append(s.ci_g_per_kwh)
-        return cls(np.array(values), np.array(cum), np.array(start), np.array(constant))
+                period.append(24)
+        return cls(values, cum, np.array(start), np.array(constant), np.array(period))
 
     def mean(self, region: np.ndarray, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
         if t0_s.ndim == 0 and t1_s.size:
@@ -215,7 +240,9 @@ class _HourlyStack:
             span > 0,
             (self._integral(region, u1) - self._integral(region, u0))
             / np.where(span > 0, span, 1.0),
-            self.values[region, np.floor(u0 % 24).astype(np.int64) % 24],
+            self.values[
+                region, np.floor(u0 % self.period[region]).astype(np.int64) % self.period[region]
+            ],
         )
         return np.where(np.isnan(const), hourly, const)
 
@@ -234,16 +261,19 @@ class _HourlyStack:
             # the window: from the latest region's hour start to the earliest one's end
             lo_s = float(((hour0 - self.start_local_h) * S_PER_HOUR).max())
             hi_s = float(((hour0 + 1 - self.start_local_h) * S_PER_HOUR).min())
-            now = self.values[np.arange(len(hour0)), hour0.astype(np.int64) % 24]
+            now = self.values[np.arange(len(hour0)), hour0.astype(np.int64) % self.period]
             values = np.where(np.isnan(self.constant), now, self.constant)
             window[:] = [lo_s, hi_s, values, values.tolist()]
         return window
 
     def _integral(self, region: np.ndarray, u: np.ndarray) -> np.ndarray:
-        days = np.floor(u / 24)
-        h = u - days * 24
-        hi = np.minimum(np.floor(h).astype(np.int64), 23)
+        period = self.period[region]
+        cycles = np.floor(u / period)
+        h = u - cycles * period
+        hi = np.minimum(np.floor(h).astype(np.int64), period - 1)
         value_hours = (
-            days * self.cum[region, 24] + self.cum[region, hi] + (h - hi) * self.values[region, hi]
+            cycles * self.cum[region, period]
+            + self.cum[region, hi]
+            + (h - hi) * self.values[region, hi]
         )
         return value_hours * S_PER_HOUR  # value-seconds, as the interval is in seconds

@@ -173,8 +173,19 @@ def embodied_carbon_g(
     return np.asarray(embodied_kg) * G_PER_KG * np.asarray(active_s) / active_lifetime_s
 
 
-def server_energy_j(server_s: float, power_w: float, pue: float, measured_j: float | None) -> float:
-    """Facility energy of the server's work: IT energy (measured where counters exist,
-    else power x time) times the datacentre's PUE."""
+def server_energy_j(
+    server_s: float,
+    power_w: float,
+    pue: float,
+    measured_j: float | None,
+    idle_power_w: float = 0.0,
+    mode: str = "dedicated",
+) -> float:
+    """Facility energy of the server's active work: IT energy (measured where counters
+    exist, else power x time) times the datacentre's PUE. A ``shared`` server is charged
+    only the marginal part above its idle draw; a ``dedicated`` one the whole draw (its
+    standby between rounds is charged apart, see ``idle_server``)."""
     it_j = measured_j if measured_j is not None else power_w * server_s
+    if mode == "shared":
+        it_j = max(0.0, it_j - idle_power_w * server_s)
     return it_j * pue

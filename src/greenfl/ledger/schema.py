@@ -19,6 +19,8 @@ ROUND_COLUMNS: tuple[str, ...] = (
     "server_carbon_g",
     "server_ci_g_per_kwh",
     "server_estimated",
+    "server_flops",
+    "server_measured",
     "wall_s",
     "client_acc_mean",
     "client_acc_p10",
@@ -80,6 +82,8 @@ CREATE TABLE IF NOT EXISTS rounds (
     server_carbon_g REAL NOT NULL,
     server_ci_g_per_kwh REAL NOT NULL,
     server_estimated INTEGER NOT NULL,
+    server_flops REAL,
+    server_measured INTEGER,
     wall_s REAL NOT NULL,
     client_acc_mean REAL,
     client_acc_p10 REAL,
@@ -124,6 +128,9 @@ ADDED_ROUND_COLUMNS: tuple[tuple[str, str], ...] = (
     ("client_acc_p10", "REAL"),
     ("client_acc_worst_decile", "REAL"),
     ("client_acc_clients", "INTEGER"),
+    # the server's counted work, and 1 where its time came from this host instead
+    ("server_flops", "REAL"),
+    ("server_measured", "INTEGER"),
 )
 
 

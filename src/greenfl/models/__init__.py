@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from greenfl.models.builtin import cnn, mlp
-from greenfl.models.flops import training_flops_per_sample
+from greenfl.models.flops import forward_flops_per_sample, training_flops_per_sample
 from greenfl.models.reference import (
     char_lstm,
     cifar_cnn,
@@ -42,5 +42,6 @@ __all__ = [
     "femnist_cnn",
     "mlp",
     "resnet20",
+    "forward_flops_per_sample",
     "training_flops_per_sample",
 ]

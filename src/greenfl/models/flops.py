@@ -43,6 +43,23 @@ def training_flops_per_sample(
     """FLOPs of one forward+backward pass per sample, as torch's FLOP formulas count them on
     a real batch (matmuls and convolutions; elementwise ops are negligible). A model whose
     first module is an embedding gets token ids; any other, float features."""
+    return _counted_flops_per_sample(model, input_shape, num_classes, batch_size, backward=True)
+
+
+def forward_flops_per_sample(
+    model: nn.Module, input_shape: tuple[int, ...], num_classes: int, batch_size: int = 16
+) -> float:
+    """FLOPs of one forward pass (evaluation) per sample, counted as the training pass is."""
+    return _counted_flops_per_sample(model, input_shape, num_classes, batch_size, backward=False)
+
+
+def _counted_flops_per_sample(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    batch_size: int,
+    backward: bool,
+) -> float:
     x = _example_batch(model, input_shape, batch_size)
     y = torch.randint(0, num_classes, (batch_size,))
     # A copy so that counting never touches the caller's gradients.
@@ -54,13 +71,18 @@ def training_flops_per_sample(
         if isinstance(m, nn.LSTM)
     ]
     with _FlopCounter() as counter:
-        loss = nn.functional.cross_entropy(probe(x), y)
-        loss.backward()
+        if backward:
+            nn.functional.cross_entropy(probe(x), y).backward()
+        else:
+            with torch.no_grad():
+                probe(x)
     for h in hooks:
         h.remove()
     # torch's registry has no formula for the fused aten LSTM op that runs on CPU, so those
-    # FLOPs are counted here from the layer sizes.
+    # FLOPs are counted here from the layer sizes (training is 3x the forward pass).
     lstm_flops = sum(lstm_training_flops(mod, seq_len) for mod, seq_len in steps)
+    if not backward:
+        lstm_flops //= 3
     return (counter.flops + lstm_flops * batch_size) / batch_size
 
 

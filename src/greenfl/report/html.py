@@ -116,14 +116,36 @@ def _equivalents_html(eqs: Sequence[Equivalent]) -> str:
     return f'<ul class="equiv">{items}</ul>'
 
 
+def _server_basis(run: RunData) -> str:
+    """Says whether the server's footprint was modelled (repeatable) or measured on the host
+    (moves with its load): the reader of a number should know which it is."""
+    row = run.conn.execute(
+        "SELECT COUNT(*), SUM(server_measured = 1), SUM(server_flops) FROM rounds"
+    ).fetchone()
+    rounds, measured, flops = int(row[0] or 0), int(row[1] or 0), float(row[2] or 0.0)
+    if rounds == 0:
+        return ""
+    if measured:
+        text = (
+            f"Server time measured on this host in {measured} of {rounds} rounds: those "
+            "server figures move with the host's load and are not repeatable."
+        )
+    else:
+        text = (
+            f"Server time modelled from its counted work ({flops:.3g} FLOPs of aggregation "
+            "and evaluation): the same config and seed give the same figures."
+        )
+    basis = "measured" if measured else "model"
+    return f'<p class="lead" data-server-basis="{basis}">{escape(text)}</p>'
+
+
 def _headline_section(run: RunData) -> Section:
     metrics = headline_metrics(run)
     s = run.summary
     cards = "".join(metric_card(m) for m in metrics)
     eqs = equivalents(float(s["carbon_g"]["total"]), float(s["energy_j"]["total"]))
     body = (
-        f'<div class="cards">{cards}</div>'
-        "<h3>In everyday terms</h3>"
+        f'<div class="cards">{cards}</div>' + _server_basis(run) + "<h3>In everyday terms</h3>"
         "<p class='lead'>The run's total carbon (operational + embodied) and total energy.</p>"
         + _equivalents_html(eqs)
     )

@@ -5,6 +5,7 @@ Parameters travel as one flat float32 vector (see greenfl.core.params), updates 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -25,9 +26,27 @@ class Strategy(Protocol):
         """Return the new global parameters (a new tensor; ``global_params`` is not changed)."""
         ...
 
+    def aggregation_flops(self, num_updates: int, num_params: int) -> int:
+        """Floating-point operations of one ``aggregate`` over ``num_updates`` updates of
+        ``num_params`` coordinates: the server's counted work, from which simulation models
+        its time (comparisons count as one operation each)."""
+        ...
+
     def state_dict(self) -> dict[str, torch.Tensor]: ...
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+
+def mean_flops(num_updates: int, num_params: int) -> int:
+    """A weighted mean of the deltas added to the global model: a multiply and an add per
+    coordinate of each update, then one add per coordinate."""
+    return 2 * num_updates * num_params + num_params
+
+
+def sort_flops(num_updates: int, num_params: int) -> int:
+    """Sorting ``num_updates`` values per coordinate: n log2 n comparisons each."""
+    n = max(num_updates, 1)
+    return int(round(n * math.log2(n))) * num_params if n > 1 else 0
 
 
 def weighted_mean_delta(updates: Sequence[ClientUpdate]) -> torch.Tensor:
@@ -41,7 +60,11 @@ def weighted_mean_delta(updates: Sequence[ClientUpdate]) -> torch.Tensor:
 
 
 class StatelessStrategy:
-    """Mixin for strategies without server state."""
+    """Mixin for strategies without server state; their aggregation is a weighted mean
+    unless they say otherwise."""
+
+    def aggregation_flops(self, num_updates: int, num_params: int) -> int:
+        return mean_flops(num_updates, num_params)
 
     def configure(self, round_idx: int, base: FitInstructions) -> FitInstructions:
         return base

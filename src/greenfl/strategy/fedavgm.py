@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from greenfl.core.messages import ClientUpdate, FitInstructions
-from greenfl.strategy.base import weighted_mean_delta
+from greenfl.strategy.base import mean_flops, weighted_mean_delta
 
 
 class FedAvgM:
@@ -29,6 +29,10 @@ class FedAvgM:
             self.velocity = torch.zeros_like(delta)
         self.velocity = self.server_momentum * self.velocity + delta
         return global_params + self.server_lr * self.velocity
+
+    def aggregation_flops(self, num_updates: int, num_params: int) -> int:
+        # the mean, then velocity = momentum * velocity + delta (2) and lr * velocity (1)
+        return mean_flops(num_updates, num_params) + 3 * num_params
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {} if self.velocity is None else {"velocity": self.velocity}

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 
 from greenfl.core.messages import ClientUpdate, FitInstructions
-from greenfl.strategy.base import weighted_mean_delta
+from greenfl.strategy.base import mean_flops, weighted_mean_delta
 
 
 class FedOpt:
@@ -25,6 +25,7 @@ class FedOpt:
     # Each optimiser's own server step (Flower's defaults): one shared 1.0 left FedAdam and
     # FedYogi at chance on the quickstart.
     default_server_lr = 0.1
+    v_flops = 3  # per coordinate, the second moment's update (each optimiser's own)
 
     def __init__(
         self,
@@ -57,6 +58,11 @@ class FedOpt:
         self.v = self._second_moment(self.v, delta * delta)
         return global_params + self.server_lr * self.m / (self.v.sqrt() + self.tau)
 
+    def aggregation_flops(self, num_updates: int, num_params: int) -> int:
+        # the mean; m's update (3), delta^2 (1), v's update (v_flops), then
+        # lr * m / (sqrt(v) + tau) (4)
+        return mean_flops(num_updates, num_params) + (8 + self.v_flops) * num_params
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {} if self.m is None or self.v is None else {"m": self.m, "v": self.v}
 
@@ -68,12 +74,16 @@ class FedOpt:
 class FedAdagrad(FedOpt):
     name = "fedadagrad"
 
+    v_flops = 1
+
     def _second_moment(self, v: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
         return v + d2
 
 
 class FedAdam(FedOpt):
     name = "fedadam"
+
+    v_flops = 3
 
     def _second_moment(self, v: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
         return self.beta2 * v + (1 - self.beta2) * d2
@@ -82,6 +92,8 @@ class FedAdam(FedOpt):
 class FedYogi(FedOpt):
     name = "fedyogi"
     default_server_lr = 0.01
+
+    v_flops = 5
 
     def _second_moment(self, v: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
         return v - (1 - self.beta2) * d2 * torch.sign(v - d2)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from greenfl.core.messages import ClientUpdate
-from greenfl.strategy.base import StatelessStrategy
+from greenfl.strategy.base import StatelessStrategy, sort_flops
 
 
 class Median(StatelessStrategy):
@@ -24,6 +24,10 @@ class Median(StatelessStrategy):
         n = ordered.shape[0]
         return global_params + (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
 
+    def aggregation_flops(self, num_updates: int, num_params: int) -> int:
+        # the sort, then the two middle values' mean (2) and the add to the model (1)
+        return sort_flops(num_updates, num_params) + 3 * num_params
+
 
 class TrimmedMean(StatelessStrategy):
     name = "trimmed_mean"
@@ -38,3 +42,9 @@ class TrimmedMean(StatelessStrategy):
         cut = int(self.trim_fraction * len(updates))
         kept = stacked[cut : len(updates) - cut] if len(updates) - 2 * cut > 0 else stacked
         return global_params + kept.mean(dim=0)
+
+    def aggregation_flops(self, num_updates: int, num_params: int) -> int:
+        cut = int(self.trim_fraction * num_updates)
+        kept = num_updates - 2 * cut if num_updates - 2 * cut > 0 else num_updates
+        # the sort, the kept values' sum and one divide, then the add to the model
+        return sort_flops(num_updates, num_params) + (kept + 1) * num_params
