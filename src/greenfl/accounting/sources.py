@@ -8,12 +8,14 @@ import numpy as np
 
 from greenfl.config import FleetConfig
 from greenfl.fleet.catalog import Fleet
+from greenfl.fleet.profiles import Region
 from greenfl.footprint.intensity import (
     CarbonIntensity,
     ConstantIntensity,
     HourlyProfile,
     RegionalIntensity,
     Trace,
+    yearly_trace,
 )
 from greenfl.scheduling.clock import SimClock
 
@@ -26,6 +28,8 @@ def intensity_sources(fleet: Fleet, cfg: FleetConfig, clock: SimClock) -> Region
             sources.append(ConstantIntensity(cfg.ci_constant_g_per_kwh))
         elif cfg.ci_mode == "annual":
             sources.append(ConstantIntensity(r.ci_g_per_kwh))
+        elif r.trace and r.trace_year is not None:
+            sources.append(yearly_trace(r.trace, r.trace_year, clock.start_utc))
         elif r.trace:
             sources.append(Trace.from_csv(r.trace, clock.start_utc))
         elif r.hourly:
@@ -44,3 +48,19 @@ def mean_intensity(
     """Each client's mean intensity over [t0, t1] in its region."""
     regional = sources if isinstance(sources, RegionalIntensity) else RegionalIntensity(sources)
     return regional.mean(region, t0_s, t1_s)
+
+
+def source_kind(region: Region, cfg: FleetConfig) -> str:
+    """Which curve the accounting uses for ``region`` under ``cfg``, in words (for the
+    report and ``greenfl fleet show``)."""
+    if cfg.ci_constant_g_per_kwh is not None:
+        return f"constant {cfg.ci_constant_g_per_kwh:g}"
+    if cfg.ci_mode == "annual":
+        return "annual mean"
+    if region.trace and region.trace_year is not None:
+        return f"{region.trace_year} hourly trace, repeated yearly"
+    if region.trace:
+        return "trace"
+    if region.hourly:
+        return "hour-of-day profile"
+    return "annual mean"

@@ -49,10 +49,13 @@ def fleet_tables(fleet: Fleet) -> list[Table]:
             f"{n.network_kwh_per_gb:.3g}",
         )
     reg = Table(title="regions", title_justify="left")
-    for col in ("name", "label", "gCO2e/kWh", "UTC offset", "time-varying"):
+    for col in ("name", "label", "gCO2e/kWh", "UTC offset", "curve (ci_mode auto)"):
         reg.add_column(col)
     for r in fleet.regions:
-        kind = "trace" if r.trace else "hourly" if r.hourly else "-"
+        kind = (
+            f"{r.trace_year} hourly trace" if r.trace and r.trace_year is not None
+            else "trace" if r.trace else "hour-of-day" if r.hourly else "annual"
+        )  # fmt: skip
         reg.add_row(r.name, r.label, f"{r.ci_g_per_kwh:.4g}", f"{r.utc_offset_h:+g}", kind)
     pop = Table(title="population", title_justify="left")
     for col in ("device", "target", "network", "region", "share"):

@@ -166,9 +166,10 @@ def parse_fleet(raw: dict[str, Any], path: str) -> Fleet:
 def load_fleet(catalog: str | Path = BUILTIN) -> Fleet:
     """The built-in catalog, or a user's fleet file that replaces it."""
     if str(catalog) == BUILTIN:
-        text = resources.files("greenfl.fleet").joinpath("catalog/builtin.toml").read_text()
+        folder = resources.files("greenfl.fleet").joinpath("catalog")
+        text = folder.joinpath("builtin.toml").read_text()
         path = BUILTIN
-        base = None
+        base = Path(str(folder))  # its traces/ ship beside it, in the installed package
     else:
         p = Path(catalog)
         if not p.is_file():

@@ -73,6 +73,13 @@ class Region(_Profile):
     utc_offset_h: float = Field(0.0, ge=-12, le=14)
     hourly: tuple[float, ...] | None = None
     trace: str | None = Field(None, description="CSV file timestamp,ci_g_per_kwh")
+    trace_year: int | None = Field(
+        None,
+        ge=1970,
+        le=2100,
+        description="the trace is this calendar year's hourly values (UTC), repeated every "
+        "year: a run starts at its own date and hour within it",
+    )
     source: str = Field(min_length=1)
 
     @field_validator("hourly")

@@ -6,9 +6,10 @@ is the scheduler's forecast."""
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -97,30 +98,8 @@ class Trace:
 
     @classmethod
     def from_csv(cls, path: str | Path, start_utc: datetime) -> Trace:
-        path = Path(path)
-        if not path.is_file():
-            raise FleetError(f"carbon-intensity trace not found: {path}")
-        stamps, values = [], []
-        with path.open(newline="", encoding="utf-8") as fh:
-            for lineno, row in enumerate(csv.reader(fh), start=1):
-                if not row or row[0].strip().lower() == "timestamp":
-                    continue
-                try:
-                    when = datetime.fromisoformat(row[0].strip().replace("Z", "+00:00"))
-                    value = float(row[1])
-                except (ValueError, IndexError):
-                    raise FleetError(
-                        f"{path}:{lineno}: expected 'timestamp,ci_g_per_kwh', got {','.join(row)!r}"
-                    ) from None
-                if when.tzinfo is None:
-                    raise FleetError(f"{path}:{lineno}: timestamp needs a UTC offset or Z")
-                if value < 0:
-                    raise FleetError(f"{path}:{lineno}: negative intensity {value}")
-                stamps.append(when.timestamp())
-                values.append(value)
-        if not stamps:
-            raise FleetError(f"{path}: trace has no rows")
-        return cls(np.array(stamps), np.array(values), start_utc)
+        stamps, values = read_trace_csv(path)
+        return cls(stamps, values, start_utc)
 
     def _integral(self, t_s: np.ndarray) -> np.ndarray:
         t = np.asarray(t_s, dtype=np.float64)
@@ -135,6 +114,53 @@ class Trace:
 
     def mean(self, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
         return _mean_from_integral(self._integral, t0_s, t1_s, self._at)
+
+
+def read_trace_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(UTC timestamps in s, gCO2e/kWh) of a ``timestamp,ci_g_per_kwh`` CSV, checked row by
+    row: every timestamp zoned, every value finite and >= 0."""
+    path = Path(path)
+    if not path.is_file():
+        raise FleetError(f"carbon-intensity trace not found: {path}")
+    stamps, values = [], []
+    with path.open(newline="", encoding="utf-8") as fh:
+        for lineno, row in enumerate(csv.reader(fh), start=1):
+            if not row or row[0].strip().lower() == "timestamp":
+                continue
+            try:
+                when = datetime.fromisoformat(row[0].strip().replace("Z", "+00:00"))
+                value = float(row[1])
+            except (ValueError, IndexError):
+                raise FleetError(
+                    f"{path}:{lineno}: expected 'timestamp,ci_g_per_kwh', got {','.join(row)!r}"
+                ) from None
+            if when.tzinfo is None:
+                raise FleetError(f"{path}:{lineno}: timestamp needs a UTC offset or Z")
+            if not math.isfinite(value) or value < 0:
+                raise FleetError(f"{path}:{lineno}: intensity must be finite and >= 0, got {value}")
+            stamps.append(when.timestamp())
+            values.append(value)
+    if not stamps:
+        raise FleetError(f"{path}: trace has no rows")
+    return np.array(stamps), np.array(values)
+
+
+def yearly_trace(path: str | Path, year: int, start_utc: datetime) -> HourlyProfile:
+    """The hourly values of calendar year ``year`` (UTC) in the trace at ``path``, repeated
+    every year from the run's own date and hour (``HourlyProfile.yearly``). Rows outside
+    that year are ignored; inside it every hour must be present, once, in order."""
+    stamps, values = read_trace_csv(path)
+    first = datetime(year, 1, 1, tzinfo=timezone.utc).timestamp()
+    last = datetime(year + 1, 1, 1, tzinfo=timezone.utc).timestamp()
+    inside = (stamps >= first) & (stamps < last)
+    hours = (stamps[inside] - first) / S_PER_HOUR
+    expected = np.arange(round((last - first) / S_PER_HOUR), dtype=np.float64)
+    if len(hours) != len(expected) or not np.array_equal(hours, expected):
+        raise FleetError(
+            f"{path}: trace_year = {year} needs one row per hour of {year} (UTC), "
+            f"{len(expected)} rows from {year}-01-01T00:00Z; it has {len(hours)} in that year"
+        )
+    return HourlyProfile.yearly(values[inside], year, start_utc)
 
 
 class RegionalIntensity(Sequence[CarbonIntensity]):

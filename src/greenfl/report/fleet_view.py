@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from greenfl.accounting.sources import intensity_sources
+from greenfl.accounting.sources import intensity_sources, source_kind
 from greenfl.config import FleetConfig
 from greenfl.core.errors import FleetError
 from greenfl.core.units import S_PER_HOUR
@@ -43,7 +43,7 @@ class IntensityCurves:
     start_utc: datetime
     t_s: np.ndarray  # sample times, seconds since the run's start
     ci_g_per_kwh: dict[str, np.ndarray]  # region name -> intensity at each sample
-    labels: dict[str, str]  # region name -> label (e.g. "Germany")
+    labels: dict[str, str]  # region name -> label and source ("Germany (annual mean)")
 
 
 def intensity_curves(
@@ -65,7 +65,11 @@ def intensity_curves(
         except ValueError:
             raise FleetError(f"fleet has no region {name!r}") from None
         out[name] = np.asarray(sources[idx].mean(t, t), dtype=np.float64)
-    labels = {r.name: (r.label or r.name) for r in fleet.regions if r.name in regions}
+    labels = {
+        r.name: f"{r.label or r.name} ({source_kind(r, cfg)})"
+        for r in fleet.regions
+        if r.name in regions
+    }
     return IntensityCurves(cfg.start_time, t, out, labels)
 
 

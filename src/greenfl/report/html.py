@@ -170,7 +170,7 @@ def _intensity_section(run: RunData, s_rounds: Any) -> Section:
     mode = (
         f"constant {cfg.ci_constant_g_per_kwh:g} gCO2e/kWh"
         if cfg.ci_constant_g_per_kwh is not None
-        else ("annual means" if cfg.ci_mode == "annual" else "traces, hourly profiles or annual")
+        else ("annual means" if cfg.ci_mode == "annual" else "each region's source in the legend")
     )
     caption = (
         f"Intensity the accounting used ({mode}) for the {len(regions) - 1 or 1} regions with "
