@@ -184,9 +184,12 @@ def test_intensity_curve_is_the_accounting_source(hand_run: Path) -> None:
     cfg = FleetConfig()  # starts 2026-01-15 00:00 UTC
     curves = intensity_curves(fleet, cfg, ["DE", "NO"], 24 * 3600, points=25)
     de = fleet.region("DE")
-    # hourly profile in local time (UTC+1): at t = h hours it is local hour h + 1
-    expected = [de.hourly[(h + 1) % 24] for h in range(24)]
+    # DE's 2020 trace, from the same date and hour: 2020-01-15 00:00 .. 23:00 UTC
+    assert de.trace is not None
+    rows = dict(line.split(",") for line in Path(de.trace).read_text().splitlines()[1:])
+    expected = [float(rows[f"2020-01-15T{h:02d}:00:00Z"]) for h in range(24)]
     assert curves.ci_g_per_kwh["DE"][:24] == pytest.approx(expected)
+    assert "2020 hourly trace" in curves.labels["DE"] and "annual" in curves.labels["NO"]
     assert np.all(curves.ci_g_per_kwh["NO"] == fleet.region("NO").ci_g_per_kwh)
     annual = intensity_curves(fleet, FleetConfig(ci_mode="annual"), ["DE"], 3600, points=5)
     assert np.all(annual.ci_g_per_kwh["DE"] == de.ci_g_per_kwh)

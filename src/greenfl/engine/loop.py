@@ -29,14 +29,13 @@ from greenfl.engine.client_eval import ClientEvaluator, client_acc_columns
 from greenfl.engine.fairness import fairness_report
 from greenfl.engine.planning import RoundPlan, RoundPlanner, idle_server
 from greenfl.engine.records import Callback, RoundRecord, ServerCost
-from greenfl.engine.server_work import ServerWorkModel
+from greenfl.engine.server_work import Evaluated, ServerWorkModel, server_cost
 from greenfl.engine.snapshot import _TensorBox  # noqa: F401 - earlier snapshots name it here
 from greenfl.engine.state import LoopState, restore_state, state_bytes
 from greenfl.engine.stopping import stop_after, stop_before
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population, available
 from greenfl.footprint.measurement import Measurement, Meter
-from greenfl.footprint.model import operational_carbon_g, server_energy_j
 from greenfl.ledger.summary import summarize, unaccounted_summary
 from greenfl.ledger.writer import LedgerWriter
 from greenfl.models.evaluate import evaluate
@@ -273,9 +272,7 @@ class RoundLoop:
         accepted = [r for r, s in zip(reports, statuses, strict=True) if s == "completed"]
         return account, accepted
 
-    def _aggregate_and_evaluate(
-        self, accepted: list[ClientReport]
-    ) -> tuple[float, float, Measurement, float]:
+    def _aggregate_and_evaluate(self, accepted: list[ClientReport]) -> Evaluated:
         """The new global model and its test accuracy and loss, and the server's window:
         modelled from its counted FLOPs (returned too; 0 when measured) or measured."""
         st = self.state
@@ -286,38 +283,22 @@ class RoundLoop:
         accuracy, loss = evaluate(self.model, st.global_params, self.test_data)
         if self.server_work is None:
             return accuracy, loss, self.meter.end(token), 0.0
-        window, flops = self.server_work.measurement(self.strategy, len(accepted))
-        return accuracy, loss, window, flops
+        return accuracy, loss, *self.server_work.measurement(self.strategy, len(accepted))
 
     def _server(
-        self,
-        start_s: float,
-        close_s: float,
-        measured: Measurement,
-        idle_j: float,
-        idle_g: float,
+        self, start_s: float, close_s: float, measured: Measurement, idle_j: float, idle_g: float
     ) -> ServerCost:
-        """The server's footprint of the round: its active work from the round's close
-        (``start_s + close_s``), plus, for a dedicated server, its standby while it waited
-        before the round (``idle_j``, ``idle_g``) and while the clients trained."""
-        srv = self.fleet.server
-        server_s = measured.elapsed_s
-        at_s = start_s + close_s
-        ci = active_j = active_g = 0.0
+        """The server's footprint of the round (``server_cost``); none without accounting."""
         if self.cfg.engine.accounting:
-            ci = float(self.sources.mean(self.server_region, at_s, at_s + server_s))
-            active_j = server_energy_j(
-                server_s, srv.power_w, srv.pue, measured.energy_j, srv.idle_power_w, srv.mode
-            )
-            active_g = float(operational_carbon_g(active_j, ci))
-            phase_j, phase_g = idle_server(
-                self.fleet, self.sources[self.server_region], start_s, close_s
-            )
-            idle_j, idle_g = idle_j + phase_j, idle_g + phase_g
-        self.planner.last_server_j = active_j
-        return ServerCost(
-            server_s, ci, active_j + idle_j, active_g + idle_g, at_s + server_s, idle_j
-        )
+            cost = server_cost(
+                self.fleet, self.sources, self.server_region, start_s, close_s, measured,
+                idle_j, idle_g,
+            )  # fmt: skip
+        else:
+            at_s = start_s + close_s + measured.elapsed_s
+            cost = ServerCost(measured.elapsed_s, 0.0, idle_j, idle_g, at_s, idle_j)
+        self.planner.last_server_j = cost.energy_j - cost.idle_j
+        return cost
 
     def _advance_state(
         self,
