@@ -21,7 +21,9 @@ def check_name(kind: str, value: str, names: list[str]) -> str:
 
 class EngineConfig(Section):
     trainer: Literal["auto", "sequential", "vectorised"] = Field(
-        "auto", description="auto: vectorised for supported models and cohorts of >= 8 clients"
+        "auto",
+        description="auto: vectorised for supported models of <= 1M parameters and cohorts "
+        "of >= 8 clients",
     )
     vectorised_threads: int = Field(
         0,
