@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -514,7 +515,12 @@ def test_round_closes_early_once_k_updates_are_in(tmp_path: Path, procs: Procs) 
 
     db = tmp_path / "run" / "ledger.sqlite"
     walls = [w for (w,) in rows(db, "SELECT wall_s FROM rounds ORDER BY round")]
-    assert len(walls) == 2 and max(walls) < deadline_s / 4, walls
+    # Round 1's wall time also holds the wait for all four clients to join (their start-up
+    # on a busy machine); how fast each round closed is in the server's log.
+    assert len(walls) == 2 and walls[1] < deadline_s / 4, walls
+    log_text = (tmp_path / "run" / "server.log").read_text()
+    closed = [float(v) for v in re.findall(r"round \d+ closed after ([0-9.]+) s", log_text)]
+    assert len(closed) == 2 and max(closed) < deadline_s / 4, closed
     got = rows(
         db,
         "SELECT round, client_id, status, reason, bytes_up, compute_s, energy_compute_j, "

@@ -6,6 +6,7 @@ is the scheduler's forecast."""
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -118,10 +119,19 @@ class Trace:
 
 def read_trace_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(UTC timestamps in s, gCO2e/kWh) of a ``timestamp,ci_g_per_kwh`` CSV, checked row by
-    row: every timestamp zoned, every value finite and >= 0."""
+    row: every timestamp zoned, every value finite and >= 0. Parsed once per file version:
+    a run builds its sources several times (loop, planner, report), a year is 8,784 rows."""
     path = Path(path)
     if not path.is_file():
         raise FleetError(f"carbon-intensity trace not found: {path}")
+    st = path.stat()
+    stamps, values = _parse_trace(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    return stamps.copy(), values.copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_trace(name: str, _mtime_ns: int, _size: int) -> tuple[np.ndarray, np.ndarray]:
+    path = Path(name)
     stamps, values = [], []
     with path.open(newline="", encoding="utf-8") as fh:
         for lineno, row in enumerate(csv.reader(fh), start=1):
