@@ -79,3 +79,10 @@ def test_a_trace_missing_an_hour_is_refused_with_its_file(tmp_path: Path) -> Non
     path.write_text("timestamp,ci_g_per_kwh\n" + "\n".join(lines) + "\n")
     with pytest.raises(FleetError, match="gap.csv.*one row per hour of 2021"):
         yearly_trace(path, 2021, _utc(2026, 1, 1))
+
+
+def test_trace_year_without_a_trace_is_refused() -> None:
+    from greenfl.fleet.profiles import Region
+
+    with pytest.raises(ValueError, match="trace_year"):
+        Region(name="XX", ci_g_per_kwh=100.0, source="t", trace_year=2020)

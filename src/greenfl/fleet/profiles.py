@@ -92,6 +92,12 @@ class Region(_Profile):
                 raise ValueError("hourly values must be >= 0")
         return v
 
+    @model_validator(mode="after")
+    def _year_needs_trace(self) -> Region:
+        if self.trace_year is not None and not self.trace:
+            raise ValueError('trace_year names the year of a trace: set trace = "file.csv" too')
+        return self
+
 
 # estimate: effective fp32 throughput of the built-in fleet's one-socket CPU server (250 W):
 # ~3x the built-in desktop's 1e11 FLOP/s for a 32-core part with wider vector units; no
