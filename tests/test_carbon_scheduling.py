@@ -66,18 +66,24 @@ def test_wait_budget_is_shared_across_rounds() -> None:
     assert sched.plan(5000.0, lambda s: np.where(s > 5000, 0.0, 1.0), no_idle) == 0.0
 
 
+def _traced_fleet(path: Path, trace_name: str, server_idle_w: float) -> Path:
+    """One device in one region R following the trace, and a dedicated server idling at
+    ``server_idle_w``."""
+    return write_fleet(
+        path,
+        devices=[{"name": "dev"}],
+        regions=[{"name": "R", "ci": 300.0, "extra": f'trace = "{trace_name}"'}],
+        entries=[{"device": "dev", "region": "R", "share": 1.0}],
+        server_region="R",
+        server_idle_w=server_idle_w,
+    )
+
+
 def test_loop_waits_counts_idle_energy_and_advances_the_clock(
     tiny_config: RunConfig, tmp_path: Path
 ) -> None:
     csv = _trace_csv(tmp_path / "trace.csv")
-    fleet = write_fleet(
-        tmp_path / "fleet.toml",
-        devices=[{"name": "dev"}],
-        regions=[{"name": "R", "ci": 300.0, "extra": f'trace = "{csv.name}"'}],
-        entries=[{"device": "dev", "region": "R", "share": 1.0}],
-        server_region="R",
-        server_idle_w=1e-5,  # a nearly free idle server: waiting pays off
-    )
+    fleet = _traced_fleet(tmp_path / "fleet.toml", csv.name, 1e-5)  # waiting pays off
     cfg = tiny_config.replace(
         **{
             "fleet.catalog": str(fleet),
@@ -100,13 +106,6 @@ def test_loop_waits_counts_idle_energy_and_advances_the_clock(
     assert all(r["wait_s"] <= 4 * 3600 for r in led.rounds)
     assert [r["wait_s"] for r in led.rounds[1:]] == [0.0] * (len(led.rounds) - 1)
     # A dedicated server idling at 90 W x 1.5: waiting never pays, so it never waits.
-    costly = write_fleet(
-        tmp_path / "costly.toml",
-        devices=[{"name": "dev"}],
-        regions=[{"name": "R", "ci": 300.0, "extra": f'trace = "{csv.name}"'}],
-        entries=[{"device": "dev", "region": "R", "share": 1.0}],
-        server_region="R",
-        server_idle_w=90.0,
-    )
+    costly = _traced_fleet(tmp_path / "costly.toml", csv.name, 90.0)
     greenfl.run(cfg.replace(**{"fleet.catalog": str(costly)}), tmp_path / "costly")
     assert all(r["wait_s"] == 0.0 for r in read_ledger(tmp_path / "costly").rounds)

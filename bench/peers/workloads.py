@@ -288,6 +288,8 @@ def make_model(name: str) -> nn.Module:
         return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
     if name == "W2":
         return nn.Sequential(nn.Linear(60, 64), nn.ReLU(), nn.Linear(64, 10))
+    # W4/W5 restate greenfl's femnist_cnn and char_lstm (models/reference.py) layer for layer:
+    # the peers' venv has no greenfl to import them from.
     if name == "W4":  # LEAF's FEMNIST CNN
         return nn.Sequential(
             nn.Unflatten(1, (1, 28, 28)),

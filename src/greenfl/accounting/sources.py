@@ -20,20 +20,33 @@ from greenfl.footprint.intensity import (
 from greenfl.scheduling.clock import SimClock
 
 
+def _curve(region: Region, cfg: FleetConfig) -> str:
+    """Which curve ``region`` gets under ``cfg``: the one choice both the accounting and
+    what the report and ``greenfl fleet show`` print are made from."""
+    if cfg.ci_constant_g_per_kwh is not None:
+        return "constant"
+    if cfg.ci_mode == "annual":
+        return "annual"
+    if region.trace and region.trace_year is not None:
+        return "yearly trace"
+    if region.trace:
+        return "trace"
+    return "hourly" if region.hourly else "annual"
+
+
 def intensity_sources(fleet: Fleet, cfg: FleetConfig, clock: SimClock) -> RegionalIntensity:
     """One carbon-intensity source per region, in fleet order."""
     sources: list[CarbonIntensity] = []
     for r in fleet.regions:
-        if cfg.ci_constant_g_per_kwh is not None:
-            sources.append(ConstantIntensity(cfg.ci_constant_g_per_kwh))
-        elif cfg.ci_mode == "annual":
-            sources.append(ConstantIntensity(r.ci_g_per_kwh))
-        elif r.trace and r.trace_year is not None:
-            sources.append(yearly_trace(r.trace, r.trace_year, clock.start_utc))
-        elif r.trace:
-            sources.append(Trace.from_csv(r.trace, clock.start_utc))
-        elif r.hourly:
-            sources.append(HourlyProfile(r.hourly, r.utc_offset_h, clock.start_utc))
+        curve = _curve(r, cfg)
+        if curve == "constant":
+            sources.append(ConstantIntensity(float(cfg.ci_constant_g_per_kwh or 0.0)))
+        elif curve == "yearly trace":
+            sources.append(yearly_trace(str(r.trace), int(r.trace_year or 0), clock.start_utc))
+        elif curve == "trace":
+            sources.append(Trace.from_csv(str(r.trace), clock.start_utc))
+        elif curve == "hourly":
+            sources.append(HourlyProfile(tuple(r.hourly or ()), r.utc_offset_h, clock.start_utc))
         else:
             sources.append(ConstantIntensity(r.ci_g_per_kwh))
     return RegionalIntensity(sources)
@@ -53,14 +66,9 @@ def mean_intensity(
 def source_kind(region: Region, cfg: FleetConfig) -> str:
     """Which curve the accounting uses for ``region`` under ``cfg``, in words (for the
     report and ``greenfl fleet show``)."""
-    if cfg.ci_constant_g_per_kwh is not None:
+    curve = _curve(region, cfg)
+    if curve == "constant":
         return f"constant {cfg.ci_constant_g_per_kwh:g}"
-    if cfg.ci_mode == "annual":
-        return "annual mean"
-    if region.trace and region.trace_year is not None:
+    if curve == "yearly trace":
         return f"{region.trace_year} hourly trace, repeated yearly"
-    if region.trace:
-        return "trace"
-    if region.hourly:
-        return "hour-of-day profile"
-    return "annual mean"
+    return {"trace": "trace", "hourly": "hour-of-day profile"}.get(curve, "annual mean")

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from greenfl.accounting.sources import source_kind
+from greenfl.config import FleetConfig
 from greenfl.core.errors import FleetError
 from greenfl.fleet.catalog import BUILTIN, Fleet, load_fleet
 
@@ -52,10 +54,7 @@ def fleet_tables(fleet: Fleet) -> list[Table]:
     for col in ("name", "label", "gCO2e/kWh", "UTC offset", "curve (ci_mode auto)"):
         reg.add_column(col)
     for r in fleet.regions:
-        kind = (
-            f"{r.trace_year} hourly trace" if r.trace and r.trace_year is not None
-            else "trace" if r.trace else "hour-of-day" if r.hourly else "annual"
-        )  # fmt: skip
+        kind = source_kind(r, FleetConfig())  # ci_mode "auto", as a run has by default
         reg.add_row(r.name, r.label, f"{r.ci_g_per_kwh:.4g}", f"{r.utc_offset_h:+g}", kind)
     pop = Table(title="population", title_justify="left")
     for col in ("device", "target", "network", "region", "share"):

@@ -271,14 +271,13 @@ class _HourlyStack:
         u0 = start + t0_s / S_PER_HOUR
         u1 = start + t1_s / S_PER_HOUR
         const = self.constant[region]
+        period = self.period[region]
         span = t1_s - t0_s
         hourly = np.where(
             span > 0,
-            (self._integral(region, u1) - self._integral(region, u0))
+            (self._integral(region, u1, period) - self._integral(region, u0, period))
             / np.where(span > 0, span, 1.0),
-            self.values[
-                region, np.floor(u0 % self.period[region]).astype(np.int64) % self.period[region]
-            ],
+            self.values[region, np.floor(u0 % period).astype(np.int64) % period],
         )
         return np.where(np.isnan(const), hourly, const)
 
@@ -302,8 +301,7 @@ class _HourlyStack:
             window[:] = [lo_s, hi_s, values, values.tolist()]
         return window
 
-    def _integral(self, region: np.ndarray, u: np.ndarray) -> np.ndarray:
-        period = self.period[region]
+    def _integral(self, region: np.ndarray, u: np.ndarray, period: np.ndarray) -> np.ndarray:
         cycles = np.floor(u / period)
         h = u - cycles * period
         hi = np.minimum(np.floor(h).astype(np.int64), period - 1)
