@@ -138,6 +138,12 @@ class FleetConfig(Section):
     deadline_s: float | None = Field(
         None, gt=0, description="simulated seconds a round waits for updates; none: no deadline"
     )
+    partial_work: Literal["aggregate", "drop"] = Field(
+        "drop",
+        description="aggregate: a client the deadline would cut off does the steps it can "
+        "finish in time, and that update is aggregated (ledger status partial); drop: it "
+        "straggles and its work is wasted",
+    )
     over_selection: float = Field(
         0.0, ge=0, le=10, description="extra share of clients asked, the first k to finish kept"
     )
@@ -223,6 +229,11 @@ class RunConfig(Section):
 
         ``cfg.replace(**{"train.rounds": 5})``"""
         return build_config(self.to_dict(), [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A config file's raw keys (TOML, or YAML by suffix), before validation."""
+    return _read_file(path)
 
 
 def _read_file(path: Path) -> dict[str, Any]:

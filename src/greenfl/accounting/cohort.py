@@ -37,7 +37,7 @@ from greenfl.footprint.model import (
     truncate,
 )
 from greenfl.ledger.rows import Constant
-from greenfl.scheduling.deadline import COMPLETED, FAILED, STRAGGLER, close_round
+from greenfl.scheduling.deadline import COMPLETED, FAILED, PARTIAL, STRAGGLER, close_round
 
 
 def _measured(values: tuple[float | None, ...]) -> np.ndarray | None:
@@ -70,10 +70,13 @@ def account_cohort(
     rng: np.random.Generator,
     rows: np.ndarray | None = None,
     cohort: np.ndarray | None = None,
+    partial_ids: frozenset[int] = frozenset(),
 ) -> CohortAccount:
     """``rows``: each report's row in ``entries`` where it is not the client's population
     entry (e.g. a table of execution targets, one row per entry and target); with
-    ``cohort``, the rows of the clients asked, in cohort order, looked up by client id."""
+    ``cohort``, the rows of the clients asked, in cohort order, looked up by client id.
+    ``partial_ids``: clients asked for fewer steps than the round's (partial work): done by
+    the deadline, they are ``partial``, not ``completed``."""
     n = len(reports)
     cols = list(zip(*reports, strict=True)) if n else [()] * len(ClientReport._fields)
     measured_s, measured_j = _measured(cols[AT_MEASURED_S]), _measured(cols[AT_MEASURED_J])
@@ -149,6 +152,9 @@ def account_cohort(
         # A deployed client whose task was withdrawn when the round had its k updates: the
         # straggler of the simulated path, its work until then counted.
         status_arr[(reported_arr == STRAGGLER) & (status_arr == FAILED)] = STRAGGLER
+        if partial_ids:
+            asked_less = np.isin(ids, np.fromiter(partial_ids, dtype=np.int64))
+            status_arr[asked_less & (status_arr == COMPLETED)] = PARTIAL
         status = status_arr.tolist()
         close_s = closed.close_s
         active_s = cut.total_s
@@ -157,7 +163,7 @@ def account_cohort(
         energy_compute = cut.energy_compute_j
         estimated = Constant(1, n)
     else:
-        has_measure = np.isfinite(measured_j) & (np.array(status, dtype=object) == COMPLETED)
+        has_measure = np.isfinite(measured_j) & np.isin(status, (COMPLETED, PARTIAL))
         energy_compute = np.where(has_measure, measured_j, cut.energy_compute_j)
         estimated = (~has_measure | np.array(cols[AT_MODELLED], dtype=bool)).astype(np.int64)
     region = entries.region_index[e]

@@ -47,6 +47,7 @@ from greenfl.footprint.model import (
     operational_carbon_g,
     transfer_time_s,
 )
+from greenfl.ledger.schema import AGGREGATED_SQL
 from greenfl.models import training_flops_per_sample
 from greenfl.models.evaluate import evaluate
 from greenfl.scheduling.clock import SimClock
@@ -216,7 +217,7 @@ def estimate_centralised(
 def fl_work_flops(conn: sqlite3.Connection) -> float:
     """FLOPs of the updates a federated run aggregated, from its ledger."""
     row = conn.execute(
-        "SELECT COALESCE(SUM(flops), 0) FROM client_rounds WHERE status = 'completed'"
+        "SELECT COALESCE(SUM(flops), 0) FROM client_rounds WHERE " + AGGREGATED_SQL
     ).fetchone()
     return float(row[0])
 

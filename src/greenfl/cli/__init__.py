@@ -51,10 +51,12 @@ from greenfl.cli import join as _join  # noqa: E402
 from greenfl.cli import report as _report  # noqa: E402
 from greenfl.cli import run as _run  # noqa: E402
 from greenfl.cli import serve as _serve  # noqa: E402
+from greenfl.cli import tune as _tune  # noqa: E402
 
 _run.register(app)
 _fleet.register(app)
 _compare.register(app)
+_tune.register(app)
 _report.register(app)
 _estimate.register(app)
 _export.register(app)

@@ -85,7 +85,7 @@ class SequentialTrainer:
                 global_params,
                 *dataset.client_data(int(cid)),
                 int(cid),
-                instructions,
+                instructions.for_client(int(cid)),
                 client_seed(seed, round_idx, int(cid)),
             )
             for cid in cohort

@@ -128,7 +128,7 @@ def _layout(
     b = ins.batch_size
     data = [dataset.client_data(int(cid)) for cid in cohort]
     sizes = np.array([len(y) for _, y in data], dtype=np.int64)
-    steps = ins.steps(sizes)
+    steps = ins.steps_of(cohort, sizes)
     order = np.argsort(-steps, kind="stable")
     ids = [int(cohort[i]) for i in order]
     sizes, steps = sizes[order], steps[order]
@@ -284,7 +284,7 @@ def _train_chunk(
             client_id=cid,
             delta=deltas[i],
             num_samples=int(co.sizes[i]),
-            samples_processed=int(ins.samples_processed(co.sizes[i])),
+            samples_processed=int(ins.for_client(cid).samples_processed(co.sizes[i])),
             steps=int(co.steps[i]),
             loss=float(losses[i]) if co.steps[i] else math.nan,
         )

@@ -4,11 +4,15 @@ strategy receives (ClientUpdate), and what a client's round gave back (ClientRep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
 import torch
+
+_NO_CAPS: Mapping[int, int] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -24,13 +28,36 @@ class FitInstructions:
     # epochs, bound the work of clients whose data sizes differ by orders of magnitude
     # (FedScale's local_steps, pfl's local_num_steps).
     max_steps: int = 0
+    # Per-client step caps, below the round's own (client id -> steps): the work a client
+    # can finish by the round's deadline when partial work is aggregated.
+    client_steps: Mapping[int, int] = field(default_factory=lambda: _NO_CAPS)
 
-    def with_(self, **changes: float | int) -> FitInstructions:
-        return replace(self, **changes)
+    def with_(self, **changes: object) -> FitInstructions:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def with_client_steps(self, caps: Mapping[int, int]) -> FitInstructions:
+        return replace(self, client_steps=MappingProxyType(dict(caps)))
+
+    def for_client(self, client_id: int) -> FitInstructions:
+        """The instructions of one client: the round's, with its own step cap if it has one."""
+        cap = self.client_steps.get(int(client_id))
+        if cap is None:
+            return self if not self.client_steps else replace(self, client_steps=_NO_CAPS)
+        full = self.max_steps if self.max_steps > 0 else cap
+        return replace(self, max_steps=min(cap, full), client_steps=_NO_CAPS)
 
     def steps(self, num_samples: np.ndarray) -> np.ndarray:
-        """Local steps of clients holding ``num_samples`` samples each."""
+        """Local steps of clients holding ``num_samples`` samples each (the round's cap)."""
         return local_steps(num_samples, self.local_epochs, self.batch_size, self.max_steps)
+
+    def steps_of(self, client_ids: Sequence[int], num_samples: np.ndarray) -> np.ndarray:
+        """Local steps of each client, its own cap applied."""
+        steps = self.steps(num_samples)
+        if self.client_steps:
+            own = zip(client_ids, steps.tolist(), strict=True)
+            caps = [self.client_steps.get(int(c), s) for c, s in own]
+            steps = np.minimum(steps, np.array(caps, dtype=np.int64))
+        return steps
 
     def samples_processed(self, num_samples: np.ndarray) -> np.ndarray:
         """Samples through forward and backward of clients holding ``num_samples`` each."""
@@ -60,11 +87,35 @@ def samples_processed(
     return full * n + rest * batch_size
 
 
+def steps_within(
+    sample_budget: np.ndarray,
+    num_samples: np.ndarray,
+    local_epochs: int,
+    batch_size: int,
+    max_steps: int = 0,
+) -> np.ndarray:
+    """The most local steps whose ``samples_processed`` stays within ``sample_budget``
+    (the inverse of ``samples_processed``; never more than the round's own steps)."""
+    n = np.maximum(np.asarray(num_samples, dtype=np.int64), 1)
+    budget = np.maximum(np.floor(np.asarray(sample_budget, dtype=np.float64)), 0).astype(np.int64)
+    per_epoch = -(-n // batch_size)
+    full, rest = np.divmod(budget, n)
+    steps = full * per_epoch + rest // batch_size
+    return np.minimum(steps, local_steps(n, local_epochs, batch_size, max_steps))
+
+
 @dataclass(frozen=True)
 class ClientUpdate:
     client_id: int
     delta: torch.Tensor  # flat float32: local params - global params
     num_samples: int
+    # Share of the round's local steps this client finished (1.0: all; less: partial work
+    # cut at the deadline). Weighted averages weigh a client by num_samples x this.
+    work_fraction: float = 1.0
+
+    @property
+    def weight(self) -> float:
+        return self.num_samples * self.work_fraction
 
 
 class ClientReport(NamedTuple):

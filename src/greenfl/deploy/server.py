@@ -3,10 +3,9 @@ over gRPC.
 
 Clients connect to it (``Join``, then a long-lived ``Tasks`` stream) and stay connected
 between rounds. ``fit`` hands the round's task to each selected client on its stream and
-waits for the updates until the round's target of accepted updates is in (the loop's
-``clients_per_round``: with over-selection the round closes early, and the late clients'
-tasks are withdrawn with a CANCEL and reported as ``straggler``s), every client answered
-or disconnected, or the round timed out.
+waits for the updates until the round's target of accepted updates is in (with
+over-selection the round closes early, and the late clients' tasks are withdrawn with a
+CANCEL and reported as ``straggler``s), every client answered or disconnected, or timed out.
 A client that disconnects or times out is ``failed``; an update that fails validation is
 ``rejected`` with its reason: ledger rows like any other, so nothing past this seam knows.
 
@@ -195,15 +194,13 @@ class GrpcTransport:
             for cid in cohort:
                 sess = self._by_client.get(int(cid))
                 if sess is None or not sess.open:
-                    reports[cid] = failed_report(
-                        cid,
-                        int(self._pop.num_samples[cid]),
-                        0,
-                        "not connected when the round started",
-                    )
+                    why = "not connected when the round started"
+                    reports[cid] = failed_report(cid, int(self._pop.num_samples[cid]), 0, why)
                     continue
                 task = pb.Task()
                 task.CopyFrom(base)
+                if cid in instructions.client_steps:  # partial work: this client's step cap
+                    task.instructions.CopyFrom(instructions_to_pb(instructions.for_client(cid)))
                 task.task_id = f"r{round_idx}-c{cid}-{secrets.token_hex(6)}"
                 self._pending[cid] = Pending(
                     task.task_id,

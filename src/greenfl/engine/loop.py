@@ -22,20 +22,22 @@ from greenfl.accounting.entries import EntryTable
 from greenfl.accounting.sources import intensity_sources
 from greenfl.clients.transport import ClientTransport
 from greenfl.config import RunConfig
-from greenfl.core.messages import ClientReport, ClientUpdate, FitInstructions
+from greenfl.core.messages import ClientReport, FitInstructions
 from greenfl.core.params import get_flat, set_flat
 from greenfl.data.base import FederatedDataset
 from greenfl.engine.client_eval import ClientEvaluator, client_acc_columns
 from greenfl.engine.fairness import fairness_report
+from greenfl.engine.partial import PartialWork, plan_partial_work, updates_of
 from greenfl.engine.planning import RoundPlan, RoundPlanner, idle_server
 from greenfl.engine.records import Callback, RoundRecord, ServerCost
 from greenfl.engine.server_work import Evaluated, ServerWorkModel, server_cost
 from greenfl.engine.snapshot import _TensorBox  # noqa: F401 - earlier snapshots name it here
 from greenfl.engine.state import LoopState, restore_state, state_bytes
-from greenfl.engine.stopping import stop_after, stop_before
+from greenfl.engine.stopping import callback_stop, stop_after, stop_before
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population, available
 from greenfl.footprint.measurement import Measurement, Meter
+from greenfl.ledger.schema import AGGREGATED
 from greenfl.ledger.summary import summarize, unaccounted_summary
 from greenfl.ledger.writer import LedgerWriter
 from greenfl.models.evaluate import evaluate
@@ -128,9 +130,9 @@ class RoundLoop:
         start_s = self.clock.now_s
         k = plan.clients_per_round
         cohort, cohort_rows = self._select(round_idx, start_s, plan)
-        reports = self._fit(round_idx, cohort, plan, k)
-        account, accepted = self._account(round_idx, start_s, reports, cohort, cohort_rows, k)
-        accuracy, loss, measured, server_flops = self._aggregate_and_evaluate(accepted)
+        reports, work = self._fit(round_idx, cohort, cohort_rows, plan, k)
+        account, accepted = self._account(round_idx, start_s, reports, cohort, cohort_rows, k, work)
+        accuracy, loss, measured, server_flops = self._aggregate_and_evaluate(accepted, work)
         client_acc = self.client_eval.maybe(round_idx, st.global_params)
         server = self._server(start_s, account.close_s, measured, idle_j, idle_g)
         acc_before = self.history[-1].accuracy if self.history else self._initial_accuracy()
@@ -224,17 +226,17 @@ class RoundLoop:
         return cohort, self.planner.rows(cohort, start_s, plan.local_epochs)
 
     def _fit(
-        self, round_idx: int, cohort: np.ndarray, plan: RoundPlan, k: int
-    ) -> list[ClientReport]:
+        self, round_idx: int, cohort: np.ndarray, rows: np.ndarray, plan: RoundPlan, k: int
+    ) -> tuple[list[ClientReport], PartialWork]:
         base = self.base_instructions().with_(
             local_epochs=plan.local_epochs, batch_size=plan.batch_size
         )
         instructions = self.strategy.configure(round_idx, base)
+        work = plan_partial_work(self.cfg, self.planner, cohort, rows, plan, instructions)
         # A deployment may close the round once k updates are in (over-selection).
         self.transport.expect_updates(min(k, len(cohort)))
-        return self.transport.fit(
-            round_idx, list(map(int, cohort)), self.state.global_params, instructions
-        )
+        ids, params = list(map(int, cohort)), self.state.global_params
+        return self.transport.fit(round_idx, ids, params, work.instruct(instructions)), work
 
     def _account(
         self,
@@ -244,6 +246,7 @@ class RoundLoop:
         cohort: np.ndarray,
         cohort_rows: np.ndarray,
         k: int,
+        work: PartialWork,
     ) -> tuple[CohortAccount, list[ClientReport]]:
         """Each client's time, energy and carbon, with the deadline and drop-outs; and the
         reports to aggregate."""
@@ -262,6 +265,7 @@ class RoundLoop:
                 self.rngs["dropout"],
                 rows=cohort_rows,
                 cohort=cohort,
+                partial_ids=work.ids,
             )
             statuses = account.status
         else:
@@ -269,17 +273,16 @@ class RoundLoop:
             # (RunConfig refuses those settings), every completed report is aggregated.
             account = unaccounted()
             statuses = [r.status for r in reports]
-        accepted = [r for r, s in zip(reports, statuses, strict=True) if s == "completed"]
+        accepted = [r for r, s in zip(reports, statuses, strict=True) if s in AGGREGATED]
         return account, accepted
 
-    def _aggregate_and_evaluate(self, accepted: list[ClientReport]) -> Evaluated:
+    def _aggregate_and_evaluate(self, accepted: list[ClientReport], work: PartialWork) -> Evaluated:
         """The new global model and its test accuracy and loss, and the server's window:
         modelled from its counted FLOPs (returned too; 0 when measured) or measured."""
         st = self.state
         token = self.meter.begin() if self.server_work is None else None
         if accepted:
-            updates = [ClientUpdate(r.client_id, r.delta, r.num_samples) for r in accepted]
-            st.global_params = self.strategy.aggregate(st.global_params, updates)
+            st.global_params = self.strategy.aggregate(st.global_params, updates_of(accepted, work))
         accuracy, loss = evaluate(self.model, st.global_params, self.test_data)
         if self.server_work is None:
             return accuracy, loss, self.meter.end(token), 0.0
@@ -348,14 +351,7 @@ class RoundLoop:
 
     def should_stop_after(self, record: RoundRecord) -> str | None:
         reason = stop_after(record, self.cfg.stop.target_accuracy, self.cfg.stop.carbon_budget_g)
-        if reason is not None:
-            return reason
-        stop = None
-        for cb in self.callbacks:
-            want_stop, _metrics = cb(record, self)
-            if want_stop and stop is None:
-                stop = f"stopped by callback {getattr(cb, '__name__', type(cb).__name__)}"
-        return stop
+        return reason if reason is not None else callback_stop(self.callbacks, record, self)
 
     def run(self, on_round: Callable[[RoundRecord], None] | None = None) -> str:
         """Run rounds until a stop condition; return the reason."""

@@ -23,6 +23,7 @@ from greenfl.accounting.estimates import Estimates, estimate_clients
 from greenfl.accounting.targets import TargetTable
 from greenfl.adapt import round_reward
 from greenfl.config import RunConfig
+from greenfl.core.messages import local_steps, samples_processed, steps_within
 from greenfl.core.params import get_flat
 from greenfl.core.units import J_PER_KWH
 from greenfl.data.base import FederatedDataset
@@ -30,7 +31,7 @@ from greenfl.factories import adapter_for, codec_for, scheduler_for
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population, diurnal_availability, local_hour
 from greenfl.footprint.intensity import CarbonIntensity
-from greenfl.footprint.model import operational_carbon_g
+from greenfl.footprint.model import client_cost, operational_carbon_g
 from greenfl.scheduling.clock import SimClock
 from greenfl.selection import ClientSelector
 
@@ -155,6 +156,34 @@ class RoundPlanner:
     ) -> tuple[Estimates, np.ndarray]:
         rows = self.rows(clients, start_s, local_epochs)
         return self._estimate(clients, rows, start_s, local_epochs), rows
+
+    # ---- partial work ----------------------------------------------------------------
+    def partial_steps(
+        self, clients: np.ndarray, rows: np.ndarray, plan: RoundPlan, deadline_s: float
+    ) -> dict[int, int]:
+        """Step caps of the clients that cannot do the round's work by the deadline: the
+        most steps whose download, training and upload all fit in it (the modelled times
+        the accounting will charge). A client that cannot fit one step keeps its full work:
+        it straggles, and is not aggregated."""
+        t, tb = self.cfg.train, self.table
+        n = self.population.num_samples[clients]
+        e, b = plan.local_epochs, plan.batch_size
+        up, down = self.bytes_up_down
+        full = samples_processed(n, e, b, t.max_local_steps)
+        cost = client_cost(
+            self.flops_per_sample * full.astype(np.float64), up, down, tb.flops_per_s[rows],
+            tb.active_power_w[rows], tb.up_mbps[rows], tb.down_mbps[rows],
+            tb.radio_power_w[rows], tb.network_kwh_per_gb[rows],
+        )  # fmt: skip
+        late = cost.total_s > deadline_s
+        if not late.any():
+            return {}
+        # A hair inside the deadline: the accounting sums the same terms in another order.
+        compute_budget_s = deadline_s * (1 - 1e-9) - cost.comm_s
+        budget = compute_budget_s * tb.flops_per_s[rows] / self.flops_per_sample
+        steps = steps_within(budget, n, e, b, t.max_local_steps)
+        cut = late & (steps >= 1) & (steps < local_steps(n, e, b, t.max_local_steps))
+        return dict(zip(clients[cut].tolist(), steps[cut].tolist(), strict=True))
 
     # ---- waiting ---------------------------------------------------------------------
     def wait_s(self, now_s: float, k: int, local_epochs: int) -> float:

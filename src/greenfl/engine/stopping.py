@@ -3,7 +3,10 @@ it too (the loop asks them after these)."""
 
 from __future__ import annotations
 
-from greenfl.engine.records import RoundRecord
+from collections.abc import Sequence
+from typing import Any
+
+from greenfl.engine.records import Callback, RoundRecord
 from greenfl.engine.state import LoopState
 
 
@@ -30,3 +33,14 @@ def stop_after(
     if carbon_budget_g is not None and record.cum_carbon_g > carbon_budget_g:
         return f"carbon budget exceeded: {record.cum_carbon_g:.6g} g > {carbon_budget_g:.6g} gCO2e"
     return None
+
+
+def callback_stop(callbacks: Sequence[Callback], record: RoundRecord, loop: Any) -> str | None:
+    """The first callback that asks to stop, named; every callback is called (each may keep
+    its own metrics)."""
+    stop = None
+    for cb in callbacks:
+        want_stop, _metrics = cb(record, loop)
+        if want_stop and stop is None:
+            stop = f"stopped by callback {getattr(cb, '__name__', type(cb).__name__)}"
+    return stop

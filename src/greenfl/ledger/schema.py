@@ -52,7 +52,18 @@ CLIENT_ROUND_COLUMNS: tuple[str, ...] = (
     "estimated",
 )
 
-STATUSES: tuple[str, ...] = ("completed", "straggler", "dropped", "failed", "rejected")
+STATUSES: tuple[str, ...] = (
+    "completed",
+    "partial",
+    "straggler",
+    "dropped",
+    "failed",
+    "rejected",
+)
+# The statuses whose update was aggregated: all the round's work, or partial work cut at
+# the deadline (``fleet.partial_work = "aggregate"``).
+AGGREGATED: tuple[str, ...] = ("completed", "partial")
+AGGREGATED_SQL = "status IN ('completed', 'partial')"
 
 # No CHECK (status IN STATUSES): it doubled the cost of an insert; LedgerWriter checks the
 # statuses of each round before writing them.

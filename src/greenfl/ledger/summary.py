@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import astuple
 from typing import Any
 
+from greenfl.ledger.schema import AGGREGATED
+
 
 def summarize(
     conn: sqlite3.Connection, target_accuracy: float | None, wall_time_s: float
@@ -74,8 +76,9 @@ def summarize(
         },
         "carbon_g_to_target": carbon_to_target,
         "clients_selected": sum(counts.values()),
-        "clients_completed": counts.get("completed", 0),
-        "clients_dropped": sum(v for k, v in counts.items() if k != "completed"),
+        # Aggregated updates: all the round's work, or partial work (ledger status partial).
+        "clients_completed": sum(counts.get(k, 0) for k in AGGREGATED),
+        "clients_dropped": sum(v for k, v in counts.items() if k not in AGGREGATED),
         "client_accuracy": client_accuracy(*last_eval) if last_eval else None,
     }
 

@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from greenfl.core.units import J_PER_KWH
+from greenfl.ledger.schema import AGGREGATED_SQL
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,7 @@ def participation(
     per_client: dict[int, tuple[str, int, int]] = {
         int(cid): (str(g), int(sel), int(done))
         for cid, g, sel, done in conn.execute(
-            f"SELECT client_id, MIN({column}), COUNT(*), SUM(status = 'completed') "
+            f"SELECT client_id, MIN({column}), COUNT(*), SUM(" + AGGREGATED_SQL + ") "
             "FROM client_rounds GROUP BY client_id"
         )
     }
@@ -274,7 +275,7 @@ def incident_kinds(conn: sqlite3.Connection) -> list[IncidentKind]:
     rows = conn.execute(
         "SELECT status, COALESCE(reason, ''), COUNT(*), SUM(energy_compute_j + energy_comm_j), "
         "SUM(carbon_operational_g + carbon_embodied_g) FROM client_rounds "
-        "WHERE status != 'completed' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+        "WHERE NOT " + AGGREGATED_SQL + " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
     ).fetchall()
     return [IncidentKind(s, r, int(n), float(e), float(g)) for s, r, n, e, g in rows]
 
@@ -283,13 +284,13 @@ def incidents(conn: sqlite3.Connection, limit: int = 200) -> tuple[list[dict[str
     """The first ``limit`` non-aggregated client-rounds (by round, client) and how many there
     are in all."""
     total = int(
-        conn.execute("SELECT COUNT(*) FROM client_rounds WHERE status != 'completed'").fetchone()[0]
+        conn.execute("SELECT COUNT(*) FROM client_rounds WHERE NOT " + AGGREGATED_SQL).fetchone()[0]
     )
     cur = conn.execute(
         "SELECT round, client_id, device, network, region, status, COALESCE(reason, ''), "
         "compute_s + comm_s, energy_compute_j + energy_comm_j, "
         "carbon_operational_g + carbon_embodied_g FROM client_rounds "
-        "WHERE status != 'completed' ORDER BY round, client_id LIMIT ?",
+        "WHERE NOT " + AGGREGATED_SQL + " ORDER BY round, client_id LIMIT ?",
         (int(limit),),
     )
     keys = (

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 COMPLETED, STRAGGLER, DROPPED, FAILED = "completed", "straggler", "dropped", "failed"
+PARTIAL = "partial"  # completed the (reduced) work it was given: partial work, aggregated
 
 
 @dataclass(frozen=True)

@@ -50,10 +50,11 @@ def sort_flops(num_updates: int, num_params: int) -> int:
 
 
 def weighted_mean_delta(updates: Sequence[ClientUpdate]) -> torch.Tensor:
-    """Sample-weighted mean of the deltas: FedAvg's pseudo-gradient (negated)."""
+    """Weighted mean of the deltas (samples x share of the round's steps done): FedAvg's
+    pseudo-gradient (negated), with partial work weighed by what it did, as in FedProx."""
     if not updates:
         raise ValueError("cannot aggregate an empty set of updates")
-    weights = torch.tensor([u.num_samples for u in updates], dtype=torch.float64)
+    weights = torch.tensor([u.weight for u in updates], dtype=torch.float64)
     weights = (weights / weights.sum()).to(torch.float32)
     stacked = torch.stack([u.delta for u in updates])
     return weights @ stacked
