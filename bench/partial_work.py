@@ -75,12 +75,15 @@ def main() -> None:
         for mode in results:
             r = run(seed, mode, deadline_s, args.target, args.rounds)
             results[mode].append(r)
-            print(json.dumps({"seed": seed, "mode": mode, "deadline_s": deadline_s, **r}), flush=True)
+            line = {"seed": seed, "mode": mode, "deadline_s": deadline_s, **r}
+            print(json.dumps(line), flush=True)
     for mode, rows in results.items():
         acc = statistics.mean(r["accuracy_30"] for r in rows)  # type: ignore[misc]
         last = statistics.mean(r["accuracy_last"] for r in rows)  # type: ignore[misc]
         reached = [r["carbon_g_to_target"] for r in rows if r["carbon_g_to_target"] is not None]
-        g = f"{statistics.mean(reached):.4g} g ({len(reached)}/{len(rows)} seeds)" if reached else "never"
+        g = "never"
+        if reached:
+            g = f"{statistics.mean(reached):.4g} g ({len(reached)}/{len(rows)} seeds)"
         print(f"{mode}: accuracy after 30 rounds {acc:.3f}, after {args.rounds} {last:.3f}; "
               f"gCO2e to {args.target}: {g}")  # fmt: skip
 

@@ -39,10 +39,9 @@ def test_steps_within_inverts_samples_processed() -> None:
         got = int(steps_within(np.array([budget]), np.array([n]), e, b, cap)[0])
         # brute force: the most steps whose samples stay within the budget
         full = e * math.ceil(n / b) if cap == 0 else min(e * math.ceil(n / b), cap)
-        def processed(s: int) -> int:  # a cap of 0 means "no cap", so 0 steps is spelt out
-            return 0 if s == 0 else int(samples_processed(n, e, b, s))
-
-        want = max(s for s in range(full + 1) if processed(s) <= budget)
+        # a cap of 0 means "no cap", so 0 steps is spelt out
+        processed = [0] + [int(samples_processed(n, e, b, s)) for s in range(1, full + 1)]
+        want = max(s for s in range(full + 1) if processed[s] <= budget)
         assert got == want, (n, e, b, cap, budget)
 
 

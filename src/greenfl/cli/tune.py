@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         for col in ("rank", "point", "mean", "std", "reached"):
             table.add_column(col)
         for rank, p in enumerate(points, start=1):
-            fmt = (lambda v: "n/a" if v is None else f"{v:.4g}")  # noqa: E731
+            fmt = lambda v: "n/a" if v is None else f"{v:.4g}"  # noqa: E731
             table.add_row(str(rank), p.label(), fmt(p.mean), fmt(p.std),
                           f"{p.reached}/{len(seed_list)}")  # fmt: skip
         Console().print(table)
