@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import greenfl
-from greenfl.config import RunConfig, SelectionConfig
+from greenfl.config import RunConfig, build_config
 from greenfl.factories import selector_for
 from greenfl.fleet import Population, load_fleet
 from greenfl.ledger import read_ledger
@@ -177,7 +177,8 @@ def test_oort_explores_unseen_and_penalises_slow_clients() -> None:
 
 
 def test_make_selector_wraps_with_the_guard() -> None:
-    s = selector_for(SelectionConfig(name="carbon", fairness="jain", jain_floor=0.7))
+    guarded = {"name": "carbon", "fairness": "jain", "jain_floor": 0.7}
+    s = selector_for(build_config({"selection": guarded}))
     assert isinstance(s, FairnessGuard) and s.needs_estimates and s.name == "carbon+jain"
-    assert not selector_for(SelectionConfig()).needs_estimates
-    assert isinstance(selector_for(SelectionConfig()), RandomSelector)
+    assert not selector_for(build_config({})).needs_estimates
+    assert isinstance(selector_for(build_config({})), RandomSelector)

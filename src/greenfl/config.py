@@ -113,6 +113,25 @@ class SelectionConfig(Section):
         0.2, ge=0, le=1, description="oort: floor of the exploration share"
     )
 
+    fedzero_min_epochs: int = Field(
+        1, ge=1, description="fedzero: least local epochs a client must fit in the window"
+    )
+    fedzero_clean_share: float = Field(
+        0.5, gt=0, le=1, description="fedzero: share of eligible clients with the cleanest grid"
+    )
+    autofl_exploration: float = Field(
+        0.5, ge=0, le=1, description="autofl: initial share of picks that explore"
+    )
+    autofl_exploration_decay: float = Field(
+        0.95, gt=0, le=1, description="autofl: exploration share kept each round"
+    )
+    autofl_min_exploration: float = Field(
+        0.05, ge=0, le=1, description="autofl: floor of the exploration share"
+    )
+    autofl_learning_rate: float = Field(
+        0.2, gt=0, le=1, description="autofl: step of the Q-value update"
+    )
+
     @field_validator("name")
     @classmethod
     def _known_selector(cls, v: str) -> str:
@@ -201,6 +220,22 @@ class RunConfig(Section):
             raise ValueError(
                 f"adapt.clients_per_round ({max(self.adapt.clients_per_round)}) exceeds "
                 f"data.num_clients ({self.data.num_clients})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _fedzero_window(self) -> RunConfig:
+        if self.selection.name != "fedzero":
+            return self
+        if self.fleet.deadline_s is None or self.fleet.partial_work != "aggregate":
+            raise ValueError(
+                "selection.name = 'fedzero' plans each client's work in the round window: it "
+                "needs fleet.deadline_s and fleet.partial_work = 'aggregate'"
+            )
+        if self.selection.fedzero_min_epochs > self.train.local_epochs:
+            raise ValueError(
+                f"selection.fedzero_min_epochs ({self.selection.fedzero_min_epochs}) exceeds "
+                f"train.local_epochs ({self.train.local_epochs}), fedzero's max"
             )
         return self
 

@@ -4,6 +4,8 @@ policies themselves take plain keyword arguments and never import config."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -17,7 +19,6 @@ from greenfl.config import (
     DataConfig,
     RunConfig,
     SchedulingConfig,
-    SelectionConfig,
     StrategyConfig,
     TrainConfig,
 )
@@ -97,8 +98,11 @@ def strategy_for(cfg: StrategyConfig) -> Strategy:
     return strategy.make(cfg.name, **kwargs.get(cfg.name, {}))
 
 
-def selector_for(cfg: SelectionConfig) -> ClientSelector:
-    kwargs = {}
+def selector_for(run: RunConfig) -> ClientSelector:
+    """The configured selector (fedzero plans within the round's window and epochs, so it
+    reads the fleet and train sections too)."""
+    cfg = run.selection
+    kwargs: dict[str, Any] = {}
     if cfg.name == "oort":
         kwargs = {
             "preferred_duration_s": cfg.preferred_duration_s,
@@ -106,6 +110,20 @@ def selector_for(cfg: SelectionConfig) -> ClientSelector:
             "exploration": cfg.exploration,
             "exploration_decay": cfg.exploration_decay,
             "min_exploration": cfg.min_exploration,
+        }
+    elif cfg.name == "fedzero":
+        kwargs = {
+            "window_s": run.fleet.deadline_s,
+            "local_epochs": run.train.local_epochs,
+            "min_epochs": cfg.fedzero_min_epochs,
+            "clean_share": cfg.fedzero_clean_share,
+        }
+    elif cfg.name == "autofl":
+        kwargs = {
+            "exploration": cfg.autofl_exploration,
+            "exploration_decay": cfg.autofl_exploration_decay,
+            "min_exploration": cfg.autofl_min_exploration,
+            "learning_rate": cfg.autofl_learning_rate,
         }
     chosen = selection.make(cfg.name, **kwargs)
     if cfg.fairness != "none":

@@ -104,7 +104,7 @@ def build_loop(
         fleet,
         population,
         strategy_for(cfg.strategy),
-        selector_for(cfg.selection),
+        selector_for(cfg),
         transport,
         ledger,
         best_meter(),

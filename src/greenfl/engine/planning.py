@@ -33,7 +33,7 @@ from greenfl.fleet.population import Population, diurnal_availability, local_hou
 from greenfl.footprint.intensity import CarbonIntensity
 from greenfl.footprint.model import client_cost, operational_carbon_g
 from greenfl.scheduling.clock import SimClock
-from greenfl.selection import ClientSelector
+from greenfl.selection import ClientSelector, LearningSelector
 
 _SCHEDULER_SAMPLE = 100_000  # clients used to forecast a round's cost at future starts
 
@@ -73,6 +73,7 @@ class RoundPlanner:
         self.adapter = adapter_for(cfg.adapt, cfg.train)
         self.scheduler = scheduler_for(cfg.scheduling)
         self.wants_estimates = selector.needs_estimates
+        self.learner = selector if isinstance(selector, LearningSelector) else None
         self.cost_aware_selector = self.wants_estimates
         self._flops_per_sample: float | None = None
         self._bytes: tuple[int, int] | None = None
@@ -118,6 +119,8 @@ class RoundPlanner:
     ) -> None:
         if self.adapter is not None and plan.arm is not None:
             self.adapter.update(plan.arm, round_reward(acc_before, acc_after, carbon_g))
+        if self.learner is not None:
+            self.learner.observe(acc_before, acc_after)
 
     # ---- targets and estimates -------------------------------------------------------
     def rows(self, clients: np.ndarray, start_s: float, local_epochs: int) -> np.ndarray:
@@ -237,6 +240,7 @@ class RoundPlanner:
             "adapter": self.adapter.state_dict() if self.adapter is not None else {},
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
             "last_server_j": self.last_server_j,
+            "selector": self.learner.state_dict() if self.learner is not None else {},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -245,6 +249,8 @@ class RoundPlanner:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state.get("scheduler", {}))
         self.last_server_j = float(state.get("last_server_j", 0.0))
+        if self.learner is not None:
+            self.learner.load_state_dict(state.get("selector", {}))
 
 
 def idle_server(

@@ -6,9 +6,11 @@ from typing import Any
 
 from greenfl.core.errors import ConfigError
 from greenfl.core.registry import make_from
-from greenfl.selection.base import ClientSelector, SelectionContext
+from greenfl.selection.autofl import AutoFLSelector
+from greenfl.selection.base import ClientSelector, LearningSelector, SelectionContext
 from greenfl.selection.cost import CarbonSelector, EnergySelector
 from greenfl.selection.fairness import FairnessGuard, jain_index
+from greenfl.selection.fedzero import FedZeroSelector
 from greenfl.selection.oort import OortSelector
 from greenfl.selection.random import RandomSelector
 
@@ -17,6 +19,8 @@ SELECTORS: dict[str, type[ClientSelector]] = {
     "oort": OortSelector,
     "energy": EnergySelector,
     "carbon": CarbonSelector,
+    "fedzero": FedZeroSelector,
+    "autofl": AutoFLSelector,
 }
 
 
@@ -33,10 +37,13 @@ def make(name: str, **kwargs: Any) -> ClientSelector:
 
 __all__ = [
     "SELECTORS",
+    "AutoFLSelector",
     "CarbonSelector",
     "ClientSelector",
     "EnergySelector",
     "FairnessGuard",
+    "FedZeroSelector",
+    "LearningSelector",
     "OortSelector",
     "RandomSelector",
     "SelectionContext",

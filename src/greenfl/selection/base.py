@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,3 +40,15 @@ class ClientSelector(Protocol):
     ) -> np.ndarray:
         """Return up to k distinct client ids drawn from ``candidates``."""
         ...
+
+
+@runtime_checkable
+class LearningSelector(Protocol):
+    """A selector that learns from each round's outcome (AutoFL-style): the planner tells
+    it the round's accuracy before and after, and keeps its state in the snapshot."""
+
+    def observe(self, acc_before: float, acc_after: float) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
