@@ -110,12 +110,12 @@ def account_cohort(
     else:
         e = rows_of(ids, cohort, rows)
     # One gather for every profile number the model needs (EntryTable.rates' columns).
-    flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b, emb_g_per_s = entries.rates[
-        e
-    ].T
+    (flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b, emb_g_per_s, tail_s,
+     tail_w) = entries.rates[e].T  # fmt: skip
     cost = cost_from_rates(
-        flops, up, down, flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b
-    )
+        flops, up, down, flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b,
+        tail_s, tail_w,
+    )  # fmt: skip
     if measured_s is not None:
         # A real client's own timing replaces the modelled compute time.
         has_timing = np.isfinite(measured_s)
@@ -146,6 +146,8 @@ def account_cohort(
             power,
             entries.radio_power_w[e],
             entries.network_kwh_per_gb[e],
+            tail_s,
+            tail_w,
         )
         status_arr = closed.status.copy()
         status_arr[reported_arr == "rejected"] = "rejected"

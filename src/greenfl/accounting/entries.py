@@ -32,6 +32,8 @@ class EntryTable:
     down_mbps: np.ndarray
     radio_power_w: np.ndarray
     network_kwh_per_gb: np.ndarray
+    tail_s: np.ndarray
+    tail_power_w: np.ndarray
     target: tuple[str, ...]
     # The row's names and region, so a cohort's ledger columns need no lookups per client.
     device: tuple[str, ...]
@@ -60,7 +62,8 @@ class EntryTable:
     def rates(self) -> np.ndarray:
         """What the footprint model needs per row, side by side (``[row, column]``: flops
         per s, active W, s per byte up, s per byte down, radio W, network J per byte,
-        embodied gCO2e per active s): a cohort's profiles are then one gather, not nine, and
+        embodied gCO2e per active s, tail s, tail W): a cohort's profiles are then one
+        gather, not nine, and
         the per-row divisions are done once, not every round."""
         return np.column_stack(
             [
@@ -71,6 +74,8 @@ class EntryTable:
                 self.radio_power_w,
                 network_j_per_byte(self.network_kwh_per_gb),
                 embodied_carbon_g(1.0, self.embodied_kg, self.lifetime_years, self.active_share),
+                self.tail_s,
+                self.tail_power_w,
             ]
         )
 
@@ -107,6 +112,8 @@ def append_profile_row(
     cols["down_mbps"].append(n.down_mbps)
     cols["radio_power_w"].append(n.radio_power_w)
     cols["network_kwh_per_gb"].append(n.network_kwh_per_gb)
+    cols["tail_s"].append(n.tail_s)
+    cols["tail_power_w"].append(n.tail_power_w)
     cols["target"].append(t.name)
     cols["device"].append(d.name)
     cols["network"].append(n.name)

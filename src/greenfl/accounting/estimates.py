@@ -60,6 +60,8 @@ def estimate_clients(
         table.down_mbps[rows],
         table.radio_power_w[rows],
         table.network_kwh_per_gb[rows],
+        table.tail_s[rows],
+        table.tail_power_w[rows],
     )
     duration_s = cost.total_s
     t0 = np.broadcast_to(np.asarray(start_s, dtype=np.float64), duration_s.shape)

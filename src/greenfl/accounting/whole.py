@@ -62,12 +62,16 @@ def account_whole(
     for flops, up, down, row in zip(
         cols[AT_FLOPS_DONE], cols[AT_UP_B], cols[AT_DOWN_B], rows.tolist(), strict=True
     ):
-        flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b, emb_g_per_s = rates[row]
+        (flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b, emb_g_per_s,
+         tail_s, tail_w) = rates[row]  # fmt: skip
         compute_s = flops / flops_per_s
         up_s = up * up_s_per_b
         down_s = down * down_s_per_b
         total_s = compute_s + down_s + up_s
-        client_j = power * compute_s + (radio * (up_s + down_s) + (up + down) * net_j_per_b)
+        tail_j = tail_w * (min(tail_s, compute_s) * (down > 0) + tail_s * (up > 0))
+        client_j = power * compute_s + (
+            (radio * (up_s + down_s) + (up + down) * net_j_per_b) + tail_j
+        )
         energy_j += client_j
         carbon_g += client_j / J_PER_KWH * region_ci[region_of[row]] + emb_g_per_s * total_s
         if total_s > close_s:
@@ -108,12 +112,12 @@ def build_whole(rounds: Sequence[WholeRound]) -> list[ColumnRows]:
     ids, up, down, samples = (column(f, np.int64) for f in (AT_ID, AT_UP_B, AT_DOWN_B, AT_SAMPLES))
     flops = column(AT_FLOPS_DONE, np.float64)
     e = np.concatenate([r.rows for r in rounds])
-    flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b, emb_g_per_s = entries.rates[
-        e
-    ].T
+    (flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b, emb_g_per_s, tail_s,
+     tail_w) = entries.rates[e].T  # fmt: skip
     cost = cost_from_rates(
-        flops, up, down, flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b
-    )
+        flops, up, down, flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b,
+        tail_s, tail_w,
+    )  # fmt: skip
     round_of = np.repeat(np.arange(len(rounds)), sizes)
     ci = np.array([r.region_ci for r in rounds], dtype=np.float64)[
         round_of, entries.region_index[e]

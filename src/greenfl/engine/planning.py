@@ -176,7 +176,8 @@ class RoundPlanner:
         cost = client_cost(
             self.flops_per_sample * full.astype(np.float64), up, down, tb.flops_per_s[rows],
             tb.active_power_w[rows], tb.up_mbps[rows], tb.down_mbps[rows],
-            tb.radio_power_w[rows], tb.network_kwh_per_gb[rows],
+            tb.radio_power_w[rows], tb.network_kwh_per_gb[rows], tb.tail_s[rows],
+            tb.tail_power_w[rows],
         )  # fmt: skip
         late = cost.total_s > deadline_s
         if not late.any():

@@ -63,6 +63,9 @@ class NetworkProfile(_Profile):
     down_mbps: float = Field(gt=0)
     radio_power_w: float = Field(ge=0)
     network_kwh_per_gb: float = Field(ge=0)
+    # The radio's high-power tail after each transfer (LTE's RRC inactivity timer); 0: none.
+    tail_s: float = Field(0.0, ge=0)
+    tail_power_w: float = Field(0.0, ge=0)
     source: str = Field(min_length=1)
 
 

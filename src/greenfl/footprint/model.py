@@ -6,6 +6,9 @@ client), so a cohort of a thousand clients is a handful of vector operations.
     comm_s               = bytes_up*8/(up_mbps*1e6) + bytes_down*8/(down_mbps*1e6)
     energy_comm_j        = radio_power_w * comm_s
                            + (bytes_up+bytes_down)/1e9 * network_kwh_per_gb * 3.6e6
+                           + tail_power_w * (min(tail_s, compute_s) + tail_s)
+                             (the radio's tail after the download, cut short by the upload
+                             when training is quicker, and after the upload)
     carbon_operational_g = (energy_compute_j + energy_comm_j) / 3.6e6 * ci_g_per_kwh
     carbon_embodied_g    = embodied_kg*1000 * (compute_s+comm_s)
                            / (lifetime_years*8766*3600*active_share)
@@ -88,6 +91,8 @@ def client_cost(
     down_mbps: ArrayLike,
     radio_power_w: ArrayLike,
     network_kwh_per_gb: ArrayLike,
+    tail_s: ArrayLike = 0.0,
+    tail_power_w: ArrayLike = 0.0,
 ) -> ClientCost:
     return cost_from_rates(
         flops,
@@ -99,7 +104,23 @@ def client_cost(
         s_per_byte(down_mbps),
         radio_power_w,
         network_j_per_byte(network_kwh_per_gb),
+        tail_s,
+        tail_power_w,
     )
+
+
+def tail_energy_j(
+    compute_s: ArrayLike,
+    downloaded: ArrayLike,
+    uploaded: ArrayLike,
+    tail_s: ArrayLike,
+    tail_power_w: ArrayLike,
+) -> np.ndarray:
+    """The radio's tail (Huang et al., MobiSys 2012: an LTE modem stays in its high-power
+    state for a timer after each transfer): after the download it lasts until the timer
+    or the upload, whichever is first; after the upload, the whole timer."""
+    after_down = np.minimum(tail_s, compute_s) * np.asarray(downloaded)
+    return np.asarray(tail_power_w) * (after_down + np.asarray(tail_s) * np.asarray(uploaded))
 
 
 def cost_from_rates(
@@ -112,6 +133,8 @@ def cost_from_rates(
     down_s_per_byte: ArrayLike,
     radio_power_w: ArrayLike,
     net_j_per_byte: ArrayLike,
+    tail_s: ArrayLike = 0.0,
+    tail_power_w: ArrayLike = 0.0,
 ) -> ClientCost:
     """client_cost with each link's seconds per byte and the network's joules per byte
     computed beforehand (once per fleet entry, not once per client and round)."""
@@ -119,12 +142,16 @@ def cost_from_rates(
     compute_s = flops / np.asarray(flops_per_s)
     up_s = bytes_up * np.asarray(up_s_per_byte)
     down_s = bytes_down * np.asarray(down_s_per_byte)
+    comm_j = _comm_j(up_s + down_s, bytes_up + bytes_down, radio_power_w, net_j_per_byte)
+    tail_j = tail_energy_j(
+        compute_s, np.asarray(bytes_down) > 0, np.asarray(bytes_up) > 0, tail_s, tail_power_w
+    )
     return ClientCost(
         compute_s=compute_s,
         down_s=down_s,
         up_s=up_s,
         energy_compute_j=active_power_w * compute_s,
-        energy_comm_j=_comm_j(up_s + down_s, bytes_up + bytes_down, radio_power_w, net_j_per_byte),
+        energy_comm_j=comm_j + tail_j,
     )
 
 
@@ -136,10 +163,13 @@ def truncate(
     active_power_w: np.ndarray,
     radio_power_w: np.ndarray,
     network_kwh_per_gb: np.ndarray,
+    tail_s: ArrayLike = 0.0,
+    tail_power_w: ArrayLike = 0.0,
 ) -> tuple[ClientCost, np.ndarray, np.ndarray]:
     """The cost of work cut off after ``stop_after_s`` (a drop-out, or a straggler aborted when
     the round closes): phases run download -> compute -> upload, and each is counted up to
-    the cut. Returns the truncated cost and the bytes actually moved down and up."""
+    the cut (a radio tail follows each transfer that finished). Returns the truncated cost
+    and the bytes actually moved down and up."""
     t = np.maximum(np.asarray(stop_after_s, dtype=np.float64), 0.0)
     down_s = np.minimum(cost.down_s, t)
     compute_s = np.minimum(cost.compute_s, np.maximum(t - cost.down_s, 0.0))
@@ -155,7 +185,10 @@ def truncate(
         energy_compute_j=np.asarray(active_power_w) * compute_s,
         energy_comm_j=comm_energy_j(
             down_s + up_s, moved_down + moved_up, radio_power_w, network_kwh_per_gb
-        ),
+        )
+        + tail_energy_j(
+            compute_s, frac_down >= 1, (frac_up >= 1) & (cost.up_s > 0), tail_s, tail_power_w
+        ),  # fmt: skip
     )
     return cut, np.rint(moved_down).astype(np.int64), np.rint(moved_up).astype(np.int64)
 

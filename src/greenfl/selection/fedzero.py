@@ -36,8 +36,8 @@ class FedZeroSelector:
 
     def __init__(
         self,
-        window_s: float,
-        local_epochs: int,
+        window_s: float = math.inf,  # the engine passes fleet.deadline_s
+        local_epochs: int = 1,
         min_epochs: int = 1,
         clean_share: float = 0.5,
     ) -> None:
