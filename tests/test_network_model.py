@@ -24,8 +24,10 @@ def test_comm_energy_by_hand_with_tail() -> None:
     assert float(c.energy_comm_j) == pytest.approx(want)
     assert float(c.total_s) == pytest.approx(6.0)  # the tail adds energy, not active time
     # Cut during training: the download's tail runs over what was trained, no upload tail.
-    cut, down, up = truncate(c, np.array([3.0]), np.array([1e6]), np.array([1e6]),
-                             np.array([3.0]), np.array([2.0]), np.array([0.12]), 10.0, 1.0)  # fmt: skip
+    one = np.array
+    cut, down, up = truncate(
+        c, one([3.0]), one([1e6]), one([1e6]), one([3.0]), one([2.0]), one([0.12]), 10.0, 1.0
+    )
     assert up.tolist() == [0]
     assert float(cut.energy_comm_j[0]) == pytest.approx(2.0 * 1.0 + 1e6 / 1e9 * 0.12 * 3.6e6 + 2.0)
 
