@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from greenfl.selection.base import SelectionContext
-from greenfl.selection.utility import require_estimates
+from greenfl.selection.utility import exploration_share, require_estimates
 
 _LEVELS = 3  # carbon-intensity terciles
 
@@ -83,7 +83,7 @@ class AutoFLSelector:
             return candidates[:0]
         _, carbon_g, _ = require_estimates(ctx, self.name)
         ctxs = self.contexts(candidates, ctx)
-        eps = max(self.min_exploration, self.exploration * self.decay ** (ctx.round_idx - 1))
+        eps = exploration_share(self.exploration, self.decay, self.min_exploration, ctx.round_idx)
         untried = np.array([c not in self.tries for c in ctxs.tolist()])
         value = np.array([self.q.get(c, 0.0) for c in ctxs.tolist()])
         # Untried contexts first, then by Q (ties at random); each of the k picks explores

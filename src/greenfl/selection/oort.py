@@ -11,7 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from greenfl.selection.base import SelectionContext
-from greenfl.selection.utility import require_estimates, statistical_utility
+from greenfl.selection.utility import (
+    exploration_share,
+    require_estimates,
+    statistical_utility,
+)
 
 
 class OortSelector:
@@ -57,7 +61,7 @@ class OortSelector:
             return candidates[:0]
         _, _, duration_s = require_estimates(ctx, self.name)
         explored = ctx.last_selected[candidates] >= 0
-        eps = max(self.min_exploration, self.exploration * self.decay ** (ctx.round_idx - 1))
+        eps = exploration_share(self.exploration, self.decay, self.min_exploration, ctx.round_idx)
         n_unexplored = int((~explored).sum())
         n_explore = min(n_unexplored, int(round(k * eps)))
         n_exploit = min(k - n_explore, int(explored.sum()))

@@ -37,3 +37,9 @@ def lowest(score: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
         return candidates[:0]
     order = np.lexsort((candidates, score))[:k]
     return np.sort(candidates[order])
+
+
+def exploration_share(initial: float, decay: float, floor: float, round_idx: int) -> float:
+    """The share of a round's picks that explore: ``initial``, kept by ``decay`` each round
+    after the first, never below ``floor`` (Oort's and AutoFL-style's epsilon)."""
+    return max(floor, initial * decay ** (round_idx - 1))
