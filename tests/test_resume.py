@@ -42,51 +42,74 @@ def test_resume_without_a_ledger_is_a_config_error(tiny_config: RunConfig, tmp_p
         build_loop(tiny_config, tmp_path / "none", resume=True)
 
 
-def test_a_snapshot_of_the_earlier_form_still_restores(
-    tiny_config: RunConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+class _Payload:
+    """A pickle that, when loaded, writes a file: what a tampered ledger would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (str(self.marker), "pwned"))  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("form", ["pickle", "torch.save"])
+def test_a_pickled_snapshot_is_refused_without_running_it(
+    tiny_config: RunConfig, tmp_path: Path, form: str
 ) -> None:
-    """Ledgers written before snapshot format 2 hold a pickle of boxed numpy arrays, the
-    per-client arrays sparse as boxed tensors; a resumed run must still read them."""
+    """Reading a hostile ledger never runs code: a snapshot that is a pickle (greenfl's
+    earlier forms) is refused with a LedgerError, and its payload never runs."""
+    import io
     import pickle
 
+    import torch
+
+    from greenfl.core.errors import LedgerError
+
+    marker = tmp_path / "ran"
+    if form == "pickle":
+        blob = pickle.dumps({"format": 2, "x": _Payload(marker)})
+    else:
+        buf = io.BytesIO()
+        torch.save({"x": _Payload(marker)}, buf)
+        blob = buf.getvalue()
+    fresh = build_loop(tiny_config)
+    with pytest.raises(LedgerError, match="not read"):
+        fresh.restore(blob)
+    assert not marker.exists()
+
+
+def test_a_snapshot_round_trips_nested_state_exactly(tiny_config: RunConfig) -> None:
+    """The safe format keeps what states hold: tensors as tensors, arrays as arrays, tuples,
+    int-keyed dicts, NaN and big ints (a PCG64 state)."""
     import numpy as np
     import torch
 
-    import greenfl.engine.loop as loop_module
+    from greenfl.engine.snapshot import dumps, read_snapshot
 
-    loop = build_loop(tiny_config)
-    loop.run_round()
-    loop.run_round()
-    st = loop.state
-    box = loop_module._TensorBox
-
-    def sparse(values: np.ndarray, default: float) -> dict[str, object]:
-        idx = np.flatnonzero(~np.isnan(values) if np.isnan(default) else values != default)
-        return {"index": box(idx), "value": box(values[idx])}
-
-    old = {
-        "round": st.round,
-        "global_params": box(st.global_params.numpy()),
-        "now_s": st.now_s,
-        "population_size": len(st.participation),
-        "participation": sparse(st.participation, 0),
-        "last_selected": sparse(st.last_selected, -1),
-        "last_loss": sparse(st.last_loss, np.nan),
-        "rngs": {k: r.bit_generator.state for k, r in loop.rngs.items()},
-        "strategy": {},
-        "planner": loop.planner.state_dict(),
-        "cum_energy_j": st.cum_energy_j,
-        "cum_carbon_g": st.cum_carbon_g,
-        "last_round_carbon_g": st.last_round_carbon_g,
-        "best_accuracy": st.best_accuracy,
+    state = {
+        "t": torch.arange(3, dtype=torch.float32),
+        "a": np.array([1, 2], dtype=np.int16),
+        "pairs": [(1, 0.5), (2, float("nan"))],
+        "by_id": {3: "x", (1, 2): [1.5]},
+        "big": 2**100 + 7,
     }
-    monkeypatch.setattr(box, "__module__", "greenfl.engine.loop")  # where it lived then
-    blob = pickle.dumps(old)
-    assert b"greenfl.engine.loop" in blob and b"_TensorBox" in blob
-    fresh = build_loop(tiny_config)
-    fresh.restore(blob)
-    assert fresh.state.round == 2 and fresh.state.now_s == st.now_s
-    assert torch.equal(fresh.state.global_params, st.global_params)
-    assert np.array_equal(fresh.state.participation, st.participation)
-    assert np.array_equal(fresh.state.last_loss, st.last_loss, equal_nan=True)
-    assert fresh.rngs["selection"].random() == loop.rngs["selection"].random()
+    blob = dumps(
+        {
+            "global_params": np.zeros(4, dtype=np.float32),
+            "participation": np.zeros(2, dtype=np.int32),
+            "last_selected": {"index": np.array([1]), "value": np.array([5])},
+            "last_loss": np.full(2, np.nan, dtype=np.float32),
+            "strategy": {},
+            "planner": state,
+        }
+    )
+    snap = read_snapshot(blob, 2)
+    got = snap["planner"]
+    assert isinstance(got["t"], torch.Tensor) and torch.equal(got["t"], state["t"])
+    assert isinstance(got["a"], np.ndarray) and got["a"].dtype == np.int16
+    assert got["pairs"][0] == (1, 0.5) and np.isnan(got["pairs"][1][1])
+    assert got["by_id"] == {3: "x", (1, 2): [1.5]}
+    assert got["big"] == 2**100 + 7
+    assert snap["last_selected"].tolist() == [-1, 5]
+    with pytest.raises(TypeError, match="cannot hold"):
+        dumps({"planner": {"f": object()}})

@@ -28,6 +28,7 @@ from greenfl.config_sections import (
     check_name,
 )
 from greenfl.core.errors import ConfigError
+from greenfl.core.files import parse_toml, parse_yaml, read_text
 
 __all__ = [
     "AdaptConfig",
@@ -57,7 +58,7 @@ else:  # pragma: no cover
 
 
 class TrainConfig(Section):
-    rounds: int = Field(20, ge=1, description="federated rounds to run (at most)")
+    rounds: int = Field(20, ge=1, le=10_000_000, description="federated rounds to run (at most)")
     clients_per_round: int = Field(10, ge=1, description="clients whose updates a round aggregates")
     local_epochs: int = Field(1, ge=1, description="passes over its data a client makes per round")
     max_local_steps: int = Field(
@@ -192,6 +193,7 @@ class RunConfig(Section):
     seed: int = Field(
         0,
         ge=0,
+        le=2**32 - 1,  # numpy's and torch's seeds, and seed + offset, stay in range
         description="seeds the data split, model init, selection, availability and drop-outs",
     )
     data: DataConfig = Field(default_factory=DataConfig)
@@ -220,6 +222,16 @@ class RunConfig(Section):
             raise ValueError(
                 f"adapt.clients_per_round ({max(self.adapt.clients_per_round)}) exceeds "
                 f"data.num_clients ({self.data.num_clients})"
+            )
+        smallest = min([self.train.clients_per_round, *self.adapt.clients_per_round])
+        if (
+            self.strategy.name == "trimmed_mean"
+            and self.strategy.trim_fraction > 0
+            and smallest < 3
+        ):
+            raise ValueError(
+                f"strategy.name = 'trimmed_mean' cuts one update per side and keeps one: it "
+                f"needs 3 or more clients per round, not {smallest}"
             )
         return self
 
@@ -272,22 +284,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def _read_file(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}".replace("\n", " ")) from None
+    text = read_text(path, "config file", ConfigError)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        data = parse_yaml(text, str(path), ConfigError)
+        data = {} if data is None else data
     else:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        data = parse_toml(text, str(path), ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a table of keys")
     return data

@@ -13,6 +13,10 @@ from greenfl.config_sections import Section, check_name
 ON_DISK = ("femnist", "leaf", "cifar10", "cifar100", "hf")
 
 
+MAX_WIDTH = 65_536
+MAX_LAYERS = 64
+
+
 class DataConfig(Section):
     dataset: str = Field(
         "digits",
@@ -28,6 +32,7 @@ class DataConfig(Section):
     num_clients: int = Field(
         100,
         ge=1,
+        le=100_000_000,
         description="clients in the population; naturally split datasets (shakespeare, "
         "femnist, leaf, hf with natural_id) take a seeded subset of this many users",
     )
@@ -114,4 +119,7 @@ class ModelConfig(Section):
     def _positive_hidden(cls, v: list[int]) -> list[int]:
         if any(h < 1 for h in v):
             raise ValueError("every hidden layer width must be >= 1")
+        if any(h > MAX_WIDTH for h in v) or len(v) > MAX_LAYERS:
+            # A width of 2e9 would allocate hundreds of GB before anything could fail.
+            raise ValueError(f"at most {MAX_LAYERS} hidden layers of width <= {MAX_WIDTH}")
         return v

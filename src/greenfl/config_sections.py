@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def check_name(kind: str, value: str, names: list[str]) -> str:
@@ -65,6 +65,29 @@ class DeployConfig(Section):
     early_close: bool = Field(True, description="close a round once k updates are accepted")
     max_client_samples: int | None = Field(
         None, ge=1, description="refuse clients declaring more local samples (--data-dir)"
+    )
+    plausibility_factor: float = Field(
+        10.0,
+        gt=1,
+        description="reject an update whose reported FLOPs, compute seconds or energy lie "
+        "outside this factor of the server's model of the client's round",
+    )
+    norm_bound_factor: float | None = Field(
+        10.0,
+        gt=1,
+        description="reject an update whose L2 norm exceeds this multiple of the round's "
+        "median (3+ updates); none: off",
+    )
+    sample_bound_factor: float | None = Field(
+        10.0,
+        gt=1,
+        description="cap an update's weight at this multiple of the round's median samples "
+        "(3+ updates); none: off",
+    )
+    quarantine_rounds: int = Field(
+        5,
+        ge=0,
+        description="rounds a client sits out after 2 rejected or timed-out tasks in a row",
     )
 
 

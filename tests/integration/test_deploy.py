@@ -348,7 +348,8 @@ def test_bad_clients_are_rejected_or_dropped_and_the_run_completes(
     tmp_path: Path, procs: Procs
 ) -> None:
     # Clients 0, 1 honest; 2 malicious; 3 is killed mid-round 1. 0.2 MB message limit.
-    extra = "max_update_norm = 100.0\nmax_message_mb = 0.2"
+    # Quarantine off: every round must reach client 2, to try each attack.
+    extra = "max_update_norm = 100.0\nmax_message_mb = 0.2\nquarantine_rounds = 0"
     write_config(tmp_path / "c.toml", n=4, rounds=4, extra=extra)
     (tmp_path / "token").write_text("t0k")
     port = free_port()

@@ -70,6 +70,11 @@ EXIT_USAGE = 2
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    empty = _empty_path_option(args)
+    if empty is not None:
+        # click turns "" into Path("."): the run would write into the current folder.
+        print(f"error: {empty} is empty; name a folder or file", file=sys.stderr)
+        return _exit(EXIT_USAGE)
     try:
         # Without standalone mode, click returns typer.Exit's code instead of raising it.
         rv = app(args=args, standalone_mode=False, prog_name="greenfl")
@@ -94,6 +99,18 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted before the first round; nothing was kept", file=sys.stderr)
         return _exit(130)
     return _exit(rv if isinstance(rv, int) else 0)
+
+
+def _empty_path_option(args: list[str]) -> str | None:
+    """The first path option given an empty value (``--out ""`` or ``--out=``), if any."""
+    for i, a in enumerate(args):
+        for opt in PATH_OPTIONS:
+            if a == f"{opt}=" or (a == opt and i + 1 < len(args) and args[i + 1] == ""):
+                return opt
+    return None
+
+
+PATH_OPTIONS = ("--out", "--token-file", "--tls-cert", "--tls-key", "--ca-cert", "--data-dir")
 
 
 def _exit(code: int) -> int:

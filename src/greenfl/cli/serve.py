@@ -19,6 +19,7 @@ from greenfl.engine.build import build_loop
 from greenfl.engine.records import RoundRecord
 from greenfl.engine.session import check_out_dir, run_session
 from greenfl.factories import codec_for
+from greenfl.models import training_flops_per_sample
 from greenfl.report.headline import format_carbon, format_energy
 
 __all__ = ["register", "resolve_config"]
@@ -79,7 +80,8 @@ def register(app: typer.Typer) -> None:
 
         def start() -> None:
             model_input = (loop.dataset.input_shape, loop.dataset.num_classes)
-            port = transport.start(loop.population, ParamSpec.of(loop.model), model_input)
+            fps = training_flops_per_sample(loop.model, *model_input, loop.cfg.train.batch_size)
+            port = transport.start(loop.population, ParamSpec.of(loop.model), model_input, fps)
             host = address.rsplit(":", 1)[0]
             # One parseable line, so scripts can find a port chosen with :0.
             print(f"greenfl serve: listening on {host}:{port}", file=sys.stderr, flush=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,7 @@ from greenfl.core.errors import ConfigError, UpdateRejected
 from greenfl.core.messages import ClientReport
 from greenfl.core.params import ParamSpec
 from greenfl.deploy import greenfl_pb2 as pb
+from greenfl.deploy.plausible import check_plausible
 from greenfl.deploy.sessions import Pending
 from greenfl.deploy.wire import encoded_from_pb, params_from_pb
 
@@ -48,20 +50,24 @@ def judge_update(
     loss = float(req.loss) if math.isfinite(req.loss) else float("nan")
 
     def report(status: str, reason: str | None, delta: torch.Tensor | None) -> ClientReport:
+        # Only an accepted update's own figures are kept: a refused one is accounted as
+        # modelled, so that what it claimed never reaches the clock or the ledger.
+        ok = status == "completed"
+        modelled = pending.model.expected_flops if pending.model is not None else 0.0
         return ClientReport(
             client_id=cid,
             status=status,
             reason=reason,
             delta=delta,
             num_samples=pending.num_samples,
-            flops=flops,
+            flops=flops if ok else modelled if status == "rejected" else 0.0,
             loss=loss,
             bytes_up=size,
             bytes_down=pending.bytes_down,
-            measured_energy_j=energy_j,
-            measured_compute_s=compute_s,
+            measured_energy_j=energy_j if ok else None,
+            measured_compute_s=compute_s if ok else None,
             # The client's meter modelled it (e.g. codecarbon from a TDP): say so.
-            energy_estimated=energy_j is not None and bool(fp.estimated),
+            energy_estimated=ok and energy_j is not None and bool(fp.estimated),
         )
 
     if req.error:
@@ -70,6 +76,11 @@ def judge_update(
         return report("failed", reason, None)
     try:
         delta = check_update(req, size, cid, pending, rules)
+        if pending.model is not None:
+            elapsed_s = None
+            if pending.delivered_at is not None:
+                elapsed_s = time.monotonic() - pending.delivered_at
+            check_plausible(flops, compute_s, energy_j, elapsed_s, pending.model)
     except UpdateRejected as exc:
         log.warning("rejected update of client %d in round %d: %s", cid, pending.round_idx, exc)
         return report("rejected", str(exc), None)

@@ -3,12 +3,15 @@ withdrawal of their tasks."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from greenfl.clients.validate import PROTOCOL_VERSION
 from greenfl.core.messages import ClientReport
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy.sessions import Pending, Session
+
+log = logging.getLogger("greenfl.serve")
 
 
 def withdrawn_report(cid: int, p: Pending, closed: float, accepted: int) -> ClientReport:
@@ -95,3 +98,17 @@ def round_closes(pending: dict[int, Pending], target: int) -> bool:
     if accepted_updates(pending) >= target:
         return True
     return all(p.report is not None for p in pending.values())
+
+
+def log_early_close(
+    round_idx: int, open_s: float, accepted: int, reports: list[ClientReport]
+) -> None:
+    """One line for a round that closed on its target, before every client answered."""
+    log.info(
+        "round %d closed after %.3f s with %d of %d updates; withdrew %d task(s)",
+        round_idx,
+        open_s,
+        accepted,
+        len(reports),
+        sum(r.status == "straggler" for r in reports),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from greenfl.core.errors import ConfigError
+from greenfl.core.files import read_text
 from greenfl.deploy.servicer import TlsFiles
 
 
@@ -12,7 +13,7 @@ def read_token(path: Path | None) -> str | None:
     """The token in ``path`` (surrounding whitespace stripped), or None without a file."""
     if path is None:
         return None
-    text = _read(path, "--token-file").decode("utf-8", errors="strict").strip()
+    text = read_text(path, f"--token-file {path}", ConfigError, max_bytes=64 * 1024).strip()
     if not text:
         raise ConfigError(f"--token-file {path}: the file is empty")
     return text

@@ -9,9 +9,8 @@ CANCEL and reported as ``straggler``s), every client answered or disconnected, o
 A client that disconnects or times out is ``failed``; an update that fails validation is
 ``rejected`` with its reason: ledger rows like any other, so nothing past this seam knows.
 
-Threads: gRPC runs each call on its own worker thread (a connected client holds one for its
-stream); the round loop calls ``available_clients``/``fit`` from its own thread. All shared
-state is guarded by one condition variable."""
+Threads: gRPC runs each call on its own worker thread (a connected client holds one); the
+loop calls ``available_clients``/``fit`` from its own. One condition variable guards all."""
 
 from __future__ import annotations
 
@@ -26,9 +25,7 @@ import grpc
 import numpy as np
 import torch
 
-from greenfl.clients.validate import (
-    PROTOCOL_VERSION,
-)
+from greenfl.clients.validate import PROTOCOL_VERSION
 from greenfl.compression import Codec
 from greenfl.config import RunConfig
 from greenfl.core.errors import TransportError
@@ -36,11 +33,14 @@ from greenfl.core.messages import ClientReport, FitInstructions
 from greenfl.core.params import ParamSpec
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy.checks import UpdateRules, check_message_limit, judge_update
+from greenfl.deploy.plausible import bound_round, round_model
+from greenfl.deploy.quarantine import Quarantine
 from greenfl.deploy.rounds import (
     accepted_updates,
     cancel_task,
     failed_report,
     late_reason,
+    log_early_close,
     round_closes,
     withdrawn_report,
 )
@@ -83,6 +83,8 @@ class GrpcTransport:
         self._device_overrides: dict[int, str] = {}
         self._sample_overrides: dict[int, int] = {}
         self._partition_sizes: np.ndarray | None = None
+        self.flops_per_sample = 0.0  # the model's training FLOPs per sample, once started
+        self._quarantine = Quarantine(dep.quarantine_rounds)
         self._target: int | None = None  # accepted updates that close the next round
         self.model_input: tuple[tuple[int, ...], int] | None = None
         self._shutdown: str | None = None
@@ -97,6 +99,7 @@ class GrpcTransport:
         population: Population,
         spec: ParamSpec,
         model_input: tuple[tuple[int, ...], int] | None = None,
+        flops_per_sample: float = 0.0,
     ) -> int:
         """Listen on ``address``; returns the bound port (useful with port 0).
         ``model_input``: the model's (input shape, number of classes), told to clients that
@@ -104,6 +107,7 @@ class GrpcTransport:
         self.population = population
         self.spec = spec
         self.model_input = model_input
+        self.flops_per_sample = flops_per_sample
         self._partition_sizes = population.num_samples.copy()
         check_message_limit(spec.numel, self.max_message_bytes)
         # One worker thread per connected client (its Tasks stream) plus room for calls.
@@ -193,8 +197,10 @@ class GrpcTransport:
             self._pending = {}
             for cid in cohort:
                 sess = self._by_client.get(int(cid))
-                if sess is None or not sess.open:
+                why = self._quarantine.reason(int(cid), round_idx)
+                if why is None and (sess is None or not sess.open):
                     why = "not connected when the round started"
+                if why is not None or sess is None:
                     reports[cid] = failed_report(cid, int(self._pop.num_samples[cid]), 0, why)
                     continue
                 task = pb.Task()
@@ -202,13 +208,13 @@ class GrpcTransport:
                 if cid in instructions.client_steps:  # partial work: this client's step cap
                     task.instructions.CopyFrom(instructions_to_pb(instructions.for_client(cid)))
                 task.task_id = f"r{round_idx}-c{cid}-{secrets.token_hex(6)}"
+                n = self._expected_samples(sess)
+                fps, dep = self.flops_per_sample, self.cfg.deploy
                 self._pending[cid] = Pending(
-                    task.task_id,
-                    sess.session_id,
-                    round_idx,
-                    task.ByteSize(),
-                    self._expected_samples(sess),
-                )
+                    task.task_id, sess.session_id, round_idx, task.ByteSize(), n,
+                    model=round_model(self._pop, int(cid), instructions, n, fps,
+                                      self.round_timeout_s, dep.plausibility_factor),
+                )  # fmt: skip
                 sess.queue.append(task)
             self._cond.notify_all()
             start = time.monotonic()
@@ -235,15 +241,12 @@ class GrpcTransport:
             self._closed, self._pending = self._pending, {}
             self._cond.notify_all()
         if accepted >= target and target < len(cohort):
-            log.info(
-                "round %d closed after %.3f s with %d of %d updates; withdrew %d task(s)",
-                round_idx,
-                closed - start,
-                accepted,
-                len(cohort),
-                sum(r.status == "straggler" for r in reports.values()),
-            )
-        return [reports[cid] for cid in cohort]
+            log_early_close(round_idx, closed - start, accepted, list(reports.values()))
+        dep = self.cfg.deploy
+        out = bound_round([reports[cid] for cid in cohort], dep.norm_bound_factor,
+                          dep.sample_bound_factor)  # fmt: skip
+        self._quarantine.record(round_idx, out)
+        return out
 
     def _expected_samples(self, sess: Session) -> int:
         if sess.num_samples > 0:

@@ -12,6 +12,7 @@ import grpc
 from greenfl.clients.validate import PROTOCOL_VERSION
 from greenfl.core.messages import ClientReport
 from greenfl.deploy import greenfl_pb2 as pb
+from greenfl.deploy.plausible import RoundModel
 from greenfl.fleet.population import Population
 
 
@@ -35,6 +36,7 @@ class Pending:
     bytes_down: int
     num_samples: int  # the update's expected weight: partition size, or declared local size
     delivered_at: float | None = None  # monotonic time the client took the task off its stream
+    model: RoundModel | None = None  # the server's model of this round, to judge its footprint
     report: ClientReport | None = None
 
 

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
 from greenfl._version import __version__
+from greenfl.accounting.sources import intensity_sources
 from greenfl.clients.inprocess import InProcessTransport
 from greenfl.clients.trainer import ClientTrainer
 from greenfl.clients.transport import ClientTransport
@@ -32,8 +34,10 @@ from greenfl.factories import (
 from greenfl.fleet.catalog import Fleet, load_fleet
 from greenfl.fleet.population import Population
 from greenfl.footprint.meters import best_meter
+from greenfl.ledger.folder import claim_folder, replace_previous_run
 from greenfl.ledger.writer import LedgerWriter
 from greenfl.models import forward_flops_per_sample, training_flops_per_sample
+from greenfl.scheduling.clock import SimClock
 
 
 def build_loop(
@@ -50,11 +54,48 @@ def build_loop(
     torch.nn.Module works); ``transport`` replaces in-process clients (e.g. gRPC).
     An existing ledger in ``out_dir`` is an error unless ``overwrite``: no run is lost by
     accident. ``resume`` continues the run in ``out_dir`` from its last completed round."""
+    lock = claim_folder(Path(out_dir)) if out_dir is not None else None
+    try:
+        parts = _open_ledger(cfg, out_dir, model, dataset, transport, overwrite, resume)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    if lock is not None:
+        parts.ledger.on_close.append(lock.release)
+    return _assemble(cfg, parts, callbacks, resume)
+
+
+@dataclass
+class _Parts:
+    ledger: LedgerWriter
+    model: nn.Module
+    dataset: FederatedDataset
+    fleet: Fleet
+    population: Population
+    transport: ClientTransport
+    trainer: ClientTrainer | None
+    server_work: ServerWorkModel | None
+    trackers: list[Callback]
+
+
+def _open_ledger(
+    cfg: RunConfig,
+    out_dir: str | Path | None,
+    model: nn.Module | None,
+    dataset: FederatedDataset | None,
+    transport: ClientTransport | None,
+    overwrite: bool,
+    resume: bool,
+) -> _Parts:
+    """(run folder locked) Every input built and checked (data, model, fleet, its traces),
+    then the ledger: an earlier run in the folder is replaced only after all of that."""
     trackers = tracking_callbacks(cfg.report)  # first: a missing library fails before any work
     dataset = dataset if dataset is not None else dataset_for(cfg.data, cfg.seed)
     if model is None:
         model = build_model_for(cfg, dataset)
     fleet = load_fleet(cfg.fleet.catalog)
+    intensity_sources(fleet, cfg.fleet, SimClock(cfg.fleet.start_time))  # reads every trace
     population = Population.assign(fleet, dataset.client_sizes(), cfg.seed)
     trainer: ClientTrainer | None = None
     server_work: ServerWorkModel | None = None
@@ -82,9 +123,7 @@ def build_loop(
                 raise GreenflError(
                     f"{out} already holds a ledger; choose another --out, or --force to replace it"
                 )
-            out.mkdir(parents=True, exist_ok=True)
-            for stale in (ledger_path, out / "ledger.sqlite-wal", out / "ledger.sqlite-shm"):
-                stale.unlink(missing_ok=True)
+            replace_previous_run(out)
     elif resume:
         raise ConfigError("resume needs an output folder holding the run's ledger")
     # A deployment hands every round over at once: its rounds are real clients' work, and
@@ -92,6 +131,15 @@ def build_loop(
     ledger = LedgerWriter(
         ledger_path, batch_s=cfg.engine.ledger_batch_s if trainer is not None else 0.0
     )
+    return _Parts(
+        ledger, model, dataset, fleet, population, transport, trainer, server_work, trackers
+    )
+
+
+def _assemble(
+    cfg: RunConfig, parts: _Parts, callbacks: Sequence[Callback], resume: bool
+) -> RoundLoop:
+    ledger, trainer, fleet = parts.ledger, parts.trainer, parts.fleet
     state = saved_state(ledger) if resume else None
     if not resume:
         ledger.begin_run(cfg.to_dict(), fleet.to_dict(), __version__)
@@ -99,18 +147,18 @@ def build_loop(
         ledger.set_meta("trainer", trainer.name)
     loop = RoundLoop(
         cfg,
-        model,
-        dataset,
+        parts.model,
+        parts.dataset,
         fleet,
-        population,
+        parts.population,
         strategy_for(cfg.strategy),
         selector_for(cfg),
-        transport,
+        parts.transport,
         ledger,
         best_meter(),
-        [*callbacks, *trackers],
+        [*callbacks, *parts.trackers],
         checkpoint=cfg.engine.checkpoint,
-        server_work=server_work,
+        server_work=parts.server_work,
     )
     if state is not None:
         loop.restore(state)

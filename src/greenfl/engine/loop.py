@@ -31,7 +31,6 @@ from greenfl.engine.partial import PartialWork, plan_partial_work, updates_of
 from greenfl.engine.planning import RoundPlan, RoundPlanner, idle_server
 from greenfl.engine.records import Callback, RoundRecord, ServerCost
 from greenfl.engine.server_work import Evaluated, ServerWorkModel, server_cost
-from greenfl.engine.snapshot import _TensorBox  # noqa: F401 - earlier snapshots name it here
 from greenfl.engine.state import LoopState, restore_state, state_bytes
 from greenfl.engine.stopping import callback_stop, stop_after, stop_before
 from greenfl.fleet.catalog import Fleet

@@ -1,36 +1,46 @@
 """The loop's state as the ledger keeps it: the ``server_state`` row written in the same
 transaction as each round's rows, from which ``--resume`` continues.
 
-A snapshot is a pickle of plain Python values, numpy arrays as ``(dtype, shape, bytes)``:
-cheap to write and to read, and nothing in it but a strategy's own state names a class.
-``read_snapshot`` also reads the two earlier forms: a pickle of numpy arrays boxed as
-``_TensorBox``, and the first, a ``torch.save`` archive."""
+A snapshot is an ``.npz`` archive read with ``allow_pickle=False``: every array (tensors as
+numpy arrays) is an entry of its own, and the rest is one JSON document, ``meta``, in which
+arrays are referenced by name. Reading one can never run code, whoever wrote the ledger.
+Earlier greenfl wrote pickles (and first a ``torch.save`` archive); those are refused with
+an error that says so, because unpickling a hostile ledger runs the attacker's code."""
 
 from __future__ import annotations
 
 import io
-import pickle
+import json
+import zipfile
 from typing import Any
 
 import numpy as np
 import torch
 
-FORMAT = 2
+from greenfl.core.errors import LedgerError
 
-ArrayPart = tuple[str, tuple[int, ...], bytes]
+FORMAT = 3
+_META = "meta"
 
 
-def array_part(values: np.ndarray) -> ArrayPart:
+def array_part(values: np.ndarray) -> np.ndarray:
     """An array as a snapshot holds it."""
-    return (values.dtype.str, values.shape, values.tobytes())
+    return np.ascontiguousarray(values)
 
 
 def dumps(parts: dict[str, Any]) -> bytes:
-    """A snapshot's bytes (``parts``: plain values and array parts; see RoundLoop.snapshot)."""
-    return pickle.dumps({"format": FORMAT, **parts}, protocol=pickle.HIGHEST_PROTOCOL)
+    """A snapshot's bytes (``parts``: plain values, arrays and tensors; see state_bytes).
+    Raises TypeError for a value the format cannot hold, at write time, not at resume."""
+    arrays: dict[str, np.ndarray] = {}
+    meta = _encode({"format": FORMAT, **parts}, arrays)
+    text = json.dumps(meta, allow_nan=True, separators=(",", ":")).encode("utf-8")
+    arrays[_META] = np.frombuffer(text, dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
 
 
-def compact(values: np.ndarray, default: float) -> ArrayPart | dict[str, ArrayPart]:
+def compact(values: np.ndarray, default: float) -> np.ndarray | dict[str, np.ndarray]:
     """The entries that differ from ``default``, where they are few (a snapshot then costs
     the clients that have taken part so far, not the whole population: a million clients
     would be 12 MB a round); the whole array where most of them do."""
@@ -38,76 +48,116 @@ def compact(values: np.ndarray, default: float) -> ArrayPart | dict[str, ArrayPa
     if 3 * np.count_nonzero(changed) > len(values):
         return array_part(values)
     idx = np.flatnonzero(changed)
-    return {"index": array_part(idx), "value": array_part(values[idx])}
+    return {"index": idx, "value": values[idx]}
 
 
 def small_state(state: dict[str, Any]) -> dict[str, Any]:
-    """A strategy's or planner's state (tensors, arrays, numbers) as the snapshot holds it:
-    tensors boxed as numpy arrays."""
-    return _to_numpy(state)
+    """A strategy's or planner's state (tensors, arrays, numbers) as the snapshot holds it."""
+    return state
 
 
 def read_snapshot(blob: bytes, population_size: int) -> dict[str, Any]:
-    """Any form of snapshot as one dict: ``global_params`` a tensor; ``participation``,
+    """A snapshot as one dict: ``global_params`` a tensor; ``participation``,
     ``last_selected``, ``last_loss`` dense numpy arrays; ``strategy`` and ``planner`` state
-    dicts; ``rngs`` bit-generator states; and the scalars."""
-    if blob[:2] == b"PK":  # a torch.save archive, as snapshots were first written
-        snap = torch.load(io.BytesIO(blob), weights_only=False)
-    else:
-        snap = pickle.loads(blob)
-    if snap.get("format") == FORMAT:
-        snap = dict(snap)
-        snap["global_params"] = torch.from_numpy(_array(snap["global_params"]))
-        snap["strategy"] = _small(snap["strategy"])
-        snap["planner"] = _small(snap["planner"])
-    else:
-        snap = _to_torch(snap)
+    dicts (tensors back as tensors, arrays as arrays); ``rngs`` bit-generator states; and
+    the scalars.
+    A LedgerError for anything that is not a snapshot of this format."""
+    snap = _load(blob)
+    snap["global_params"] = torch.from_numpy(np.array(snap["global_params"]))
+    snap["strategy"] = snap.get("strategy") or {}
+    snap["planner"] = snap.get("planner") or {}
     n = int(snap.get("population_size", population_size))
+    if n != population_size:
+        raise LedgerError(
+            f"the snapshot is of a population of {n} clients, this run has {population_size}"
+        )
     snap["participation"] = _dense(snap["participation"], n, 0, np.int32)
     snap["last_selected"] = _dense(snap["last_selected"], n, -1, np.int32)
     snap["last_loss"] = _dense(snap["last_loss"], n, np.nan, np.float32)
-    snap.setdefault("planner", {})
     return snap
 
 
-def _array(part: Any) -> np.ndarray:
-    if isinstance(part, tuple):  # (dtype, shape, bytes)
-        dtype, shape, data = part
-        return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
-    return np.asarray(part)  # a tensor or array of an earlier form
+def _load(blob: bytes) -> dict[str, Any]:
+    if blob[:2] != b"PK":
+        raise LedgerError(
+            "the ledger's snapshot is a pickle written by an earlier greenfl; it is not read, "
+            "because unpickling can run code: start the run anew (without --resume)"
+        )
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            if _META not in npz.files:
+                raise LedgerError(
+                    "the ledger's snapshot is not a greenfl snapshot (a torch.save archive of "
+                    "an earlier greenfl?); it is not read: start the run anew"
+                )
+            arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
+    except (ValueError, OSError, zipfile.BadZipFile, UnicodeDecodeError, KeyError) as exc:
+        raise LedgerError(f"the ledger's snapshot is unreadable: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise LedgerError(f"the ledger's snapshot has an unknown format: {meta.get('format')!r}")
+    try:
+        out = _decode(meta, arrays)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LedgerError(f"the ledger's snapshot is malformed: {exc}") from None
+    return out
+
+
+def _encode(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    if isinstance(obj, torch.Tensor):
+        name = f"a{len(arrays)}"
+        arrays[name] = obj.detach().cpu().numpy()
+        return {"$tensor": name}
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise TypeError("a snapshot cannot hold an object array")
+        name = f"a{len(arrays)}"
+        arrays[name] = obj
+        return {"$array": name}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, tuple):
+        return {"$tuple": [_encode(v, arrays) for v in obj]}
+    if isinstance(obj, list):
+        return [_encode(v, arrays) for v in obj]
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) and not k.startswith("$") for k in obj):
+            return {k: _encode(v, arrays) for k, v in obj.items()}
+        return {"$items": [[_encode(k, arrays), _encode(v, arrays)] for k, v in obj.items()]}
+    raise TypeError(f"a snapshot cannot hold a {type(obj).__name__}")
+
+
+def _decode(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(obj, list):
+        return [_decode(v, arrays) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "$array" in obj:
+        return arrays[obj["$array"]]
+    if "$tensor" in obj:
+        return torch.from_numpy(np.array(arrays[obj["$tensor"]]))
+    if "$tuple" in obj:
+        return tuple(_decode(v, arrays) for v in obj["$tuple"])
+    if "$items" in obj:
+        return {_key(_decode(k, arrays)): _decode(v, arrays) for k, v in obj["$items"]}
+    return {k: _decode(v, arrays) for k, v in obj.items()}
+
+
+def _key(k: Any) -> Any:
+    # A dict key must be hashable; a list can only come from a tampered file.
+    if isinstance(k, list | dict | np.ndarray):
+        raise TypeError("a snapshot dict key is not hashable")
+    return k
 
 
 def _dense(stored: Any, n: int, default: float, dtype: type) -> np.ndarray:
     if isinstance(stored, dict):
         out = np.full(n, default, dtype=dtype)
-        out[_array(stored["index"])] = _array(stored["value"])
+        out[np.asarray(stored["index"], dtype=np.int64)] = stored["value"]
         return out
-    return _array(stored).astype(dtype, copy=False)
-
-
-def _small(state: dict[str, Any] | None) -> dict[str, Any]:
-    return _to_torch(state) if state else {}
-
-
-def _to_numpy(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return _TensorBox(obj.detach().cpu().numpy())
-    if isinstance(obj, dict):
-        return {k: _to_numpy(v) for k, v in obj.items()}
-    return obj
-
-
-def _to_torch(obj: Any) -> Any:
-    if isinstance(obj, _TensorBox):
-        return torch.from_numpy(np.array(obj.array))
-    if isinstance(obj, dict):
-        return {k: _to_torch(v) for k, v in obj.items()}
-    return obj
-
-
-class _TensorBox:
-    """A tensor's values in a pickled state (plain numpy arrays stay numpy when read back).
-    Its module and name are in snapshots already written: they stay."""
-
-    def __init__(self, array: np.ndarray) -> None:
-        self.array = array
+    values = np.asarray(stored).astype(dtype, copy=False)
+    if values.shape != (n,):
+        raise LedgerError(f"the snapshot's per-client array has shape {values.shape}, not ({n},)")
+    return values

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from greenfl.core.errors import LedgerError
 from greenfl.engine.snapshot import array_part, compact, dumps, read_snapshot, small_state
 
 
@@ -70,7 +71,13 @@ def restore_state(
     """``st``, the random streams, the strategy's and the planner's state from a snapshot."""
     snap = read_snapshot(blob, len(st.participation))
     st.round = int(snap["round"])
-    st.global_params = snap["global_params"]
+    params = snap["global_params"]
+    if params.shape != st.global_params.shape or params.dtype != st.global_params.dtype:
+        raise LedgerError(
+            f"the snapshot's model has {tuple(params.shape)} {params.dtype} parameters, this "
+            f"run's {tuple(st.global_params.shape)} {st.global_params.dtype}"
+        )
+    st.global_params = params
     st.now_s = float(snap["now_s"])
     st.participation = snap["participation"]
     st.last_selected = snap["last_selected"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from greenfl.core.errors import FleetError
+from greenfl.core.files import parse_toml, read_text
 from greenfl.fleet.profiles import (
     DeviceProfile,
     NetworkProfile,
@@ -19,16 +19,11 @@ from greenfl.fleet.profiles import (
     ServerProfile,
 )
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 BUILTIN = "builtin"
 
 
 class _FleetFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     device: list[DeviceProfile] = Field(min_length=1)
     network: list[NetworkProfile] = Field(min_length=1)
@@ -172,15 +167,10 @@ def load_fleet(catalog: str | Path = BUILTIN) -> Fleet:
         base = Path(str(folder))  # its traces/ ship beside it, in the installed package
     else:
         p = Path(catalog)
-        if not p.is_file():
-            raise FleetError(f"fleet file not found: {p}")
-        text = p.read_text(encoding="utf-8")
+        text = read_text(p, "fleet file", FleetError)
         path = str(p)
         base = p.parent
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise FleetError(f"{path}: invalid TOML: {exc}") from None
+    raw = parse_toml(text, path, FleetError)
     fleet = parse_fleet(raw, path)
     if base is not None:
         # Trace files are relative to the fleet file, so a fleet folder can be moved whole.

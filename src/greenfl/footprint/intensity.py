@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from greenfl.core.errors import FleetError
+from greenfl.core.files import read_text
 from greenfl.core.units import S_PER_HOUR
 
 
@@ -133,23 +135,27 @@ def read_trace_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def _parse_trace(name: str, _mtime_ns: int, _size: int) -> tuple[np.ndarray, np.ndarray]:
     path = Path(name)
     stamps, values = [], []
-    with path.open(newline="", encoding="utf-8") as fh:
-        for lineno, row in enumerate(csv.reader(fh), start=1):
-            if not row or row[0].strip().lower() == "timestamp":
-                continue
-            try:
-                when = datetime.fromisoformat(row[0].strip().replace("Z", "+00:00"))
-                value = float(row[1])
-            except (ValueError, IndexError):
-                raise FleetError(
-                    f"{path}:{lineno}: expected 'timestamp,ci_g_per_kwh', got {','.join(row)!r}"
-                ) from None
-            if when.tzinfo is None:
-                raise FleetError(f"{path}:{lineno}: timestamp needs a UTC offset or Z")
-            if not math.isfinite(value) or value < 0:
-                raise FleetError(f"{path}:{lineno}: intensity must be finite and >= 0, got {value}")
-            stamps.append(when.timestamp())
-            values.append(value)
+    text = read_text(path, "carbon-intensity trace", FleetError)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise FleetError(f"{path}: not a CSV file: {exc}") from None
+    for lineno, row in enumerate(rows, start=1):
+        if not row or row[0].strip().lower() == "timestamp":
+            continue
+        try:
+            when = datetime.fromisoformat(row[0].strip().replace("Z", "+00:00"))
+            value = float(row[1])
+        except (ValueError, IndexError):
+            raise FleetError(
+                f"{path}:{lineno}: expected 'timestamp,ci_g_per_kwh', got {','.join(row)!r}"
+            ) from None
+        if when.tzinfo is None:
+            raise FleetError(f"{path}:{lineno}: timestamp needs a UTC offset or Z")
+        if not math.isfinite(value) or value < 0:
+            raise FleetError(f"{path}:{lineno}: intensity must be finite and >= 0, got {value}")
+        stamps.append(when.timestamp())
+        values.append(value)
     if not stamps:
         raise FleetError(f"{path}: trace has no rows")
     return np.array(stamps), np.array(values)

@@ -78,6 +78,7 @@ class LedgerWriter:
         lock_wait_s: float = LOCK_WAIT_S,
     ) -> None:
         self.path = Path(path) if path is not None else None
+        self.on_close: list[Callable[[], None]] = []  # e.g. release the run folder's lock
         self._child: _WriterProcess | None = None
         if self.path is not None and background and _WriterProcess.supported():
             # First: the child locks the file, so an earlier writer of it has finished
@@ -185,6 +186,8 @@ class LedgerWriter:
             if self._child is not None:
                 self._stop()
             self._conn.close()
+            while self.on_close:
+                self.on_close.pop()()
 
 
 class _WriterProcess:

@@ -29,8 +29,19 @@ class Median(StatelessStrategy):
         return sort_flops(num_updates, num_params) + 3 * num_params
 
 
+def trim_count(trim_fraction: float, num_updates: int) -> int:
+    """Updates cut per side: ``trim_fraction`` of them, and at least one whenever a trim is
+    asked for and one remains in the middle (int(0.1 n) is 0 below 10 updates, which would
+    make the trimmed mean a plain mean for the small cohorts deployments run)."""
+    if trim_fraction <= 0:
+        return 0
+    cut = max(1, int(trim_fraction * num_updates))
+    return cut if num_updates - 2 * cut >= 1 else 0
+
+
 class TrimmedMean(StatelessStrategy):
     name = "trimmed_mean"
+    min_updates = 3  # one cut per side, one kept
 
     def __init__(self, trim_fraction: float = 0.1) -> None:
         self.trim_fraction = trim_fraction
@@ -39,12 +50,10 @@ class TrimmedMean(StatelessStrategy):
         self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]
     ) -> torch.Tensor:
         stacked = torch.stack([u.delta for u in updates]).sort(dim=0).values
-        cut = int(self.trim_fraction * len(updates))
-        kept = stacked[cut : len(updates) - cut] if len(updates) - 2 * cut > 0 else stacked
-        return global_params + kept.mean(dim=0)
+        cut = trim_count(self.trim_fraction, len(updates))
+        return global_params + stacked[cut : len(updates) - cut].mean(dim=0)
 
     def aggregation_flops(self, num_updates: int, num_params: int) -> int:
-        cut = int(self.trim_fraction * num_updates)
-        kept = num_updates - 2 * cut if num_updates - 2 * cut > 0 else num_updates
+        kept = num_updates - 2 * trim_count(self.trim_fraction, num_updates)
         # the sort, the kept values' sum and one divide, then the add to the model
         return sort_flops(num_updates, num_params) + (kept + 1) * num_params

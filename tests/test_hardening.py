@@ -1,0 +1,320 @@
+"""Issue 16's probe classes as regression tests: implausible client reports, the default
+defences of a deployment's round, quarantine, hostile files, and the run folder's lock."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from greenfl.config import build_config, load_config
+from greenfl.core.errors import ConfigError, FleetError, UpdateRejected
+from greenfl.core.files import MAX_YAML_ALIASES, parse_yaml, read_text
+from greenfl.core.messages import ClientReport
+from greenfl.deploy.plausible import RoundModel, bound_round, check_plausible
+from greenfl.deploy.quarantine import Quarantine
+from greenfl.ledger.folder import LOCK_FILE, claim_folder
+
+# A phone-like profile: 1e9 FLOP/s at 2 W; the round asks for 1e9 FLOPs, i.e. 1 s and 2 J.
+MODEL = RoundModel(expected_flops=1e9, flops_per_s=1e9, power_w=2.0, timeout_s=300.0, factor=10)
+
+
+def test_a_plausible_report_passes() -> None:
+    check_plausible(1.2e9, 0.9, 1.9, elapsed_s=1.5, m=MODEL)
+    check_plausible(1e9, None, None, elapsed_s=None, m=MODEL)
+
+
+@pytest.mark.parametrize(
+    ("flops", "compute_s", "energy_j", "elapsed_s", "what"),
+    [
+        (1e9, 1e12, None, None, "task was out for 300 s"),  # the clock-overflow probe
+        (1e9, 20.0, None, 5.0, "out for 6 s"),  # more than the server's own clock saw
+        (1e9, 1.0, 1e30, 2.0, "1e\\+30 J"),  # the ledger-poisoning probe
+        (1e9, 1.0, 0.0, 2.0, "reported 0 J"),  # 0 J stored as measured
+        (1e9, 1e-3, None, 2.0, "10x under"),  # 1000x faster than its device
+        (1e30, 1.0, None, 2.0, "FLOPs"),
+        (0.0, 1.0, None, 2.0, "FLOPs"),
+    ],
+)
+def test_an_implausible_report_is_rejected_with_its_reason(
+    flops: float, compute_s: float | None, energy_j: float | None, elapsed_s: float, what: str
+) -> None:
+    with pytest.raises(UpdateRejected, match=f"implausible: .*{what}"):
+        check_plausible(flops, compute_s, energy_j, elapsed_s, MODEL)
+
+
+def test_the_factor_bounds_are_inclusive_and_symmetric() -> None:
+    # 2 J modelled for 1 s: 0.2 J and 20 J are the edges, just beyond them is not.
+    check_plausible(1e9, 1.0, 0.2, 2.0, MODEL)
+    check_plausible(1e9, 1.0, 20.0, 2.0, MODEL)
+    with pytest.raises(UpdateRejected):
+        check_plausible(1e9, 1.0, 20.0001, 2.0, MODEL)
+    with pytest.raises(UpdateRejected):
+        check_plausible(1e9, 1.0, 0.1999, 2.0, MODEL)
+
+
+def _report(cid: int, delta: torch.Tensor, n: int = 100) -> ClientReport:
+    return ClientReport(cid, "completed", None, delta, n, 1e9, 0.5, 10, 10)
+
+
+def test_the_round_bounds_reject_a_scaled_update_and_cap_an_inflated_weight() -> None:
+    honest = [_report(i, torch.full((4,), 0.1 * (i + 1))) for i in range(4)]
+    scaled = _report(4, torch.full((4,), 1e6))
+    inflated = _report(5, torch.full((4,), 0.2), n=10**9)
+    out = bound_round([*honest, scaled, inflated], norm_factor=10.0, sample_factor=10.0)
+    norms = [float(r.delta.norm()) for r in [*honest, inflated]]  # type: ignore[union-attr]
+    median = float(np.median([*norms, 2e6]))
+    assert out[4].status == "rejected" and out[4].delta is None
+    assert f"{median:.4g}" in (out[4].reason or "")
+    # The weight cap: 10x the median of the kept updates' samples (100).
+    assert out[5].status == "completed" and out[5].num_samples == 1000
+    assert [r.num_samples for r in out[:4]] == [100] * 4
+
+
+def test_the_round_bounds_leave_fewer_than_three_updates_alone() -> None:
+    two = [_report(0, torch.ones(3)), _report(1, torch.full((3,), 1e9), n=10**9)]
+    assert bound_round(two, 10.0, 10.0) == two
+
+
+def test_quarantine_after_two_strikes_in_a_row() -> None:
+    q = Quarantine(rounds=3)
+    bad = ClientReport(7, "rejected", "implausible: x", None, 1, 0.0, math.nan, 0, 0)
+    late = ClientReport(7, "failed", "timeout: no update within 300 s", None, 1, 0.0, 0, 0, 0)
+    ok = ClientReport(7, "completed", None, torch.zeros(1), 1, 1.0, 0.1, 1, 1)
+    q.record(1, [bad])
+    q.record(2, [ok])  # a good round resets the count
+    q.record(3, [bad])
+    assert q.reason(7, 4) is None
+    q.record(4, [late])
+    assert q.reason(7, 5) and q.reason(7, 7) and "until round 8" in (q.reason(7, 5) or "")
+    assert q.reason(7, 8) is None
+
+
+# ---- hostile files ------------------------------------------------------------------
+
+
+def test_binary_garbage_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_bytes(b"\xff\xfe\x00garbage\x80")
+    with pytest.raises(ConfigError, match=r"c\.toml: config file is not UTF-8"):
+        load_config(p)
+    with pytest.raises(FleetError, match="not UTF-8"):
+        read_text(p, "fleet file", FleetError)
+
+
+def test_a_folder_where_a_file_is_expected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path)
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 12):
+        prev = f"*a{i - 1}"
+        lines.append(f"a{i}: &a{i} [{', '.join([prev] * 9)}]")
+    with pytest.raises(ConfigError, match="aliases|values"):
+        parse_yaml("\n".join(lines), "bomb.yaml", ConfigError)
+    few = "\n".join(["a: &a [1, 2]", *[f"b{i}: *a" for i in range(MAX_YAML_ALIASES)]])
+    assert len(parse_yaml(few, "ok.yaml", ConfigError)) == MAX_YAML_ALIASES + 1
+
+
+@pytest.mark.parametrize("text", ["a = " + "[" * 500 + "]" * 500, "x:\n" + "- " * 400 + "1"])
+def test_deep_nesting_is_an_error_not_a_recursion_error(tmp_path: Path, text: str) -> None:
+    p = tmp_path / ("c.toml" if text.startswith("a =") else "c.yaml")
+    p.write_text(text)
+    with pytest.raises(ConfigError, match="nested deeper|invalid"):
+        load_config(p)
+
+
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ("train.lr=inf", "lr"),
+        ("train.lr=nan", "lr"),
+        ("fleet.deadline_s=inf", "deadline_s"),
+        ("seed=9223372036854775807", "seed"),
+        ("model.hidden=[2000000000]", "hidden"),
+        ("data.num_clients=1000000000000", "num_clients"),
+    ],
+)
+def test_absurd_or_non_finite_values_name_their_key(setting: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        build_config({}, [setting])
+
+
+def test_non_finite_profile_figures_are_refused(tmp_path: Path) -> None:
+    from greenfl.fleet.catalog import load_fleet
+
+    fleet = tmp_path / "f.toml"
+    fleet.write_text(
+        textwrap.dedent(
+            """
+            [[device]]
+            name = "d"
+            flops_per_s = inf
+            active_power_w = 1
+            idle_power_w = 0.1
+            """
+        )
+    )
+    with pytest.raises(FleetError, match="flops_per_s"):
+        load_fleet(fleet)
+
+
+def test_a_nan_in_a_trace_names_the_file_and_line(tmp_path: Path) -> None:
+    from greenfl.footprint.intensity import read_trace_csv
+
+    p = tmp_path / "t.csv"
+    p.write_text("timestamp,ci_g_per_kwh\n2020-01-01T00:00:00Z,nan\n")
+    with pytest.raises(FleetError, match=r"t\.csv:2: intensity must be finite"):
+        read_trace_csv(p)
+
+
+# ---- the run folder -----------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from greenfl.ledger.folder import claim_folder
+claim_folder(Path(sys.argv[1]))
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_process_cannot_take_a_held_folder(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match=f"in use by another greenfl run \\(pid {holder.pid}"):
+            claim_folder(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = claim_folder(tmp_path)  # the kernel dropped the dead holder's lock
+    assert (tmp_path / LOCK_FILE).read_text() == str(__import__("os").getpid())
+    lock.release()
+
+
+def _cli(
+    args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str]:
+    """``greenfl ARGS`` in this process, from ``cwd``: (exit code, stderr)."""
+    from greenfl.cli import main
+
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+TINY = """
+seed = 0
+[data]
+dataset = "digits"
+num_clients = 10
+[model]
+name = "mlp"
+hidden = [8]
+[train]
+rounds = 2
+clients_per_round = 3
+[report]
+html = false
+"""
+
+
+@pytest.mark.parametrize(
+    "out",
+    ["", "/proc/greenfl-run", "file.txt", "file.txt/under"],
+    ids=["empty", "proc", "file", "under"],
+)
+def test_a_bad_out_is_one_line_and_exit_2(
+    tmp_path: Path, out: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "c.toml").write_text(TINY)
+    code, err = _cli(["run", "c.toml", "--out", out, "--quiet"], tmp_path, capsys, monkeypatch)
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert not (tmp_path / "ledger.sqlite").exists()
+
+
+def test_force_with_a_bad_trace_keeps_the_earlier_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--force validates first: a broken trace file is exit 2, and the earlier ledger and
+    summary stay as they were."""
+    import sqlite3
+
+    (tmp_path / "c.toml").write_text(TINY)
+    cli = (tmp_path, capsys, monkeypatch)
+    assert _cli(["run", "c.toml", "--out", "run", "--quiet"], *cli)[0] == 0
+    before = (tmp_path / "run" / "summary.json").read_bytes()
+    fleet = tmp_path / "fleet.toml"
+    from importlib import resources
+
+    text = resources.files("greenfl.fleet").joinpath("catalog/builtin.toml").read_text()
+    fleet.write_text(text.replace('trace = "traces/', 'trace = "missing/', 1))
+    code, err = _cli(
+        ["run", "c.toml", "--out", "run", "--force", "--quiet", "--set",
+         f'fleet.catalog="{fleet}"'], *cli,
+    )  # fmt: skip
+    assert code == 2 and "trace" in err, err
+    assert (tmp_path / "run" / "summary.json").read_bytes() == before
+    conn = sqlite3.connect(tmp_path / "run" / "ledger.sqlite")
+    assert conn.execute("SELECT count(*) FROM rounds").fetchone() == (2,)
+    # The corrected re-run replaces it: no debris blocks it.
+    assert _cli(["run", "c.toml", "--out", "run", "--force", "--quiet"], *cli)[0] == 0
+    assert not list((tmp_path / "run").glob(".replaced-*"))
+
+
+def test_a_start_into_a_folder_in_use_exits_2_and_leaves_it_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two starts into one --out (or --force onto a live run): the one holding the folder
+    wins, the other exits 2 and touches nothing."""
+    (tmp_path / "c.toml").write_text(TINY)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text("{}")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code, err = _cli(
+            ["run", "c.toml", "--out", "run", "--force", "--quiet"], tmp_path, capsys, monkeypatch
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2 and "in use by another greenfl run" in err, err
+    assert (run / "summary.json").read_text() == "{}"
+    assert not (run / "ledger.sqlite").exists()
+
+
+@pytest.mark.parametrize(("n", "cut"), [(3, 1), (5, 1), (9, 1), (10, 1), (20, 2), (2, 0)])
+def test_trimmed_mean_trims_at_least_one_per_side(n: int, cut: int) -> None:
+    from greenfl.core.messages import ClientUpdate
+    from greenfl.strategy.robust import TrimmedMean, trim_count
+
+    assert trim_count(0.1, n) == cut
+    values = np.arange(n, dtype=np.float32) ** 2  # skewed: a plain mean differs
+    updates = [ClientUpdate(i, torch.tensor([v]), 1) for i, v in enumerate(values)]
+    got = TrimmedMean(0.1).aggregate(torch.zeros(1), updates)
+    expected = np.sort(values)[cut : n - cut].mean()
+    assert float(got[0]) == pytest.approx(expected)
+
+
+def test_trimmed_mean_refuses_a_cohort_it_cannot_trim() -> None:
+    with pytest.raises(ConfigError, match="3 or more clients"):
+        build_config({}, ["strategy.name=trimmed_mean", "train.clients_per_round=2"])
