@@ -37,6 +37,7 @@ def test_a_plausible_report_passes() -> None:
         (1e9, 20.0, None, 5.0, "out for 6 s"),  # more than the server's own clock saw
         (1e9, 1.0, 1e30, 2.0, "1e\\+30 J"),  # the ledger-poisoning probe
         (1e9, 1.0, 0.0, 2.0, "reported 0 J"),  # 0 J stored as measured
+        (1e9, 1.0, 2001.0, 2.0, "2001 J"),  # above any client's power
         (1e9, 1e-3, None, 2.0, "10x under"),  # 1000x faster than its device
         (1e30, 1.0, None, 2.0, "FLOPs"),
         (0.0, 1.0, None, 2.0, "FLOPs"),
@@ -50,11 +51,12 @@ def test_an_implausible_report_is_rejected_with_its_reason(
 
 
 def test_the_factor_bounds_are_inclusive_and_symmetric() -> None:
-    # 2 J modelled for 1 s: 0.2 J and 20 J are the edges, just beyond them is not.
+    # 2 J modelled for 1 s: 0.2 J is the low edge; the high one is 2,000 W x 1 s (a
+    # laptop's meter on a client joined as a phone is believed, 1e30 J is not).
     check_plausible(1e9, 1.0, 0.2, 2.0, MODEL)
-    check_plausible(1e9, 1.0, 20.0, 2.0, MODEL)
+    check_plausible(1e9, 1.0, 2000.0, 2.0, MODEL)
     with pytest.raises(UpdateRejected):
-        check_plausible(1e9, 1.0, 20.0001, 2.0, MODEL)
+        check_plausible(1e9, 1.0, 2000.01, 2.0, MODEL)
     with pytest.raises(UpdateRejected):
         check_plausible(1e9, 1.0, 0.1999, 2.0, MODEL)
 
@@ -318,3 +320,77 @@ def test_trimmed_mean_trims_at_least_one_per_side(n: int, cut: int) -> None:
 def test_trimmed_mean_refuses_a_cohort_it_cannot_trim() -> None:
     with pytest.raises(ConfigError, match="3 or more clients"):
         build_config({}, ["strategy.name=trimmed_mean", "train.clients_per_round=2"])
+
+
+# ---- identity and floods --------------------------------------------------------------
+
+
+def test_a_client_token_admits_its_own_id_only() -> None:
+    import hashlib
+    import hmac
+
+    import grpc
+
+    from greenfl.clients.validate import PROTOCOL_VERSION
+    from greenfl.deploy import greenfl_pb2 as pb
+    from greenfl.deploy.security import client_token
+    from greenfl.deploy.sessions import Refusal, admit
+    from greenfl.fleet.catalog import load_fleet
+    from greenfl.fleet.population import Population
+
+    mac = hmac.new(b"s3cret", b"greenfl client 4", hashlib.sha256).hexdigest()
+    assert client_token("s3cret", 4) == f"gfl-4-{mac}"  # the documented derivation
+    pop = Population.assign(load_fleet(), np.full(8, 10), seed=0)
+
+    def join(cid: int, token: str, per_client: bool = True) -> tuple[str, int]:
+        req = pb.JoinRequest(protocol_version=PROTOCOL_VERSION, token=token, client_id=cid)
+        return admit(req, pop, "s3cret", None, per_client)
+
+    assert join(4, client_token("s3cret", 4))[1] == 0
+    for cid, token in [(3, client_token("s3cret", 4)), (4, "s3cret"), (4, client_token("x", 4))]:
+        with pytest.raises(Refusal) as exc:
+            join(cid, token)
+        assert exc.value.code == grpc.StatusCode.UNAUTHENTICATED
+    assert join(3, "s3cret", per_client=False)[1] == 0  # deploy.auth = "shared"
+
+
+def test_issue_token_prints_the_clients_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenfl.cli import main
+    from greenfl.deploy.security import client_token
+
+    (tmp_path / "secret").write_text("s3cret\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["serve", "--token-file", "secret", "--issue-token", "7"]) == 0
+    assert capsys.readouterr().out.strip() == client_token("s3cret", 7)
+    assert main(["serve", "--issue-token", "7"]) == 2
+
+
+def test_the_join_bucket_and_the_bounded_log() -> None:
+    import logging
+
+    from greenfl.deploy.ratelimit import BoundedLog, TokenBucket
+
+    now = [0.0]
+    bucket = TokenBucket(rate_per_s=2.0, burst=3, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(5)] == [True, True, True, False, False]
+    now[0] = 1.0  # two more tokens
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("greenfl.test.bounded")
+    logger.addHandler(Keep())
+    logger.propagate = False
+    bounded = BoundedLog(logger, interval_s=10.0, clock=lambda: now[0])
+    for _ in range(3000):
+        bounded.warning("invalid token", "refused client %d: invalid token", 1)
+    now[0] = 12.0
+    bounded.warning("invalid token", "refused client %d: invalid token", 2)
+    assert len(records) == 2
+    assert records[1].startswith("refused client 2") and "2999 more like it" in records[1]

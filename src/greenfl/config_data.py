@@ -15,6 +15,7 @@ ON_DISK = ("femnist", "leaf", "cifar10", "cifar100", "hf")
 
 MAX_WIDTH = 65_536
 MAX_LAYERS = 64
+MAX_HIDDEN_WEIGHTS = 200_000_000  # 800 MB of float32, before inputs and outputs
 
 
 class DataConfig(Section):
@@ -122,4 +123,9 @@ class ModelConfig(Section):
         if any(h > MAX_WIDTH for h in v) or len(v) > MAX_LAYERS:
             # A width of 2e9 would allocate hundreds of GB before anything could fail.
             raise ValueError(f"at most {MAX_LAYERS} hidden layers of width <= {MAX_WIDTH}")
+        between = sum(a * b for a, b in zip(v, v[1:], strict=False))
+        if between > MAX_HIDDEN_WEIGHTS:
+            raise ValueError(
+                f"{between} weights between hidden layers, more than {MAX_HIDDEN_WEIGHTS}"
+            )
         return v

@@ -66,6 +66,14 @@ class DeployConfig(Section):
     max_client_samples: int | None = Field(
         None, ge=1, description="refuse clients declaring more local samples (--data-dir)"
     )
+    auth: Literal["per_client", "shared"] = Field(
+        "per_client",
+        description="per_client: each client joins with its own token (greenfl serve "
+        "--issue-token ID), bound to its id; shared: every client presents --token-file's",
+    )
+    join_rate_per_s: float = Field(
+        20.0, gt=0, description="joins admitted per second on average (bursts of 100)"
+    )
     plausibility_factor: float = Field(
         10.0,
         gt=1,

@@ -149,6 +149,7 @@ class ThreadClients:
         self, address: str, ids: list[int], token: str = "", delay_s: dict[int, float] | None = None
     ) -> None:
         from greenfl.deploy.client import ClientOptions, FederatedClient
+        from greenfl.deploy.security import client_token
         from greenfl.footprint.meters import NullMeter
 
         delay_s = delay_s or {}
@@ -157,7 +158,7 @@ class ThreadClients:
                 ClientOptions(
                     address,
                     i,
-                    token=token,
+                    token=client_token(token, i) if token else "",
                     backoff_max_s=2.0,
                     retry_for_s=60,
                     test_delay_s=delay_s.get(i, 0.0),
@@ -196,6 +197,10 @@ def simulated_accuracies(cfg_path: Path) -> list[float]:
 def test_three_client_processes_over_tls_match_simulation(tmp_path: Path, procs: Procs) -> None:
     cfg = write_config(tmp_path / "c.toml", n=3, rounds=3)
     (tmp_path / "token").write_text("correct-horse\n")
+    from greenfl.deploy.security import client_token
+
+    for i in range(3):  # each client's own token (deploy.auth = "per_client")
+        (tmp_path / f"token-{i}").write_text(client_token("correct-horse", i))
     port = free_port()
     tls: list[str] = []
     ca: list[str] = []
@@ -224,7 +229,7 @@ def test_three_client_processes_over_tls_match_simulation(tmp_path: Path, procs:
             "--client-id",
             str(i),
             "--token-file",
-            "token",
+            f"token-{i}",
             *ca,
             cwd=tmp_path,
         )  # fmt: skip
@@ -288,9 +293,11 @@ def test_kill9_server_then_resume_loses_no_round(tmp_path: Path, procs: Procs) -
 HANGING_CLIENT = """
 import sys, time, grpc
 from greenfl.deploy import greenfl_pb2 as pb, greenfl_pb2_grpc as pbg
+from greenfl.deploy.security import client_token
 ch = grpc.insecure_channel(sys.argv[1])
 stub = pbg.FederationStub(ch)
-req = pb.JoinRequest(protocol_version=1, token="t0k", client_id=int(sys.argv[2]))
+cid = int(sys.argv[2])
+req = pb.JoinRequest(protocol_version=1, token=client_token("t0k", cid), client_id=cid)
 r = stub.Join(req, wait_for_ready=True, timeout=60)
 for task in stub.Tasks(pb.TaskRequest(session_id=r.session_id)):
     if task.kind == pb.Task.FIT:
@@ -306,10 +313,12 @@ def _malicious_client(address: str, client_id: int, log: list[str]) -> None:
 
     from greenfl.deploy import greenfl_pb2 as pb
     from greenfl.deploy import greenfl_pb2_grpc as pbg
+    from greenfl.deploy.security import client_token
 
     with grpc.insecure_channel(address) as ch:
         stub = pbg.FederationStub(ch)
-        req = pb.JoinRequest(protocol_version=1, token="t0k", client_id=client_id)
+        token = client_token("t0k", client_id)
+        req = pb.JoinRequest(protocol_version=1, token=token, client_id=client_id)
         reply = stub.Join(req, wait_for_ready=True, timeout=60)
         for task in stub.Tasks(pb.TaskRequest(session_id=reply.session_id)):
             if task.kind == pb.Task.SHUTDOWN:
@@ -375,9 +384,12 @@ def test_bad_clients_are_rejected_or_dropped_and_the_run_completes(
 
     from greenfl.core.errors import TransportError
     from greenfl.deploy.client import ClientOptions, FederatedClient
+    from greenfl.deploy.security import client_token
 
     with pytest.raises(TransportError, match="invalid token"):
         FederatedClient(ClientOptions(addr, 0, token="guess")).run()
+    with pytest.raises(TransportError, match="invalid token"):  # client 1's token as client 0
+        FederatedClient(ClientOptions(addr, 0, token=client_token("t0k", 1))).run()
     code, _, err = finish(server, 90)
     assert code == 0, err
     honest.join(30)

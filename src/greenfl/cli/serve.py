@@ -52,11 +52,26 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--force", help="Replace a ledger already in --out.")
         ] = False,
         quiet: QuietOpt = False,
+        issue_token: Annotated[
+            int | None,  # noqa: UP007
+            typer.Option(
+                "--issue-token",
+                min=0,
+                help="Print client ID's own token (from --token-file's secret) and exit.",
+            ),
+        ] = None,
     ) -> None:
         """Run the FL server: wait for clients (greenfl join), run the configured rounds,
         write ledger.sqlite and summary.json like a simulated run."""
-        from greenfl.deploy.security import read_tls, read_token
+        from greenfl.deploy.security import client_token, read_tls, read_token
         from greenfl.deploy.server import GrpcTransport
+
+        if issue_token is not None:
+            secret = read_token(token_file)
+            if secret is None:
+                raise ConfigError("--issue-token needs --token-file, the server's secret")
+            print(client_token(secret, issue_token))
+            return
 
         if out is None:
             if resume:
@@ -73,6 +88,8 @@ def register(app: typer.Typer) -> None:
         log = logging.getLogger("greenfl.serve")
         if token is None:
             log.warning("no --token-file: any client that can reach %s may join", address)
+        elif cfg.deploy.auth == "shared":
+            log.warning("deploy.auth = 'shared': any token holder may join as any client id")
         transport = GrpcTransport(cfg, codec_for(cfg.compression), address, token, tls)
         loop = build_loop(cfg, out, transport=transport, resume=resume, overwrite=force)
         if resume:

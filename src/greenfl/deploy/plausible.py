@@ -22,6 +22,10 @@ from greenfl.fleet.population import Population
 # and the update's bytes still arriving when the server takes its reading.
 ELAPSED_SLACK_S = 1.0
 MIN_COHORT_FOR_MEDIAN = 3  # a median of fewer updates says nothing about an outlier
+# A client's meter reads the machine it runs on, which need not be its device profile (a
+# laptop's CPU package joined as a phone): above the profile, any power up to a multi-GPU
+# workstation's is believed. Below it, the factor holds.
+MAX_CLIENT_POWER_W = 2000.0
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,12 @@ def check_plausible(
     if energy_j is not None:
         basis_s = compute_s if compute_s is not None else m.modelled_compute_s
         modelled_j = m.power_w * basis_s
-        if modelled_j > 0 and not (modelled_j / f <= energy_j <= modelled_j * f):
+        high_j = max(modelled_j * f, MAX_CLIENT_POWER_W * basis_s)
+        if modelled_j > 0 and not (modelled_j / f <= energy_j <= high_j):
             raise UpdateRejected(
-                f"implausible: reported {energy_j:.4g} J, its device profile draws "
-                f"{modelled_j:.4g} J in {basis_s:.4g} s (allowed within {f:g}x)"
+                f"implausible: reported {energy_j:.4g} J in {basis_s:.4g} s; its device "
+                f"profile draws {modelled_j:.4g} J (allowed {modelled_j / f:.4g} to "
+                f"{high_j:.4g} J)"
             )
 
 

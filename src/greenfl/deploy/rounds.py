@@ -10,6 +10,7 @@ from greenfl.clients.validate import PROTOCOL_VERSION
 from greenfl.core.messages import ClientReport
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy.sessions import Pending, Session
+from greenfl.fleet.population import Population
 
 log = logging.getLogger("greenfl.serve")
 
@@ -112,3 +113,16 @@ def log_early_close(
         len(reports),
         sum(r.status == "straggler" for r in reports),
     )
+
+
+def unanswered_report(
+    cid: int, p: Pending, closed: float, accepted: int, target: int, timeout_s: float,
+    pop: Population,
+) -> ClientReport:  # fmt: skip
+    """(lock held) The report of a client with no update when the round closed: withdrawn
+    (a straggler) if the round had its target, else timed out."""
+    if accepted >= target:
+        return withdrawn_report(cid, p, closed, accepted)
+    reason = f"timeout: no update within {timeout_s:g} s"
+    log.warning("client %d in round %d: %s", cid, p.round_idx, reason)
+    return failed_report(cid, int(pop.num_samples[cid]), p.bytes_down, reason)

@@ -1,7 +1,10 @@
-"""Reading the secrets of a deployment: the shared token and the TLS files."""
+"""The secrets of a deployment: the server's token (shared, or the secret that per-client
+tokens derive from) and the TLS files."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 
 from greenfl.core.errors import ConfigError
@@ -17,6 +20,14 @@ def read_token(path: Path | None) -> str | None:
     if not text:
         raise ConfigError(f"--token-file {path}: the file is empty")
     return text
+
+
+def client_token(secret: str, client_id: int) -> str:
+    """Client ``client_id``'s own token under the server's ``secret`` (deploy.auth =
+    "per_client"): an HMAC-SHA256 of the id, so it admits that id and no other, and the
+    server stores nothing per client. ``greenfl serve --issue-token ID`` prints it."""
+    mac = hmac.new(secret.encode("utf-8"), f"greenfl client {client_id}".encode(), hashlib.sha256)
+    return f"gfl-{client_id}-{mac.hexdigest()}"
 
 
 def read_tls(cert: Path | None, key: Path | None) -> TlsFiles | None:

@@ -35,6 +35,7 @@ from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy.checks import UpdateRules, check_message_limit, judge_update
 from greenfl.deploy.plausible import bound_round, round_model
 from greenfl.deploy.quarantine import Quarantine
+from greenfl.deploy.ratelimit import BoundedLog, TokenBucket
 from greenfl.deploy.rounds import (
     accepted_updates,
     cancel_task,
@@ -42,7 +43,7 @@ from greenfl.deploy.rounds import (
     late_reason,
     log_early_close,
     round_closes,
-    withdrawn_report,
+    unanswered_report,
 )
 from greenfl.deploy.servicer import Servicer, TlsFiles, listen
 from greenfl.deploy.sessions import Pending, Refusal, Session, admit, apply_joins
@@ -85,6 +86,8 @@ class GrpcTransport:
         self._partition_sizes: np.ndarray | None = None
         self.flops_per_sample = 0.0  # the model's training FLOPs per sample, once started
         self._quarantine = Quarantine(dep.quarantine_rounds)
+        self._joins = TokenBucket(dep.join_rate_per_s, burst=100)
+        self._refusals = BoundedLog(log)
         self._target: int | None = None  # accepted updates that close the next round
         self.model_input: tuple[tuple[int, ...], int] | None = None
         self._shutdown: str | None = None
@@ -228,14 +231,9 @@ class GrpcTransport:
             accepted = accepted_updates(self._pending)
             for cid, p in self._pending.items():
                 if p.report is None:
-                    if accepted >= target:
-                        p.report = withdrawn_report(cid, p, closed, accepted)
-                    else:
-                        reason = f"timeout: no update within {self.round_timeout_s:g} s"
-                        log.warning("client %d in round %d: %s", cid, round_idx, reason)
-                        p.report = failed_report(
-                            cid, int(self._pop.num_samples[cid]), p.bytes_down, reason
-                        )
+                    p.report = unanswered_report(
+                        cid, p, closed, accepted, target, self.round_timeout_s, self._pop
+                    )
                     cancel_task(self._sessions.get(p.session_id), p)
                 reports[cid] = p.report
             self._closed, self._pending = self._pending, {}
@@ -256,12 +254,16 @@ class GrpcTransport:
 
     # ---- the clients' side (called on gRPC threads) ---------------------------------
     def join(self, req: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
-        peer = context.peer()
-        cid = int(req.client_id)
+        peer, cid, dep = context.peer(), int(req.client_id), self.cfg.deploy
+        if not self._joins.take():
+            self._refusals.warning("rate", "refused a join from %s: over the join rate", peer)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many joins; retry later")
         try:
-            device, local_n = admit(req, self._pop, self.token, self.cfg.deploy.max_client_samples)
+            device, local_n = admit(
+                req, self._pop, self.token, dep.max_client_samples, dep.auth == "per_client"
+            )
         except Refusal as r:
-            log.warning("refused client %d from %s: %s", cid, peer, r.why)
+            self._refusals.warning(r.why, "refused client %d from %s: %s", cid, peer, r.why)
             context.abort(r.code, r.message)
         with self._cond:
             old = self._by_client.get(cid)
@@ -370,9 +372,6 @@ class GrpcTransport:
             raise TransportError("GrpcTransport.start() was not called")
         return self.spec
 
-    def _failed(self, cid: int, bytes_down: int, reason: str) -> ClientReport:
-        return failed_report(cid, int(self._pop.num_samples[cid]), bytes_down, reason)
-
     def _drop_session(self, sess: Session, reason: str) -> None:
         """Forget a session (lock held): its stream ends, its open task fails."""
         self._sessions.pop(sess.session_id, None)
@@ -387,7 +386,8 @@ class GrpcTransport:
         p = self._pending.get(sess.client_id)
         if p is not None and p.report is None and p.session_id == sess.session_id:
             log.warning("client %d in round %d: %s", sess.client_id, p.round_idx, reason)
-            p.report = self._failed(sess.client_id, p.bytes_down, reason)
+            n = int(self._pop.num_samples[sess.client_id])
+            p.report = failed_report(sess.client_id, n, p.bytes_down, reason)
 
     def _stream_closed(self, sess: Session, gen: int) -> None:
         with self._cond:

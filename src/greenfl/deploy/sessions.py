@@ -13,6 +13,7 @@ from greenfl.clients.validate import PROTOCOL_VERSION
 from greenfl.core.messages import ClientReport
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy.plausible import RoundModel
+from greenfl.deploy.security import client_token
 from greenfl.fleet.population import Population
 
 
@@ -74,7 +75,11 @@ class Refusal(Exception):
 
 
 def admit(
-    req: pb.JoinRequest, pop: Population, token: str | None, max_client_samples: int | None
+    req: pb.JoinRequest,
+    pop: Population,
+    token: str | None,
+    max_client_samples: int | None,
+    per_client: bool = True,
 ) -> tuple[str, int]:
     """The device a joining client is accounted as, and its declared local samples (0: it
     holds its partition); a Refusal if the request cannot be admitted."""
@@ -86,10 +91,11 @@ def admit(
             f"(server speaks {PROTOCOL_VERSION})",
             f"protocol version {req.protocol_version} (server speaks {PROTOCOL_VERSION})",
         )
-    if token is not None and not hmac.compare_digest(
-        req.token.encode("utf-8"), token.encode("utf-8")
-    ):
-        raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "invalid token", "invalid token")
+    if token is not None:
+        # Per client, the token names its id: another client's token does not admit it.
+        expected = client_token(token, cid) if per_client else token
+        if not hmac.compare_digest(req.token.encode("utf-8"), expected.encode("utf-8")):
+            raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "invalid token", "invalid token")
     if not 0 <= cid < pop.size:
         raise Refusal(
             grpc.StatusCode.INVALID_ARGUMENT,
