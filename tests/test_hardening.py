@@ -394,3 +394,55 @@ def test_the_join_bucket_and_the_bounded_log() -> None:
     bounded.warning("invalid token", "refused client %d: invalid token", 2)
     assert len(records) == 2
     assert records[1].startswith("refused client 2") and "2999 more like it" in records[1]
+
+
+def test_a_live_server_refuses_unauthenticated_updates_and_join_floods(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On a real gRPC server: an update without a live session in its metadata is refused
+    UNAUTHENTICATED before it is parsed; 150 bad joins in a burst hit the join limit, and
+    the server logs a handful of lines, not 150."""
+    import logging
+
+    import grpc
+
+    from greenfl.clients.validate import PROTOCOL_VERSION
+    from greenfl.core.params import ParamSpec
+    from greenfl.deploy import greenfl_pb2 as pb
+    from greenfl.deploy import greenfl_pb2_grpc as pbg
+    from greenfl.deploy.server import GrpcTransport
+    from greenfl.factories import codec_for
+    from greenfl.fleet.catalog import load_fleet
+    from greenfl.fleet.population import Population
+
+    cfg = build_config({}, ["data.num_clients=8", "train.clients_per_round=3"])
+    transport = GrpcTransport(cfg, codec_for(cfg.compression), "127.0.0.1:0", token="s3cret")
+    model = torch.nn.Linear(4, 2)
+    pop = Population.assign(load_fleet(), np.full(8, 10), seed=0)
+    port = transport.start(pop, ParamSpec.of(model))
+    caplog.set_level(logging.WARNING, logger="greenfl.serve")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pbg.FederationStub(ch)
+            up = pb.Update(protocol_version=PROTOCOL_VERSION, session_id="forged", client_id=1)
+            up.tensors.tensors.add(name="w", data=b"\0" * 1_000_000)
+            for meta in [(), (("greenfl-session", "forged"),)]:
+                with pytest.raises(grpc.RpcError) as exc:
+                    stub.SubmitUpdate(up, metadata=meta, timeout=10)
+                assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+            codes = []
+            for i in range(150):
+                req = pb.JoinRequest(
+                    protocol_version=PROTOCOL_VERSION, token="bad", client_id=i % 8
+                )
+                try:
+                    stub.Join(req, timeout=10)
+                except grpc.RpcError as e:
+                    codes.append(e.code())  # type: ignore[attr-defined]
+    finally:
+        transport.stop()
+    assert len(codes) == 150
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) >= 40  # burst of 100, then 20/s
+    assert codes.count(grpc.StatusCode.UNAUTHENTICATED) >= 100
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert 1 <= len(refusals) <= 4

@@ -348,7 +348,7 @@ def _malicious_client(address: str, client_id: int, log: list[str]) -> None:
                 num_samples=1,
                 loss=0.1,
             )
-            ack = stub.SubmitUpdate(up)
+            ack = stub.SubmitUpdate(up, metadata=(("greenfl-session", reply.session_id),))
             log.append(f"{task.round}:{ack.accepted}:{ack.reason}")
 
 

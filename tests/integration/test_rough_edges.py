@@ -94,7 +94,7 @@ def test_version(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_an_interrupted_run_says_how_to_resume_and_resumes(tmp_path: Path, sig: int) -> None:
     rounds = 60
     args = ["run", "--quiet", "--out", "o", *TINY, "--set", f"train.rounds={rounds}"]

@@ -33,6 +33,7 @@ from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
 from greenfl.deploy.client_local import Local, build_local
 from greenfl.deploy.wire import (
+    SESSION_KEY,
     encoded_to_pb,
     instructions_from_pb,
     params_from_pb,
@@ -275,8 +276,9 @@ class FederatedClient:
 
     def _submit(self, stub: pb_grpc.FederationStub, update: pb.Update, task: pb.Task) -> None:
         size = update.ByteSize()
+        meta = ((SESSION_KEY, update.session_id),)  # checked before the payload is parsed
         try:
-            ack = stub.SubmitUpdate(update, timeout=120)
+            ack = stub.SubmitUpdate(update, timeout=120, metadata=meta)
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:  # type: ignore[attr-defined]
                 raise
@@ -289,7 +291,7 @@ class FederatedClient:
                 task_id=update.task_id,
                 error=f"update of {size} bytes exceeds the server's message limit",
             )
-            ack = stub.SubmitUpdate(err, timeout=30)
+            ack = stub.SubmitUpdate(err, timeout=30, metadata=meta)
         self.stats.bytes_up += size
         self.stats.rounds += 1
         if not ack.accepted:

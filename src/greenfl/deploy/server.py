@@ -45,7 +45,7 @@ from greenfl.deploy.rounds import (
     round_closes,
     unanswered_report,
 )
-from greenfl.deploy.servicer import Servicer, TlsFiles, listen
+from greenfl.deploy.servicer import Servicer, SessionGate, TlsFiles, listen, session_of
 from greenfl.deploy.sessions import Pending, Refusal, Session, admit, apply_joins
 from greenfl.deploy.stream import stream_tasks
 from greenfl.deploy.wire import instructions_to_pb, params_to_pb
@@ -115,8 +115,9 @@ class GrpcTransport:
         check_message_limit(spec.numel, self.max_message_bytes)
         # One worker thread per connected client (its Tasks stream) plus room for calls.
         workers = min(population.size, 4096) + 16
+        gate = SessionGate(self.knows_session)
         server, port = listen(
-            self.address, Servicer(self), self.max_message_bytes, workers, self.tls
+            self.address, Servicer(self), self.max_message_bytes, workers, self.tls, gate
         )
         self.server = server
         self.port = port
@@ -323,36 +324,32 @@ class GrpcTransport:
         size = req.ByteSize()
         with self._cond:
             sess = self._sessions.get(req.session_id)
-            if sess is None:
+            if sess is None or req.session_id != session_of(context):
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown session; join again")
-            pending = self._pending.get(sess.client_id)
-            if (
-                pending is None
-                or pending.report is not None
-                or pending.task_id != req.task_id
-                or pending.session_id != sess.session_id
-            ):
-                return pb.Ack(
-                    accepted=False,
-                    reason=late_reason(
-                        self._pending.get(sess.client_id), self._closed.get(sess.client_id), req
-                    ),
-                )
-        report = judge_update(req, size, sess.client_id, pending, self._rules)
+            cid = sess.client_id
+            pending = self._pending.get(cid)
+            if pending is None or pending.report is not None or pending.task_id != req.task_id:
+                return self._not_taken(cid, req)
+        report = judge_update(req, size, cid, pending, self._rules)
         with self._cond:
-            if self._pending.get(sess.client_id) is not pending or pending.report is not None:
-                return pb.Ack(
-                    accepted=False,
-                    reason=late_reason(
-                        self._pending.get(sess.client_id), self._closed.get(sess.client_id), req
-                    ),
-                )
+            if self._pending.get(cid) is not pending or pending.report is not None:
+                return self._not_taken(cid, req)
             pending.report = report
             self._cond.notify_all()
         return pb.Ack(accepted=report.status == "completed", reason=report.reason or "")
 
-    def _late(self, cid: int, req: pb.Update) -> str:
-        return late_reason(self._pending.get(cid), self._closed.get(cid), req)
+    def _not_taken(self, cid: int, req: pb.Update) -> pb.Ack:
+        """(lock held) A late, duplicate or stray update: logged (at a bounded rate), and
+        answered with why."""
+        reason = late_reason(self._pending.get(cid), self._closed.get(cid), req)
+        self._refusals.warning(f"late {cid}", "update of client %d not taken: %s", cid, reason)
+        return pb.Ack(accepted=False, reason=reason)
+
+    def knows_session(self, session_id: str) -> bool:
+        """(any thread) Whether ``session_id`` is a live session: checked from an RPC's
+        metadata before its payload is parsed."""
+        with self._cond:
+            return session_id in self._sessions
 
     @property
     def _pop(self) -> Population:

@@ -3,7 +3,7 @@ the listening server with its limits and TLS."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Protocol
@@ -13,12 +13,46 @@ import grpc
 from greenfl.core.errors import TransportError
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
+from greenfl.deploy.wire import SESSION_KEY
 
 # gRPC's own cap sits above deploy.max_message_mb, so that a moderately oversized update
 # still reaches validation and is rejected with a logged reason in the ledger; beyond the
 # cap gRPC refuses the message itself (RESOURCE_EXHAUSTED) and the client reports an error.
 GRPC_CAP_FACTOR = 2
 GRPC_CAP_HEADROOM_BYTES = 1 << 20
+
+
+def session_of(context: grpc.ServicerContext) -> str | None:
+    """The session id an RPC's metadata names, if any."""
+    for key, value in context.invocation_metadata():
+        if key == SESSION_KEY:
+            return str(value)
+    return None
+
+
+def _refuse(request: bytes, context: grpc.ServicerContext) -> None:
+    context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown session; join again")
+
+
+class SessionGate(grpc.ServerInterceptor):
+    """Authenticates SubmitUpdate from its metadata before the payload is parsed: an
+    update from no live session is refused with its bytes never turned into tensors (gRPC
+    has already received them; deploy.max_message_mb bounds how many)."""
+
+    def __init__(self, known: Callable[[str], bool]) -> None:
+        self.known = known
+        self._refusal = grpc.unary_unary_rpc_method_handler(_refuse)
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        if details.method.endswith("/SubmitUpdate"):
+            sid = dict(details.invocation_metadata).get(SESSION_KEY)  # type: ignore[arg-type]
+            if not isinstance(sid, str) or not self.known(sid):
+                return self._refusal
+        return continuation(details)
 
 
 @dataclass(frozen=True)
@@ -52,7 +86,12 @@ class Servicer(pb_grpc.FederationServicer):
 
 
 def listen(
-    address: str, servicer: Servicer, max_message_bytes: int, workers: int, tls: TlsFiles | None
+    address: str,
+    servicer: Servicer,
+    max_message_bytes: int,
+    workers: int,
+    tls: TlsFiles | None,
+    gate: SessionGate | None = None,
 ) -> tuple[grpc.Server, int]:
     """A started gRPC server on ``address`` and its bound port (port 0: any free one)."""
     cap = max_message_bytes * GRPC_CAP_FACTOR + GRPC_CAP_HEADROOM_BYTES
@@ -65,7 +104,11 @@ def listen(
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers),
+        options=options,
+        interceptors=[gate] if gate is not None else None,
+    )
     pb_grpc.add_FederationServicer_to_server(servicer, server)
     try:
         if tls is not None:

@@ -12,6 +12,8 @@ from greenfl.core.messages import FitInstructions
 from greenfl.core.params import ParamSpec
 from greenfl.deploy import greenfl_pb2 as pb
 
+SESSION_KEY = "greenfl-session"  # RPC metadata: the session an update belongs to
+
 
 def tensors_to_pb(tensors: Sequence[WireTensor]) -> list[pb.Tensor]:
     return [

@@ -63,17 +63,20 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (kill, systemd, docker stop) ends a run the way Ctrl-C does: the ledger is
-    marked interrupted and the run can be resumed. Python only lets the main thread set a
-    handler; elsewhere (a run started from a worker thread) this does nothing."""
+    """SIGTERM (kill, systemd, docker stop) and SIGHUP (the terminal closed) end a run the
+    way Ctrl-C does: the ledger is marked interrupted and the run can be resumed. Python
+    only lets the main thread set a handler; elsewhere (a run started from a worker
+    thread) this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    signums = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    previous = {s: signal.signal(s, _raise_interrupt) for s in signums}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def run_session(
