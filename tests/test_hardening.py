@@ -446,3 +446,74 @@ def test_a_live_server_refuses_unauthenticated_updates_and_join_floods(
     assert codes.count(grpc.StatusCode.UNAUTHENTICATED) >= 100
     refusals = [r for r in caplog.records if "refused" in r.getMessage()]
     assert 1 <= len(refusals) <= 4
+
+
+def _self_signed(cn: str, tmp: Path, tag: str) -> tuple[Path, Path]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    sans = [x509.DNSName(cn), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = tmp / f"{tag}-cert.pem", tmp / f"{tag}-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_tls_failures_say_tls_and_why(tmp_path: Path) -> None:
+    from greenfl.core.errors import TransportError
+    from greenfl.core.params import ParamSpec
+    from greenfl.deploy.client import ClientOptions, FederatedClient
+    from greenfl.deploy.security import read_tls
+    from greenfl.deploy.server import GrpcTransport
+    from greenfl.factories import codec_for
+    from greenfl.fleet.catalog import load_fleet
+    from greenfl.fleet.population import Population
+    from greenfl.footprint.meters import NullMeter
+
+    cert, key = _self_signed("localhost", tmp_path, "server")
+    other_cert, other_key = _self_signed("other", tmp_path, "other")
+    with pytest.raises(ConfigError, match="is not the private key of --tls-cert"):
+        read_tls(cert, other_key)  # not "cannot listen on ..."
+    with pytest.raises(ConfigError, match="not a PEM certificate"):
+        read_tls(key, key)
+    cfg = build_config({}, ["data.num_clients=4", "train.clients_per_round=3"])
+    transport = GrpcTransport(
+        cfg, codec_for(cfg.compression), "127.0.0.1:0", tls=read_tls(cert, key)
+    )
+    pop = Population.assign(load_fleet(), np.full(4, 10), seed=0)
+    port = transport.start(pop, ParamSpec.of(torch.nn.Linear(4, 2)))
+    try:
+        for ca, name, why in [
+            (other_cert, None, "unknown CA"),
+            (cert, "wrong.example", "name mismatch"),
+        ]:
+            opts = ClientOptions(
+                f"localhost:{port}", 0, ca_cert_pem=ca.read_bytes(), tls_server_name=name,
+                retry_for_s=5,
+            )  # fmt: skip
+            with pytest.raises(TransportError, match=f"TLS: .*{why}"):
+                FederatedClient(opts, NullMeter()).run()
+    finally:
+        transport.stop()

@@ -32,6 +32,7 @@ from greenfl.data.local_dir import LocalDirDataset
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
 from greenfl.deploy.client_local import Local, build_local
+from greenfl.deploy.security import tls_failure
 from greenfl.deploy.wire import (
     SESSION_KEY,
     encoded_to_pb,
@@ -160,6 +161,9 @@ class FederatedClient:
                 details = exc.details()  # type: ignore[attr-defined]
                 if not joined and code in _PERMANENT:
                     raise TransportError(f"server {self.opts.server} refused: {details}") from None
+                tls = tls_failure(details or "") if self.opts.ca_cert_pem is not None else None
+                if tls is not None:  # no retry mends a certificate
+                    raise TransportError(f"cannot connect to {self.opts.server}: {tls}") from None
                 if joined:
                     log.warning(
                         "connection to %s lost: %s %s", self.opts.server, code.name, details
