@@ -1,0 +1,62 @@
+"""The privacy budget: whether the next round may run without passing epsilon_budget.
+
+The engine asks before a round, so a run stops at the last round that fits the budget
+instead of overshooting it by one (epsilon only grows with rounds)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from greenfl.privacy.accountant import CentralAccountant, LocalAccountant
+
+
+@dataclass(frozen=True)
+class PrivacyBudget:
+    """(epsilon_budget, delta): the guarantee a run must keep. An infinite budget (or 0
+    meaning none, as a config would write it) never stops a run."""
+
+    epsilon_budget: float
+    delta: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.delta < 1.0:
+            raise ValueError(f"delta must lie in (0, 1), got {self.delta}")
+        if self.epsilon_budget < 0:
+            raise ValueError(f"epsilon_budget must be >= 0, got {self.epsilon_budget}")
+
+    @property
+    def unlimited(self) -> bool:
+        return self.epsilon_budget == 0 or math.isinf(self.epsilon_budget)
+
+    def next_round_exceeds(
+        self, accountant: CentralAccountant, cohort_size: int, population_size: int
+    ) -> bool:
+        """True when one more central round of ``cohort_size`` from ``population_size``
+        available clients would take epsilon past the budget."""
+        if self.unlimited:
+            return False
+        eps = accountant.epsilon_after_next(self.delta, cohort_size, population_size)
+        return eps > self.epsilon_budget
+
+    def next_local_round_exceeds(
+        self, accountant: LocalAccountant, planned: Mapping[int, tuple[float, int]]
+    ) -> bool:
+        """True when the planned clients (client -> (sample_rate, steps)) training one more
+        round would take some client's sample-level epsilon past the budget."""
+        if self.unlimited:
+            return False
+        return accountant.epsilon_after(self.delta, planned) > self.epsilon_budget
+
+
+def next_round_exceeds(
+    accountant: CentralAccountant,
+    epsilon_budget: float,
+    delta: float,
+    cohort_size: int,
+    population_size: int,
+) -> bool:
+    """``PrivacyBudget(epsilon_budget, delta).next_round_exceeds(...)`` in one call."""
+    budget = PrivacyBudget(epsilon_budget, delta)
+    return budget.next_round_exceeds(accountant, cohort_size, population_size)
