@@ -1,5 +1,9 @@
 """Robust aggregation against poisoned updates: coordinate-wise median and trimmed mean
-(Yin et al., ICML 2018). Unweighted by design: weights would let a liar claim many samples."""
+(Yin et al., ICML 2018). Unweighted by design, as in the paper: weights would let a liar
+claim many samples and buy the majority a robust rule counts on.
+
+The rounds where too few updates arrive for ``num_byzantine`` keep the global model
+unchanged (``tolerance.RobustStrategy``)."""
 
 from __future__ import annotations
 
@@ -8,23 +12,35 @@ from collections.abc import Sequence
 import torch
 
 from greenfl.core.messages import ClientUpdate
-from greenfl.strategy.base import StatelessStrategy, sort_flops
+from greenfl.strategy.base import sort_flops
+from greenfl.strategy.tolerance import RobustStrategy, checked_byzantine
 
 
-class Median(StatelessStrategy):
+def coordinate_median(ordered: torch.Tensor) -> torch.Tensor:
+    """The median of each column of values sorted along dim 0. torch.median takes the lower
+    middle for an even count; the coordinate-wise median (numpy, Flower) averages the two
+    middle values."""
+    n = ordered.shape[0]
+    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+
+
+class Median(RobustStrategy):
+    """Coordinate-wise median. Tolerates f < n/2 Byzantine updates (its breakdown point)."""
+
     name = "median"
 
-    def aggregate(
+    def __init__(self, num_byzantine: int = 0) -> None:
+        self.num_byzantine = checked_byzantine(self.name, num_byzantine)
+
+    def max_byzantine(self, num_updates: int) -> int:
+        return (num_updates - 1) // 2
+
+    def _aggregate_delta(
         self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]
     ) -> torch.Tensor:
-        stacked = torch.stack([u.delta for u in updates])
-        # torch.median takes the lower middle for an even count; the coordinate-wise
-        # median (numpy, Flower) averages the two middle values.
-        ordered = stacked.sort(dim=0).values
-        n = ordered.shape[0]
-        return global_params + (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+        return coordinate_median(torch.stack([u.delta for u in updates]).sort(dim=0).values)
 
-    def aggregation_flops(self, num_updates: int, num_params: int) -> int:
+    def _flops(self, num_updates: int, num_params: int) -> int:
         # the sort, then the two middle values' mean (2) and the add to the model (1)
         return sort_flops(num_updates, num_params) + 3 * num_params
 
@@ -39,21 +55,28 @@ def trim_count(trim_fraction: float, num_updates: int) -> int:
     return cut if num_updates - 2 * cut >= 1 else 0
 
 
-class TrimmedMean(StatelessStrategy):
+class TrimmedMean(RobustStrategy):
+    """Coordinate-wise mean after cutting ``trim_count`` values at each end. Tolerates as
+    many Byzantine updates as it cuts per side: f <= trim_count(trim_fraction, n)."""
+
     name = "trimmed_mean"
     min_updates = 3  # one cut per side, one kept
 
-    def __init__(self, trim_fraction: float = 0.1) -> None:
+    def __init__(self, trim_fraction: float = 0.1, num_byzantine: int = 0) -> None:
         self.trim_fraction = trim_fraction
+        self.num_byzantine = checked_byzantine(self.name, num_byzantine)
 
-    def aggregate(
+    def max_byzantine(self, num_updates: int) -> int:
+        return trim_count(self.trim_fraction, num_updates) if num_updates >= 1 else -1
+
+    def _aggregate_delta(
         self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]
     ) -> torch.Tensor:
         stacked = torch.stack([u.delta for u in updates]).sort(dim=0).values
         cut = trim_count(self.trim_fraction, len(updates))
-        return global_params + stacked[cut : len(updates) - cut].mean(dim=0)
+        return stacked[cut : len(updates) - cut].mean(dim=0)
 
-    def aggregation_flops(self, num_updates: int, num_params: int) -> int:
+    def _flops(self, num_updates: int, num_params: int) -> int:
         kept = num_updates - 2 * trim_count(self.trim_fraction, num_updates)
         # the sort, the kept values' sum and one divide, then the add to the model
         return sort_flops(num_updates, num_params) + (kept + 1) * num_params

@@ -1,0 +1,134 @@
+"""How many Byzantine (arbitrarily wrong) updates a strategy tolerates, the config-time check
+that it can honour what is asked, and the round-time rule when drop-outs leave too few.
+
+Every robust strategy declares ``max_byzantine(num_updates)``: the most Byzantine updates
+among ``num_updates`` its guarantee covers, or -1 when it cannot aggregate that many updates
+at all (Krum needs three). At aggregation time a round with too few updates for the
+strategy's own ``num_byzantine`` keeps the global model unchanged: a skipped round costs
+progress, while a robust rule run outside its guarantee could let attackers steer the
+model, which is what the operator chose a robust strategy to prevent."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+
+from greenfl.core.errors import ConfigError
+from greenfl.core.messages import ClientUpdate
+from greenfl.strategy.base import StatelessStrategy
+
+log = logging.getLogger("greenfl.strategy")
+
+# The search for the cohort size a tolerance needs stops here: past it the answer is
+# "no cohort size suffices" (clip), and no deployment aggregates more updates a round.
+MAX_COHORT = 100_000
+
+
+def require(name: str, ok: bool, what: str) -> None:
+    """A constructor argument check: ConfigError ``strategy 'name': what`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"strategy {name!r}: {what}")
+
+
+def checked_byzantine(name: str, num_byzantine: int) -> int:
+    """``num_byzantine`` as an int, refused unless a whole number >= 0 (a config mistake)."""
+    whole = not isinstance(num_byzantine, bool) and int(num_byzantine) == num_byzantine
+    require(
+        name,
+        whole and num_byzantine >= 0,
+        f"num_byzantine must be an integer >= 0, not {num_byzantine!r}",
+    )
+    return int(num_byzantine)
+
+
+class RobustStrategy(StatelessStrategy):
+    """Base of the Byzantine-robust strategies: the too-few-updates rule in one place.
+
+    Subclasses set ``name``, ``num_byzantine`` and implement ``max_byzantine``,
+    ``_aggregate_delta`` (the robust aggregate of the deltas, at least one update, enough
+    for ``num_byzantine``) and ``_flops``."""
+
+    name: str
+    num_byzantine: int = 0
+    skipped_rounds: int = 0  # rounds kept unchanged for too few updates, for diagnostics
+
+    def max_byzantine(self, num_updates: int) -> int:
+        raise NotImplementedError
+
+    def can_aggregate(self, num_updates: int) -> bool:
+        """Whether ``num_updates`` is enough to honour this strategy's ``num_byzantine``."""
+        return num_updates >= 1 and self.max_byzantine(num_updates) >= self.num_byzantine
+
+    def _aggregate_delta(
+        self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _flops(self, num_updates: int, num_params: int) -> int:
+        raise NotImplementedError
+
+    def aggregate(
+        self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]
+    ) -> torch.Tensor:
+        if not self.can_aggregate(len(updates)):
+            self.skipped_rounds += 1
+            log.warning(
+                "%s: %d update(s) cannot tolerate num_byzantine=%d; the global model is kept "
+                "unchanged this round",
+                self.name, len(updates), self.num_byzantine,
+            )  # fmt: skip
+            return global_params.clone()
+        return global_params + self._aggregate_delta(global_params, updates)
+
+    def aggregation_flops(self, num_updates: int, num_params: int) -> int:
+        # a skipped round computes nothing
+        return self._flops(num_updates, num_params) if self.can_aggregate(num_updates) else 0
+
+
+def max_byzantine_of(strategy: object, num_updates: int) -> int:
+    """``strategy.max_byzantine(num_updates)``; a strategy without it (fedavg, fedadam, ...)
+    tolerates none: one update can move a mean anywhere."""
+    declared = getattr(strategy, "max_byzantine", None)
+    if declared is None:
+        return 0 if num_updates >= 1 else -1
+    return int(declared(num_updates))
+
+
+def min_updates_for(strategy: object, num_byzantine: int) -> int | None:
+    """The smallest cohort in which ``strategy`` tolerates ``num_byzantine`` updates; None
+    when no cohort size suffices."""
+    for n in range(1, MAX_COHORT + 1):
+        if max_byzantine_of(strategy, n) >= num_byzantine:
+            return n
+    return None
+
+
+def check_tolerance(strategy: object, num_updates: int, num_byzantine: int) -> None:
+    """Refuse, with a ConfigError of one sentence, a strategy that cannot tolerate
+    ``num_byzantine`` Byzantine updates among ``num_updates`` (clients per round), or one
+    built for fewer attackers than asked (Krum and Bulyan score with their own
+    ``num_byzantine``)."""
+    name = getattr(strategy, "name", type(strategy).__name__)
+    f = checked_byzantine(name, num_byzantine)
+    built_for = int(getattr(strategy, "num_byzantine", 0))
+    if built_for < f and hasattr(strategy, "max_byzantine"):
+        raise ConfigError(
+            f"strategy {name!r} was built for num_byzantine={built_for} but must tolerate "
+            f"f={f} Byzantine updates: build it with num_byzantine={f}"
+        )
+    needed_f = max(f, built_for)
+    if max_byzantine_of(strategy, num_updates) >= needed_f:
+        return
+    needed_n = min_updates_for(strategy, needed_f)
+    if needed_n is None:
+        raise ConfigError(
+            f"strategy {name!r} cannot tolerate f={needed_f} Byzantine updates among "
+            f"n={num_updates} clients per round, nor among any number: choose krum, "
+            f"multikrum, bulyan, median, trimmed_mean, geomedian or centered_clip"
+        )
+    raise ConfigError(
+        f"strategy {name!r} cannot tolerate f={needed_f} Byzantine updates among "
+        f"n={num_updates} clients per round: it needs n >= {needed_n}"
+    )
