@@ -42,6 +42,7 @@ def _root(
     """Sustainable federated learning: real training, per-client energy and carbon ledger."""
 
 
+from greenfl.cli import audit as _audit  # noqa: E402
 from greenfl.cli import compare as _compare  # noqa: E402
 from greenfl.cli import estimate as _estimate  # noqa: E402
 from greenfl.cli import export as _export  # noqa: E402
@@ -63,6 +64,7 @@ _export.register(app)
 _serve.register(app)
 _join.register(app)
 _export_partition.register(app)
+_audit.register(app)
 
 EXIT_USAGE = 2
 
