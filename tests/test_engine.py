@@ -34,8 +34,12 @@ def test_ledger_sums_equal_the_summary(tiny_config: RunConfig, tmp_path: Path) -
         "clients_completed",
         "clients_dropped",
         "client_accuracy",
+        "privacy",
+        "attack",
     }
     assert set(s) == expected_keys
+    assert s["privacy"] == {"epsilon": None, "delta": None}
+    assert s["attack"] == {"name": "none", "fraction": 0.0, "backdoor_success": None}
     assert set(s["energy_j"]) == {"client_compute", "client_comm", "server", "total"}
     assert set(s["carbon_g"]) == {"operational", "embodied", "total"}
     conn = sqlite3.connect(tmp_path / "ledger.sqlite")

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from greenfl.config_data import DataConfig, ModelConfig
+from greenfl.config_safety import AttackConfig, PrivacyConfig, SecAggConfig, check_safety
 from greenfl.config_sections import (
     AdaptConfig,
     CompressionConfig,
@@ -32,6 +33,7 @@ from greenfl.core.files import parse_toml, parse_yaml, read_text
 
 __all__ = [
     "AdaptConfig",
+    "AttackConfig",
     "CompressionConfig",
     "DataConfig",
     "DeployConfig",
@@ -39,9 +41,11 @@ __all__ = [
     "EvalConfig",
     "FleetConfig",
     "ModelConfig",
+    "PrivacyConfig",
     "ReportConfig",
     "RunConfig",
     "SchedulingConfig",
+    "SecAggConfig",
     "SelectionConfig",
     "StopConfig",
     "StrategyConfig",
@@ -210,6 +214,9 @@ class RunConfig(Section):
     adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+    attack: AttackConfig = Field(default_factory=AttackConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    secagg: SecAggConfig = Field(default_factory=SecAggConfig)
 
     @model_validator(mode="after")
     def _cohort_fits(self) -> RunConfig:
@@ -233,6 +240,13 @@ class RunConfig(Section):
                 f"strategy.name = 'trimmed_mean' cuts one update per side and keeps one: it "
                 f"needs 3 or more clients per round, not {smallest}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _safety_combines(self) -> RunConfig:
+        check_safety(
+            self.attack, self.privacy, self.secagg, self.strategy.name, self.engine.trainer
+        )
         return self
 
     @model_validator(mode="after")

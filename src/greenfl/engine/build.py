@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
 from greenfl._version import __version__
@@ -21,6 +23,13 @@ from greenfl.data.base import FederatedDataset
 from greenfl.engine.loop import RoundLoop
 from greenfl.engine.records import Callback
 from greenfl.engine.resume import saved_state
+from greenfl.engine.safety import (
+    attacked_dataset,
+    attacked_transport,
+    attackers_of,
+    refuse_attack_in_deployment,
+    safety_probes,
+)
 from greenfl.engine.server_work import ServerWorkModel
 from greenfl.engine.tracking import tracking_callbacks
 from greenfl.factories import (
@@ -77,6 +86,7 @@ class _Parts:
     trainer: ClientTrainer | None
     server_work: ServerWorkModel | None
     trackers: list[Callback]
+    malicious: np.ndarray  # the simulated attack's clients (none without one)
 
 
 def _open_ledger(
@@ -92,6 +102,11 @@ def _open_ledger(
     then the ledger: an earlier run in the folder is replaced only after all of that."""
     trackers = tracking_callbacks(cfg.report)  # first: a missing library fails before any work
     dataset = dataset if dataset is not None else dataset_for(cfg.data, cfg.seed)
+    malicious = attackers_of(cfg, dataset)
+    if transport is None:
+        dataset = attacked_dataset(cfg, dataset, malicious)
+    else:
+        refuse_attack_in_deployment(cfg)
     if model is None:
         model = build_model_for(cfg, dataset)
     fleet = load_fleet(cfg.fleet.catalog)
@@ -109,6 +124,7 @@ def _open_ledger(
         transport = InProcessTransport(
             model, dataset, trainer, codec_for(cfg.compression), flops, cfg.seed
         )
+        transport = attacked_transport(cfg, transport, malicious)
         numel = sum(p.numel() for p in model.parameters())
         transport = ValidatingTransport(transport, numel, cfg.deploy.max_update_norm)
     ledger_path = None
@@ -132,8 +148,9 @@ def _open_ledger(
         ledger_path, batch_s=cfg.engine.ledger_batch_s if trainer is not None else 0.0
     )
     return _Parts(
-        ledger, model, dataset, fleet, population, transport, trainer, server_work, trackers
-    )
+        ledger, model, dataset, fleet, population, transport, trainer, server_work, trackers,
+        malicious,
+    )  # fmt: skip
 
 
 def _assemble(
@@ -145,6 +162,8 @@ def _assemble(
         ledger.begin_run(cfg.to_dict(), fleet.to_dict(), __version__)
     if trainer is not None:  # which trainer engine.trainer = "auto" resolved to
         ledger.set_meta("trainer", trainer.name)
+    if cfg.attack.name != "none":  # who lied: for analysis only, never for a strategy
+        ledger.set_meta("malicious_clients", json.dumps(parts.malicious.tolist()))
     loop = RoundLoop(
         cfg,
         parts.model,
@@ -159,6 +178,7 @@ def _assemble(
         [*callbacks, *parts.trackers],
         checkpoint=cfg.engine.checkpoint,
         server_work=parts.server_work,
+        probes=safety_probes(cfg, parts.model, parts.dataset),
     )
     if state is not None:
         loop.restore(state)

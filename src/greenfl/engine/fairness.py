@@ -11,9 +11,12 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from greenfl.data.base import FederatedDataset
 from greenfl.fleet.population import Population
+from greenfl.ledger.writer import LedgerWriter
+from greenfl.models.evaluate import evaluate
 from greenfl.selection.fairness import jain_index
 
 _MAX_CLIENTS = 2000  # clients evaluated for the region, to bound the cost on huge fleets
@@ -49,3 +52,20 @@ def fairness_report(
         "least_region_accuracy": repr(float(accuracy)),
         "least_region_accuracy_data": "test data held by the region's clients",
     }
+
+
+def write_fairness(
+    ledger: LedgerWriter,
+    population: Population,
+    participation: np.ndarray,
+    dataset: FederatedDataset,
+    model: nn.Module,
+    global_params: torch.Tensor,
+) -> dict[str, str]:
+    """``fairness_report`` of the final model, written into the ledger's meta table."""
+    meta = fairness_report(
+        population, participation, dataset, lambda data: evaluate(model, global_params, data)
+    )
+    for key, value in meta.items():
+        ledger.set_meta(key, value)
+    return meta

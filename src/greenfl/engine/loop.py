@@ -26,9 +26,11 @@ from greenfl.core.messages import ClientReport, FitInstructions
 from greenfl.core.params import get_flat, set_flat
 from greenfl.data.base import FederatedDataset
 from greenfl.engine.client_eval import ClientEvaluator, client_acc_columns
-from greenfl.engine.fairness import fairness_report
+from greenfl.engine.fairness import write_fairness
+from greenfl.engine.outcome import run_summary
 from greenfl.engine.partial import PartialWork, plan_partial_work, updates_of
 from greenfl.engine.planning import RoundPlan, RoundPlanner, idle_server
+from greenfl.engine.probes import RoundProbe, measure_all
 from greenfl.engine.records import Callback, RoundRecord, ServerCost
 from greenfl.engine.server_work import Evaluated, ServerWorkModel, server_cost
 from greenfl.engine.state import LoopState, restore_state, state_bytes
@@ -37,7 +39,6 @@ from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population, available
 from greenfl.footprint.measurement import Measurement, Meter
 from greenfl.ledger.schema import AGGREGATED
-from greenfl.ledger.summary import summarize, unaccounted_summary
 from greenfl.ledger.writer import LedgerWriter
 from greenfl.models.evaluate import evaluate
 from greenfl.scheduling.clock import SimClock
@@ -64,6 +65,7 @@ class RoundLoop:
         callbacks: Sequence[Callback] = (),
         checkpoint: bool = True,
         server_work: ServerWorkModel | None = None,
+        probes: Sequence[RoundProbe] = (),
     ) -> None:
         self.cfg = cfg
         self.model = model
@@ -77,6 +79,7 @@ class RoundLoop:
         self.meter = meter
         self.server_work = server_work  # None: the server's time is measured on this host
         self.callbacks = list(callbacks)
+        self.probes = list(probes)  # extra per-round measures of the model (ledger columns)
         self.checkpoint = checkpoint and ledger.path is not None
         self.clock = SimClock(cfg.fleet.start_time)
         self.entries = EntryTable.build(fleet)
@@ -133,6 +136,7 @@ class RoundLoop:
         account, accepted = self._account(round_idx, start_s, reports, cohort, cohort_rows, k, work)
         accuracy, loss, measured, server_flops = self._aggregate_and_evaluate(accepted, work)
         client_acc = self.client_eval.maybe(round_idx, st.global_params)
+        probed = measure_all(self.probes, round_idx, st.global_params)
         server = self._server(start_s, account.close_s, measured, idle_j, idle_g)
         acc_before = self.history[-1].accuracy if self.history else self._initial_accuracy()
         round_carbon = self._advance_state(round_idx, cohort, accepted, accuracy, account, server)
@@ -160,6 +164,7 @@ class RoundLoop:
                     "server_measured": int(self.server_work is None),
                     "wall_s": wall_s,
                     **client_acc_columns(client_acc),
+                    **probed,
                 },
                 account.rows,
                 partial(self._snapshot_of, round_idx) if self.checkpoint else None,
@@ -177,6 +182,7 @@ class RoundLoop:
             cum_energy_j=st.cum_energy_j,
             cum_carbon_g=st.cum_carbon_g,
             client_accuracy=client_acc,
+            probes=probed,
         )
         self.history.append(record)
         return record
@@ -334,15 +340,8 @@ class RoundLoop:
 
     def write_fairness(self) -> dict[str, str]:
         """Jain's index and the least-represented region's accuracy, into the ledger meta."""
-        meta = fairness_report(
-            self.population,
-            self.state.participation,
-            self.dataset,
-            lambda data: evaluate(self.model, self.state.global_params, data),
-        )
-        for key, value in meta.items():
-            self.ledger.set_meta(key, value)
-        return meta
+        return write_fairness(self.ledger, self.population, self.state.participation,
+                              self.dataset, self.model, self.state.global_params)  # fmt: skip
 
     # ---- the run ----------------------------------------------------------------------
     def should_stop_before(self) -> str | None:
@@ -375,9 +374,7 @@ class RoundLoop:
 
     def summary(self) -> dict[str, Any]:
         wall_s = time.perf_counter() - self.wall_start
-        if not self.cfg.engine.accounting:
-            return unaccounted_summary(self.history, self.cfg.stop.target_accuracy, wall_s)
-        return summarize(self.ledger.conn, self.cfg.stop.target_accuracy, wall_s)
+        return run_summary(self.cfg, self.history, self.ledger.conn, wall_s)
 
     # ---- persistence ------------------------------------------------------------------
     def snapshot(self) -> dict[str, bytes]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from greenfl.models.evaluate import ClientAccuracy
@@ -25,6 +25,8 @@ class RoundRecord:
     cum_energy_j: float
     cum_carbon_g: float
     client_accuracy: ClientAccuracy | None = None  # on clients' own test data, if evaluated
+    # the round probes' columns (backdoor_success, epsilon, ...), by ledger column name
+    probes: dict[str, float | None] = field(default_factory=dict)
 
 
 class ServerCost(NamedTuple):

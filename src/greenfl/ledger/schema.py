@@ -26,6 +26,9 @@ ROUND_COLUMNS: tuple[str, ...] = (
     "client_acc_p10",
     "client_acc_worst_decile",
     "client_acc_clients",
+    "backdoor_success",
+    "epsilon",
+    "dp_clip_norm",
 )
 
 CLIENT_ROUND_COLUMNS: tuple[str, ...] = (
@@ -99,7 +102,10 @@ CREATE TABLE IF NOT EXISTS rounds (
     client_acc_mean REAL,
     client_acc_p10 REAL,
     client_acc_worst_decile REAL,
-    client_acc_clients INTEGER
+    client_acc_clients INTEGER,
+    backdoor_success REAL,
+    epsilon REAL,
+    dp_clip_norm REAL
 );
 CREATE TABLE IF NOT EXISTS client_rounds (
     round INTEGER NOT NULL,
@@ -142,6 +148,12 @@ ADDED_ROUND_COLUMNS: tuple[tuple[str, str], ...] = (
     # the server's counted work, and 1 where its time came from this host instead
     ("server_flops", "REAL"),
     ("server_measured", "INTEGER"),
+    # issue 17: the backdoor's success rate on triggered test inputs (backdoor attack
+    # only); the privacy spent so far, epsilon at privacy.delta, and the clip bound used
+    # (differential privacy only)
+    ("backdoor_success", "REAL"),
+    ("epsilon", "REAL"),
+    ("dp_clip_norm", "REAL"),
 )
 
 

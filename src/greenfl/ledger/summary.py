@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import astuple
 from typing import Any
 
-from greenfl.ledger.schema import AGGREGATED
+from greenfl.ledger.schema import AGGREGATED, ROUND_COLUMNS
 
 
 def summarize(
@@ -127,3 +127,39 @@ def unaccounted_summary(
             client_accuracy(last.round, *astuple(last.client_accuracy)) if last else None
         ),
     }
+
+
+def safety_summary(
+    last_probes: dict[str, float | None],
+    attack_name: str,
+    attack_fraction: float,
+    privacy_delta: float | None,
+) -> dict[str, Any]:
+    """summary.json's ``privacy`` and ``attack`` keys, from the last round's probe columns:
+    epsilon and delta are null without differential privacy, backdoor_success null unless
+    the attack is a backdoor."""
+    epsilon = last_probes.get("epsilon") if privacy_delta is not None else None
+    success = last_probes.get("backdoor_success") if attack_name == "backdoor" else None
+    return {
+        "privacy": {
+            "epsilon": epsilon,
+            "delta": privacy_delta,
+        },
+        "attack": {
+            "name": attack_name,
+            "fraction": attack_fraction,
+            "backdoor_success": success,
+        },
+    }
+
+
+def last_round_columns(conn: sqlite3.Connection, columns: Sequence[str]) -> dict[str, Any]:
+    """The last round's values of ``columns`` (each a name of ROUND_COLUMNS), or {} before
+    the first round."""
+    known = [c for c in columns if c in ROUND_COLUMNS]
+    if not known:
+        return {}
+    row = conn.execute(
+        f"SELECT {', '.join(known)} FROM rounds ORDER BY round DESC LIMIT 1"
+    ).fetchone()
+    return dict(zip(known, row, strict=True)) if row else {}
