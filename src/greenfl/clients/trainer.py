@@ -103,7 +103,10 @@ def train_one(
     stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """``stop``: asked before each step; True ends training early (a real client whose task
-    was withdrawn), and the result then covers the steps taken."""
+    was withdrawn), and the result then covers the steps taken. Instructions that ask for
+    DP-SGD train through Opacus instead (greenfl.privacy.local)."""
+    if dp_sgd_requested(ins):
+        return _train_one_dp(model, global_params, x, y, client_id, ins, seed, stop)
     set_flat(model, global_params)
     model.train()
     params = [p for p in model.parameters()]
@@ -134,4 +137,43 @@ def train_one(
         samples_processed=processed,
         steps=len(losses),
         loss=float(np.mean(losses)) if losses else float("nan"),
+    )
+
+
+def dp_sgd_requested(ins: FitInstructions) -> bool:
+    """Whether the instructions ask for local DP-SGD (a clip norm or noise set)."""
+    return ins.dp_max_grad_norm > 0 or ins.dp_noise_multiplier > 0
+
+
+def _train_one_dp(
+    model: nn.Module,
+    global_params: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    client_id: int,
+    ins: FitInstructions,
+    seed: int,
+    stop: Callable[[], bool] | None,
+) -> TrainResult:
+    # Imported here: Opacus takes seconds to load and only DP runs need it.
+    from greenfl.privacy.local import dp_sgd_train
+
+    res = dp_sgd_train(
+        model,
+        global_params,
+        x,
+        y,
+        ins,
+        noise_multiplier=ins.dp_noise_multiplier,
+        max_grad_norm=ins.dp_max_grad_norm,
+        seed=seed,
+        stop=stop,
+    )
+    return TrainResult(
+        client_id=client_id,
+        delta=res.delta,
+        num_samples=len(y),
+        samples_processed=res.samples_processed,
+        steps=res.steps,
+        loss=res.mean_loss,
     )

@@ -30,6 +30,7 @@ from greenfl.clients.trainer import (
     TrainResult,
     batch_order,
     client_seed,
+    dp_sgd_requested,
 )
 from greenfl.core.errors import ConfigError
 from greenfl.core.messages import FitInstructions
@@ -194,6 +195,12 @@ class VectorisedTrainer:
         round_idx: int,
         seed: int,
     ) -> list[TrainResult]:
+        if dp_sgd_requested(instructions):
+            # DP-SGD needs per-sample clipping and Poisson batches, which the stacked step
+            # does not do: the sequential trainer's Opacus path trains these clients.
+            return SequentialTrainer().train(
+                model, global_params, dataset, cohort, instructions, round_idx, seed
+            )
         reason = unsupported_reason(model)
         if reason is not None:
             raise ValueError(f"vectorised trainer: {reason}; use engine.trainer = 'sequential'")

@@ -31,6 +31,10 @@ class FitInstructions:
     # Per-client step caps, below the round's own (client id -> steps): the work a client
     # can finish by the round's deadline when partial work is aggregated.
     client_steps: Mapping[int, int] = field(default_factory=lambda: _NO_CAPS)
+    # Local DP-SGD (greenfl.privacy.local): per-sample clip norm and noise multiplier of
+    # each step. Both 0: plain SGD; either positive: DP-SGD (which needs a clip norm).
+    dp_noise_multiplier: float = 0.0
+    dp_max_grad_norm: float = 0.0
 
     def with_(self, **changes: object) -> FitInstructions:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -199,9 +199,7 @@ class LocalAccountant:
                 self._eps[cid] = epsilon_of(curve, self.orders, delta)
         return max(self._eps.values(), default=0.0)
 
-    def epsilon_after(
-        self, delta: float, planned: Mapping[int, tuple[float, int]]
-    ) -> float:
+    def epsilon_after(self, delta: float, planned: Mapping[int, tuple[float, int]]) -> float:
         """The largest epsilon if the clients in ``planned`` (client -> (sample_rate, steps))
         trained one more round (nothing is composed)."""
         worst = self.epsilon(delta)

@@ -73,7 +73,8 @@ def update_noise_multiplier(noise_multiplier: float, count_stddev: float) -> flo
     if 2 * count_stddev <= noise_multiplier:
         raise ValueError(
             f"clip_count_stddev {count_stddev} must exceed noise_multiplier / 2 "
-            f"({noise_multiplier / 2}): the count query would use more than the whole budget"
+            f"({noise_multiplier / 2}): the count query would use more than the whole budget "
+            "(the default, expected_clients / 20, needs cohorts of more than 10 x sigma)"
         )
     return (noise_multiplier**-2 - (2 * count_stddev) ** -2) ** -0.5
 

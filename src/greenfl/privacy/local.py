@@ -16,6 +16,7 @@ The update leaves the client private at the sample level: accounting is per clie
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -97,7 +98,11 @@ def dp_sgd_train(
         opt.zero_grad(set_to_none=True)
         # Summed loss: per-sample gradients are each sample's own; DPOptimizer does the mean.
         loss = nn.functional.cross_entropy(gsm(x[idx]), y[idx], reduction="sum")
-        loss.backward()
+        with warnings.catch_warnings():
+            # Opacus's backward hooks on a first layer whose input needs no gradient: the
+            # per-sample gradients are still right, the warning is noise in every step
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            loss.backward()
         if any(p.grad_sample is None for p in params):
             # DPOptimizer would then step without clipping or noise
             raise ValueError("local DP-SGD: a parameter got no per-sample gradient")
