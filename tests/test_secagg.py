@@ -12,7 +12,7 @@ import pytest
 from greenfl.secagg import FixedPoint, RoundParams, SecAggClient, SecAggError, SecAggServer, shamir
 from greenfl.secagg.cost import ENCRYPTED_SHARE_BYTES, secagg_cost
 from greenfl.secagg.graph import default_threshold, neighbourhoods
-from greenfl.secagg.masking import pairwise_mask, prg_uint32, self_mask
+from greenfl.secagg.masking import agree, pair_context, pairwise_mask, prg_uint32, self_mask
 from greenfl.secagg.messages import EncryptedShare, ShareBundle
 
 DIM = 300
@@ -202,9 +202,20 @@ def test_the_servers_view_of_one_client_does_not_decode_to_its_update() -> None:
     server = run.server
     with pytest.raises(SecAggError, match="t=4 needed"):
         server.aggregate(run.responses[: p.threshold - 1])
-    # Yet y_u minus its masks is the encoded input: the masks are all that hides it.
+    # A server that also learnt s_sk_u (by claiming u dropped) strips the pairwise masks,
+    # and still holds only encode(x_u) + PRG(b_u): noise without t shares of b_u.
+    client = run.clients[u]
+    pair = np.zeros(DIM, np.uint32)
+    for v in client._masked_with:
+        ctx = pair_context(p.round_tag, u, v)
+        seed = agree(client._s_sk, client._keys[v].s_pk, b"greenfl-secagg-mask", ctx)
+        pair += pairwise_mask(seed, u, v, DIM)
+    stripped = p.encoding.decode_sum(y - pair, 1)
+    assert np.abs(stripped - x).max() > 1.0
+    # Only with b_u as well is it the update: the masks are all that hides it.
     b = shamir.combine(shares, p.threshold)
-    assert b == run.clients[u]._b
+    exact = p.encoding.decode_sum(y - pair - self_mask(b, DIM), 1)
+    assert np.abs(exact - x).max() <= p.encoding.max_sum_error(1)
     assert agg is not None
 
 
