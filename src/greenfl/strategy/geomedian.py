@@ -22,7 +22,12 @@ from greenfl.strategy.tolerance import RobustStrategy, checked_byzantine, requir
 
 
 def _distances(stacked: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(stacked - centre, dim=1).to(torch.float64)
+    """Each row's distance to ``centre``, summed in float64 one row at a time: near the
+    median the objective changes below float32's resolution, which would stop the
+    iteration early, and a whole float64 copy of the updates would double the memory."""
+    return torch.stack(
+        [torch.linalg.vector_norm(row - centre, dtype=torch.float64) for row in stacked]
+    )
 
 
 class GeometricMedian(RobustStrategy):

@@ -113,22 +113,21 @@ def check_tolerance(strategy: object, num_updates: int, num_byzantine: int) -> N
     name = getattr(strategy, "name", type(strategy).__name__)
     f = checked_byzantine(name, num_byzantine)
     built_for = int(getattr(strategy, "num_byzantine", 0))
+    needed_f = max(f, built_for)
+    if max_byzantine_of(strategy, num_updates) < needed_f:
+        needed_n = min_updates_for(strategy, needed_f)
+        if needed_n is None:
+            raise ConfigError(
+                f"strategy {name!r} cannot tolerate f={needed_f} Byzantine updates among "
+                f"n={num_updates} clients per round, nor among any number: choose krum, "
+                f"multikrum, bulyan, median, trimmed_mean, geomedian or centered_clip"
+            )
+        raise ConfigError(
+            f"strategy {name!r} cannot tolerate f={needed_f} Byzantine updates among "
+            f"n={num_updates} clients per round: it needs n >= {needed_n}"
+        )
     if built_for < f and hasattr(strategy, "max_byzantine"):
         raise ConfigError(
             f"strategy {name!r} was built for num_byzantine={built_for} but must tolerate "
             f"f={f} Byzantine updates: build it with num_byzantine={f}"
         )
-    needed_f = max(f, built_for)
-    if max_byzantine_of(strategy, num_updates) >= needed_f:
-        return
-    needed_n = min_updates_for(strategy, needed_f)
-    if needed_n is None:
-        raise ConfigError(
-            f"strategy {name!r} cannot tolerate f={needed_f} Byzantine updates among "
-            f"n={num_updates} clients per round, nor among any number: choose krum, "
-            f"multikrum, bulyan, median, trimmed_mean, geomedian or centered_clip"
-        )
-    raise ConfigError(
-        f"strategy {name!r} cannot tolerate f={needed_f} Byzantine updates among "
-        f"n={num_updates} clients per round: it needs n >= {needed_n}"
-    )
