@@ -52,6 +52,31 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--force", help="Replace a ledger already in --out.")
         ] = False,
         quiet: QuietOpt = False,
+        secagg: Annotated[
+            bool,
+            typer.Option(
+                "--secagg",
+                help="Secure aggregation: the server learns only the sum of the updates.",
+            ),
+        ] = False,
+        secagg_neighbours: Annotated[
+            int | None,  # noqa: UP007
+            typer.Option(
+                "--secagg-neighbours", min=2, help="SecAgg+: mask with K neighbours (default: all)."
+            ),
+        ] = None,
+        secagg_threshold: Annotated[
+            int | None,  # noqa: UP007
+            typer.Option(
+                "--secagg-threshold",
+                min=1,
+                help="Shares that rebuild a secret (default: majority).",
+            ),
+        ] = None,
+        secagg_clip: Annotated[
+            float,
+            typer.Option("--secagg-clip", min=0.0, help="Clip each weighted update value to +-C."),
+        ] = 4.0,
         issue_token: Annotated[
             int | None,  # noqa: UP007
             typer.Option(
@@ -90,7 +115,13 @@ def register(app: typer.Typer) -> None:
             log.warning("no --token-file: any client that can reach %s may join", address)
         elif cfg.deploy.auth == "shared":
             log.warning("deploy.auth = 'shared': any token holder may join as any client id")
-        transport = GrpcTransport(cfg, codec_for(cfg.compression), address, token, tls)
+        from greenfl.deploy.secagg_server import SecAggOptions
+
+        opts = None
+        if secagg:
+            opts = SecAggOptions(secagg_neighbours, secagg_threshold, secagg_clip)
+            log.info("secure aggregation on: the server learns only the sum of the updates")
+        transport = GrpcTransport(cfg, codec_for(cfg.compression), address, token, tls, opts)
         loop = build_loop(cfg, out, transport=transport, resume=resume, overwrite=force)
         if resume:
             log.info("resuming after round %d", loop.state.round)

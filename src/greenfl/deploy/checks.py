@@ -37,6 +37,7 @@ class UpdateRules:
     spec: ParamSpec
     max_message_bytes: int
     max_update_norm: float | None
+    secagg: bool = False  # secure aggregation: the update carries keys and no delta
 
 
 def judge_update(
@@ -89,8 +90,9 @@ def judge_update(
 
 def check_update(
     req: pb.Update, size: int, cid: int, p: Pending, rules: UpdateRules
-) -> torch.Tensor:
-    """The decoded delta of an update that passes every check, or UpdateRejected."""
+) -> torch.Tensor | None:
+    """The decoded delta of an update that passes every check (None under secure
+    aggregation: the delta comes later, masked), or UpdateRejected."""
     check_protocol(req.protocol_version)
     check_message_size(size, rules.max_message_bytes)
     if req.client_id != cid or req.round != p.round_idx:
@@ -100,6 +102,12 @@ def check_update(
         )
     spec = rules.spec
     kind = req.WhichOneof("delta")
+    if rules.secagg:
+        keys = req.secagg_keys
+        if kind is not None or len(keys.c_pk) != 32 or len(keys.s_pk) != 32:
+            raise UpdateRejected("secure aggregation is on: send two 32-byte keys and no delta")
+        check_report_fields(int(req.num_samples), p.num_samples, req.loss, req.footprint.flops)
+        return None
     if kind == "tensors":
         if rules.codec.name != "identity":
             raise UpdateRejected(

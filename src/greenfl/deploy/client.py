@@ -32,6 +32,7 @@ from greenfl.data.local_dir import LocalDirDataset
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
 from greenfl.deploy.client_local import Local, build_local
+from greenfl.deploy.secagg_client import SecAggParticipant
 from greenfl.deploy.security import tls_failure
 from greenfl.deploy.wire import (
     SESSION_KEY,
@@ -70,6 +71,8 @@ class ClientOptions:
     # Tests and demos only: sleep this long inside each task's measured window, as a slow
     # device would (a withdrawn task ends the sleep).
     test_delay_s: float = 0.0
+    # Tests only: "share" or "mask": drop out of secure aggregation after that step.
+    test_secagg_drop_after: str = ""
 
 
 @dataclass
@@ -119,6 +122,7 @@ class FederatedClient:
         self._current_task = ""
         self._withdrawn: set[str] = set()
         self._cancel = threading.Event()
+        self._secagg = SecAggParticipant(opts.client_id, opts.test_secagg_drop_after)
 
     # ---- connection -----------------------------------------------------------------
     def _channel(self) -> grpc.Channel:
@@ -241,6 +245,10 @@ class FederatedClient:
                     self.stats.shutdown_reason = task.reason
                     log.info("server ended the run: %s", task.reason)
                     return
+                if task.kind == pb.Task.SECAGG:
+                    if self._secagg.step(stub, task, session_id, self.stats):
+                        return  # tests: this client drops out of the round here
+                    continue
                 if task.kind != pb.Task.FIT:
                     continue
                 with self._lock:
@@ -340,7 +348,9 @@ class FederatedClient:
             return None
         flops = local.flops_per_sample * result.samples_processed
         try:
-            if local.codec.name == "identity":
+            if task.HasField("secagg"):  # secure aggregation: keys now, the delta masked later
+                update.secagg_keys.CopyFrom(self._secagg.keys_for(task, result.delta))
+            elif local.codec.name == "identity":
                 update.tensors.tensors.extend(params_to_pb(result.delta, local.spec))
             else:
                 # The same generator as a simulated client, so stochastic rounding matches.

@@ -49,6 +49,11 @@ class FederationStub:
                 request_serializer=greenfl_dot_deploy_dot_greenfl__pb2.Update.SerializeToString,
                 response_deserializer=greenfl_dot_deploy_dot_greenfl__pb2.Ack.FromString,
                 _registered_method=True)
+        self.SecAggSubmit = channel.unary_unary(
+                '/greenfl.v1.Federation/SecAggSubmit',
+                request_serializer=greenfl_dot_deploy_dot_greenfl__pb2.SecAggMessage.SerializeToString,
+                response_deserializer=greenfl_dot_deploy_dot_greenfl__pb2.Ack.FromString,
+                _registered_method=True)
 
 
 class FederationServicer:
@@ -72,6 +77,12 @@ class FederationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SecAggSubmit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -88,6 +99,11 @@ def add_FederationServicer_to_server(servicer, server):
             'SubmitUpdate': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitUpdate,
                     request_deserializer=greenfl_dot_deploy_dot_greenfl__pb2.Update.FromString,
+                    response_serializer=greenfl_dot_deploy_dot_greenfl__pb2.Ack.SerializeToString,
+            ),
+            'SecAggSubmit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SecAggSubmit,
+                    request_deserializer=greenfl_dot_deploy_dot_greenfl__pb2.SecAggMessage.FromString,
                     response_serializer=greenfl_dot_deploy_dot_greenfl__pb2.Ack.SerializeToString,
             ),
     }
@@ -171,6 +187,33 @@ class Federation:
             target,
             '/greenfl.v1.Federation/SubmitUpdate',
             greenfl_dot_deploy_dot_greenfl__pb2.Update.SerializeToString,
+            greenfl_dot_deploy_dot_greenfl__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SecAggSubmit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenfl.v1.Federation/SecAggSubmit',
+            greenfl_dot_deploy_dot_greenfl__pb2.SecAggMessage.SerializeToString,
             greenfl_dot_deploy_dot_greenfl__pb2.Ack.FromString,
             options,
             channel_credentials,

@@ -45,6 +45,7 @@ from greenfl.deploy.rounds import (
     round_closes,
     unanswered_report,
 )
+from greenfl.deploy.secagg_server import SecAggOptions, SecAggRounds, check_secagg
 from greenfl.deploy.servicer import Servicer, SessionGate, TlsFiles, listen, session_of
 from greenfl.deploy.sessions import Pending, Refusal, Session, admit, apply_joins
 from greenfl.deploy.stream import stream_tasks
@@ -66,7 +67,10 @@ class GrpcTransport:
         address: str,
         token: str | None = None,
         tls: TlsFiles | None = None,
+        secagg: SecAggOptions | None = None,
     ) -> None:
+        """``secagg``: run secure aggregation (docs/secure-aggregation.md); None: off."""
+        check_secagg(secagg, codec.name)
         self.cfg = cfg
         self.codec = codec
         self.address = address
@@ -81,6 +85,7 @@ class GrpcTransport:
         self._by_client: dict[int, Session] = {}
         self._pending: dict[int, Pending] = {}
         self._closed: dict[int, Pending] = {}  # the last round's tasks, to answer late updates
+        self._secagg = secagg and SecAggRounds(secagg, self._cond, self._sessions, self._by_client)
         self._device_overrides: dict[int, str] = {}
         self._sample_overrides: dict[int, int] = {}
         self._partition_sizes: np.ndarray | None = None
@@ -117,8 +122,9 @@ class GrpcTransport:
         workers = min(population.size, 4096) + 16
         gate = SessionGate(self.knows_session)
         server, port = listen(
-            self.address, Servicer(self), self.max_message_bytes, workers, self.tls, gate
-        )
+            self.address, Servicer(self, self._secagg), self.max_message_bytes, workers,
+            self.tls, gate,
+        )  # fmt: skip
         self.server = server
         self.port = port
         return port
@@ -196,6 +202,8 @@ class GrpcTransport:
             instructions=instructions_to_pb(instructions),
             seed=self.cfg.seed,
         )
+        if self._secagg is not None:  # train, then send keys, not the delta
+            base.secagg.CopyFrom(self._secagg.marker())
         reports: dict[int, ClientReport] = {}
         with self._cond:
             self._pending = {}
@@ -242,6 +250,10 @@ class GrpcTransport:
         if accepted >= target and target < len(cohort):
             log_early_close(round_idx, closed - start, accepted, list(reports.values()))
         dep = self.cfg.deploy
+        if self._secagg is not None:  # the server learns only the sum of accepted updates
+            reports = self._secagg.aggregate(
+                round_idx, reports, self._closed, spec.numel, dep.sample_bound_factor
+            )
         out = bound_round([reports[cid] for cid in cohort], dep.norm_bound_factor,
                           dep.sample_bound_factor)  # fmt: skip
         self._quarantine.record(round_idx, out)
@@ -280,21 +292,12 @@ class GrpcTransport:
             self._sample_overrides[cid] = self._expected_samples(sess)
             self._cond.notify_all()
         data = f"local data, {local_n} samples" if local_n else "partition data"
-        log.info(
-            "client %d joined from %s (device %s, meter %s, %s)",
-            cid,
-            peer,
-            device,
-            req.meter or "?",
-            data,
-        )
+        log.info("client %d joined from %s (device %s, meter %s, %s)",
+                 cid, peer, device, req.meter or "?", data)  # fmt: skip
         reply = pb.JoinReply(
-            protocol_version=PROTOCOL_VERSION,
-            session_id=sess.session_id,
-            config_json=self.config_json,
-            max_message_bytes=self.max_message_bytes,
-            device=device,
-        )
+            protocol_version=PROTOCOL_VERSION, session_id=sess.session_id,
+            config_json=self.config_json, max_message_bytes=self.max_message_bytes, device=device,
+        )  # fmt: skip
         if self.model_input is not None:
             reply.input_shape.extend(self.model_input[0])
             reply.num_classes = self.model_input[1]
@@ -335,6 +338,8 @@ class GrpcTransport:
             if self._pending.get(cid) is not pending or pending.report is not None:
                 return self._not_taken(cid, req)
             pending.report = report
+            if req.HasField("secagg_keys"):
+                pending.secagg_keys = (bytes(req.secagg_keys.c_pk), bytes(req.secagg_keys.s_pk))
             self._cond.notify_all()
         return pb.Ack(accepted=report.status == "completed", reason=report.reason or "")
 
@@ -359,8 +364,9 @@ class GrpcTransport:
 
     @property
     def _rules(self) -> UpdateRules:
+        dep, secagg = self.cfg.deploy, self._secagg is not None
         return UpdateRules(
-            self.codec, self._spec, self.max_message_bytes, self.cfg.deploy.max_update_norm
+            self.codec, self._spec, self.max_message_bytes, dep.max_update_norm, secagg
         )
 
     @property

@@ -48,7 +48,7 @@ class SessionGate(grpc.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        if details.method.endswith("/SubmitUpdate"):
+        if details.method.endswith(("/SubmitUpdate", "/SecAggSubmit")):
             sid = dict(details.invocation_metadata).get(SESSION_KEY)  # type: ignore[arg-type]
             if not isinstance(sid, str) or not self.known(sid):
                 return self._refusal
@@ -71,9 +71,14 @@ class Federation(Protocol):
     def submit(self, req: pb.Update, context: grpc.ServicerContext) -> pb.Ack: ...
 
 
+class SecAggHandler(Protocol):
+    def rpc(self, req: pb.SecAggMessage, context: grpc.ServicerContext) -> pb.Ack: ...
+
+
 class Servicer(pb_grpc.FederationServicer):
-    def __init__(self, transport: Federation) -> None:
+    def __init__(self, transport: Federation, secagg: SecAggHandler | None = None) -> None:
         self.t = transport
+        self.secagg = secagg
 
     def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:  # noqa: N802
         return self.t.join(request, context)
@@ -83,6 +88,11 @@ class Servicer(pb_grpc.FederationServicer):
 
     def SubmitUpdate(self, request: pb.Update, context: grpc.ServicerContext) -> pb.Ack:  # noqa: N802
         return self.t.submit(request, context)
+
+    def SecAggSubmit(self, request: pb.SecAggMessage, context: grpc.ServicerContext) -> pb.Ack:  # noqa: N802
+        if self.secagg is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "secure aggregation is off")
+        return self.secagg.rpc(request, context)
 
 
 def listen(

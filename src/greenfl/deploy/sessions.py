@@ -39,6 +39,7 @@ class Pending:
     delivered_at: float | None = None  # monotonic time the client took the task off its stream
     model: RoundModel | None = None  # the server's model of this round, to judge its footprint
     report: ClientReport | None = None
+    secagg_keys: tuple[bytes, bytes] | None = None  # secure aggregation: (c_pk, s_pk) sent
 
 
 def assign_device(pop: Population, cid: int, device: str) -> None:
