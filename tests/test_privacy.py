@@ -97,6 +97,8 @@ def test_fixed_size_sampling_option_is_more_conservative() -> None:
     poisson = _central(10, 1000, 1.1, 100).epsilon(1e-5)
     wor = _central(10, 1000, 1.1, 100, sampling="without_replacement").epsilon(1e-5)
     assert wor > poisson
+    fixed = _central(10, 1000, 1.1, 100, sampling="fixed").epsilon(1e-5)  # the config's name
+    assert fixed == wor
     with pytest.raises(ValueError):
         CentralAccountant(1.0, sampling="shuffled")
 
@@ -123,7 +125,7 @@ def test_budget_stops_before_the_round_that_would_exceed_it() -> None:
     assert rounds > 0
     assert acct.epsilon_after_next(1e-5, 10, 1000) > 1.0
     assert next_round_exceeds(acct, 1.0, 1e-5, 10, 1000)
-    assert not PrivacyBudget(0.0, 1e-5).next_round_exceeds(acct, 10, 1000)  # no budget
+    assert not PrivacyBudget(None, 1e-5).next_round_exceeds(acct, 10, 1000)  # no budget
 
 
 def test_local_accountant_is_per_client_and_reports_the_worst() -> None:

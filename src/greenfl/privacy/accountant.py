@@ -18,7 +18,7 @@ n clients available in a round, uniformly without replacement. Two ways to accou
   k << n a fixed-size cohort and a Poisson cohort of rate k / n are close. It is a
   convention, not a proof for the sampling actually run: fixed-size sampling accounted as
   Poisson can under-report epsilon (Lebeda, Regehr, Kamath, Steinke 2024).
-* ``sampling="without_replacement"``: each round is
+* ``sampling="without_replacement"`` (or ``"fixed"``): each round is
   ``SampledWithoutReplacementDpEvent(n, k, GaussianDpEvent(sigma / 2))`` under replace-one
   adjacency (Wang, Balle, Kasiviswanathan 2019, Thm. 27): exactly the sampling the simulator
   does. Replacing one user changes a sum of updates clipped to C by up to 2C, hence the
@@ -44,6 +44,8 @@ from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant as rdp
 
 SAMPLINGS = ("poisson", "without_replacement")
+# the config's short name for fixed-size cohorts
+_ALIASES = {"fixed": "without_replacement"}
 
 
 def _orders(orders: tuple[float, ...] | None) -> np.ndarray:
@@ -89,6 +91,7 @@ class CentralAccountant:
     ) -> None:
         if noise_multiplier <= 0:
             raise ValueError(f"noise_multiplier must be positive, got {noise_multiplier}")
+        sampling = _ALIASES.get(sampling, sampling)
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         self.noise_multiplier = float(noise_multiplier)

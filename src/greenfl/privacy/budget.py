@@ -14,21 +14,27 @@ from greenfl.privacy.accountant import CentralAccountant, LocalAccountant
 
 @dataclass(frozen=True)
 class PrivacyBudget:
-    """(epsilon_budget, delta): the guarantee a run must keep. An infinite budget (or 0
-    meaning none, as a config would write it) never stops a run."""
+    """(epsilon_budget, delta): the guarantee a run must keep. No budget (None, as the
+    config writes it; 0 or infinity alike) never stops a run."""
 
-    epsilon_budget: float
+    epsilon_budget: float | None
     delta: float
 
     def __post_init__(self) -> None:
         if not 0.0 < self.delta < 1.0:
             raise ValueError(f"delta must lie in (0, 1), got {self.delta}")
-        if self.epsilon_budget < 0:
+        if self.epsilon_budget is not None and self.epsilon_budget < 0:
             raise ValueError(f"epsilon_budget must be >= 0, got {self.epsilon_budget}")
 
     @property
     def unlimited(self) -> bool:
-        return self.epsilon_budget == 0 or math.isinf(self.epsilon_budget)
+        eps = self.epsilon_budget
+        return eps is None or eps == 0 or math.isinf(eps)
+
+    @property
+    def limit(self) -> float:
+        """The budget as a number: infinity when there is none."""
+        return math.inf if self.unlimited else float(self.epsilon_budget or 0.0)
 
     def next_round_exceeds(
         self, accountant: CentralAccountant, cohort_size: int, population_size: int
@@ -38,7 +44,7 @@ class PrivacyBudget:
         if self.unlimited:
             return False
         eps = accountant.epsilon_after_next(self.delta, cohort_size, population_size)
-        return eps > self.epsilon_budget
+        return eps > self.limit
 
     def next_local_round_exceeds(
         self, accountant: LocalAccountant, planned: Mapping[int, tuple[float, int]]
@@ -47,12 +53,12 @@ class PrivacyBudget:
         round would take some client's sample-level epsilon past the budget."""
         if self.unlimited:
             return False
-        return accountant.epsilon_after(self.delta, planned) > self.epsilon_budget
+        return accountant.epsilon_after(self.delta, planned) > self.limit
 
 
 def next_round_exceeds(
     accountant: CentralAccountant,
-    epsilon_budget: float,
+    epsilon_budget: float | None,
     delta: float,
     cohort_size: int,
     population_size: int,
