@@ -189,3 +189,11 @@ def test_a_bad_run_folder_exits_2_naming_the_file(
     assert "ledger.sqlite" in line and "snapshot" in line
 
     assert "--shadow" in _error_line(capsys, ["audit", str(runs["under"]), "--shadow", "1"])
+
+
+def test_privacy_setting_is_read_only_where_config_json_has_one() -> None:
+    from greenfl.analysis.run_model import privacy_setting
+
+    assert privacy_setting({"train": {}}) is None
+    assert privacy_setting({"privacy": {"mode": "central"}}) == {"mode": "central"}
+    assert privacy_setting({"privacy": "garbled"}) is None

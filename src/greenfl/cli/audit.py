@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,5 +75,6 @@ def table_lines(result: dict[str, Any]) -> list[str]:
             f"{name:<14}{a['auc']:>7.3f}{a['tpr_at_fpr_1e-2']:>9.3f}{a['tpr_at_fpr_1e-3']:>10.3f}"
         )
     privacy = result.get("privacy")
-    lines.append(f"privacy: {privacy if privacy is not None else 'none in config.json'}")
+    shown = "none in config.json" if privacy is None else json.dumps(privacy, sort_keys=True)
+    lines.append(f"privacy: {shown}")
     return lines
