@@ -329,9 +329,12 @@ def test_aggregation_flops_by_hand() -> None:
     gm = GeometricMedian(max_iterations=4)
     assert gm.aggregation_flops(3, 2) == 41 + 4 * 54
     assert GeometricMedian(max_iterations=4, weighted=True).aggregation_flops(3, 2) == 41 + 216 + 6
-    gm.aggregate(torch.zeros(2), ups((0, 0), (2, 0), (1, 2)))
-    assert gm.last_iterations is not None and 1 <= gm.last_iterations <= 4
-    assert gm.aggregation_flops(3, 2) == 41 + gm.last_iterations * 54
+    # after an aggregate that stopped early, its own k iterations are counted
+    early = GeometricMedian(max_iterations=50)
+    early.aggregate(torch.zeros(2), ups((0, 0), (2, 0), (1, 2)))
+    assert early.last_iterations is not None and 1 <= early.last_iterations < 50
+    assert early.aggregation_flops(3, 2) == 41 + early.last_iterations * 54
+    assert early.aggregation_flops(4, 2) == 5 * 4 * 2 + 12 + 2 + 50 * (40 + 28 + 3)  # n differs
     # centered clip, n = 3, p = 2, L = 3: 3 (5np + 3n + p = 30 + 9 + 2 = 41) + p = 125
     assert CenteredClip(num_iterations=3).aggregation_flops(3, 2) == 125
     # clip, n = 3, p = 2: 4np + 3n + p = 24 + 9 + 2 = 35; noise 3p more
