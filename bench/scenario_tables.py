@@ -1,15 +1,18 @@
-"""Issue 15's scenario table: gCO2e to target of greenfl's policy against FedAvg and the
+"""Issue 15's scenario tables: gCO2e to target of greenfl's policy against FedAvg and the
 anchor policies (Oort, FedZero-style, AutoFL-style), every one of them tuned by
 ``greenfl tune`` over the same grid of round parameters, paired by seed; the per-lever
 breakdown of greenfl's policy; the adapt bandit alone against the tuned FedAvg; and the
 sensitivity of the headline to the network figures (kWh/GB and the LTE/5G tail power,
 halved and doubled).
 
-    python bench/scenario_tables.py --out bench/results/scenarios   # ~40 min on 2 cores
+    python bench/scenario_tables.py                      # digits: ~40 min on 2 cores
+    python bench/scenario_tables.py --scenarios shakespeare femnist   # hours a policy
+    python bench/scenario_tables.py --tables-only        # the tables of OUT/scenarios.json
 
 Each policy is its own settings on top of the scenario's FedAvg file, and nothing else:
 the built-in fleet as it is, with diurnal availability, the real 2020 traces and the
-shared server. Results go to OUT/scenarios.json and are printed as Markdown.
+shared server. Results go to OUT/scenarios.json (kept in git; the per-run folders under
+OUT/<scenario>/ are not) and are printed as Markdown.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import json
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -28,37 +32,80 @@ from pathlib import Path
 import greenfl
 from greenfl.config import load_config
 
-GRID = {
+GRID = {  # digits: the grid every policy is tuned over
     "train.clients_per_round": "3,5,10",
     "train.local_epochs": "5,20",
     "train.batch_size": "2,4",
 }
 SEEDS = (0, 1, 2)
-SCENARIOS = {"digits": "examples/reference-fedavg.toml"}
+# Each scenario: its FedAvg file, the grid every policy is tuned over (the same for all of
+# them), FedZero's round window (above the slowest modelled client round at any grid point,
+# so the window never cuts its work; partial work is how it adapts epochs) and whether the
+# lever breakdown, the adapt bandit and the sensitivity are measured too. The LSTM and CNN
+# scenarios cost minutes a run on 2 cores, so their grid is the base file's one point, for
+# every policy alike (BENCHMARKS.md says so beside their tables).
+SCENARIOS: dict[str, dict] = {
+    "digits": {
+        "base": "examples/reference-fedavg.toml",
+        "grid": GRID,
+        # slowest client round at any grid point: ~40 ms (its LTE transfers)
+        "deadline_s": 0.05,
+        "extras": True,
+    },
+    "shakespeare": {
+        "base": "examples/shakespeare-scenario-fedavg.toml",
+        "grid": {
+            "train.clients_per_round": "10",
+            "train.local_epochs": "1",
+            "train.batch_size": "10",
+        },
+        # 200 samples x 0.382 GFLOP on phone-low's little cores (1 GFLOP/s): 76 s, plus
+        # 3.3 MB each way over LTE (6.4 s): 83 s
+        "deadline_s": 100.0,
+        "extras": False,
+    },
+    "femnist": {
+        "base": "examples/femnist-shaped-fedavg.toml",
+        "grid": {
+            "train.clients_per_round": "10",
+            "train.local_epochs": "1",
+            "train.batch_size": "16",
+        },
+        # at most 300 samples x 0.102 GFLOP on 1 GFLOP/s: 31 s, plus 26 MB each way over
+        # LTE (51 s): 82 s
+        "deadline_s": 100.0,
+        "extras": False,
+    },
+}
 GREENFL = [  # greenfl's policy: examples/reference-greenfl.toml's settings beyond FedAvg's
     "selection.name=carbon",
-    "selection.fairness=floor",
-    "selection.fairness_window=10",
     "compression.name=q8",
     "scheduling.name=carbon",
     "scheduling.slack_s=3600",
     "scheduling.step_s=900",
     "adapt.target=carbon",
 ]
-# FedZero's round window: above the slowest modelled client round at any grid point (40 ms
-# on this fleet), so the window never cuts its work; partial work is how it adapts epochs.
-POLICIES: dict[str, list[str]] = {
-    "fedavg": [],
-    "oort": ["selection.name=oort"],
-    "fedzero": [
-        "selection.name=fedzero",
-        "fleet.deadline_s=0.05",
-        "fleet.partial_work=aggregate",
-        "adapt.target=carbon",
-    ],
-    "autofl": ["selection.name=autofl", "adapt.target=carbon"],
-    "greenfl": GREENFL,
-}
+
+
+def policies(deadline_s: float) -> dict[str, list[str]]:
+    """Each policy's settings on top of the scenario's FedAvg file."""
+    return {
+        "fedavg": [],
+        "oort": ["selection.name=oort"],
+        "fedzero": [
+            "selection.name=fedzero",
+            f"fleet.deadline_s={deadline_s:g}",
+            "fleet.partial_work=aggregate",
+            "adapt.target=carbon",
+        ],
+        "autofl": ["selection.name=autofl", "adapt.target=carbon"],
+        "greenfl": GREENFL,
+        # The same with a participation floor (every available client once every 10
+        # rounds): what fairness of participation costs.
+        "greenfl + floor": [*GREENFL, "selection.fairness=floor", "selection.fairness_window=10"],
+    }
+
+
 LEVERS = {  # what each lever of greenfl's policy gives: the tuned policy without it
     "without carbon selection": ["selection.name=random"],
     "without q8 compression": ["compression.name=identity"],
@@ -69,32 +116,58 @@ ADAPT = {  # the bandit alone: random selection, no compression, arms = the grid
     "adapt ucb": ["adapt.name=ucb"],
     "adapt thompson": ["adapt.name=thompson"],
 }
-ARMS = [f"adapt.{k.split('.')[1]}=[{v}]" for k, v in GRID.items()]
 
 
-def tune(base: str, fixed: list[str], out: Path) -> dict[str, str]:
-    """``greenfl tune`` over GRID with ``fixed`` as one-valued axes: the best point."""
+def arms(grid: dict[str, str]) -> list[str]:
+    return [f"adapt.{k.split('.')[1]}=[{v}]" for k, v in grid.items()]
+
+
+def tune(base: str, grid: dict[str, str], fixed: list[str], out: Path) -> dict[str, str]:
+    """``greenfl tune`` over ``grid`` with ``fixed`` as one-valued axes: the best point."""
     cmd = [sys.executable, "-m", "greenfl", "tune", base, "--metric", "carbon_g_to_target"]
-    for key, values in GRID.items():
+    for key, values in grid.items():
         cmd += ["--grid", f"{key}={values}"]
     for setting in fixed:
         cmd += ["--grid", setting]
-    cmd += ["--seeds", ",".join(map(str, SEEDS)), "--out", str(out)]
+    cmd += ["--seeds", ",".join(map(str, SEEDS)), "--set", "report.html=false", "--out", str(out)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     with (out / "tune.csv").open() as fh:
         header = fh.readline().strip().split(",")
         best = fh.readline().strip().split(",")
-    return {k: v for k, v in zip(header, best, strict=True) if k in GRID}
+    return {k: v for k, v in zip(header, best, strict=True) if k in grid}
+
+
+def summary_of(folder: Path) -> dict:
+    """A run folder's summary, with the number of distinct clients that took part."""
+    summary = json.loads((folder / "summary.json").read_text())
+    conn = sqlite3.connect(folder / "ledger.sqlite")
+    (summary["participants"],) = conn.execute(
+        "SELECT count(DISTINCT client_id) FROM client_rounds"
+    ).fetchone()
+    conn.close()
+    return summary
+
+
+def tuned_runs(out: Path, point: dict[str, str]) -> list[dict]:
+    """The summaries of ``greenfl tune``'s own runs at ``point``, one per seed (the same
+    config and seed as a fresh run, which repeats them exactly: no need to run them again)."""
+    found = {}
+    for cfg_file in sorted((out / "runs").glob("p*-seed*/config.json")):
+        cfg = json.loads(cfg_file.read_text())
+        if all(str(cfg[k.split(".")[0]][k.split(".")[1]]) == v for k, v in point.items()):
+            found[cfg["seed"]] = summary_of(cfg_file.parent)
+    return [found[seed] for seed in SEEDS]
 
 
 def runs(base: str, sets: list[str]) -> list[dict]:
-    """The summaries of ``base`` with ``sets``, one per seed."""
+    """The summaries of ``base`` with ``sets``, one per seed, each with the number of
+    distinct clients that took part (``participants``)."""
     out = []
     for seed in SEEDS:
         cfg = load_config(base, [*sets, f"seed={seed}", "report.html=false"])
         with tempfile.TemporaryDirectory() as d:
             greenfl.run(cfg, d)
-            out.append(json.loads(Path(d, "summary.json").read_text()))
+            out.append(summary_of(Path(d)))
     return out
 
 
@@ -110,6 +183,11 @@ def row(summaries: list[dict]) -> dict:
         "embodied_g": [s["carbon_g"]["embodied"] for s in summaries],
         "rounds": [s["rounds_to_target"] for s in summaries],
         "accuracy": [s["final_accuracy"] for s in summaries],
+        "participants": [s["participants"] for s in summaries],
+        "dropped": [s["clients_dropped"] for s in summaries],
+        "client_acc_worst_decile": [
+            (s.get("client_accuracy") or {}).get("worst_decile") for s in summaries
+        ],
     }
 
 
@@ -149,26 +227,63 @@ def ratios(base: dict, other: dict, key: str = "total_g") -> dict:
     }
 
 
+def save(out: Path, name: str, res: dict) -> None:
+    """Write scenario ``name``'s results into OUT/scenarios.json, keeping the others (read
+    again now: another process may have written its scenario meanwhile)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "scenarios.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results[name] = res
+    path.write_text(json.dumps(results, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("bench/results/scenarios"))
-    ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
+    ap.add_argument("--scenarios", nargs="+", default=["digits"], choices=list(SCENARIOS))
+    ap.add_argument("--policies", nargs="+", help="only these policies (default: all of them)")
+    ap.add_argument(
+        "--tables-only", action="store_true", help="print OUT/scenarios.json's tables and stop"
+    )
     args = ap.parse_args()
-    results: dict = {}
+    saved = args.out / "scenarios.json"
+    # Other scenarios' results are kept; a scenario given here is measured again (a tune
+    # whose OUT/<scenario>/tune-<policy>/tune.csv is there is read, not run again).
+    if args.tables_only:
+        print_tables(json.loads(saved.read_text()))
+        return
     for name in args.scenarios:
-        base = SCENARIOS[name]
-        res: dict = {"base": base, "grid": GRID, "policies": {}, "levers": {}, "adapt": {}}
+        sc = SCENARIOS[name]
+        base, grid = sc["base"], sc["grid"]
+        chosen = policies(sc["deadline_s"])
+        if args.policies:
+            chosen = {k: v for k, v in chosen.items() if k in args.policies}
+        res: dict = {"base": base, "grid": grid, "seeds": list(SEEDS), "policies": {}}
         best: dict[str, dict[str, str]] = {}
-        for policy, sets in POLICIES.items():
-            best[policy] = tune(base, sets, args.out / name / f"tune-{policy}")
-            summaries = row(runs(base, [*sets, *point_sets(best[policy])]))
-            res["policies"][policy] = {"point": best[policy], **summaries}
+        for policy, sets in chosen.items():
+            tuned = args.out / name / f"tune-{policy.replace(' + ', '-')}"
+            if (tuned / "tune.csv").is_file():
+                with (tuned / "tune.csv").open() as fh:
+                    header = fh.readline().strip().split(",")
+                    first = fh.readline().strip().split(",")
+                best[policy] = {k: v for k, v in zip(header, first, strict=True) if k in grid}
+            else:
+                best[policy] = tune(base, grid, sets, tuned)
+            summaries = row(tuned_runs(tuned, best[policy]))
+            res["policies"][policy] = {"point": best[policy], "settings": sets, **summaries}
             print(json.dumps({"scenario": name, "policy": policy, **res["policies"][policy]}))
+            save(args.out, name, res)
+        if not sc["extras"] or "greenfl" not in best:
+            continue
+        res["levers"] = {}
         g_sets = [*GREENFL, *point_sets(best["greenfl"])]
         for lever, change in LEVERS.items():
             res["levers"][lever] = row(runs(base, [*g_sets, *change]))
+        save(args.out, name, res)
+        res["adapt"] = {}
         for variant, sets in ADAPT.items():
-            res["adapt"][variant] = row(runs(base, [*sets, *ARMS]))
+            res["adapt"][variant] = row(runs(base, [*sets, *arms(grid)]))
+        save(args.out, name, res)
         res["sensitivity"] = {}
         f_sets = point_sets(best["fedavg"])
         with tempfile.TemporaryDirectory() as d:
@@ -184,59 +299,94 @@ def main() -> None:
                     "fedavg": row(runs(base, [*f_sets, *fleet])),
                     "greenfl": row(runs(base, [*g_sets, *fleet])),
                 }
-        results[name] = res
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "scenarios.json").write_text(json.dumps(results, indent=1) + "\n")
-    print_tables(results)
+        save(args.out, name, res)
+    print_tables(json.loads(saved.read_text()))
 
 
-def mean(values: list[float]) -> float:
-    return statistics.mean(values)
+def mean(values: list) -> float:
+    """The mean, nan where a value is missing (a seed that did not reach the target)."""
+    vals = [float("nan") if v is None else v for v in values]
+    return statistics.mean(vals) if vals else float("nan")
+
+
+def paired(base: dict, other: dict, key: str) -> str:
+    return "/".join(f"{x:.2f}" for x in ratios(base, other, key)["paired"])
 
 
 def print_tables(results: dict) -> None:
     for name, res in results.items():
         pol = res["policies"]
+        if "fedavg" not in pol:
+            print(f"\n### {name}: FedAvg not measured yet\n")
+            continue
         fed = pol["fedavg"]
+        grid = res["grid"]
+        n = len(fed["total_g"])
         print(f"\n### {name}\n")
         print("| policy | best point (clients, epochs, batch) | reached | gCO2e to target | "
-              "operational | embodied | rounds | FedAvg / it (paired) |")  # fmt: skip
-        print("|---|---|---:|---:|---:|---:|---:|---|")
+              "operational | embodied | rounds | final accuracy | clients that took part | "
+              "worst-decile client accuracy | tuned FedAvg / it (paired) |")  # fmt: skip
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for policy, r in pol.items():
-            p = r["point"]
-            point = ", ".join(p[k] for k in GRID)
-            rr = ratios(fed, r)
-            pairs = "/".join(f"{x:.2f}" for x in rr["paired"])
-            rounds = mean([x for x in r["rounds"] if x is not None] or [float("nan")])
-            print(f"| {policy} | {point} | {r['reached']}/3 | {mean(r['total_g']):.4f} | "
+            point = ", ".join(r["point"][k] for k in grid)
+            rounds = mean([x for x in r["rounds"] if x is not None] or [None])
+            worst = [x for x in r["client_acc_worst_decile"] if x is not None]
+            worst_s = f"{mean(worst):.3f}" if worst else "-"
+            print(f"| {policy} | {point} | {r['reached']}/{n} | {mean(r['total_g']):.4f} | "
                   f"{mean(r['operational_g']):.4f} | {mean(r['embodied_g']):.5f} | "
-                  f"{rounds:.1f} | {rr['mean_ratio']:.2f}x ({pairs}) |")  # fmt: skip
-        g = pol["greenfl"]
-        anchors = {k: v for k, v in pol.items() if k not in ("fedavg", "greenfl")}
-        best_anchor = min(anchors, key=lambda k: mean(anchors[k]["total_g"]))
-        for label, key in (("total", "total_g"), ("operational", "operational_g"),
-                           ("embodied", "embodied_g")):  # fmt: skip
-            print(f"\n{label}: greenfl vs tuned FedAvg {ratios(fed, g, key)['mean_ratio']:.2f}x, "
-                  f"vs best anchor ({best_anchor}) "
-                  f"{ratios(anchors[best_anchor], g, key)['mean_ratio']:.2f}x")  # fmt: skip
-        print("\n| greenfl's tuned policy | gCO2e to target | its cost / greenfl's |")
-        print("|---|---:|---:|")
-        for lever, r in res["levers"].items():
-            print(f"| {lever} | {mean(r['total_g']):.4f} | "
-                  f"{mean(r['total_g']) / mean(g['total_g']):.2f}x |")  # fmt: skip
-        print("\n| adapt bandit alone | reached | gCO2e to target | it / tuned FedAvg |")
-        print("|---|---:|---:|---:|")
-        for variant, r in res["adapt"].items():
-            print(f"| {variant} | {r['reached']}/3 | {mean(r['total_g']):.4f} | "
-                  f"{mean(r['total_g']) / mean(fed['total_g']):.2f}x |")  # fmt: skip
-        print("\n| network figures | tuned FedAvg g | greenfl g | ratio |")
-        print("|---|---:|---:|---:|")
-        print(f"| as shipped | {mean(fed['total_g']):.4f} | {mean(g['total_g']):.4f} | "
-              f"{ratios(fed, g)['mean_ratio']:.2f}x |")  # fmt: skip
-        for label, s in res["sensitivity"].items():
-            print(f"| {label} | {mean(s['fedavg']['total_g']):.4f} | "
-                  f"{mean(s['greenfl']['total_g']):.4f} | "
-                  f"{ratios(s['fedavg'], s['greenfl'])['mean_ratio']:.2f}x |")  # fmt: skip
+                  f"{rounds:.1f} | {mean(r['accuracy']):.3f} | {mean(r['participants']):.0f} | "
+                  f"{worst_s} | {ratios(fed, r)['mean_ratio']:.2f}x "
+                  f"({paired(fed, r, 'total_g')}) |")  # fmt: skip
+        anchors = {k: v for k, v in pol.items() if k in ("oort", "fedzero", "autofl")}
+        if "greenfl" in pol:
+            g = pol["greenfl"]
+            best_anchor = (
+                min(anchors, key=lambda k: mean(anchors[k]["total_g"])) if anchors else None
+            )
+            for label, key in (("total", "total_g"), ("operational", "operational_g"),
+                               ("embodied", "embodied_g")):  # fmt: skip
+                line = (f"\n{label}: greenfl vs tuned FedAvg "
+                        f"{ratios(fed, g, key)['mean_ratio']:.2f}x (paired "
+                        f"{paired(fed, g, key)})")  # fmt: skip
+                if best_anchor:
+                    a = anchors[best_anchor]
+                    line += (f", vs best anchor ({best_anchor}) "
+                             f"{ratios(a, g, key)['mean_ratio']:.2f}x (paired "
+                             f"{paired(a, g, key)})")  # fmt: skip
+                print(line)
+        if res.get("levers"):
+            g = pol["greenfl"]
+            print("\n| greenfl's tuned policy | reached | gCO2e to target | its cost / greenfl's "
+                  "(paired) |")  # fmt: skip
+            print("|---|---:|---:|---|")
+            for lever, r in res["levers"].items():
+                print(
+                    f"| {lever} | {r['reached']}/{n} | {mean(r['total_g']):.4f} | "
+                    f"{ratios(r, g)['mean_ratio']:.2f}x ({paired(r, g, 'total_g')}) |"
+                )
+        if res.get("adapt"):
+            print("\n| adapt bandit alone | reached | gCO2e to target | rounds | it / tuned "
+                  "FedAvg (paired) |")  # fmt: skip
+            print("|---|---:|---:|---:|---|")
+            for variant, r in res["adapt"].items():
+                rounds = mean([x for x in r["rounds"] if x is not None] or [None])
+                print(f"| {variant} | {r['reached']}/{n} | {mean(r['total_g']):.4f} | "
+                      f"{rounds:.1f} | {ratios(r, fed)['mean_ratio']:.2f}x "
+                      f"({paired(r, fed, 'total_g')}) |")  # fmt: skip
+        if res.get("sensitivity"):
+            g = pol["greenfl"]
+            print("\n| network figures | tuned FedAvg g | greenfl g | ratio (paired) |")
+            print("|---|---:|---:|---|")
+            print(
+                f"| as shipped | {mean(fed['total_g']):.4f} | {mean(g['total_g']):.4f} | "
+                f"{ratios(fed, g)['mean_ratio']:.2f}x ({paired(fed, g, 'total_g')}) |"
+            )
+            for label, sv in res["sensitivity"].items():
+                f2, g2 = sv["fedavg"], sv["greenfl"]
+                print(
+                    f"| {label} | {mean(f2['total_g']):.4f} | {mean(g2['total_g']):.4f} | "
+                    f"{ratios(f2, g2)['mean_ratio']:.2f}x ({paired(f2, g2, 'total_g')}) |"
+                )
 
 
 if __name__ == "__main__":
