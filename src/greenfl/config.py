@@ -26,6 +26,7 @@ from greenfl.config_sections import (
     ReportConfig,
     SchedulingConfig,
     Section,
+    StrategyConfig,
     check_name,
 )
 from greenfl.core.errors import ConfigError
@@ -74,29 +75,6 @@ class TrainConfig(Section):
     batch_size: int = Field(16, ge=1, description="local SGD mini-batch size")
     lr: float = Field(0.1, gt=0, description="local SGD learning rate")
     momentum: float = Field(0.0, ge=0, lt=1, description="local SGD momentum")
-
-
-class StrategyConfig(Section):
-    name: str = Field("fedavg", description="aggregation strategy by registry name")
-    mu: float = Field(0.01, ge=0, description="FedProx proximal weight")
-    server_lr: float | None = Field(
-        None,
-        gt=0,
-        description="server step size; none: the strategy's own default "
-        "(fedadam and fedadagrad 0.1, fedyogi 0.01, fedavgm 1.0)",
-    )
-    server_momentum: float = Field(0.9, ge=0, lt=1, description="FedAvgM")
-    beta1: float = Field(0.9, ge=0, lt=1, description="FedOpt: first-moment decay")
-    beta2: float = Field(0.99, ge=0, lt=1, description="FedOpt: second-moment decay")
-    tau: float = Field(1e-3, gt=0, description="FedOpt adaptivity")
-    trim_fraction: float = Field(0.1, ge=0, lt=0.5, description="trimmed_mean: cut per side")
-
-    @field_validator("name")
-    @classmethod
-    def _known_strategy(cls, v: str) -> str:
-        from greenfl.strategy import STRATEGIES
-
-        return check_name("strategy", v, list(STRATEGIES))
 
 
 class SelectionConfig(Section):
@@ -245,8 +223,9 @@ class RunConfig(Section):
     @model_validator(mode="after")
     def _safety_combines(self) -> RunConfig:
         check_safety(
-            self.attack, self.privacy, self.secagg, self.strategy.name, self.engine.trainer
-        )
+            self.attack, self.privacy, self.secagg, self.strategy.name, self.engine.trainer,
+            self.train.clients_per_round,
+        )  # fmt: skip
         return self
 
     @model_validator(mode="after")

@@ -81,6 +81,13 @@ class PrivacyConfig(Section):
         0.5, gt=0, lt=1, description="adaptive_clip: share of updates left unclipped"
     )
     clip_lr: float = Field(0.2, gt=0, le=10, description="adaptive_clip: geometric step size")
+    clip_count_stddev: float | None = Field(
+        None,
+        gt=0,
+        le=1e6,
+        description="adaptive_clip: noise std of the unclipped count (none: cohort / 20, "
+        "Andrew et al.'s choice); it takes its share of noise_multiplier",
+    )
     delta: float = Field(1e-5, gt=0, lt=1, description="the delta of (epsilon, delta)-DP")
     epsilon_budget: float | None = Field(
         None,
@@ -126,6 +133,7 @@ def check_safety(
     secagg: SecAggConfig,
     strategy_name: str,
     trainer: str,
+    clients_per_round: int,
 ) -> None:
     """How the safety sections combine with the rest of a run; ValueError names the keys."""
     if privacy.epsilon_budget is not None and privacy.mode == "none":
@@ -135,6 +143,11 @@ def check_safety(
             "privacy.epsilon_budget needs privacy.noise_multiplier > 0: without noise "
             "epsilon is infinite"
         )
+    if privacy.mode != "none" and privacy.noise_multiplier == 0:
+        raise ValueError(
+            f"privacy.mode = {privacy.mode!r} needs privacy.noise_multiplier > 0: without "
+            "noise there is no privacy guarantee (for clipping alone, strategy.name = 'clip')"
+        )
     if privacy.mode == "local" and trainer == "vectorised":
         raise ValueError(
             "privacy.mode = 'local' trains with per-sample clipping (DP-SGD), which the "
@@ -142,6 +155,17 @@ def check_safety(
         )
     if privacy.adaptive_clip and privacy.mode != "central":
         raise ValueError("privacy.adaptive_clip applies to privacy.mode = 'central' only")
+    if privacy.adaptive_clip:
+        # The unclipped count takes noise std sigma_b out of the round's noise_multiplier
+        # sigma; the update keeps (sigma^-2 - (2 sigma_b)^-2)^-1/2, real only if sigma_b >
+        # sigma / 2 (Andrew et al., 2021).
+        count_std = privacy.clip_count_stddev or clients_per_round / 20
+        if count_std <= privacy.noise_multiplier / 2:
+            raise ValueError(
+                f"privacy.adaptive_clip: the count's noise std ({count_std:g}; "
+                f"privacy.clip_count_stddev, or clients_per_round / 20) must exceed "
+                f"privacy.noise_multiplier / 2 ({privacy.noise_multiplier / 2:g})"
+            )
     if not secagg.enabled:
         return
     if strategy_name not in SUM_STRATEGIES:

@@ -1,5 +1,5 @@
-"""The run config's section base and its engine, deployment, compression, scheduling,
-adaptation and report sections (greenfl.config holds the others and RunConfig, and
+"""The run config's section base and its strategy, engine, deployment, compression,
+scheduling, adaptation and report sections (greenfl.config holds the others and RunConfig, and
 re-exports these)."""
 
 from __future__ import annotations
@@ -17,6 +17,53 @@ def check_name(kind: str, value: str, names: list[str]) -> str:
     if value not in names:
         raise ValueError(f"unknown {kind} {value!r}; choose one of {', '.join(sorted(names))}")
     return value
+
+
+class StrategyConfig(Section):
+    name: str = Field("fedavg", description="aggregation strategy by registry name")
+    mu: float = Field(0.01, ge=0, description="FedProx proximal weight")
+    server_lr: float | None = Field(
+        None,
+        gt=0,
+        description="server step size; none: the strategy's own default "
+        "(fedadam and fedadagrad 0.1, fedyogi 0.01, fedavgm 1.0)",
+    )
+    server_momentum: float = Field(0.9, ge=0, lt=1, description="FedAvgM")
+    beta1: float = Field(0.9, ge=0, lt=1, description="FedOpt: first-moment decay")
+    beta2: float = Field(0.99, ge=0, lt=1, description="FedOpt: second-moment decay")
+    tau: float = Field(1e-3, gt=0, description="FedOpt adaptivity")
+    trim_fraction: float = Field(0.1, ge=0, lt=0.5, description="trimmed_mean: cut per side")
+    byzantine: int | None = Field(
+        None,
+        ge=0,
+        le=100_000,
+        description="robust strategies: Byzantine updates per round to tolerate (f); none: "
+        "the expected attackers in a cohort, ceil(attack.fraction x clients_per_round); a "
+        "strategy that cannot tolerate f at clients_per_round is refused",
+    )
+    multikrum_selected: int | None = Field(
+        None, ge=1, description="multikrum: updates averaged (none: n - f)"
+    )
+    clip_norm: float = Field(1.0, gt=0, le=1e6, description="clip: L2 bound of each update")
+    clip_noise_std: float = Field(
+        0.0, ge=0, le=1e6, description="clip: std of the Gaussian noise added to the mean"
+    )
+    centered_clip_radius: float = Field(
+        1.0, gt=0, le=1e6, description="centered_clip: clipping radius around the centre"
+    )
+    centered_clip_iterations: int = Field(
+        3, ge=1, le=1000, description="centered_clip: clipping iterations per round"
+    )
+    geomedian_iterations: int = Field(
+        10, ge=1, le=10_000, description="geomedian: most Weiszfeld iterations per round"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_strategy(cls, v: str) -> str:
+        from greenfl.strategy import STRATEGIES
+
+        return check_name("strategy", v, list(STRATEGIES))
 
 
 class EngineConfig(Section):

@@ -4,6 +4,7 @@ policies themselves take plain keyword arguments and never import config."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -24,9 +25,10 @@ from greenfl.config import (
 )
 from greenfl.data.base import FederatedDataset
 from greenfl.models import build_model, default_model
+from greenfl.privacy import DPFedAvg
 from greenfl.scheduling import CarbonAwareScheduler
 from greenfl.selection import ClientSelector, FairnessGuard
-from greenfl.strategy import Strategy
+from greenfl.strategy import RobustStrategy, Strategy
 
 
 def codec_for(cfg: CompressionConfig) -> Codec:
@@ -86,16 +88,73 @@ def model_name_for(cfg: RunConfig) -> str:
     return default_model(cfg.data.dataset) if cfg.model.name == "auto" else cfg.model.name
 
 
-def strategy_for(cfg: StrategyConfig) -> Strategy:
-    kwargs: dict[str, dict[str, float]] = {
+def strategy_for(cfg: StrategyConfig, seed: int = 0) -> Strategy:
+    """The configured aggregation strategy, by itself (no privacy wrapper)."""
+    byzantine = {"num_byzantine": cfg.byzantine or 0}
+    kwargs: dict[str, dict[str, Any]] = {
         "fedavgm": {"server_lr": cfg.server_lr, "server_momentum": cfg.server_momentum},
         "fedprox": {"mu": cfg.mu},
-        "trimmed_mean": {"trim_fraction": cfg.trim_fraction},
+        "trimmed_mean": {"trim_fraction": cfg.trim_fraction, **byzantine},
+        "median": byzantine,
+        "krum": byzantine,
+        "bulyan": byzantine,
+        "multikrum": {"num_selected": cfg.multikrum_selected, **byzantine},
+        "geomedian": {"max_iterations": cfg.geomedian_iterations, **byzantine},
+        "centered_clip": {
+            "clip_radius": cfg.centered_clip_radius,
+            "num_iterations": cfg.centered_clip_iterations,
+            **byzantine,
+        },
+        "clip": {
+            "clip_norm": cfg.clip_norm,
+            "noise_std": cfg.clip_noise_std,
+            "seed": seed,
+            **byzantine,
+        },
     }
     opt = {"server_lr": cfg.server_lr, "beta1": cfg.beta1, "beta2": cfg.beta2, "tau": cfg.tau}
     for name in ("fedadam", "fedyogi", "fedadagrad"):
         kwargs[name] = opt
     return strategy.make(cfg.name, **kwargs.get(cfg.name, {}))
+
+
+def byzantine_for(run: RunConfig) -> int:
+    """The Byzantine updates a round's strategy must tolerate: strategy.byzantine, or the
+    expected attackers in a cohort of the simulated attack."""
+    if run.strategy.byzantine is not None:
+        return run.strategy.byzantine
+    return math.ceil(run.attack.fraction * run.train.clients_per_round - 1e-9)
+
+
+def run_strategy_for(run: RunConfig) -> Strategy:
+    """The run's strategy: the configured one, refused when it cannot tolerate the
+    Byzantine updates asked for at the smallest cohort, and wrapped in DP-FedAvg with
+    privacy.mode = "central"."""
+    # Clipping bounds each update's pull rather than out-voting attackers: it is held to
+    # an explicit strategy.byzantine only, never to the attack's expected count.
+    clipping = run.strategy.name in ("clip", "centered_clip")
+    byzantine = (run.strategy.byzantine or 0) if clipping else byzantine_for(run)
+    sections = run.strategy.model_copy(update={"byzantine": byzantine})
+    inner = strategy_for(sections, run.seed)
+    # A plain mean under a simulated attack is the undefended baseline, not a mistake;
+    # asking it to tolerate attackers explicitly is.
+    if isinstance(inner, RobustStrategy) or run.strategy.byzantine:
+        smallest = min([run.train.clients_per_round, *run.adapt.clients_per_round])
+        strategy.check_tolerance(inner, smallest, byzantine)
+    dp = run.privacy
+    if dp.mode != "central":
+        return inner
+    return DPFedAvg(
+        inner,
+        clip_norm=dp.clip_norm,
+        noise_multiplier=dp.noise_multiplier,
+        expected_clients=run.train.clients_per_round,
+        seed=run.seed,
+        adaptive_clip=dp.adaptive_clip,
+        target_quantile=dp.target_quantile,
+        clip_lr=dp.clip_lr,
+        clip_count_stddev=dp.clip_count_stddev,
+    )
 
 
 def selector_for(run: RunConfig) -> ClientSelector:

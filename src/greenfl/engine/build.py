@@ -36,8 +36,8 @@ from greenfl.factories import (
     build_model_for,
     codec_for,
     dataset_for,
+    run_strategy_for,
     selector_for,
-    strategy_for,
     trainer_for,
 )
 from greenfl.fleet.catalog import Fleet, load_fleet
@@ -164,21 +164,23 @@ def _assemble(
         ledger.set_meta("trainer", trainer.name)
     if cfg.attack.name != "none":  # who lied: for analysis only, never for a strategy
         ledger.set_meta("malicious_clients", json.dumps(parts.malicious.tolist()))
+    strategy = run_strategy_for(cfg)
+    probes, guards = safety_probes(cfg, parts.model, parts.dataset, strategy)
     loop = RoundLoop(
         cfg,
         parts.model,
         parts.dataset,
         fleet,
         parts.population,
-        strategy_for(cfg.strategy),
+        strategy,
         selector_for(cfg),
         parts.transport,
         ledger,
         best_meter(),
-        [*callbacks, *parts.trackers],
+        [*callbacks, *parts.trackers, *guards],
         checkpoint=cfg.engine.checkpoint,
         server_work=parts.server_work,
-        probes=safety_probes(cfg, parts.model, parts.dataset),
+        probes=probes,
     )
     if state is not None:
         loop.restore(state)

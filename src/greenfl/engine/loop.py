@@ -30,7 +30,7 @@ from greenfl.engine.fairness import write_fairness
 from greenfl.engine.outcome import run_summary
 from greenfl.engine.partial import PartialWork, plan_partial_work, updates_of
 from greenfl.engine.planning import RoundPlan, RoundPlanner, idle_server
-from greenfl.engine.probes import RoundProbe, measure_all
+from greenfl.engine.probes import RoundProbe, measure_all, round_facts
 from greenfl.engine.records import Callback, RoundRecord, ServerCost
 from greenfl.engine.server_work import Evaluated, ServerWorkModel, server_cost
 from greenfl.engine.state import LoopState, restore_state, state_bytes
@@ -115,10 +115,13 @@ class RoundLoop:
 
     # ---- one round ------------------------------------------------------------------
     def base_instructions(self) -> FitInstructions:
-        t = self.cfg.train
+        t, dp = self.cfg.train, self.cfg.privacy
+        local = dp.mode == "local"  # DP-SGD on every client: sample-level privacy
         return FitInstructions(
-            t.local_epochs, t.batch_size, t.lr, t.momentum, max_steps=t.max_local_steps
-        )
+            t.local_epochs, t.batch_size, t.lr, t.momentum, max_steps=t.max_local_steps,
+            dp_noise_multiplier=dp.noise_multiplier if local else 0.0,
+            dp_max_grad_norm=dp.clip_norm if local else 0.0,
+        )  # fmt: skip
 
     def run_round(self) -> RoundRecord:
         """One round, as named steps: plan (and wait), select, fit, account, aggregate and
@@ -131,12 +134,13 @@ class RoundLoop:
         plan, wait_s, idle_j, idle_g = self._plan()
         start_s = self.clock.now_s
         k = plan.clients_per_round
-        cohort, cohort_rows = self._select(round_idx, start_s, plan)
-        reports, work = self._fit(round_idx, cohort, cohort_rows, plan, k)
+        cohort, cohort_rows, num_available = self._select(round_idx, start_s, plan)
+        reports, work, sent = self._fit(round_idx, cohort, cohort_rows, plan, k)
         account, accepted = self._account(round_idx, start_s, reports, cohort, cohort_rows, k, work)
         accuracy, loss, measured, server_flops = self._aggregate_and_evaluate(accepted, work)
         client_acc = self.client_eval.maybe(round_idx, st.global_params)
-        probed = measure_all(self.probes, round_idx, st.global_params)
+        facts = round_facts(round_idx, st.global_params, num_available, len(cohort), accepted, sent)
+        probed = measure_all(self.probes, facts)
         server = self._server(start_s, account.close_s, measured, idle_j, idle_g)
         acc_before = self.history[-1].accuracy if self.history else self._initial_accuracy()
         round_carbon = self._advance_state(round_idx, cohort, accepted, accuracy, account, server)
@@ -200,9 +204,10 @@ class RoundLoop:
 
     def _select(
         self, round_idx: int, start_s: float, plan: RoundPlan
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The cohort (k x (1 + over-selection) of the available clients) and each one's
-        row in the planner's table (its entry, or its chosen execution target)."""
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """The cohort (k x (1 + over-selection) of the available clients), each one's row
+        in the planner's table (its entry, or its chosen execution target), and how many
+        clients were available."""
         cfg, st = self.cfg, self.state
         k_ask = min(
             self.population.size, math.ceil(plan.clients_per_round * (1 + cfg.fleet.over_selection))
@@ -228,11 +233,11 @@ class RoundLoop:
             ctx.est_duration_s = est.duration_s
         cohort = self.selector.select(candidates, k_ask, ctx, self.rngs["selection"])
         cohort = np.asarray(cohort, dtype=np.int64)
-        return cohort, self.planner.rows(cohort, start_s, plan.local_epochs)
+        return cohort, self.planner.rows(cohort, start_s, plan.local_epochs), len(candidates)
 
     def _fit(
         self, round_idx: int, cohort: np.ndarray, rows: np.ndarray, plan: RoundPlan, k: int
-    ) -> tuple[list[ClientReport], PartialWork]:
+    ) -> tuple[list[ClientReport], PartialWork, FitInstructions]:
         base = self.base_instructions().with_(
             local_epochs=plan.local_epochs, batch_size=plan.batch_size
         )
@@ -241,7 +246,8 @@ class RoundLoop:
         # A deployment may close the round once k updates are in (over-selection).
         self.transport.expect_updates(min(k, len(cohort)))
         ids, params = list(map(int, cohort)), self.state.global_params
-        return self.transport.fit(round_idx, ids, params, work.instruct(instructions)), work
+        sent = work.instruct(instructions)
+        return self.transport.fit(round_idx, ids, params, sent), work, sent
 
     def _account(
         self,
@@ -379,7 +385,8 @@ class RoundLoop:
     # ---- persistence ------------------------------------------------------------------
     def snapshot(self) -> dict[str, bytes]:
         """The state after the current round, to persist with that round's ledger rows."""
-        return {"loop": state_bytes(self.state, self.rngs, self.strategy, self.planner)}
+        st = state_bytes(self.state, self.rngs, self.strategy, self.planner, self.probes)
+        return {"loop": st}
 
     def _snapshot_of(self, round_idx: int) -> dict[str, bytes] | None:
         """The snapshot after ``round_idx`` if the state still is that (the ledger asks when
@@ -387,5 +394,5 @@ class RoundLoop:
         return self.snapshot() if self._state_of == round_idx else None
 
     def restore(self, blob: bytes) -> None:
-        restore_state(self.state, blob, self.rngs, self.strategy, self.planner)
+        restore_state(self.state, blob, self.rngs, self.strategy, self.planner, self.probes)
         set_flat(self.model, self.state.global_params)

@@ -5,18 +5,57 @@ spent). A probe sees the round number and the global parameters, nothing of the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
 from greenfl.attacks import backdoor_success
+from greenfl.core.messages import ClientReport, FitInstructions
+
+
+@dataclass(frozen=True)
+class RoundFacts:
+    """What a probe may know of a finished round: its number, the new global parameters,
+    how many clients could be picked, and whose updates were aggregated with how many
+    samples under which instructions (per-client step caps included)."""
+
+    round_idx: int
+    global_params: torch.Tensor
+    num_available: int
+    cohort_size: int
+    aggregated_ids: np.ndarray
+    aggregated_samples: np.ndarray
+    instructions: FitInstructions
+
+
+def round_facts(
+    round_idx: int,
+    global_params: torch.Tensor,
+    num_available: int,
+    cohort_size: int,
+    aggregated: Sequence[ClientReport],
+    instructions: FitInstructions,
+) -> RoundFacts:
+    """The facts of a round whose ``aggregated`` reports went into the new model."""
+    ids = np.array([r.client_id for r in aggregated], dtype=np.int64)
+    samples = np.array([r.num_samples for r in aggregated], dtype=np.int64)
+    return RoundFacts(round_idx, global_params, num_available, cohort_size, ids, samples,
+                      instructions)  # fmt: skip
 
 
 class RoundProbe(Protocol):
-    def measure(self, round_idx: int, global_params: torch.Tensor) -> dict[str, float | None]:
+    def measure(self, facts: RoundFacts) -> dict[str, float | None]:
         """This round's columns, by ledger column name."""
         ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """What a resumed run needs to measure on exactly (the snapshot holds it)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
 
 
 class BackdoorProbe:
@@ -39,19 +78,23 @@ class BackdoorProbe:
         self.trigger_size = trigger_size
         self.trigger_value = trigger_value
 
-    def measure(self, round_idx: int, global_params: torch.Tensor) -> dict[str, float | None]:
+    def measure(self, facts: RoundFacts) -> dict[str, float | None]:
         rate = backdoor_success(
-            self.model, global_params, self.test, self.input_shape, self.target,
+            self.model, facts.global_params, self.test, self.input_shape, self.target,
             self.trigger_size, self.trigger_value,
         )  # fmt: skip
         return {"backdoor_success": rate}
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}  # each round's rate depends on that round's model alone
 
-def measure_all(
-    probes: Sequence[RoundProbe], round_idx: int, global_params: torch.Tensor
-) -> dict[str, float | None]:
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        return None
+
+
+def measure_all(probes: Sequence[RoundProbe], facts: RoundFacts) -> dict[str, float | None]:
     """Every probe's columns for the round, merged."""
     columns: dict[str, float | None] = {}
     for probe in probes:
-        columns.update(probe.measure(round_idx, global_params))
+        columns.update(probe.measure(facts))
     return columns

@@ -4,6 +4,7 @@ join here too, so that the loop itself stays unaware of them."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,7 +21,10 @@ from greenfl.clients.transport import ClientTransport
 from greenfl.config import AttackConfig, RunConfig
 from greenfl.core.errors import ConfigError
 from greenfl.data.base import FederatedDataset
+from greenfl.engine.privacy_account import PrivacyAccount
 from greenfl.engine.probes import BackdoorProbe, RoundProbe
+from greenfl.engine.records import Callback
+from greenfl.strategy import Strategy
 
 
 def attackers_of(cfg: RunConfig, dataset: FederatedDataset) -> np.ndarray:
@@ -66,9 +70,17 @@ def refuse_attack_in_deployment(cfg: RunConfig) -> None:
         )
 
 
-def safety_probes(cfg: RunConfig, model: nn.Module, dataset: FederatedDataset) -> list[RoundProbe]:
-    """The round probes the run's safety sections ask for."""
+def safety_probes(
+    cfg: RunConfig, model: nn.Module, dataset: FederatedDataset, strategy: Strategy
+) -> tuple[list[RoundProbe], list[Callback]]:
+    """The round probes the run's safety sections ask for, and the callbacks that stop
+    it (the privacy budget)."""
     probes: list[RoundProbe] = []
+    guards: list[Callback] = []
+    if cfg.privacy.mode != "none":
+        account = privacy_account(cfg, strategy, dataset.client_sizes())
+        probes.append(account)
+        guards.append(account.privacy_budget_spent)
     if isinstance(dataset, PoisonedDataset) and dataset.attack == "backdoor":
         a = cfg.attack
         probes.append(
@@ -77,4 +89,18 @@ def safety_probes(cfg: RunConfig, model: nn.Module, dataset: FederatedDataset) -
                 a.trigger_size, dataset.trigger_value,
             )  # fmt: skip
         )
-    return probes
+    return probes, guards
+
+
+def privacy_account(cfg: RunConfig, strategy: Strategy, client_sizes: np.ndarray) -> PrivacyAccount:
+    """The run's privacy accountant, with the worst round the config allows: the largest
+    cohort asked (over-selection and adapt arms included), the most epochs, the smallest
+    batch."""
+    t, a = cfg.train, cfg.adapt
+    cohort = max([t.clients_per_round, *a.clients_per_round])
+    cohort = math.ceil(cohort * (1 + cfg.fleet.over_selection))
+    return PrivacyAccount(
+        cfg.privacy, strategy, client_sizes, cohort,
+        max([t.local_epochs, *a.local_epochs]), min([t.batch_size, *a.batch_size]),
+        t.max_local_steps,
+    )  # fmt: skip

@@ -4,6 +4,7 @@ snapshot's format is greenfl.engine.snapshot's; this module says what goes into 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,7 +39,11 @@ class LoopState:
 
 
 def state_bytes(
-    st: LoopState, rngs: dict[str, np.random.Generator], strategy: Stateful, planner: Stateful
+    st: LoopState,
+    rngs: dict[str, np.random.Generator],
+    strategy: Stateful,
+    planner: Stateful,
+    probes: Sequence[Stateful] = (),
 ) -> bytes:
     """The snapshot of the state after the current round."""
     return dumps(
@@ -53,6 +58,7 @@ def state_bytes(
             "rngs": {k: r.bit_generator.state for k, r in rngs.items()},
             "strategy": small_state(strategy.state_dict()),
             "planner": small_state(planner.state_dict()),
+            "probes": [small_state(p.state_dict()) for p in probes],
             "cum_energy_j": st.cum_energy_j,
             "cum_carbon_g": st.cum_carbon_g,
             "last_round_carbon_g": st.last_round_carbon_g,
@@ -67,8 +73,10 @@ def restore_state(
     rngs: dict[str, np.random.Generator],
     strategy: Stateful,
     planner: Stateful,
+    probes: Sequence[Stateful] = (),
 ) -> None:
-    """``st``, the random streams, the strategy's and the planner's state from a snapshot."""
+    """``st``, the random streams, the strategy's, the planner's and the round probes'
+    state from a snapshot."""
     snap = read_snapshot(blob, len(st.participation))
     st.round = int(snap["round"])
     params = snap["global_params"]
@@ -86,6 +94,14 @@ def restore_state(
         rngs[k].bit_generator.state = state
     strategy.load_state_dict(snap["strategy"])
     planner.load_state_dict(snap["planner"])
+    saved = snap.get("probes") or []
+    if len(saved) != len(probes) and any(saved):
+        raise LedgerError(
+            f"the snapshot holds the state of {len(saved)} round probes, this run has "
+            f"{len(probes)}: resume with the run's own config"
+        )
+    for probe, state in zip(probes, saved, strict=False):
+        probe.load_state_dict(state)
     st.cum_energy_j = float(snap["cum_energy_j"])
     st.cum_carbon_g = float(snap["cum_carbon_g"])
     st.last_round_carbon_g = float(snap["last_round_carbon_g"])

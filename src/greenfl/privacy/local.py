@@ -73,9 +73,9 @@ def dp_sgd_train(
     if noise_multiplier < 0:
         raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier}")
     local = copy.deepcopy(model)
+    local.train()  # the shared model may come back from evaluation in eval mode
     check_model(local)
     set_flat(local, global_params)
-    local.train()
     gsm = GradSampleModule(local, loss_reduction="sum")
     params = [p for p in gsm.parameters() if p.requires_grad]
     anchor = [p.detach().clone() for p in params] if ins.prox_mu > 0 else []

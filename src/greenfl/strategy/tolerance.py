@@ -88,12 +88,11 @@ class RobustStrategy(StatelessStrategy):
 
 
 def max_byzantine_of(strategy: object, num_updates: int) -> int:
-    """``strategy.max_byzantine(num_updates)``; a strategy without it (fedavg, fedadam, ...)
-    tolerates none: one update can move a mean anywhere."""
-    declared = getattr(strategy, "max_byzantine", None)
-    if declared is None:
-        return 0 if num_updates >= 1 else -1
-    return int(declared(num_updates))
+    """``strategy.max_byzantine(num_updates)`` for a robust strategy; any other (fedavg,
+    fedadam, ...) tolerates none: one update can move a mean anywhere."""
+    if isinstance(strategy, RobustStrategy):
+        return strategy.max_byzantine(num_updates)
+    return 0 if num_updates >= 1 else -1
 
 
 def min_updates_for(strategy: object, num_byzantine: int) -> int | None:
@@ -110,9 +109,10 @@ def check_tolerance(strategy: object, num_updates: int, num_byzantine: int) -> N
     ``num_byzantine`` Byzantine updates among ``num_updates`` (clients per round), or one
     built for fewer attackers than asked (Krum and Bulyan score with their own
     ``num_byzantine``)."""
-    name = getattr(strategy, "name", type(strategy).__name__)
+    robust = isinstance(strategy, RobustStrategy)
+    name = strategy.name if robust else type(strategy).__name__.lower()
     f = checked_byzantine(name, num_byzantine)
-    built_for = int(getattr(strategy, "num_byzantine", 0))
+    built_for = strategy.num_byzantine if robust else 0
     needed_f = max(f, built_for)
     if max_byzantine_of(strategy, num_updates) < needed_f:
         needed_n = min_updates_for(strategy, needed_f)
@@ -126,7 +126,7 @@ def check_tolerance(strategy: object, num_updates: int, num_byzantine: int) -> N
             f"strategy {name!r} cannot tolerate f={needed_f} Byzantine updates among "
             f"n={num_updates} clients per round: it needs n >= {needed_n}"
         )
-    if built_for < f and hasattr(strategy, "max_byzantine"):
+    if robust and built_for < f:
         raise ConfigError(
             f"strategy {name!r} was built for num_byzantine={built_for} but must tolerate "
             f"f={f} Byzantine updates: build it with num_byzantine={f}"

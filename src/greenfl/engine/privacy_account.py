@@ -1,0 +1,128 @@
+"""The privacy a run spends, round by round: a round probe that composes each round into the
+accountant and writes epsilon (at privacy.delta) and the clip bound into the ledger, a
+callback that stops the run before a round could pass privacy.epsilon_budget, and a state
+that travels in the snapshot so a resumed run counts on exactly."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from greenfl.config import PrivacyConfig
+from greenfl.core.errors import ConfigError
+from greenfl.core.messages import local_steps
+from greenfl.engine.probes import RoundFacts
+from greenfl.privacy import (
+    CentralAccountant,
+    DPFedAvg,
+    LocalAccountant,
+    PrivacyBudget,
+    dp_sgd_sample_rate,
+)
+
+
+class PrivacyAccount:
+    """Epsilon of a central (user-level) or local (sample-level, the largest over clients)
+    DP run. ``max_cohort`` is the most clients a round may ask (over-selection and adapt
+    arms included); ``worst_steps`` the most local steps a client may take (for local
+    mode's budget check)."""
+
+    def __init__(
+        self,
+        privacy: PrivacyConfig,
+        strategy: object,
+        client_sizes: np.ndarray,
+        max_cohort: int,
+        worst_epochs: int,
+        worst_batch: int,
+        max_steps: int,
+    ) -> None:
+        if privacy.mode == "none":
+            raise ValueError("PrivacyAccount needs privacy.mode = 'central' or 'local'")
+        self.mode = privacy.mode
+        self.delta = privacy.delta
+        self.clip_norm = privacy.clip_norm
+        self.budget = PrivacyBudget(privacy.epsilon_budget, privacy.delta)
+        self.dp_strategy = strategy if isinstance(strategy, DPFedAvg) else None
+        self.sizes = np.asarray(client_sizes, dtype=np.int64)
+        self.max_cohort = max_cohort
+        self.worst = (worst_epochs, worst_batch, max_steps)
+        self.central = (
+            CentralAccountant(privacy.noise_multiplier, privacy.sampling)
+            if privacy.mode == "central"
+            else None
+        )
+        self.local = LocalAccountant(privacy.noise_multiplier) if privacy.mode == "local" else None
+        # The fewest clients available in any round so far: the next round's sampling rate
+        # k/n is assumed no better than that when checking the budget.
+        self.min_available = len(self.sizes)
+        if self._next_exceeds():
+            raise ConfigError(
+                f"privacy.epsilon_budget = {privacy.epsilon_budget} is spent by the first "
+                f"round already: raise it, or privacy.noise_multiplier"
+            )
+
+    def epsilon(self) -> float:
+        acct = self.central if self.central is not None else self.local
+        assert acct is not None
+        return acct.epsilon(self.delta)
+
+    # ---- the probe ------------------------------------------------------------------
+    def measure(self, facts: RoundFacts) -> dict[str, float | None]:
+        if self.central is not None:
+            if facts.num_available > 0 and facts.cohort_size > 0:
+                self.central.compose_round(facts.cohort_size, facts.num_available)
+            self.min_available = min(self.min_available, max(facts.num_available, 1))
+            last = self.dp_strategy.last_round if self.dp_strategy is not None else None
+            clip = last.clip_norm if last is not None else None
+        else:
+            assert self.local is not None
+            ins = facts.instructions
+            steps = ins.steps_of(facts.aggregated_ids.tolist(), facts.aggregated_samples)
+            for cid, n, s in zip(facts.aggregated_ids, facts.aggregated_samples, steps,
+                                 strict=True):  # fmt: skip
+                self.local.compose_client(int(cid), dp_sgd_sample_rate(ins.batch_size, n), int(s))
+            clip = self.clip_norm
+        return {"epsilon": self.epsilon(), "dp_clip_norm": clip}
+
+    # ---- the budget, as a callback -----------------------------------------------------
+    def _next_exceeds(self) -> bool:
+        if self.budget.unlimited:
+            return False
+        if self.central is not None:
+            k = min(self.max_cohort, self.min_available)
+            return self.budget.next_round_exceeds(self.central, k, self.min_available)
+        assert self.local is not None
+        epochs, batch, max_steps = self.worst
+        steps = local_steps(self.sizes, epochs, batch, max_steps)
+        # Clients of equal size have equal rates and steps: the worst case is the one of
+        # them who has spent the most so far, and any fresh one.
+        planned = {
+            int(c): (dp_sgd_sample_rate(batch, int(self.sizes[c])), int(steps[c]))
+            for c in range(len(self.sizes))
+        }
+        return self.budget.next_local_round_exceeds(self.local, planned)
+
+    def privacy_budget_spent(self, record: object, loop: object) -> tuple[bool, dict[str, Any]]:
+        """The budget as a callback (named in the stop reason): stop (True) when the next
+        round could take epsilon past privacy.epsilon_budget."""
+        eps = self.epsilon()
+        return self._next_exceeds(), {"epsilon": eps if math.isfinite(eps) else None}
+
+    # ---- state ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        acct = self.central if self.central is not None else self.local
+        assert acct is not None
+        return {
+            **{f"acct.{k}": v for k, v in acct.state_dict().items()},
+            "min_available": torch.tensor(self.min_available, dtype=torch.int64),
+        }
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        acct = self.central if self.central is not None else self.local
+        assert acct is not None
+        acct.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("acct.")})
+        self.min_available = int(state["min_available"])
