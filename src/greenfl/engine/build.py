@@ -14,6 +14,7 @@ from torch import nn
 from greenfl._version import __version__
 from greenfl.accounting.sources import intensity_sources
 from greenfl.clients.inprocess import InProcessTransport
+from greenfl.clients.secagg_cost import SecAggCostStrategy, SecAggCostTransport
 from greenfl.clients.trainer import ClientTrainer
 from greenfl.clients.transport import ClientTransport
 from greenfl.clients.validate import ValidatingTransport
@@ -126,6 +127,8 @@ def _open_ledger(
         )
         transport = attacked_transport(cfg, transport, malicious)
         numel = sum(p.numel() for p in model.parameters())
+        if cfg.secagg.enabled:  # its price, in every report (the sum is the plain one)
+            transport = SecAggCostTransport(transport, numel, cfg.secagg.neighbours)
         transport = ValidatingTransport(transport, numel, cfg.deploy.max_update_norm)
     ledger_path = None
     if out_dir is not None:
@@ -165,6 +168,8 @@ def _assemble(
     if cfg.attack.name != "none":  # who lied: for analysis only, never for a strategy
         ledger.set_meta("malicious_clients", json.dumps(parts.malicious.tolist()))
     strategy = run_strategy_for(cfg)
+    if cfg.secagg.enabled and trainer is not None:  # simulated: the server's share of it
+        strategy = SecAggCostStrategy(strategy, cfg.secagg.neighbours)
     probes, guards = safety_probes(cfg, parts.model, parts.dataset, strategy)
     loop = RoundLoop(
         cfg,

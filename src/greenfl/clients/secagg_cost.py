@@ -1,0 +1,85 @@
+"""Secure aggregation's price in simulation: the protocol is not run in-process (its
+result is the plain sum, up to the fixed-point encoding), but every client's report and
+the server's counted work carry what it would cost: the extra bytes of its four message
+rounds and its key agreements, PRG expansions and secret sharing (greenfl.secagg.cost).
+So SecAgg's carbon shows in ``greenfl run`` as in a deployment."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from greenfl.clients.transport import ClientTransport
+from greenfl.core.messages import ClientReport, ClientUpdate, FitInstructions
+from greenfl.secagg.cost import secagg_cost
+from greenfl.strategy.base import Strategy
+
+
+class SecAggCostTransport:
+    """``inner``'s clients, each report charged one round of SecAgg among the cohort."""
+
+    def __init__(self, inner: ClientTransport, num_params: int, neighbours: int | None) -> None:
+        self.inner = inner
+        self.num_params = num_params
+        self.neighbours = neighbours
+
+    def available_clients(self) -> np.ndarray | None:
+        return self.inner.available_clients()
+
+    def expect_updates(self, target: int) -> None:
+        self.inner.expect_updates(target)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def fit(
+        self,
+        round_idx: int,
+        cohort: Sequence[int],
+        global_params: torch.Tensor,
+        instructions: FitInstructions,
+    ) -> list[ClientReport]:
+        reports = self.inner.fit(round_idx, cohort, global_params, instructions)
+        if len(cohort) < 2:
+            return reports
+        cost = secagg_cost(len(cohort), self.num_params, self.neighbours)
+        return [
+            r._replace(
+                bytes_up=r.bytes_up + cost.bytes_up,
+                bytes_down=r.bytes_down + cost.bytes_down,
+                flops=r.flops + cost.client_flops,
+            )
+            for r in reports
+        ]
+
+
+class SecAggCostStrategy:
+    """``inner`` aggregating what SecAgg reveals (the same sum), its counted work charged
+    the server's share of the protocol: unmasking, share reconstruction, PRG expansions."""
+
+    def __init__(self, inner: Strategy, neighbours: int | None) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.neighbours = neighbours
+
+    def configure(self, round_idx: int, base: FitInstructions) -> FitInstructions:
+        return self.inner.configure(round_idx, base)
+
+    def aggregate(
+        self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]
+    ) -> torch.Tensor:
+        return self.inner.aggregate(global_params, updates)
+
+    def aggregation_flops(self, num_updates: int, num_params: int) -> int:
+        own = self.inner.aggregation_flops(num_updates, num_params)
+        if num_updates < 2:
+            return own
+        return own + int(secagg_cost(num_updates, num_params, self.neighbours).server_flops)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.inner.load_state_dict(state)

@@ -1,0 +1,44 @@
+"""Secure aggregation's price in a simulated run: the same model as without it, and each
+client-round and the server charged exactly greenfl.secagg.cost's overhead."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import greenfl
+from greenfl.config import build_config
+from greenfl.secagg.cost import secagg_cost
+
+
+def _run(tmp_path: Path, enabled: bool) -> tuple[sqlite3.Connection, dict]:
+    cfg = build_config(
+        {
+            "data": {"num_clients": 30},
+            "train": {"rounds": 3, "clients_per_round": 6},
+            "secagg": {"enabled": enabled},
+            "report": {"html": False},
+        }
+    )
+    out = tmp_path / str(enabled)
+    res = greenfl.run(cfg, out)
+    return sqlite3.connect(out / "ledger.sqlite"), res.summary
+
+
+def test_secagg_adds_its_bytes_and_compute_and_nothing_else(tmp_path: Path):
+    plain, plain_summary = _run(tmp_path, False)
+    masked, masked_summary = _run(tmp_path, True)
+    assert masked_summary["final_accuracy"] == plain_summary["final_accuracy"]
+    q = "SELECT round, client_id, bytes_up, bytes_down, flops FROM client_rounds ORDER BY 1, 2"
+    a, b = plain.execute(q).fetchall(), masked.execute(q).fetchall()
+    numel = 64 * 64 + 64 + 64 * 10 + 10  # the quickstart's MLP 64-64-10
+    cost = secagg_cost(6, numel)
+    assert len(a) == len(b) == 18
+    for (r, c, up, down, flops), (r2, c2, up2, down2, flops2) in zip(a, b, strict=True):
+        assert (r, c) == (r2, c2)
+        assert up2 - up == cost.bytes_up and down2 - down == cost.bytes_down
+        assert abs((flops2 - flops) - cost.client_flops) < 1e-6 * cost.client_flops
+    q = "SELECT server_flops FROM rounds ORDER BY round"
+    extra = [y - x for (x,), (y,) in zip(plain.execute(q), masked.execute(q), strict=True)]
+    assert extra == [int(cost.server_flops)] * 3
+    assert masked_summary["carbon_g"]["total"] > plain_summary["carbon_g"]["total"]
