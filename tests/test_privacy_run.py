@@ -137,3 +137,30 @@ def test_a_robust_strategy_that_cannot_tolerate_the_attack_is_refused(tmp_path: 
         greenfl.run(cfg, tmp_path / "r")
     krum = cfg.replace(**{"strategy.name": "krum"})  # Krum needs n >= 2f + 3 = 7
     greenfl.run(krum, tmp_path / "k")
+
+
+def test_compare_with_audit_puts_epsilon_and_membership_auc_side_by_side(tmp_path: Path):
+    import subprocess
+    import sys
+
+    for name, mode in (("plain", "none"), ("private", "central")):
+        (tmp_path / f"{name}.toml").write_text(
+            "[data]\nnum_clients = 20\n[train]\nrounds = 2\nclients_per_round = 5\n"
+            f"[privacy]\nmode = \"{mode}\"\n[report]\nhtml = false\n"
+        )
+    out = tmp_path / "cmp"
+    done = subprocess.run(
+        [sys.executable, "-m", "greenfl", "compare", str(tmp_path / "plain.toml"),
+         str(tmp_path / "private.toml"), "--seeds", "0", "--out", str(out), "--audit"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    runs = {c["name"]: c["runs"][0] for c in json.loads((out / "compare.json").read_text())[
+        "configs"]}  # fmt: skip
+    for name, run in runs.items():
+        audit = json.loads((Path(run["out_dir"]) / "audit.json").read_text())
+        assert run["membership_auc"] == audit["attacks"]["loss"]["auc"], name
+        summary = json.loads((Path(run["out_dir"]) / "summary.json").read_text())
+        assert run["epsilon"] == summary["privacy"]["epsilon"]
+    assert runs["plain"]["epsilon"] is None and runs["private"]["epsilon"] > 0
+    assert "membership AUC" in done.stdout and "epsilon (DP)" in done.stdout

@@ -32,6 +32,11 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("carbon_server_g", "server gCO2e (in operational)", "{:.4g}"),
     ("carbon_total_g", "total gCO2e", "{:.4g}"),
     ("carbon_g_to_target", "gCO2e to target", "{:.4g}"),
+    # safety (n/a where the run has none): the privacy spent, the backdoor's success in the
+    # last round, and the membership-inference AUC of `greenfl audit` (compare --audit)
+    ("epsilon", "epsilon (DP)", "{:.3g}"),
+    ("backdoor_success", "backdoor success", "{:.3f}"),
+    ("membership_auc", "membership AUC (loss attack)", "{:.3f}"),
 )
 
 
@@ -56,6 +61,8 @@ def run_metrics(
                 time_to_target = float(row[0]) if row else None
         finally:
             conn.close()
+    privacy = summary.get("privacy") or {}
+    attack = summary.get("attack") or {}
     return {
         "final_accuracy": summary["final_accuracy"],
         "rounds_completed": float(summary["rounds_completed"]),
@@ -68,10 +75,22 @@ def run_metrics(
         "carbon_server_g": server_g,
         "carbon_total_g": summary["carbon_g"]["total"],
         "carbon_g_to_target": summary["carbon_g_to_target"],
+        "epsilon": privacy.get("epsilon"),
+        "backdoor_success": attack.get("backdoor_success"),
+        "membership_auc": membership_auc(ledger_path.parent) if ledger_path else None,
         # Not in METRICS (not compared); to measure the runs against a common target.
         "target_accuracy": summary.get("target_accuracy"),
         "best_accuracy": summary.get("best_accuracy"),
     }
+
+
+def membership_auc(run_dir: Path) -> float | None:
+    """The loss attack's AUC in the run's audit.json, or None where it was not audited."""
+    path = run_dir / "audit.json"
+    if not path.is_file():
+        return None
+    audit = json.loads(path.read_text(encoding="utf-8"))
+    return float(audit["attacks"]["loss"]["auc"])
 
 
 def to_accuracy(ledger_path: Path, target: float) -> tuple[float, float, float] | None:

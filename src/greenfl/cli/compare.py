@@ -50,13 +50,23 @@ def register(app: typer.Typer) -> None:
         seeds: SeedsOpt = None,
         out: OutOpt = None,
         set_: SetOpt = None,
+        audit: Annotated[
+            bool,
+            typer.Option(
+                "--audit",
+                help="After each run, its membership-inference audit (loss attack; "
+                "greenfl audit RUN --shadow 0), compared as membership AUC.",
+            ),
+        ] = False,
     ) -> None:
-        """Run configs over seeds and compare accuracy, time, energy and carbon."""
+        """Run configs over seeds and compare accuracy, time, energy, carbon, and the
+        privacy, attack and audit figures where runs have them."""
         seed_list = parse_seeds(seeds)
         out_dir = out or Path("runs") / datetime.now().strftime("compare-%Y%m%d-%H%M%S")
         err = Console(stderr=True)
+        run_fn = _run_and_audit if audit else _run
         results = compare(
-            configs, seed_list, out_dir, set_ or [], run_fn=_run, on_progress=err.print
+            configs, seed_list, out_dir, set_ or [], run_fn=run_fn, on_progress=err.print
         )
         console = Console()
         if not console.is_terminal:  # a file or pipe: wide enough for every column
@@ -80,4 +90,13 @@ def _run(cfg: RunConfig, out: Path) -> dict[str, Any]:
     summary = run(cfg, out).summary
     if cfg.engine.accounting:
         write_report_after_run(cfg, out)
+    return summary
+
+
+def _run_and_audit(cfg: RunConfig, out: Path) -> dict[str, Any]:
+    """``_run``, then the run's membership-inference audit (loss attack) into audit.json."""
+    from greenfl.analysis.membership import audit_run, write_audit
+
+    summary = _run(cfg, out)
+    write_audit(out, audit_run(out, shadow=0))
     return summary
