@@ -61,6 +61,13 @@ def check_secagg(opts: SecAggOptions | None, codec_name: str) -> None:
         )
 
 
+def keys_of(req: pb.Update) -> tuple[bytes, bytes] | None:
+    """The public keys an update carries under secure aggregation, if any."""
+    if not req.HasField("secagg_keys"):
+        return None
+    return bytes(req.secagg_keys.c_pk), bytes(req.secagg_keys.s_pk)
+
+
 def capped_weights(samples: list[int], factor: float | None) -> np.ndarray:
     """The public weights: sample counts capped at ``factor`` x the median, as
     deploy.plausible.bound_round caps them; here before masking, since after it the server

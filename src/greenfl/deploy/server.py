@@ -45,7 +45,7 @@ from greenfl.deploy.rounds import (
     round_closes,
     unanswered_report,
 )
-from greenfl.deploy.secagg_server import SecAggOptions, SecAggRounds, check_secagg
+from greenfl.deploy.secagg_server import SecAggOptions, SecAggRounds, check_secagg, keys_of
 from greenfl.deploy.servicer import Servicer, SessionGate, TlsFiles, listen, session_of
 from greenfl.deploy.sessions import Pending, Refusal, Session, admit, apply_joins
 from greenfl.deploy.stream import stream_tasks
@@ -58,7 +58,8 @@ MB = 1_000_000
 
 
 class GrpcTransport:
-    """A ClientTransport whose clients are real processes that joined over gRPC."""
+    """A ClientTransport whose clients are real processes that joined over gRPC; with
+    ``secagg``, secure aggregation (docs/secure-aggregation.md)."""
 
     def __init__(
         self,
@@ -69,7 +70,6 @@ class GrpcTransport:
         tls: TlsFiles | None = None,
         secagg: SecAggOptions | None = None,
     ) -> None:
-        """``secagg``: run secure aggregation (docs/secure-aggregation.md); None: off."""
         check_secagg(secagg, codec.name)
         self.cfg = cfg
         self.codec = codec
@@ -201,9 +201,8 @@ class GrpcTransport:
             params=params_to_pb(global_params, spec),
             instructions=instructions_to_pb(instructions),
             seed=self.cfg.seed,
+            secagg=self._secagg.marker() if self._secagg else None,  # keys, not the delta
         )
-        if self._secagg is not None:  # train, then send keys, not the delta
-            base.secagg.CopyFrom(self._secagg.marker())
         reports: dict[int, ClientReport] = {}
         with self._cond:
             self._pending = {}
@@ -251,9 +250,8 @@ class GrpcTransport:
             log_early_close(round_idx, closed - start, accepted, list(reports.values()))
         dep = self.cfg.deploy
         if self._secagg is not None:  # the server learns only the sum of accepted updates
-            reports = self._secagg.aggregate(
-                round_idx, reports, self._closed, spec.numel, dep.sample_bound_factor
-            )
+            reports = self._secagg.aggregate(round_idx, reports, self._closed, spec.numel,
+                                             dep.sample_bound_factor)  # fmt: skip
         out = bound_round([reports[cid] for cid in cohort], dep.norm_bound_factor,
                           dep.sample_bound_factor)  # fmt: skip
         self._quarantine.record(round_idx, out)
@@ -338,8 +336,7 @@ class GrpcTransport:
             if self._pending.get(cid) is not pending or pending.report is not None:
                 return self._not_taken(cid, req)
             pending.report = report
-            if req.HasField("secagg_keys"):
-                pending.secagg_keys = (bytes(req.secagg_keys.c_pk), bytes(req.secagg_keys.s_pk))
+            pending.secagg_keys = keys_of(req)
             self._cond.notify_all()
         return pb.Ack(accepted=report.status == "completed", reason=report.reason or "")
 
