@@ -224,7 +224,7 @@ class RunConfig(Section):
     def _safety_combines(self) -> RunConfig:
         check_safety(
             self.attack, self.privacy, self.secagg, self.strategy.name, self.engine.trainer,
-            self.train.clients_per_round,
+            self.train.clients_per_round, self.compression.name,
         )  # fmt: skip
         return self
 

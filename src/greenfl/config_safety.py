@@ -105,8 +105,8 @@ class PrivacyConfig(Section):
 class SecAggConfig(Section):
     enabled: bool = Field(
         False,
-        description="secure aggregation: the server learns only the sum of the updates "
-        "(deployment runs the protocol; simulation accounts its cost)",
+        description="secure aggregation (SecAgg, SecAgg+): the server learns only the sum of "
+        "the updates; a deployment runs the protocol, a simulation charges its cost",
     )
     neighbours: int | None = Field(
         None,
@@ -114,11 +114,21 @@ class SecAggConfig(Section):
         le=100_000,
         description="SecAgg+: clients each masks with (none: every other client of the round)",
     )
-    frac_bits: int = Field(
-        16, ge=4, le=24, description="fixed-point precision: 2^-frac_bits per coordinate"
+    threshold: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="shares that rebuild a secret (none: a majority of each neighbourhood)",
     )
     clip_range: float = Field(
-        8.0, gt=0, le=1e4, description="each coordinate is clipped to [-clip_range, clip_range]"
+        4.0,
+        gt=0,
+        le=1e4,
+        description="each weighted update value is clipped to [-clip_range, clip_range] "
+        "before fixed-point encoding",
+    )
+    stage_timeout_s: float = Field(
+        30.0, gt=0, le=86_400, description="deployment: how long each message round waits"
     )
 
 
@@ -134,6 +144,7 @@ def check_safety(
     strategy_name: str,
     trainer: str,
     clients_per_round: int,
+    compression_name: str,
 ) -> None:
     """How the safety sections combine with the rest of a run; ValueError names the keys."""
     if privacy.epsilon_budget is not None and privacy.mode == "none":
@@ -168,6 +179,11 @@ def check_safety(
             )
     if not secagg.enabled:
         return
+    if compression_name != "identity":
+        raise ValueError(
+            f"secagg.enabled needs compression.name = 'identity', not {compression_name!r}: "
+            "masked values are uniform 32-bit words and do not compress"
+        )
     if strategy_name not in SUM_STRATEGIES:
         raise ValueError(
             f"secagg.enabled: the server sees only the sum of the updates, and "

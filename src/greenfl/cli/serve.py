@@ -56,13 +56,16 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--secagg",
-                help="Secure aggregation: the server learns only the sum of the updates.",
+                help="Secure aggregation: the server learns only the sum of the updates "
+                "(as --set secagg.enabled=true).",
             ),
         ] = False,
         secagg_neighbours: Annotated[
             int | None,  # noqa: UP007
             typer.Option(
-                "--secagg-neighbours", min=2, help="SecAgg+: mask with K neighbours (default: all)."
+                "--secagg-neighbours",
+                min=2,
+                help="SecAgg+: mask with K neighbours (as --set secagg.neighbours=K).",
             ),
         ] = None,
         secagg_threshold: Annotated[
@@ -70,13 +73,17 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--secagg-threshold",
                 min=1,
-                help="Shares that rebuild a secret (default: majority).",
+                help="Shares that rebuild a secret (as --set secagg.threshold=T).",
             ),
         ] = None,
         secagg_clip: Annotated[
-            float,
-            typer.Option("--secagg-clip", min=0.0, help="Clip each weighted update value to +-C."),
-        ] = 4.0,
+            float | None,  # noqa: UP007
+            typer.Option(
+                "--secagg-clip",
+                min=0.0,
+                help="Clip each weighted update value to +-C (as --set secagg.clip_range=C).",
+            ),
+        ] = None,
         issue_token: Annotated[
             int | None,  # noqa: UP007
             typer.Option(
@@ -106,6 +113,14 @@ def register(app: typer.Typer) -> None:
         cfg = resolve_config(config, set_ or [], out, resume)
         if min_clients is not None:
             cfg = cfg.replace(**{"deploy.min_clients": min_clients})
+        flags = {
+            "secagg.enabled": True if secagg else None,
+            "secagg.neighbours": secagg_neighbours,
+            "secagg.threshold": secagg_threshold,
+            "secagg.clip_range": secagg_clip,
+        }
+        if any(v is not None for v in flags.values()):
+            cfg = cfg.replace(**{k: v for k, v in flags.items() if v is not None})
         token = read_token(token_file)
         tls = read_tls(tls_cert, tls_key)
         out.mkdir(parents=True, exist_ok=True)
@@ -118,8 +133,9 @@ def register(app: typer.Typer) -> None:
         from greenfl.deploy.secagg_server import SecAggOptions
 
         opts = None
-        if secagg:
-            opts = SecAggOptions(secagg_neighbours, secagg_threshold, secagg_clip)
+        if cfg.secagg.enabled:
+            sa = cfg.secagg
+            opts = SecAggOptions(sa.neighbours, sa.threshold, sa.clip_range, sa.stage_timeout_s)
             log.info("secure aggregation on: the server learns only the sum of the updates")
         transport = GrpcTransport(cfg, codec_for(cfg.compression), address, token, tls, opts)
         loop = build_loop(cfg, out, transport=transport, resume=resume, overwrite=force)
