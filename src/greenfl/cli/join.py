@@ -89,9 +89,25 @@ def register(app: typer.Typer) -> None:
             ),
         ] = 0.0,
         quiet: QuietOpt = False,
+        attack: Annotated[
+            str,
+            typer.Option(
+                "--attack",
+                help="Test client: mount an attack (sign_flip, scaling, noise, label_flip, "
+                "backdoor) against the server, to test its defences.",
+            ),
+        ] = "none",
+        attack_scale: Annotated[
+            float | None,  # noqa: UP007
+            typer.Option("--attack-scale", min=0.0, help="The attack's scale ([attack] scale)."),
+        ] = None,
+        backdoor_target: Annotated[
+            int, typer.Option("--backdoor-target", min=0, help="backdoor: the forced label.")
+        ] = 0,
     ) -> None:
         from greenfl.data.local_dir import LocalDirDataset
         from greenfl.deploy.client import ClientOptions, FederatedClient
+        from greenfl.deploy.client_local import ClientAttack
         from greenfl.deploy.security import read_ca, read_token
         from greenfl.footprint.meters import describe_meter, make_meter
 
@@ -108,6 +124,7 @@ def register(app: typer.Typer) -> None:
             tls_server_name=tls_server_name,
             retry_for_s=retry_for_s,
             test_delay_s=test_delay_s,
+            attack=ClientAttack(attack, attack_scale, backdoor_target),
         )
         if not quiet:
             print(f"meter: {describe_meter(energy_meter)}", file=sys.stderr)

@@ -31,7 +31,7 @@ from greenfl.core.errors import GreenflError, TransportError, UpdateRejected
 from greenfl.data.local_dir import LocalDirDataset
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
-from greenfl.deploy.client_local import Local, build_local
+from greenfl.deploy.client_local import ClientAttack, Local, build_local
 from greenfl.deploy.secagg_client import SecAggParticipant
 from greenfl.deploy.security import tls_failure
 from greenfl.deploy.wire import (
@@ -73,6 +73,9 @@ class ClientOptions:
     test_delay_s: float = 0.0
     # Tests only: "share" or "mask": drop out of secure aggregation after that step.
     test_secagg_drop_after: str = ""
+    # Tests and demos (greenfl join --attack): a malicious client poisoning its data or
+    # its updates, as the simulated attacks do (greenfl.attacks).
+    attack: ClientAttack = field(default_factory=lambda: ClientAttack("none"))
 
 
 @dataclass
@@ -212,7 +215,7 @@ class FederatedClient:
             timeout=30.0 if wait_s is None else max(0.1, min(10.0, wait_s)),
         )
         if reply.config_json != self._config_json:
-            self._local = build_local(reply, self.data, self.opts.client_id)
+            self._local = build_local(reply, self.data, self.opts.client_id, self.opts.attack)
             self._config_json = reply.config_json
         log.info(
             "joined %s as client %d (device %s)",
@@ -346,6 +349,8 @@ class FederatedClient:
         measured = self.meter.end(token)
         if self._cancel.is_set():
             return None
+        k = local.cfg.train.clients_per_round
+        result = self.opts.attack.on_update(int(task.round), result, int(task.seed), k)
         flops = local.flops_per_sample * result.samples_processed
         try:
             if task.HasField("secagg"):  # secure aggregation: keys now, the delta masked later

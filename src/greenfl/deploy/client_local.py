@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from pydantic import ValidationError
 
-from greenfl.clients.trainer import train_one
+from greenfl.attacks import ATTACKS, DATA_ATTACKS, PoisonedDataset, UpdateAttack
+from greenfl.clients.trainer import TrainResult, train_one
 from greenfl.compression import Codec
 from greenfl.config import RunConfig
-from greenfl.core.errors import TransportError
+from greenfl.core.errors import ConfigError, TransportError
 from greenfl.core.messages import FitInstructions
 from greenfl.core.params import ParamSpec, get_flat
 from greenfl.data.base import FederatedDataset
@@ -18,6 +19,47 @@ from greenfl.data.local_dir import LocalDirDataset
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.factories import build_model_for, codec_for, dataset_for, model_name_for
 from greenfl.models import training_flops_per_sample
+
+
+@dataclass(frozen=True)
+class ClientAttack:
+    """The attack a test client mounts (``greenfl join --attack``): ``name`` as in the
+    config's [attack] section, ``scale`` its scale (None: the attack's default, see
+    AttackConfig.scale), ``backdoor_target`` the label its trigger forces."""
+
+    name: str
+    scale: float | None = None
+    backdoor_target: int = 0
+
+    def __post_init__(self) -> None:
+        if self.name == "alie":
+            raise ConfigError(
+                "--attack alie needs the colluding attackers' statistics across clients: "
+                "it runs in simulation ([attack] name = 'alie'), not from one client"
+            )
+        if self.name not in ATTACKS:
+            raise ConfigError(f"--attack {self.name!r}: choose one of {', '.join(ATTACKS)}")
+
+    def poison(
+        self, dataset: FederatedDataset, client_id: int, seed: int
+    ) -> FederatedDataset:
+        """``dataset`` with this client's training data poisoned (data attacks only)."""
+        if self.name not in DATA_ATTACKS:
+            return dataset
+        return PoisonedDataset(dataset, [client_id], self.name, seed, self.backdoor_target)
+
+    def on_update(
+        self, round_idx: int, result: TrainResult, seed: int, clients_per_round: int
+    ) -> TrainResult:
+        """The trained update as this client sends it (scaling's default boost is the
+        run's clients per round, as in simulation)."""
+        if self.name in ("none", "label_flip"):
+            return result
+        default = float(clients_per_round) if self.name == "scaling" else 1.0
+        scale = self.scale if self.scale is not None else default
+        attack = UpdateAttack(self.name, scale, seed)
+        sent = attack.apply(round_idx, {result.client_id: result.delta}, {})
+        return replace(result, delta=sent[result.client_id])
 
 
 @dataclass
@@ -34,9 +76,15 @@ class Local:
     test: tuple[torch.Tensor, torch.Tensor] | None = None  # local held-out data, if any
 
 
-def build_local(reply: pb.JoinReply, data: LocalDirDataset | None, client_id: int) -> Local:
+def build_local(
+    reply: pb.JoinReply,
+    data: LocalDirDataset | None,
+    client_id: int,
+    attack: ClientAttack | None = None,
+) -> Local:
     """What a client builds once from the server's config: its data (its own, checked
-    against the run's model, or partition ``client_id``), model and codec."""
+    against the run's model, or partition ``client_id``; poisoned under a data attack),
+    model and codec."""
     try:
         cfg = RunConfig.model_validate_json(reply.config_json)
     except ValidationError as exc:
@@ -59,12 +107,14 @@ def build_local(reply: pb.JoinReply, data: LocalDirDataset | None, client_id: in
             int(reply.num_classes),
             f"the run's model ({model_name_for(cfg)} on {cfg.data.dataset})",
         )
-        x, y = local.client_data(0)
         test = local.test_data() if local.test is not None else None
-        dataset = local
+        dataset = local if attack is None else attack.poison(local, 0, cfg.seed)
+        x, y = dataset.client_data(0)
     else:
         # Demo and test deployments hold partition N of the configured dataset.
         dataset = dataset_for(cfg.data, cfg.seed)
+        if attack is not None:
+            dataset = attack.poison(dataset, client_id, cfg.seed)
         x, y = dataset.client_data(client_id)
     model = build_model_for(cfg, dataset)
     flops = training_flops_per_sample(
