@@ -52,6 +52,19 @@ SCENARIOS: dict[str, dict] = {
         "deadline_s": 0.05,
         "extras": True,
     },
+    # digits again, over a grid beyond the first one's corner (its best points sit at 3
+    # clients, 20 epochs, batch 2 for most policies): does a wider search change the ratios?
+    "digits-wide": {
+        "base": "examples/reference-fedavg.toml",
+        "grid": {
+            "train.clients_per_round": "1,2,3",
+            "train.local_epochs": "20,50",
+            "train.batch_size": "1,2",
+        },
+        # 50 epochs of the largest client (23 samples) on 1 GFLOP/s: 23 ms, plus 38 ms
+        "deadline_s": 0.1,
+        "extras": False,
+    },
     "shakespeare": {
         "base": "examples/shakespeare-scenario-fedavg.toml",
         "grid": {
