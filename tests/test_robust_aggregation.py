@@ -325,16 +325,19 @@ def test_aggregation_flops_by_hand() -> None:
     assert Bulyan(1).aggregation_flops(7, p) == 630 + 308 + 40 * p
     assert Bulyan().aggregation_flops(5, p) == (5 + 1) * p  # f = 0: the mean
     # geomedian, n = 3, p = 2, 4 iterations (the bound, before any aggregate):
-    # 5np + 3n + p = 30 + 9 + 2 = 41; per iteration 5np + 7n + 3 = 30 + 21 + 3 = 54
+    # start: sort 3 values per coordinate, round(3 log2 3) = 5, x p = 10; the middle pair's
+    # mean 2p = 4; distances 3np + 3n = 18 + 9; then the add p = 2: 43.
+    # Per iteration 5np + 7n + 3 = 30 + 21 + 3 = 54
     gm = GeometricMedian(max_iterations=4)
-    assert gm.aggregation_flops(3, 2) == 41 + 4 * 54
-    assert GeometricMedian(max_iterations=4, weighted=True).aggregation_flops(3, 2) == 41 + 216 + 6
+    assert gm.aggregation_flops(3, 2) == 43 + 4 * 54
+    assert GeometricMedian(max_iterations=4, weighted=True).aggregation_flops(3, 2) == 43 + 216 + 6
     # after an aggregate that stopped early, its own k iterations are counted
     early = GeometricMedian(max_iterations=50)
     early.aggregate(torch.zeros(2), ups((0, 0), (2, 0), (1, 2)))
     assert early.last_iterations is not None and 1 <= early.last_iterations < 50
-    assert early.aggregation_flops(3, 2) == 41 + early.last_iterations * 54
-    assert early.aggregation_flops(4, 2) == 5 * 4 * 2 + 12 + 2 + 50 * (40 + 28 + 3)  # n differs
+    assert early.aggregation_flops(3, 2) == 43 + early.last_iterations * 54
+    # n differs: sort round(4 x 2) = 8 x p = 16, + 2p + 3np + 3n + p = 4 + 24 + 12 + 2
+    assert early.aggregation_flops(4, 2) == 16 + 4 + 24 + 12 + 2 + 50 * (40 + 28 + 3)
     # centered clip, n = 3, p = 2, L = 3: 3 (5np + 3n + p = 30 + 9 + 2 = 41) + p = 125
     assert CenteredClip(num_iterations=3).aggregation_flops(3, 2) == 125
     # clip, n = 3, p = 2: 4np + 3n + p = 24 + 9 + 2 = 35; noise 3p more
@@ -362,3 +365,15 @@ def test_registry_names_are_the_public_contract() -> None:
     for name in ROBUST:
         assert strategy.make(name).name == name
         assert name in strategy.STRATEGIES
+
+
+def test_geomedian_is_not_dragged_by_two_updates_scaled_a_millionfold() -> None:
+    # 8 honest updates near (1, 1, ...) and 2 attackers at 1e6 x that: started at the mean
+    # (2e5 away), 10 Weiszfeld steps ended ~1e4 from the honest cluster; from the
+    # coordinate-wise median they stay within it.
+    gen = torch.Generator().manual_seed(0)
+    honest = [torch.ones(50) + 0.1 * torch.randn(50, generator=gen) for _ in range(8)]
+    bad = [1e6 * torch.ones(50), 1e6 * torch.ones(50)]
+    updates = [ClientUpdate(i, d, 10) for i, d in enumerate(honest + bad)]
+    got = GeometricMedian(num_byzantine=2).aggregate(torch.zeros(50), updates)
+    assert float(torch.linalg.vector_norm(got - torch.ones(50))) < 1.0
