@@ -164,3 +164,13 @@ def test_compare_with_audit_puts_epsilon_and_membership_auc_side_by_side(tmp_pat
         assert run["epsilon"] == summary["privacy"]["epsilon"]
     assert runs["plain"]["epsilon"] is None and runs["private"]["epsilon"] > 0
     assert "membership AUC" in done.stdout and "epsilon (DP)" in done.stdout
+
+
+def test_local_dp_instructions_travel_to_deployed_clients():
+    from greenfl.core.messages import FitInstructions
+    from greenfl.deploy.wire import instructions_from_pb, instructions_to_pb
+
+    ins = FitInstructions(2, 8, 0.1, dp_noise_multiplier=1.3, dp_max_grad_norm=0.7)
+    back = instructions_from_pb(instructions_to_pb(ins))
+    assert (back.dp_noise_multiplier, back.dp_max_grad_norm) == (1.3, 0.7)
+    assert back == ins

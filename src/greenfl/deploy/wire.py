@@ -41,6 +41,8 @@ def instructions_to_pb(ins: FitInstructions) -> pb.FitInstructions:
         momentum=ins.momentum,
         prox_mu=ins.prox_mu,
         max_steps=ins.max_steps,
+        dp_noise_multiplier=ins.dp_noise_multiplier,
+        dp_max_grad_norm=ins.dp_max_grad_norm,
     )
 
 
@@ -52,6 +54,8 @@ def instructions_from_pb(msg: pb.FitInstructions) -> FitInstructions:
         momentum=float(msg.momentum),
         prox_mu=float(msg.prox_mu),
         max_steps=int(msg.max_steps),
+        dp_noise_multiplier=float(msg.dp_noise_multiplier),
+        dp_max_grad_norm=float(msg.dp_max_grad_norm),
     )
 
 
