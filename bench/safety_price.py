@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 from importlib import resources
@@ -245,6 +246,7 @@ def main() -> None:
     args = ap.parse_args()
     results: dict = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     if not args.tables:
+        shutil.rmtree(OUT, ignore_errors=True)  # the run folders of an earlier run
         parts = args.only or ["attacks", "dir", "dp", "local"]
         if "attacks" in parts:
             part_attacks("digits IID", tuple(ATTACKS), results)
