@@ -3,7 +3,7 @@ accuracy-epsilon curve, and what each costs in rounds and gCO2e to target, from
 `greenfl compare` (greenfl.analysis.compare_seeds.compare, the command's own code).
 
     python bench/safety_price.py                    # ~40 min on 2 busy cores
-    python bench/safety_price.py --only dp          # one part: attacks | dir | dp | local
+    python bench/safety_price.py --only dp   # one part: attacks | dir | dp | local | leakage
 
 Runs go to bench/results/safety/ (ignored); the numbers to bench/issue17/results.json,
 and the Markdown tables of BENCHMARKS.md are printed at the end (--tables re-prints them
@@ -80,6 +80,18 @@ DP_BASE = [
 ]
 EPSILONS = (1.0, 2.0, 4.0, 8.0)
 DELTA = 1e-5
+# Membership leakage needs a model that memorises: 10 clients of ~18 samples, all in every
+# round, 30 local epochs with momentum, a wide hidden layer (the audit's over-fitted case).
+LEAKY = [
+    "data.num_clients=10",
+    "data.test_fraction=0.9",
+    "train.rounds=5",
+    "train.clients_per_round=10",
+    "train.local_epochs=30",
+    "train.momentum=0.9",
+    "model.hidden=[256]",
+]
+LEAKY_SIGMAS = (0.5, 1.0, 1.5)
 LOCAL_DP = {  # sample-level DP-SGD on each client: noise multipliers, reported epsilon
     "local DP-SGD sigma 1.0": ["privacy.mode=local", "privacy.noise_multiplier=1.0"],
     "local DP-SGD sigma 2.0": ["privacy.mode=local", "privacy.noise_multiplier=2.0"],
@@ -142,14 +154,14 @@ def summarise(results: list[Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def part_attacks(scenario: str, attacks: tuple[str, ...], results: dict) -> None:
+def part_attacks(part: str, scenario: str, attacks: tuple[str, ...], results: dict) -> None:
     sets = SCENARIOS[scenario]
     files = [base_file(OUT / "configs", n, [*sets, *s]) for n, s in DEFENCES.items()]
     for attack in attacks:
         key = f"{scenario} / {attack}"
         print(f"== {key}", file=sys.stderr, flush=True)
         res = compare(
-            files, SEEDS, OUT / scenario.replace(" ", "_") / attack, ATTACKS[attack],
+            files, SEEDS, OUT / part / attack, ATTACKS[attack],
             run_fn=run_and_audit if attack == "none" else None,
         )  # fmt: skip
         results[key] = summarise(res)
@@ -172,6 +184,16 @@ def part_local(results: dict) -> None:
     files += [base_file(OUT / "configs", n, s) for n, s in LOCAL_DP.items()]
     res = compare(files, SEEDS, OUT / "local", run_fn=run_and_audit)
     results["local DP"] = summarise(res)
+    save(results)
+
+
+def part_leakage(results: dict) -> None:
+    files = [base_file(OUT / "configs", "leaky-none", LEAKY)]
+    for sigma in LEAKY_SIGMAS:
+        sets = [*LEAKY, "privacy.mode=local", f"privacy.noise_multiplier={sigma:g}"]
+        files.append(base_file(OUT / "configs", f"leaky-local-sigma{sigma:g}", sets))
+    res = compare(files, SEEDS, OUT / "leakage", run_fn=run_and_audit)
+    results["leakage"] = summarise(res)
     save(results)
 
 
@@ -219,7 +241,7 @@ def print_tables(results: dict) -> None:
                 _f(_mean([r["carbon_g"] for r in runs]), ".4f"),
             ]
             print("| " + " | ".join(cells) + " |")
-    for part in ("central DP", "local DP"):
+    for part in ("central DP", "local DP", "leakage"):
         if part not in results:
             continue
         print(f"\n### {part} (mean of seeds {SEEDS})\n")
@@ -241,21 +263,26 @@ def print_tables(results: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=("attacks", "dir", "dp", "local"), action="append")
+    ap.add_argument(
+        "--only", choices=("attacks", "dir", "dp", "local", "leakage"), action="append"
+    )
     ap.add_argument("--tables", action="store_true", help="print the tables of the JSON")
     args = ap.parse_args()
     results: dict = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     if not args.tables:
-        shutil.rmtree(OUT, ignore_errors=True)  # the run folders of an earlier run
-        parts = args.only or ["attacks", "dir", "dp", "local"]
+        parts = args.only or ["attacks", "dir", "dp", "local", "leakage"]
+        for part in parts:  # the run folders of an earlier run of these parts
+            shutil.rmtree(OUT / part, ignore_errors=True)
         if "attacks" in parts:
-            part_attacks("digits IID", tuple(ATTACKS), results)
+            part_attacks("attacks", "digits IID", tuple(ATTACKS), results)
         if "dir" in parts:
-            part_attacks("digits Dirichlet(0.5)", DIRICHLET_ATTACKS, results)
+            part_attacks("dir", "digits Dirichlet(0.5)", DIRICHLET_ATTACKS, results)
         if "dp" in parts:
             part_dp(results)
         if "local" in parts:
             part_local(results)
+        if "leakage" in parts:
+            part_leakage(results)
     print_tables(results)
 
 

@@ -6,32 +6,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from greenfl.attacks import UpdateAttack
-from greenfl.clients.transport import ClientTransport
+from greenfl.clients.transport import ClientTransport, TransportWrapper
 from greenfl.core.messages import ClientReport, FitInstructions
 
 
-class AttackingTransport:
+class AttackingTransport(TransportWrapper):
     """``inner``'s clients, the ``malicious`` ones sending ``attack``'s updates."""
 
     def __init__(
         self, inner: ClientTransport, attack: UpdateAttack, malicious: Sequence[int]
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.attack = attack
         self.malicious = frozenset(int(c) for c in malicious)
-
-    def available_clients(self) -> np.ndarray | None:
-        return self.inner.available_clients()
-
-    def expect_updates(self, target: int) -> None:
-        self.inner.expect_updates(target)
-
-    def close(self) -> None:
-        self.inner.close()
 
     def fit(
         self,

@@ -8,31 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
-from greenfl.clients.transport import ClientTransport
+from greenfl.clients.transport import ClientTransport, TransportWrapper
 from greenfl.core.messages import ClientReport, ClientUpdate, FitInstructions
 from greenfl.secagg.cost import secagg_cost
 from greenfl.strategy.base import Strategy
 
 
-class SecAggCostTransport:
+class SecAggCostTransport(TransportWrapper):
     """``inner``'s clients, each report charged one round of SecAgg among the cohort."""
 
     def __init__(self, inner: ClientTransport, num_params: int, neighbours: int | None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.num_params = num_params
         self.neighbours = neighbours
-
-    def available_clients(self) -> np.ndarray | None:
-        return self.inner.available_clients()
-
-    def expect_updates(self, target: int) -> None:
-        self.inner.expect_updates(target)
-
-    def close(self) -> None:
-        self.inner.close()
 
     def fit(
         self,

@@ -34,3 +34,20 @@ class ClientTransport(Protocol):
     ) -> list[ClientReport]: ...
 
     def close(self) -> None: ...
+
+
+class TransportWrapper:
+    """Base of the transports that wrap another (validation, simulated attacks, SecAgg's
+    price): everything but ``fit`` is the inner transport's."""
+
+    def __init__(self, inner: ClientTransport) -> None:
+        self.inner = inner
+
+    def available_clients(self) -> np.ndarray | None:
+        return self.inner.available_clients()
+
+    def expect_updates(self, target: int) -> None:
+        self.inner.expect_updates(target)
+
+    def close(self) -> None:
+        self.inner.close()

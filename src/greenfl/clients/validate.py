@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from greenfl.clients.transport import ClientTransport
+from greenfl.clients.transport import ClientTransport, TransportWrapper
 from greenfl.core.errors import UpdateRejected
 from greenfl.core.messages import ClientReport, FitInstructions
 from greenfl.core.params import ParamSpec
@@ -122,12 +122,12 @@ def check_report_fields(num_samples: int, expected_samples: int, loss: float, fl
         raise UpdateRejected(f"training loss {loss!r} is infinite")
 
 
-class ValidatingTransport:
+class ValidatingTransport(TransportWrapper):
     """Wraps a transport so every completed report passes ``check_delta`` before the loop
     sees it; a failing one becomes status ``rejected`` with the reason."""
 
     def __init__(self, inner: ClientTransport, numel: int, max_norm: float | None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.numel = numel
         self.max_norm = max_norm
 
@@ -149,12 +149,3 @@ class ValidatingTransport:
         except UpdateRejected as exc:
             return report._replace(status="rejected", reason=str(exc), delta=None)
         return report
-
-    def available_clients(self) -> np.ndarray | None:
-        return self.inner.available_clients()
-
-    def expect_updates(self, target: int) -> None:
-        self.inner.expect_updates(target)
-
-    def close(self) -> None:
-        self.inner.close()

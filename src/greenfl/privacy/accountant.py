@@ -84,6 +84,16 @@ class _RdpCurves:
         return curve
 
 
+def _same_sigma(state: Mapping[str, torch.Tensor], noise_multiplier: float) -> None:
+    """A snapshot's accountant state is only valid for the noise it was accounted with."""
+    sigma = float(state["noise_multiplier"].item())
+    if sigma != noise_multiplier:
+        raise ValueError(
+            f"the snapshot was accounted with noise_multiplier {sigma}, "
+            f"this run has {noise_multiplier}"
+        )
+
+
 def epsilon_of(rdp_curve: np.ndarray, orders: np.ndarray, delta: float) -> float:
     """Epsilon at ``delta`` of an RDP curve, by dp-accounting's conversion."""
     if not np.any(rdp_curve):
@@ -158,12 +168,7 @@ class CentralAccountant:
         }
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        sigma = float(state["noise_multiplier"].item())
-        if sigma != self.noise_multiplier:
-            raise ValueError(
-                f"the snapshot was accounted with noise_multiplier {sigma}, "
-                f"this run has {self.noise_multiplier}"
-            )
+        _same_sigma(state, self.noise_multiplier)
         self._rdp = np.zeros_like(self.orders)
         self._rounds = []
         for k, n in state["rounds"].tolist():
@@ -236,12 +241,7 @@ class LocalAccountant:
         }
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        sigma = float(state["noise_multiplier"].item())
-        if sigma != self.noise_multiplier:
-            raise ValueError(
-                f"the snapshot was accounted with noise_multiplier {sigma}, "
-                f"this run has {self.noise_multiplier}"
-            )
+        _same_sigma(state, self.noise_multiplier)
         self._rdp, self._eps, self._history = {}, {}, []
         rows = zip(
             state["client_ids"].tolist(),
