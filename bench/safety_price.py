@@ -220,7 +220,7 @@ def print_tables(results: dict) -> None:
         head = ["defence", *(f"acc. {a}" for a in attacks)]
         if "backdoor" in attacks:
             head.append("backdoor success")
-        head += ["membership AUC", "rounds to 85%", "gCO2e to 85%", "gCO2e (30 rounds)"]
+        head += ["membership AUC", "rounds to 85%", "gCO2e to 85%", "gCO2e (whole run)"]
         print("| " + " | ".join(head) + " |")
         print("|---|" + "---:|" * (len(head) - 1))
         clean = results[f"{scenario} / none"]
@@ -246,7 +246,7 @@ def print_tables(results: dict) -> None:
             continue
         print(f"\n### {part} (mean of seeds {SEEDS})\n")
         print("| config | epsilon (delta 1e-5) | accuracy | membership AUC | rounds to 85% | "
-              "gCO2e to 85% | gCO2e (30 rounds) |")  # fmt: skip
+              "gCO2e to 85% | gCO2e (whole run) |")  # fmt: skip
         print("|---|---:|---:|---:|---:|---:|---:|")
         for name, r in results[part].items():
             runs = r["runs"]
