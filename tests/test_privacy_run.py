@@ -174,3 +174,35 @@ def test_local_dp_instructions_travel_to_deployed_clients():
     back = instructions_from_pb(instructions_to_pb(ins))
     assert (back.dp_noise_multiplier, back.dp_max_grad_norm) == (1.3, 0.7)
     assert back == ins
+
+
+def test_the_report_shows_the_privacy_spent_and_the_attack(tmp_path: Path):
+    from greenfl.report.headline import headline_metrics, summary_value
+    from greenfl.report.run_data import open_run
+
+    cfg = build_config(
+        {
+            "data": {"num_clients": 20},
+            "train": {"rounds": 2, "clients_per_round": 5},
+            "privacy": {"mode": "central"},
+            "attack": {"name": "backdoor", "fraction": 0.1},
+        }
+    )
+    greenfl.run(cfg, tmp_path / "r")
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    with open_run(tmp_path / "r") as run:
+        metrics = {m.key: m for m in headline_metrics(run)}
+    for key in ("epsilon", "attack", "backdoor_success"):
+        m = metrics[key]
+        assert m.value == summary_value(summary, m.summary_key)
+    from greenfl.cli import main
+
+    assert main(["report", str(tmp_path / "r")]) == 0
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert f"epsilon {summary['privacy']['epsilon']:.3g}" in html
+    assert "backdoor, 10%" in html
+    plain = build_config({"data": {"num_clients": 20}, "train": {"rounds": 1}})
+    greenfl.run(plain, tmp_path / "p")
+    with open_run(tmp_path / "p") as run:
+        keys = {m.key for m in headline_metrics(run)}
+    assert not {"epsilon", "attack", "backdoor_success"} & keys

@@ -97,7 +97,7 @@ def headline_metrics(run: RunData) -> list[Metric]:
         target_note = f"reached {format_accuracy(target)} in round {s['rounds_to_target']}"
     initial = run.initial_accuracy
     client = s.get("client_accuracy")  # absent in summaries older than the key
-    return [
+    metrics = [
         Metric(
             "final_accuracy",
             "final accuracy",
@@ -191,3 +191,50 @@ def headline_metrics(run: RunData) -> list[Metric]:
             "sim_time_s",
         ),
     ]
+    return metrics + safety_metrics(s, run.config)
+
+
+def safety_metrics(summary: dict[str, Any], config: dict[str, Any]) -> list[Metric]:
+    """The privacy spent and the simulated attack, for runs that have them (summary.json's
+    ``privacy`` and ``attack``, absent in summaries older than the keys)."""
+    out: list[Metric] = []
+    privacy = summary.get("privacy") or {}
+    eps = privacy.get("epsilon")
+    if eps is not None:
+        mode = (config.get("privacy") or {}).get("mode", "")
+        out.append(
+            Metric(
+                "epsilon",
+                "privacy spent",
+                eps,
+                f"epsilon {eps:.3g}",
+                f"at delta {privacy['delta']:g}, {mode} differential privacy (RDP accountant; "
+                "per round in the ledger's rounds.epsilon)",
+                "privacy.epsilon",
+            )
+        )
+    attack = summary.get("attack") or {}
+    if attack.get("name", "none") != "none":
+        out.append(
+            Metric(
+                "attack",
+                "simulated attack",
+                attack["fraction"],
+                f"{attack['name']}, {attack['fraction']:.0%}",
+                "share of clients malicious (ledger meta malicious_clients)",
+                "attack.fraction",
+            )
+        )
+    success = attack.get("backdoor_success")
+    if success is not None:
+        out.append(
+            Metric(
+                "backdoor_success",
+                "backdoor success",
+                success,
+                format_accuracy(success),
+                "triggered test inputs of other classes put in the target class, last round",
+                "attack.backdoor_success",
+            )
+        )
+    return out
