@@ -106,7 +106,13 @@ def test_no_update_breaks_the_judge(up: pb.Update, size: int, rules: UpdateRules
         assert j is None or (math.isfinite(j) and j > 0)
     else:
         assert report.delta is None
-        assert report.measured_compute_s is None and report.measured_energy_j is None
+        # A refused update keeps the server's modelled time, held to the task's wall time.
+        s = report.measured_compute_s
+        if report.status == "rejected":
+            assert s == min(ROUND.modelled_compute_s, ROUND.timeout_s)
+        else:
+            assert s is None
+        assert report.measured_energy_j is None
         assert report.flops in (0.0, ROUND.expected_flops)
         assert report.reason
 

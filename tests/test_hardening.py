@@ -50,6 +50,43 @@ def test_an_implausible_report_is_rejected_with_its_reason(
         check_plausible(flops, compute_s, energy_j, elapsed_s, MODEL)
 
 
+# The server's model expects nothing (0 FLOPs, 0 W): the absolute caps still hold.
+NO_MODEL = RoundModel(expected_flops=0.0, flops_per_s=1e9, power_w=0.0, timeout_s=300.0, factor=10)
+
+
+@pytest.mark.parametrize(
+    ("flops", "compute_s", "energy_j", "m", "what"),
+    [
+        (1e308, 1.0, None, NO_MODEL, "FLOPs in a task out for 2 s"),
+        (1e9, 1.0, 1e30, NO_MODEL, "1e\\+30 J"),
+        (1e9, math.nan, None, MODEL, "nan s of compute"),
+        (1e9, -1.0, None, MODEL, "-1.0 s of compute"),
+        (1e9, 1.0, math.inf, MODEL, "inf J"),
+        (math.nan, 1.0, None, NO_MODEL, "nan FLOPs"),
+    ],
+)
+def test_absolute_caps_and_non_finite_figures_reject_whatever_the_model(
+    flops: float, compute_s: float, energy_j: float | None, m: RoundModel, what: str
+) -> None:
+    with pytest.raises(UpdateRejected, match=f"implausible: .*{what}"):
+        check_plausible(flops, compute_s, energy_j, 1.0, m)
+
+
+def test_the_clock_refuses_a_step_past_its_last_date() -> None:
+    from datetime import datetime, timezone
+
+    from greenfl.scheduling.clock import ClockOverflow, SimClock
+
+    clock = SimClock(datetime(2024, 1, 1, tzinfo=timezone.utc))
+    clock.advance(3600.0)
+    for step in (1.17e13, math.inf, math.nan):
+        with pytest.raises(ClockOverflow, match="year 9999"):
+            clock.advance(step)
+    assert clock.now_s == 3600.0
+    with pytest.raises(ClockOverflow):
+        clock.now_s = 1e300  # a resumed snapshot's time is held to the same bound
+
+
 def test_the_factor_bounds_are_inclusive_and_symmetric() -> None:
     # 2 J modelled for 1 s: 0.2 J is the low edge; the high one is 2,000 W x 1 s (a
     # laptop's meter on a client joined as a phone is believed, 1e30 J is not).

@@ -111,7 +111,9 @@ class DeployConfig(Section):
     keepalive_s: float = Field(5.0, gt=0, description="idle seconds between keep-alive tasks")
     early_close: bool = Field(True, description="close a round once k updates are accepted")
     max_client_samples: int | None = Field(
-        None, ge=1, description="refuse clients declaring more local samples (--data-dir)"
+        1_000_000,
+        ge=1,
+        description="refuse clients declaring more local samples (--data-dir); none: no cap",
     )
     auth: Literal["per_client", "shared"] = Field(
         "per_client",

@@ -22,7 +22,7 @@ from greenfl.core.errors import ConfigError, UpdateRejected
 from greenfl.core.messages import ClientReport
 from greenfl.core.params import ParamSpec
 from greenfl.deploy import greenfl_pb2 as pb
-from greenfl.deploy.plausible import check_plausible
+from greenfl.deploy.plausible import check_figures, check_plausible
 from greenfl.deploy.sessions import Pending
 from greenfl.deploy.wire import encoded_from_pb, params_from_pb
 
@@ -45,16 +45,27 @@ def judge_update(
 ) -> ClientReport:
     """The report for one update: completed, failed (the client said so) or rejected."""
     fp = req.footprint
-    flops = finite_or(fp.flops, 0.0, low=0.0)
-    compute_s = finite_or(fp.compute_s, None, low=0.0)
-    energy_j = finite_or(fp.energy_j, None, low=0.0) if fp.HasField("energy_j") else None
+    # Taken as sent: a non-finite or negative figure rejects the update (check_plausible)
+    # instead of passing as "absent" and leaving the server's model, unchecked, in charge.
+    flops, compute_s = float(fp.flops), float(fp.compute_s)
+    energy_j = float(fp.energy_j) if fp.HasField("energy_j") else None
     loss = float(req.loss) if math.isfinite(req.loss) else float("nan")
+    elapsed_s = None if pending.delivered_at is None else time.monotonic() - pending.delivered_at
 
     def report(status: str, reason: str | None, delta: torch.Tensor | None) -> ClientReport:
         # Only an accepted update's own figures are kept: a refused one is accounted as
         # modelled, so that what it claimed never reaches the clock or the ledger.
         ok = status == "completed"
-        modelled = pending.model.expected_flops if pending.model is not None else 0.0
+        m = pending.model
+        modelled = m.expected_flops if m is not None else 0.0
+        worked_s: float | None = None
+        if m is not None and status != "failed":
+            # The clock and the ledger get at most the time the server saw the task out,
+            # whatever was reported or modelled.
+            wall_s = m.timeout_s if elapsed_s is None else min(m.timeout_s, max(0.0, elapsed_s))
+            worked_s = min(compute_s if ok else m.modelled_compute_s, wall_s)
+        elif ok:
+            worked_s = compute_s
         return ClientReport(
             client_id=cid,
             status=status,
@@ -66,7 +77,7 @@ def judge_update(
             bytes_up=size,
             bytes_down=pending.bytes_down,
             measured_energy_j=energy_j if ok else None,
-            measured_compute_s=compute_s if ok else None,
+            measured_compute_s=worked_s,
             # The client's meter modelled it (e.g. codecarbon from a TDP): say so.
             energy_estimated=ok and energy_j is not None and bool(fp.estimated),
         )
@@ -78,10 +89,9 @@ def judge_update(
     try:
         delta = check_update(req, size, cid, pending, rules)
         if pending.model is not None:
-            elapsed_s = None
-            if pending.delivered_at is not None:
-                elapsed_s = time.monotonic() - pending.delivered_at
             check_plausible(flops, compute_s, energy_j, elapsed_s, pending.model)
+        else:
+            check_figures(flops, compute_s, energy_j)
     except UpdateRejected as exc:
         log.warning("rejected update of client %d in round %d: %s", cid, pending.round_idx, exc)
         return report("rejected", str(exc), None)
@@ -130,13 +140,6 @@ def check_update(
     check_delta(delta, spec.numel, rules.max_update_norm)
     check_report_fields(int(req.num_samples), p.num_samples, req.loss, req.footprint.flops)
     return delta
-
-
-def finite_or(value: float, default: float | None, low: float) -> float | None:
-    """A client-reported number, or ``default`` where it is not finite or below ``low``:
-    a bad footprint figure must not put NaN into the ledger's sums."""
-    v = float(value)
-    return v if math.isfinite(v) and v >= low else default
 
 
 def check_message_limit(numel: int, max_message_bytes: int) -> None:

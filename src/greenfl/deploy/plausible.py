@@ -26,6 +26,9 @@ MIN_COHORT_FOR_MEDIAN = 3  # a median of fewer updates says nothing about an out
 # laptop's CPU package joined as a phone): above the profile, any power up to a multi-GPU
 # workstation's is believed. Below it, the factor holds.
 MAX_CLIENT_POWER_W = 2000.0
+# No client machine trains faster than this (a multi-GPU workstation is ~1e15 FLOP/s):
+# an absolute cap on reported FLOPs per second the task was out, whatever the model says.
+MAX_CLIENT_FLOPS_PER_S = 1e16
 
 
 @dataclass(frozen=True)
@@ -43,22 +46,46 @@ class RoundModel:
         return self.expected_flops / self.flops_per_s
 
 
+def task_limit_s(timeout_s: float, elapsed_s: float | None) -> float:
+    """The longest a client can have worked on a task: the round's timeout, and the
+    server's own wall time since handing the task over (+ slack), whichever is less."""
+    if elapsed_s is None:
+        return timeout_s
+    return min(timeout_s, max(0.0, elapsed_s) + ELAPSED_SLACK_S)
+
+
+def check_figures(flops: float, compute_s: float | None, energy_j: float | None) -> None:
+    """UpdateRejected for a footprint figure that is not a finite, non-negative number."""
+    for name, value in (("FLOPs", flops), ("s of compute", compute_s), ("J", energy_j)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UpdateRejected(f"implausible: reported {value!r} {name}")
+
+
 def check_plausible(
     flops: float, compute_s: float | None, energy_j: float | None, elapsed_s: float | None,
     m: RoundModel,
 ) -> None:  # fmt: skip
     """UpdateRejected (``implausible: ...``) for a footprint the server cannot believe.
-    ``elapsed_s``: the server's own wall time from handing the task over to now."""
+    ``elapsed_s``: the server's own wall time from handing the task over to now. Besides
+    the factor around the server's model, absolute caps hold whatever the model says (a
+    model of 0 FLOPs or 0 W does not open the bounds): no client outruns
+    ``MAX_CLIENT_FLOPS_PER_S`` or outdraws ``MAX_CLIENT_POWER_W`` for as long as the task
+    was out."""
     f = m.factor
+    limit_s = task_limit_s(m.timeout_s, elapsed_s)
+    check_figures(flops, compute_s, energy_j)
+    flops_cap = MAX_CLIENT_FLOPS_PER_S * limit_s
+    if flops > flops_cap:
+        raise UpdateRejected(
+            f"implausible: reported {flops:.4g} FLOPs in a task out for {limit_s:.4g} s "
+            f"(at most {flops_cap:.4g} at {MAX_CLIENT_FLOPS_PER_S:.4g} FLOP/s)"
+        )
     if m.expected_flops > 0 and not (m.expected_flops / f <= flops <= m.expected_flops * f):
         raise UpdateRejected(
             f"implausible: reported {flops:.4g} FLOPs, the work asked is {m.expected_flops:.4g} "
             f"(allowed within {f:g}x)"
         )
     if compute_s is not None:
-        limit_s = m.timeout_s
-        if elapsed_s is not None:
-            limit_s = min(limit_s, elapsed_s + ELAPSED_SLACK_S)
         if compute_s > limit_s:
             raise UpdateRejected(
                 f"implausible: reported {compute_s:.4g} s of compute, but the task was out "
@@ -70,10 +97,11 @@ def check_plausible(
                 f"{m.modelled_compute_s:.4g} s its device profile needs for this work"
             )
     if energy_j is not None:
-        basis_s = compute_s if compute_s is not None else m.modelled_compute_s
+        # Without a reported time, the model's, but never longer than the task was out.
+        basis_s = compute_s if compute_s is not None else min(m.modelled_compute_s, limit_s)
         modelled_j = m.power_w * basis_s
         high_j = max(modelled_j * f, MAX_CLIENT_POWER_W * basis_s)
-        if modelled_j > 0 and not (modelled_j / f <= energy_j <= high_j):
+        if not (modelled_j / f <= energy_j <= high_j):
             raise UpdateRejected(
                 f"implausible: reported {energy_j:.4g} J in {basis_s:.4g} s; its device "
                 f"profile draws {modelled_j:.4g} J (allowed {modelled_j / f:.4g} to "
