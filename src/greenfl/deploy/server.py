@@ -120,7 +120,7 @@ class GrpcTransport:
         check_message_limit(spec.numel, self.max_message_bytes)
         # One worker thread per connected client (its Tasks stream) plus room for calls.
         workers = min(population.size, 4096) + 16
-        gate = SessionGate(self.knows_session)
+        gate = SessionGate(self.knows_session, spec.numel)
         server, port = listen(
             self.address, Servicer(self, self._secagg), self.max_message_bytes, workers,
             self.tls, gate,

@@ -30,29 +30,77 @@ def session_of(context: grpc.ServicerContext) -> str | None:
     return None
 
 
-def _refuse(request: bytes, context: grpc.ServicerContext) -> None:
+# The small RPCs' own size caps, far under the update's: a Join is a token and a few
+# names, a Tasks request a session id. (SecAggSubmit's cap is the model's masked vector
+# plus room for the shares; see secagg_cap_bytes.)
+SMALL_RPC_CAP_BYTES = 64 * 1024
+
+
+def secagg_cap_bytes(numel: int) -> int:
+    """A SecAggSubmit's largest plausible size: the masked uint32 vector, and 1 MiB for
+    the shares, the revealed keys and the framing."""
+    return 4 * numel + (1 << 20)
+
+
+def _refuse_unread(requests: Iterator[bytes], context: grpc.ServicerContext) -> None:
+    # Never iterates ``requests``: gRPC then never asks for the message, so a forged update
+    # is not received (HTTP/2 flow control holds the sender back) before it is refused.
     context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown session; join again")
 
 
-class SessionGate(grpc.ServerInterceptor):
-    """Authenticates SubmitUpdate from its metadata before the payload is parsed: an
-    update from no live session is refused with its bytes never turned into tensors (gRPC
-    has already received them; deploy.max_message_mb bounds how many)."""
+def _capped(handler: grpc.RpcMethodHandler, name: str, cap_bytes: int) -> grpc.RpcMethodHandler:
+    """``handler`` (unary request) taking raw bytes: a request over ``cap_bytes`` is
+    refused before protobuf parses it."""
+    parse, behaviour = handler.request_deserializer, handler.unary_unary or handler.unary_stream
 
-    def __init__(self, known: Callable[[str], bool]) -> None:
+    def check(raw: bytes, context: grpc.ServicerContext) -> object:
+        if len(raw) > cap_bytes:
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{name} request of {len(raw)} bytes is over its {cap_bytes}-byte limit",
+            )
+        return behaviour(parse(raw) if parse is not None else raw, context)
+
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            check, response_serializer=handler.response_serializer
+        )
+    return grpc.unary_unary_rpc_method_handler(
+        check, response_serializer=handler.response_serializer
+    )
+
+
+class SessionGate(grpc.ServerInterceptor):
+    """Authenticates SubmitUpdate and SecAggSubmit from their metadata before the payload
+    is even received: a call from no live session is refused with a handler that never
+    reads its request (a unary request must otherwise arrive whole first, up to the gRPC
+    cap). Join, Tasks and SecAggSubmit get their own small size caps, checked on the raw
+    bytes before parsing."""
+
+    def __init__(self, known: Callable[[str], bool], numel: int = 0) -> None:
+        """``numel``: the model's parameters, which size a SecAggSubmit's masked vector."""
         self.known = known
-        self._refusal = grpc.unary_unary_rpc_method_handler(_refuse)
+        self.caps = {"Join": SMALL_RPC_CAP_BYTES, "Tasks": SMALL_RPC_CAP_BYTES,
+                     "SecAggSubmit": secagg_cap_bytes(numel)}  # fmt: skip
+        # Declared unary in greenfl.proto, served as a client stream: gRPC accepts the
+        # handler of another arity, and a stream handler is called before any message.
+        self._refusal = grpc.stream_unary_rpc_method_handler(_refuse_unread)
 
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        if details.method.endswith(("/SubmitUpdate", "/SecAggSubmit")):
+        method = details.method.rsplit("/", 1)[-1]
+        if method in ("SubmitUpdate", "SecAggSubmit"):
             sid = dict(details.invocation_metadata).get(SESSION_KEY)  # type: ignore[arg-type]
             if not isinstance(sid, str) or not self.known(sid):
                 return self._refusal
-        return continuation(details)
+        handler = continuation(details)
+        cap = self.caps.get(method)
+        if handler is None or cap is None:
+            return handler
+        return _capped(handler, method, cap)
 
 
 @dataclass(frozen=True)
