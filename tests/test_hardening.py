@@ -116,6 +116,22 @@ def test_the_round_bounds_reject_a_scaled_update_and_cap_an_inflated_weight() ->
     assert [r.num_samples for r in out[:4]] == [100] * 4
 
 
+def test_a_declared_weight_is_capped_at_a_typical_clients_and_a_partition_is_not() -> None:
+    d = torch.ones(4)
+    # Clients 0-3 hold partitions (one with 5x the median: genuinely unequal data, kept);
+    # 4 and 5 bring their own data: 5 claims 1e6 samples, 4 honestly has 20.
+    sizes = {0: 100, 1: 100, 2: 500, 3: 90, 4: 20, 5: 1_000_000}
+    reps = [_report(c, d, n) for c, n in sizes.items()]
+    out = bound_round(reps, 10.0, 10.0, declared={4, 5}, largest_partition=120)
+    got = {r.client_id: r.num_samples for r in out}
+    assert got == {0: 100, 1: 100, 2: 500, 3: 90, 4: 20, 5: 120}  # max(median 100, 120)
+    # Under three updates there is no median: the dataset's largest partition still holds.
+    out = bound_round(reps[4:], 10.0, 10.0, declared={4, 5}, largest_partition=120)
+    assert [r.num_samples for r in out] == [20, 120]
+    # The weight cap off (none) turns this off too.
+    assert bound_round(reps, 10.0, None, declared={5}, largest_partition=120) == reps
+
+
 def test_the_round_bounds_leave_fewer_than_three_updates_alone() -> None:
     two = [_report(0, torch.ones(3)), _report(1, torch.full((3,), 1e9), n=10**9)]
     assert bound_round(two, 10.0, 10.0) == two

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+
+import numpy as np
 
 from greenfl.clients.validate import PROTOCOL_VERSION
 from greenfl.core.messages import ClientReport
@@ -126,3 +129,16 @@ def unanswered_report(
     reason = f"timeout: no update within {timeout_s:g} s"
     log.warning("client %d in round %d: %s", cid, p.round_idx, reason)
     return failed_report(cid, int(pop.num_samples[cid]), p.bytes_down, reason)
+
+
+def declared_of(
+    closed: Mapping[int, Pending], sessions: Mapping[str, Session], sizes: np.ndarray | None
+) -> tuple[frozenset[int], int]:
+    """(lock held) The round's clients that weigh by their own declared size (local data),
+    and the configured dataset's largest partition: what plausible.bound_round caps a
+    declared weight at."""
+    declared = frozenset(
+        cid for cid, p in closed.items()
+        if (s := sessions.get(p.session_id)) is not None and s.num_samples > 0
+    )  # fmt: skip
+    return declared, int(sizes.max()) if sizes is not None and sizes.size else 0

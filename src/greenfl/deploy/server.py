@@ -39,6 +39,7 @@ from greenfl.deploy.ratelimit import BoundedLog, TokenBucket
 from greenfl.deploy.rounds import (
     accepted_updates,
     cancel_task,
+    declared_of,
     failed_report,
     late_reason,
     log_early_close,
@@ -252,8 +253,9 @@ class GrpcTransport:
         if self._secagg is not None:  # the server learns only the sum of accepted updates
             reports = self._secagg.aggregate(round_idx, reports, self._closed, spec.numel,
                                              dep.sample_bound_factor)  # fmt: skip
+        declared = declared_of(self._closed, self._sessions, self._partition_sizes)
         out = bound_round([reports[cid] for cid in cohort], dep.norm_bound_factor,
-                          dep.sample_bound_factor)  # fmt: skip
+                          dep.sample_bound_factor, *declared)  # fmt: skip
         self._quarantine.record(round_idx, out)
         return out
 
@@ -341,15 +343,13 @@ class GrpcTransport:
         return pb.Ack(accepted=report.status == "completed", reason=report.reason or "")
 
     def _not_taken(self, cid: int, req: pb.Update) -> pb.Ack:
-        """(lock held) A late, duplicate or stray update: logged (at a bounded rate), and
-        answered with why."""
+        """(lock held) A late, duplicate or stray update: logged (rate-bounded), answered."""
         reason = late_reason(self._pending.get(cid), self._closed.get(cid), req)
         self._refusals.warning(f"late {cid}", "update of client %d not taken: %s", cid, reason)
         return pb.Ack(accepted=False, reason=reason)
 
     def knows_session(self, session_id: str) -> bool:
-        """(any thread) Whether ``session_id`` is a live session: checked from an RPC's
-        metadata before its payload is parsed."""
+        """(any thread) Whether ``session_id`` is a live session (the SessionGate asks)."""
         with self._cond:
             return session_id in self._sessions
 
