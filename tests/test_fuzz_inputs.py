@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 import tomli_w
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from greenfl.config import RunConfig, load_config
@@ -113,3 +113,60 @@ def test_a_fleet_file_with_any_bad_figure_loads_or_is_a_fleet_error(field: str, 
         assert isinstance(fleet, Fleet)
         if value in ("inf", "nan", "-inf"):
             raise AssertionError(f"{field} = {value} was accepted")
+
+
+BAD_VALUES = ["inf", "nan", "-1.0", "1e308", "-1e308", "0", "1e-320", '"x"', "1e19", "1e12"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example([("share", "1e308", True)])  # the reviewer's: numpy overflow, a traceback
+@example([("embodied_kg", "1e308", False), ("active_power_w", "1e308", False)])  # inf carbon
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(FIELDS), st.sampled_from(BAD_VALUES), st.booleans()),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_several_bad_figures_through_the_cli_are_one_error_line_or_a_usable_fleet(
+    edits: list[tuple[str, str, bool]],
+) -> None:
+    """Several fields at once, each in one entry or in every entry (two shares of 1e308
+    overflowed their sum): `greenfl fleet show` exits 0 with a fleet whose figures stay
+    finite through the population, or 2 with exactly one `error:` line, never a
+    traceback."""
+    import contextlib
+    import io
+
+    import numpy as np
+
+    from greenfl.cli import main
+    from greenfl.fleet.population import Population
+
+    lines = BUILTIN.splitlines()
+    for field, value, everywhere in edits:
+        hits = [i for i, line in enumerate(lines) if line.startswith(f"{field} = ")]
+        for i in hits if everywhere else hits[len(hits) // 2 : len(hits) // 2 + 1]:
+            lines[i] = f"{field} = {value}"
+    with tempfile.TemporaryDirectory() as d:
+        folder = resources.files("greenfl.fleet").joinpath("catalog")
+        p = Path(d) / "fleet.toml"
+        p.write_text("\n".join(lines).replace('trace = "traces/', f'trace = "{folder}/traces/'))
+        err, out = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            code = main(["fleet", "show", str(p)])
+        assert "Traceback" not in err.getvalue()
+        if code == 2:
+            errors = [line for line in err.getvalue().splitlines() if line.startswith("error:")]
+            assert len(errors) == 1 and str(p) in errors[0], err.getvalue()
+            return
+        assert code == 0, err.getvalue()
+        fleet = load_fleet(p)
+        pop = Population.assign(fleet, np.full(50, 10), seed=0)
+        shares = np.array([e.share for e in fleet.population])
+        assert np.isfinite(shares.sum()) and pop.size == 50
+        for dev in fleet.devices:
+            per_s = dev.embodied_kg / (dev.lifetime_years * 8766 * 3600 * dev.active_share)
+            # g/s x a year x a million clients: the ledger's sums must stay finite.
+            assert np.isfinite(per_s * 1e3 * 3.2e7 * 1e6) and np.isfinite(1e12 / dev.flops_per_s)
+            assert np.isfinite(dev.active_power_w * 3.2e7 * 1e6)

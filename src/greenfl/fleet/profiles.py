@@ -13,23 +13,38 @@ class _Profile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+# Bounds on a fleet file's magnitudes, far outside any real profile but far inside float64:
+# a figure beyond them (1e308, 1e-320) turns into inf or an overflow in the footprint sums.
+MIN_FLOPS_PER_S, MAX_FLOPS_PER_S = 1.0, 1e19  # an exascale machine is 1e18
+MAX_POWER_W = 1e7  # a datacentre's worth
+MAX_EMBODIED_KG = 1e7
+MIN_LIFETIME_YEARS, MAX_LIFETIME_YEARS = 1e-3, 1e3
+MIN_ACTIVE_SHARE = 1e-9
+MIN_MBPS, MAX_MBPS = 1e-6, 1e9
+MAX_KWH_PER_GB = 1e3
+MAX_TAIL_S = 3600.0
+MAX_CI_G_PER_KWH = 1e5  # the dirtiest grids are ~1,200
+MAX_PUE = 100.0
+MAX_SHARE = 1e12  # shares are relative; their sum must stay finite
+
+
 class ExecutionTarget(_Profile):
     """One place a device can run training (e.g. CPU vs NPU, or a DVFS level)."""
 
     name: str = Field(min_length=1)
-    flops_per_s: float = Field(gt=0)
-    active_power_w: float = Field(ge=0)
+    flops_per_s: float = Field(ge=MIN_FLOPS_PER_S, le=MAX_FLOPS_PER_S)
+    active_power_w: float = Field(ge=0, le=MAX_POWER_W)
     source: str = Field(min_length=1)
 
 
 class DeviceProfile(_Profile):
     name: str = Field(min_length=1)
-    flops_per_s: float = Field(gt=0)
-    active_power_w: float = Field(ge=0)
-    idle_power_w: float = Field(ge=0)
-    embodied_kg: float = Field(ge=0)
-    lifetime_years: float = Field(gt=0)
-    active_share: float = Field(gt=0, le=1)
+    flops_per_s: float = Field(ge=MIN_FLOPS_PER_S, le=MAX_FLOPS_PER_S)
+    active_power_w: float = Field(ge=0, le=MAX_POWER_W)
+    idle_power_w: float = Field(ge=0, le=MAX_POWER_W)
+    embodied_kg: float = Field(ge=0, le=MAX_EMBODIED_KG)
+    lifetime_years: float = Field(ge=MIN_LIFETIME_YEARS, le=MAX_LIFETIME_YEARS)
+    active_share: float = Field(ge=MIN_ACTIVE_SHARE, le=1)
     source: str = Field(min_length=1)
     targets: tuple[ExecutionTarget, ...] = ()
 
@@ -59,20 +74,20 @@ class DeviceProfile(_Profile):
 
 class NetworkProfile(_Profile):
     name: str = Field(min_length=1)
-    up_mbps: float = Field(gt=0)
-    down_mbps: float = Field(gt=0)
-    radio_power_w: float = Field(ge=0)
-    network_kwh_per_gb: float = Field(ge=0)
+    up_mbps: float = Field(ge=MIN_MBPS, le=MAX_MBPS)
+    down_mbps: float = Field(ge=MIN_MBPS, le=MAX_MBPS)
+    radio_power_w: float = Field(ge=0, le=MAX_POWER_W)
+    network_kwh_per_gb: float = Field(ge=0, le=MAX_KWH_PER_GB)
     # The radio's high-power tail after each transfer (LTE's RRC inactivity timer); 0: none.
-    tail_s: float = Field(0.0, ge=0)
-    tail_power_w: float = Field(0.0, ge=0)
+    tail_s: float = Field(0.0, ge=0, le=MAX_TAIL_S)
+    tail_power_w: float = Field(0.0, ge=0, le=MAX_POWER_W)
     source: str = Field(min_length=1)
 
 
 class Region(_Profile):
     name: str = Field(min_length=1)
     label: str = ""
-    ci_g_per_kwh: float = Field(ge=0)
+    ci_g_per_kwh: float = Field(ge=0, le=MAX_CI_G_PER_KWH)
     utc_offset_h: float = Field(0.0, ge=-12, le=14)
     hourly: tuple[float, ...] | None = None
     trace: str | None = Field(None, description="CSV file timestamp,ci_g_per_kwh")
@@ -91,8 +106,8 @@ class Region(_Profile):
         if v is not None:
             if len(v) != 24:
                 raise ValueError(f"hourly needs 24 values (00h..23h local), got {len(v)}")
-            if min(v) < 0:
-                raise ValueError("hourly values must be >= 0")
+            if min(v) < 0 or max(v) > MAX_CI_G_PER_KWH:
+                raise ValueError(f"hourly values must be in 0..{MAX_CI_G_PER_KWH:g}")
         return v
 
     @model_validator(mode="after")
@@ -119,10 +134,12 @@ class ServerProfile(_Profile):
 
     Both are times the datacentre's ``pue``."""
 
-    power_w: float = Field(ge=0)
-    idle_power_w: float = Field(0.0, ge=0)
-    flops_per_s: float = Field(DEFAULT_SERVER_FLOPS_PER_S, gt=0, allow_inf_nan=False)
-    pue: float = Field(ge=1)
+    power_w: float = Field(ge=0, le=MAX_POWER_W)
+    idle_power_w: float = Field(0.0, ge=0, le=MAX_POWER_W)
+    flops_per_s: float = Field(
+        DEFAULT_SERVER_FLOPS_PER_S, ge=MIN_FLOPS_PER_S, le=MAX_FLOPS_PER_S, allow_inf_nan=False
+    )
+    pue: float = Field(ge=1, le=MAX_PUE)
     region: str = Field(min_length=1)
     mode: Literal["shared", "dedicated"] = "shared"
     source: str = Field(min_length=1)
@@ -145,5 +162,5 @@ class PopulationEntry(_Profile):
     device: str
     network: str
     region: str
-    share: float = Field(gt=0)
+    share: float = Field(gt=0, le=MAX_SHARE)
     target: str | None = None
