@@ -179,7 +179,15 @@ def test_a_yaml_alias_bomb_is_refused_quickly() -> None:
     assert len(parse_yaml(few, "ok.yaml", ConfigError)) == MAX_YAML_ALIASES + 1
 
 
-@pytest.mark.parametrize("text", ["a = " + "[" * 500 + "]" * 500, "x:\n" + "- " * 400 + "1"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a = " + "[" * 500 + "]" * 500,
+        "x:\n" + "- " * 400 + "1",
+        "a: &a [*a]",  # an anchor cycle: a list that holds itself
+        "data: &d {x: *d}",
+    ],
+)
 def test_deep_nesting_is_an_error_not_a_recursion_error(tmp_path: Path, text: str) -> None:
     p = tmp_path / ("c.toml" if text.startswith("a =") else "c.yaml")
     p.write_text(text)
@@ -418,6 +426,27 @@ def test_issue_token_prints_the_clients_token(
     assert main(["serve", "--token-file", "secret", "--issue-token", "7"]) == 0
     assert capsys.readouterr().out.strip() == client_token("s3cret", 7)
     assert main(["serve", "--issue-token", "7"]) == 2
+    capsys.readouterr()
+    # Beyond int64, or beyond the run's population when a config is given: one line, exit 2.
+    assert main(["serve", "--token-file", "secret", "--issue-token", str(2**70)]) == 2
+    (tmp_path / "c.toml").write_text("[data]\nnum_clients = 4\n[train]\nclients_per_round = 2\n")
+    assert main(["serve", "c.toml", "--token-file", "secret", "--issue-token", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error:") for line in err), err
+    assert "0..3" in err[1]
+    assert main(["serve", "c.toml", "--token-file", "secret", "--issue-token", "3"]) == 0
+
+
+def test_a_duplicate_in_an_open_round_has_its_own_reason() -> None:
+    from greenfl.deploy import greenfl_pb2 as pb
+    from greenfl.deploy.rounds import late_reason
+    from greenfl.deploy.sessions import Pending
+
+    judged = Pending("t1", "s1", 4, 10, 10)
+    judged.report = ClientReport(1, "completed", None, torch.zeros(1), 10, 1.0, 0.1, 1, 1)
+    assert late_reason(judged, None, pb.Update(task_id="t1")).startswith("duplicate: round 4")
+    assert late_reason(None, judged, pb.Update(task_id="t1")).startswith("too late: round 4")
+    assert late_reason(None, None, pb.Update(task_id="t9")) == "no open task with this id"
 
 
 def test_the_join_bucket_and_the_bounded_log() -> None:

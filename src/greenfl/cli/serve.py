@@ -37,7 +37,12 @@ def register(app: typer.Typer) -> None:
         ] = "127.0.0.1:50051",
         out: Annotated[PathOpt, typer.Option("--out", help="Output folder.")] = None,
         token_file: Annotated[
-            PathOpt, typer.Option("--token-file", help="File holding the clients' shared token.")
+            PathOpt,
+            typer.Option(
+                "--token-file",
+                help="File holding the server's secret: each client's own token is derived "
+                "from it (--issue-token ID); with deploy.auth = shared, the one shared token.",
+            ),
         ] = None,
         tls_cert: Annotated[PathOpt, typer.Option("--tls-cert", help="PEM certificate.")] = None,
         tls_key: Annotated[PathOpt, typer.Option("--tls-key", help="PEM private key.")] = None,
@@ -89,6 +94,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--issue-token",
                 min=0,
+                max=2**63 - 1,  # a client id travels as int64
                 help="Print client ID's own token (from --token-file's secret) and exit.",
             ),
         ] = None,
@@ -102,6 +108,11 @@ def register(app: typer.Typer) -> None:
             secret = read_token(token_file)
             if secret is None:
                 raise ConfigError("--issue-token needs --token-file, the server's secret")
+            if config is not None:  # ids beyond the run's population admit nobody
+                clients = resolve_config(config, set_ or [], Path("."), False).data.num_clients
+                if issue_token >= clients:
+                    raise ConfigError(f"--issue-token {issue_token}: client ids of this run "
+                                      f"are 0..{clients - 1} (data.num_clients = {clients})")
             print(client_token(secret, issue_token))
             return
 

@@ -85,7 +85,10 @@ def next_task(sess: Session, pending: Pending | None, shutdown: str | None) -> p
 
 
 def late_reason(open_task: Pending | None, last_round: Pending | None, req: pb.Update) -> str:
-    """(lock held) Why an update has no open task: e.g. its round closed without it."""
+    """(lock held) Why an update has no open task: a duplicate of one already judged in the
+    open round, or its round closed without it."""
+    if open_task is not None and open_task.task_id == req.task_id and open_task.report is not None:
+        return f"duplicate: round {open_task.round_idx} already has this task's update"
     for p in (open_task, last_round):
         if p is not None and p.task_id == req.task_id and p.report is not None:
             return f"too late: round {p.round_idx} closed ({p.report.reason or 'done'})"
