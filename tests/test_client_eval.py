@@ -133,15 +133,18 @@ def test_no_client_evaluation_leaves_null(tmp_path: Path) -> None:
 def test_a_version_1_ledger_gets_the_new_columns(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     conn = sqlite3.connect(path)
-    old = [c for c in ROUND_COLUMNS if not c.startswith("client_acc")]
+    later = ("client_acc", "backdoor_success", "epsilon", "dp_clip_norm")
+    old = [c for c in ROUND_COLUMNS if not c.startswith(later)]
     conn.execute(f"CREATE TABLE rounds ({', '.join(old)}, PRIMARY KEY (round))")
     conn.execute(f"INSERT INTO rounds VALUES ({', '.join('1' * len(old))})")
     conn.commit()
     conn.close()
     w = LedgerWriter(path, background=False)
     cols = [r[1] for r in w.conn.execute("PRAGMA table_info(rounds)")]
-    assert cols[-4:] == list(ROUND_COLUMNS[-4:])
-    assert w.conn.execute("SELECT client_acc_mean FROM rounds").fetchone() == (None,)
+    added = [c for c in ROUND_COLUMNS if c.startswith(later)]
+    assert cols[-len(added):] == added and len(added) == 7
+    row = w.conn.execute("SELECT client_acc_mean, epsilon, backdoor_success FROM rounds")
+    assert row.fetchone() == (None, None, None)
     w.close()
 
 
