@@ -599,3 +599,15 @@ def test_tls_failures_say_tls_and_why(tmp_path: Path) -> None:
                 FederatedClient(opts, NullMeter()).run()
     finally:
         transport.stop()
+
+
+def test_an_absurd_trace_value_names_the_file_and_line(tmp_path: Path) -> None:
+    from greenfl.core.errors import FleetError
+    from greenfl.footprint.intensity import read_trace_csv
+
+    trace = tmp_path / "huge.csv"
+    trace.write_text(
+        "timestamp,ci_g_per_kwh\n2020-01-01T00:00:00Z,300\n2020-01-01T01:00:00Z,1e308\n"
+    )
+    with pytest.raises(FleetError, match=r"huge.csv:3: intensity must be finite and in 0..100000 gCO2e/kWh, got 1e\+308"):
+        read_trace_csv(trace)

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from greenfl.core.units import MAX_CI_G_PER_KWH
+
 
 class _Profile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -23,7 +25,6 @@ MIN_ACTIVE_SHARE = 1e-9
 MIN_MBPS, MAX_MBPS = 1e-6, 1e9
 MAX_KWH_PER_GB = 1e3
 MAX_TAIL_S = 3600.0
-MAX_CI_G_PER_KWH = 1e5  # the dirtiest grids are ~1,200
 MAX_PUE = 100.0
 MAX_SHARE = 1e12  # shares are relative; their sum must stay finite
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from greenfl.core.errors import FleetError
 from greenfl.core.files import read_text
-from greenfl.core.units import S_PER_HOUR
+from greenfl.core.units import MAX_CI_G_PER_KWH, S_PER_HOUR
 
 
 class CarbonIntensity(Protocol):
@@ -121,7 +121,8 @@ class Trace:
 
 def read_trace_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(UTC timestamps in s, gCO2e/kWh) of a ``timestamp,ci_g_per_kwh`` CSV, checked row by
-    row: every timestamp zoned, every value finite and >= 0. Parsed once per file version:
+    row: every timestamp zoned, every value finite, >= 0 and at most MAX_CI_G_PER_KWH.
+    Parsed once per file version:
     a run builds its sources several times (loop, planner, report), a year is 8,784 rows."""
     path = Path(path)
     if not path.is_file():
@@ -152,8 +153,11 @@ def _parse_trace(name: str, _mtime_ns: int, _size: int) -> tuple[np.ndarray, np.
             ) from None
         if when.tzinfo is None:
             raise FleetError(f"{path}:{lineno}: timestamp needs a UTC offset or Z")
-        if not math.isfinite(value) or value < 0:
-            raise FleetError(f"{path}:{lineno}: intensity must be finite and >= 0, got {value}")
+        if not math.isfinite(value) or not 0 <= value <= MAX_CI_G_PER_KWH:
+            raise FleetError(
+                f"{path}:{lineno}: intensity must be finite and in 0..{MAX_CI_G_PER_KWH:g} "
+                f"gCO2e/kWh, got {value}"
+            )
         stamps.append(when.timestamp())
         values.append(value)
     if not stamps:
