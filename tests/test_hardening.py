@@ -609,5 +609,6 @@ def test_an_absurd_trace_value_names_the_file_and_line(tmp_path: Path) -> None:
     trace.write_text(
         "timestamp,ci_g_per_kwh\n2020-01-01T00:00:00Z,300\n2020-01-01T01:00:00Z,1e308\n"
     )
-    with pytest.raises(FleetError, match=r"huge.csv:3: intensity must be finite and in 0..100000 gCO2e/kWh, got 1e\+308"):
+    expected = r"huge.csv:3: intensity must be finite and in 0..100000 gCO2e/kWh, got 1e\+308"
+    with pytest.raises(FleetError, match=expected):
         read_trace_csv(trace)
