@@ -246,8 +246,26 @@ def save(out: Path, name: str, res: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "scenarios.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
-    results[name] = res
+    # Levers measured on their own (--levers) stay unless this run measured its own.
+    kept = {k: v for k, v in results.get(name, {}).items() if k == "levers" and k not in res}
+    results[name] = {**res, **kept}
     path.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def measure_levers(out: Path, name: str, levers: list[str]) -> None:
+    """Scenario ``name``'s tuned greenfl policy with each of ``levers`` taken out."""
+    sc = SCENARIOS[name]
+    with (out / name / "tune-greenfl" / "tune.csv").open() as fh:
+        header = fh.readline().strip().split(",")
+        first = fh.readline().strip().split(",")
+    point = {k: v for k, v in zip(header, first, strict=True) if k in sc["grid"]}
+    for lever in levers:
+        r = row(runs(sc["base"], [*GREENFL, *point_sets(point), *LEVERS[lever]]))
+        path = out / "scenarios.json"
+        results = json.loads(path.read_text())
+        results[name].setdefault("levers", {})[lever] = r
+        path.write_text(json.dumps(results, indent=1) + "\n")
+        print(json.dumps({"scenario": name, "lever": lever, **r}))
 
 
 def main() -> None:
@@ -258,8 +276,19 @@ def main() -> None:
     ap.add_argument(
         "--tables-only", action="store_true", help="print OUT/scenarios.json's tables and stop"
     )
+    ap.add_argument(
+        "--levers",
+        nargs="+",
+        choices=list(LEVERS),
+        help="only these levers of the scenario's tuned greenfl policy (its tune must be in "
+        "OUT), added to OUT/scenarios.json",
+    )
     args = ap.parse_args()
     saved = args.out / "scenarios.json"
+    if args.levers:
+        for name in args.scenarios:
+            measure_levers(args.out, name, args.levers)
+        return
     # Other scenarios' results are kept; a scenario given here is measured again (a tune
     # whose OUT/<scenario>/tune-<policy>/tune.csv is there is read, not run again).
     if args.tables_only:
