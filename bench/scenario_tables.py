@@ -272,7 +272,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("bench/results/scenarios"))
     ap.add_argument("--scenarios", nargs="+", default=["digits"], choices=list(SCENARIOS))
-    ap.add_argument("--policies", nargs="+", help="only these policies (default: all of them)")
+    ap.add_argument(
+        "--policies",
+        nargs="+",
+        choices=list(policies(0.0)),
+        help="only these policies (default: all of them)",
+    )
     ap.add_argument(
         "--tables-only", action="store_true", help="print OUT/scenarios.json's tables and stop"
     )
@@ -315,7 +320,7 @@ def main() -> None:
             res["policies"][policy] = {"point": best[policy], "settings": sets, **summaries}
             print(json.dumps({"scenario": name, "policy": policy, **res["policies"][policy]}))
             save(args.out, name, res)
-        if not sc["extras"] or "greenfl" not in best:
+        if not sc["extras"] or not {"fedavg", "greenfl"} <= set(best):
             continue
         res["levers"] = {}
         g_sets = [*GREENFL, *point_sets(best["greenfl"])]
