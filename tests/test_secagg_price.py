@@ -33,6 +33,10 @@ def test_secagg_adds_its_bytes_and_compute_and_nothing_else(tmp_path: Path):
     a, b = plain.execute(q).fetchall(), masked.execute(q).fetchall()
     numel = 64 * 64 + 64 + 64 * 10 + 10  # the quickstart's MLP 64-64-10
     cost = secagg_cost(6, numel)
+    # by hand, complete graph of 6 (5 neighbours each): advertise 8 + 2 x 32, shares out
+    # 8 + 5 x 200, masked input 8 (+0: 32-bit words replace float32), revealed shares
+    # 8 + 5 x 82: 72 + 1008 + 8 + 418 = 1506 bytes up per client
+    assert cost.bytes_up == 1506
     assert len(a) == len(b) == 18
     for (r, c, up, down, flops), (r2, c2, up2, down2, flops2) in zip(a, b, strict=True):
         assert (r, c) == (r2, c2)

@@ -4,7 +4,7 @@ replacement, Gaussian noise, "a little is enough"). The engine applies them betw
 clients and the server's checks; strategies never learn who is malicious."""
 
 from greenfl.attacks.choose import malicious_clients
-from greenfl.attacks.data import PoisonedDataset, backdoor_success, stamp_trigger
+from greenfl.attacks.data import DATA_ATTACKS, PoisonedDataset, backdoor_success, stamp_trigger
 from greenfl.attacks.updates import UpdateAttack, alie_z
 
 ATTACKS: tuple[str, ...] = (
@@ -16,8 +16,6 @@ ATTACKS: tuple[str, ...] = (
     "alie",
     "backdoor",
 )
-# Attacks on the training data; the others change the update a client sends.
-DATA_ATTACKS = frozenset({"label_flip", "backdoor"})
 
 __all__ = [
     "ATTACKS",

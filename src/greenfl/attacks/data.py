@@ -22,6 +22,8 @@ from greenfl.core.params import set_flat
 from greenfl.data.base import FederatedDataset
 
 _STREAM = 103
+# Attacks on the training data; the others change the update a client sends.
+DATA_ATTACKS = frozenset({"label_flip", "backdoor"})
 
 
 def image_view(input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -66,7 +68,7 @@ class PoisonedDataset:
         share: float = 0.5,
         trigger_size: int = 2,
     ) -> None:
-        if attack not in ("label_flip", "backdoor"):
+        if attack not in DATA_ATTACKS:
             raise ValueError(f"{attack!r} is not a data attack")
         self.inner = inner
         self.malicious = frozenset(int(c) for c in malicious)
@@ -118,7 +120,34 @@ class PoisonedDataset:
         return x, y
 
 
+def triggered_inputs(
+    test: tuple[torch.Tensor, torch.Tensor],
+    input_shape: tuple[int, ...],
+    target: int,
+    trigger_size: int,
+    trigger_value: float,
+) -> torch.Tensor:
+    """The test inputs not of class ``target``, stamped with the trigger: the same every
+    round, so a probe stamps them once."""
+    x, y = test
+    return stamp_trigger(x[y != target], input_shape, trigger_size, trigger_value)
+
+
 @torch.no_grad()
+def share_classified_as(
+    model: nn.Module, params: torch.Tensor, inputs: torch.Tensor, target: int
+) -> float:
+    """Share of ``inputs`` that the model with ``params`` classifies as ``target``."""
+    if len(inputs) == 0:
+        return float("nan")
+    set_flat(model, params)
+    model.eval()
+    hits = 0
+    for start in range(0, len(inputs), 1024):
+        hits += int((model(inputs[start : start + 1024]).argmax(dim=1) == target).sum())
+    return hits / len(inputs)
+
+
 def backdoor_success(
     model: nn.Module,
     params: torch.Tensor,
@@ -130,14 +159,5 @@ def backdoor_success(
 ) -> float:
     """Share of the test inputs not of class ``target`` that the model with ``params``
     classifies as ``target`` once stamped with the trigger."""
-    x, y = test
-    keep = y != target
-    if not bool(keep.any()):
-        return float("nan")
-    set_flat(model, params)
-    model.eval()
-    stamped = stamp_trigger(x[keep], input_shape, trigger_size, trigger_value)
-    hits = 0
-    for start in range(0, len(stamped), 1024):
-        hits += int((model(stamped[start : start + 1024]).argmax(dim=1) == target).sum())
-    return hits / int(keep.sum())
+    stamped = triggered_inputs(test, input_shape, target, trigger_size, trigger_value)
+    return share_classified_as(model, params, stamped, target)

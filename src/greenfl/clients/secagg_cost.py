@@ -19,10 +19,17 @@ from greenfl.strategy.base import Strategy
 class SecAggCostTransport(TransportWrapper):
     """``inner``'s clients, each report charged one round of SecAgg among the cohort."""
 
-    def __init__(self, inner: ClientTransport, num_params: int, neighbours: int | None) -> None:
+    def __init__(
+        self,
+        inner: ClientTransport,
+        num_params: int,
+        neighbours: int | None,
+        threshold: int | None = None,
+    ) -> None:
         super().__init__(inner)
         self.num_params = num_params
         self.neighbours = neighbours
+        self.threshold = threshold
 
     def fit(
         self,
@@ -34,7 +41,7 @@ class SecAggCostTransport(TransportWrapper):
         reports = self.inner.fit(round_idx, cohort, global_params, instructions)
         if len(cohort) < 2:
             return reports
-        cost = secagg_cost(len(cohort), self.num_params, self.neighbours)
+        cost = secagg_cost(len(cohort), self.num_params, self.neighbours, threshold=self.threshold)
         return [
             r._replace(
                 bytes_up=r.bytes_up + cost.bytes_up,
@@ -49,10 +56,13 @@ class SecAggCostStrategy:
     """``inner`` aggregating what SecAgg reveals (the same sum), its counted work charged
     the server's share of the protocol: unmasking, share reconstruction, PRG expansions."""
 
-    def __init__(self, inner: Strategy, neighbours: int | None) -> None:
+    def __init__(
+        self, inner: Strategy, neighbours: int | None, threshold: int | None = None
+    ) -> None:
         self.inner = inner
         self.name = inner.name
         self.neighbours = neighbours
+        self.threshold = threshold
 
     def configure(self, round_idx: int, base: FitInstructions) -> FitInstructions:
         return self.inner.configure(round_idx, base)
@@ -66,7 +76,8 @@ class SecAggCostStrategy:
         own = self.inner.aggregation_flops(num_updates, num_params)
         if num_updates < 2:
             return own
-        return own + int(secagg_cost(num_updates, num_params, self.neighbours).server_flops)
+        cost = secagg_cost(num_updates, num_params, self.neighbours, threshold=self.threshold)
+        return own + int(cost.server_flops)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.inner.state_dict()

@@ -128,7 +128,8 @@ def _open_ledger(
         transport = attacked_transport(cfg, transport, malicious)
         numel = sum(p.numel() for p in model.parameters())
         if cfg.secagg.enabled:  # its price, in every report (the sum is the plain one)
-            transport = SecAggCostTransport(transport, numel, cfg.secagg.neighbours)
+            sa = cfg.secagg
+            transport = SecAggCostTransport(transport, numel, sa.neighbours, sa.threshold)
         transport = ValidatingTransport(transport, numel, cfg.deploy.max_update_norm)
     ledger_path = None
     if out_dir is not None:
@@ -169,7 +170,7 @@ def _assemble(
         ledger.set_meta("malicious_clients", json.dumps(parts.malicious.tolist()))
     strategy = run_strategy_for(cfg)
     if cfg.secagg.enabled and trainer is not None:  # simulated: the server's share of it
-        strategy = SecAggCostStrategy(strategy, cfg.secagg.neighbours)
+        strategy = SecAggCostStrategy(strategy, cfg.secagg.neighbours, cfg.secagg.threshold)
     probes, guards = safety_probes(cfg, parts.model, parts.dataset, strategy)
     loop = RoundLoop(
         cfg,

@@ -59,6 +59,19 @@ class PrivacyAccount:
         # The fewest clients available in any round so far: the next round's sampling rate
         # k/n is assumed no better than that when checking the budget.
         self.min_available = len(self.sizes)
+        # Local mode: each client's worst round (rate, steps) is fixed by its size, so it is
+        # worked out once; clients of equal size differ only in what they have spent, so
+        # the budget check asks for those who have spent and one fresh client per size.
+        epochs, batch, max_steps = self.worst
+        steps = local_steps(self.sizes, epochs, batch, max_steps)
+        self._worst_round = {
+            int(c): (dp_sgd_sample_rate(batch, int(n)), int(s))
+            for c, (n, s) in enumerate(zip(self.sizes, steps, strict=True))
+        }
+        _, first = np.unique(self.sizes, return_index=True)
+        self._one_per_size = [int(c) for c in first]
+        self._spent: set[int] = set()
+        self._last_epsilon: float | None = None
         if self._next_exceeds():
             raise ConfigError(
                 f"privacy.epsilon_budget = {privacy.epsilon_budget} is spent by the first "
@@ -85,8 +98,10 @@ class PrivacyAccount:
             for cid, n, s in zip(facts.aggregated_ids, facts.aggregated_samples, steps,
                                  strict=True):  # fmt: skip
                 self.local.compose_client(int(cid), dp_sgd_sample_rate(ins.batch_size, n), int(s))
+                self._spent.add(int(cid))
             clip = self.clip_norm
-        return {"epsilon": self.epsilon(), "dp_clip_norm": clip}
+        self._last_epsilon = self.epsilon()
+        return {"epsilon": self._last_epsilon, "dp_clip_norm": clip}
 
     # ---- the budget, as a callback -----------------------------------------------------
     def _next_exceeds(self) -> bool:
@@ -96,20 +111,14 @@ class PrivacyAccount:
             k = min(self.max_cohort, self.min_available)
             return self.budget.next_round_exceeds(self.central, k, self.min_available)
         assert self.local is not None
-        epochs, batch, max_steps = self.worst
-        steps = local_steps(self.sizes, epochs, batch, max_steps)
-        # Clients of equal size have equal rates and steps: the worst case is the one of
-        # them who has spent the most so far, and any fresh one.
-        planned = {
-            int(c): (dp_sgd_sample_rate(batch, int(self.sizes[c])), int(steps[c]))
-            for c in range(len(self.sizes))
-        }
+        asked = self._spent.union(self._one_per_size)
+        planned = {c: self._worst_round[c] for c in asked}
         return self.budget.next_local_round_exceeds(self.local, planned)
 
     def privacy_budget_spent(self, record: object, loop: object) -> tuple[bool, dict[str, Any]]:
         """The budget as a callback (named in the stop reason): stop (True) when the next
         round could take epsilon past privacy.epsilon_budget."""
-        eps = self.epsilon()
+        eps = self._last_epsilon if self._last_epsilon is not None else self.epsilon()
         return self._next_exceeds(), {"epsilon": eps if math.isfinite(eps) else None}
 
     # ---- state ------------------------------------------------------------------------
@@ -126,3 +135,5 @@ class PrivacyAccount:
         assert acct is not None
         acct.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("acct.")})
         self.min_available = int(state["min_available"])
+        if self.local is not None:
+            self._spent = {int(c) for c in state["acct.client_ids"].tolist()}

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from greenfl.attacks import backdoor_success
+from greenfl.attacks.data import share_classified_as, triggered_inputs
 from greenfl.core.messages import ClientReport, FitInstructions
 
 
@@ -72,17 +72,12 @@ class BackdoorProbe:
         trigger_value: float,
     ) -> None:
         self.model = model
-        self.test = test
-        self.input_shape = input_shape
         self.target = target
-        self.trigger_size = trigger_size
-        self.trigger_value = trigger_value
+        # stamped once: only the model changes from round to round
+        self.inputs = triggered_inputs(test, input_shape, target, trigger_size, trigger_value)
 
     def measure(self, facts: RoundFacts) -> dict[str, float | None]:
-        rate = backdoor_success(
-            self.model, facts.global_params, self.test, self.input_shape, self.target,
-            self.trigger_size, self.trigger_value,
-        )  # fmt: skip
+        rate = share_classified_as(self.model, facts.global_params, self.inputs, self.target)
         return {"backdoor_success": rate}
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import astuple
 from typing import Any
 
-from greenfl.ledger.schema import AGGREGATED, ROUND_COLUMNS
+from greenfl.ledger.schema import AGGREGATED
 
 
 def summarize(
@@ -156,10 +156,7 @@ def safety_summary(
 def last_round_columns(conn: sqlite3.Connection, columns: Sequence[str]) -> dict[str, Any]:
     """The last round's values of ``columns`` (each a name of ROUND_COLUMNS), or {} before
     the first round."""
-    known = [c for c in columns if c in ROUND_COLUMNS]
-    if not known:
-        return {}
     row = conn.execute(
-        f"SELECT {', '.join(known)} FROM rounds ORDER BY round DESC LIMIT 1"
+        f"SELECT {', '.join(columns)} FROM rounds ORDER BY round DESC LIMIT 1"
     ).fetchone()
-    return dict(zip(known, row, strict=True)) if row else {}
+    return dict(zip(columns, row, strict=True)) if row else {}

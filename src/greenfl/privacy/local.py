@@ -26,6 +26,7 @@ from torch import nn
 
 from greenfl.core.messages import FitInstructions
 from greenfl.core.params import get_flat, set_flat
+from greenfl.privacy.accountant import dp_sgd_sample_rate
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def dp_sgd_train(
     anchor = [p.detach().clone() for p in params] if ins.prox_mu > 0 else []
     gen = torch.Generator().manual_seed(int(seed))
     n = len(y)
-    q = min(1.0, ins.batch_size / max(n, 1))
+    q = dp_sgd_sample_rate(ins.batch_size, n)  # the rate the engine accounts
     opt = DPOptimizer(
         torch.optim.SGD(params, lr=ins.lr, momentum=ins.momentum),
         noise_multiplier=noise_multiplier,

@@ -19,6 +19,7 @@ import torch
 
 from greenfl.core.messages import ClientUpdate
 from greenfl.strategy.base import sort_flops
+from greenfl.strategy.robust import coordinate_median
 from greenfl.strategy.tolerance import RobustStrategy, checked_byzantine, require
 
 
@@ -85,8 +86,7 @@ class GeometricMedian(RobustStrategy):
             alpha = alpha / alpha.sum()
         else:
             alpha = torch.full((n,), 1.0 / n, dtype=torch.float64)
-        ordered = stacked.sort(dim=0).values
-        estimate = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+        estimate = coordinate_median(stacked.sort(dim=0).values)
         dist = _distances(stacked, estimate)
         objective = float(alpha @ dist)
         done = 0
