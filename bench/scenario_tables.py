@@ -8,6 +8,7 @@ halved and doubled).
     python bench/scenario_tables.py                      # digits: ~40 min on 2 cores
     python bench/scenario_tables.py --scenarios shakespeare femnist   # hours a policy
     python bench/scenario_tables.py --tables-only        # the tables of OUT/scenarios.json
+    python bench/scenario_tables.py --adapt --adapt-seeds 0,1,2,3,4,5,6,7,8,9   # bandits only
 
 Each policy is its own settings on top of the scenario's FedAvg file, and nothing else:
 the built-in fleet as it is, with diurnal availability, the real 2020 traces and the
@@ -128,6 +129,7 @@ LEVERS = {  # what each lever of greenfl's policy gives: the tuned policy withou
 ADAPT = {  # the bandit alone: random selection, no compression, arms = the grid
     "adapt ucb": ["adapt.name=ucb"],
     "adapt thompson": ["adapt.name=thompson"],
+    "adapt pooled": ["adapt.name=pooled"],
 }
 
 
@@ -172,11 +174,11 @@ def tuned_runs(out: Path, point: dict[str, str]) -> list[dict]:
     return [found[seed] for seed in SEEDS]
 
 
-def runs(base: str, sets: list[str]) -> list[dict]:
+def runs(base: str, sets: list[str], seeds: tuple[int, ...] = SEEDS) -> list[dict]:
     """The summaries of ``base`` with ``sets``, one per seed, each with the number of
     distinct clients that took part (``participants``)."""
     out = []
-    for seed in SEEDS:
+    for seed in seeds:
         cfg = load_config(base, [*sets, f"seed={seed}", "report.html=false"])
         with tempfile.TemporaryDirectory() as d:
             greenfl.run(cfg, d)
@@ -268,6 +270,24 @@ def measure_levers(out: Path, name: str, levers: list[str]) -> None:
         print(json.dumps({"scenario": name, "lever": lever, **r}))
 
 
+def measure_adapt(out: Path, name: str, seeds: tuple[int, ...]) -> None:
+    """The adapt bandits alone against the scenario's tuned FedAvg point (read from
+    OUT/scenarios.json), both over ``seeds``: under ``adapt`` for the tables' seeds, else
+    under ``adapt_seeds`` with the FedAvg runs beside them."""
+    sc = SCENARIOS[name]
+    path = out / "scenarios.json"
+    point = json.loads(path.read_text())[name]["policies"]["fedavg"]["point"]
+    measured = {v: row(runs(sc["base"], [*sets, *arms(sc["grid"])], seeds)) for v, sets in
+                ADAPT.items()}  # fmt: skip
+    results = json.loads(path.read_text())
+    if seeds == SEEDS:
+        results[name]["adapt"] = measured
+    else:
+        fed = row(runs(sc["base"], point_sets(point), seeds))
+        results[name]["adapt_seeds"] = {"seeds": list(seeds), "fedavg": fed, **measured}
+    path.write_text(json.dumps(results, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("bench/results/scenarios"))
@@ -288,8 +308,26 @@ def main() -> None:
         help="only these levers of the scenario's tuned greenfl policy (its tune must be in "
         "OUT), added to OUT/scenarios.json",
     )
+    ap.add_argument(
+        "--adapt",
+        action="store_true",
+        help="only the adapt bandits against the scenario's tuned FedAvg (its row must be in "
+        "OUT/scenarios.json), added to it",
+    )
+    ap.add_argument(
+        "--adapt-seeds",
+        type=lambda v: tuple(int(x) for x in v.split(",")),
+        default=SEEDS,
+        help="with --adapt: these seeds (comma-separated), the tuned FedAvg point run again "
+        "over them",
+    )
     args = ap.parse_args()
     saved = args.out / "scenarios.json"
+    if args.adapt:
+        for name in args.scenarios:
+            measure_adapt(args.out, name, args.adapt_seeds)
+        print_tables(json.loads(saved.read_text()))
+        return
     if args.levers:
         for name in args.scenarios:
             measure_levers(args.out, name, args.levers)
@@ -420,6 +458,19 @@ def print_tables(results: dict) -> None:
                 print(f"| {variant} | {r['reached']}/{n} | {mean(r['total_g']):.4f} | "
                       f"{rounds:.1f} | {ratios(r, fed)['mean_ratio']:.2f}x "
                       f"({paired(r, fed, 'total_g')}) |")  # fmt: skip
+        if res.get("adapt_seeds"):
+            more = res["adapt_seeds"]
+            f2 = more["fedavg"]
+            seeds = more["seeds"]
+            print(f"\nOver seeds {seeds[0]}-{seeds[-1]}, the tuned FedAvg point run again: "
+                  f"{mean(f2['total_g']):.4f} g to target.\n")  # fmt: skip
+            print("| adapt bandit alone | reached | gCO2e to target | it / tuned FedAvg |")
+            print("|---|---:|---:|---|")
+            for variant, r in more.items():
+                if variant in ("seeds", "fedavg"):
+                    continue
+                print(f"| {variant} | {r['reached']}/{len(seeds)} | {mean(r['total_g']):.4f} | "
+                      f"{ratios(r, f2)['mean_ratio']:.2f}x |")  # fmt: skip
         if res.get("sensitivity"):
             g = pol["greenfl"]
             print("\n| network figures | tuned FedAvg g | greenfl g | ratio (paired) |")

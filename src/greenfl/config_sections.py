@@ -173,13 +173,21 @@ class SchedulingConfig(Section):
 
 
 class AdaptConfig(Section):
-    name: Literal["none", "ucb", "thompson"] = Field(
-        "none", description="bandit over round parameters: none, ucb or thompson"
+    name: Literal["none", "ucb", "thompson", "pooled"] = Field(
+        "none",
+        description="bandit over round parameters: none, ucb, thompson, or pooled (Thompson "
+        "on gain per round shared across arms, per expected gCO2e; no round-robin start)",
     )
     clients_per_round: list[int] = Field(default_factory=list, description="arms; [] = train's")
     local_epochs: list[int] = Field(default_factory=list, description="arms; [] = train's")
     batch_size: list[int] = Field(default_factory=list, description="arms; [] = train's")
     exploration: float = Field(1.0, ge=0, description="ucb: confidence width")
+    prior_rounds: float = Field(
+        5.0, gt=0, description="pooled: rounds' worth of weight on the mean gain of all rounds"
+    )
+    gain_sd: float = Field(
+        0.25, gt=0, description="pooled: spread of one round's gain (share of error removed)"
+    )
     target: Literal["entry", "fastest", "energy", "carbon"] = Field(
         "entry", description="execution target per device: the population entry's, or chosen"
     )

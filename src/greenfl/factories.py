@@ -50,7 +50,10 @@ def adapter_for(cfg: AdaptConfig, train: TrainConfig) -> Bandit | None:
         cfg.local_epochs or [train.local_epochs],
         cfg.batch_size or [train.batch_size],
     )
-    kwargs = {"ucb": {"exploration": cfg.exploration}}
+    kwargs: dict[str, dict[str, float]] = {
+        "ucb": {"exploration": cfg.exploration},
+        "pooled": {"prior_rounds": cfg.prior_rounds, "gain_sd": cfg.gain_sd},
+    }
     return adapt.make(cfg.name, arms, **kwargs.get(cfg.name, {}))
 
 

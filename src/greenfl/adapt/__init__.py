@@ -5,12 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from greenfl.adapt.bandit import Arm, Bandit, ThompsonBandit, UCBBandit, make_arms, round_reward
+from greenfl.adapt.bandit import (
+    Arm,
+    Bandit,
+    PooledThompsonBandit,
+    ThompsonBandit,
+    UCBBandit,
+    make_arms,
+    round_gain,
+    round_reward,
+)
 from greenfl.core.registry import make_from
 
 ADAPTERS: dict[str, type[Bandit]] = {
     "ucb": UCBBandit,
     "thompson": ThompsonBandit,
+    "pooled": PooledThompsonBandit,
 }
 
 
@@ -23,9 +33,11 @@ __all__ = [
     "ADAPTERS",
     "Arm",
     "Bandit",
+    "PooledThompsonBandit",
     "ThompsonBandit",
     "UCBBandit",
     "make",
     "make_arms",
+    "round_gain",
     "round_reward",
 ]

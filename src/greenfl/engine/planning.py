@@ -21,7 +21,7 @@ from torch import nn
 from greenfl.accounting.entries import EntryTable
 from greenfl.accounting.estimates import Estimates, estimate_clients
 from greenfl.accounting.targets import TargetTable
-from greenfl.adapt import round_reward
+from greenfl.adapt import round_gain
 from greenfl.config import RunConfig
 from greenfl.core.messages import local_steps, samples_processed, steps_within
 from greenfl.core.params import get_flat
@@ -118,7 +118,7 @@ class RoundPlanner:
         self, plan: RoundPlan, acc_before: float, acc_after: float, carbon_g: float
     ) -> None:
         if self.adapter is not None and plan.arm is not None:
-            self.adapter.update(plan.arm, round_reward(acc_before, acc_after, carbon_g))
+            self.adapter.update(plan.arm, round_gain(acc_before, acc_after), carbon_g)
         if self.learner is not None:
             self.learner.observe(acc_before, acc_after)
 
