@@ -90,6 +90,19 @@ SCENARIOS: dict[str, dict] = {
         "deadline_s": 100.0,
         "extras": False,
     },
+    # FEMNIST-shaped again over a small grid, for FedAvg, greenfl and the best anchor only (a
+    # run costs minutes): is the one-point comparison above an artefact of its point?
+    "femnist-grid": {
+        "base": "examples/femnist-shaped-fedavg.toml",
+        "grid": {
+            "train.clients_per_round": "5,10",
+            "train.local_epochs": "1,3",
+            "train.batch_size": "16",
+        },
+        # 3 epochs of at most 300 samples x 0.102 GFLOP on 1 GFLOP/s: 92 s, plus 51 s of LTE
+        "deadline_s": 150.0,
+        "extras": False,
+    },
 }
 GREENFL = [  # greenfl's policy: examples/reference-greenfl.toml's settings beyond FedAvg's
     "selection.name=carbon",
