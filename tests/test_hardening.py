@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,12 @@ from greenfl.config import build_config, load_config
 from greenfl.core.errors import ConfigError, FleetError, UpdateRejected
 from greenfl.core.files import MAX_YAML_ALIASES, parse_yaml, read_text
 from greenfl.core.messages import ClientReport
-from greenfl.deploy.plausible import RoundModel, bound_round, check_plausible
+from greenfl.deploy.plausible import RoundModel, bound_round, bounded_weights, check_plausible
 from greenfl.deploy.quarantine import Quarantine
+from greenfl.deploy.secagg_server import SecAggOptions, SecAggRounds
+from greenfl.deploy.sessions import Pending
 from greenfl.ledger.folder import LOCK_FILE, claim_folder
+from greenfl.secagg import SecAggError
 
 # A phone-like profile: 1e9 FLOP/s at 2 W; the round asks for 1e9 FLOPs, i.e. 1 s and 2 J.
 MODEL = RoundModel(expected_flops=1e9, flops_per_s=1e9, power_w=2.0, timeout_s=300.0, factor=10)
@@ -612,3 +616,28 @@ def test_an_absurd_trace_value_names_the_file_and_line(tmp_path: Path) -> None:
     expected = r"huge.csv:3: intensity must be finite and in 0..100000 gCO2e/kWh, got 1e\+308"
     with pytest.raises(FleetError, match=expected):
         read_trace_csv(trace)
+
+
+def test_secure_aggregation_weighs_by_the_same_bounds_before_masking() -> None:
+    # The SecAgg server weighs each masked update before it can see it, so the bounds of
+    # bound_round must already hold there: a declared 1e6 samples weighs as a typical client.
+    samples = [100, 100, 500, 90, 20, 1_000_000]
+    declared = [False, False, False, False, True, True]
+    # The median of the six is 100: the 10x cap takes 1e6 to 1000; then the declared cap,
+    # max(median 100, largest partition 120) = 120.
+    assert bounded_weights(samples, declared, 10.0, 120) == [100, 100, 500, 90, 20, 120]
+    assert bounded_weights(samples, declared, None, 120) == samples
+
+    seen: dict[int, float] = {}
+
+    class Capture(SecAggRounds):
+        def _run(self, round_idx, ids, pending, vector_length, w):  # type: ignore[no-untyped-def]
+            seen.update(w)
+            raise SecAggError("stop here: the weights are what this test reads")
+
+    rounds = Capture(SecAggOptions(), threading.Condition(), {}, {})
+    reports = {c: _report(c, torch.ones(4), n) for c, n in enumerate(samples)}
+    pending = {c: Pending(f"t{c}", f"s{c}", 1, 0, n) for c, n in enumerate(samples)}
+    out = rounds.aggregate(1, reports, pending, 4, 10.0, declared={4, 5}, largest_partition=120)
+    assert seen == {0: 100.0, 1: 100.0, 2: 500.0, 3: 90.0, 4: 20.0, 5: 120.0}
+    assert all(r.status == "failed" for r in out.values())

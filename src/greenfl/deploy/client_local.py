@@ -40,9 +40,7 @@ class ClientAttack:
         if self.name not in ATTACKS:
             raise ConfigError(f"--attack {self.name!r}: choose one of {', '.join(ATTACKS)}")
 
-    def poison(
-        self, dataset: FederatedDataset, client_id: int, seed: int
-    ) -> FederatedDataset:
+    def poison(self, dataset: FederatedDataset, client_id: int, seed: int) -> FederatedDataset:
         """``dataset`` with this client's training data poisoned (data attacks only)."""
         if self.name not in DATA_ATTACKS:
             return dataset

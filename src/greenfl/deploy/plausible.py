@@ -146,20 +146,43 @@ def bound_round(
     if sample_factor is None:
         return out
     kept = [i for i in done if out[i].status == "completed"]
-    median_n = float(np.median([out[i].num_samples for i in kept])) if kept else 0.0
-    if len(kept) >= MIN_COHORT_FOR_MEDIAN:
-        cap = sample_factor * median_n
-        for i in kept:
-            if out[i].num_samples > cap:
-                out[i] = out[i]._replace(num_samples=max(1, math.floor(cap)))
-    typical = largest_partition
-    if len(kept) >= MIN_COHORT_FOR_MEDIAN:
-        typical = max(typical, math.floor(median_n))
-    if declared and typical > 0:
-        for i in kept:
-            if int(out[i].client_id) in declared and out[i].num_samples > typical:
-                out[i] = out[i]._replace(num_samples=typical)
+    weights = bounded_weights(
+        [out[i].num_samples for i in kept],
+        [int(out[i].client_id) in declared for i in kept],
+        sample_factor,
+        largest_partition,
+    )
+    for i, n in zip(kept, weights, strict=True):
+        if n != out[i].num_samples:
+            out[i] = out[i]._replace(num_samples=n)
     return out
+
+
+def bounded_weights(
+    samples: Sequence[int],
+    declared: Sequence[bool],
+    sample_factor: float | None,
+    largest_partition: int = 0,
+) -> list[int]:
+    """The weights of a round's kept updates under the weight bounds of ``bound_round``:
+    each capped at ``sample_factor`` times their median (with ``MIN_COHORT_FOR_MEDIAN`` of
+    them), and a ``declared`` one at a typical client's (the median, or
+    ``largest_partition`` if more). One policy for the plain round and for secure
+    aggregation, which must weigh before masking."""
+    weights = [int(n) for n in samples]
+    if sample_factor is None:
+        return weights
+    cohort = len(weights) >= MIN_COHORT_FOR_MEDIAN
+    median_n = float(np.median(weights)) if cohort else 0.0
+    if cohort:
+        cap = sample_factor * median_n
+        weights = [max(1, math.floor(cap)) if n > cap else n for n in weights]
+    typical = max(largest_partition, math.floor(median_n))
+    if typical > 0:
+        weights = [
+            typical if own and n > typical else n for n, own in zip(weights, declared, strict=True)
+        ]
+    return weights
 
 
 def round_model(

@@ -16,6 +16,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import grpc
@@ -25,7 +26,7 @@ import torch
 from greenfl.core.errors import ConfigError
 from greenfl.core.messages import ClientReport
 from greenfl.deploy import greenfl_pb2 as pb
-from greenfl.deploy.plausible import MIN_COHORT_FOR_MEDIAN
+from greenfl.deploy.plausible import bounded_weights
 from greenfl.deploy.secagg_wire import (
     keys_to_pb,
     params_to_pb,
@@ -66,16 +67,6 @@ def keys_of(req: pb.Update) -> tuple[bytes, bytes] | None:
     if not req.HasField("secagg_keys"):
         return None
     return bytes(req.secagg_keys.c_pk), bytes(req.secagg_keys.s_pk)
-
-
-def capped_weights(samples: list[int], factor: float | None) -> np.ndarray:
-    """The public weights: sample counts capped at ``factor`` x the median, as
-    deploy.plausible.bound_round caps them; here before masking, since after it the server
-    can no longer reweigh one client's part of the sum."""
-    w = np.asarray(samples, dtype=np.float64)
-    if factor is not None and len(w) >= MIN_COHORT_FOR_MEDIAN:
-        w = np.minimum(w, max(1.0, np.floor(factor * float(np.median(w)))))
-    return w
 
 
 class SecAggRounds:
@@ -131,16 +122,26 @@ class SecAggRounds:
         pending: dict[int, Pending],
         vector_length: int,
         sample_factor: float | None,
+        declared: Collection[int] = (),
+        largest_partition: int = 0,
     ) -> dict[int, ClientReport]:
         """The round's reports after secure aggregation: survivors carry the weighted mean,
-        clients that dropped out of it are failed, and each row counts its extra bytes."""
+        clients that dropped out of it are failed, and each row counts its extra bytes. The
+        weights are bounded as ``plausible.bound_round`` bounds them (``declared``: clients
+        weighing by their own claimed size), here before masking: after it the server can
+        no longer reweigh one client's part of the sum."""
         ids = sorted(c for c, p in pending.items() if reports[c].status == "completed")
         self._tasks = {c: pending[c].task_id for c in ids}
         self.bytes_up, self.bytes_down = {}, {}
         start = time.monotonic()
         try:
-            weights = capped_weights([reports[c].num_samples for c in ids], sample_factor)
-            w = dict(zip(ids, weights.tolist(), strict=True))
+            weights = bounded_weights(
+                [reports[c].num_samples for c in ids],
+                [c in declared for c in ids],
+                sample_factor,
+                largest_partition,
+            )
+            w = {c: float(n) for c, n in zip(ids, weights, strict=True)}
             mean, survivors = self._run(round_idx, ids, pending, vector_length, w)
         except SecAggError as exc:
             log.warning("round %d: secure aggregation failed: %s", round_idx, exc)

@@ -250,10 +250,10 @@ class GrpcTransport:
         if accepted >= target and target < len(cohort):
             log_early_close(round_idx, closed - start, accepted, list(reports.values()))
         dep = self.cfg.deploy
+        declared = declared_of(self._closed, self._sessions, self._partition_sizes)
         if self._secagg is not None:  # the server learns only the sum of accepted updates
             reports = self._secagg.aggregate(round_idx, reports, self._closed, spec.numel,
-                                             dep.sample_bound_factor)  # fmt: skip
-        declared = declared_of(self._closed, self._sessions, self._partition_sizes)
+                                             dep.sample_bound_factor, *declared)  # fmt: skip
         out = bound_round([reports[cid] for cid in cohort], dep.norm_bound_factor,
                           dep.sample_bound_factor, *declared)  # fmt: skip
         self._quarantine.record(round_idx, out)
