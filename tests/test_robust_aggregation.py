@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from greenfl import strategy
+from greenfl.config import RunConfig
 from greenfl.core.errors import ConfigError
 from greenfl.core.messages import ClientUpdate, FitInstructions
+from greenfl.factories import run_strategy_for
 from greenfl.strategy import (
     Bulyan,
     CenteredClip,
@@ -377,3 +379,20 @@ def test_geomedian_is_not_dragged_by_two_updates_scaled_a_millionfold() -> None:
     updates = [ClientUpdate(i, d, 10) for i, d in enumerate(honest + bad)]
     got = GeometricMedian(num_byzantine=2).aggregate(torch.zeros(50), updates)
     assert float(torch.linalg.vector_norm(got - torch.ones(50))) < 1.0
+
+
+def test_clipping_is_held_to_an_explicit_byzantine_count_only(tiny_config: RunConfig) -> None:
+    # 40% attackers in a cohort of 5 expect 2 of them. Krum out-votes attackers, so it is
+    # held to those 2 (it needs n >= 2f + 3 = 7); centered clipping bounds each update's
+    # pull instead, so only an explicit strategy.byzantine holds it (f/n <= 0.1: none of 5).
+    attack = {"attack.name": "sign_flip", "attack.fraction": 0.4, "train.clients_per_round": 5}
+    with pytest.raises(ConfigError, match="krum"):
+        run_strategy_for(tiny_config.replace(**attack, **{"strategy.name": "krum"}))
+    clipped = run_strategy_for(tiny_config.replace(**attack, **{"strategy.name": "centered_clip"}))
+    assert isinstance(clipped, strategy.CenteredClip) and clipped.num_byzantine == 0
+    with pytest.raises(ConfigError, match="centered_clip"):
+        run_strategy_for(
+            tiny_config.replace(
+                **attack, **{"strategy.name": "centered_clip", "strategy.byzantine": 1}
+            )
+        )

@@ -132,11 +132,6 @@ class SecAggConfig(Section):
     )
 
 
-# Strategies whose aggregate is a function of the updates' sum: the only ones secure
-# aggregation, which reveals nothing but the sum, can serve.
-SUM_STRATEGIES = frozenset({"fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi", "fedadagrad"})
-
-
 def check_safety(
     attack: AttackConfig,
     privacy: PrivacyConfig,
@@ -184,6 +179,8 @@ def check_safety(
             f"secagg.enabled needs compression.name = 'identity', not {compression_name!r}: "
             "masked values are uniform 32-bit words and do not compress"
         )
+    from greenfl.strategy import SUM_STRATEGIES  # the registry imports torch: only here
+
     if strategy_name not in SUM_STRATEGIES:
         raise ValueError(
             f"secagg.enabled: the server sees only the sum of the updates, and "

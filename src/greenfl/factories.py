@@ -133,9 +133,8 @@ def run_strategy_for(run: RunConfig) -> Strategy:
     """The run's strategy: the configured one, refused when it cannot tolerate the
     Byzantine updates asked for at the smallest cohort, and wrapped in DP-FedAvg with
     privacy.mode = "central"."""
-    # Clipping bounds each update's pull rather than out-voting attackers: it is held to
-    # an explicit strategy.byzantine only, never to the attack's expected count.
-    clipping = run.strategy.name in ("clip", "centered_clip")
+    chosen = strategy.STRATEGIES[run.strategy.name]
+    clipping = issubclass(chosen, RobustStrategy) and chosen.bounds_each_update
     byzantine = (run.strategy.byzantine or 0) if clipping else byzantine_for(run)
     sections = run.strategy.model_copy(update={"byzantine": byzantine})
     inner = strategy_for(sections, run.seed)

@@ -35,6 +35,10 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "clip": NormClip,
 }
 
+# What secure aggregation, which reveals only the sum of the updates, can serve: every
+# strategy but the robust ones is a function of the updates' weighted mean.
+SUM_STRATEGIES = frozenset(n for n, c in STRATEGIES.items() if not issubclass(c, RobustStrategy))
+
 
 def make(name: str, **kwargs: Any) -> Strategy:
     """The strategy registered as ``name``, built with its own keyword arguments."""
@@ -43,6 +47,7 @@ def make(name: str, **kwargs: Any) -> Strategy:
 
 __all__ = [
     "STRATEGIES",
+    "SUM_STRATEGIES",
     "Bulyan",
     "CenteredClip",
     "FedAdagrad",

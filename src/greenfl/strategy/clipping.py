@@ -48,6 +48,7 @@ class CenteredClip(RobustStrategy):
     L (5np + 3n + p), then the add to the model (p)."""
 
     name = "centered_clip"
+    bounds_each_update = True
 
     def __init__(
         self, clip_radius: float = 1.0, num_iterations: int = 3, num_byzantine: int = 0
@@ -107,6 +108,7 @@ class NormClip(RobustStrategy):
     counted as one operation, the scaling and the add)."""
 
     name = "clip"
+    bounds_each_update = True
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 
@@ -53,6 +54,9 @@ class RobustStrategy(StatelessStrategy):
     name: str
     num_byzantine: int = 0
     skipped_rounds: int = 0  # rounds kept unchanged for too few updates, for diagnostics
+    # Clipping bounds each update's pull instead of out-voting attackers, so it is held to
+    # an explicit strategy.byzantine only, never to a simulated attack's expected count.
+    bounds_each_update: ClassVar[bool] = False
 
     def max_byzantine(self, num_updates: int) -> int:
         raise NotImplementedError
