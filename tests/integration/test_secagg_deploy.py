@@ -83,8 +83,9 @@ def run_clients(addr: str, drop_after: dict[int, str]) -> tuple[list, list[BaseE
     return clients, errors
 
 
-@pytest.mark.slow
-def test_50_clients_30_percent_dropping_after_masking_finish_the_round(tmp_path: Path) -> None:
+def serve_one_round(tmp_path: Path, droppers: dict[int, str]) -> tuple[Path, list]:
+    """A `greenfl serve --secagg` round of N client threads, ``droppers`` leaving after the
+    step named; the run folder and the clients."""
     import torch
 
     torch.set_num_threads(1)
@@ -97,17 +98,24 @@ def test_50_clients_30_percent_dropping_after_masking_finish_the_round(tmp_path:
         env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        droppers = {i: "mask" for i in range(0, N, 10)} | {i: "mask" for i in range(1, 50, 5)}
-        assert len(droppers) == 15  # 30%
         clients, errors = run_clients(addr, droppers)
         _, err = server.communicate(timeout=240)
     finally:
         server.kill()
     assert server.returncode == 0, err
     assert not errors, errors
-    log = (tmp_path / "run" / "server.log").read_text()
+    return tmp_path / "run", clients
+
+
+@pytest.mark.slow
+def test_50_clients_30_percent_dropping_after_masking_finish_the_round(tmp_path: Path) -> None:
+    droppers = {i: "mask" for i in range(0, N, 10)} | {i: "mask" for i in range(1, 50, 5)}
+    assert len(droppers) == 15  # 30%
+    run, clients = serve_one_round(tmp_path, droppers)
+    cfg = tmp_path / "c.toml"
+    log = (run / "server.log").read_text()
     assert "secure aggregation of 50 of 50 updates" in log
-    db = sqlite3.connect(tmp_path / "run" / "ledger.sqlite")
+    db = sqlite3.connect(run / "ledger.sqlite")
     statuses = db.execute("SELECT status, COUNT(*) FROM client_rounds GROUP BY status").fetchall()
     assert statuses == [("completed", N)]
     (acc, loss), = db.execute("SELECT accuracy, loss FROM rounds").fetchall()  # fmt: skip
@@ -121,3 +129,26 @@ def test_50_clients_30_percent_dropping_after_masking_finish_the_round(tmp_path:
     # Each client sent its keys, shares and masked input (~4 bytes a value, as float32).
     assert min(up) > 4 * 4810
     assert all(c.stats.rounds == 1 for c in clients)
+
+
+@pytest.mark.slow
+def test_clients_dropping_before_their_masked_input_are_left_out_of_the_sum(
+    tmp_path: Path,
+) -> None:
+    # 5 clients leave after sharing their keys, before their masked input: the server must
+    # remove their pairwise masks from the others' inputs (from the survivors' shares of
+    # their keys) and sum the 45 that arrived; 10 more leave after masking and still count.
+    droppers = {i: "share" for i in range(3, N, 10)} | {i: "mask" for i in range(0, N, 5)}
+    run, _ = serve_one_round(tmp_path, droppers)
+    log = (run / "server.log").read_text()
+    assert "secure aggregation of 45 of 50 updates" in log
+    db = sqlite3.connect(run / "ledger.sqlite")
+    rows = dict(db.execute("SELECT client_id, status FROM client_rounds").fetchall())
+    ((acc, loss),) = db.execute("SELECT accuracy, loss FROM rounds").fetchall()
+    db.close()
+    assert {c for c, s in rows.items() if s != "completed"} == set(range(3, N, 10))
+    # A mask left in the sum would be uniform 32-bit noise in every weight and wreck the
+    # model; 45 of the 50 honest updates give nearly the plain round's.
+    sim = greenfl.run(load_config(tmp_path / "c.toml")).history[0]
+    assert acc == pytest.approx(sim.accuracy, abs=0.05)
+    assert loss == pytest.approx(sim.loss, rel=0.05)
