@@ -19,7 +19,6 @@ from greenfl.privacy import (
     DPFedAvg,
     LocalAccountant,
     PrivacyBudget,
-    next_round_exceeds,
     update_noise_multiplier,
 )
 from greenfl.privacy.local import dp_sgd_train
@@ -124,7 +123,6 @@ def test_budget_stops_before_the_round_that_would_exceed_it() -> None:
         assert acct.epsilon(1e-5) <= 1.0
     assert rounds > 0
     assert acct.epsilon_after_next(1e-5, 10, 1000) > 1.0
-    assert next_round_exceeds(acct, 1.0, 1e-5, 10, 1000)
     assert not PrivacyBudget(None, 1e-5).next_round_exceeds(acct, 10, 1000)  # no budget
 
 

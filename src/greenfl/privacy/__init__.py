@@ -12,7 +12,7 @@ from greenfl.privacy.accountant import (
     LocalAccountant,
     dp_sgd_sample_rate,
 )
-from greenfl.privacy.budget import PrivacyBudget, next_round_exceeds
+from greenfl.privacy.budget import PrivacyBudget
 from greenfl.privacy.central import DPFedAvg, DpRoundFacts, update_noise_multiplier
 
 __all__ = [
@@ -23,6 +23,5 @@ __all__ = [
     "LocalAccountant",
     "PrivacyBudget",
     "dp_sgd_sample_rate",
-    "next_round_exceeds",
     "update_noise_multiplier",
 ]

@@ -54,15 +54,3 @@ class PrivacyBudget:
         if self.unlimited:
             return False
         return accountant.epsilon_after(self.delta, planned) > self.limit
-
-
-def next_round_exceeds(
-    accountant: CentralAccountant,
-    epsilon_budget: float | None,
-    delta: float,
-    cohort_size: int,
-    population_size: int,
-) -> bool:
-    """``PrivacyBudget(epsilon_budget, delta).next_round_exceeds(...)`` in one call."""
-    budget = PrivacyBudget(epsilon_budget, delta)
-    return budget.next_round_exceeds(accountant, cohort_size, population_size)
