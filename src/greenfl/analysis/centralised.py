@@ -32,6 +32,7 @@ from torch import nn
 from greenfl.accounting.entries import EntryTable
 from greenfl.accounting.sources import intensity_sources, mean_intensity
 from greenfl.analysis.centralised_result import CentralisedEstimate, save_estimate
+from greenfl.analysis.sgd import sgd_epoch
 from greenfl.config import RunConfig, build_config
 from greenfl.core.errors import ConfigError, GreenflError
 from greenfl.core.messages import samples_processed
@@ -120,11 +121,7 @@ def epochs_to_accuracy(
     opt = torch.optim.SGD(model.parameters(), lr=cfg.train.lr, momentum=cfg.train.momentum)
     acc = 0.0
     for epoch in range(1, max_epochs + 1):
-        model.train()
-        for idx in torch.randperm(len(y), generator=gen).split(cfg.train.batch_size):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
+        sgd_epoch(model, opt, x, y, cfg.train.batch_size, gen)
         acc, _ = evaluate(model, get_flat(model), test)
         if acc >= target:
             return float(epoch), acc

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from greenfl.analysis.sgd import sgd_epoch
+
 FIXED_VARIANCE_BELOW = 64  # the paper's switch to a global variance
 _MIN_STD = 1e-6  # a constant phi (a saturated softmax) would divide by zero
 
@@ -113,12 +115,8 @@ def train_central(
     """Plain mini-batch SGD on (x, y) for ``epochs`` passes, in place."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    model.train()
     for _ in range(epochs):
-        for idx in torch.randperm(len(y), generator=gen).split(batch_size):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
+        sgd_epoch(model, opt, x, y, batch_size, gen)
 
 
 def confidences(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
