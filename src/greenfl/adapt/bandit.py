@@ -143,9 +143,8 @@ class PooledThompsonBandit(Bandit):
         arms: list[Arm],
         prior_rounds: float = 5.0,
         gain_sd: float = 0.25,
-        discount: float = 1.0,
     ) -> None:
-        super().__init__(arms, discount)
+        super().__init__(arms, discount=1.0)  # every round counts alike: runs are short
         if prior_rounds <= 0 or gain_sd <= 0:
             raise ValueError("prior_rounds and gain_sd must be > 0")
         self.prior_rounds = prior_rounds
@@ -173,7 +172,8 @@ class PooledThompsonBandit(Bandit):
 
     def choose(self, rng: np.random.Generator) -> int:
         n = self.pulls.astype(float)
-        # Before any round, 0.1: any positive prior gain gives the same first choice.
+        # Before any round there is no mean gain to shrink toward: a tenth of the error per
+        # round stands in.
         pooled = float(self.gain_sum.sum() / n.sum()) if n.sum() else 0.1
         mean = (self.prior_rounds * pooled + self.gain_sum) / (self.prior_rounds + n)
         draws = rng.normal(mean, self.gain_sd / np.sqrt(self.prior_rounds + n))
