@@ -115,6 +115,18 @@ SCENARIOS: dict[str, dict] = {
         "deadline_s": 250.0,
         "extras": False,
     },
+    # And beyond femnist-wide's corner (3 clients, 5 epochs), for FedAvg and greenfl.
+    "femnist-wider": {
+        "base": "examples/femnist-shaped-fedavg.toml",
+        "grid": {
+            "train.clients_per_round": "2,3",
+            "train.local_epochs": "5,10",
+            "train.batch_size": "16",
+        },
+        # 10 epochs of at most 300 samples x 0.102 GFLOP on 1 GFLOP/s: 306 s, plus 51 s
+        "deadline_s": 400.0,
+        "extras": False,
+    },
 }
 GREENFL = [  # greenfl's policy: examples/reference-greenfl.toml's settings beyond FedAvg's
     "selection.name=carbon",
