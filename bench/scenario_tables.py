@@ -127,6 +127,18 @@ SCENARIOS: dict[str, dict] = {
         "deadline_s": 400.0,
         "extras": False,
     },
+    # Shakespeare with half the cohort, for FedAvg and greenfl: a second point where the
+    # first was the only one.
+    "shakespeare-5": {
+        "base": "examples/shakespeare-scenario-fedavg.toml",
+        "grid": {
+            "train.clients_per_round": "5",
+            "train.local_epochs": "1",
+            "train.batch_size": "10",
+        },
+        "deadline_s": 100.0,
+        "extras": False,
+    },
 }
 GREENFL = [  # greenfl's policy: examples/reference-greenfl.toml's settings beyond FedAvg's
     "selection.name=carbon",
