@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from greenfl.config import RunConfig
 from greenfl.core.errors import ConfigError
+from greenfl.core.interrupts import raise_interrupt
 from greenfl.engine.loop import RoundLoop
 from greenfl.engine.records import RoundRecord
 
@@ -57,10 +57,6 @@ def check_out_dir(out: Path) -> None:
             raise ConfigError(f"--out {out} {where}; choose a folder")
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (kill, systemd, docker stop) and SIGHUP (the terminal closed) end a run the
@@ -71,7 +67,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
     signums = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
-    previous = {s: signal.signal(s, _raise_interrupt) for s in signums}
+    previous = {s: signal.signal(s, raise_interrupt) for s in signums}
     try:
         yield
     finally:

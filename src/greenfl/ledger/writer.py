@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from greenfl.core.errors import LedgerError
+from greenfl.core.interrupts import atomic
 from greenfl.ledger import store
 from greenfl.ledger.rows import pack_rounds, statuses
 from greenfl.ledger.schema import (
@@ -322,10 +323,12 @@ class _WriterProcess:
         return f"the ledger writer process for {self.path} exited with code {code}"
 
     def _send(self, msg: tuple[Any, ...]) -> None:
-        store.send(self._out, msg)
+        with atomic():  # a whole frame or none: see core.interrupts
+            store.send(self._out, msg)
 
     def _recv(self) -> tuple[Any, ...] | None:
-        return store.recv(self._in)
+        with atomic():
+            return store.recv(self._in)
 
 
 def _widen_pipe(fd: int) -> None:
