@@ -12,14 +12,12 @@ import pytest
 from greenfl.accounting.cohort import account_cohort
 from greenfl.accounting.columns import CohortAccount
 from greenfl.accounting.entries import EntryTable
-from greenfl.accounting.sources import intensity_sources
-from greenfl.config import FleetConfig
+from greenfl.accounting.sources import GridChoice, intensity_sources
 from greenfl.core.messages import ClientReport
 from greenfl.fleet.catalog import load_fleet
 from greenfl.fleet.population import Population
 from greenfl.footprint.intensity import ConstantIntensity, RegionalIntensity, Trace
 from greenfl.ledger.rows import ColumnRows, DeferredRows, built
-from greenfl.scheduling.clock import SimClock
 
 START = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)
 World = tuple[Population, EntryTable, RegionalIntensity]
@@ -30,7 +28,7 @@ def world() -> World:
     fleet = load_fleet()
     assert len(fleet.regions) > 1  # clients in several regions, each its own hourly profile
     pop = Population.assign(fleet, np.full(500, 20), seed=3)
-    sources = intensity_sources(fleet, FleetConfig(), SimClock(START))
+    sources = intensity_sources(fleet, GridChoice(), START)
     assert sources.steady(0.0) is not None
     return pop, EntryTable.build(fleet), sources
 

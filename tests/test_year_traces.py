@@ -11,12 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from greenfl.accounting.sources import intensity_sources, source_kind
-from greenfl.config import build_config
+from greenfl.accounting.sources import GridChoice, intensity_sources, source_kind
 from greenfl.core.errors import FleetError
 from greenfl.fleet.catalog import load_fleet
 from greenfl.footprint.intensity import HourlyProfile, yearly_trace
-from greenfl.scheduling.clock import SimClock
 
 TRACES = Path(str(resources.files("greenfl.fleet").joinpath("catalog/traces")))
 
@@ -56,8 +54,9 @@ def test_the_trace_wraps_at_the_year_end() -> None:
 
 def test_the_builtin_fleet_uses_the_traces_in_auto_mode() -> None:
     fleet = load_fleet()
-    cfg = build_config({"fleet": {"start_time": "2026-03-10T06:00:00Z"}}).fleet
-    sources = intensity_sources(fleet, cfg, SimClock(cfg.start_time))
+    start = datetime(2026, 3, 10, 6, 0, tzinfo=timezone.utc)
+    cfg = GridChoice()
+    sources = intensity_sources(fleet, cfg, start)
     for name in ("DE", "GB", "FR"):
         src = sources[fleet.region_index(name)]
         assert isinstance(src, HourlyProfile) and src.period_h == 8784

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from greenfl.accounting.entries import EntryTable
-from greenfl.accounting.sources import intensity_sources, mean_intensity
+from greenfl.accounting.sources import GridChoice, intensity_sources, mean_intensity
 from greenfl.analysis.centralised_result import CentralisedEstimate, save_estimate
 from greenfl.analysis.sgd import sgd_epoch
 from greenfl.config import RunConfig, build_config
@@ -54,6 +54,10 @@ from greenfl.models.evaluate import evaluate
 from greenfl.scheduling.clock import SimClock
 
 Work = Literal["same-work", "to-accuracy"]
+
+
+def _grid(cfg: RunConfig) -> GridChoice:
+    return GridChoice(cfg.fleet.ci_mode, cfg.fleet.ci_constant_g_per_kwh)
 
 
 def sample_bytes(dataset: FederatedDataset) -> int:
@@ -87,7 +91,7 @@ def upload_cost(
     energy = comm_energy_j(
         up_s, data_bytes, entries.radio_power_w[e], entries.network_kwh_per_gb[e]
     )
-    sources = intensity_sources(fleet, cfg.fleet, SimClock(cfg.fleet.start_time))
+    sources = intensity_sources(fleet, _grid(cfg), SimClock(cfg.fleet.start_time).start_utc)
     ci = mean_intensity(sources, population.region, np.zeros_like(up_s), up_s)
     emb = embodied_carbon_g(
         up_s, entries.embodied_kg[e], entries.lifetime_years[e], entries.active_share[e]
@@ -187,7 +191,7 @@ def estimate_centralised(
     train_s = flops / server_flops_per_s
     srv = fleet.server
     energy = srv.power_w * train_s * srv.pue
-    sources = intensity_sources(fleet, cfg.fleet, SimClock(cfg.fleet.start_time))
+    sources = intensity_sources(fleet, _grid(cfg), SimClock(cfg.fleet.start_time).start_utc)
     ci = float(
         sources[fleet.region_index(srv.region)].mean(np.array([0.0]), np.array([train_s]))[0]
     )

@@ -9,8 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from greenfl.accounting.sources import source_kind
-from greenfl.config import FleetConfig
+from greenfl.accounting.sources import GridChoice, source_kind
 from greenfl.core.errors import FleetError
 from greenfl.fleet.catalog import BUILTIN, Fleet, load_fleet
 
@@ -54,7 +53,7 @@ def fleet_tables(fleet: Fleet) -> list[Table]:
     for col in ("name", "label", "gCO2e/kWh", "UTC offset", "curve (ci_mode auto)"):
         reg.add_column(col)
     for r in fleet.regions:
-        kind = source_kind(r, FleetConfig())  # ci_mode "auto", as a run has by default
+        kind = source_kind(r, GridChoice())  # ci_mode "auto", as a run has by default
         reg.add_row(r.name, r.label, f"{r.ci_g_per_kwh:.4g}", f"{r.utc_offset_h:+g}", kind)
     pop = Table(title="population", title_justify="left")
     for col in ("device", "target", "network", "region", "share"):

@@ -12,7 +12,7 @@ import numpy as np
 from torch import nn
 
 from greenfl._version import __version__
-from greenfl.accounting.sources import intensity_sources
+from greenfl.accounting.sources import GridChoice, intensity_sources
 from greenfl.clients.inprocess import InProcessTransport
 from greenfl.clients.secagg_cost import SecAggCostStrategy, SecAggCostTransport
 from greenfl.clients.trainer import ClientTrainer
@@ -111,7 +111,8 @@ def _open_ledger(
     if model is None:
         model = build_model_for(cfg, dataset)
     fleet = load_fleet(cfg.fleet.catalog)
-    intensity_sources(fleet, cfg.fleet, SimClock(cfg.fleet.start_time))  # reads every trace
+    grid = GridChoice(cfg.fleet.ci_mode, cfg.fleet.ci_constant_g_per_kwh)
+    intensity_sources(fleet, grid, SimClock(cfg.fleet.start_time).start_utc)  # reads traces
     population = Population.assign(fleet, dataset.client_sizes(), cfg.seed)
     trainer: ClientTrainer | None = None
     server_work: ServerWorkModel | None = None

@@ -19,7 +19,7 @@ from torch import nn
 from greenfl.accounting.cohort import account_cohort, unaccounted
 from greenfl.accounting.columns import CohortAccount
 from greenfl.accounting.entries import EntryTable
-from greenfl.accounting.sources import intensity_sources
+from greenfl.accounting.sources import GridChoice, intensity_sources
 from greenfl.clients.transport import ClientTransport
 from greenfl.config import RunConfig
 from greenfl.core.messages import ClientReport, FitInstructions
@@ -83,7 +83,8 @@ class RoundLoop:
         self.checkpoint = checkpoint and ledger.path is not None
         self.clock = SimClock(cfg.fleet.start_time)
         self.entries = EntryTable.build(fleet)
-        self.sources = intensity_sources(fleet, cfg.fleet, self.clock)
+        grid = GridChoice(cfg.fleet.ci_mode, cfg.fleet.ci_constant_g_per_kwh)
+        self.sources = intensity_sources(fleet, grid, self.clock.start_utc)
         self.server_region = fleet.region_index(fleet.server.region)
         self.test_data = dataset.test_data()
         n = population.size

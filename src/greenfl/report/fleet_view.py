@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from greenfl.accounting.sources import intensity_sources, source_kind
+from greenfl.accounting.sources import GridChoice, intensity_sources, source_kind
 from greenfl.config import FleetConfig
 from greenfl.core.errors import FleetError
 from greenfl.core.units import S_PER_HOUR
@@ -56,7 +56,8 @@ def intensity_curves(
     """Intensity of each named region at ``points`` instants over [0, span_s], exactly as
     the run's accounting sees it (trace, hourly profile, annual mean or constant)."""
     clock = SimClock(cfg.start_time)  # FleetConfig makes it UTC-aware
-    sources = intensity_sources(fleet, cfg, clock)
+    grid = GridChoice(cfg.ci_mode, cfg.ci_constant_g_per_kwh)
+    sources = intensity_sources(fleet, grid, clock.start_utc)
     t = np.linspace(0.0, max(span_s, 1.0), points)
     out: dict[str, np.ndarray] = {}
     for name in regions:
@@ -66,7 +67,7 @@ def intensity_curves(
             raise FleetError(f"fleet has no region {name!r}") from None
         out[name] = np.asarray(sources[idx].mean(t, t), dtype=np.float64)
     labels = {
-        r.name: f"{r.label or r.name} ({source_kind(r, cfg)})"
+        r.name: f"{r.label or r.name} ({source_kind(r, grid)})"
         for r in fleet.regions
         if r.name in regions
     }
