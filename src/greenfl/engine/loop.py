@@ -7,6 +7,7 @@ footprint -> evaluate -> ledger (one transaction) -> callbacks -> clock advances
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +19,14 @@ from torch import nn
 
 from greenfl.accounting.cohort import account_cohort, unaccounted
 from greenfl.accounting.columns import CohortAccount
+from greenfl.accounting.curves import (
+    GROUPS_KEY,
+    INTENSITY_KEY,
+    curve_window_s,
+    intensity_record,
+    population_groups,
+    used_regions,
+)
 from greenfl.accounting.entries import EntryTable
 from greenfl.accounting.sources import GridChoice, intensity_sources
 from greenfl.clients.transport import ClientTransport
@@ -83,8 +92,8 @@ class RoundLoop:
         self.checkpoint = checkpoint and ledger.path is not None
         self.clock = SimClock(cfg.fleet.start_time)
         self.entries = EntryTable.build(fleet)
-        grid = GridChoice(cfg.fleet.ci_mode, cfg.fleet.ci_constant_g_per_kwh)
-        self.sources = intensity_sources(fleet, grid, self.clock.start_utc)
+        self.grid = GridChoice(cfg.fleet.ci_mode, cfg.fleet.ci_constant_g_per_kwh)
+        self.sources = intensity_sources(fleet, self.grid, self.clock.start_utc)
         self.server_region = fleet.region_index(fleet.server.region)
         self.test_data = dataset.test_data()
         n = population.size
@@ -377,7 +386,19 @@ class RoundLoop:
         self.stop_reason = reason
         self.ledger.hand_over()  # the writer commits the last rounds while fairness is computed
         self.write_fairness()
+        self.write_world()
         return reason
+
+    def write_world(self) -> None:
+        """The intensity curves the accounting used and the clients per region and device,
+        into the ledger meta, for the report to read back."""
+        span_s = curve_window_s(self.state.now_s)
+        regions = used_regions(self.population)
+        curves = intensity_record(
+            self.fleet, self.sources, self.grid, self.clock.start_utc, regions, span_s
+        )
+        self.ledger.set_meta(INTENSITY_KEY, json.dumps(curves))
+        self.ledger.set_meta(GROUPS_KEY, json.dumps(population_groups(self.population)))
 
     def summary(self) -> dict[str, Any]:
         wall_s = time.perf_counter() - self.wall_start
