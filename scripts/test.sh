@@ -20,4 +20,4 @@ if [ "$(id -u)" = 0 ]; then export GREENFL_REQUIRE_BROWSER="${GREENFL_REQUIRE_BR
 ruff check .
 python -m pytest -q -p no:cacheprovider tests "$@"
 # The documentation site (docs/, mkdocs.yml): broken links, anchors or API references fail.
-NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict
