@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 . .venv/bin/activate
-pip install -q torch==2.13.0
+. scripts/install.sh
+install_torch  # the CPU build where PyTorch's index answers; GREENFL_TORCH_INDEX picks another
 pip install -q -e .
 greenfl run --out runs/quickstart --force "$@"

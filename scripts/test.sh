@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install greenfl with its test tools into .venv and run lint + the whole test suite.
-# torch is pinned first so that pip takes the CPU wheel and never a multi-GB CUDA build.
+# torch is installed first, the CPU build where PyTorch's index answers (scripts/install.sh),
+# so that pip never takes a multi-GB CUDA build for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 . .venv/bin/activate
 pip install -q --upgrade pip
-pip install -q torch==2.13.0
+. scripts/install.sh
+install_torch
 pip install -q -e '.[test]'
 # The browser test drives Debian's Chromium with Playwright (its Python package bundles the
 # driver; no `playwright install`). CI runs as root on a fresh Debian machine.
