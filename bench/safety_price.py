@@ -37,8 +37,9 @@ from typing import Any
 
 import tomli_w
 
-from greenfl.analysis.compare_seeds import compare, to_accuracy
+from greenfl.analysis.compare_seeds import compare
 from greenfl.analysis.membership import audit_run, write_audit
+from greenfl.analysis.seed_stats import to_accuracy
 from greenfl.api import run
 from greenfl.config import RunConfig, apply_override, read_config_file
 from greenfl.privacy import CentralAccountant

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from greenfl.analysis.compare_seeds import METRICS, mean_std, run_metrics
+from greenfl.analysis.seed_stats import METRICS, mean_std, run_metrics
 from greenfl.config import RunConfig, apply_override, load_config, read_config_file
 from greenfl.core.errors import ConfigError
 
