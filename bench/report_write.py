@@ -24,7 +24,7 @@ PROBE = """
 import json, sys, time
 import greenfl, torch  # greenfl run has both loaded before it writes the report
 t0 = time.perf_counter()
-from greenfl.report.html import write_run_report
+from greenfl.report.run_report import write_run_report
 t1 = time.perf_counter()
 out = write_run_report(sys.argv[1])
 t2 = time.perf_counter()

@@ -18,7 +18,7 @@ from greenfl.data.synthetic import SyntheticDataset
 from greenfl.ledger.schema import ROUND_COLUMNS
 from greenfl.ledger.writer import LedgerWriter
 from greenfl.models.evaluate import ClientAccuracy, per_client_accuracy
-from greenfl.report.html import write_run_report
+from greenfl.report.run_report import write_run_report
 
 
 def test_client_accuracy_statistics_by_hand() -> None:

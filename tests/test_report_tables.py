@@ -6,15 +6,11 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
-from report_fixtures import write_hand_ledger
+from report_fixtures import HAND_GROUPS, write_hand_ledger
 
-from greenfl.config import FleetConfig
-from greenfl.fleet.catalog import load_fleet
 from greenfl.report import equivalents as eq
 from greenfl.report.compare import expand_run_dirs, ratio, ratio_table, run_row, unique_names
-from greenfl.report.fleet_view import client_groups, fleet_from_json, intensity_curves
 from greenfl.report.headline import headline_metrics, summary_value
 from greenfl.report.run_data import ReportError, open_run
 from greenfl.report.tables import (
@@ -81,21 +77,24 @@ def test_jain_index(values: list[int], expected: float) -> None:
 
 
 def test_participation_counts_never_selected_clients(hand_run: Path) -> None:
-    groups = ["FR", "IN", "IN", "NO"]  # client 3 (NO) was never selected
     with open_run(hand_run) as run:
-        p = participation(run.conn, "region", groups)
+        p = participation(run.conn, "region", HAND_GROUPS["region"])  # client 3 (NO) unseen
         seen_only = participation(run.conn, "region")
+        sized = participation(run.conn, "region", None, num_clients=4)
     by = {g.name: g for g in p.groups}
     assert (by["FR"].clients, by["FR"].selected, by["FR"].completed) == (1, 2, 2)
     assert (by["IN"].clients, by["IN"].selected, by["IN"].completed) == (2, 2, 0)
     assert by["IN"].not_aggregated == 2
-    assert by["NO"].selected == 0 and math.isnan(by["NO"].jain)
+    assert by["NO"].clients == 1 and by["NO"].selected == 0 and math.isnan(by["NO"].jain)
     assert by["FR"].completed_per_client == 2.0
     # completed per client: [2, 0, 0, 0] -> 4 / (4 * 4)
     assert p.jain_all == pytest.approx(0.25)
     assert p.num_clients == 4
     # Without the population: clients 0, 1, 2 -> [2, 0, 0] -> 4 / (3 * 4)
-    assert seen_only.jain_all == pytest.approx(1 / 3)
+    assert seen_only.jain_all == pytest.approx(1 / 3) and seen_only.num_clients == 3
+    assert "NO" not in {g.name for g in seen_only.groups}
+    # The population's size alone still counts client 3 at zero over all clients.
+    assert sized.jain_all == pytest.approx(0.25) and sized.num_clients == 4
 
 
 def test_incidents_table(hand_run: Path) -> None:
@@ -176,30 +175,3 @@ def test_open_run_errors(tmp_path: Path) -> None:
     (tmp_path / "ledger.sqlite").write_text("not sqlite at all, just text" * 10)
     with pytest.raises(ReportError, match="not a greenfl ledger"):
         open_run(tmp_path)
-
-
-def test_intensity_curve_is_the_accounting_source(hand_run: Path) -> None:
-    with open_run(hand_run) as run:
-        fleet = fleet_from_json(run.fleet)
-    cfg = FleetConfig()  # starts 2026-01-15 00:00 UTC
-    curves = intensity_curves(fleet, cfg, ["DE", "NO"], 24 * 3600, points=25)
-    de = fleet.region("DE")
-    # DE's 2020 trace, from the same date and hour: 2020-01-15 00:00 .. 23:00 UTC
-    assert de.trace is not None
-    rows = dict(line.split(",") for line in Path(de.trace).read_text().splitlines()[1:])
-    expected = [float(rows[f"2020-01-15T{h:02d}:00:00Z"]) for h in range(24)]
-    assert curves.ci_g_per_kwh["DE"][:24] == pytest.approx(expected)
-    assert "2020 hourly trace" in curves.labels["DE"] and "annual" in curves.labels["NO"]
-    assert np.all(curves.ci_g_per_kwh["NO"] == fleet.region("NO").ci_g_per_kwh)
-    annual = intensity_curves(fleet, FleetConfig(ci_mode="annual"), ["DE"], 3600, points=5)
-    assert np.all(annual.ci_g_per_kwh["DE"] == de.ci_g_per_kwh)
-
-
-def test_client_groups_match_the_population_assignment() -> None:
-    from greenfl.fleet.population import Population
-
-    fleet = load_fleet()
-    groups = client_groups(fleet, 50, seed=3)
-    pop = Population.assign(fleet, np.full(50, 7), 3)
-    assert groups["region"] == [fleet.regions[i].name for i in pop.region]
-    assert groups["device"] == [fleet.devices[i].name for i in pop.device]

@@ -64,7 +64,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         }
     )
     greenfl.run(cfg, out)
-    from greenfl.report.html import write_run_report
+    from greenfl.report.run_report import write_run_report
 
     write_run_report(out)
     return out

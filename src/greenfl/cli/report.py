@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import webbrowser
 from pathlib import Path
 from typing import Annotated
 
@@ -29,7 +28,7 @@ def register(app: typer.Typer) -> None:
     def report_cmd(runs: RunsArg, out: OutOpt = None, open_: OpenOpt = False) -> None:
         """Write a self-contained HTML report (no network needed to view it)."""
         from greenfl.report.compare import expand_run_dirs, write_compare_report
-        from greenfl.report.html import write_run_report
+        from greenfl.report.run_report import write_run_report
 
         dirs = expand_run_dirs(runs)
         if len(dirs) == 1:
@@ -40,4 +39,6 @@ def register(app: typer.Typer) -> None:
             dest = write_compare_report(dirs, out)
         typer.echo(f"wrote {dest}")
         if open_:
+            import webbrowser
+
             webbrowser.open(dest.resolve().as_uri())

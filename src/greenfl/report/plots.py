@@ -8,7 +8,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from greenfl.report.fleet_view import IntensityCurves
 from greenfl.report.headline import format_duration
 from greenfl.report.style import (
     COMPONENTS,
@@ -24,6 +23,7 @@ from greenfl.report.style import (
 )
 from greenfl.report.svg import NOTE_PX, Figure, Swatch, fmt, text_width_px
 from greenfl.report.tables import Breakdown, GroupCarbon, Participation, RoundSeries
+from greenfl.report.world import IntensityCurves
 
 WIDTH_PX = 864.0  # 9 inches at 96 dpi
 
@@ -118,7 +118,8 @@ def round_breakdown_figure(s: RoundSeries) -> str:
     x_lo = 0.4 if len(s.rounds) <= 60 else (min(s.rounds) if s.rounds else 0) - 0.6
     ax = fig.panel(76, 32, WIDTH_PX - 100, 200)
     ax.limits((x_lo, x_hi), (0.0, _top(s.carbon_g) * k * 1.05 or 1.0))
-    ax.frame("Carbon per round by component", "round", f"carbon per round ({unit})")
+    ax.frame("Carbon per round by component", "round", f"carbon per round ({unit})",
+             x_integer=True)  # fmt: skip
     width = 0.85 if len(s.rounds) <= 60 else 1.0  # hundreds of rounds: touching columns
     series = (("compute", s.compute_g), ("comm", s.comm_g), ("server", s.server_g),
               ("embodied", s.embodied_g))  # fmt: skip
@@ -223,21 +224,22 @@ def _dash(style: object) -> str:
 
 def intensity_figure(
     curves: IntensityCurves,
+    regions: Sequence[str],
     round_start_s: Sequence[float],
     round_end_s: Sequence[float],
-    server_region: str,
 ) -> str:
-    """Grid intensity of the main regions over simulated time, the rounds marked."""
+    """Grid intensity of ``regions`` (recorded by the run) over simulated time, the rounds
+    marked."""
     fig = Figure("intensity", "Carbon intensity of the main regions over simulated time",
                  WIDTH_PX, 326)  # fmt: skip
     t_s = [float(v) for v in curves.t_s]
     k, unit = time_scale(max(t_s, default=0.0))
     t = [v * k for v in t_s]
-    series = {name: [float(v) for v in ci] for name, ci in curves.ci_g_per_kwh.items()}
+    series = {name: curves.regions[name].ci_g_per_kwh for name in regions}
     legend = []
     for i, name in enumerate(series):
-        label = f"{name} {curves.labels.get(name, name)}"
-        label += " (server)" if name == server_region else ""
+        label = f"{name} {curves.legend_label(name)}"
+        label += " (server)" if name == curves.server_region else ""
         legend.append(_run_swatch(i, label))
     if round_start_s:
         legend.append(Swatch(f"round starts ({len(round_start_s)} rounds, shaded)", INK, line=True))
@@ -256,11 +258,13 @@ def intensity_figure(
         run_s = round_end_s[-1] - round_start_s[0]
         ax.label(r1, ax.y_hi - pad / 2, f"run: {len(round_start_s)} rounds in "
                  f"{format_duration(run_s)}", dx=6)  # fmt: skip
+    ends: list[tuple[float, float, str, str]] = []
     for i, (name, ci) in enumerate(series.items()):
         color = RUN_COLORS[i % len(RUN_COLORS)]
         ax.line(t, ci, color, dash=_dash(RUN_DASHES[i % len(RUN_DASHES)]))
-        if t:
-            ax.label(t[-1], ci[-1], f" {name}", color=color)
+        if t and ci:
+            ends.append((t[-1], ci[-1], name, color))
+    ax.end_labels(ends)  # regions on similar grids end close together (IN and ZA)
     if round_start_s:
         ax.ticks_at([v * k for v in round_start_s], ax.y_lo)
     fig.legend(legend, WIDTH_PX - legend_w - 14, 44)
@@ -273,25 +277,6 @@ class RunCurve:
     cum_carbon_g: list[float]
     accuracy: list[float | None]
     initial_accuracy: float
-
-
-def spread_labels(
-    ends: Sequence[tuple[float, float, str, str]], gap: float = 4.0, top: float = 100.0
-) -> list[float]:
-    """The y of each end-of-line label, moved apart so no two are nearer than ``gap``
-    (accuracy points): runs often end at almost the same accuracy, and their labels
-    printed at their ends overlap into one unreadable blot."""
-    order = sorted(range(len(ends)), key=lambda i: ends[i][1])
-    ys = [ends[i][1] for i in order]
-    for j in range(1, len(ys)):
-        ys[j] = max(ys[j], ys[j - 1] + gap)
-    overflow = ys[-1] - top if ys else 0.0
-    if overflow > 0:  # pushed past the top: shift the stack down, keeping the gaps
-        ys = [y - overflow for y in ys]
-    out = [0.0] * len(ends)
-    for i, y in zip(order, ys, strict=True):
-        out[i] = y
-    return out
 
 
 def overlay_figure(runs: Sequence[RunCurve]) -> str:
@@ -311,14 +296,8 @@ def overlay_figure(runs: Sequence[RunCurve]) -> str:
         color = RUN_COLORS[i % len(RUN_COLORS)]
         ax.line(xs, ys, color, dash=_dash(RUN_DASHES[i % len(RUN_DASHES)]), width=1.5,
                 marker=RUN_MARKERS[i % len(RUN_MARKERS)], every=max(1, len(xs) // 12))  # fmt: skip
-        if xs:
+        if xs and math.isfinite(ys[-1]):
             ends.append((xs[-1], ys[-1], r.name, color))
-    for (x_end, y_end, name, color), y_label in zip(ends, spread_labels(ends), strict=True):
-        if y_label != y_end:
-            ax.parts.append(
-                f'<path d="M{ax.px(x_end):.1f},{ax.py(y_end):.1f}L{ax.px(x_end) + 6:.1f},'
-                f'{ax.py(y_label):.1f}" stroke="{color}"/>'
-            )
-        ax.label(x_end, y_label, f" {name}", color=color, dx=6 if y_label != y_end else 0)
+    ax.end_labels(ends)  # runs often end at almost the same accuracy
     fig.legend(legend, WIDTH_PX - legend_w - 14, 44)
     return fig.svg()

@@ -209,45 +209,44 @@ class Participation:
 def participation(
     conn: sqlite3.Connection,
     column: str,
-    client_groups: list[str] | None = None,
+    group_sizes: dict[str, int] | None = None,
     num_clients: int | None = None,
 ) -> Participation:
-    """How often each group's clients took part. ``client_groups[i]`` is client i's group
-    in the whole population (so never-selected clients count, at zero); without it only the
-    clients seen in the ledger are known."""
+    """How often each group's clients took part. ``group_sizes`` holds each group's clients
+    in the whole population (the ledger meta population_groups), so clients never selected
+    count, at zero; without it only the clients seen in the ledger are known, and
+    ``num_clients`` (the population's size) still lets the index over all clients count
+    the others at zero."""
     if column not in _GROUP_COLUMNS:
         raise ValueError(f"cannot group by {column!r}")
-    per_client: dict[int, tuple[str, int, int]] = {
-        int(cid): (str(g), int(sel), int(done))
-        for cid, g, sel, done in conn.execute(
-            f"SELECT client_id, MIN({column}), COUNT(*), SUM(" + AGGREGATED_SQL + ") "
-            "FROM client_rounds GROUP BY client_id"
-        )
-    }
-    if client_groups is not None:
-        groups_of = {i: g for i, g in enumerate(client_groups)}
-        n = len(client_groups)
-    else:
-        groups_of = {cid: g for cid, (g, _, _) in per_client.items()}
-        n = max(num_clients or 0, len(per_client))
-    members: dict[str, list[int]] = {}
-    for cid, g in groups_of.items():
-        members.setdefault(g, []).append(cid)
+    per_client = conn.execute(
+        f"SELECT MIN({column}), COUNT(*), SUM(" + AGGREGATED_SQL + ") "
+        "FROM client_rounds GROUP BY client_id"
+    ).fetchall()
+    seen: dict[str, list[tuple[int, int]]] = {}  # group -> (selected, aggregated) per client
+    for g, sel, done in per_client:
+        seen.setdefault(str(g), []).append((int(sel), int(done)))
+    sizes = dict(group_sizes or {})
     groups = []
-    for g, ids in members.items():
-        done = [per_client.get(c, ("", 0, 0))[2] for c in ids]
+    for g in sorted(set(seen) | set(sizes)):
+        clients = seen.get(g, [])
+        # A client the ledger saw is in its group however the record counts it.
+        never = max(sizes.get(g, 0) - len(clients), 0)
+        done = [d for _, d in clients] + [0] * never
         groups.append(
             GroupParticipation(
                 name=g,
-                clients=len(ids),
-                selected=sum(per_client.get(c, ("", 0, 0))[1] for c in ids),
+                clients=len(done),
+                selected=sum(s for s, _ in clients),
                 completed=sum(done),
                 jain=jain_index(done),
             )
         )
     groups.sort(key=lambda x: (-x.selected, x.name))
     # Clients never selected took part zero times; they count in the index.
-    completed_all = [v[2] for v in per_client.values()] + [0] * max(n - len(per_client), 0)
+    n = max(sum(x.clients for x in groups), num_clients or 0)
+    completed_all = [d for clients in seen.values() for _, d in clients]
+    completed_all += [0] * (n - len(completed_all))
     return Participation(column, groups, jain_index(completed_all), n)
 
 

@@ -1,0 +1,102 @@
+"""What a run recorded about its world, read back from the ledger's meta table: the
+carbon-intensity curves its accounting used and how many clients each region and device
+held. The run writes both (greenfl.accounting.curves); the report only reads them, so it
+shows what the run saw without loading the config, the fleet or the grid sources again.
+
+A ledger written before the keys existed has neither: each reader then returns None and
+the report says the figure was not recorded, rather than guessing it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+# The ledger meta keys, as greenfl.accounting.curves writes them (a test holds the two equal;
+# the report does not import the accounting, which reaches the grid sources).
+INTENSITY_KEY = "intensity_curves"
+GROUPS_KEY = "population_groups"
+
+
+@dataclass(frozen=True)
+class RegionCurve:
+    label: str  # "Germany"
+    source: str  # "2020 hourly trace, repeated yearly", "annual mean", ...
+    ci_g_per_kwh: list[float]  # at each of IntensityCurves.t_s
+
+
+@dataclass(frozen=True)
+class IntensityCurves:
+    start_utc: datetime
+    mode: str  # "auto", "annual" or "constant"
+    constant_g_per_kwh: float | None
+    server_region: str
+    t_s: list[float]  # sample times, seconds since the run's start
+    regions: dict[str, RegionCurve]  # every region holding clients, and the server's
+
+    def legend_label(self, name: str) -> str:
+        """ "Germany (2020 hourly trace, repeated yearly)"."""
+        r = self.regions[name]
+        return f"{r.label or name} ({r.source})" if r.source else (r.label or name)
+
+
+class RecordError(ValueError):
+    """A meta record is present but not in the shape the run writes."""
+
+
+def _floats(raw: Any, what: str) -> list[float]:
+    if not isinstance(raw, list):
+        raise RecordError(f"{what} is not a list")
+    return [float(v) for v in raw]
+
+
+def intensity_curves(meta: dict[str, str]) -> IntensityCurves | None:
+    """The curves in ``meta`` (the ledger's meta table), or None where the run did not
+    record them. Raises RecordError for a record that is there but malformed."""
+    raw = meta.get(INTENSITY_KEY)
+    if raw is None:
+        return None
+    try:
+        d = json.loads(raw)
+        t_s = _floats(d["t_s"], "t_s")
+        regions = {
+            str(name): RegionCurve(
+                str(r.get("label") or name),
+                str(r.get("source") or ""),
+                _floats(r["ci_g_per_kwh"], f"{name}.ci_g_per_kwh"),
+            )
+            for name, r in d["regions"].items()
+        }
+        constant = d.get("constant_g_per_kwh")
+        curves = IntensityCurves(
+            start_utc=datetime.fromisoformat(d["start_utc"]),
+            mode=str(d.get("mode", "auto")),
+            constant_g_per_kwh=None if constant is None else float(constant),
+            server_region=str(d["server_region"]),
+            t_s=t_s,
+            regions=regions,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RecordError(f"meta {INTENSITY_KEY} is malformed: {exc}") from None
+    for name, r in regions.items():
+        if len(r.ci_g_per_kwh) != len(t_s):
+            raise RecordError(f"meta {INTENSITY_KEY}: {name} has {len(r.ci_g_per_kwh)} "
+                              f"values for {len(t_s)} times")  # fmt: skip
+    return curves
+
+
+def population_groups(meta: dict[str, str]) -> dict[str, dict[str, int]] | None:
+    """{"region": {name: clients}, "device": {name: clients}} over the whole population
+    (clients never selected included), or None where the run did not record it."""
+    raw = meta.get(GROUPS_KEY)
+    if raw is None:
+        return None
+    try:
+        d = json.loads(raw)
+        return {
+            str(column): {str(name): int(n) for name, n in counts.items()}
+            for column, counts in d.items()
+        }
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise RecordError(f"meta {GROUPS_KEY} is malformed: {exc}") from None
