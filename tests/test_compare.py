@@ -41,8 +41,9 @@ def test_compare_table_csv_json_and_ratios(
     rc = main(["compare", str(a), str(b), "--seeds", "0,1", "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr()
-    assert "gCO2e to target" in printed.out and "base" in printed.out and "green" in printed.out
+    assert "carbon to target (" in printed.out and "base" in printed.out and "green" in printed.out
     assert "green seed 1" in printed.err  # progress per run on stderr
+    assert "None" not in printed.out + printed.err
 
     summaries = {
         (name, s): json.loads((out / f"{name}-seed{s}" / "summary.json").read_text())
@@ -145,12 +146,13 @@ def test_without_a_target_the_to_target_rows_use_the_accuracy_every_run_reached(
     cells = html.split("<tr data-config='small'>")[1].split("</tr>")[0]
     assert cells.count("±") >= 8 and "n/a" not in cells  # values and ratios, mean ± std
     assert html.count("href='plain-seed0/report.html'") == 1
-    assert "gCO2e to target (0." in capsys.readouterr().out  # the terminal names it too
+    printed = capsys.readouterr().out
+    assert f"at {target * 100:.2f}% accuracy" in printed  # the terminal names it too
 
 
 def test_carbon_to_accuracy_matches_the_summary(tmp_path: Path) -> None:
     import greenfl
-    from greenfl.analysis.compare_seeds import to_accuracy
+    from greenfl.analysis.seed_stats import to_accuracy
     from greenfl.config import build_config
 
     cfg = build_config(
@@ -167,10 +169,12 @@ def test_carbon_to_accuracy_matches_the_summary(tmp_path: Path) -> None:
 
 
 def test_end_labels_are_spread_apart() -> None:
-    from greenfl.report.plots import spread_labels
+    from greenfl.report.svg import spread_apart
 
-    ends = [(1.0, 80.0, "a", "c"), (1.0, 80.5, "b", "c"), (1.0, 99.0, "c", "c")]
-    ys = spread_labels(ends)
-    assert sorted(ys) == ys and all(b - a >= 4.0 - 1e-9 for a, b in zip(ys, ys[1:], strict=False))
-    assert max(ys) <= 100.0
-    assert spread_labels([(0.0, 50.0, "x", "c")]) == [50.0]
+    # Pixel ys of three line ends (y grows downwards); 13.2 px is one line of 11 px text.
+    ys = spread_apart([80.0, 80.5, 200.0], 13.2, lo=0.0, hi=300.0)
+    # The two that collide stack around their mean, 80.25 +- 6.6; the third stays put.
+    assert ys == pytest.approx([73.65, 86.85, 200.0])
+    # Pushed past the top, a stack starts at it and keeps its gaps.
+    assert spread_apart([1.0, 2.0], 10.0, lo=0.0) == pytest.approx([0.0, 10.0])
+    assert spread_apart([50.0], 4.0) == [50.0]

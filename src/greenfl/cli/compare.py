@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
-from greenfl.analysis.compare_seeds import compare, compare_table, write_outputs
-from greenfl.config import RunConfig
 from greenfl.core.errors import ConfigError
+
+if TYPE_CHECKING:  # the command imports what runs and reports when it is called
+    from greenfl.config import RunConfig
 
 ConfigsArg = Annotated[list[Path], typer.Argument(help="Config files; the first is the baseline.")]
 SeedsOpt = Annotated[
@@ -61,6 +61,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run configs over seeds and compare accuracy, time, energy, carbon, and the
         privacy, attack and audit figures where runs have them."""
+        from rich.console import Console
+
+        from greenfl.analysis.compare_seeds import compare
+        from greenfl.analysis.seed_stats import write_outputs
+        from greenfl.report.compare import write_compare_report
+        from greenfl.report.compare_terminal import compare_table
+
         seed_list = parse_seeds(seeds)
         out_dir = out or Path("runs") / datetime.now().strftime("compare-%Y%m%d-%H%M%S")
         err = Console(stderr=True)
@@ -73,8 +80,6 @@ def register(app: typer.Typer) -> None:
             console = Console(width=max(100, 34 + 26 * len(results)))
         console.print(compare_table(results))
         csv_path, json_path = write_outputs(results, out_dir)
-        from greenfl.report.compare import write_compare_report
-
         dirs = [Path(d) for c in results for d in c.out_dirs]
         report = write_compare_report(dirs, out_dir)
         err.print(f"wrote {csv_path}, {json_path}, {report}")

@@ -21,37 +21,36 @@ def comparison_rows(
     def ratio(a: float | None, b: float) -> str:
         return "n/a" if a is None or b == 0 else f"{a / b:.3g}x"
 
+    # One unit per quantity in the table: that of its largest figure.
+    j = max(est.energy_j, fl_j or 0.0, est.server_energy_j, est.upload_energy_j)
+    g = max(est.carbon_g, fl_g or 0.0, est.server_carbon_g, est.upload_operational_g)
+
+    def energy(v: float | None) -> str:
+        return "n/a" if v is None else format_energy(v, j)
+
+    def carbon(v: float | None) -> str:
+        return "n/a" if v is None else format_carbon(v, g)
+
     return [
         ("training work", "-", f"{est.work_flops:.4g} FLOP ({est.epochs:.3g} epochs)", ""),
         ("server training time", "-", format_duration(est.train_s), ""),
         ("raw data uploaded once", "-", f"{est.data_bytes / 1e6:.4g} MB", ""),
-        ("energy: server (x PUE)", "-", format_energy(est.server_energy_j), ""),
-        ("energy: data upload", "-", format_energy(est.upload_energy_j), ""),
-        (
-            "energy: total",
-            "n/a" if fl_j is None else format_energy(fl_j),
-            format_energy(est.energy_j),
-            ratio(fl_j, est.energy_j),
-        ),
+        ("energy: server (x PUE)", "-", energy(est.server_energy_j), ""),
+        ("energy: data upload", "-", energy(est.upload_energy_j), ""),
+        ("energy: total", energy(fl_j), energy(est.energy_j), ratio(fl_j, est.energy_j)),
         (
             "carbon: server",
             "-",
-            f"{format_carbon(est.server_carbon_g)} at {est.server_ci_g_per_kwh:.4g} g/kWh",
+            f"{carbon(est.server_carbon_g)} at {est.server_ci_g_per_kwh:.4g} g/kWh",
             "",
         ),
         (
             "carbon: data upload",
             "-",
-            f"{format_carbon(est.upload_operational_g)} + "
-            f"{format_carbon(est.upload_embodied_g)} embodied",
+            f"{carbon(est.upload_operational_g)} + {carbon(est.upload_embodied_g)} embodied",
             "",
         ),
-        (
-            "carbon: total",
-            "n/a" if fl_g is None else format_carbon(fl_g),
-            format_carbon(est.carbon_g),
-            ratio(fl_g, est.carbon_g),
-        ),
+        ("carbon: total", carbon(fl_g), carbon(est.carbon_g), ratio(fl_g, est.carbon_g)),
     ]
 
 

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-from greenfl.analysis.compare_seeds import ConfigRuns, Stat, aggregate, align_targets, run_metrics
+from greenfl.analysis.seed_stats import ConfigRuns, Stat, aggregate, align_targets, run_metrics
 from greenfl.report import plots
-from greenfl.report.headline import format_accuracy, format_carbon, format_energy
-from greenfl.report.html import page
+from greenfl.report.headline import format_accuracy, format_carbon, format_energy, plain_number
+from greenfl.report.page import page
 from greenfl.report.run_data import ReportError, RunData, open_run
+from greenfl.report.seed_cells import TableUnits, label, mean_std_text, ratio_text, stat_units
 from greenfl.report.tables import intelligence_per_kwh, round_series
 
 
@@ -96,18 +97,14 @@ def unique_names(paths: Sequence[Path]) -> list[str]:
     return [f"{p.parent.name}/{p.name}" for p in paths]
 
 
-def _x(v: float | None) -> str:
-    return "n/a" if v is None or not math.isfinite(v) else f"{v:.3g}x"
-
-
 SEED_SUFFIX = re.compile(r"-seed\d+$")
 
-# metric key, column, how to print one value
-CONFIG_COLUMNS: tuple[tuple[str, str, object], ...] = (
-    ("final_accuracy", "final accuracy", format_accuracy),
-    ("energy_kwh", "energy", lambda kwh: format_energy(kwh * 3.6e6)),
-    ("carbon_total_g", "carbon", format_carbon),
-    ("carbon_g_to_target", "carbon to target", format_carbon),
+# The per-config table's columns: metric key, label (a quantity's names its unit), format.
+CONFIG_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("final_accuracy", "final accuracy", "{:.2%}"),
+    ("energy_kwh", "energy", ""),
+    ("carbon_total_g", "carbon", ""),
+    ("carbon_g_to_target", "carbon to target", ""),
 )
 
 
@@ -129,32 +126,28 @@ def config_groups(run_dirs: Sequence[Path], names: Sequence[str]) -> list[Config
     return configs
 
 
-def _stat_cell(s: Stat, fmt: object, first: bool) -> str:
-    if s.mean is None:
-        return "n/a"
-    f = fmt if callable(fmt) else str
-    text = f"{f(s.mean)} ± {f(s.std or 0.0)}"
-    if not first:
-        r = "n/a" if s.ratio_mean is None else f"{s.ratio_mean:.3g}x ± {s.ratio_std or 0.0:.2g}"
-        text += f"<br><span class='src'>{r}</span>"
+def _stat_cell(key: str, s: Stat, fmt: str, units: TableUnits, runs: int,
+               target: float | None, first: bool) -> str:  # fmt: skip
+    text = escape(mean_std_text(key, s, fmt, units, runs, target))
+    if not first and s.mean is not None:
+        text += f"<br><span class='src'>{escape(ratio_text(s))}</span>"
     return text
 
 
 def config_table(configs: Sequence[ConfigRuns]) -> str:
     stats = aggregate(configs)
+    units = stat_units(stats, [k for k, _, _ in CONFIG_COLUMNS])
     target = configs[0].target
-    heads = [
-        f"{label} ({format_accuracy(target)})" if key == "carbon_g_to_target" and target else label
-        for key, label, _ in CONFIG_COLUMNS
-    ]
     head = "<tr><th>config</th><th class='num'>runs</th>" + "".join(
-        f"<th class='num'>{escape(h)}</th>" for h in heads
+        f"<th class='num'>{escape(label(key, name, units, target))}</th>"
+        for key, name, _ in CONFIG_COLUMNS
     )
     body = "".join(
         f"<tr data-config='{escape(c.name)}'><td>{escape(c.name)}</td>"
         f"<td class='num'>{len(c.seeds)}</td>"
         + "".join(
-            f"<td class='num'>{_stat_cell(stats[c.name][key], fmt, i == 0)}</td>"
+            f"<td class='num'>"
+            f"{_stat_cell(key, stats[c.name][key], fmt, units, len(c.seeds), target, i == 0)}</td>"
             for key, _, fmt in CONFIG_COLUMNS
         )
         + "</tr>"
@@ -172,6 +165,9 @@ def _report_link(path: Path, out_dir: Path | None) -> str:
 
 
 def run_table(rows: Sequence[RunRow], dirs: Sequence[Path], out_dir: Path | None) -> str:
+    # One unit per column: that of the column's largest figure.
+    scale_j = max((r.energy_j for r in rows), default=0.0)
+    scale_g = max((r.carbon_g for r in rows), default=0.0)
     head = (
         "<tr><th>run</th><th class='num'>rounds</th><th class='num'>final accuracy</th>"
         "<th class='num'>energy</th><th class='num'>carbon</th>"
@@ -181,9 +177,9 @@ def run_table(rows: Sequence[RunRow], dirs: Sequence[Path], out_dir: Path | None
         f"<tr data-run='{escape(r.name)}'>"
         f"<td>{escape(r.name)}</td><td class='num'>{r.rounds}</td>"
         f"<td class='num'>{format_accuracy(r.final_accuracy)}</td>"
-        f"<td class='num'>{format_energy(r.energy_j)}</td>"
-        f"<td class='num'>{format_carbon(r.carbon_g)}</td>"
-        f"<td class='num'>{r.intelligence_per_kwh:.4g}</td>"
+        f"<td class='num'>{format_energy(r.energy_j, scale_j)}</td>"
+        f"<td class='num'>{format_carbon(r.carbon_g, scale_g)}</td>"
+        f"<td class='num'>{plain_number(r.intelligence_per_kwh)}</td>"
         f"<td>{_report_link(d, out_dir) or 'none'}</td></tr>"
         for r, d in zip(rows, dirs, strict=True)
     )

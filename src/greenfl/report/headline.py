@@ -4,10 +4,10 @@ the summary.json key it comes from, so a test can check the page against summary
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from greenfl.core.units import J_PER_KWH
 from greenfl.report.run_data import RunData
 from greenfl.report.style import carbon_scale, energy_scale
 from greenfl.report.tables import breakdown, intelligence_per_kwh
@@ -30,26 +30,61 @@ def summary_value(summary: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def format_carbon(g: float | None) -> str:
+# ---- the one unit rule -----------------------------------------------------------------
+# Energy reads in J, Wh or kWh and carbon in µg, mg, g or kgCO2e, whichever puts the value
+# between 1 and 1000 (energy: J up to 1 Wh). Figures shown together (a table, its rows and
+# columns, a terminal summary, the axis of a plot) all take the unit of the largest of them,
+# so that they compare at a glance; a figure shown alone (a headline card, the live
+# progress line's running total) is its own largest. Every tool formats through
+# format_energy / format_carbon, with three significant figures and no exponent.
+
+
+def plain_number(v: float, digits: int = 3) -> str:
+    """``v`` to ``digits`` significant figures, without exponent notation and without
+    trailing zeros; thousands separated from 1000 up."""
+    if not math.isfinite(v):
+        return "n/a"
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    decimals = digits - 1 - math.floor(math.log10(abs(v)))
+    if decimals > 9:  # a value a billion times below its unit reads better as an exponent
+        return f"{v:.{digits - 1}e}"
+    text = f"{v:.{max(decimals, 0)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _finite_max(values: Iterable[float | None]) -> float:
+    return max((abs(v) for v in values if v is not None and math.isfinite(v)), default=0.0)
+
+
+def energy_unit(*values_j: float | None) -> tuple[float, str]:
+    """(factor, unit) for energies shown together: the unit of the largest of them."""
+    return energy_scale(_finite_max(values_j))
+
+
+def carbon_unit(*values_g: float | None) -> tuple[float, str]:
+    """(factor, unit) for carbon figures shown together: the unit of the largest of them."""
+    return carbon_scale(_finite_max(values_g))
+
+
+def format_energy(j: float | None, scale_j: float | None = None) -> str:
+    """``j`` joules in the unit of ``scale_j``, the largest energy shown beside it (a
+    table's, a row's); without one, ``j``'s own unit. ``"n/a"`` for a missing value."""
+    if j is None or not math.isfinite(j):
+        return "n/a"
+    k, unit = energy_unit(j if scale_j is None else scale_j)
+    return f"{plain_number(j * k)} {unit}"
+
+
+def format_carbon(g: float | None, scale_g: float | None = None) -> str:
+    """``g`` gCO2e in the unit of ``scale_g``, the largest carbon figure shown beside it;
+    without one, ``g``'s own unit. ``"n/a"`` for a missing value."""
     if g is None or not math.isfinite(g):
         return "n/a"
-    k, unit = carbon_scale(abs(g))
-    return f"{g * k:.3g} {unit}"
-
-
-def format_kwh(j: float | None) -> str:
-    if j is None or not math.isfinite(j):
-        return "n/a"
-    return f"{j / J_PER_KWH:.3g} kWh"
-
-
-def format_energy(j: float | None) -> str:
-    """Energy in the unit that reads best (J, Wh or kWh)."""
-    if j is None or not math.isfinite(j):
-        return "n/a"
-    k, unit = energy_scale(abs(j))
-    v = j * k
-    return f"{v:,.0f} {unit}" if abs(v) >= 1000 else f"{v:.3g} {unit}"
+    k, unit = carbon_unit(g if scale_g is None else scale_g)
+    return f"{plain_number(g * k)} {unit}"
 
 
 def format_large(v: float) -> str:
@@ -75,6 +110,46 @@ def format_duration(s: float | None) -> str:
     if s < 2 * 86400:
         return f"{s / 3600:.3g} h"
     return f"{s / 86400:.3g} days"
+
+
+def eval_every(config: dict[str, Any]) -> int | None:
+    """The run's ``eval.every`` from its stored config (plain JSON: the report does not
+    load the config model); None where the config predates the key."""
+    section = config.get("eval")
+    value = section.get("every") if isinstance(section, dict) else None
+    return int(value) if isinstance(value, int | float) else None
+
+
+def _every(n: int) -> str:
+    return "every round" if n == 1 else f"every {n} rounds"
+
+
+def client_accuracy_note(
+    client: dict[str, Any] | None, every: int | None, rounds_completed: int
+) -> str:
+    """What the clients' accuracy card rests on, true to the run's ``eval.every``
+    (clients are evaluated in the rounds that are multiples of it; 0: never)."""
+    if client:
+        note = (
+            f"worst decile {format_accuracy(client['worst_decile'])}, p10 "
+            f"{format_accuracy(client['p10'])}; {client['clients']} clients' own test data"
+        )
+        if every:
+            note += f"; evaluated {_every(every)}"
+        if client.get("round") is not None:
+            note += f", the last in round {client['round']}"
+        return note
+    if every == 0:
+        return "not evaluated (eval.every = 0)"
+    if every is None:
+        return "not evaluated"
+    if rounds_completed < every:
+        return (
+            f"not evaluated: the run ended after {rounds_completed} "
+            f"round{'s' if rounds_completed != 1 else ''}, before round {every} "
+            f"(eval.every = {every})"
+        )
+    return f"no evaluation recorded (eval.every = {every})"
 
 
 def headline_metrics(run: RunData) -> list[Metric]:
@@ -112,12 +187,7 @@ def headline_metrics(run: RunData) -> list[Metric]:
             "clients' accuracy",
             client["mean"] if client else None,
             format_accuracy(client["mean"]) if client else "n/a",
-            (
-                f"worst decile {format_accuracy(client['worst_decile'])}, p10 "
-                f"{format_accuracy(client['p10'])}; {client['clients']} clients' own test data"
-                if client
-                else "not evaluated (eval.every = 0)"
-            ),
+            client_accuracy_note(client, eval_every(run.config), s["rounds_completed"]),
             "client_accuracy.mean" if client else None,
         ),
         Metric(
@@ -125,7 +195,7 @@ def headline_metrics(run: RunData) -> list[Metric]:
             "energy",
             total_j,
             format_energy(total_j),
-            f"= {format_kwh(total_j)}: clients, network and server x PUE",
+            "clients, network and server x PUE",
             "energy_j.total",
         ),
         Metric(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from greenfl.core.units import S_PER_HOUR
+from greenfl.core.units import J_PER_KWH, J_PER_WH, S_PER_HOUR
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,11 @@ def carbon_scale(max_g: float) -> tuple[float, str]:
 
 
 def energy_scale(max_j: float) -> tuple[float, str]:
-    if max_j >= 3.6e5:
-        return 1 / 3.6e6, "kWh"
-    if max_j >= 3600:
-        return 1 / 3600, "Wh"
+    """(factor, unit): J below 1 Wh, Wh below 1 kWh, then kWh."""
+    if max_j >= J_PER_KWH:
+        return 1 / J_PER_KWH, "kWh"
+    if max_j >= J_PER_WH:
+        return 1 / J_PER_WH, "Wh"
     return 1.0, "J"
 
 

@@ -3,33 +3,29 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from greenfl.report.style import carbon_scale, energy_scale
+from greenfl.report.headline import format_carbon, format_energy
 from greenfl.report.tables import breakdown, carbon_by, intelligence_per_kwh
-
-
-def _unit(scale: tuple[float, str]) -> Callable[[float], str]:
-    """A formatter in one unit: every row of a quantity reads in the unit of its total,
-    chosen as the HTML report chooses it, so the rows add up at a glance."""
-    k, unit = scale
-
-    def fmt(v: float) -> str:
-        return f"{v * k:.4g} {unit}"
-
-    return fmt
 
 
 def summary_table(
     summary: dict[str, Any], conn: sqlite3.Connection, initial_accuracy: float, stop_reason: str
 ) -> Table:
     b = breakdown(conn)
-    fmt_j = _unit(energy_scale(b.total_j))
-    fmt_g = _unit(carbon_scale(max(b.total_g, summary.get("carbon_g_to_target") or 0.0)))
+    # Every row of a quantity reads in the unit of its largest figure (the rule of
+    # report.headline, as in the HTML report), so the rows add up at a glance.
+    scale_g = max(b.total_g, summary.get("carbon_g_to_target") or 0.0)
+
+    def fmt_j(j: float) -> str:
+        return format_energy(j, b.total_j)
+
+    def fmt_g(g: float) -> str:
+        return format_carbon(g, scale_g)
+
     t = Table(title="greenfl run summary", show_header=False, title_justify="left")
     t.add_column("what", style="bold")
     t.add_column("value")
