@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -45,6 +44,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Membership-inference audit: loss-threshold and LiRA attacks, into audit.json."""
         from greenfl.analysis.membership import audit_run, write_audit
+        from greenfl.report.audit_view import read_summary, table_lines
 
         def progress(line: str) -> None:
             typer.echo(line, err=True)
@@ -58,23 +58,6 @@ def register(app: typer.Typer) -> None:
             progress=None if quiet else progress,
         )
         path = write_audit(run, result)
-        for line in table_lines(result):
+        for line in table_lines(result, read_summary(run)):
             typer.echo(line)
         typer.echo(f"wrote {path}")
-
-
-def table_lines(result: dict[str, Any]) -> list[str]:
-    """The attacks as a short table, one line each."""
-    lines = [
-        f"{result['members']} members, {result['non_members']} non-members "
-        f"(round {result['round']}, {result['member_clients']} clients)",
-        f"{'attack':<14}{'AUC':>7}{'TPR@1%':>9}{'TPR@0.1%':>10}",
-    ]
-    for name, a in result["attacks"].items():
-        lines.append(
-            f"{name:<14}{a['auc']:>7.3f}{a['tpr_at_fpr_1e-2']:>9.3f}{a['tpr_at_fpr_1e-3']:>10.3f}"
-        )
-    privacy = result.get("privacy")
-    shown = "none in config.json" if privacy is None else json.dumps(privacy, sort_keys=True)
-    lines.append(f"privacy: {shown}")
-    return lines

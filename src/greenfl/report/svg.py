@@ -36,13 +36,16 @@ def text_width_px(text: str, size_px: float = TICK_PX) -> float:
     return max((len(line) for line in text.split("\n")), default=0) * size_px * CHAR_EM
 
 
-def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
-    """Round tick values (1, 2 or 5 times a power of ten apart) covering [lo, hi]."""
+def nice_ticks(lo: float, hi: float, target: int = 5, integer: bool = False) -> list[float]:
+    """Round tick values (1, 2 or 5 times a power of ten apart) covering [lo, hi];
+    ``integer``: whole numbers only (an axis of rounds has no round 1.5)."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         return [lo] if math.isfinite(lo) else []
     raw = (hi - lo) / max(target, 1)
     power = 10.0 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    if integer:
+        step = max(step, 1.0)
     first = math.ceil(lo / step - 1e-9) * step
     count = int(math.floor((hi - first) / step + 1e-9)) + 1
     return [round(first + i * step, 12) for i in range(count)]
@@ -53,6 +56,34 @@ def tick_label(value: float, ticks: Sequence[float]) -> str:
     step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0
     digits = max(0, -math.floor(math.log10(step) + 1e-9))
     return f"{value:,.{digits}f}"
+
+
+def spread_apart(
+    ys: Sequence[float], gap: float, lo: float = -math.inf, hi: float = math.inf
+) -> list[float]:
+    """Where to put labels wanted at ``ys`` (one axis, any order) so that no two are nearer
+    than ``gap``: labels that would collide form a stack centred on where they wanted to be,
+    kept within [lo, hi] where it fits. Labels that do not collide stay where they are."""
+    order = sorted(range(len(ys)), key=lambda i: ys[i])
+    stacks: list[list[int]] = []
+
+    def top(stack: list[int]) -> float:
+        span = gap * (len(stack) - 1)
+        centre = sum(ys[i] for i in stack) / len(stack)
+        return max(lo, min(centre - span / 2, hi - span))
+
+    for i in order:
+        stacks.append([i])
+        # Merging can make the merged stack reach the one before it: merge again.
+        while len(stacks) > 1 and top(stacks[-1]) < top(stacks[-2]) + gap * len(stacks[-2]):
+            last = stacks.pop()
+            stacks[-1].extend(last)
+    out = [0.0] * len(ys)
+    for stack in stacks:
+        t = top(stack)
+        for k, i in enumerate(stack):
+            out[i] = t + k * gap
+    return out
 
 
 def fmt(v: float) -> str:
@@ -134,11 +165,13 @@ class Panel:
         ylabel: str = "",
         categories: Sequence[str] | None = None,
         y_ticks: bool = True,
+        x_integer: bool = False,
     ) -> None:
-        """Grid, axes, tick labels, title and axis labels; call after ``limits``."""
+        """Grid, axes, tick labels, title and axis labels; call after ``limits``.
+        ``x_integer``: ticks at whole numbers only (rounds, counts)."""
         p = self.parts
         b = self.top + self.height
-        xt = nice_ticks(self.x_lo, self.x_hi)
+        xt = nice_ticks(self.x_lo, self.x_hi, integer=x_integer)
         for v in xt:
             x = self.px(v)
             p.append(f'<path d="M{_num(x)},{_num(self.top)}V{_num(b)}" stroke="{GRID}"/>')
@@ -234,6 +267,23 @@ class Panel:
         self, x: float, y: float, s: str, anchor: str = "start", color: str = INK, dx: float = 0
     ) -> None:
         self.parts.append(_text(self.px(x) + dx, self.py(y), s, NOTE_PX, anchor, color))
+
+    def end_labels(self, ends: Sequence[tuple[float, float, str, str]]) -> list[float]:
+        """A label at the end (x, y) of each line, (x, y, text, colour) in data
+        coordinates. Labels that would overlap (lines ending close together) are moved
+        apart, each with a short leader to its line's end; returns the labels' pixel ys."""
+        gap = 1.2 * NOTE_PX  # one line of text
+        wanted = [self.py(y) for _, y, _, _ in ends]
+        placed = spread_apart(wanted, gap, self.top, self.top + self.height)
+        for (x, _, text, color), y0, y1 in zip(ends, wanted, placed, strict=True):
+            x0 = self.px(x)
+            moved = abs(y1 - y0) > 0.5
+            if moved:
+                self.parts.append(f'<path d="M{_num(x0)},{_num(y0)}L{_num(x0 + 6)},{_num(y1)}" '
+                                  f'stroke="{color}"/>')  # fmt: skip
+            self.parts.append(_text(x0 + (6 if moved else 0), y1, f" {text}", NOTE_PX,
+                                    "start", color))  # fmt: skip
+        return placed
 
     def boxed_label(self, x: float, y: float, s: str) -> None:
         """Black text on a white box, centred at data point (x, y): reads over any hatch."""
