@@ -19,6 +19,7 @@ from greenfl.data.base import ArrayDataset, Partition
 from greenfl.factories import build_model_for, dataset_for
 from greenfl.models import build_model, default_model, training_flops_per_sample
 from greenfl.models.flops import lstm_training_flops
+from tests.tolerance import SAME_UPDATE_REL, assert_close_to_scale
 
 
 def _params(model: nn.Module) -> int:
@@ -170,4 +171,8 @@ def test_vectorised_equals_sequential_on_the_cnns(name: str, shape: tuple[int, .
     for a, b in zip(seq, vec, strict=True):
         assert a.client_id == b.client_id and a.steps == b.steps
         assert float(a.delta.abs().max()) > 1e-4  # it trained
-        assert float((a.delta - b.delta).abs().max()) < 1e-5
+        # equal on the scale of the update, not to a fixed 1e-5: float32 conv/matmul sums in
+        # another order, and at a ReLU/max-pool tie the other branch (1.4e-4 of the norm seen
+        # for cifar_cnn; tests/tolerance.py: SAME_UPDATE_REL 1e-3). A learning rate 1% off
+        # moves these updates by 1.2e-2 to 1.2e-1 of their norm.
+        assert_close_to_scale(b.delta, a.delta, SAME_UPDATE_REL, f"{name} client {a.client_id}")

@@ -57,6 +57,21 @@ EXACT = Tol()
 FLOAT64_EXACT_INPUTS = Tol(rel=1e-9, why="float64 arithmetic on counted inputs")
 
 
+# One update computed two ways (sequential and vectorised trainers, chunked or not), or on
+# two CPUs: the same batches and steps, float32 reductions in another order. Each op differs
+# by ~eps_f32 * sqrt(K) * |values| (K up to a few thousand here: ~1e-5 at most), carried
+# through a few local steps; seen 1e-7 of the update's norm for the MLPs, and 1.4e-4 for a
+# CNN client where an activation at a ReLU or max-pool tie took the other branch. 1e-3 of
+# the update's norm is 7x that worst case. A real bug is above it: the learning rate 1% off
+# moves an update by 2e-3 (an MLP client 10 steps in, near its optimum) to 1e-1 of its norm,
+# a factor of 2 off by 0.15 to 0.9.
+SAME_UPDATE_REL = 1e-3
+
+# The mean training loss a client reports, from the same float32 steps: seen 2e-6 relative
+# (the CNN client above); a learning rate 1% off moves it by 7e-4 to 7e-3.
+SAME_LOSS_REL = 1e-4
+
+
 def mismatches(
     got: Sequence[Mapping[str, object]],
     want: Sequence[Mapping[str, object]],
