@@ -8,6 +8,7 @@ import pytest
 import greenfl
 from greenfl.cli import main
 from greenfl.config import RunConfig
+from greenfl.factories import dataset_for
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 
@@ -34,8 +35,13 @@ def test_ray_backend_equals_local(tiny_config: RunConfig) -> None:
         remote = greenfl.run(cfg.replace(**{"engine.backend": "ray"}))
     finally:
         ray.shutdown()
-    assert [r.accuracy for r in remote.history] == [r.accuracy for r in local.history]
-    # Ray workers run one torch thread: float sums may round differently in the last bits.
+    # Ray workers run one torch thread: float sums may round differently in the last bits,
+    # and a test input whose top two logits tie within rounding may be classified the other
+    # way, so accuracy may differ by one input of the central test set.
+    one_input = 1 / len(dataset_for(cfg.data, cfg.seed).test_data()[1])
+    assert [r.accuracy for r in remote.history] == pytest.approx(
+        [r.accuracy for r in local.history], abs=one_input + 1e-12
+    )
     assert [r.loss for r in remote.history] == pytest.approx([r.loss for r in local.history])
     # Client figures are computed from the training; the server's are measured wall time.
     for key in ("client_compute", "client_comm"):

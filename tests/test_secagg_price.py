@@ -6,13 +6,16 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 import greenfl
-from greenfl.config import build_config
+from greenfl.config import RunConfig, build_config
+from greenfl.factories import dataset_for
 from greenfl.secagg.cost import secagg_cost
 
 
-def _run(tmp_path: Path, enabled: bool) -> tuple[sqlite3.Connection, dict]:
-    cfg = build_config(
+def _config(enabled: bool) -> RunConfig:
+    return build_config(
         {
             "data": {"num_clients": 30},
             "train": {"rounds": 3, "clients_per_round": 6},
@@ -20,15 +23,25 @@ def _run(tmp_path: Path, enabled: bool) -> tuple[sqlite3.Connection, dict]:
             "report": {"html": False},
         }
     )
+
+
+def _run(tmp_path: Path, enabled: bool) -> tuple[sqlite3.Connection, dict]:
     out = tmp_path / str(enabled)
-    res = greenfl.run(cfg, out)
+    res = greenfl.run(_config(enabled), out)
     return sqlite3.connect(out / "ledger.sqlite"), res.summary
 
 
 def test_secagg_adds_its_bytes_and_compute_and_nothing_else(tmp_path: Path):
     plain, plain_summary = _run(tmp_path, False)
     masked, masked_summary = _run(tmp_path, True)
-    assert masked_summary["final_accuracy"] == plain_summary["final_accuracy"]
+    # The masked sum is decoded from fixed point (steps of 2^-frac_bits, ~1e-8 here), so the
+    # model equals the plain one up to that rounding: a test input whose top two logits tie
+    # within it may be classified the other way. One input of the central test set at most.
+    cfg = _config(False)
+    one_input = 1 / len(dataset_for(cfg.data, cfg.seed).test_data()[1])
+    assert masked_summary["final_accuracy"] == pytest.approx(
+        plain_summary["final_accuracy"], abs=one_input + 1e-12
+    )
     q = "SELECT round, client_id, bytes_up, bytes_down, flops FROM client_rounds ORDER BY 1, 2"
     a, b = plain.execute(q).fetchall(), masked.execute(q).fetchall()
     numel = 64 * 64 + 64 + 64 * 10 + 10  # the quickstart's MLP 64-64-10
