@@ -27,6 +27,9 @@ RUNS = {
         "fleet.deadline_s=2.0",
         "fleet.over_selection=0.5",
         "selection.name='carbon'",
+        # the quickstart's round, as the golden run had it (synthetic's own defaults differ)
+        "train.local_epochs=5",
+        "train.batch_size=8",
     ],
 }
 # Host-measured server time, and what it moves: the simulated clock.

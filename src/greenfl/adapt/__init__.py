@@ -1,43 +1,31 @@
 """Adaptive round parameters: a bandit picks (clients_per_round, local_epochs, batch_size)
-each round. Adding a policy is one module plus one line in ADAPTERS."""
+each round. A new policy is one module plus one line below (or an entry point in the
+``greenfl.adapters`` group); its type declares ``Params`` and is built as
+``Type(arms, params)``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from greenfl.adapt.bandit import (
-    Arm,
-    Bandit,
-    PooledThompsonBandit,
-    ThompsonBandit,
-    UCBBandit,
-    make_arms,
-    round_gain,
-    round_reward,
+from greenfl.core.registry import Registry
+
+if TYPE_CHECKING:
+    from greenfl.adapt.bandit import Arm, Bandit
+
+ADAPTERS: Registry[Bandit] = Registry(
+    "adapter",
+    "greenfl.adapters",
+    {
+        "ucb": "greenfl.adapt.bandit:UCBBandit",
+        "thompson": "greenfl.adapt.bandit:ThompsonBandit",
+        "pooled": "greenfl.adapt.bandit:PooledThompsonBandit",
+    },
 )
-from greenfl.core.registry import make_from
-
-ADAPTERS: dict[str, type[Bandit]] = {
-    "ucb": UCBBandit,
-    "thompson": ThompsonBandit,
-    "pooled": PooledThompsonBandit,
-}
 
 
-def make(name: str, arms: list[Arm], **kwargs: Any) -> Bandit:
-    """The bandit registered as ``name`` over ``arms``, built with its own keyword arguments."""
-    return make_from("adapter", ADAPTERS, name, arms, **kwargs)
+def make(name: str, arms: list[Arm], **params: Any) -> Bandit:
+    """The bandit registered as ``name`` over ``arms``, built with these parameters."""
+    return ADAPTERS.make(name, arms, **params)
 
 
-__all__ = [
-    "ADAPTERS",
-    "Arm",
-    "Bandit",
-    "PooledThompsonBandit",
-    "ThompsonBandit",
-    "UCBBandit",
-    "make",
-    "make_arms",
-    "round_gain",
-    "round_reward",
-]
+__all__ = ["ADAPTERS", "make"]

@@ -14,6 +14,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field
+
+from greenfl.core.registry import params
 
 
 @dataclass(frozen=True)
@@ -37,14 +40,39 @@ def round_reward(acc_before: float, acc_after: float, carbon_g: float) -> float:
     return round_gain(acc_before, acc_after) / max(carbon_g, 1e-12)
 
 
-class Bandit:
-    name = "bandit"
+@params
+class ThompsonParams:
+    discount: float = Field(
+        0.95, gt=0, le=1, description="weight kept by past rounds each round (1: no discount)"
+    )
 
-    def __init__(self, arms: list[Arm], discount: float = 0.95) -> None:
+
+@params
+class UCBParams(ThompsonParams):
+    exploration: float = Field(1.0, ge=0, le=1e6, description="confidence width")
+
+
+@params
+class PooledParams:
+    prior_rounds: float = Field(
+        5.0, gt=0, le=1e6, description="rounds' worth of weight on the mean gain of all rounds"
+    )
+    gain_sd: float = Field(
+        0.25, gt=0, le=1e6, description="spread of one round's gain (share of error removed)"
+    )
+
+
+class Bandit:
+    """A bandit over ``arms``; ``params`` its own parameters (``Params``)."""
+
+    name = "bandit"
+    Params: type = ThompsonParams
+
+    def __init__(self, arms: list[Arm], params: ThompsonParams | None = None) -> None:
         if not arms:
             raise ValueError("a bandit needs at least one arm")
         self.arms = arms
-        self.discount = discount
+        self.discount = (params if params is not None else ThompsonParams()).discount
         self.counts = np.zeros(len(arms))  # discounted
         self.sums = np.zeros(len(arms))  # discounted, of scaled rewards
         self.sumsq = np.zeros(len(arms))
@@ -95,10 +123,12 @@ class Bandit:
 
 class UCBBandit(Bandit):
     name = "ucb"
+    Params = UCBParams
 
-    def __init__(self, arms: list[Arm], exploration: float = 1.0, discount: float = 0.95) -> None:
-        super().__init__(arms, discount)
-        self.exploration = exploration
+    def __init__(self, arms: list[Arm], params: UCBParams | None = None) -> None:
+        p = params if params is not None else UCBParams()
+        super().__init__(arms, p)
+        self.exploration = p.exploration
 
     def _choose(self, rng: np.random.Generator) -> int:
         # Discounted UCB's padding sqrt(xi ln n / N) with xi = 1/2 (Garivier & Moulines, 2011),
@@ -113,6 +143,7 @@ class ThompsonBandit(Bandit):
     largest standard deviation a reward bounded in a unit interval can have."""
 
     name = "thompson"
+    Params = ThompsonParams
 
     def _choose(self, rng: np.random.Generator) -> int:
         draws = rng.normal(self.means(), 0.5 / np.sqrt(self.counts + 1.0))
@@ -137,18 +168,14 @@ class PooledThompsonBandit(Bandit):
     gain is seen, or drawn, to pay for its carbon."""
 
     name = "pooled"
+    Params = PooledParams
 
-    def __init__(
-        self,
-        arms: list[Arm],
-        prior_rounds: float = 5.0,
-        gain_sd: float = 0.25,
-    ) -> None:
-        super().__init__(arms, discount=1.0)  # every round counts alike: runs are short
-        if prior_rounds <= 0 or gain_sd <= 0:
-            raise ValueError("prior_rounds and gain_sd must be > 0")
-        self.prior_rounds = prior_rounds
-        self.gain_sd = gain_sd
+    def __init__(self, arms: list[Arm], params: PooledParams | None = None) -> None:
+        p = params if params is not None else PooledParams()
+        # every round counts alike: runs are short
+        super().__init__(arms, ThompsonParams(discount=1.0))
+        self.prior_rounds = p.prior_rounds
+        self.gain_sd = p.gain_sd
         self.clients = np.array([a.clients_per_round for a in arms], dtype=float)
         self.gain_sum = np.zeros(len(arms))
         self.carbon_sum = np.zeros(len(arms))

@@ -49,7 +49,7 @@ from greenfl.footprint.model import (
     transfer_time_s,
 )
 from greenfl.ledger.schema import AGGREGATED_SQL
-from greenfl.models import training_flops_per_sample
+from greenfl.models.flops import training_flops_per_sample
 from greenfl.models.evaluate import evaluate
 from greenfl.scheduling.clock import SimClock
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from greenfl.config import RunConfig, load_config
 from greenfl.core.errors import ConfigError
-from greenfl.engine.resume import ledger_path, stored_config
+from greenfl.config.load import stored_config
+from greenfl.engine.resume import ledger_path
 from greenfl.engine.session import RunInterrupted, check_out_dir
 
 __all__ = ["Interrupted", "check_out_dir", "interrupted_line", "reported_interrupt"]

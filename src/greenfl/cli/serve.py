@@ -15,11 +15,11 @@ from greenfl.cli.logs import setup_logging
 from greenfl.cli.run import ConfigArg, QuietOpt, SetOpt, default_out_dir, write_report_after_run
 from greenfl.core.errors import ConfigError
 from greenfl.core.params import ParamSpec
-from greenfl.engine.build import build_loop
 from greenfl.engine.records import RoundRecord
 from greenfl.engine.session import check_out_dir, run_session
-from greenfl.factories import codec_for
-from greenfl.models import training_flops_per_sample
+from greenfl.engine.observers import RoundHook
+from greenfl.factories import build_loop, codec_for
+from greenfl.models.flops import training_flops_per_sample
 from greenfl.report.headline import format_carbon, format_energy
 
 __all__ = ["register", "resolve_config"]
@@ -149,14 +149,16 @@ def register(app: typer.Typer) -> None:
             opts = SecAggOptions(sa.neighbours, sa.threshold, sa.clip_range, sa.stage_timeout_s)
             log.info("secure aggregation on: the server learns only the sum of the updates")
         transport = GrpcTransport(cfg, codec_for(cfg.compression), address, token, tls, opts)
-        loop = build_loop(cfg, out, transport=transport, resume=resume, overwrite=force)
+        loop = build_loop(cfg, out, transport=transport, resume=resume, overwrite=force,
+                          observers=[RoundHook(lambda rec: on_round(rec))])  # fmt: skip
         if resume:
             log.info("resuming after round %d", loop.state.round)
 
         def start() -> None:
-            model_input = (loop.dataset.input_shape, loop.dataset.num_classes)
-            fps = training_flops_per_sample(loop.model, *model_input, loop.cfg.train.batch_size)
-            port = transport.start(loop.population, ParamSpec.of(loop.model), model_input, fps)
+            model, dataset = loop.parts.model, loop.parts.dataset
+            model_input = (dataset.input_shape, dataset.num_classes)
+            fps = training_flops_per_sample(model, *model_input, cfg.train.batch_size)
+            port = transport.start(loop.population, ParamSpec.of(model), model_input, fps)
             host = address.rsplit(":", 1)[0]
             # One parseable line, so scripts can find a port chosen with :0.
             print(f"greenfl serve: listening on {host}:{port}", file=sys.stderr, flush=True)
@@ -175,7 +177,7 @@ def register(app: typer.Typer) -> None:
 
         # Not completed: no shutdown message, the clients keep retrying for `serve --resume`.
         with reported_interrupt():
-            result = run_session(loop, cfg, out, on_round, start=start, abort=transport.stop)
+            result = run_session(loop, cfg.to_dict(), out, start=start, abort=transport.stop)
         report = write_report_after_run(cfg, out) if cfg.engine.accounting else None
         log.info("run finished: %s", result.stop_reason)
         if not quiet:

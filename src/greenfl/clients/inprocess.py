@@ -1,22 +1,30 @@
-"""Clients simulated in this process: real training, real encoded byte counts."""
+"""Clients simulated in this process: real training, real encoded byte counts, and
+completions at the simulated clock's time."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
+from itertools import groupby
 
-import numpy as np
 import torch
 from torch import nn
 
-from greenfl.clients.trainer import ClientTrainer, client_seed
-from greenfl.compression import Codec
-from greenfl.core.messages import ClientReport, FitInstructions
-from greenfl.core.params import to_bytes
+from greenfl.clients.trainer import ClientTrainer, TrainResult, client_seed
+from greenfl.clients.transport import Completion, FitProgress, ProgressFn, Task, Transport
+from greenfl.compression.base import Codec
+from greenfl.core.messages import ClientReport
 from greenfl.data.base import FederatedDataset
 
+# When a task's report arrives, in simulated seconds: the engine's model of the client's
+# download, training and upload. Without one a task completes when it is dispatched.
+FinishTime = Callable[[Task, ClientReport], float]
 
-class InProcessTransport:
-    """Clients simulated in this process: real training, real encoded byte counts."""
+
+class InProcessTransport(Transport):
+    """Clients simulated in this process. ``collect`` trains every task dispatched so far
+    (a cohort sharing a model and instructions at once, which the vectorised trainer runs
+    as one batch) and returns those whose simulated completion falls by ``until_s``; the
+    others wait, trained, for a later ``collect``."""
 
     def __init__(
         self,
@@ -26,6 +34,7 @@ class InProcessTransport:
         codec: Codec,
         flops_per_sample: float,
         seed: int,
+        finish_time: FinishTime | None = None,
     ) -> None:
         self.model = model
         self.dataset = dataset
@@ -33,44 +42,62 @@ class InProcessTransport:
         self.codec = codec
         self.flops_per_sample = flops_per_sample
         self.seed = seed
+        self.finish_time = finish_time
+        self._queued: list[Task] = []
+        self._done: list[Completion] = []  # trained, not yet collected
 
-    def fit(
-        self,
-        round_idx: int,
-        cohort: Sequence[int],
-        global_params: torch.Tensor,
-        instructions: FitInstructions,
-    ) -> list[ClientReport]:
-        bytes_down = len(to_bytes(global_params))
+    def dispatch(self, task: Task) -> None:
+        self._queued.append(task)
+
+    def collect(
+        self, until_s: float | None = None, progress: ProgressFn | None = None
+    ) -> list[Completion]:
+        queued, self._queued = self._queued, []
+        total = len(queued)
+        done_before = 0
+        # Tasks of one round from one model under one set of instructions train together.
+        for _, run in groupby(queued, key=lambda t: (t.round_idx, id(t.params), t.instructions)):
+            tasks = list(run)
+            for task, result in zip(tasks, self._train(tasks, done_before, total, progress),
+                                    strict=True):  # fmt: skip
+                report = self._report(task, result)
+                finish_s = self.finish_time(task, report) if self.finish_time else task.start_s
+                self._done.append(Completion(task, report, finish_s))
+            done_before += len(tasks)
+        if until_s is None:
+            out, self._done = self._done, []
+        else:
+            out = [c for c in self._done if c.finish_s <= until_s]
+            self._done = [c for c in self._done if c.finish_s > until_s]
+        return out
+
+    def _train(
+        self, tasks: list[Task], done_before: int, total: int, progress: ProgressFn | None
+    ) -> list[TrainResult]:
+        first = tasks[0]
+
+        def step(clients_done: int, steps_done: int) -> None:
+            if progress is not None:
+                progress(FitProgress(done_before + clients_done, total, steps_done))
+
         results = self.trainer.train(
-            self.model, global_params, self.dataset, cohort, instructions, round_idx, self.seed
+            self.model, first.params, self.dataset, [t.client_id for t in tasks],
+            first.instructions, first.round_idx, self.seed, progress=step,
+        )  # fmt: skip
+        by_client = {r.client_id: r for r in results}
+        return [by_client[t.client_id] for t in tasks]
+
+    def _report(self, task: Task, r: TrainResult) -> ClientReport:
+        gen = torch.Generator().manual_seed(client_seed(self.seed, task.round_idx, r.client_id) + 1)
+        encoded = self.codec.encode(r.delta, r.client_id, gen)
+        return ClientReport(
+            client_id=r.client_id,
+            status="completed",
+            reason=None,
+            delta=self.codec.decode(encoded),
+            num_samples=r.num_samples,
+            flops=self.flops_per_sample * r.samples_processed,
+            loss=r.loss,
+            bytes_up=len(encoded.payload),
+            bytes_down=4 * task.params.numel(),  # the float32 model, as to_bytes sends it
         )
-        reports = []
-        for r in results:
-            gen = torch.Generator().manual_seed(client_seed(self.seed, round_idx, r.client_id) + 1)
-            encoded = self.codec.encode(r.delta, r.client_id, gen)
-            reports.append(
-                ClientReport(
-                    client_id=r.client_id,
-                    status="completed",
-                    reason=None,
-                    delta=self.codec.decode(encoded),
-                    num_samples=r.num_samples,
-                    flops=self.flops_per_sample * r.samples_processed,
-                    loss=r.loss,
-                    bytes_up=len(encoded.payload),
-                    bytes_down=bytes_down,
-                )
-            )
-        return reports
-
-    def available_clients(self) -> np.ndarray | None:
-        """Every client may be asked: simulation draws availability from the fleet."""
-        return None
-
-    def expect_updates(self, target: int) -> None:
-        """The simulated deadline and over-selection are modelled by the accounting."""
-        return None
-
-    def close(self) -> None:
-        return None

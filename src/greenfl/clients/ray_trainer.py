@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from greenfl.clients.trainer import SequentialTrainer, TrainResult
+from greenfl.clients.trainer import SequentialTrainer, TrainProgress, TrainResult
 from greenfl.core.errors import MissingExtraError, TransportError
 from greenfl.core.messages import FitInstructions
 from greenfl.data.base import FederatedDataset
@@ -32,7 +32,10 @@ def _train_chunk(
     instructions: FitInstructions,
     round_idx: int,
     seed: int,
+    threads: int,
 ) -> list[TrainResult]:
+    if threads > 0:  # a worker is its own process: the run's engine.threads, set there too
+        torch.set_num_threads(threads)
     return SequentialTrainer().train(
         model, global_params, dataset, cohort, instructions, round_idx, seed
     )
@@ -41,7 +44,8 @@ def _train_chunk(
 class RayTrainer:
     name = "ray"
 
-    def __init__(self, address: str | None = None) -> None:
+    def __init__(self, address: str | None = None, threads: int = 1) -> None:
+        self.threads = threads
         try:
             import ray
         except ImportError:
@@ -76,6 +80,7 @@ class RayTrainer:
         instructions: FitInstructions,
         round_idx: int,
         seed: int,
+        progress: TrainProgress | None = None,
     ) -> list[TrainResult]:
         if len(cohort) == 0:
             return []
@@ -93,8 +98,16 @@ class RayTrainer:
                 instructions,
                 round_idx,
                 seed,
+                self.threads,
             )
             for chunk in chunks
         ]
+        pending, clients_done, steps_done = list(futures), 0, 0
+        while pending and progress is not None:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for part in ray.get(ready):
+                clients_done += len(part)
+                steps_done += sum(r.steps for r in part)
+            progress(clients_done, steps_done)
         # Chunks are contiguous and gathered in order, so results follow the cohort's order.
         return [r for part in ray.get(futures) for r in part]

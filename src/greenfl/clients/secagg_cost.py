@@ -10,7 +10,13 @@ from collections.abc import Sequence
 
 import torch
 
-from greenfl.clients.transport import ClientTransport, TransportWrapper
+from greenfl.clients.transport import (
+    ClientTransport,
+    Completion,
+    Task,
+    TransportWrapper,
+    with_reports,
+)
 from greenfl.core.messages import ClientReport, ClientUpdate, FitInstructions
 from greenfl.secagg.cost import secagg_cost
 from greenfl.strategy.base import Strategy
@@ -30,26 +36,25 @@ class SecAggCostTransport(TransportWrapper):
         self.num_params = num_params
         self.neighbours = neighbours
         self.threshold = threshold
+        self._cohort: dict[int, int] = {}  # round -> clients dispatched in it
 
-    def fit(
-        self,
-        round_idx: int,
-        cohort: Sequence[int],
-        global_params: torch.Tensor,
-        instructions: FitInstructions,
-    ) -> list[ClientReport]:
-        reports = self.inner.fit(round_idx, cohort, global_params, instructions)
-        if len(cohort) < 2:
-            return reports
-        cost = secagg_cost(len(cohort), self.num_params, self.neighbours, threshold=self.threshold)
-        return [
-            r._replace(
-                bytes_up=r.bytes_up + cost.bytes_up,
-                bytes_down=r.bytes_down + cost.bytes_down,
-                flops=r.flops + cost.client_flops,
-            )
-            for r in reports
-        ]
+    def dispatch(self, task: Task) -> None:
+        self._cohort[task.round_idx] = self._cohort.get(task.round_idx, 0) + 1
+        self.inner.dispatch(task)
+
+    def _collected(self, batch: list[Completion]) -> list[Completion]:
+        return with_reports(batch, [self._charged(c) for c in batch])
+
+    def _charged(self, c: Completion) -> ClientReport:
+        r, n = c.report, self._cohort.get(c.task.round_idx, 1)
+        if n < 2:
+            return r
+        cost = secagg_cost(n, self.num_params, self.neighbours, threshold=self.threshold)
+        return r._replace(
+            bytes_up=r.bytes_up + cost.bytes_up,
+            bytes_down=r.bytes_down + cost.bytes_down,
+            flops=r.flops + cost.client_flops,
+        )
 
 
 class SecAggCostStrategy:

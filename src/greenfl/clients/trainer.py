@@ -50,6 +50,11 @@ def batch_order(n: int, epochs: int, seed: int) -> list[torch.Tensor]:
     return [torch.randperm(n, generator=g) for _ in range(epochs)]
 
 
+# Told how far a cohort's training has come: (clients finished, local steps taken), both
+# counted from the start of the call.
+TrainProgress = Callable[[int, int], None]
+
+
 @runtime_checkable
 class ClientTrainer(Protocol):
     name: str
@@ -63,6 +68,7 @@ class ClientTrainer(Protocol):
         instructions: FitInstructions,
         round_idx: int,
         seed: int,
+        progress: TrainProgress | None = None,
     ) -> list[TrainResult]: ...
 
 
@@ -78,18 +84,32 @@ class SequentialTrainer:
         instructions: FitInstructions,
         round_idx: int,
         seed: int,
+        progress: TrainProgress | None = None,
     ) -> list[TrainResult]:
-        return [
-            train_one(
-                model,
-                global_params,
-                *dataset.client_data(int(cid)),
-                int(cid),
-                instructions.for_client(int(cid)),
-                client_seed(seed, round_idx, int(cid)),
+        out: list[TrainResult] = []
+        steps = 0
+
+        def on_step() -> None:
+            nonlocal steps
+            steps += 1
+            if progress is not None:
+                progress(len(out), steps)
+
+        for cid in cohort:
+            out.append(
+                train_one(
+                    model,
+                    global_params,
+                    *dataset.client_data(int(cid)),
+                    int(cid),
+                    instructions.for_client(int(cid)),
+                    client_seed(seed, round_idx, int(cid)),
+                    on_step=on_step if progress is not None else None,
+                )
             )
-            for cid in cohort
-        ]
+            if progress is not None:
+                progress(len(out), steps)
+        return out
 
 
 def train_one(
@@ -101,10 +121,12 @@ def train_one(
     ins: FitInstructions,
     seed: int,
     stop: Callable[[], bool] | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> TrainResult:
     """``stop``: asked before each step; True ends training early (a real client whose task
-    was withdrawn), and the result then covers the steps taken. Instructions that ask for
-    DP-SGD train through Opacus instead (greenfl.privacy.local)."""
+    was withdrawn), and the result then covers the steps taken. ``on_step``: told after
+    each step (progress). Instructions that ask for DP-SGD train through Opacus instead
+    (greenfl.privacy.local)."""
     if dp_sgd_requested(ins):
         return _train_one_dp(model, global_params, x, y, client_id, ins, seed, stop)
     set_flat(model, global_params)
@@ -130,6 +152,8 @@ def train_one(
                 loss = loss + ins.prox_mu / 2 * prox
             loss.backward()
             opt.step()
+            if on_step is not None:
+                on_step()
     return TrainResult(
         client_id=client_id,
         delta=get_flat(model) - global_params,

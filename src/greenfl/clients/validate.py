@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from greenfl.clients.transport import ClientTransport, TransportWrapper
+from greenfl.clients.transport import ClientTransport, Completion, TransportWrapper, with_reports
 from greenfl.core.errors import UpdateRejected
-from greenfl.core.messages import ClientReport, FitInstructions
+from greenfl.core.messages import ClientReport
 from greenfl.core.params import ParamSpec
 
 PROTOCOL_VERSION = 1
@@ -131,15 +131,8 @@ class ValidatingTransport(TransportWrapper):
         self.numel = numel
         self.max_norm = max_norm
 
-    def fit(
-        self,
-        round_idx: int,
-        cohort: Sequence[int],
-        global_params: torch.Tensor,
-        instructions: FitInstructions,
-    ) -> list[ClientReport]:
-        reports = self.inner.fit(round_idx, cohort, global_params, instructions)
-        return [self._check(r) for r in reports]
+    def _collected(self, batch: list[Completion]) -> list[Completion]:
+        return with_reports(batch, [self._check(c.report) for c in batch])
 
     def _check(self, report: ClientReport) -> ClientReport:
         if report.status != "completed" or report.delta is None:

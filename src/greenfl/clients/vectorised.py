@@ -27,6 +27,7 @@ from torch import nn
 from greenfl.clients.trainer import (
     ClientTrainer,
     SequentialTrainer,
+    TrainProgress,
     TrainResult,
     batch_order,
     client_seed,
@@ -169,15 +170,10 @@ class VectorisedTrainer:
 
     name = "vectorised"
 
-    def __init__(self, chunk_budget_bytes: int = CHUNK_BUDGET_BYTES, threads: int = 0) -> None:
+    def __init__(self, chunk_budget_bytes: int = CHUNK_BUDGET_BYTES) -> None:
+        # torch's threads are the run's (engine.threads, set once for every trainer and
+        # evaluator by greenfl.engine.session), not this trainer's.
         self.chunk_budget_bytes = chunk_budget_bytes
-        # Intra-op threads for the batched steps (0: leave torch's setting, all cores). On an
-        # idle 2-core machine two threads were faster on every workload (W2's run 2.0 s
-        # against 2.45 s with one, W3's 2.7 s against 3.9 s); on a machine busy with other
-        # work, one is safer: a thread pool puts a barrier in each kernel, which then waits
-        # for a descheduled thread (2 cores at load ~5: W2's loop 6.1 s with one, 42 s
-        # with two).
-        self.threads = threads
 
     def chunk_size(self, model: nn.Module, sample_shape: tuple[int, ...], batch: int) -> int:
         """Clients per chunk so that parameters and activations stay within the budget."""
@@ -194,12 +190,13 @@ class VectorisedTrainer:
         instructions: FitInstructions,
         round_idx: int,
         seed: int,
+        progress: TrainProgress | None = None,
     ) -> list[TrainResult]:
         if dp_sgd_requested(instructions):
             # DP-SGD needs per-sample clipping and Poisson batches, which the stacked step
             # does not do: the sequential trainer's Opacus path trains these clients.
             return SequentialTrainer().train(
-                model, global_params, dataset, cohort, instructions, round_idx, seed
+                model, global_params, dataset, cohort, instructions, round_idx, seed, progress
             )
         reason = unsupported_reason(model)
         if reason is not None:
@@ -208,18 +205,18 @@ class VectorisedTrainer:
             return []
         size = self.chunk_size(model, tuple(dataset.input_shape), instructions.batch_size)
         by_id: dict[int, TrainResult] = {}
-        saved_threads = torch.get_num_threads()
-        if self.threads > 0:
-            torch.set_num_threads(self.threads)
-        try:
-            for start in range(0, len(cohort), size):
-                chunk = _layout(
-                    dataset, cohort[start : start + size], instructions, round_idx, seed
-                )
-                for r in _train_chunk(model, global_params, chunk, instructions):
-                    by_id[r.client_id] = r
-        finally:
-            torch.set_num_threads(saved_threads)
+        done = steps = 0
+
+        def on_step(finished: int, taken: int) -> None:
+            if progress is not None:
+                progress(done + finished, steps + taken)
+
+        for start in range(0, len(cohort), size):
+            chunk = _layout(dataset, cohort[start : start + size], instructions, round_idx, seed)
+            for r in _train_chunk(model, global_params, chunk, instructions, on_step):
+                by_id[r.client_id] = r
+                steps += r.steps
+            done = len(by_id)
         return [by_id[int(cid)] for cid in cohort]
 
 
@@ -244,8 +241,13 @@ def activation_numel(model: nn.Module, sample_shape: tuple[int, ...]) -> int:
 
 
 def _train_chunk(
-    model: nn.Module, global_params: torch.Tensor, co: _Cohort, ins: FitInstructions
+    model: nn.Module,
+    global_params: torch.Tensor,
+    co: _Cohort,
+    ins: FitInstructions,
+    progress: TrainProgress | None = None,
 ) -> list[TrainResult]:
+    """``progress`` hears (clients finished, steps taken) in this chunk after each step."""
     spec = ParamSpec.of(model)
     n_clients = len(co.client_ids)
     # One [clients, numel] block: each client's row is its flat parameter vector, so the
@@ -256,6 +258,7 @@ def _train_chunk(
     momentum: dict[str, torch.Tensor] = {}
     forward = _mlp_forward(model) if is_mlp(model) else _vmap_forward(model)
     loss_sum = torch.zeros(n_clients, dtype=torch.float64)
+    taken = 0
     for s in range(co.index.shape[0]):
         a = int(co.active[s])
         idx, w = co.index[s, :a], co.weight[s, :a]
@@ -273,6 +276,11 @@ def _train_chunk(
             total = total + ins.prox_mu / 2 * prox
         grads = torch.autograd.grad(total, list(params.values()))
         loss_sum[:a] += per_client.detach().to(torch.float64)
+        if progress is not None:
+            # the clients still training are a prefix: the others have finished
+            taken += a
+            progress(n_clients - int(co.active[s + 1]) if s + 1 < len(co.active) else n_clients,
+                     taken)  # fmt: skip
         with torch.no_grad():
             for (k, v), g in zip(stacked.items(), grads, strict=True):
                 if ins.momentum > 0:
@@ -362,9 +370,7 @@ MIN_AUTO_COHORT = 8
 MAX_AUTO_PARAMS = 1_000_000
 
 
-def auto_trainer(
-    choice: str, model: nn.Module, clients_per_round: int, threads: int = 0
-) -> ClientTrainer:
+def auto_trainer(choice: str, model: nn.Module, clients_per_round: int) -> ClientTrainer:
     """The trainer for ``engine.trainer``: ``sequential``, ``vectorised`` (an error if the
     model cannot be vectorised exactly) or ``auto``: vectorised when the model is supported
     and small (at most MAX_AUTO_PARAMS parameters) and at least MIN_AUTO_COHORT clients
@@ -375,7 +381,7 @@ def auto_trainer(
             raise ConfigError(
                 f"engine.trainer = 'vectorised': {reason}; use 'sequential' or 'auto'"
             )
-        return VectorisedTrainer(threads=threads)
+        return VectorisedTrainer()
     params = sum(p.numel() for p in model.parameters())
     if choice == "auto" and reason is None:
         if clients_per_round < MIN_AUTO_COHORT:
@@ -386,7 +392,7 @@ def auto_trainer(
                 "step already keeps the cores busy"
             )
         else:
-            return VectorisedTrainer(threads=threads)
+            return VectorisedTrainer()
     if choice == "auto":
         why = reason
         log.info("engine.trainer = 'auto' picked the sequential trainer: %s", why)

@@ -17,6 +17,7 @@ from greenfl.compression.base import (
     check_update,
     read_array,
 )
+from greenfl.core.registry import NoParams
 
 
 def identity_payload_bytes(num_elements: int) -> int:
@@ -28,6 +29,10 @@ class IdentityCodec:
     aggregator's job, and an exact codec has no reason to refuse them."""
 
     name: str = "identity"
+    Params = NoParams
+
+    def __init__(self, params: NoParams | None = None) -> None:
+        return None
 
     def encode(
         self, update: torch.Tensor, client_id: int, generator: torch.Generator

@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from greenfl.compression.base import (
     F32,
@@ -35,7 +36,8 @@ from greenfl.compression.base import (
     read_array,
     read_header,
 )
-from greenfl.core.errors import ConfigError, UpdateRejected
+from greenfl.core.errors import UpdateRejected
+from greenfl.core.registry import params
 
 HEADER = "<II"
 HEADER_BYTES = 8
@@ -100,18 +102,27 @@ def unpack(payload: bytes, bits: int, num_elements: int, offset: int) -> np.ndar
     return codes[:num_elements]
 
 
+@params
+class QuantizerParams:
+    chunk_size: int = Field(
+        DEFAULT_CHUNK_SIZE,
+        ge=1,
+        le=_U32_MAX,
+        strict=True,
+        description="elements per quantisation chunk (each chunk sends its min and scale)",
+    )
+
+
 class UniformQuantizer:
     """Stateless; randomness comes only from the generator passed to encode (a CPU
     torch.Generator), so the same seed gives the same bytes."""
 
     name: str = ""
     bits: int = 0
+    Params = QuantizerParams
 
-    def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
-        valid = isinstance(chunk_size, int) and not isinstance(chunk_size, bool)
-        if not valid or not 1 <= chunk_size <= _U32_MAX:
-            raise ConfigError(f"{self.name}: chunk_size must be a positive int, got {chunk_size!r}")
-        self.chunk_size = chunk_size
+    def __init__(self, params: QuantizerParams | None = None) -> None:
+        self.chunk_size = (params if params is not None else QuantizerParams()).chunk_size
 
     def payload_bytes(self, num_elements: int) -> int:
         return quantized_payload_bytes(num_elements, self.bits, self.chunk_size)

@@ -25,6 +25,7 @@ from fractions import Fraction
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from greenfl.compression.base import (
     F32,
@@ -38,7 +39,8 @@ from greenfl.compression.base import (
     read_array,
     read_header,
 )
-from greenfl.core.errors import ConfigError, UpdateRejected
+from greenfl.core.errors import UpdateRejected
+from greenfl.core.registry import params
 
 HEADER = "<II"
 HEADER_BYTES = 8
@@ -56,17 +58,20 @@ def topk_payload_bytes(k: int) -> int:
     return HEADER_BYTES + 8 * k
 
 
+@params
+class TopKParams:
+    ratio: float = Field(DEFAULT_RATIO, gt=0, le=1, description="share of the coordinates sent")
+
+
 class TopKCodec:
     """Stateful: see the module docstring. encode ignores the generator (selection is
     deterministic) but takes it to satisfy the Codec protocol."""
 
     name: str = "topk"
+    Params = TopKParams
 
-    def __init__(self, ratio: float = DEFAULT_RATIO) -> None:
-        valid = isinstance(ratio, (int, float)) and not isinstance(ratio, bool)
-        if not valid or not 0 < ratio <= 1:
-            raise ConfigError(f"topk: ratio must be a number in (0, 1], got {ratio!r}")
-        self.ratio = float(ratio)
+    def __init__(self, params: TopKParams | None = None) -> None:
+        self.ratio = float((params if params is not None else TopKParams()).ratio)
         self._residuals: dict[int, torch.Tensor] = {}
 
     def k_for(self, num_elements: int) -> int:

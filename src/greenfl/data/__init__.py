@@ -1,40 +1,44 @@
-"""Datasets and partitioners. A dataset is one entry in DATASETS: a loader taking plain
-keyword arguments (greenfl.factories maps a run's DataConfig onto them)."""
+"""Datasets and partitioners. A dataset is one entry in DATASETS (or an entry point in the
+``greenfl.datasets`` group of an installed package): a source type with its own ``Params``,
+its ``defaults`` (standard model and round parameters) and ``load(settings, params)``
+(``greenfl.data.base.DatasetSource``).
+
+Importing this package imports no dataset (nor torch)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from greenfl.core.registry import make_from
-from greenfl.data import cifar, digits, hf, images, leaf, shakespeare
-from greenfl.data.base import ArrayDataset, FederatedDataset, Partition
-from greenfl.data.synthetic import SyntheticDataset
+from greenfl.core.registry import Registry
 
-DATASETS: dict[str, Callable[..., FederatedDataset]] = {
-    "digits": digits.load,
-    "synthetic": SyntheticDataset,
-    "images": images.load,
-    "shakespeare": shakespeare.load,
-    "femnist": partial(leaf.load, name="femnist"),
-    "leaf": partial(leaf.load, name="leaf"),
-    "cifar10": partial(cifar.load, "cifar10"),
-    "cifar100": partial(cifar.load, "cifar100"),
-    "hf": hf.load,
-}
+if TYPE_CHECKING:
+    from greenfl.data.base import DatasetSource, DataSettings, FederatedDataset
 
-
-def make(name: str, **kwargs: Any) -> FederatedDataset:
-    """The dataset registered as ``name``, built with its loader's keyword arguments."""
-    return make_from("dataset", DATASETS, name, **kwargs)
+DATASETS: Registry[DatasetSource] = Registry(
+    "dataset",
+    "greenfl.datasets",
+    {
+        "digits": "greenfl.data.digits:Digits",
+        "synthetic": "greenfl.data.synthetic:Synthetic",
+        "images": "greenfl.data.images:Images",
+        "shakespeare": "greenfl.data.shakespeare:Shakespeare",
+        "femnist": "greenfl.data.leaf:Femnist",
+        "leaf": "greenfl.data.leaf:Leaf",
+        "cifar10": "greenfl.data.cifar:Cifar10",
+        "cifar100": "greenfl.data.cifar:Cifar100",
+        "hf": "greenfl.data.hf:HuggingFace",
+    },
+)
 
 
-__all__ = [
-    "DATASETS",
-    "ArrayDataset",
-    "FederatedDataset",
-    "Partition",
-    "SyntheticDataset",
-    "make",
-]
+def make(name: str, settings: DataSettings | None = None, **params: Any) -> FederatedDataset:
+    """The dataset registered as ``name``, loaded with ``settings`` (the shared [data]
+    keys; defaults otherwise) and these parameters of its own."""
+    from greenfl.data.base import DataSettings
+
+    source = DATASETS.lookup(name)
+    values = DATASETS.parse(name, params, f"dataset {name!r}")
+    return source.load(settings if settings is not None else DataSettings(), values)
+
+
+__all__ = ["DATASETS", "make"]

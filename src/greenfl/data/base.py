@@ -1,9 +1,12 @@
-"""The Dataset protocol: what the engine needs from any federated dataset."""
+"""The Dataset protocol: what the engine needs from any federated dataset; and what a
+registered dataset source declares (its Params, its defaults, how it loads)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -36,6 +39,50 @@ class FederatedDataset(Protocol):
     def test_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Held-out data for central evaluation."""
         ...
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """What every dataset source is handed besides its own Params: the ``[data]`` keys all
+    datasets share, and the run's seed."""
+
+    num_clients: int = 100
+    seed: int = 0
+    partition: str = "iid"  # iid | dirichlet | shard
+    alpha: float = 0.5  # Dirichlet concentration
+    classes_per_client: int = 2  # shard partition
+    test_fraction: float = 0.2
+    path: str | None = None  # where an on-disk dataset lives
+    natural_id: str | None = None  # a table's column naming each sample's client
+    feature_column: str | None = None
+    label_column: str = "label"
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class DatasetDefaults:
+    """What a dataset brings to a config that leaves it unsaid: its standard model (for
+    ``model.name = "auto"``) and sensible ``[train]`` and ``[eval]`` keys, so that naming
+    the dataset alone gives a run of sensible cost."""
+
+    model: str = "mlp"
+    train: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    eval: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+
+@runtime_checkable
+class DatasetSource(Protocol):
+    """A registered dataset (``greenfl.data.DATASETS``): its own ``Params``, its
+    ``defaults``, whether it is read from ``data.path``, and ``load``."""
+
+    Params: ClassVar[type]
+    defaults: ClassVar[DatasetDefaults]
+    reads_path: ClassVar[bool]
+
+    @classmethod
+    def load(cls, settings: DataSettings, params: Any) -> FederatedDataset: ...
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from greenfl.core.errors import DataError
-from greenfl.data.base import ArrayDataset
+from greenfl.core.registry import NoParams
+from greenfl.data.base import ArrayDataset, DatasetDefaults, DataSettings
 from greenfl.data.partition import make_partition
 
 _LAYOUT = {
@@ -92,3 +93,29 @@ def load(
     return ArrayDataset(
         name, x_train, y_train, x_test, y_test, part, (3, 32, 32), classes, seed=seed
     )
+
+
+class Cifar10:
+    """CIFAR-10 from torchvision's on-disk layout under ``data.path``, split by
+    ``data.partition``."""
+
+    name = "cifar10"
+    Params = NoParams
+    reads_path = True
+    defaults = DatasetDefaults(
+        model="cifar_cnn",
+        train={"clients_per_round": 10, "local_epochs": 1, "batch_size": 32, "lr": 0.05},
+        eval={"every": 5, "clients": 20, "max_samples": 200},
+    )
+
+    @classmethod
+    def load(cls, settings: DataSettings, params: NoParams) -> ArrayDataset:
+        s = settings
+        return load(cls.name, str(s.path), s.num_clients, s.partition, s.seed, s.alpha,
+                    s.classes_per_client)  # fmt: skip
+
+
+class Cifar100(Cifar10):
+    """CIFAR-100, as CIFAR-10."""
+
+    name = "cifar100"

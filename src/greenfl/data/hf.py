@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from greenfl.core.errors import DataError
-from greenfl.data.base import ArrayDataset, Partition
+from greenfl.core.registry import NoParams
+from greenfl.data.base import ArrayDataset, DatasetDefaults, DataSettings, Partition
 from greenfl.data.partition import make_partition
 
 _SELECT_STREAM = 15
@@ -143,3 +144,19 @@ def load(
         "hf", x, y, x_test[used], y_test[used], Partition.from_lists(train_rows), shape, classes,
         test_partition=Partition.contiguous([len(r) for r in test_rows]), seed=seed,
     )  # fmt: skip
+
+
+class HuggingFace:
+    """A Hugging Face dataset saved to disk at ``data.path``: split by
+    ``data.natural_id``'s values (one client each) or by ``data.partition``."""
+
+    Params = NoParams
+    reads_path = True
+    defaults = DatasetDefaults(model="mlp")
+
+    @classmethod
+    def load(cls, settings: DataSettings, params: NoParams) -> ArrayDataset:
+        s = settings
+        return load(str(s.path), s.num_clients, s.partition, s.seed, s.natural_id,
+                    s.feature_column, s.label_column, s.alpha, s.classes_per_client,
+                    s.test_fraction)  # fmt: skip

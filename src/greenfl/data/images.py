@@ -4,8 +4,10 @@ offline stand-in for MNIST-like data (no download), used by the CNN benchmark.""
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
-from greenfl.data.base import ArrayDataset
+from greenfl.core.registry import params
+from greenfl.data.base import ArrayDataset, DatasetDefaults, DataSettings
 from greenfl.data.partition import make_partition
 
 SIDE = 28
@@ -46,3 +48,24 @@ def load(
     return ArrayDataset(
         "images", x_train, y_train, x_test, y_test, part, (1, SIDE, SIDE), 10, seed=seed
     )
+
+
+@params
+class ImagesParams:
+    samples_per_client: float = Field(
+        20.0, gt=0, le=1e6, description="training samples per client"
+    )
+
+
+class Images:
+    """Synthetic 28x28 images of ten noisy templates, split by ``data.partition``."""
+
+    Params = ImagesParams
+    reads_path = False
+    defaults = DatasetDefaults(model="cnn")
+
+    @classmethod
+    def load(cls, settings: DataSettings, params: ImagesParams) -> ArrayDataset:
+        s = settings
+        return load(s.num_clients, s.partition, s.seed, params.samples_per_client, s.alpha,
+                    s.classes_per_client)  # fmt: skip

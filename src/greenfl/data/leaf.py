@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from greenfl.core.errors import DataError
-from greenfl.data.base import ArrayDataset, Partition
+from greenfl.core.registry import params
+from greenfl.data.base import ArrayDataset, DatasetDefaults, DataSettings, Partition
 
 _SELECT_STREAM = 13
 _SPLIT_STREAM = 14
@@ -122,3 +124,39 @@ def _stack(
             f"{root}: LEAF x rows must be equal-length numbers and y integers ({e})"
         ) from None
     return x, y, Partition.contiguous([len(ys) for _, ys in parts])
+
+
+@params
+class LeafParams:
+    split: Literal["leaf", "sample"] = Field(
+        "leaf",
+        description="LEAF's own train/test files, or each user's samples pooled and split by "
+        "data.test_fraction",
+    )
+
+
+class Leaf:
+    """Any LEAF dataset read from ``data.path`` (a folder holding train/ and test/), one
+    client per LEAF user."""
+
+    name = "leaf"
+    Params = LeafParams
+    reads_path = True
+    defaults = DatasetDefaults(model="mlp")
+
+    @classmethod
+    def load(cls, settings: DataSettings, params: LeafParams) -> ArrayDataset:
+        s = settings
+        return load(s.num_clients, s.seed, str(s.path), cls.name, params.split, s.test_fraction)
+
+
+class Femnist(Leaf):
+    """LEAF's FEMNIST: handwritten characters, one client per writer."""
+
+    name = "femnist"
+    # LEAF's CNN; batch 10 and lr 0.06 as in the FEMNIST baseline (LEAF's paper).
+    defaults = DatasetDefaults(
+        model="femnist_cnn",
+        train={"clients_per_round": 10, "local_epochs": 1, "batch_size": 10, "lr": 0.06},
+        eval={"every": 5, "clients": 50},
+    )

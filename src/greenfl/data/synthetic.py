@@ -15,8 +15,14 @@ client's samples are derived by index on demand and never stored for the whole p
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
+from pydantic import Field
+
+from greenfl.core.registry import params
+from greenfl.data.base import DatasetDefaults, DataSettings
 
 NUM_FEATURES = 60
 NUM_CLASSES = 10
@@ -98,3 +104,30 @@ class SyntheticDataset:
             xs.append(x)
             ys.append(y)
         return torch.cat(xs), torch.cat(ys)
+
+
+@params
+class SyntheticParams:
+    alpha: float = Field(1.0, ge=0, le=1e6, description="how much clients' labelling rules differ")
+    beta: float = Field(1.0, ge=0, le=1e6, description="how much clients' features differ")
+    samples_per_client: float = Field(
+        20.0, gt=0, le=1e6, description="mean client size (sizes = clipped)"
+    )
+    sizes: Literal["clipped", "fedprox"] = Field(
+        "clipped",
+        description="client sizes: clipped (lognormal, sigma 1, mean samples_per_client, in "
+        "[5, 444]) or fedprox (the authors' lognormal(4, 2) + 50)",
+    )
+
+
+class Synthetic:
+    """Synthetic(alpha, beta) of the FedProx paper, generated lazily per client."""
+
+    Params = SyntheticParams
+    reads_path = False
+    defaults = DatasetDefaults(model="mlp")
+
+    @classmethod
+    def load(cls, settings: DataSettings, params: SyntheticParams) -> SyntheticDataset:
+        return SyntheticDataset(settings.num_clients, settings.seed, params.alpha, params.beta,
+                                params.samples_per_client, params.sizes)  # fmt: skip

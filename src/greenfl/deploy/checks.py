@@ -17,7 +17,7 @@ from greenfl.clients.validate import (
     check_protocol,
     check_report_fields,
 )
-from greenfl.compression import Codec
+from greenfl.compression.base import Codec
 from greenfl.core.errors import ConfigError, UpdateRejected
 from greenfl.core.messages import ClientReport
 from greenfl.core.params import ParamSpec

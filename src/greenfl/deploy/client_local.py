@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from greenfl.attacks import ATTACKS, DATA_ATTACKS, PoisonedDataset, UpdateAttack
 from greenfl.clients.trainer import TrainResult, train_one
-from greenfl.compression import Codec
+from greenfl.compression.base import Codec
 from greenfl.config import RunConfig
 from greenfl.core.errors import ConfigError, TransportError
 from greenfl.core.messages import FitInstructions
@@ -18,7 +18,7 @@ from greenfl.data.base import FederatedDataset
 from greenfl.data.local_dir import LocalDirDataset
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.factories import build_model_for, codec_for, dataset_for, model_name_for
-from greenfl.models import training_flops_per_sample
+from greenfl.models.flops import training_flops_per_sample
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from greenfl.clients.validate import PROTOCOL_VERSION
-from greenfl.compression import Codec
+from greenfl.compression.base import Codec
 from greenfl.config import RunConfig
 from greenfl.core.errors import TransportError
 from greenfl.core.messages import ClientReport, FitInstructions
@@ -191,6 +191,8 @@ class GrpcTransport:
         cohort: Sequence[int],
         global_params: torch.Tensor,
         instructions: FitInstructions,
+        progress: object = None,
+        start_s: float = 0.0,
     ) -> list[ClientReport]:
         spec = self._spec
         target = len(cohort) if self._target is None else min(self._target, len(cohort))

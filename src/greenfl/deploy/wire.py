@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from greenfl.clients.validate import WireTensor, flat_to_tensors, tensors_to_flat
-from greenfl.compression import EncodedUpdate
+from greenfl.compression.base import EncodedUpdate
 from greenfl.core.messages import FitInstructions
 from greenfl.core.params import ParamSpec
 from greenfl.deploy import greenfl_pb2 as pb

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from greenfl.config import RunConfig
 from greenfl.engine.records import RoundRecord
 from greenfl.ledger.summary import (
     last_round_columns,
@@ -17,15 +17,30 @@ from greenfl.ledger.summary import (
 )
 
 
+@dataclass(frozen=True)
+class SummaryFacts:
+    """What summary.json says of the run beyond its ledger: its target, and the privacy
+    and attack it ran with."""
+
+    target_accuracy: float | None = None
+    privacy_delta: float | None = None  # None: no differential privacy
+    attack: str = "none"
+    attack_fraction: float = 0.0
+
+
 def run_summary(
-    cfg: RunConfig, history: Sequence[RoundRecord], conn: sqlite3.Connection, wall_s: float
+    facts: SummaryFacts,
+    accounting: bool,
+    history: Sequence[RoundRecord],
+    conn: sqlite3.Connection,
+    wall_s: float,
 ) -> dict[str, Any]:
     """summary.json's keys for the run so far."""
-    if not cfg.engine.accounting:
-        out = unaccounted_summary(history, cfg.stop.target_accuracy, wall_s)
+    if not accounting:
+        out = unaccounted_summary(history, facts.target_accuracy, wall_s)
         last = history[-1].probes if history else {}
     else:
-        out = summarize(conn, cfg.stop.target_accuracy, wall_s)
+        out = summarize(conn, facts.target_accuracy, wall_s)
         last = last_round_columns(conn, ("epsilon", "backdoor_success"))
-    delta = cfg.privacy.delta if cfg.privacy.mode != "none" else None
-    return {**out, **safety_summary(last, cfg.attack.name, cfg.attack.fraction, delta)}
+    safety = safety_summary(last, facts.attack, facts.attack_fraction, facts.privacy_delta)
+    return {**out, **safety}

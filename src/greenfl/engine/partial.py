@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from greenfl.config import RunConfig
 from greenfl.core.messages import ClientReport, ClientUpdate, FitInstructions
-from greenfl.engine.planning import RoundPlan, RoundPlanner
+from greenfl.engine.costs import CostModel
 
 
 @dataclass(frozen=True)
@@ -33,23 +32,21 @@ NO_PARTIAL_WORK = PartialWork()
 
 
 def plan_partial_work(
-    cfg: RunConfig,
-    planner: RoundPlanner,
+    costs: CostModel,
+    deadline_s: float,
     cohort: np.ndarray,
     rows: np.ndarray,
-    plan: RoundPlan,
     instructions: FitInstructions,
 ) -> PartialWork:
-    """The step caps of the cohort's late clients, and what share of the round's steps each
-    does; none unless partial work is aggregated under a deadline."""
-    deadline_s = cfg.fleet.deadline_s
-    if cfg.fleet.partial_work != "aggregate" or deadline_s is None or not cfg.engine.accounting:
-        return NO_PARTIAL_WORK
-    caps = planner.partial_steps(cohort, rows, plan, deadline_s)
+    """The step caps of the cohort's clients that cannot do ``instructions``' work by the
+    deadline, and what share of the round's steps each does."""
+    caps = costs.partial_steps(
+        cohort, rows, instructions.local_epochs, instructions.batch_size, deadline_s
+    )
     if not caps:
         return NO_PARTIAL_WORK
     ids = np.fromiter(caps, dtype=np.int64, count=len(caps))
-    full = instructions.steps(planner.population.num_samples[ids])
+    full = instructions.steps(costs.population.num_samples[ids])
     fraction = {int(c): caps[int(c)] / int(f) for c, f in zip(ids, full, strict=True)}
     return PartialWork(caps, fraction)
 

@@ -1,20 +1,19 @@
-"""The privacy a run spends, round by round: a round probe that composes each round into the
-accountant and writes epsilon (at privacy.delta) and the clip bound into the ledger, a
-callback that stops the run before a round could pass privacy.epsilon_budget, and a state
-that travels in the snapshot so a resumed run counts on exactly."""
+"""The privacy a run spends, round by round: an observer that composes each round into the
+accountant, writes epsilon (at the run's delta) and the clip bound into the ledger, stops
+the run before a round could pass the epsilon budget, and keeps a state that travels in
+the snapshot so a resumed run counts on exactly."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from greenfl.config import PrivacyConfig
 from greenfl.core.errors import ConfigError
 from greenfl.core.messages import local_steps
-from greenfl.engine.probes import RoundFacts
+from greenfl.engine.observers import Observation, Observer, RoundView
 from greenfl.privacy import (
     CentralAccountant,
     DPFedAvg,
@@ -24,7 +23,19 @@ from greenfl.privacy import (
 )
 
 
-class PrivacyAccount:
+@dataclass(frozen=True)
+class PrivacySettings:
+    """What the accountant needs of a DP run (greenfl.factories fills it from [privacy])."""
+
+    mode: str  # central | local
+    noise_multiplier: float
+    clip_norm: float
+    delta: float
+    epsilon_budget: float | None = None
+    sampling: str = "poisson"  # central: poisson | fixed
+
+
+class PrivacyAccount(Observer):
     """Epsilon of a central (user-level) or local (sample-level, the largest over clients)
     DP run. ``max_cohort`` is the most clients a round may ask (over-selection and adapt
     arms included); ``worst_steps`` the most local steps a client may take (for local
@@ -32,7 +43,7 @@ class PrivacyAccount:
 
     def __init__(
         self,
-        privacy: PrivacyConfig,
+        privacy: PrivacySettings,
         strategy: object,
         client_sizes: np.ndarray,
         max_cohort: int,
@@ -83,8 +94,22 @@ class PrivacyAccount:
         assert acct is not None
         return acct.epsilon(self.delta)
 
-    # ---- the probe ------------------------------------------------------------------
-    def measure(self, facts: RoundFacts) -> dict[str, float | None]:
+    # ---- the observer ----------------------------------------------------------------
+    def observe(self, view: RoundView) -> Observation:
+        """This round's epsilon and clip bound, and a stop when the next round could take
+        epsilon past the budget."""
+        columns = self.measure(view)
+        eps = columns["epsilon"]
+        stop = None
+        if self._next_exceeds():
+            stop = (
+                f"privacy_budget_spent: the next round could take epsilon past "
+                f"{self.budget.limit:g} (spent {eps:.4g} at delta {self.delta:g})"
+            )
+        metrics = {"epsilon": eps if eps is not None and math.isfinite(eps) else None}
+        return Observation(columns=columns, metrics=metrics, stop=stop)
+
+    def measure(self, facts: RoundView) -> dict[str, float | None]:
         if self.central is not None:
             if facts.num_available > 0 and facts.cohort_size > 0:
                 self.central.compose_round(facts.cohort_size, facts.num_available)
@@ -114,12 +139,6 @@ class PrivacyAccount:
         asked = self._spent.union(self._one_per_size)
         planned = {c: self._worst_round[c] for c in asked}
         return self.budget.next_local_round_exceeds(self.local, planned)
-
-    def privacy_budget_spent(self, record: object, loop: object) -> tuple[bool, dict[str, Any]]:
-        """The budget as a callback (named in the stop reason): stop (True) when the next
-        round could take epsilon past privacy.epsilon_budget."""
-        eps = self._last_epsilon if self._last_epsilon is not None else self.epsilon()
-        return self._next_exceeds(), {"epsilon": eps if math.isfinite(eps) else None}
 
     # ---- state ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -1,17 +1,17 @@
-"""What a round leaves for callbacks and progress: the RoundRecord, and the Callback shape."""
+"""What a round leaves for observers, progress and the API: the RoundRecord."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from greenfl.models.evaluate import ClientAccuracy
 
 
 @dataclass(frozen=True)
 class RoundRecord:
-    """What one round did, with running totals. Passed to callbacks and progress."""
+    """What one round did, with running totals. Passed to observers and progress, and
+    kept in ``RunResult.history``."""
 
     round: int
     accuracy: float
@@ -25,22 +25,7 @@ class RoundRecord:
     cum_energy_j: float
     cum_carbon_g: float
     client_accuracy: ClientAccuracy | None = None  # on clients' own test data, if evaluated
-    # the round probes' columns (backdoor_success, epsilon, ...), by ledger column name
+    # the observers' ledger columns (backdoor_success, epsilon, ...), by column name
     probes: dict[str, float | None] = field(default_factory=dict)
-
-
-class ServerCost(NamedTuple):
-    """The server's share of a round: its active seconds, the intensity over them, and
-    its energy and carbon (active plus the idle wait before the round)."""
-
-    server_s: float
-    ci_g_per_kwh: float
-    energy_j: float
-    carbon_g: float
-    end_s: float
-    idle_j: float = 0.0  # of energy_j: standby (dedicated server) before and during it
-
-
-Callback = Callable[[RoundRecord, Any], tuple[bool, dict[str, Any]]]
-"""A callback sees each finished round and the RoundLoop (typed loosely here, so that this
-module needs no import of the loop) and returns (stop, metrics): pfl-research's shape."""
+    # the metrics observers returned (loggers' values, callbacks' own), by name
+    metrics: dict[str, Any] = field(default_factory=dict)

@@ -9,7 +9,6 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from greenfl.config import RunConfig, build_config
 from greenfl.core.errors import ConfigError
 from greenfl.ledger.writer import LedgerWriter
 
@@ -19,23 +18,6 @@ log = logging.getLogger("greenfl.resume")
 
 def ledger_path(out_dir: str | Path) -> Path:
     return Path(out_dir) / "ledger.sqlite"
-
-
-def stored_config(out_dir: str | Path) -> RunConfig:
-    """The config a run in ``out_dir`` was started with."""
-    path = ledger_path(out_dir)
-    if not path.is_file():
-        raise ConfigError(f"--resume: no ledger to resume at {path}")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        row = conn.execute("SELECT config_json FROM runs WHERE run_id = 1").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"--resume: {path} is not a greenfl ledger: {exc}") from None
-    finally:
-        conn.close()
-    if row is None:
-        raise ConfigError(f"--resume: {path} holds no run")
-    return build_config(json.loads(row[0]))
 
 
 def saved_state(ledger: LedgerWriter) -> bytes | None:

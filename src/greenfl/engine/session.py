@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from greenfl.config import RunConfig
 from greenfl.core.errors import ConfigError
 from greenfl.core.interrupts import raise_interrupt
+from greenfl.core.threads import torch_threads
 from greenfl.engine.loop import RoundLoop
-from greenfl.engine.records import RoundRecord
 
 log = logging.getLogger("greenfl.session")
 
@@ -41,10 +40,10 @@ class SessionResult:
     summary: dict[str, Any]
 
 
-def write_outputs(out: Path, cfg: RunConfig, summary: dict[str, Any]) -> None:
-    """config.json and summary.json beside the ledger."""
+def write_outputs(out: Path, config: dict[str, Any], summary: dict[str, Any]) -> None:
+    """config.json (the run's config, as plain data) and summary.json beside the ledger."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
@@ -77,22 +76,23 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def run_session(
     loop: RoundLoop,
-    cfg: RunConfig,
+    config: dict[str, Any],
     out_dir: Path | None,
-    on_round: Callable[[RoundRecord], None] | None = None,
     *,
     start: Callable[[], None] | None = None,
     abort: Callable[[], None] | None = None,
 ) -> SessionResult:
-    """Run ``loop`` to its end. ``start`` runs first, inside the same guard (serve starts
-    its gRPC server there); ``abort`` replaces ``transport.close()`` when the run does not
-    complete (serve stops without telling the clients, so they wait for ``--resume``).
-    Ctrl-C and SIGTERM raise RunInterrupted after the ledger is marked ``interrupted``."""
+    """Run ``loop`` to its end; ``config`` (the run's config as plain data) goes to
+    config.json. ``start`` runs first, inside the same guard (serve starts its gRPC server
+    there); ``abort`` replaces ``transport.close()`` when the run does not complete (serve
+    stops without telling the clients, so they wait for ``--resume``). Ctrl-C and SIGTERM
+    raise RunInterrupted after the ledger is marked ``interrupted``. torch's threads are
+    the run's own (engine.threads) throughout."""
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), torch_threads(loop.parts.settings.threads):
             if start is not None:
                 start()
-            reason = loop.run(on_round)
+            reason = loop.run()
             loop.ledger.finish("completed", reason)
             summary = loop.summary()
     except KeyboardInterrupt:
@@ -103,7 +103,7 @@ def run_session(
         raise
     loop.transport.close()
     if out_dir is not None:
-        write_outputs(out_dir, cfg, summary)
+        write_outputs(out_dir, config, summary)
     loop.ledger.close()
     return SessionResult(reason, summary)
 

@@ -42,8 +42,8 @@ def state_bytes(
     st: LoopState,
     rngs: dict[str, np.random.Generator],
     strategy: Stateful,
-    planner: Stateful,
-    probes: Sequence[Stateful] = (),
+    policies: Stateful,
+    observers: Sequence[Stateful] = (),
 ) -> bytes:
     """The snapshot of the state after the current round."""
     return dumps(
@@ -57,8 +57,8 @@ def state_bytes(
             "last_loss": compact(st.last_loss, np.nan),
             "rngs": {k: r.bit_generator.state for k, r in rngs.items()},
             "strategy": small_state(strategy.state_dict()),
-            "planner": small_state(planner.state_dict()),
-            "probes": [small_state(p.state_dict()) for p in probes],
+            "planner": small_state(policies.state_dict()),
+            "probes": [small_state(o.state_dict()) for o in observers],
             "cum_energy_j": st.cum_energy_j,
             "cum_carbon_g": st.cum_carbon_g,
             "last_round_carbon_g": st.last_round_carbon_g,
@@ -72,11 +72,11 @@ def restore_state(
     blob: bytes,
     rngs: dict[str, np.random.Generator],
     strategy: Stateful,
-    planner: Stateful,
-    probes: Sequence[Stateful] = (),
+    policies: Stateful,
+    observers: Sequence[Stateful] = (),
 ) -> None:
-    """``st``, the random streams, the strategy's, the planner's and the round probes'
-    state from a snapshot."""
+    """``st``, the random streams, the strategy's, the learning policies' and the
+    observers' state from a snapshot."""
     snap = read_snapshot(blob, len(st.participation))
     st.round = int(snap["round"])
     params = snap["global_params"]
@@ -93,15 +93,18 @@ def restore_state(
     for k, state in snap["rngs"].items():
         rngs[k].bit_generator.state = state
     strategy.load_state_dict(snap["strategy"])
-    planner.load_state_dict(snap["planner"])
+    policies.load_state_dict(snap["planner"])
+    # The run's own observers (privacy, backdoor) come first; observers a caller adds
+    # (progress, loggers) come after and keep no state, so they may differ on resume.
     saved = snap.get("probes") or []
-    if len(saved) != len(probes) and any(saved):
+    needed = max((i + 1 for i, s in enumerate(saved) if s), default=0)
+    if len(observers) < needed:
         raise LedgerError(
-            f"the snapshot holds the state of {len(saved)} round probes, this run has "
-            f"{len(probes)}: resume with the run's own config"
+            f"the snapshot holds the state of {needed} observers, this run has "
+            f"{len(observers)}: resume with the run's own config"
         )
-    for probe, state in zip(probes, saved, strict=False):
-        probe.load_state_dict(state)
+    for obs, state in zip(observers, saved, strict=False):
+        obs.load_state_dict(state)
     st.cum_energy_j = float(snap["cum_energy_j"])
     st.cum_carbon_g = float(snap["cum_carbon_g"])
     st.last_round_carbon_g = float(snap["last_round_carbon_g"])

@@ -1,19 +1,16 @@
-"""Optional per-round logging to TensorBoard and MLflow, as loop callbacks. Both are off by
+"""Optional per-round logging to TensorBoard and MLflow, as observers. Both are off by
 default (``report.tensorboard_dir``, ``report.mlflow``) and neither library is a dependency:
 asking for one that is not installed is a clear error, never a silent no-op."""
 
 from __future__ import annotations
 
 import atexit
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from greenfl.config import ReportConfig
 from greenfl.core.errors import MissingExtraError
 from greenfl.core.units import J_PER_KWH
-
-if TYPE_CHECKING:
-    from greenfl.engine.loop import RoundLoop
-    from greenfl.engine.records import Callback, RoundRecord
+from greenfl.engine.observers import Observation, Observer, RoundView
+from greenfl.engine.records import RoundRecord
 
 
 def round_metrics(rec: RoundRecord) -> dict[str, float]:
@@ -31,7 +28,7 @@ def round_metrics(rec: RoundRecord) -> dict[str, float]:
     }
 
 
-class TensorBoardLogger:
+class TensorBoardLogger(Observer):
     def __init__(self, log_dir: str) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -42,16 +39,22 @@ class TensorBoardLogger:
         self.writer = SummaryWriter(log_dir=log_dir)
         atexit.register(self.writer.close)
 
-    def __call__(self, rec: RoundRecord, loop: RoundLoop) -> tuple[bool, dict[str, Any]]:
+    def observe(self, view: RoundView) -> Observation:
+        rec = view.record
         metrics = round_metrics(rec)
         for name, value in metrics.items():
             self.writer.add_scalar(f"greenfl/{name}", value, rec.round)
         self.writer.flush()  # a crash after this round still leaves it on disk
-        return False, metrics
+        return Observation(metrics=metrics)
 
 
-class MlflowLogger:
-    def __init__(self, experiment: str, tracking_uri: str | None) -> None:
+class MlflowLogger(Observer):
+    """``run_params``: the run's settings, logged once as the MLflow run's params."""
+
+    def __init__(
+        self, experiment: str, tracking_uri: str | None, run_params: dict[str, Any]
+    ) -> None:
+        self.run_params = run_params
         try:
             import mlflow
         except ImportError:
@@ -62,15 +65,16 @@ class MlflowLogger:
         mlflow.set_experiment(experiment)
         self.started = False
 
-    def __call__(self, rec: RoundRecord, loop: RoundLoop) -> tuple[bool, dict[str, Any]]:
+    def observe(self, view: RoundView) -> Observation:
+        rec = view.record
         if not self.started:
             self.mlflow.start_run()
             atexit.register(self.mlflow.end_run)
-            self.mlflow.log_params(_flat(loop.cfg.to_dict()))
+            self.mlflow.log_params(_flat(self.run_params))
             self.started = True
         metrics = round_metrics(rec)
         self.mlflow.log_metrics(metrics, step=rec.round)
-        return False, metrics
+        return Observation(metrics=metrics)
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -81,14 +85,4 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
             out.update(_flat(v, key + "."))
         else:
             out[key] = str(v)
-    return out
-
-
-def tracking_callbacks(cfg: ReportConfig) -> list[Callback]:
-    """The loggers the config asks for (none by default)."""
-    out: list[Callback] = []
-    if cfg.tensorboard_dir is not None:
-        out.append(TensorBoardLogger(cfg.tensorboard_dir))
-    if cfg.mlflow:
-        out.append(MlflowLogger(cfg.mlflow_experiment, cfg.mlflow_tracking_uri))
     return out

@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from greenfl.core.registry import NoParams
+
 
 def _image_shape(input_shape: tuple[int, ...], channels: int) -> tuple[int, ...]:
     """(C, H, W) of an image input, given flat (C*H*W,) features or the shape itself."""
@@ -139,17 +141,36 @@ def resnet20(input_shape: tuple[int, ...], num_classes: int, hidden: list[int]) 
     return nn.Sequential(*layers)
 
 
-# Each dataset's standard model, for model.name = "auto".
-STANDARD_MODELS = {
-    "images": "cnn",
-    "femnist": "femnist_cnn",
-    "shakespeare": "char_lstm",
-    "cifar10": "cifar_cnn",
-    "cifar100": "cifar_cnn",
-}
+class _Builder:
+    """A reference model without parameters of its own, as a registry entry."""
+
+    Params = NoParams
+    builder: staticmethod
+
+    @classmethod
+    def build(cls, input_shape: tuple[int, ...], num_classes: int, params: NoParams) -> nn.Module:
+        return cls.builder(input_shape, num_classes, [])
 
 
-def default_model(dataset: str) -> str:
-    """The standard model of a dataset by registry name: ``mlp`` where none is standard
-    (digits, synthetic, and leaf / hf datasets of unknown shape)."""
-    return STANDARD_MODELS.get(dataset, "mlp")
+class FemnistCnn(_Builder):
+    """LEAF's FEMNIST CNN."""
+
+    builder = staticmethod(femnist_cnn)
+
+
+class CifarCnn(_Builder):
+    """The CIFAR CNN of the FedAvg paper."""
+
+    builder = staticmethod(cifar_cnn)
+
+
+class CharLstmModel(_Builder):
+    """LEAF's Shakespeare char-LSTM."""
+
+    builder = staticmethod(char_lstm)
+
+
+class ResNet20(_Builder):
+    """ResNet-20 with GroupNorm."""
+
+    builder = staticmethod(resnet20)

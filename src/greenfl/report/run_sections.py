@@ -61,12 +61,13 @@ def participation_section(run: RunData) -> Section:
     title = "Participation per client group"
     try:
         groups = population_groups(run.meta)
-    except RecordError:
+    except RecordError:  # unreadable reads as unrecorded: the ledger's rows still count
         groups = None
     num_clients = (run.config.get("data") or {}).get("num_clients")
     population = int(num_clients) if isinstance(num_clients, int) else None
-    by_region = participation(run.conn, "region", groups and groups.get("region"), population)
-    by_device = participation(run.conn, "device", groups and groups.get("device"), population)
+    sizes = groups or {}
+    by_region = participation(run.conn, "region", sizes.get("region"), population)
+    by_device = participation(run.conn, "device", sizes.get("device"), population)
     svg = plots.participation_figure(by_region, by_device)
     rows = [
         (p.column, g.name, g.clients, g.selected, g.completed, g.not_aggregated, num(g.jain, 3))

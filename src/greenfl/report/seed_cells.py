@@ -102,7 +102,8 @@ def ratio_text(s: Stat) -> str:
 
 def mean_std_text(key: str, s: Stat, fmt: str, units: TableUnits, runs: int,
                   target: float | None) -> str:  # fmt: skip
-    """ "mean ± std", with (n=k) where only k of the config's runs have the value."""
+    """The mean and standard deviation as "1.2 ± 0.1", with (n=k) where only k of the
+    config's runs have the value, or why it is missing."""
     if s.mean is None:
         return missing(key, target)
     text = f"{value_text(key, s.mean, fmt, units)} ± {value_text(key, s.std or 0.0, fmt, units)}"

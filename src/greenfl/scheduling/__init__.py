@@ -1,25 +1,28 @@
 """Time: the simulated clock, closing rounds under deadlines, carbon-aware waiting.
 
-Scheduling policies (when a round starts) are registered in SCHEDULERS; adding one is one
-module plus one line there."""
+Scheduling policies (when a round starts) are registered in SCHEDULERS; a new one is one
+module plus one line below (or an entry point in the ``greenfl.schedulers`` group).
+``scheduling.name = "none"`` starts every round at once."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from greenfl.core.registry import make_from
-from greenfl.scheduling.carbon import CarbonAwareScheduler
-from greenfl.scheduling.clock import SimClock
-from greenfl.scheduling.deadline import RoundClose, close_round
+from greenfl.core.registry import Registry
 
-SCHEDULERS: dict[str, type[CarbonAwareScheduler]] = {
-    "carbon": CarbonAwareScheduler,
-}
+if TYPE_CHECKING:
+    from greenfl.scheduling.carbon import CarbonAwareScheduler
 
-
-def make(name: str, **kwargs: Any) -> CarbonAwareScheduler:
-    """The scheduler registered as ``name``, built with its own keyword arguments."""
-    return make_from("scheduler", SCHEDULERS, name, **kwargs)
+SCHEDULERS: Registry[CarbonAwareScheduler] = Registry(
+    "scheduler",
+    "greenfl.schedulers",
+    {"carbon": "greenfl.scheduling.carbon:CarbonAwareScheduler"},
+)
 
 
-__all__ = ["SCHEDULERS", "CarbonAwareScheduler", "RoundClose", "SimClock", "close_round", "make"]
+def make(name: str, **params: Any) -> CarbonAwareScheduler:
+    """The scheduler registered as ``name``, built with these parameters."""
+    return SCHEDULERS.make(name, **params)
+
+
+__all__ = ["SCHEDULERS", "make"]

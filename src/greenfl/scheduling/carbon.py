@@ -12,22 +12,29 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from pydantic import Field
+
+from greenfl.core.registry import params
+
+
+@params
+class CarbonSchedulerParams:
+    slack_s: float = Field(3600.0, ge=0, le=1e9, description="longest wait before a round")
+    step_s: float = Field(900.0, gt=0, le=1e9, description="spacing of candidate start times")
+    max_total_wait_s: float | None = Field(
+        None, ge=0, le=1e12, description="wait budget per run (none: unlimited)"
+    )
 
 
 class CarbonAwareScheduler:
     name = "carbon"
+    Params = CarbonSchedulerParams
 
-    def __init__(
-        self,
-        slack_s: float = 3600.0,
-        step_s: float = 900.0,
-        max_total_wait_s: float | None = None,
-    ) -> None:
-        if slack_s < 0 or step_s <= 0:
-            raise ValueError("slack_s must be >= 0 and step_s > 0")
-        self.slack_s = slack_s
-        self.step_s = step_s
-        self.max_total_wait_s = max_total_wait_s
+    def __init__(self, params: CarbonSchedulerParams | None = None) -> None:
+        p = params if params is not None else CarbonSchedulerParams()
+        self.slack_s = p.slack_s
+        self.step_s = p.step_s
+        self.max_total_wait_s = p.max_total_wait_s
         self.total_wait_s = 0.0
 
     def candidate_starts(self, now_s: float) -> np.ndarray:

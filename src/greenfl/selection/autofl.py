@@ -24,28 +24,38 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
+from greenfl.core.registry import params
 from greenfl.selection.base import SelectionContext
 from greenfl.selection.utility import exploration_share, require_estimates
 
 _LEVELS = 3  # carbon-intensity terciles
 
 
+@params
+class AutoFLParams:
+    exploration: float = Field(0.5, ge=0, le=1, description="initial share of picks that explore")
+    exploration_decay: float = Field(
+        0.95, gt=0, le=1, description="exploration share kept each round"
+    )
+    min_exploration: float = Field(
+        0.05, ge=0, le=1, description="floor of the exploration share"
+    )
+    learning_rate: float = Field(0.2, gt=0, le=1, description="step of the Q-value update")
+
+
 class AutoFLSelector:
     name = "autofl"
+    Params = AutoFLParams
     needs_estimates = True
 
-    def __init__(
-        self,
-        exploration: float = 0.5,
-        exploration_decay: float = 0.95,
-        min_exploration: float = 0.05,
-        learning_rate: float = 0.2,
-    ) -> None:
-        self.exploration = exploration
-        self.decay = exploration_decay
-        self.min_exploration = min_exploration
-        self.lr = learning_rate
+    def __init__(self, params: AutoFLParams | None = None) -> None:
+        p = params if params is not None else AutoFLParams()
+        self.exploration = p.exploration
+        self.decay = p.exploration_decay
+        self.min_exploration = p.min_exploration
+        self.lr = p.learning_rate
         self.q: dict[int, float] = {}  # context -> value
         self.tries: dict[int, int] = {}
         self._pending: list[tuple[int, float]] = []  # (context, est. gCO2e) of the last picks

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from greenfl.core.registry import NoParams
 from greenfl.selection.base import SelectionContext
 from greenfl.selection.utility import lowest, require_estimates, statistical_utility
 
@@ -15,7 +16,11 @@ class EnergySelector:
     """Fewest expected joules (compute + communication) per unit of utility."""
 
     name = "energy"
+    Params = NoParams
     needs_estimates = True
+
+    def __init__(self, params: NoParams | None = None) -> None:
+        return None
 
     def select(
         self, candidates: np.ndarray, k: int, ctx: SelectionContext, rng: np.random.Generator
@@ -29,7 +34,11 @@ class CarbonSelector:
     its active interval, plus its embodied share) per unit of utility."""
 
     name = "carbon"
+    Params = NoParams
     needs_estimates = True
+
+    def __init__(self, params: NoParams | None = None) -> None:
+        return None
 
     def select(
         self, candidates: np.ndarray, k: int, ctx: SelectionContext, rng: np.random.Generator

@@ -24,31 +24,46 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from pydantic import Field
 
+from greenfl.core.registry import params
 from greenfl.core.units import J_PER_KWH
 from greenfl.selection.base import SelectionContext
 from greenfl.selection.utility import require_estimates, statistical_utility
 
 
+@params
+class FedZeroParams:
+    min_epochs: int = Field(
+        1, ge=1, le=100_000, description="least local epochs a client must fit in the window"
+    )
+    clean_share: float = Field(
+        0.5, gt=0, le=1, description="share of eligible clients with the cleanest grid"
+    )
+    window_s: float | None = Field(
+        None, gt=0, description="the round window (none: the run's fleet.deadline_s)"
+    )
+    local_epochs: int | None = Field(
+        None, ge=1, le=100_000, description="the most epochs asked (none: train.local_epochs)"
+    )
+
+
 class FedZeroSelector:
     name = "fedzero"
+    Params = FedZeroParams
     needs_estimates = True
 
-    def __init__(
-        self,
-        window_s: float = math.inf,  # the engine passes fleet.deadline_s
-        local_epochs: int = 1,
-        min_epochs: int = 1,
-        clean_share: float = 0.5,
-    ) -> None:
-        if not 1 <= min_epochs <= local_epochs:
+    def __init__(self, params: FedZeroParams | None = None) -> None:
+        p = params if params is not None else FedZeroParams()
+        local_epochs = p.local_epochs or 1
+        if not 1 <= p.min_epochs <= local_epochs:
             raise ValueError(
-                f"fedzero: min_epochs ({min_epochs}) must be in [1, train.local_epochs "
+                f"min_epochs ({p.min_epochs}) must be in [1, train.local_epochs "
                 f"({local_epochs})]"
             )
-        self.window_s = window_s
-        self.min_share = min_epochs / local_epochs
-        self.clean_share = clean_share
+        self.window_s = p.window_s if p.window_s is not None else math.inf
+        self.min_share = p.min_epochs / local_epochs
+        self.clean_share = p.clean_share
 
     def eligible(self, ctx: SelectionContext) -> np.ndarray:
         """Mask of the candidates whose min-epochs work fits the window. The estimate is of

@@ -9,7 +9,9 @@ in proportion to utility, among explored clients within 95% of the k-th best uti
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
+from greenfl.core.registry import params
 from greenfl.selection.base import SelectionContext
 from greenfl.selection.utility import (
     exploration_share,
@@ -18,25 +20,38 @@ from greenfl.selection.utility import (
 )
 
 
+@params
+class OortParams:
+    preferred_duration_s: float | None = Field(
+        None, gt=0, description="slower clients are penalised (none: 95th pct of the cohort)"
+    )
+    straggler_penalty: float = Field(2.0, ge=0, le=100, description="exponent of the penalty")
+    exploration: float = Field(0.9, ge=0, le=1, description="initial exploration share")
+    exploration_decay: float = Field(
+        0.98, gt=0, le=1, description="exploration share kept each round"
+    )
+    min_exploration: float = Field(0.2, ge=0, le=1, description="floor of the exploration share")
+    cutoff: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="explored clients within this share of the k-th best utility are sampled",
+    )
+
+
 class OortSelector:
     name = "oort"
+    Params = OortParams
     needs_estimates = True
 
-    def __init__(
-        self,
-        preferred_duration_s: float | None = None,
-        straggler_penalty: float = 2.0,
-        exploration: float = 0.9,
-        exploration_decay: float = 0.98,
-        min_exploration: float = 0.2,
-        cutoff: float = 0.95,
-    ) -> None:
-        self.preferred_duration_s = preferred_duration_s
-        self.alpha = straggler_penalty
-        self.exploration = exploration
-        self.decay = exploration_decay
-        self.min_exploration = min_exploration
-        self.cutoff = cutoff
+    def __init__(self, params: OortParams | None = None) -> None:
+        p = params if params is not None else OortParams()
+        self.preferred_duration_s = p.preferred_duration_s
+        self.alpha = p.straggler_penalty
+        self.exploration = p.exploration
+        self.decay = p.exploration_decay
+        self.min_exploration = p.min_exploration
+        self.cutoff = p.cutoff
 
     def utility(self, idx: np.ndarray, candidates: np.ndarray, ctx: SelectionContext) -> np.ndarray:
         """Oort utility of candidates[idx] (the estimates are aligned with ``candidates``)."""

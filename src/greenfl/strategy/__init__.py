@@ -1,70 +1,56 @@
-"""Aggregation strategies. Adding one is one module plus one line in STRATEGIES. The
-Byzantine-robust ones declare ``max_byzantine``; ``check_tolerance`` refuses a strategy that
-cannot tolerate the attackers asked for (see docs/robustness.md)."""
+"""Aggregation strategies, by registry name. A new one is one module plus one line below
+(or an entry point in the ``greenfl.strategies`` group of an installed package). Each
+strategy type declares its ``Params``; the Byzantine-robust ones also ``max_byzantine``,
+and ``greenfl.strategy.tolerance.check_tolerance`` refuses one that cannot tolerate the
+attackers asked for (docs/robustness.md).
+
+Importing this package imports no strategy (nor torch): the classes live in their modules,
+``greenfl.strategy.fedavg.FedAvg`` and so on."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from greenfl.core.registry import make_from
-from greenfl.strategy.base import Strategy, weighted_mean_delta
-from greenfl.strategy.clipping import CenteredClip, NormClip
-from greenfl.strategy.fedavg import FedAvg
-from greenfl.strategy.fedavgm import FedAvgM
-from greenfl.strategy.fedopt import FedAdagrad, FedAdam, FedYogi
-from greenfl.strategy.fedprox import FedProx
-from greenfl.strategy.geomedian import GeometricMedian
-from greenfl.strategy.krum import Bulyan, Krum, MultiKrum
-from greenfl.strategy.robust import Median, TrimmedMean
-from greenfl.strategy.tolerance import RobustStrategy, check_tolerance
+from greenfl.core.registry import Registry
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    "fedavg": FedAvg,
-    "fedavgm": FedAvgM,
-    "fedprox": FedProx,
-    "fedadam": FedAdam,
-    "fedyogi": FedYogi,
-    "fedadagrad": FedAdagrad,
-    "median": Median,
-    "trimmed_mean": TrimmedMean,
-    "krum": Krum,
-    "multikrum": MultiKrum,
-    "bulyan": Bulyan,
-    "geomedian": GeometricMedian,
-    "centered_clip": CenteredClip,
-    "clip": NormClip,
-}
+if TYPE_CHECKING:
+    from greenfl.strategy.base import Strategy
 
-# What secure aggregation, which reveals only the sum of the updates, can serve: every
-# strategy but the robust ones is a function of the updates' weighted mean.
-SUM_STRATEGIES = frozenset(n for n, c in STRATEGIES.items() if not issubclass(c, RobustStrategy))
+STRATEGIES: Registry[Strategy] = Registry(
+    "strategy",
+    "greenfl.strategies",
+    {
+        "fedavg": "greenfl.strategy.fedavg:FedAvg",
+        "fedavgm": "greenfl.strategy.fedavgm:FedAvgM",
+        "fedprox": "greenfl.strategy.fedprox:FedProx",
+        "fedadam": "greenfl.strategy.fedopt:FedAdam",
+        "fedyogi": "greenfl.strategy.fedopt:FedYogi",
+        "fedadagrad": "greenfl.strategy.fedopt:FedAdagrad",
+        "median": "greenfl.strategy.robust:Median",
+        "trimmed_mean": "greenfl.strategy.robust:TrimmedMean",
+        "krum": "greenfl.strategy.krum:Krum",
+        "multikrum": "greenfl.strategy.krum:MultiKrum",
+        "bulyan": "greenfl.strategy.krum:Bulyan",
+        "geomedian": "greenfl.strategy.geomedian:GeometricMedian",
+        "centered_clip": "greenfl.strategy.clipping:CenteredClip",
+        "clip": "greenfl.strategy.clipping:NormClip",
+    },
+)
 
 
-def make(name: str, **kwargs: Any) -> Strategy:
-    """The strategy registered as ``name``, built with its own keyword arguments."""
-    return make_from("strategy", STRATEGIES, name, **kwargs)
+def make(name: str, **params: Any) -> Strategy:
+    """The strategy registered as ``name``, built with these parameters (the others keep
+    their defaults): ``make("fedprox", mu=0.1)``."""
+    return STRATEGIES.make(name, **params)
 
 
-__all__ = [
-    "STRATEGIES",
-    "SUM_STRATEGIES",
-    "Bulyan",
-    "CenteredClip",
-    "FedAdagrad",
-    "FedAdam",
-    "FedAvg",
-    "FedAvgM",
-    "FedProx",
-    "FedYogi",
-    "GeometricMedian",
-    "Krum",
-    "Median",
-    "MultiKrum",
-    "NormClip",
-    "RobustStrategy",
-    "Strategy",
-    "TrimmedMean",
-    "check_tolerance",
-    "make",
-    "weighted_mean_delta",
-]
+def serves_sum(name: str) -> bool:
+    """Whether strategy ``name`` needs only the updates' weighted sum, all secure
+    aggregation reveals: every strategy but the Byzantine-robust ones, which look at each
+    update."""
+    from greenfl.strategy.tolerance import RobustStrategy
+
+    return not issubclass(STRATEGIES.lookup(name), RobustStrategy)
+
+
+__all__ = ["STRATEGIES", "make", "serves_sum"]

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 
 from greenfl.core.messages import ClientUpdate, FitInstructions
+from greenfl.core.registry import NoParams
 
 
 @runtime_checkable
 class Strategy(Protocol):
+    """A server strategy. Its type declares ``Params`` (greenfl.core.registry) and is
+    built from an instance of it."""
+
     name: str
 
     def configure(self, round_idx: int, base: FitInstructions) -> FitInstructions: ...
@@ -61,8 +65,13 @@ def weighted_mean_delta(updates: Sequence[ClientUpdate]) -> torch.Tensor:
 
 
 class StatelessStrategy:
-    """Mixin for strategies without server state; their aggregation is a weighted mean
-    unless they say otherwise."""
+    """Base of strategies without server state; their aggregation is a weighted mean
+    unless they say otherwise, and they take no parameters unless they declare some."""
+
+    Params: ClassVar[type] = NoParams
+
+    def __init__(self, params: NoParams | None = None) -> None:
+        return None
 
     def aggregation_flops(self, num_updates: int, num_params: int) -> int:
         return mean_flops(num_updates, num_params)

@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from pydantic import Field
 
 from greenfl.core.errors import ConfigError
 from greenfl.core.messages import ClientUpdate, FitInstructions
-from greenfl.strategy.tolerance import RobustStrategy, checked_byzantine, require
+from greenfl.core.registry import params
+from greenfl.strategy.tolerance import MAX_COHORT, RobustStrategy, checked_byzantine
+
+_BOUND = 1e6
 
 # Mixes the constructor seed with the round into one generator seed (a large odd
 # multiplier keeps (seed, round) pairs apart), below 2**63 as manual_seed wants.
@@ -21,13 +25,21 @@ _SEED_MIX = 0x9E3779B97F4A7C15
 _SEED_MOD = 2**63
 
 
-def _positive(name: str, key: str, value: float) -> float:
-    require(name, value > 0, f"{key} must be > 0, not {value}")
-    return float(value)
-
-
 def _norms(rows: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(rows, dim=1)
+
+
+# Clipping bounds each update's pull instead of out-voting attackers: it is held to an
+# explicit byzantine only, never to a simulated attack's expected count (default 0, not
+# none, so the run does not fill it in).
+_EXPLICIT_BYZANTINE = "Byzantine updates per round to tolerate (f), held to an explicit value only"
+
+
+@params
+class CenteredClipParams:
+    radius: float = Field(1.0, gt=0, le=_BOUND, description="clipping radius around the centre")
+    iterations: int = Field(3, ge=1, le=1000, description="clipping iterations per round")
+    byzantine: int = Field(0, ge=0, le=MAX_COHORT, description=_EXPLICIT_BYZANTINE)
 
 
 class CenteredClip(RobustStrategy):
@@ -48,17 +60,14 @@ class CenteredClip(RobustStrategy):
     L (5np + 3n + p), then the add to the model (p)."""
 
     name = "centered_clip"
+    Params = CenteredClipParams
     bounds_each_update = True
 
-    def __init__(
-        self, clip_radius: float = 1.0, num_iterations: int = 3, num_byzantine: int = 0
-    ) -> None:
-        self.clip_radius = _positive(self.name, "clip_radius", clip_radius)
-        require(
-            self.name, num_iterations >= 1, f"num_iterations must be >= 1, not {num_iterations}"
-        )
-        self.num_iterations = num_iterations
-        self.num_byzantine = checked_byzantine(self.name, num_byzantine)
+    def __init__(self, params: CenteredClipParams | None = None) -> None:
+        p = params if params is not None else CenteredClipParams()
+        self.clip_radius = float(p.radius)
+        self.num_iterations = p.iterations
+        self.num_byzantine = checked_byzantine(self.name, p.byzantine)
         self.centre: torch.Tensor | None = None
 
     def max_byzantine(self, num_updates: int) -> int:
@@ -88,6 +97,18 @@ class CenteredClip(RobustStrategy):
         self.centre = state.get("centre")
 
 
+@params
+class NormClipParams:
+    norm: float = Field(1.0, gt=0, le=_BOUND, description="L2 bound of each update")
+    noise_std: float = Field(
+        0.0, ge=0, le=_BOUND, description="std of the Gaussian noise added to the mean"
+    )
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="seeds the noise (none: the run's seed)"
+    )
+    byzantine: int = Field(0, ge=0, le=MAX_COHORT, description=_EXPLICIT_BYZANTINE)
+
+
 class NormClip(RobustStrategy):
     """Norm clipping: each delta scaled down to an L2 norm of at most ``clip_norm``, then
     the unweighted mean, plus Gaussian noise of standard deviation ``noise_std`` (absolute,
@@ -108,24 +129,19 @@ class NormClip(RobustStrategy):
     counted as one operation, the scaling and the add)."""
 
     name = "clip"
+    Params = NormClipParams
     bounds_each_update = True
 
-    def __init__(
-        self,
-        clip_norm: float = 1.0,
-        noise_std: float = 0.0,
-        seed: int = 0,
-        num_byzantine: int = 0,
-    ) -> None:
-        self.clip_norm = _positive(self.name, "clip_norm", clip_norm)
-        require(self.name, noise_std >= 0, f"noise_std must be >= 0, not {noise_std}")
-        self.noise_std = float(noise_std)
-        self.seed = int(seed)
-        if checked_byzantine(self.name, num_byzantine) > 0:
+    def __init__(self, params: NormClipParams | None = None) -> None:
+        p = params if params is not None else NormClipParams()
+        self.clip_norm = float(p.norm)
+        self.noise_std = float(p.noise_std)
+        self.seed = int(p.seed or 0)
+        if checked_byzantine(self.name, p.byzantine) > 0:
             raise ConfigError(
-                f"strategy 'clip' cannot tolerate f={num_byzantine} Byzantine updates among "
+                f"strategy 'clip' cannot tolerate f={p.byzantine} Byzantine updates among "
                 f"any number of clients per round (it only bounds each update's pull to "
-                f"clip_norm / n): choose krum, multikrum, bulyan, median, trimmed_mean, "
+                f"norm / n): choose krum, multikrum, bulyan, median, trimmed_mean, "
                 f"geomedian or centered_clip"
             )
         self.num_byzantine = 0

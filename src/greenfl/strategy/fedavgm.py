@@ -5,17 +5,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from pydantic import Field
 
 from greenfl.core.messages import ClientUpdate, FitInstructions
+from greenfl.core.registry import params
 from greenfl.strategy.base import mean_flops, weighted_mean_delta
+
+
+@params
+class FedAvgMParams:
+    server_lr: float = Field(1.0, gt=0, le=1e6, description="server step size")
+    server_momentum: float = Field(0.9, ge=0, lt=1, description="server momentum")
 
 
 class FedAvgM:
     name = "fedavgm"
+    Params = FedAvgMParams
 
-    def __init__(self, server_lr: float | None = None, server_momentum: float = 0.9) -> None:
-        self.server_lr = 1.0 if server_lr is None else server_lr
-        self.server_momentum = server_momentum
+    def __init__(self, params: FedAvgMParams | None = None) -> None:
+        p = params or FedAvgMParams()
+        self.server_lr = p.server_lr
+        self.server_momentum = p.server_momentum
         self.velocity: torch.Tensor | None = None
 
     def configure(self, round_idx: int, base: FitInstructions) -> FitInstructions:

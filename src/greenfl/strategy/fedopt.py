@@ -15,29 +15,44 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from pydantic import Field
 
 from greenfl.core.messages import ClientUpdate, FitInstructions
+from greenfl.core.registry import params
 from greenfl.strategy.base import mean_flops, weighted_mean_delta
+
+
+# Each optimiser's own server step (Flower's defaults): one shared 1.0 left FedAdam and
+# FedYogi at chance on the quickstart.
+@params
+class FedAdamParams:
+    server_lr: float = Field(0.1, gt=0, le=1e6, description="server step size")
+    beta1: float = Field(0.9, ge=0, lt=1, description="first-moment decay")
+    beta2: float = Field(0.99, ge=0, lt=1, description="second-moment decay")
+    tau: float = Field(1e-3, gt=0, le=1e6, description="adaptivity (added to sqrt(v))")
+
+
+@params
+class FedAdagradParams(FedAdamParams):
+    pass
+
+
+@params
+class FedYogiParams(FedAdamParams):
+    server_lr: float = Field(0.01, gt=0, le=1e6, description="server step size")
 
 
 class FedOpt:
     name = "fedopt"
-    # Each optimiser's own server step (Flower's defaults): one shared 1.0 left FedAdam and
-    # FedYogi at chance on the quickstart.
-    default_server_lr = 0.1
+    Params: type = FedAdamParams
     v_flops = 3  # per coordinate, the second moment's update (each optimiser's own)
 
-    def __init__(
-        self,
-        server_lr: float | None = None,
-        beta1: float = 0.9,
-        beta2: float = 0.99,
-        tau: float = 1e-3,
-    ) -> None:
-        self.server_lr = self.default_server_lr if server_lr is None else server_lr
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.tau = tau
+    def __init__(self, params: FedAdamParams | None = None) -> None:
+        p = params if params is not None else self.Params()
+        self.server_lr = p.server_lr
+        self.beta1 = p.beta1
+        self.beta2 = p.beta2
+        self.tau = p.tau
         self.m: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
 
@@ -73,6 +88,7 @@ class FedOpt:
 
 class FedAdagrad(FedOpt):
     name = "fedadagrad"
+    Params = FedAdagradParams
 
     v_flops = 1
 
@@ -82,6 +98,7 @@ class FedAdagrad(FedOpt):
 
 class FedAdam(FedOpt):
     name = "fedadam"
+    Params = FedAdamParams
 
     v_flops = 3
 
@@ -91,7 +108,7 @@ class FedAdam(FedOpt):
 
 class FedYogi(FedOpt):
     name = "fedyogi"
-    default_server_lr = 0.01
+    Params = FedYogiParams
 
     v_flops = 5
 

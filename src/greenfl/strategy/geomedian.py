@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from pydantic import Field
 
 from greenfl.core.messages import ClientUpdate
+from greenfl.core.registry import params
 from greenfl.strategy.base import sort_flops
 from greenfl.strategy.robust import coordinate_median
-from greenfl.strategy.tolerance import RobustStrategy, checked_byzantine, require
+from greenfl.strategy.tolerance import ByzantineParams, RobustStrategy
 
 
 def _distances(stacked: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
@@ -29,6 +31,22 @@ def _distances(stacked: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
     iteration early, and a whole float64 copy of the updates would double the memory."""
     return torch.stack(
         [torch.linalg.vector_norm(row - centre, dtype=torch.float64) for row in stacked]
+    )
+
+
+@params
+class GeometricMedianParams(ByzantineParams):
+    iterations: int = Field(
+        10, ge=1, le=10_000, description="most Weiszfeld iterations per round"
+    )
+    tolerance: float = Field(
+        1e-6, ge=0, le=1, description="stop once the objective improves by at most this share"
+    )
+    smoothing: float = Field(
+        1e-6, gt=0, le=1e6, description="floor of each distance (the paper's nu)"
+    )
+    weighted: bool = Field(
+        False, description="weigh updates by their samples, as RFA does (pair with a sample cap)"
     )
 
 
@@ -50,25 +68,15 @@ class GeometricMedian(RobustStrategy):
     any."""
 
     name = "geomedian"
+    Params = GeometricMedianParams
 
-    def __init__(
-        self,
-        num_byzantine: int = 0,
-        max_iterations: int = 10,
-        tolerance: float = 1e-6,
-        smoothing: float = 1e-6,
-        weighted: bool = False,
-    ) -> None:
-        self.num_byzantine = checked_byzantine(self.name, num_byzantine)
-        require(
-            self.name, max_iterations >= 1, f"max_iterations must be >= 1, not {max_iterations}"
-        )
-        require(self.name, tolerance >= 0, f"tolerance must be >= 0, not {tolerance}")
-        require(self.name, smoothing > 0, f"smoothing must be > 0, not {smoothing}")
-        self.max_iterations = max_iterations
-        self.tolerance = tolerance
-        self.smoothing = smoothing
-        self.weighted = weighted
+    def __init__(self, params: GeometricMedianParams | None = None) -> None:
+        p = params if params is not None else GeometricMedianParams()
+        super().__init__(p)
+        self.max_iterations = p.iterations
+        self.tolerance = p.tolerance
+        self.smoothing = p.smoothing
+        self.weighted = p.weighted
         # the iterations the last aggregate ran, over how many updates: its FLOPs
         self.last_iterations: int | None = None
         self.last_num_updates: int | None = None

@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from pydantic import Field
 
 from greenfl.core.messages import ClientUpdate
+from greenfl.core.registry import params
 from greenfl.strategy.base import sort_flops
 from greenfl.strategy.robust import coordinate_median
-from greenfl.strategy.tolerance import RobustStrategy, checked_byzantine, require
+from greenfl.strategy.tolerance import ByzantineParams, RobustStrategy
 
 
 def pairwise_sq_dists(stacked: torch.Tensor) -> torch.Tensor:
@@ -59,9 +61,6 @@ class Krum(RobustStrategy):
 
     name = "krum"
 
-    def __init__(self, num_byzantine: int = 0) -> None:
-        self.num_byzantine = checked_byzantine(self.name, num_byzantine)
-
     def max_byzantine(self, num_updates: int) -> int:
         return max(-1, (num_updates - 3) // 2)
 
@@ -83,10 +82,17 @@ class Krum(RobustStrategy):
         return pairwise_flops(n, p) + scores_flops(n, self.neighbours(n)) + (n - 1) + p
 
 
+@params
+class MultiKrumParams(ByzantineParams):
+    selected: int | None = Field(
+        None, ge=1, le=100_000, description="updates averaged, m (none: n - f)"
+    )
+
+
 class MultiKrum(Krum):
     """Multi-Krum: the unweighted mean of the ``m`` updates with the lowest Krum scores.
 
-    ``num_selected`` is m; None (the default) takes m = n - f, every update the scores
+    ``selected`` is m; None (the default) takes m = n - f, every update the scores
     cannot rule out. A configured m above n - f is cut to n - f when drop-outs shrink the
     round, so that the mean never has to include an update past the tolerance. Tolerance
     as Krum: n >= 2f + 3.
@@ -95,12 +101,12 @@ class MultiKrum(Krum):
     best, and their mean added to the model: (m + 1)p."""
 
     name = "multikrum"
+    Params = MultiKrumParams
 
-    def __init__(self, num_byzantine: int = 0, num_selected: int | None = None) -> None:
-        super().__init__(num_byzantine)
-        ok = num_selected is None or num_selected >= 1
-        require(self.name, ok, f"num_selected must be >= 1 or None, not {num_selected}")
-        self.num_selected = num_selected
+    def __init__(self, params: MultiKrumParams | None = None) -> None:
+        p = params if params is not None else MultiKrumParams()
+        super().__init__(p)
+        self.num_selected = p.selected
 
     def selected_count(self, num_updates: int) -> int:
         """m for a round of ``num_updates`` updates."""
@@ -145,9 +151,6 @@ class Bulyan(RobustStrategy):
     model (beta + 1). With f = 0: (n + 1)p."""
 
     name = "bulyan"
-
-    def __init__(self, num_byzantine: int = 0) -> None:
-        self.num_byzantine = checked_byzantine(self.name, num_byzantine)
 
     def max_byzantine(self, num_updates: int) -> int:
         return max(-1, (num_updates - 3) // 4)

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from pydantic import Field
 
 from greenfl.core.messages import ClientUpdate
+from greenfl.core.registry import params
 from greenfl.strategy.base import sort_flops
-from greenfl.strategy.tolerance import RobustStrategy, checked_byzantine
+from greenfl.strategy.tolerance import ByzantineParams, RobustStrategy
 
 
 def coordinate_median(ordered: torch.Tensor) -> torch.Tensor:
@@ -28,9 +30,6 @@ class Median(RobustStrategy):
     """Coordinate-wise median. Tolerates f < n/2 Byzantine updates (its breakdown point)."""
 
     name = "median"
-
-    def __init__(self, num_byzantine: int = 0) -> None:
-        self.num_byzantine = checked_byzantine(self.name, num_byzantine)
 
     def max_byzantine(self, num_updates: int) -> int:
         return (num_updates - 1) // 2
@@ -55,19 +54,40 @@ def trim_count(trim_fraction: float, num_updates: int) -> int:
     return cut if num_updates - 2 * cut >= 1 else 0
 
 
+@params
+class TrimmedMeanParams(ByzantineParams):
+    trim_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=0.5,
+        description="share of the updates cut at each end, per coordinate (at least one "
+        "whenever above 0 and one update remains in the middle)",
+    )
+
+
 class TrimmedMean(RobustStrategy):
     """Coordinate-wise mean after cutting ``trim_count`` values at each end. Tolerates as
     many Byzantine updates as it cuts per side: f <= trim_count(trim_fraction, n)."""
 
     name = "trimmed_mean"
-    min_updates = 3  # one cut per side, one kept
+    Params = TrimmedMeanParams
 
-    def __init__(self, trim_fraction: float = 0.1, num_byzantine: int = 0) -> None:
-        self.trim_fraction = trim_fraction
-        self.num_byzantine = checked_byzantine(self.name, num_byzantine)
+    def __init__(self, params: TrimmedMeanParams | None = None) -> None:
+        p = params if params is not None else TrimmedMeanParams()
+        super().__init__(p)
+        self.trim_fraction = p.trim_fraction
+        if self.trim_fraction > 0:
+            self.min_updates = 3
+            self.min_updates_why = "cuts one update per side and keeps one"
 
     def max_byzantine(self, num_updates: int) -> int:
         return trim_count(self.trim_fraction, num_updates) if num_updates >= 1 else -1
+
+    def share_hint(self, share: float) -> str:
+        return (
+            f"The cut per side (strategy.params.trim_fraction = {self.trim_fraction:g}) must "
+            f"reach the attackers' share: set it to at least {share:g} (below 0.5)"
+        )
 
     def _aggregate_delta(
         self, global_params: torch.Tensor, updates: Sequence[ClientUpdate]

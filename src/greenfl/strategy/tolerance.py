@@ -11,13 +11,16 @@ model, which is what the operator chose a robust strategy to prevent."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
+from pydantic import Field
 
 from greenfl.core.errors import ConfigError
 from greenfl.core.messages import ClientUpdate
+from greenfl.core.registry import params
 from greenfl.strategy.base import StatelessStrategy
 
 log = logging.getLogger("greenfl.strategy")
@@ -25,6 +28,20 @@ log = logging.getLogger("greenfl.strategy")
 # The search for the cohort size a tolerance needs stops here: past it the answer is
 # "no cohort size suffices" (clip), and no deployment aggregates more updates a round.
 MAX_COHORT = 100_000
+
+
+@params
+class ByzantineParams:
+    """The parameter every Byzantine-robust strategy takes."""
+
+    byzantine: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_COHORT,
+        description="Byzantine updates per round to tolerate (f); none: the expected "
+        "attackers in a cohort, ceil(attack.fraction x clients_per_round); a strategy that "
+        "cannot tolerate f at clients_per_round is refused",
+    )
 
 
 def require(name: str, ok: bool, what: str) -> None:
@@ -52,14 +69,26 @@ class RobustStrategy(StatelessStrategy):
     for ``num_byzantine``) and ``_flops``."""
 
     name: str
+    Params: ClassVar[type] = ByzantineParams
     num_byzantine: int = 0
     skipped_rounds: int = 0  # rounds kept unchanged for too few updates, for diagnostics
     # Clipping bounds each update's pull instead of out-voting attackers, so it is held to
     # an explicit strategy.byzantine only, never to a simulated attack's expected count.
     bounds_each_update: ClassVar[bool] = False
+    # The fewest updates a round of this strategy must be configured for, and why.
+    min_updates: int = 1
+    min_updates_why: str = ""
+
+    def __init__(self, params: ByzantineParams | None = None) -> None:
+        p = params if params is not None else self.Params()
+        self.num_byzantine = checked_byzantine(self.name, p.byzantine or 0)
 
     def max_byzantine(self, num_updates: int) -> int:
         raise NotImplementedError
+
+    def share_hint(self, share: float) -> str:
+        """What to change when no cohort tolerates a ``share`` of attackers ("" if none)."""
+        return ""
 
     def can_aggregate(self, num_updates: int) -> bool:
         """Whether ``num_updates`` is enough to honour this strategy's ``num_byzantine``."""
@@ -108,30 +137,53 @@ def min_updates_for(strategy: object, num_byzantine: int) -> int | None:
     return None
 
 
-def check_tolerance(strategy: object, num_updates: int, num_byzantine: int) -> None:
+def check_tolerance(
+    strategy: object, num_updates: int, num_byzantine: int, attack_share: float | None = None
+) -> None:
     """Refuse, with a ConfigError of one sentence, a strategy that cannot tolerate
     ``num_byzantine`` Byzantine updates among ``num_updates`` (clients per round), or one
     built for fewer attackers than asked (Krum and Bulyan score with their own
-    ``num_byzantine``)."""
+    ``num_byzantine``). ``attack_share``: f was derived from a share of attackers, so it
+    grows with the cohort; the message then says whether any cohort can do, and if none
+    can, what must change instead."""
     robust = isinstance(strategy, RobustStrategy)
     name = strategy.name if robust else type(strategy).__name__.lower()
     f = checked_byzantine(name, num_byzantine)
     built_for = strategy.num_byzantine if robust else 0
     needed_f = max(f, built_for)
     if max_byzantine_of(strategy, num_updates) < needed_f:
+        lead = (
+            f"strategy {name!r} cannot tolerate f={needed_f} Byzantine updates among "
+            f"n={num_updates} clients per round"
+        )
+        if attack_share is not None and attack_share > 0:
+            needed_n = min_cohort_for_share(strategy, attack_share, num_updates)
+            if needed_n is None:
+                hint = strategy.share_hint(attack_share) if robust else ""
+                raise ConfigError(
+                    f"{lead}, and no larger cohort will do: a share of {attack_share:g} "
+                    f"attackers grows with the cohort. {hint or _CHOOSE}"
+                )
+            raise ConfigError(f"{lead}: with a share of {attack_share:g} attackers it needs "
+                              f"n >= {needed_n}")  # fmt: skip
         needed_n = min_updates_for(strategy, needed_f)
         if needed_n is None:
-            raise ConfigError(
-                f"strategy {name!r} cannot tolerate f={needed_f} Byzantine updates among "
-                f"n={num_updates} clients per round, nor among any number: choose krum, "
-                f"multikrum, bulyan, median, trimmed_mean, geomedian or centered_clip"
-            )
-        raise ConfigError(
-            f"strategy {name!r} cannot tolerate f={needed_f} Byzantine updates among "
-            f"n={num_updates} clients per round: it needs n >= {needed_n}"
-        )
+            raise ConfigError(f"{lead}, nor among any number: {_CHOOSE}")
+        raise ConfigError(f"{lead}: it needs n >= {needed_n}")
     if robust and built_for < f:
         raise ConfigError(
-            f"strategy {name!r} was built for num_byzantine={built_for} but must tolerate "
-            f"f={f} Byzantine updates: build it with num_byzantine={f}"
+            f"strategy {name!r} was built for byzantine={built_for} but must tolerate "
+            f"f={f} Byzantine updates: set strategy.params.byzantine = {f}"
         )
+
+
+_CHOOSE = "choose krum, multikrum, bulyan, median, trimmed_mean, geomedian or centered_clip"
+
+
+def min_cohort_for_share(strategy: object, share: float, start: int = 1) -> int | None:
+    """The smallest cohort n >= ``start`` in which ``strategy`` tolerates ceil(share x n)
+    attackers; None when none up to MAX_COHORT does."""
+    for n in range(max(start, 1), MAX_COHORT + 1):
+        if max_byzantine_of(strategy, n) >= math.ceil(share * n - 1e-9):
+            return n
+    return None

@@ -1,39 +1,34 @@
-"""The safety sections of a run, wired: the simulated attack (who is malicious, their
-poisoned data and attacked updates, the backdoor's probe). Privacy and secure aggregation
-join here too, so that the loop itself stays unaware of them."""
+"""The safety sections of a run, composed: the simulated attack (who is malicious, their
+poisoned data and attacked updates, the backdoor's probe), differential privacy's
+accountant, and secure aggregation's price. The engine stays unaware of all of them: they
+are a dataset, transports, a strategy wrapper and observers like any other."""
 
 from __future__ import annotations
-
-import math
-from collections.abc import Sequence
 
 import numpy as np
 from torch import nn
 
-from greenfl.attacks import (
-    DATA_ATTACKS,
-    PoisonedDataset,
-    UpdateAttack,
-    malicious_clients,
-)
+from greenfl.attacks import DATA_ATTACKS, PoisonedDataset, UpdateAttack, malicious_clients
 from greenfl.clients.attacking import AttackingTransport
+from greenfl.clients.secagg_cost import SecAggCostStrategy, SecAggCostTransport
 from greenfl.clients.transport import ClientTransport
 from greenfl.config import AttackConfig, RunConfig
 from greenfl.core.errors import ConfigError
 from greenfl.data.base import FederatedDataset
-from greenfl.engine.privacy_account import PrivacyAccount
-from greenfl.engine.probes import BackdoorProbe, RoundProbe
-from greenfl.engine.records import Callback
-from greenfl.strategy import Strategy
+from greenfl.engine.backdoor import BackdoorProbe
+from greenfl.engine.observers import RoundObserver
+from greenfl.engine.privacy_account import PrivacyAccount, PrivacySettings
+from greenfl.factories.world import largest_cohort
+from greenfl.strategy.base import Strategy
 
 
-def attackers_of(cfg: RunConfig, dataset: FederatedDataset) -> np.ndarray:
+def attackers_of(cfg: RunConfig, num_clients: int) -> np.ndarray:
     """The malicious clients' ids (none without an attack)."""
-    return malicious_clients(dataset.num_clients, cfg.attack.fraction, cfg.seed)
+    return malicious_clients(num_clients, cfg.attack.fraction, cfg.seed)
 
 
 def attacked_dataset(
-    cfg: RunConfig, dataset: FederatedDataset, malicious: Sequence[int]
+    cfg: RunConfig, dataset: FederatedDataset, malicious: np.ndarray
 ) -> FederatedDataset:
     """``dataset`` with the malicious clients' training data poisoned, for data attacks."""
     a = cfg.attack
@@ -53,7 +48,7 @@ def update_attack(attack: AttackConfig, clients_per_round: int, seed: int) -> Up
 
 
 def attacked_transport(
-    cfg: RunConfig, transport: ClientTransport, malicious: Sequence[int]
+    cfg: RunConfig, transport: ClientTransport, malicious: np.ndarray
 ) -> ClientTransport:
     """In-process clients of which the malicious ones send attacked updates."""
     if cfg.attack.name == "none":
@@ -70,37 +65,48 @@ def refuse_attack_in_deployment(cfg: RunConfig) -> None:
         )
 
 
-def safety_probes(
+def secagg_priced(
+    cfg: RunConfig, transport: ClientTransport, strategy: Strategy, numel: int
+) -> tuple[ClientTransport, Strategy]:
+    """With secagg.enabled in simulation, every report and the server's work carry the
+    protocol's cost (the sum itself is the plain one)."""
+    if not cfg.secagg.enabled:
+        return transport, strategy
+    sa = cfg.secagg
+    return (
+        SecAggCostTransport(transport, numel, sa.neighbours, sa.threshold),
+        SecAggCostStrategy(strategy, sa.neighbours, sa.threshold),
+    )
+
+
+def safety_observers(
     cfg: RunConfig, model: nn.Module, dataset: FederatedDataset, strategy: Strategy
-) -> tuple[list[RoundProbe], list[Callback]]:
-    """The round probes the run's safety sections ask for, and the callbacks that stop
-    it (the privacy budget)."""
-    probes: list[RoundProbe] = []
-    guards: list[Callback] = []
+) -> list[RoundObserver]:
+    """The observers the safety sections ask for: the privacy accountant (which stops the
+    run at its budget) and the backdoor's probe."""
+    observers: list[RoundObserver] = []
     if cfg.privacy.mode != "none":
-        account = privacy_account(cfg, strategy, dataset.client_sizes())
-        probes.append(account)
-        guards.append(account.privacy_budget_spent)
+        observers.append(privacy_account(cfg, strategy, dataset.client_sizes()))
     if isinstance(dataset, PoisonedDataset) and dataset.attack == "backdoor":
         a = cfg.attack
-        probes.append(
+        observers.append(
             BackdoorProbe(
                 model, dataset.test_data(), tuple(dataset.input_shape), a.backdoor_target,
                 a.trigger_size, dataset.trigger_value,
             )  # fmt: skip
         )
-    return probes, guards
+    return observers
 
 
 def privacy_account(cfg: RunConfig, strategy: Strategy, client_sizes: np.ndarray) -> PrivacyAccount:
     """The run's privacy accountant, with the worst round the config allows: the largest
     cohort asked (over-selection and adapt arms included), the most epochs, the smallest
     batch."""
-    t, a = cfg.train, cfg.adapt
-    cohort = max([t.clients_per_round, *a.clients_per_round])
-    cohort = math.ceil(cohort * (1 + cfg.fleet.over_selection))
+    t, a, dp = cfg.train, cfg.adapt, cfg.privacy
+    settings = PrivacySettings(dp.mode, dp.noise_multiplier, dp.clip_norm, dp.delta,
+                               dp.epsilon_budget, dp.sampling)  # fmt: skip
     return PrivacyAccount(
-        cfg.privacy, strategy, client_sizes, cohort,
+        settings, strategy, client_sizes, largest_cohort(cfg),
         max([t.local_epochs, *a.local_epochs]), min([t.batch_size, *a.batch_size]),
         t.max_local_steps,
     )  # fmt: skip

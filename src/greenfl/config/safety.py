@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from greenfl.config_sections import Section
+from greenfl.config.base import Section
 
 AttackName = Literal["none", "sign_flip", "scaling", "noise", "label_flip", "alie", "backdoor"]
 
@@ -179,13 +179,14 @@ def check_safety(
             f"secagg.enabled needs compression.name = 'identity', not {compression_name!r}: "
             "masked values are uniform 32-bit words and do not compress"
         )
-    from greenfl.strategy import SUM_STRATEGIES  # the registry imports torch: only here
+    from greenfl.strategy import STRATEGIES, serves_sum
 
-    if strategy_name not in SUM_STRATEGIES:
+    if not serves_sum(strategy_name):
+        sums = [n for n in STRATEGIES.names() if serves_sum(n)]
         raise ValueError(
             f"secagg.enabled: the server sees only the sum of the updates, and "
             f"strategy.name = {strategy_name!r} needs each update; use one of "
-            f"{', '.join(sorted(SUM_STRATEGIES))}"
+            f"{', '.join(sums)}"
         )
     if privacy.mode == "central":
         raise ValueError(

@@ -1,0 +1,93 @@
+"""What every config section shares: frozen, unknown keys refused, no inf or nan; and the
+sections that name a registered policy (``name`` plus a ``params`` table that the policy's
+own Params type validates)."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from greenfl.core.errors import ConfigError
+from greenfl.core.registry import Registry
+
+
+class Section(BaseModel):
+    """A config section. ``key`` is its name in the config; ``moved`` maps keys that used
+    to sit in it to where they live now (a config still using one gets one line naming
+    the new place)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    key: ClassVar[str] = ""
+    moved: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        return refuse_moved(cls.key, cls.moved, data)
+
+
+def registry(ref: str) -> Registry[Any]:
+    """A policy registry by ``"module:attribute"``, imported on use: the policy packages
+    import nothing heavy, and the config does not depend on them at import time."""
+    module, _, attr = ref.partition(":")
+    return getattr(import_module(module), attr)
+
+
+def params_field() -> Any:
+    """The ``params`` field of a section naming a policy (declared after the name, which
+    validating the params needs)."""
+    return Field(
+        default_factory=dict,
+        description="the named policy's own parameters (the tables below); unset ones keep "
+        "their defaults",
+    )
+
+
+def refuse_moved(section: str, moved: dict[str, str], data: Any) -> Any:
+    """``data`` unchanged, or a ConfigError of one line naming the new place of a key that
+    used to sit flat in ``section`` (a ConfigError passes pydantic by, unwrapped)."""
+    if isinstance(data, dict):
+        for old, new in moved.items():
+            if old in data:
+                raise ConfigError(f"{section}.{old} has moved: set {section}.{new} instead")
+    return data
+
+
+def validated_params(ref: str, section: str, name: str, value: dict[str, Any]) -> dict[str, Any]:
+    """The given params of policy ``name``, validated by its own Params type (importing
+    that one policy's module). Only the keys given are kept: the defaults are the
+    policy's, and the run records them all in its ledger."""
+    if not value:
+        return value
+    parsed = registry(ref).parse(name, value, f"{section}.params")
+    return {k: getattr(parsed, k) for k in value}
+
+
+class PolicySection(Section):
+    """``name`` of a registered policy and its ``params``. Subclasses declare the name
+    field and then ``params: dict[str, Any] = params_field()``, and set ``key``,
+    ``registry_ref`` and ``moved``."""
+
+    registry_ref: ClassVar[str] = ""
+    none_allowed: ClassVar[bool] = False  # "none" switches the policy off
+
+    @field_validator("name", check_fields=False)
+    @classmethod
+    def _known_policy(cls, name: str) -> str:
+        if cls.none_allowed and name == "none":
+            return name
+        return registry(cls.registry_ref).check(name)
+
+    @field_validator("params", check_fields=False)
+    @classmethod
+    def _own_params(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        name = info.data.get("name")
+        if name is None:  # the name failed validation: that error is the one to report
+            return value
+        if cls.none_allowed and name == "none":
+            if value:
+                raise ValueError(f"{cls.key}.name = 'none' takes no params")
+            return value
+        return validated_params(cls.registry_ref, cls.key, name, value)

@@ -1,0 +1,124 @@
+"""What a round will ask of a client, priced before it trains: each client's execution
+target (its population entry's, or the fastest, least-energy or least-carbon of its
+device's targets), and its expected time, energy and carbon (for selectors that weigh
+them, for the carbon-aware wait, and for cutting late clients' work at the deadline)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from greenfl.accounting.entries import EntryTable
+from greenfl.accounting.estimates import Estimates, estimate_clients
+from greenfl.accounting.targets import TargetTable
+from greenfl.core.messages import ClientReport, local_steps, samples_processed, steps_within
+from greenfl.fleet.population import Population
+from greenfl.footprint.intensity import CarbonIntensity
+from greenfl.footprint.model import client_cost
+
+
+class CostModel:
+    """``flops_per_sample``: counted training FLOPs per sample of the model; ``bytes_up``:
+    the configured codec's payload for a model-sized update; ``bytes_down``: the float32
+    model. ``target_policy``: entry, fastest, energy or carbon (``adapt.target``)."""
+
+    def __init__(
+        self,
+        population: Population,
+        entries: EntryTable,
+        targets: TargetTable | None,
+        target_policy: str,
+        sources: Sequence[CarbonIntensity],
+        flops_per_sample: float,
+        bytes_up: int,
+        bytes_down: int,
+        batch_size: int,
+        max_steps: int,
+    ) -> None:
+        self.population = population
+        self.targets = targets if target_policy != "entry" else None
+        self.target_policy = target_policy
+        # Each client's profile row: in the targets' table when targets are chosen.
+        self.table = self.targets.table if self.targets is not None else entries
+        self.sources = sources
+        self.flops_per_sample = flops_per_sample
+        self.bytes_up = bytes_up
+        self.bytes_down = bytes_down
+        self.batch_size = batch_size
+        self.max_steps = max_steps
+
+    def rows(self, clients: np.ndarray, start_s: float, local_epochs: int) -> np.ndarray:
+        """Each client's row in ``self.table``: its entry, or its chosen execution target."""
+        entry = self.population.entry[clients]
+        if self.targets is None:
+            return entry
+
+        def cost(rows: np.ndarray) -> np.ndarray:
+            est = self._estimate(clients, rows, start_s, local_epochs)
+            return est.energy_j if self.target_policy == "energy" else est.carbon_g
+
+        return self.targets.choose(entry, self.target_policy, cost)
+
+    def _estimate(
+        self, clients: np.ndarray, rows: np.ndarray, start_s: float | np.ndarray, epochs: int
+    ) -> Estimates:
+        return estimate_clients(
+            clients, rows, self.population, self.table, self.sources, start_s,
+            self.flops_per_sample, epochs, self.bytes_up, self.bytes_down,
+            batch_size=self.batch_size, max_steps=self.max_steps,
+        )  # fmt: skip
+
+    def estimate(
+        self, clients: np.ndarray, start_s: float, local_epochs: int
+    ) -> tuple[Estimates, np.ndarray]:
+        """The clients' expected cost at ``start_s``, and the rows it was priced at."""
+        rows = self.rows(clients, start_s, local_epochs)
+        return self._estimate(clients, rows, start_s, local_epochs), rows
+
+    def duration_s(self, client_id: int, report: ClientReport) -> float:
+        """A report's modelled download, training and upload time on the client's own
+        population entry (its FLOPs and bytes as reported)."""
+        row = int(self.population.entry[client_id])
+        tb = self.table if self.targets is None else None
+        if tb is None:
+            assert self.targets is not None
+            tb, row = self.targets.table, int(self.targets.default_row[row])
+        cost = client_cost(
+            np.float64(report.flops), report.bytes_up, report.bytes_down, tb.flops_per_s[row],
+            tb.active_power_w[row], tb.up_mbps[row], tb.down_mbps[row], tb.radio_power_w[row],
+            tb.network_kwh_per_gb[row], tb.tail_s[row], tb.tail_power_w[row],
+        )  # fmt: skip
+        return float(cost.total_s)
+
+    def partial_steps(
+        self,
+        clients: np.ndarray,
+        rows: np.ndarray,
+        local_epochs: int,
+        batch_size: int,
+        deadline_s: float,
+    ) -> dict[int, int]:
+        """Step caps of the clients that cannot do the round's work by the deadline: the
+        most steps whose download, training and upload all fit in it (the modelled times
+        the accounting will charge). A client that cannot fit one step keeps its full work:
+        it straggles, and is not aggregated."""
+        tb = self.table
+        n = self.population.num_samples[clients]
+        e, b = local_epochs, batch_size
+        full = samples_processed(n, e, b, self.max_steps)
+        cost = client_cost(
+            self.flops_per_sample * full.astype(np.float64), self.bytes_up, self.bytes_down,
+            tb.flops_per_s[rows], tb.active_power_w[rows], tb.up_mbps[rows],
+            tb.down_mbps[rows], tb.radio_power_w[rows], tb.network_kwh_per_gb[rows],
+            tb.tail_s[rows], tb.tail_power_w[rows],
+        )  # fmt: skip
+        late = cost.total_s > deadline_s
+        if not late.any():
+            return {}
+        # A hair inside the deadline: the accounting sums the same terms in another order.
+        compute_budget_s = deadline_s * (1 - 1e-9) - cost.comm_s
+        budget = compute_budget_s * tb.flops_per_s[rows] / self.flops_per_sample
+        steps = steps_within(budget, n, e, b, self.max_steps)
+        cut = late & (steps >= 1) & (steps < local_steps(n, e, b, self.max_steps))
+        return dict(zip(clients[cut].tolist(), steps[cut].tolist(), strict=True))

@@ -1,0 +1,130 @@
+"""The run's world and its machinery from the config: the engine's narrow settings, the
+fleet's population and grid intensity, the priced round (costs, execution targets), the
+carbon-aware wait, the trainer and the server's counted work."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from greenfl.accounting.entries import EntryTable
+from greenfl.accounting.sources import GridChoice, intensity_sources
+from greenfl.accounting.targets import TargetTable
+from greenfl.clients.trainer import ClientTrainer
+from greenfl.compression.base import Codec
+from greenfl.config import RunConfig
+from greenfl.core.params import get_flat
+from greenfl.data.base import FederatedDataset
+from greenfl.engine.costs import CostModel
+from greenfl.engine.server_work import ServerWorkModel
+from greenfl.engine.settings import EngineSettings, RoundRules, StopRules, WorldRules
+from greenfl.engine.waiting import CarbonWait
+from greenfl.fleet.catalog import Fleet
+from greenfl.fleet.population import Population
+from greenfl.footprint.intensity import RegionalIntensity
+from greenfl.models.flops import forward_flops_per_sample
+from greenfl.scheduling.carbon import CarbonAwareScheduler
+
+
+def engine_settings(cfg: RunConfig) -> EngineSettings:
+    t, dp, f = cfg.train, cfg.privacy, cfg.fleet
+    local = dp.mode == "local"  # DP-SGD on every client: sample-level privacy
+    return EngineSettings(
+        seed=cfg.seed,
+        start_utc=f.start_time,
+        round=RoundRules(
+            clients_per_round=t.clients_per_round, local_epochs=t.local_epochs,
+            batch_size=t.batch_size, lr=t.lr, momentum=t.momentum,
+            max_local_steps=t.max_local_steps,
+            dp_noise_multiplier=dp.noise_multiplier if local else 0.0,
+            dp_max_grad_norm=dp.clip_norm if local else 0.0,
+        ),  # fmt: skip
+        world=WorldRules(
+            availability=f.availability, over_selection=f.over_selection,
+            deadline_s=f.deadline_s, dropout_prob=f.dropout_prob,
+            aggregate_partial=f.partial_work == "aggregate",
+        ),  # fmt: skip
+        stop=StopRules(t.rounds, cfg.stop.target_accuracy, cfg.stop.carbon_budget_g),
+        accounting=cfg.engine.accounting,
+        checkpoint=cfg.engine.checkpoint,
+        threads=cfg.engine.threads,
+    )
+
+
+def grid_for(cfg: RunConfig) -> GridChoice:
+    return GridChoice(cfg.fleet.ci_mode, cfg.fleet.ci_constant_g_per_kwh)
+
+
+def sources_for(cfg: RunConfig, fleet: Fleet) -> RegionalIntensity:
+    """One carbon-intensity source per region (reads every trace: a missing one fails
+    before any work)."""
+    return intensity_sources(fleet, grid_for(cfg), cfg.fleet.start_time)
+
+
+def codec_bytes(codec: Codec, model: nn.Module) -> tuple[int, int]:
+    """(bytes_up, bytes_down) a round is expected to move per client: ``codec``'s payload
+    for a model-sized update (a fresh codec: no client's error feedback is touched), and
+    the float32 model."""
+    n = get_flat(model).numel()
+    probe = torch.randn(n, generator=torch.Generator().manual_seed(0)) * 1e-3
+    return len(codec.encode(probe, 0, torch.Generator()).payload), 4 * n
+
+
+def cost_model(
+    cfg: RunConfig,
+    population: Population,
+    sources: RegionalIntensity,
+    flops_per_sample: float,
+    bytes_up_down: tuple[int, int],
+) -> CostModel:
+    fleet = population.fleet
+    policy = cfg.adapt.target
+    targets = TargetTable.build(fleet) if policy != "entry" else None
+    return CostModel(
+        population, EntryTable.build(fleet), targets, policy, sources, flops_per_sample,
+        *bytes_up_down, batch_size=cfg.train.batch_size, max_steps=cfg.train.max_local_steps,
+    )  # fmt: skip
+
+
+def waiting_for(
+    cfg: RunConfig,
+    scheduler: CarbonAwareScheduler | None,
+    costs: CostModel,
+    sources: RegionalIntensity,
+    cost_aware: bool,
+) -> CarbonWait | None:
+    if scheduler is None:
+        return None
+    return CarbonWait(scheduler, costs, costs.population, sources, cfg.fleet.start_time,
+                      cfg.fleet.availability, cost_aware)  # fmt: skip
+
+
+def trainer_for(cfg: RunConfig, model: nn.Module) -> ClientTrainer:
+    if cfg.engine.backend == "ray":
+        from greenfl.clients.ray_trainer import RayTrainer
+
+        return RayTrainer(cfg.engine.ray_address, cfg.engine.threads)
+    from greenfl.clients.vectorised import auto_trainer
+
+    return auto_trainer(cfg.engine.trainer, model, cfg.train.clients_per_round)
+
+
+def server_work_for(model: nn.Module, dataset: FederatedDataset, fleet: Fleet) -> ServerWorkModel:
+    """The server's counted work per round: aggregation over the model's parameters, and a
+    forward pass over the central test set, at the fleet server's throughput."""
+    _x, y = dataset.test_data()
+    per_sample = forward_flops_per_sample(model, dataset.input_shape, dataset.num_classes)
+    return ServerWorkModel(
+        num_params=sum(p.numel() for p in model.parameters()),
+        eval_flops=per_sample * len(y),
+        flops_per_s=fleet.server.flops_per_s,
+    )
+
+
+def largest_cohort(cfg: RunConfig) -> int:
+    """The most clients a round may ask: the largest cohort (adapt arms included), with
+    over-selection."""
+    cohort = max([cfg.train.clients_per_round, *cfg.adapt.clients_per_round])
+    return math.ceil(cohort * (1 + cfg.fleet.over_selection))
