@@ -27,7 +27,7 @@ from greenfl.config import build_config
 OVERFIT = {
     "data": {"num_clients": 3, "test_fraction": 0.95},
     "train": {"rounds": 5, "clients_per_round": 3, "local_epochs": 30, "momentum": 0.9},
-    "model": {"hidden": [256]},
+    "model": {"params": {"hidden": [256]}},
     "report": {"html": False},
 }
 # One local epoch at a small learning rate: the model has barely moved from its start.
@@ -126,6 +126,9 @@ def test_audit_finds_leakage_of_an_overfitted_run_only(
     assert main(["audit", str(runs["overfit"]), "--shadow", "4"]) == 0
     printed = capsys.readouterr()
     assert "loss" in printed.out and "lira_online" in printed.out
+    # read out plainly: the strongest attack's verdict and the privacy as figures, no raw dict
+    assert "reading: membership inference AUC" in printed.out and "{" not in printed.out
+    assert "privacy: no differential privacy (privacy.mode = none)" in printed.out
     assert "shadow model 4/4" in printed.err
     audit = json.loads((runs["overfit"] / "audit.json").read_text())
     attacks = audit["attacks"]

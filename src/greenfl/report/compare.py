@@ -14,7 +14,7 @@ from pathlib import Path
 
 from greenfl.analysis.seed_stats import ConfigRuns, Stat, aggregate, align_targets, run_metrics
 from greenfl.report import plots
-from greenfl.report.headline import format_accuracy, format_carbon, format_energy, plain_number
+from greenfl.report.headline import format_accuracy, format_carbon, format_energy, format_large
 from greenfl.report.page import page
 from greenfl.report.run_data import ReportError, RunData, open_run
 from greenfl.report.seed_cells import TableUnits, label, mean_std_text, ratio_text, stat_units
@@ -179,7 +179,7 @@ def run_table(rows: Sequence[RunRow], dirs: Sequence[Path], out_dir: Path | None
         f"<td class='num'>{format_accuracy(r.final_accuracy)}</td>"
         f"<td class='num'>{format_energy(r.energy_j, scale_j)}</td>"
         f"<td class='num'>{format_carbon(r.carbon_g, scale_g)}</td>"
-        f"<td class='num'>{plain_number(r.intelligence_per_kwh)}</td>"
+        f"<td class='num'>{format_large(r.intelligence_per_kwh)}</td>"
         f"<td>{_report_link(d, out_dir) or 'none'}</td></tr>"
         for r, d in zip(rows, dirs, strict=True)
     )

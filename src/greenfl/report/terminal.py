@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from greenfl.report.headline import format_carbon, format_energy
+from greenfl.report.headline import format_carbon, format_energy, format_large
 from greenfl.report.tables import breakdown, carbon_by, intelligence_per_kwh
 
 
@@ -62,7 +62,7 @@ def summary_table(
         t.add_row(f"carbon: {label}", f"{fmt_g(g)} ({share:.1f}%)")
     t.add_row("carbon: total", fmt_g(total_g))
     ipk = intelligence_per_kwh(acc, initial_accuracy, total_j)
-    t.add_row("intelligence per kWh", f"{ipk:.4g} accuracy points / kWh")
+    t.add_row("intelligence per kWh", f"{format_large(ipk)} accuracy points / kWh")
     top_r = ", ".join(f"{n} {fmt_g(g)}" for n, g, _ in carbon_by(conn, "region", 3))
     top_d = ", ".join(f"{n} {fmt_g(g)}" for n, g, _ in carbon_by(conn, "device", 3))
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
