@@ -81,14 +81,14 @@ def test_bad_format(hand_run: Path) -> None:
 def test_trackers_need_their_library(
     key: str, value: str, module: str, message: str, tmp_path: Path
 ) -> None:
-    from greenfl.engine.tracking import tracking_callbacks
+    import greenfl
 
     cfg = build_config({}, [f"{key}={value}"])
     if importlib.util.find_spec(module) is not None:
         pytest.skip(f"{module} is installed; the missing-library path cannot be tested")
     with pytest.raises(MissingExtraError, match=message):
-        tracking_callbacks(cfg.report)
-    assert tracking_callbacks(build_config({}).report) == []
+        greenfl.run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "ledger.sqlite").exists()  # it failed before any work
 
 
 @pytest.mark.skipif(
