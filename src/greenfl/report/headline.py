@@ -1,16 +1,18 @@
 """The report's headline numbers: each with its value, how it is shown, and (where it is one)
-the summary.json key it comes from, so a test can check the page against summary.json."""
+the summary.json key it comes from, so a test can check the page against summary.json; and
+the formatters every tool shows energy, carbon, accuracy and durations with."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from greenfl.report.run_data import RunData
 from greenfl.report.style import carbon_scale, energy_scale
-from greenfl.report.tables import breakdown, intelligence_per_kwh
+
+if TYPE_CHECKING:
+    from greenfl.report.run_data import RunData
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,10 @@ def client_accuracy_note(
 
 
 def headline_metrics(run: RunData) -> list[Metric]:
+    # Imported here, not above: the CLI's progress line imports the formatters at start,
+    # and the tables reach the ledger package, which loads numpy (about 0.15 s).
+    from greenfl.report.tables import breakdown, intelligence_per_kwh
+
     s = run.summary
     b = breakdown(run.conn)
     total_j = float(s["energy_j"]["total"])
