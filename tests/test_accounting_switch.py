@@ -15,7 +15,7 @@ from greenfl.config import RunConfig
 from greenfl.core.errors import ConfigError
 from greenfl.ledger import read_ledger
 from greenfl.ledger.rows import ColumnRows
-from greenfl.models import cnn, mlp
+from greenfl.models.builtin import cnn, mlp
 from greenfl.models.flops import training_flops_per_sample
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import greenfl
-from greenfl.adapt import (
+from greenfl.adapt.bandit import (
     Arm,
+    PooledParams,
     PooledThompsonBandit,
     ThompsonBandit,
     UCBBandit,
@@ -26,7 +27,9 @@ def test_bandit_learns_to_prefer_the_cheaper_arm(cls: type) -> None:
     arms = [Arm(10, 1, 16), Arm(10, 5, 16)]
     carbon_g = [1.0, 0.25]
     # pooled is told the gains' true spread (its default, 0.25, is a digits run's)
-    bandit = cls(arms, gain_sd=0.3 * 0.02) if cls is PooledThompsonBandit else cls(arms)
+    bandit = (
+        cls(arms, PooledParams(gain_sd=0.3 * 0.02)) if cls is PooledThompsonBandit else cls(arms)
+    )
     rng = np.random.default_rng(0)
     picks = []
     acc = 0.5
@@ -65,7 +68,9 @@ def test_pooled_bandit_shrinks_gains_toward_the_mean_of_all_rounds(
     # - prior 1 round: arm 0 (0.5 + 0.9) / 2 / 1 = 0.70, arm 1 (0.5 + 0.1) / 2 / 0.4 = 0.75;
     # - prior 0.1 rounds: arm 0 (0.05 + 0.9) / 1.1 = 0.864, arm 1 (0.05 + 0.1) / 1.1 / 0.4
     #   = 0.341.
-    bandit = PooledThompsonBandit([Arm(2, 1, 16), Arm(2, 5, 16)], prior_rounds, gain_sd=1e-9)
+    bandit = PooledThompsonBandit(
+        [Arm(2, 1, 16), Arm(2, 5, 16)], PooledParams(prior_rounds=prior_rounds, gain_sd=1e-9)
+    )
     bandit.update(0, 0.9, 1.0)
     bandit.update(1, 0.1, 0.4)
     assert bandit.choose(np.random.default_rng(0)) == expected

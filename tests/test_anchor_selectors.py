@@ -13,7 +13,10 @@ from greenfl.core.errors import ConfigError
 from greenfl.core.units import J_PER_KWH
 from greenfl.fleet import Population, load_fleet
 from greenfl.ledger import read_ledger
-from greenfl.selection import AutoFLSelector, FedZeroSelector, SelectionContext
+from greenfl.factories import selector_for
+from greenfl.selection.autofl import AutoFLParams, AutoFLSelector
+from greenfl.selection.base import SelectionContext
+from greenfl.selection.fedzero import FedZeroParams, FedZeroSelector
 from tests.fleets import write_fleet
 
 
@@ -41,7 +44,9 @@ def test_fedzero_fits_the_window_then_the_cleanest_then_the_most_useful() -> Non
     part = np.array([0, 0, 3, 0, 0, 0, 0, 0], dtype=np.int32)
     ctx = _ctx(n, est_energy_j=energy, est_carbon_g=intensity, est_duration_s=duration,
                last_loss=loss, participation=part)  # fmt: skip
-    sel = FedZeroSelector(window_s=10.0, local_epochs=2, min_epochs=1, clean_share=0.5)
+    sel = FedZeroSelector(
+        FedZeroParams(window_s=10.0, local_epochs=2, min_epochs=1, clean_share=0.5)
+    )
     # 6 and 7 need 15 s for their min epoch: out. Of 0-5, the cleanest half is 0, 1, 2.
     # Utility (10 samples x loss) / sqrt(1 + participation): 10, 20, 15.
     assert sel.select(np.arange(n), 2, ctx, np.random.default_rng(0)).tolist() == [1, 2]
@@ -49,10 +54,10 @@ def test_fedzero_fits_the_window_then_the_cleanest_then_the_most_useful() -> Non
     # Asked for more than the clean pool: the pool grows to k, still cleanest first.
     assert sel.select(np.arange(n), 4, ctx, np.random.default_rng(0)).tolist() == [0, 1, 2, 3]
     # A longer min epoch fraction shuts clients out of the window.
-    strict = FedZeroSelector(window_s=10.0, local_epochs=2, min_epochs=2)
+    strict = FedZeroSelector(FedZeroParams(window_s=10.0, local_epochs=2, min_epochs=2))
     assert strict.eligible(ctx).tolist() == [True] * 6 + [False] * 2
     with pytest.raises(ValueError, match="min_epochs"):
-        FedZeroSelector(window_s=1.0, local_epochs=2, min_epochs=3)
+        FedZeroSelector(FedZeroParams(window_s=1.0, local_epochs=2, min_epochs=3))
 
 
 def _grids(tmp_path: Path) -> Path:
@@ -88,8 +93,9 @@ def test_fedzero_runs_in_the_clean_grid_with_adaptive_work(
     assert all(r["compute_s"] + r["comm_s"] <= 0.5 for r in rows)
     with pytest.raises(ConfigError, match="fleet.deadline_s"):
         tiny_config.replace(**{"selection.name": "fedzero"})
-    with pytest.raises(ConfigError, match="exceeds"):
-        cfg.replace(**{"selection.fedzero_min_epochs": 3})
+    # min_epochs above train.local_epochs is refused where the selector is built
+    with pytest.raises(ConfigError, match=r"min_epochs \(3\) .*train\.local_epochs \(2\)"):
+        selector_for(cfg.replace(**{"selection.params.min_epochs": 3}))
 
 
 def test_autofl_contexts_are_device_network_and_intensity_terciles() -> None:
@@ -108,7 +114,7 @@ def test_autofl_learns_the_context_with_most_gain_per_gram() -> None:
     n = 20
     carbon = np.where(np.arange(n) < 10, 1.0, 100.0)  # 0-9 are 100x cleaner per round
     ctx = _ctx(n, est_energy_j=np.ones(n), est_carbon_g=carbon, est_duration_s=np.ones(n))
-    sel = AutoFLSelector(exploration=0.0, min_exploration=0.0)
+    sel = AutoFLSelector(AutoFLParams(exploration=0.0, min_exploration=0.0))
     rng = np.random.default_rng(0)
     acc = 0.1
     for rnd in range(1, 8):
@@ -121,7 +127,7 @@ def test_autofl_learns_the_context_with_most_gain_per_gram() -> None:
     picked = sel.select(np.arange(n), 4, ctx, rng)
     assert (picked < 10).all()
     # state round trip: a restored selector picks the same with the same random stream
-    other = AutoFLSelector(exploration=0.0, min_exploration=0.0)
+    other = AutoFLSelector(AutoFLParams(exploration=0.0, min_exploration=0.0))
     other.load_state_dict(sel.state_dict())
     a = sel.select(np.arange(n), 4, ctx, np.random.default_rng(5))
     b = other.select(np.arange(n), 4, ctx, np.random.default_rng(5))

@@ -10,7 +10,7 @@ import greenfl
 from greenfl.config import RunConfig
 from greenfl.footprint.intensity import Trace
 from greenfl.ledger import read_ledger
-from greenfl.scheduling import CarbonAwareScheduler
+from greenfl.scheduling.carbon import CarbonAwareScheduler, CarbonSchedulerParams
 from tests.fleets import write_fleet
 
 START = datetime(2026, 1, 15, 0, 0, tzinfo=timezone.utc)
@@ -28,7 +28,7 @@ def _trace_csv(path: Path) -> Path:
 
 def _plan(slack_s: float, idle_g_per_s: float = 0.0) -> float:
     trace = Trace.from_csv(_trace_csv(Path(_plan.tmp) / "t.csv"), START)  # type: ignore[attr-defined]
-    sched = CarbonAwareScheduler(slack_s, step_s=900.0)
+    sched = CarbonAwareScheduler(CarbonSchedulerParams(slack_s=slack_s, step_s=900.0))
     return sched.plan(
         0.0,
         lambda starts: trace.mean(starts, starts + 60.0),  # a one-minute round
@@ -59,7 +59,9 @@ def test_idle_cost_can_make_waiting_not_worth_it() -> None:
 
 
 def test_wait_budget_is_shared_across_rounds() -> None:
-    sched = CarbonAwareScheduler(3600.0, step_s=900.0, max_total_wait_s=1800.0)
+    sched = CarbonAwareScheduler(
+        CarbonSchedulerParams(slack_s=3600.0, step_s=900.0, max_total_wait_s=1800.0)
+    )
     flat_then_low = lambda s: np.where(s >= 1800.0, 1.0, 2.0)  # noqa: E731
     no_idle = lambda t0, s: np.zeros(len(s))  # noqa: E731
     assert sched.plan(0.0, flat_then_low, no_idle) == pytest.approx(1800.0)
@@ -89,8 +91,8 @@ def test_loop_waits_counts_idle_energy_and_advances_the_clock(
             "fleet.catalog": str(fleet),
             "fleet.start_time": START.isoformat(),
             "scheduling.name": "carbon",
-            "scheduling.slack_s": 4 * 3600.0,
-            "scheduling.step_s": 900.0,
+            "scheduling.params.slack_s": 4 * 3600.0,
+            "scheduling.params.step_s": 900.0,
         }
     )
     greenfl.run(cfg, tmp_path / "run")

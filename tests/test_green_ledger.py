@@ -10,11 +10,11 @@ import pytest
 import greenfl
 from greenfl.config import RunConfig
 from greenfl.ledger import read_ledger
-from greenfl.selection import jain_index
+from greenfl.selection.fairness import jain_index
 
 
 def test_ledger_records_encoded_sizes_for_q8(tiny_config: RunConfig, tmp_path: Path) -> None:
-    cfg = tiny_config.replace(**{"compression.name": "q8", "compression.chunk_size": 1024})
+    cfg = tiny_config.replace(**{"compression.name": "q8", "compression.params.chunk_size": 1024})
     greenfl.run(cfg, tmp_path)
     n = 4810  # float32 MLP 64-64-10
     for r in read_ledger(tmp_path).client_rounds:
@@ -42,12 +42,12 @@ def test_fairness_meta_matches_the_ledger(tiny_config: RunConfig, tmp_path: Path
 def test_estimates_match_what_the_ledger_then_records(
     tiny_config: RunConfig, one_device_fleet: Path, tmp_path: Path
 ) -> None:
-    from greenfl.engine import build_loop
+    from greenfl.factories import build_loop
 
     cfg = tiny_config.replace(**{"fleet.catalog": str(one_device_fleet), "train.rounds": 1})
     loop = build_loop(cfg, tmp_path)
     ids = np.arange(cfg.data.num_clients)
-    est, _ = loop.planner.estimate(ids, 0.0, cfg.train.local_epochs)
+    est, _ = loop.parts.costs.estimate(ids, 0.0, cfg.train.local_epochs)
     loop.run()
     conn = sqlite3.connect(tmp_path / "ledger.sqlite")
     for cid, op, emb, comp, comm in conn.execute(

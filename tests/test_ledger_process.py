@@ -18,7 +18,7 @@ import pytest
 import greenfl
 from greenfl.config import RunConfig
 from greenfl.core.errors import LedgerError
-from greenfl.engine.build import build_loop
+from greenfl.factories import build_loop
 from greenfl.ledger import store
 from greenfl.ledger.schema import SCHEMA_VERSION
 from greenfl.ledger.writer import LedgerWriter
@@ -127,16 +127,19 @@ def test_the_writer_process_imports_only_the_standard_library() -> None:
 _KILLED_RUN = """
 import os, signal, sys
 import greenfl
-from greenfl.engine.build import build_loop
+from greenfl.engine.observers import RoundHook
+from greenfl.factories import build_loop
 
 cfg = greenfl.build_config({cfg!r})
-loop = build_loop(cfg, sys.argv[1])
 
+# An observer sees a round before its ledger row is written: killed while round 5 is
+# observed, the loop has handed rounds 1-4 over, as when it was killed after round 4.
 def on_round(rec):
-    if rec.round == 4:
+    if rec.round == 5:
         os.kill(os.getpid(), signal.SIGKILL)  # kill -9, mid-run
 
-loop.run(on_round)
+loop = build_loop(cfg, sys.argv[1], observers=[RoundHook(on_round)])
+loop.run()
 """
 
 
@@ -170,10 +173,10 @@ def test_resume_re_runs_rounds_written_without_their_state(
     loop = build_loop(cfg, out)
     fit = loop.transport.fit
 
-    def fit_failing_in_round_3(round_idx, *args):  # noqa: ANN001, ANN202
+    def fit_failing_in_round_3(round_idx, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         if round_idx == 3:
             raise RuntimeError("a client transport failed")
-        return fit(round_idx, *args)
+        return fit(round_idx, *args, **kwargs)
 
     monkeypatch.setattr(loop.transport, "fit", fit_failing_in_round_3)
     with pytest.raises(RuntimeError, match="transport failed"):
