@@ -1,4 +1,5 @@
-"""Generate docs/reference/config.md from greenfl.config.RunConfig's pydantic fields.
+"""Generate docs/reference/config.md from greenfl.config.RunConfig's pydantic fields and
+each built-in policy's own Params type.
 
 Run from the repository root:  python docs/gen_config_reference.py  (writes the page)
 or  python docs/gen_config_reference.py --check  (exit 1 if the committed page is stale).
@@ -29,13 +30,29 @@ HEADER = """\
      Regenerate with: python docs/gen_config_reference.py -->
 
 A run is configured by one TOML or YAML file; `--set dotted.key=value` overrides any key
-(repeatable; values parse as TOML literals). Precedence: built-in defaults < the file <
-`--set`. Unknown keys, wrong types, values out of range and unknown registry names are
-errors (exit code 2, one line `error: ...` naming the key).
+(repeatable; values parse as TOML literals). Precedence: built-in defaults < the dataset's
+defaults (its round and evaluation keys, below) < the file < `--set`. Unknown keys, wrong
+types, values out of range and unknown registry names are errors (exit code 2, one line
+`error: ...` naming the key, with the likely one when a key is misspelt).
 
 Each table below is one section of the file (`[data]`, `[train]`, ...); the key column
-gives the dotted name that `--set` takes.
+gives the dotted name that `--set` takes. A section that names a policy (`[strategy]`,
+`[selection]`, `[compression]`, `[scheduling]`, `[adapt]`, `[data]`, `[model]`) takes that
+policy's own parameters in its `params` table, e.g. `[strategy.params] mu = 0.1` or
+`--set strategy.params.mu=0.1`; each policy's table follows its section. A parameter
+described as "none: the run's ..." takes that value from the run unless you set it.
 """
+
+# The sections that name a registry entry: (section, registry module, registry attribute)
+POLICY_SECTIONS = {
+    "data": ("greenfl.data", "DATASETS"),
+    "model": ("greenfl.models", "MODELS"),
+    "strategy": ("greenfl.strategy", "STRATEGIES"),
+    "selection": ("greenfl.selection", "SELECTORS"),
+    "compression": ("greenfl.compression", "CODECS"),
+    "scheduling": ("greenfl.scheduling", "SCHEDULERS"),
+    "adapt": ("greenfl.adapt", "ADAPTERS"),
+}
 
 
 def type_name(annotation: Any) -> str:
@@ -127,15 +144,66 @@ def sections() -> list[tuple[str, list[tuple[str, str, str, str]]]]:
     return [("Top level", top), *subs]
 
 
+def params_tables(section: str) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
+    """(title, rows) per built-in entry of the section's registry that has parameters,
+    from its Params type (a pydantic dataclass: the same fields the config validates)."""
+    from importlib import import_module
+
+    module, attr = POLICY_SECTIONS[section]
+    registry = getattr(import_module(module), attr)
+    key = "dataset" if section == "data" else "name"
+    out = []
+    for name in registry.builtin_names():
+        ptype = registry.params_type(name)
+        fields = getattr(ptype, "__pydantic_fields__", {})
+        if not fields:
+            continue
+        table = [(f"{section}.params.{f}", type_cell(info), default_text(info),
+                  (info.description or "").strip()) for f, info in fields.items()]  # fmt: skip
+        out.append((f'{section}.{key} = "{name}"', table))
+    return out
+
+
+def dataset_defaults() -> list[tuple[str, str, str]]:
+    """(dataset, standard model, the round and evaluation keys it fills) per built-in."""
+    from greenfl.data import DATASETS
+
+    out = []
+    for name in DATASETS.builtin_names():
+        d = DATASETS[name].defaults
+        keys = [f"train.{k} = {v}" for k, v in d.train.items()]
+        keys += [f"eval.{k} = {v}" for k, v in d.eval.items()]
+        out.append((name, d.model, ", ".join(keys) or "the keys' own defaults"))
+    return out
+
+
+def _table(lines: list[str], table: list[tuple[str, str, str, str]]) -> None:
+    lines.append("| key | type | default | description |")
+    lines.append("|---|---|---|---|")
+    for key, typ, default, desc in table:
+        lines.append(f"| `{key}` | {typ} | `{cell(default)}` | {cell(desc)} |")
+    lines.append("")
+
+
 def render() -> str:
     lines = [HEADER]
     for title, table in sections():
         lines.append(f"## {title}\n")
-        lines.append("| key | type | default | description |")
-        lines.append("|---|---|---|---|")
-        for key, typ, default, desc in table:
-            lines.append(f"| `{key}` | {typ} | `{cell(default)}` | {cell(desc)} |")
-        lines.append("")
+        _table(lines, table)
+        section = title.strip("[]")
+        if section in POLICY_SECTIONS:
+            for sub, rows_ in params_tables(section):
+                lines.append(f"### `{sub}`\n")
+                _table(lines, rows_)
+        if section == "data":
+            lines.append("### Each dataset's defaults\n")
+            lines.append("`model.name = \"auto\"` takes the dataset's standard model; a key "
+                         "the config leaves unset takes the dataset's value.\n")
+            lines.append("| dataset | standard model | keys it fills |")
+            lines.append("|---|---|---|")
+            for name, model, keys in dataset_defaults():
+                lines.append(f"| `{name}` | `{model}` | {cell(keys)} |")
+            lines.append("")
     return "\n".join(lines)
 
 

@@ -79,64 +79,35 @@ def test_every_tutorial_has_runnable_blocks():
         assert any(lang in RUNNABLE for lang, _ in blocks(page)), page.name
 
 
-def _run_page(
-    page: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    langs: tuple[str, ...] = RUNNABLE,
-) -> None:
-    from greenfl import data, selection, strategy
-
-    registries = [strategy.STRATEGIES, selection.SELECTORS, data.DATASETS]
-    saved = [dict(r) for r in registries]
-    saved_path = list(sys.path)
-    saved_modules = set(sys.modules)
-    monkeypatch.chdir(tmp_path)
+def _run_page(page: Path, tmp_path: Path, langs: tuple[str, ...] = RUNNABLE) -> None:
+    """Every block of ``page``, in order, in one folder, each in a fresh interpreter (a
+    Python block) or shell (a bash block): a block may use the files earlier blocks wrote,
+    never their variables or imports."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("OMP_NUM_THREADS", "1")
-    namespace: dict[str, object] = {"__name__": "__main__"}
-    try:
-        for i, (lang, code) in enumerate(blocks(page), 1):
-            if lang not in langs:
-                continue
-            where = f"{page.name}, block {i} ({lang})"
-            if lang == "bash":
-                proc = subprocess.run(
-                    ["bash", "-euo", "pipefail", "-c", code],
-                    cwd=tmp_path,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=300,
-                )
-                assert proc.returncode == 0, (
-                    f"{where} exited {proc.returncode}\n--- code\n{code}\n"
-                    f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
-                )
-            elif lang == "python":
-                try:
-                    exec(compile(code, where, "exec"), namespace)
-                except Exception as exc:
-                    raise AssertionError(f"{where} failed: {exc!r}\n--- code\n{code}") from exc
-    finally:
-        for reg, old in zip(registries, saved, strict=True):
-            reg.clear()
-            reg.update(old)
-        sys.path[:] = saved_path
-        for name in set(sys.modules) - saved_modules:
-            if not name.startswith(("greenfl", "torch", "numpy", "sklearn", "scipy")):
-                del sys.modules[name]
+    for i, (lang, code) in enumerate(blocks(page), 1):
+        if lang not in langs:
+            continue
+        where = f"{page.name}, block {i} ({lang})"
+        cmd = ["bash", "-euo", "pipefail", "-c", code] if lang == "bash" else [
+            sys.executable, "-c", code]  # fmt: skip
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=600)  # fmt: skip
+        assert proc.returncode == 0, (
+            f"{where} exited {proc.returncode}\n--- code\n{code}\n"
+            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+        )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", TUTORIALS, ids=[p.stem for p in TUTORIALS])
-def test_tutorial_runs_as_written(page, tmp_path, monkeypatch):
-    _run_page(page, tmp_path, monkeypatch)
+def test_tutorial_runs_as_written(page, tmp_path):
+    _run_page(page, tmp_path)
 
 
 @pytest.mark.slow
-def test_readme_python_snippet_runs_as_written(tmp_path, monkeypatch):
+def test_readme_python_snippet_runs_as_written(tmp_path):
     # The README's shell blocks are the set-up commands (they build a venv); its Python runs.
     assert any(lang == "python" for lang, _ in blocks(ROOT / "README.md"))
-    _run_page(ROOT / "README.md", tmp_path, monkeypatch, langs=("python",))
+    _run_page(ROOT / "README.md", tmp_path, langs=("python",))

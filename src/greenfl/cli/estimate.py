@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from greenfl.core.errors import ConfigError
 
@@ -53,6 +51,9 @@ def centralised_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Estimate training the same model on the same data in the FL server's datacentre."""
+    from rich.console import Console
+    from rich.table import Table
+
     from greenfl.analysis.centralised import (
         DEFAULT_SERVER_FLOPS_PER_S,
         estimate_centralised,

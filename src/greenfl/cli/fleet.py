@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from greenfl.accounting.sources import GridChoice, source_kind
 from greenfl.core.errors import FleetError
-from greenfl.fleet.catalog import BUILTIN, Fleet, load_fleet
+
+if TYPE_CHECKING:  # imported when a command runs: --help stays instant
+    from rich.table import Table
+
+    from greenfl.fleet.catalog import Fleet
 
 
 def fleet_tables(fleet: Fleet) -> list[Table]:
+    from rich.table import Table
+
+    from greenfl.accounting.sources import GridChoice, source_kind
+
     dev = Table(title=f"devices ({fleet.path})", title_justify="left")
     for col in (
         "name",
@@ -83,6 +88,10 @@ def register(app: typer.Typer) -> None:
         ] = None,  # noqa: UP007
     ) -> None:
         """Print a fleet catalog."""
+        from rich.console import Console
+
+        from greenfl.fleet.catalog import BUILTIN, load_fleet
+
         console = Console()
         for table in fleet_tables(load_fleet(file or BUILTIN)):
             console.print(table)
@@ -90,6 +99,8 @@ def register(app: typer.Typer) -> None:
     @fleet_app.command("validate")
     def validate(file: Annotated[Path, typer.Argument(help="Fleet file to check.")]) -> None:
         """Check a fleet file: one line per problem; exit 2 if there is any."""
+        from greenfl.fleet.catalog import load_fleet
+
         try:
             fleet = load_fleet(file)
         except FleetError as exc:

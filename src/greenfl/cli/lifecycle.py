@@ -7,15 +7,21 @@ import shlex
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from greenfl.config import RunConfig, load_config
 from greenfl.core.errors import ConfigError
-from greenfl.config.load import stored_config
-from greenfl.engine.resume import ledger_path
-from greenfl.engine.session import RunInterrupted, check_out_dir
+from greenfl.core.files import check_out_dir
+
+if TYPE_CHECKING:  # the engine and the config load torch: imported when used
+    from greenfl.config import RunConfig
+    from greenfl.engine.session import RunInterrupted
 
 __all__ = ["Interrupted", "check_out_dir", "interrupted_line", "reported_interrupt"]
 __all__ += ["resolve_config"]
+
+
+def ledger_path(out_dir: Path) -> Path:
+    return out_dir / "ledger.sqlite"
 
 
 class Interrupted(Exception):  # noqa: N818 - it names what happened, like KeyboardInterrupt
@@ -29,6 +35,8 @@ class Interrupted(Exception):  # noqa: N818 - it names what happened, like Keybo
 
 @contextmanager
 def reported_interrupt() -> Iterator[None]:
+    from greenfl.engine.session import RunInterrupted
+
     try:
         yield
     except RunInterrupted as exc:
@@ -38,6 +46,8 @@ def reported_interrupt() -> Iterator[None]:
 def resolve_config(config: Path | None, overrides: list[str], out: Path, resume: bool) -> RunConfig:
     """A fresh run's config, or on --resume the stored one (a CONFIG given too must agree
     with it, but for the ``deploy`` section, which may change between restarts)."""
+    from greenfl.config import load_config, stored_config
+
     if not resume:
         return load_config(config, overrides)
     stored = stored_config(out)

@@ -1,24 +1,23 @@
-"""``greenfl run``: one experiment, with a live progress bar and a final summary."""
+"""``greenfl run``: one experiment, with progress and a final summary; and the option types
+the run-like commands share. Importing this module imports neither torch nor the engine:
+``greenfl --help`` and every usage error answer at once."""
 
 from __future__ import annotations
 
-import sqlite3
+import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from greenfl.api import RunResult, run
-from greenfl.cli.lifecycle import reported_interrupt, resolve_config
-from greenfl.config import RunConfig
 from greenfl.core.errors import ConfigError
-from greenfl.engine.records import RoundRecord
-from greenfl.engine.session import check_out_dir
-from greenfl.report.headline import format_carbon, format_energy
-from greenfl.report.terminal import print_summary
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from greenfl.api import RunResult
+    from greenfl.config import RunConfig
 
 ConfigArg = Annotated[
     Path | None,  # noqa: UP007 - typer needs Optional on 3.10
@@ -57,32 +56,20 @@ def run_with_progress(
     overwrite: bool = False,
     resume: bool = False,
 ) -> RunResult:
-    """The run, with a progress bar on ``console`` unless ``quiet``."""
+    """The run, with progress on ``console`` unless ``quiet``: a bar on a terminal, plain
+    lines elsewhere (so a log file fills as the run goes)."""
+    from greenfl.api import run
+    from greenfl.cli.progress import BarProgress, PlainProgress
+
     if quiet:
         return run(cfg, out, overwrite=overwrite, resume=resume)
-    progress = Progress(
-        TextColumn("[bold]round {task.completed:.0f}/{task.total:.0f}"),
-        BarColumn(),
-        TextColumn("{task.fields[metrics]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
+    rounds = cfg.train.rounds
+    display = (
+        BarProgress(rounds, console) if console.is_terminal else PlainProgress(rounds, sys.stderr)
     )
-    task = progress.add_task("rounds", total=cfg.train.rounds, metrics="starting...")
-
-    def on_round(rec: RoundRecord) -> None:
-        progress.update(
-            task,
-            completed=rec.round,
-            metrics=(
-                f"acc {rec.accuracy:.4f}  loss {rec.loss:.4f}  "
-                # Scaled as the report scales them: J, then Wh, then kWh as the run grows.
-                f"{format_energy(rec.cum_energy_j)}  {format_carbon(rec.cum_carbon_g)}"
-            ),
-        )
-
-    with progress:
-        return run(cfg, out, on_round=on_round, overwrite=overwrite, resume=resume)
+    with display:
+        return run(cfg, out, on_round=display.on_round, on_progress=display.on_progress,
+                   overwrite=overwrite, resume=resume)  # fmt: skip
 
 
 def write_report_after_run(cfg: RunConfig, out_dir: Path) -> Path | None:
@@ -90,7 +77,7 @@ def write_report_after_run(cfg: RunConfig, out_dir: Path) -> Path | None:
     if not cfg.report.html:
         return None
     from greenfl.analysis.centralised import write_estimate_for_run
-    from greenfl.report.html import write_run_report
+    from greenfl.report.run_report import write_run_report
 
     # The report reads the centralised comparison from the run folder, never computes it.
     write_estimate_for_run(out_dir)
@@ -112,6 +99,11 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("--resume needs --out, the folder of the run to continue")
         if resume and force:
             raise ConfigError("--resume and --force exclude each other")
+        from rich.console import Console
+
+        from greenfl.cli.lifecycle import reported_interrupt, resolve_config
+        from greenfl.engine.session import check_out_dir
+
         out_dir = out or default_out_dir()
         check_out_dir(out_dir)
         cfg = resolve_config(config, set_ or [], out_dir, resume)
@@ -125,13 +117,19 @@ def register(app: typer.Typer) -> None:
 
 def print_run_end(console: Console, result: RunResult, out_dir: Path, report: Path | None) -> None:
     """The summary table, what was written, and where the report is."""
+    import sqlite3
+
+    from rich.console import Console as RichConsole
+
+    from greenfl.report.terminal import print_summary
+
     if not result.config.engine.accounting:
         console.print(f"final accuracy {result.final_accuracy:.4f} (accounting off)")
         return
     conn = sqlite3.connect(out_dir / "ledger.sqlite")
     try:
         row = conn.execute("SELECT value FROM meta WHERE key='initial_accuracy'").fetchone()
-        print_summary(Console(), result.summary, conn, float(row[0]), result.stop_reason)
+        print_summary(RichConsole(), result.summary, conn, float(row[0]), result.stop_reason)
     finally:
         conn.close()
     extra = ", report.html" if report else ""

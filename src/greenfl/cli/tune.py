@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from greenfl.analysis.tune import tune
 from greenfl.cli.compare import SetOpt, parse_seeds
 from greenfl.core.errors import ConfigError
 
@@ -38,9 +35,14 @@ def register(app: typer.Typer) -> None:
         set_: SetOpt = None,
     ) -> None:
         """Find the best configuration of a baseline over a grid and seeds."""
+        from greenfl.analysis.tune import tune
+
         seed_list = parse_seeds(seeds) or []
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out}: exists and is not a folder")
+        from rich.console import Console
+        from rich.table import Table
+
         err = Console(stderr=True, soft_wrap=True)
         points = tune(base, grid, seed_list, metric, out, set_ or [], on_progress=err.print)
         table = Table(title=f"greenfl tune: {metric}, seeds {seeds}", title_justify="left")

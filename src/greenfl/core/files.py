@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from greenfl.core.errors import GreenflError
+from greenfl.core.errors import ConfigError, GreenflError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -102,3 +102,12 @@ def check_shape(data: Any, where: str, error: type[GreenflError]) -> None:
             stack.extend((v, depth + 1) for v in value.values())
         elif isinstance(value, list | tuple):
             stack.extend((v, depth + 1) for v in value)
+
+
+def check_out_dir(out: Path) -> None:
+    """A ConfigError (a usage error), not an OSError deep in a run, when ``out`` cannot be
+    a folder: it is a file, or lies under one."""
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            where = "is a file" if p == out else f"lies under {p}, which is a file"
+            raise ConfigError(f"--out {out} {where}; choose a folder")

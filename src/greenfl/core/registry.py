@@ -139,6 +139,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str, group: str, builtins: Mapping[str, str]) -> None:
         self.kind = kind  # "strategy", as in messages: "unknown strategy 'x'"
         self.group = group  # the entry-point group: "greenfl.strategies"
+        self._builtins = tuple(builtins)
         self._refs: dict[str, str] = dict(builtins)  # name -> "module:attribute"
         self._loaded: dict[str, type[T]] = {}
         self._entry_points: dict[str, Any] | None = None
@@ -148,6 +149,10 @@ class Registry(Generic[T]):
         if self._entry_points is None:
             self._entry_points = {ep.name: ep for ep in entry_points(group=self.group)}
         return self._entry_points
+
+    def builtin_names(self) -> list[str]:
+        """The names greenfl itself ships, in table order (not those added since)."""
+        return list(self._builtins)
 
     def names(self) -> list[str]:
         """Every name this registry knows, sorted, without importing any policy."""

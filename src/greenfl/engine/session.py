@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from greenfl.core.errors import ConfigError
+from greenfl.core.files import check_out_dir
 from greenfl.core.interrupts import raise_interrupt
 from greenfl.core.threads import torch_threads
 from greenfl.engine.loop import RoundLoop
@@ -45,15 +45,6 @@ def write_outputs(out: Path, config: dict[str, Any], summary: dict[str, Any]) ->
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def check_out_dir(out: Path) -> None:
-    """A ConfigError (a usage error), not an OSError deep in the build, when ``out`` cannot
-    be a folder: it is a file, or lies under one."""
-    for p in (out, *out.parents):
-        if p.exists() and not p.is_dir():
-            where = "is a file" if p == out else f"lies under {p}, which is a file"
-            raise ConfigError(f"--out {out} {where}; choose a folder")
 
 
 @contextmanager
