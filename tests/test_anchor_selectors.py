@@ -11,9 +11,9 @@ import greenfl
 from greenfl.config import RunConfig
 from greenfl.core.errors import ConfigError
 from greenfl.core.units import J_PER_KWH
+from greenfl.factories import selector_for
 from greenfl.fleet import Population, load_fleet
 from greenfl.ledger import read_ledger
-from greenfl.factories import selector_for
 from greenfl.selection.autofl import AutoFLParams, AutoFLSelector
 from greenfl.selection.base import SelectionContext
 from greenfl.selection.fedzero import FedZeroParams, FedZeroSelector

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from greenfl.compression import CODECS
-from greenfl.compression.base import Codec, EncodedUpdate
 from greenfl.compression import make as make_codec
+from greenfl.compression.base import Codec, EncodedUpdate
 from greenfl.compression.topk import TopKCodec
 from greenfl.core.errors import ConfigError, UpdateRejected
 

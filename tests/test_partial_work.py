@@ -22,7 +22,7 @@ from greenfl.core.messages import (
 )
 from greenfl.factories import build_model_for, dataset_for
 from greenfl.ledger import read_ledger
-from greenfl.models import training_flops_per_sample
+from greenfl.models.flops import training_flops_per_sample
 from greenfl.strategy.base import weighted_mean_delta
 from tests.fleets import write_fleet
 from tests.tolerance import SAME_UPDATE_REL, assert_close_to_scale

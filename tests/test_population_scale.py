@@ -13,7 +13,7 @@ import torch
 
 import greenfl
 from greenfl.data.synthetic import MAX_SAMPLES, MIN_SAMPLES, SyntheticDataset
-from greenfl.engine.build import build_loop
+from greenfl.factories import build_loop
 from greenfl.fleet.catalog import load_fleet
 from greenfl.fleet.population import Population
 
@@ -110,7 +110,8 @@ def test_random_selection_among_a_million(availability: str) -> None:
     from datetime import datetime, timezone
 
     from greenfl.fleet.population import available
-    from greenfl.selection import RandomSelector, SelectionContext
+    from greenfl.selection.base import SelectionContext
+    from greenfl.selection.random import RandomSelector
 
     fleet = load_fleet("builtin")
     pop = Population.assign(fleet, np.full(MILLION, 20, dtype=np.int64), seed=0)

@@ -22,7 +22,7 @@ from greenfl.privacy import (
     update_noise_multiplier,
 )
 from greenfl.privacy.local import dp_sgd_train
-from greenfl.strategy import FedAvgM
+from greenfl.strategy.fedavgm import FedAvgM
 
 INT_ORDERS = tuple(range(2, 257))
 

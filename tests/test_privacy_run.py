@@ -18,7 +18,7 @@ from dp_accounting import rdp
 import greenfl
 from greenfl.config import build_config
 from greenfl.core.errors import ConfigError
-from greenfl.engine.build import build_loop
+from greenfl.factories import build_loop
 
 ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + [128, 256, 512]
 
@@ -27,7 +27,8 @@ def _cfg(**privacy: object):
     return build_config(
         {
             "data": {"num_clients": 40},
-            "train": {"rounds": 4, "clients_per_round": 8, "local_epochs": 1},
+            # batch 16 set here, not the digits dataset's default of 8
+            "train": {"rounds": 4, "clients_per_round": 8, "local_epochs": 1, "batch_size": 16},
             "privacy": {"noise_multiplier": 1.1, "clip_norm": 1.0, **privacy},
             "report": {"html": False},
         }
@@ -132,8 +133,10 @@ def test_a_robust_strategy_that_cannot_tolerate_the_attack_is_refused(tmp_path: 
             "attack": {"name": "sign_flip", "fraction": 0.2},
         }
     )
-    # f = ceil(0.2 x 10) = 2 attackers expected per round; Bulyan needs n >= 4f + 3 = 11
-    with pytest.raises(ConfigError, match="n >= 11"):
+    # f = ceil(0.2 x 10) = 2 attackers expected per round; Bulyan needs n >= 4f + 3 = 11 for
+    # f = 2, but f grows with the cohort (a share of 0.2): the smallest n with
+    # (n - 3) // 4 >= ceil(0.2 n) is 15 (at 11, f = 3 and Bulyan tolerates 2)
+    with pytest.raises(ConfigError, match=r"f=2 .* n=10 .*: with a share of 0.2 .* n >= 15"):
         greenfl.run(cfg, tmp_path / "r")
     krum = cfg.replace(**{"strategy.name": "krum"})  # Krum needs n >= 2f + 3 = 7
     greenfl.run(krum, tmp_path / "k")
@@ -146,7 +149,7 @@ def test_compare_with_audit_puts_epsilon_and_membership_auc_side_by_side(tmp_pat
     for name, mode in (("plain", "none"), ("private", "central")):
         (tmp_path / f"{name}.toml").write_text(
             "[data]\nnum_clients = 20\n[train]\nrounds = 2\nclients_per_round = 5\n"
-            f"[privacy]\nmode = \"{mode}\"\n[report]\nhtml = false\n"
+            f'[privacy]\nmode = "{mode}"\n[report]\nhtml = false\n'
         )
     out = tmp_path / "cmp"
     done = subprocess.run(

@@ -15,10 +15,11 @@ from greenfl.clients.vectorised import VectorisedTrainer, auto_trainer, unsuppor
 from greenfl.config import build_config
 from greenfl.core.messages import FitInstructions
 from greenfl.core.params import get_flat
+from greenfl.data import DATASETS
 from greenfl.data.base import ArrayDataset, Partition
 from greenfl.factories import build_model_for, dataset_for
-from greenfl.models import build_model, default_model, training_flops_per_sample
-from greenfl.models.flops import lstm_training_flops
+from greenfl.models import build_model
+from greenfl.models.flops import lstm_training_flops, training_flops_per_sample
 from tests.tolerance import SAME_UPDATE_REL, assert_close_to_scale
 
 
@@ -33,20 +34,20 @@ def _conv(out_hw: int, c_out: int, c_in: int, k: int) -> int:
 def test_parameter_counts_match_the_papers_architectures() -> None:
     # femnist: conv 1->32, 32->64 (5x5), dense 7*7*64 -> 2048 -> 62
     femnist = (25 * 32 + 32) + (25 * 32 * 64 + 64) + (3136 * 2048 + 2048) + (2048 * 62 + 62)
-    assert _params(build_model("femnist_cnn", (1, 28, 28), 62, [])) == femnist == 6_603_710
+    assert _params(build_model("femnist_cnn", (1, 28, 28), 62)) == femnist == 6_603_710
     # the same model from LEAF's flat 784-pixel rows
-    assert _params(build_model("femnist_cnn", (784,), 62, [])) == femnist
+    assert _params(build_model("femnist_cnn", (784,), 62)) == femnist
     # char-LSTM: embedding 80x8, LSTM 8->256 and 256->256 (torch keeps two bias vectors)
     lstm = 4 * 256 * (8 + 256) + 2 * 4 * 256 + 4 * 256 * (256 + 256) + 2 * 4 * 256
-    assert _params(build_model("char_lstm", (80,), 80, [])) == 80 * 8 + lstm + 256 * 80 + 80
+    assert _params(build_model("char_lstm", (80,), 80)) == 80 * 8 + lstm + 256 * 80 + 80
     cifar = (75 * 32 + 32) + (25 * 32 * 64 + 64) + (4096 * 512 + 512) + (512 * 10 + 10)
-    assert _params(build_model("cifar_cnn", (3, 32, 32), 10, [])) == cifar == 2_156_490
+    assert _params(build_model("cifar_cnn", (3, 32, 32), 10)) == cifar == 2_156_490
     # resnet20: bias-free 3x3 convs, GroupNorm (2 params per channel), two 1x1 projections
     convs = 27 * 16 + 6 * 144 * 16 + (144 * 32 + 5 * 288 * 32) + (288 * 64 + 5 * 576 * 64)
     projections = 16 * 32 + 32 * 64
     norms = 2 * (16 + 6 * 16 + 6 * 32 + 6 * 64 + 32 + 64)
     resnet = convs + projections + norms + 64 * 10 + 10
-    assert _params(build_model("resnet20", (3, 32, 32), 10, [])) == resnet
+    assert _params(build_model("resnet20", (3, 32, 32), 10)) == resnet
 
 
 def test_conv_models_training_flops_equal_hand_counts() -> None:
@@ -54,20 +55,18 @@ def test_conv_models_training_flops_equal_hand_counts() -> None:
     # first layer needs no input gradient: 2x there
     f1, f2 = _conv(28, 32, 1, 5), _conv(14, 64, 32, 5)
     femnist = 3 * (f1 + f2 + 2 * 3136 * 2048 + 2 * 2048 * 62) - f1
-    got = training_flops_per_sample(
-        build_model("femnist_cnn", (1, 28, 28), 62, []), (1, 28, 28), 62
-    )
+    got = training_flops_per_sample(build_model("femnist_cnn", (1, 28, 28), 62), (1, 28, 28), 62)
     assert got == femnist
     c1, c2 = _conv(32, 32, 3, 5), _conv(16, 64, 32, 5)
     cifar = 3 * (c1 + c2 + 2 * 4096 * 512 + 2 * 512 * 10) - c1
-    model = build_model("cifar_cnn", (3, 32, 32), 10, [])
+    model = build_model("cifar_cnn", (3, 32, 32), 10)
     assert training_flops_per_sample(model, (3, 32, 32), 10) == cifar
     stem = _conv(32, 16, 3, 3)
     body = 6 * _conv(32, 16, 16, 3)
     body += _conv(16, 32, 16, 3) + _conv(16, 32, 16, 1) + 5 * _conv(16, 32, 32, 3)
     body += _conv(8, 64, 32, 3) + _conv(8, 64, 32, 1) + 5 * _conv(8, 64, 64, 3)
     resnet = 3 * (stem + body + 2 * 64 * 10) - stem
-    model = build_model("resnet20", (3, 32, 32), 10, [])
+    model = build_model("resnet20", (3, 32, 32), 10)
     assert training_flops_per_sample(model, (3, 32, 32), 10) == resnet
 
 
@@ -99,7 +98,7 @@ class _UnrolledLSTM(nn.Module):
 
 
 def test_char_lstm_flops_count_the_lstm_as_explicit_matmuls_would() -> None:
-    model = build_model("char_lstm", (80,), 80, [])
+    model = build_model("char_lstm", (80,), 80)
     counted = training_flops_per_sample(model, (80,), 80)
     unrolled = training_flops_per_sample(_UnrolledLSTM(80, 256), (80,), 80)
     assert counted == pytest.approx(unrolled, rel=1e-9)
@@ -107,6 +106,10 @@ def test_char_lstm_flops_count_the_lstm_as_explicit_matmuls_would() -> None:
     hand = 3 * (80 * 2 * 1024 * (8 + 256) + 80 * 2 * 1024 * 512 + 2 * 256 * 80)
     assert counted == hand
     assert lstm_training_flops(nn.LSTM(8, 256, 2), 80) == 3 * 80 * 2 * 1024 * (264 + 512)
+
+
+def default_model(dataset: str) -> str:
+    return DATASETS[dataset].defaults.model
 
 
 def test_default_models() -> None:
@@ -123,26 +126,24 @@ def test_default_models() -> None:
 def test_auto_trainer_says_why_it_runs_the_lstm_sequentially(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    lstm = build_model("char_lstm", (80,), 80, [])
+    lstm = build_model("char_lstm", (80,), 80)
     assert "LSTM" in (unsupported_reason(lstm) or "")
     with caplog.at_level(logging.INFO, logger="greenfl.clients.vectorised"):
         assert auto_trainer("auto", lstm, 10).name == "sequential"
     assert "LSTM" in caplog.text and "sequential" in caplog.text
     for name in ("femnist_cnn", "cifar_cnn", "resnet20"):
         shape = (1, 28, 28) if name == "femnist_cnn" else (3, 32, 32)
-        assert unsupported_reason(build_model(name, shape, 10, [])) is None, name
+        assert unsupported_reason(build_model(name, shape, 10)) is None, name
 
 
 def test_auto_trainer_keeps_large_models_sequential(caplog: pytest.LogCaptureFixture) -> None:
     # 6.6M parameters: vectorising buys nothing there (BENCHMARKS.md, W4), so auto says so.
-    femnist = build_model("femnist_cnn", (1, 28, 28), 62, [])
+    femnist = build_model("femnist_cnn", (1, 28, 28), 62)
     with caplog.at_level(logging.INFO, logger="greenfl.clients.vectorised"):
         assert auto_trainer("auto", femnist, 10).name == "sequential"
     assert "6,603,710 parameters" in caplog.text
     assert auto_trainer("vectorised", femnist, 10).name == "vectorised"  # asked for: honoured
-    assert auto_trainer("auto", build_model("resnet20", (3, 32, 32), 10, []), 10).name == (
-        "vectorised"
-    )
+    assert auto_trainer("auto", build_model("resnet20", (3, 32, 32), 10), 10).name == ("vectorised")
 
 
 def _images(shape: tuple[int, ...], clients: int, per_client: int, classes: int) -> ArrayDataset:
@@ -163,7 +164,7 @@ def _images(shape: tuple[int, ...], clients: int, per_client: int, classes: int)
 def test_vectorised_equals_sequential_on_the_cnns(name: str, shape: tuple[int, ...]) -> None:
     ds = _images(shape, clients=3, per_client=21, classes=10)
     torch.manual_seed(0)
-    model = build_model(name, shape, 10, [])
+    model = build_model(name, shape, 10)
     g = get_flat(model)
     ins = FitInstructions(1, 8, 0.05)
     seq = SequentialTrainer().train(model, g, ds, [2, 0, 1], ins, 1, 5)

@@ -9,7 +9,7 @@ import pytest
 import greenfl
 from greenfl.config import RunConfig
 from greenfl.core.errors import ConfigError
-from greenfl.engine.build import build_loop
+from greenfl.factories import build_loop
 
 
 def test_resume_after_a_crash_equals_the_uninterrupted_run(
