@@ -10,13 +10,10 @@ from greenfl.config import RunConfig, build_config
 from greenfl.factories import selector_for
 from greenfl.fleet import Population, load_fleet
 from greenfl.ledger import read_ledger
-from greenfl.selection import (
-    FairnessGuard,
-    OortSelector,
-    RandomSelector,
-    SelectionContext,
-    jain_index,
-)
+from greenfl.selection.base import SelectionContext
+from greenfl.selection.fairness import FairnessGuard, jain_index
+from greenfl.selection.oort import OortParams, OortSelector
+from greenfl.selection.random import RandomSelector
 from tests.fleets import write_fleet
 
 
@@ -167,7 +164,7 @@ def test_oort_explores_unseen_and_penalises_slow_clients() -> None:
         est_energy_j=np.ones(n),
         est_carbon_g=np.ones(n),
     )
-    sel = OortSelector(preferred_duration_s=1.0, min_exploration=0.2)
+    sel = OortSelector(OortParams(preferred_duration_s=1.0, min_exploration=0.2))
     picks = np.concatenate(
         [sel.select(np.arange(n), 10, ctx, np.random.default_rng(s)) for s in range(50)]
     )

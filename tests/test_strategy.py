@@ -3,16 +3,18 @@ import math
 import torch
 
 from greenfl.core.messages import ClientUpdate, FitInstructions
-from greenfl.strategy import (
+from greenfl.strategy.fedavg import FedAvg
+from greenfl.strategy.fedavgm import FedAvgM, FedAvgMParams
+from greenfl.strategy.fedopt import (
     FedAdagrad,
+    FedAdagradParams,
     FedAdam,
-    FedAvg,
-    FedAvgM,
-    FedProx,
+    FedAdamParams,
     FedYogi,
-    Median,
-    TrimmedMean,
+    FedYogiParams,
 )
+from greenfl.strategy.fedprox import FedProx, FedProxParams
+from greenfl.strategy.robust import Median, TrimmedMean, TrimmedMeanParams
 
 G = torch.tensor([1.0, -2.0])
 U = [ClientUpdate(0, torch.tensor([1.0, 0.0]), 10), ClientUpdate(1, torch.tensor([-2.0, 3.0]), 30)]
@@ -26,7 +28,7 @@ def test_fedavg_is_sample_weighted() -> None:
 
 
 def test_fedavgm_momentum_over_two_rounds() -> None:
-    s = FedAvgM(server_lr=0.5, server_momentum=0.9)
+    s = FedAvgM(FedAvgMParams(server_lr=0.5, server_momentum=0.9))
     x1 = s.aggregate(G, U)  # v = d
     x2 = s.aggregate(x1, U)  # v = 0.9 d + d
     for i in range(2):
@@ -35,14 +37,14 @@ def test_fedavgm_momentum_over_two_rounds() -> None:
 
 
 def test_fedprox_configures_mu_and_averages() -> None:
-    s = FedProx(mu=0.3)
+    s = FedProx(FedProxParams(mu=0.3))
     ins = s.configure(1, FitInstructions(1, 16, 0.1))
     assert ins.prox_mu == 0.3
     assert torch.allclose(s.aggregate(G, U), FedAvg().aggregate(G, U))
 
 
 def _one_step(cls, **kw):  # noqa: ANN001, ANN202
-    s = cls(server_lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3, **kw)
+    s = cls(cls.Params(server_lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3, **kw))
     return s.aggregate(G, U), s
 
 
@@ -68,8 +70,8 @@ def test_fedyogi_one_step_by_hand() -> None:
 
 
 def test_fedyogi_differs_from_adam_on_second_step() -> None:
-    adam = FedAdam(0.1, 0.9, 0.99, 1e-3)
-    yogi = FedYogi(0.1, 0.9, 0.99, 1e-3)
+    adam = FedAdam(FedAdamParams(server_lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3))
+    yogi = FedYogi(FedYogiParams(server_lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3))
     small = [ClientUpdate(0, torch.tensor([0.01, 0.01]), 1)]
     a = adam.aggregate(adam.aggregate(G, U), small)
     y = yogi.aggregate(yogi.aggregate(G, U), small)
@@ -77,7 +79,7 @@ def test_fedyogi_differs_from_adam_on_second_step() -> None:
 
 
 def test_fedadagrad_accumulates() -> None:
-    s = FedAdagrad(0.1, 0.0, 0.99, 1e-3)
+    s = FedAdagrad(FedAdagradParams(server_lr=0.1, beta1=0.0, beta2=0.99, tau=1e-3))
     x1 = s.aggregate(G, U)
     assert torch.allclose(s.v, torch.tensor([D[0] ** 2, D[1] ** 2]))
     s.aggregate(x1, U)
@@ -85,9 +87,9 @@ def test_fedadagrad_accumulates() -> None:
 
 
 def test_state_roundtrip() -> None:
-    a = FedAdam(0.1, 0.9, 0.99, 1e-3)
+    a = FedAdam(FedAdamParams(server_lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3))
     a.aggregate(G, U)
-    b = FedAdam(0.1, 0.9, 0.99, 1e-3)
+    b = FedAdam(FedAdamParams(server_lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3))
     b.load_state_dict(a.state_dict())
     assert torch.equal(a.aggregate(G, U), b.aggregate(G, U))
 
@@ -97,7 +99,7 @@ def test_robust_aggregators_ignore_an_outlier() -> None:
     ups.append(ClientUpdate(9, torch.tensor([1e6]), 1000))
     zero = torch.zeros(1)
     assert float(Median().aggregate(zero, ups)) == 1.0
-    assert float(TrimmedMean(0.2).aggregate(zero, ups)) == 1.0
+    assert float(TrimmedMean(TrimmedMeanParams(trim_fraction=0.2)).aggregate(zero, ups)) == 1.0
     assert float(FedAvg().aggregate(zero, ups)) > 1e5
 
 
