@@ -13,11 +13,12 @@ from greenfl.clients.transport import FitProgress
 from greenfl.compression.base import Codec
 from greenfl.config import RunConfig, load_config
 from greenfl.config.keys import split_override
+from greenfl.core.files import check_out_dir
 from greenfl.core.threads import torch_threads
 from greenfl.data.base import FederatedDataset
 from greenfl.engine.observers import Callback, RoundHook, RoundObserver
 from greenfl.engine.records import RoundRecord
-from greenfl.engine.session import check_out_dir, run_session, write_outputs
+from greenfl.engine.session import run_session, write_outputs
 from greenfl.factories import build_loop
 from greenfl.selection.base import ClientSelector
 from greenfl.strategy.base import Strategy
@@ -78,14 +79,15 @@ def run(
     if out is not None:
         check_out_dir(Path(out))
     hooks = [RoundHook(on_round, on_progress)] if on_round or on_progress else []
-    with torch_threads(cfg.engine.threads):
+    # Building (data, model, FLOP counting) on one thread; the run on its own (engine.threads).
+    with torch_threads(1):
         loop = build_loop(
             cfg, out, model=model, dataset=dataset, callbacks=callbacks, overwrite=overwrite,
             resume=resume, strategy=strategy, selector=selector, codec=codec,
             observers=[*observers, *hooks],
         )  # fmt: skip
-        out_dir = Path(out) if out is not None else None
-        result = run_session(loop, cfg.to_dict(), out_dir)
+    out_dir = Path(out) if out is not None else None
+    result = run_session(loop, cfg.to_dict(), out_dir)  # on the run's threads
     return RunResult(cfg, loop.history, result.summary, result.stop_reason, out_dir)
 
 

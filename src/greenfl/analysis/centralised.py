@@ -49,8 +49,8 @@ from greenfl.footprint.model import (
     transfer_time_s,
 )
 from greenfl.ledger.schema import AGGREGATED_SQL
-from greenfl.models.flops import training_flops_per_sample
 from greenfl.models.evaluate import evaluate
+from greenfl.models.flops import training_flops_per_sample
 from greenfl.scheduling.clock import SimClock
 
 Work = Literal["same-work", "to-accuracy"]

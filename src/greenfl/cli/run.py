@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from greenfl.cli.lifecycle import reported_interrupt, resolve_config
-        from greenfl.engine.session import check_out_dir
+        from greenfl.core.files import check_out_dir
 
         out_dir = out or default_out_dir()
         check_out_dir(out_dir)

@@ -3,7 +3,7 @@ batching) and whether it accounts the footprint."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -19,14 +19,13 @@ class EngineConfig(Section):
         description="auto: vectorised for supported models of <= 1M parameters and cohorts "
         "of >= 8 clients",
     )
-    threads: int = Field(
-        1,
-        ge=0,
-        le=1024,
+    threads: Literal["auto"] | Annotated[int, Field(ge=0, le=1024)] = Field(
+        "auto",
         description="torch's intra-op threads for every trainer and evaluator of the run "
-        "(0: torch's default, all cores). 1 by default: FL clients train small batches, whose "
-        "kernels gain little from more threads, and more threads collapse when the machine "
-        "is shared (docs/performance.md)",
+        "(0: torch's default, all cores). auto: 1 for models of up to 1M parameters (a "
+        "client's small batches gain little from more threads, and more threads collapse "
+        "when the machine is shared), else the cores this process may use, at most 4 "
+        "(docs/performance.md); the ledger records the number used",
     )
     backend: Literal["local", "ray"] = Field(
         "local", description="local (this process) or ray (a Ray cluster)"

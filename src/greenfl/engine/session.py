@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from greenfl.core.files import check_out_dir
+from greenfl.core.files import check_out_dir as check_out_dir  # the API's folder check
 from greenfl.core.interrupts import raise_interrupt
 from greenfl.core.threads import torch_threads
 from greenfl.engine.loop import RoundLoop

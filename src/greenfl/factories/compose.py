@@ -130,7 +130,6 @@ def compose(
     resume: bool = False,
 ) -> RunParts:
     """(run folder locked) The run's parts, built once; the ledger last."""
-    settings = engine_settings(cfg)
     trackers = _trackers(cfg)  # first: a missing library fails before any work
     deployed = given.transport is not None
     dataset = given.dataset if given.dataset is not None else dataset_for(cfg.data, cfg.seed)
@@ -142,6 +141,7 @@ def compose(
     else:
         dataset = attacked_dataset(cfg, dataset, malicious)
     model = given.model if given.model is not None else build_model_for(cfg, dataset)
+    settings = engine_settings(cfg, model)
     fleet = load_fleet(cfg.fleet.catalog)
     sources = sources_for(cfg, fleet)
     population = Population.assign(fleet, dataset.client_sizes(), cfg.seed)
@@ -192,6 +192,7 @@ def compose(
         ledger.set_meta("policies", json.dumps(_policies(cfg, given)))
     if trainer is not None:  # which trainer engine.trainer = "auto" resolved to
         ledger.set_meta("trainer", trainer.name)
+    ledger.set_meta("threads", str(settings.threads))  # float rounding can depend on it
     if cfg.attack.name != "none":  # who lied: for analysis only, never for a strategy
         ledger.set_meta("malicious_clients", json.dumps(malicious.tolist()))
     return parts

@@ -5,6 +5,7 @@ carbon-aware wait, the trainer and the server's counted work."""
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch import nn
@@ -28,7 +29,7 @@ from greenfl.models.flops import forward_flops_per_sample
 from greenfl.scheduling.carbon import CarbonAwareScheduler
 
 
-def engine_settings(cfg: RunConfig) -> EngineSettings:
+def engine_settings(cfg: RunConfig, model: nn.Module) -> EngineSettings:
     t, dp, f = cfg.train, cfg.privacy, cfg.fleet
     local = dp.mode == "local"  # DP-SGD on every client: sample-level privacy
     return EngineSettings(
@@ -49,8 +50,31 @@ def engine_settings(cfg: RunConfig) -> EngineSettings:
         stop=StopRules(t.rounds, cfg.stop.target_accuracy, cfg.stop.carbon_budget_g),
         accounting=cfg.engine.accounting,
         checkpoint=cfg.engine.checkpoint,
-        threads=cfg.engine.threads,
+        threads=threads_for(cfg, model),
     )
+
+
+# Above this, a client's own forward and backward are big enough to split across cores.
+SMALL_MODEL_PARAMS = 1_000_000
+
+
+def threads_for(cfg: RunConfig, model: nn.Module) -> int:
+    """engine.threads, with "auto" resolved by the model's size (the config's reference
+    gives the rule). Deterministic for a config and machine: the thread count can change
+    float rounding, so it never follows the machine's momentary load."""
+    if cfg.engine.threads != "auto":
+        return int(cfg.engine.threads)
+    if sum(p.numel() for p in model.parameters()) <= SMALL_MODEL_PARAMS:
+        return 1
+    return max(1, min(usable_cores(), 4))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
 
 
 def grid_for(cfg: RunConfig) -> GridChoice:
@@ -105,7 +129,7 @@ def trainer_for(cfg: RunConfig, model: nn.Module) -> ClientTrainer:
     if cfg.engine.backend == "ray":
         from greenfl.clients.ray_trainer import RayTrainer
 
-        return RayTrainer(cfg.engine.ray_address, cfg.engine.threads)
+        return RayTrainer(cfg.engine.ray_address, threads_for(cfg, model))
     from greenfl.clients.vectorised import auto_trainer
 
     return auto_trainer(cfg.engine.trainer, model, cfg.train.clients_per_round)
