@@ -24,6 +24,7 @@ from greenfl.attacks import (
     stamp_trigger,
 )
 from greenfl.clients.attacking import AttackingTransport
+from greenfl.clients.transport import Completion, Task, Transport
 from greenfl.config import build_config
 from greenfl.core.errors import ConfigError
 from greenfl.core.messages import ClientReport, FitInstructions
@@ -144,24 +145,24 @@ def test_backdoor_success_counts_triggered_non_target_inputs():
     assert backdoor_success(model, params, (x, y), (64,), 3, 2, 0.1) == 0.0
 
 
-class _Fixed:
+class _Fixed(Transport):
     def __init__(self, deltas: dict[int, torch.Tensor]) -> None:
         self.deltas = deltas
+        self.tasks: list[Task] = []
 
-    def available_clients(self) -> None:
-        return None
+    def dispatch(self, task: Task) -> None:
+        self.tasks.append(task)
 
-    def expect_updates(self, target: int) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-    def fit(self, round_idx, cohort, global_params, instructions):  # noqa: ANN001
-        return [
-            ClientReport(c, "completed", None, self.deltas[c], 10, 1.0, 0.5, 100, 100)
-            for c in cohort
+    def collect(self, until_s=None, progress=None) -> list[Completion]:  # noqa: ANN001
+        done = [
+            Completion(
+                t, ClientReport(t.client_id, "completed", None, self.deltas[t.client_id], 10,
+                                1.0, 0.5, 100, 100), t.start_s,
+            )  # fmt: skip
+            for t in self.tasks
         ]
+        self.tasks = []
+        return done
 
 
 def test_attacking_transport_replaces_only_malicious_updates():
@@ -186,7 +187,8 @@ def _attacked_run(tmp_path, name: str, fraction: float, **extra) -> tuple[dict, 
     cfg = build_config(
         {
             "data": {"num_clients": 20},
-            "train": {"rounds": 4, "clients_per_round": 10, "local_epochs": 2},
+            # batch 16 set here, not the digits dataset's default of 8
+            "train": {"rounds": 4, "clients_per_round": 10, "local_epochs": 2, "batch_size": 16},
             "attack": {"name": name, "fraction": fraction, **extra},
             "report": {"html": False},
         }

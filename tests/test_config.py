@@ -25,9 +25,10 @@ def test_file_then_override_precedence(tmp_path: Path) -> None:
 
 def test_yaml_file(tmp_path: Path) -> None:
     p = tmp_path / "c.yaml"
-    p.write_text("train:\n  rounds: 4\nstrategy:\n  name: fedprox\n  mu: 0.1\n")
+    p.write_text("train:\n  rounds: 4\nstrategy:\n  name: fedprox\n  params:\n    mu: 0.1\n")
     cfg = load_config(p)
-    assert cfg.train.rounds == 4 and cfg.strategy.name == "fedprox" and cfg.strategy.mu == 0.1
+    assert cfg.train.rounds == 4 and cfg.strategy.name == "fedprox"
+    assert cfg.strategy.params["mu"] == 0.1
 
 
 @pytest.mark.parametrize(

@@ -63,8 +63,8 @@ def test_femnist_reads_leafs_json_with_its_own_user_split(tmp_path: Path) -> Non
 
 def test_leaf_sample_split_pools_and_holds_out_test_fraction(tmp_path: Path) -> None:
     truth = _leaf_fixture(tmp_path)
-    data = {"dataset": "leaf", "path": str(tmp_path), "num_clients": 6, "leaf_split": "sample",
-            "test_fraction": 0.25}  # fmt: skip
+    data = {"dataset": "leaf", "path": str(tmp_path), "num_clients": 6,
+            "params": {"split": "sample"}, "test_fraction": 0.25}  # fmt: skip
     ds = dataset_for(_cfg(data).data, 1)
     assert ds.input_shape == (784,) and ds.num_classes <= 62
     total = sorted(15 + 2 * int(u[-1]) for u in truth)  # 12 + 3 rows, each + the user index
@@ -94,7 +94,8 @@ def test_femnist_fixture_trains_end_to_end_with_its_cnn(tmp_path: Path) -> None:
         {
             "data": {"dataset": "femnist", "path": str(tmp_path / "leaf"), "num_clients": 6},
             "train": {"rounds": 1, "clients_per_round": 3, "batch_size": 4},
-            "eval": {"clients": 6},
+            # every round (femnist's own default is every 5th)
+            "eval": {"every": 1, "clients": 6},
             "report": {"html": False},
         }
     )
