@@ -18,9 +18,9 @@ from greenfl.compression import CODECS
 from greenfl.config import CompressionConfig
 from greenfl.core.params import ParamSpec
 from greenfl.deploy import greenfl_pb2 as pb
-from greenfl.deploy.checks import UpdateRules, judge_update
-from greenfl.deploy.plausible import RoundModel
-from greenfl.deploy.sessions import Pending, Refusal, admit
+from greenfl.deploy.server.checks import UpdateRules, judge_update
+from greenfl.deploy.server.plausible import RoundModel
+from greenfl.deploy.server.sessions import Pending, Refusal, admit
 from greenfl.deploy.wire import params_to_pb
 from greenfl.factories import codec_for
 from greenfl.fleet.catalog import load_fleet

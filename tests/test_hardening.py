@@ -18,10 +18,15 @@ from greenfl.config import build_config, load_config
 from greenfl.core.errors import ConfigError, FleetError, UpdateRejected
 from greenfl.core.files import MAX_YAML_ALIASES, parse_yaml, read_text
 from greenfl.core.messages import ClientReport
-from greenfl.deploy.plausible import RoundModel, bound_round, bounded_weights, check_plausible
-from greenfl.deploy.quarantine import Quarantine
-from greenfl.deploy.secagg_server import SecAggOptions, SecAggRounds
-from greenfl.deploy.sessions import Pending
+from greenfl.deploy.server.plausible import (
+    RoundModel,
+    bound_round,
+    bounded_weights,
+    check_plausible,
+)
+from greenfl.deploy.server.quarantine import Quarantine
+from greenfl.deploy.server.secagg import SecAggOptions, SecAggRounds
+from greenfl.deploy.server.sessions import Pending
 from greenfl.ledger.folder import LOCK_FILE, claim_folder
 from greenfl.secagg import SecAggError
 
@@ -399,7 +404,7 @@ def test_a_client_token_admits_its_own_id_only() -> None:
     from greenfl.clients.validate import PROTOCOL_VERSION
     from greenfl.deploy import greenfl_pb2 as pb
     from greenfl.deploy.security import client_token
-    from greenfl.deploy.sessions import Refusal, admit
+    from greenfl.deploy.server.sessions import Refusal, admit
     from greenfl.fleet.catalog import load_fleet
     from greenfl.fleet.population import Population
 
@@ -443,8 +448,8 @@ def test_issue_token_prints_the_clients_token(
 
 def test_a_duplicate_in_an_open_round_has_its_own_reason() -> None:
     from greenfl.deploy import greenfl_pb2 as pb
-    from greenfl.deploy.rounds import late_reason
-    from greenfl.deploy.sessions import Pending
+    from greenfl.deploy.server.rounds import late_reason
+    from greenfl.deploy.server.sessions import Pending
 
     judged = Pending("t1", "s1", 4, 10, 10)
     judged.report = ClientReport(1, "completed", None, torch.zeros(1), 10, 1.0, 0.1, 1, 1)
@@ -456,7 +461,7 @@ def test_a_duplicate_in_an_open_round_has_its_own_reason() -> None:
 def test_the_join_bucket_and_the_bounded_log() -> None:
     import logging
 
-    from greenfl.deploy.ratelimit import BoundedLog, TokenBucket
+    from greenfl.deploy.server.ratelimit import BoundedLog, TokenBucket
 
     now = [0.0]
     bucket = TokenBucket(rate_per_s=2.0, burst=3, clock=lambda: now[0])
@@ -496,7 +501,7 @@ def test_a_live_server_refuses_unauthenticated_updates_and_join_floods(
     from greenfl.core.params import ParamSpec
     from greenfl.deploy import greenfl_pb2 as pb
     from greenfl.deploy import greenfl_pb2_grpc as pbg
-    from greenfl.deploy.server import GrpcTransport
+    from greenfl.deploy.server import transport_for as GrpcTransport
     from greenfl.factories import codec_for
     from greenfl.fleet.catalog import load_fleet
     from greenfl.fleet.population import Population
@@ -572,7 +577,7 @@ def test_tls_failures_say_tls_and_why(tmp_path: Path) -> None:
     from greenfl.core.params import ParamSpec
     from greenfl.deploy.client import ClientOptions, FederatedClient
     from greenfl.deploy.security import read_tls
-    from greenfl.deploy.server import GrpcTransport
+    from greenfl.deploy.server import transport_for as GrpcTransport
     from greenfl.factories import codec_for
     from greenfl.fleet.catalog import load_fleet
     from greenfl.fleet.population import Population

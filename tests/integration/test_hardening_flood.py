@@ -13,7 +13,7 @@ import pytest
 from greenfl.clients.validate import PROTOCOL_VERSION
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
-from greenfl.deploy.servicer import SMALL_RPC_CAP_BYTES
+from greenfl.deploy.server.listener import SMALL_RPC_CAP_BYTES
 from tests.integration.test_deploy import Procs, free_port, procs, write_config  # noqa: F401
 
 pytestmark = pytest.mark.slow

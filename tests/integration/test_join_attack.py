@@ -12,7 +12,7 @@ import torch
 
 from greenfl.clients.trainer import TrainResult
 from greenfl.core.errors import ConfigError
-from greenfl.deploy.client_local import ClientAttack
+from greenfl.deploy.client import ClientAttack
 from tests.integration.test_deploy import (
     Procs,
     ThreadClients,

@@ -1,4 +1,5 @@
-"""``greenfl join``: a real client of a ``greenfl serve`` run."""
+"""``greenfl join``: a real client of a ``greenfl serve`` run. The command parses its options
+and runs ``greenfl.deploy.client.FederatedClient``; gRPC and torch load only when it runs."""
 
 from __future__ import annotations
 
@@ -106,8 +107,7 @@ def register(app: typer.Typer) -> None:
         ] = 0,
     ) -> None:
         from greenfl.data.local_dir import LocalDirDataset
-        from greenfl.deploy.client import ClientOptions, FederatedClient
-        from greenfl.deploy.client_local import ClientAttack
+        from greenfl.deploy.client import ClientAttack, ClientOptions, FederatedClient
         from greenfl.deploy.security import read_ca, read_token
         from greenfl.footprint.meters import describe_meter, make_meter
 

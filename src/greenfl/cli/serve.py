@@ -1,28 +1,21 @@
-"""``greenfl serve``: the FL server of a real deployment over gRPC."""
+"""``greenfl serve``: the FL server of a real deployment over gRPC. The command parses its
+options into a config and calls ``greenfl.deploy.server.serve``; gRPC, torch and the engine
+load only when it runs."""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from greenfl.cli.lifecycle import reported_interrupt, resolve_config
 from greenfl.cli.logs import setup_logging
-from greenfl.cli.run import ConfigArg, QuietOpt, SetOpt, default_out_dir, write_report_after_run
+from greenfl.cli.run import ConfigArg, QuietOpt, SetOpt
 from greenfl.core.errors import ConfigError
-from greenfl.core.params import ParamSpec
-from greenfl.engine.records import RoundRecord
-from greenfl.engine.session import check_out_dir, run_session
-from greenfl.engine.observers import RoundHook
-from greenfl.factories import build_loop, codec_for
-from greenfl.models.flops import training_flops_per_sample
-from greenfl.report.headline import format_carbon, format_energy
 
-__all__ = ["register", "resolve_config"]
+__all__ = ["register"]
 
 PathOpt = Path | None  # noqa: UP007 - typer needs Optional on 3.10
 
@@ -101,8 +94,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the FL server: wait for clients (greenfl join), run the configured rounds,
         write ledger.sqlite and summary.json like a simulated run."""
+        from greenfl.cli.lifecycle import reported_interrupt, resolve_config
+        from greenfl.cli.run import default_out_dir, write_report_after_run
+        from greenfl.core.files import check_out_dir
         from greenfl.deploy.security import client_token, read_tls, read_token
-        from greenfl.deploy.server import GrpcTransport
 
         if issue_token is not None:
             secret = read_token(token_file)
@@ -122,9 +117,8 @@ def register(app: typer.Typer) -> None:
             out = default_out_dir()
         check_out_dir(out)
         cfg = resolve_config(config, set_ or [], out, resume)
-        if min_clients is not None:
-            cfg = cfg.replace(**{"deploy.min_clients": min_clients})
-        flags = {
+        flags: dict[str, Any] = {
+            "deploy.min_clients": min_clients,
             "secagg.enabled": True if secagg else None,
             "secagg.neighbours": secagg_neighbours,
             "secagg.threshold": secagg_threshold,
@@ -136,50 +130,17 @@ def register(app: typer.Typer) -> None:
         tls = read_tls(tls_cert, tls_key)
         out.mkdir(parents=True, exist_ok=True)
         setup_logging(quiet, out / "server.log")
-        log = logging.getLogger("greenfl.serve")
-        if token is None:
-            log.warning("no --token-file: any client that can reach %s may join", address)
-        elif cfg.deploy.auth == "shared":
-            log.warning("deploy.auth = 'shared': any token holder may join as any client id")
-        from greenfl.deploy.secagg_server import SecAggOptions
 
-        opts = None
-        if cfg.secagg.enabled:
-            sa = cfg.secagg
-            opts = SecAggOptions(sa.neighbours, sa.threshold, sa.clip_range, sa.stage_timeout_s)
-            log.info("secure aggregation on: the server learns only the sum of the updates")
-        transport = GrpcTransport(cfg, codec_for(cfg.compression), address, token, tls, opts)
-        loop = build_loop(cfg, out, transport=transport, resume=resume, overwrite=force,
-                          observers=[RoundHook(lambda rec: on_round(rec))])  # fmt: skip
-        if resume:
-            log.info("resuming after round %d", loop.state.round)
+        from greenfl.deploy.server import serve
 
-        def start() -> None:
-            model, dataset = loop.parts.model, loop.parts.dataset
-            model_input = (dataset.input_shape, dataset.num_classes)
-            fps = training_flops_per_sample(model, *model_input, cfg.train.batch_size)
-            port = transport.start(loop.population, ParamSpec.of(model), model_input, fps)
-            host = address.rsplit(":", 1)[0]
+        def listening(host: str, port: int) -> None:
             # One parseable line, so scripts can find a port chosen with :0.
             print(f"greenfl serve: listening on {host}:{port}", file=sys.stderr, flush=True)
 
-        def on_round(rec: RoundRecord) -> None:
-            log.info(
-                "round %d: acc %.4f loss %.4f, %d/%d clients, %s %s so far",
-                rec.round,
-                rec.accuracy,
-                rec.loss,
-                rec.completed,
-                rec.selected,
-                format_energy(rec.cum_energy_j),
-                format_carbon(rec.cum_carbon_g),
-            )
-
-        # Not completed: no shutdown message, the clients keep retrying for `serve --resume`.
         with reported_interrupt():
-            result = run_session(loop, cfg.to_dict(), out, start=start, abort=transport.stop)
+            result = serve(cfg, out, address=address, token=token, tls=tls, overwrite=force,
+                           resume=resume, on_listening=listening)  # fmt: skip
         report = write_report_after_run(cfg, out) if cfg.engine.accounting else None
-        log.info("run finished: %s", result.stop_reason)
         if not quiet:
             print(json.dumps(result.summary, indent=2))
             extra = ", report.html" if report else ""

@@ -1,15 +1,24 @@
-"""The secrets of a deployment: the server's token (shared, or the secret that per-client
-tokens derive from) and the TLS files."""
+"""The secrets of a deployment, both sides: the server's token (shared, or the secret that
+per-client tokens derive from), the server's TLS pair, and the client's CA and its reading of
+a failed handshake."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 from pathlib import Path
 
 from greenfl.core.errors import ConfigError
 from greenfl.core.files import read_text
-from greenfl.deploy.servicer import TlsFiles
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The server's certificate and private key, PEM."""
+
+    cert_pem: bytes
+    key_pem: bytes
 
 
 def read_token(path: Path | None) -> str | None:

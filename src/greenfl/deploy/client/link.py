@@ -1,5 +1,6 @@
-"""A real client: joins a ``greenfl serve`` server, trains on its own data when asked, and
-reports its update and footprint.
+"""A real client's link to its server: joins a ``greenfl serve`` server, takes its tasks
+off the task stream, has them trained (``task.py``) and submits the updates, reconnecting
+with exponential backoff while the server is away.
 
 Its data is partition N of the run's configured dataset (demos, tests), or its own local
 data directory (``--data-dir``, ``greenfl.data.local_dir``), checked against the run's model
@@ -20,30 +21,22 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import grpc
-import torch
 
-from greenfl.clients.trainer import client_seed, train_one
 from greenfl.clients.validate import PROTOCOL_VERSION
-from greenfl.core.errors import GreenflError, TransportError, UpdateRejected
+from greenfl.core.errors import TransportError
 from greenfl.data.local_dir import LocalDirDataset
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
-from greenfl.deploy.client_local import ClientAttack, Local, build_local
-from greenfl.deploy.secagg_client import SecAggParticipant
+from greenfl.deploy.client.local import Local, build_local
+from greenfl.deploy.client.options import ClientOptions, ClientStats
+from greenfl.deploy.client.secagg import SecAggParticipant
+from greenfl.deploy.client.task import Row, Trained, train_task
 from greenfl.deploy.security import tls_failure
-from greenfl.deploy.wire import (
-    SESSION_KEY,
-    encoded_to_pb,
-    instructions_from_pb,
-    params_from_pb,
-    params_to_pb,
-)
+from greenfl.deploy.wire import SESSION_KEY
 from greenfl.footprint.measurement import Meter
 from greenfl.footprint.meters import best_meter
-from greenfl.models.evaluate import evaluate
 
 log = logging.getLogger("greenfl.join")
 
@@ -56,43 +49,7 @@ _PERMANENT = (
 )
 
 
-@dataclass(frozen=True)
-class ClientOptions:
-    server: str
-    client_id: int
-    token: str = ""
-    device: str = ""
-    ca_cert_pem: bytes | None = None  # set: TLS, trusting this CA (or self-signed cert)
-    tls_server_name: str | None = None  # the name the server's certificate is checked for
-    max_message_mb: float = 256.0
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
-    retry_for_s: float = 120.0  # give up after this long without reaching the server
-    # Tests and demos only: sleep this long inside each task's measured window, as a slow
-    # device would (a withdrawn task ends the sleep).
-    test_delay_s: float = 0.0
-    # Tests only: "share" or "mask": drop out of secure aggregation after that step.
-    test_secagg_drop_after: str = ""
-    # Tests and demos (greenfl join --attack): a malicious client poisoning its data or
-    # its updates, as the simulated attacks do (greenfl.attacks).
-    attack: ClientAttack = field(default_factory=lambda: ClientAttack("none"))
-
-
-@dataclass
-class ClientStats:
-    rounds: int = 0
-    rejected: int = 0
-    withdrawn: int = 0  # tasks the server withdrew (their round closed without this client)
-    bytes_up: int = 0
-    bytes_down: int = 0
-    compute_s: float = 0.0
-    energy_j: float | None = None  # measured; None where the meter cannot measure energy
-    reconnects: int = 0
-    shutdown_reason: str = ""
-    history: list[dict[str, object]] = field(default_factory=list)
-
-
-class _Lost(Exception):
+class _Lost(TransportError):
     """The server went away; reconnect."""
 
 
@@ -106,7 +63,7 @@ class FederatedClient:
         self,
         opts: ClientOptions,
         meter: Meter | None = None,
-        on_round: Callable[[dict[str, object]], None] | None = None,
+        on_round: Callable[[Row], None] | None = None,
         data: LocalDirDataset | None = None,
     ) -> None:
         """``data``: the client's own data (``LocalDirDataset.load(DIR)``, already checked
@@ -313,79 +270,24 @@ class FederatedClient:
             self.stats.rejected += 1
             log.warning("round %d: update not accepted: %s", task.round, ack.reason)
 
-    # ---- one task -------------------------------------------------------------------
+    # ---- one task ----------------------------------------------------------------
     def _fit(self, task: pb.Task, session_id: str) -> pb.Update | None:
         """The update for one task, or None if the server withdrew it meanwhile."""
-        local = self._local
-        assert local is not None
-        cid = self.opts.client_id
-        update = pb.Update(
-            protocol_version=PROTOCOL_VERSION,
-            session_id=session_id,
-            client_id=cid,
-            round=task.round,
-            task_id=task.task_id,
-            num_samples=len(local.y),
-        )
-        try:
-            params = params_from_pb(task.params, local.spec)
-        except UpdateRejected as exc:
-            update.error = f"the server's parameters do not fit the local model: {exc}"
-            return update
-        ins = instructions_from_pb(task.instructions)
-        seed = client_seed(int(task.seed), int(task.round), cid)
-        test_accuracy = None
-        if local.test is not None:  # how the global model does on this client's own data
-            test_accuracy, _ = evaluate(local.model, params, local.test)
-        token = self.meter.begin()
-        if self.opts.test_delay_s > 0:
-            self._cancel.wait(self.opts.test_delay_s)
-        if self._cancel.is_set():
-            self.meter.end(token)
+        assert self._local is not None
+        done = train_task(task, session_id, self._local, self.opts, self.meter, self._device,
+                          self._secagg, self._cancel)  # fmt: skip
+        if done is None:
             return None
-        result = train_one(
-            local.model, params, local.x, local.y, cid, ins, seed, stop=self._cancel.is_set
-        )
-        measured = self.meter.end(token)
-        if self._cancel.is_set():
-            return None
-        k = local.cfg.train.clients_per_round
-        result = self.opts.attack.on_update(int(task.round), result, int(task.seed), k)
-        flops = local.flops_per_sample * result.samples_processed
-        try:
-            if task.HasField("secagg"):  # secure aggregation: keys now, the delta masked later
-                update.secagg_keys.CopyFrom(self._secagg.keys_for(task, result.delta))
-            elif local.codec.name == "identity":
-                update.tensors.tensors.extend(params_to_pb(result.delta, local.spec))
-            else:
-                # The same generator as a simulated client, so stochastic rounding matches.
-                gen = torch.Generator().manual_seed(seed + 1)
-                update.encoded.CopyFrom(encoded_to_pb(local.codec.encode(result.delta, cid, gen)))
-        except GreenflError as exc:
-            update.error = f"cannot encode the update: {exc}"
-        update.loss = result.loss
-        fp = update.footprint
-        fp.flops = flops
-        fp.compute_s = measured.elapsed_s
-        fp.estimated = measured.estimated
-        fp.device = self._device
-        fp.meter = self.meter.name
-        if measured.energy_j is not None:
-            fp.energy_j = measured.energy_j
-            self.stats.energy_j = (self.stats.energy_j or 0.0) + measured.energy_j
-        self.stats.compute_s += measured.elapsed_s
-        row: dict[str, object] = {
-            "round": int(task.round),
-            "num_samples": len(local.y),
-            "loss": result.loss,
-            "compute_s": measured.elapsed_s,
-            "energy_j": measured.energy_j,
-            "bytes_down": task.ByteSize(),
-            "bytes_up": update.ByteSize(),
-            "estimated": measured.estimated,
-            "local_test_accuracy": test_accuracy,
-        }
-        self.stats.history.append(row)
+        if done.row is not None:
+            self._record(done)
+        return done.update
+
+    def _record(self, done: Trained) -> None:
+        """A trained round into the stats, and to ``on_round``."""
+        assert done.row is not None
+        if done.energy_j is not None:
+            self.stats.energy_j = (self.stats.energy_j or 0.0) + done.energy_j
+        self.stats.compute_s += done.compute_s
+        self.stats.history.append(done.row)
         if self.on_round is not None:
-            self.on_round(row)
-        return update
+            self.on_round(done.row)

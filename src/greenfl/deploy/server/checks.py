@@ -22,8 +22,8 @@ from greenfl.core.errors import ConfigError, UpdateRejected
 from greenfl.core.messages import ClientReport
 from greenfl.core.params import ParamSpec
 from greenfl.deploy import greenfl_pb2 as pb
-from greenfl.deploy.plausible import check_figures, check_plausible
-from greenfl.deploy.sessions import Pending
+from greenfl.deploy.server.plausible import check_figures, check_plausible
+from greenfl.deploy.server.sessions import Pending
 from greenfl.deploy.wire import encoded_from_pb, params_from_pb
 
 log = logging.getLogger("greenfl.serve")

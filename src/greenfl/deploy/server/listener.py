@@ -1,18 +1,16 @@
-"""The gRPC face of a deployment: the servicer that hands each RPC to the transport, and
-the listening server with its limits and TLS."""
+"""The listening gRPC server of a deployment: its message limits, TLS, and the gate that
+checks a call's session and size before its payload is read."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from dataclasses import dataclass
-from typing import Protocol
 
 import grpc
 
 from greenfl.core.errors import TransportError
-from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
+from greenfl.deploy.security import TlsFiles
 from greenfl.deploy.wire import SESSION_KEY
 
 # gRPC's own cap sits above deploy.max_message_mb, so that a moderately oversized update
@@ -103,49 +101,9 @@ class SessionGate(grpc.ServerInterceptor):
         return _capped(handler, method, cap)
 
 
-@dataclass(frozen=True)
-class TlsFiles:
-    cert_pem: bytes
-    key_pem: bytes
-
-
-class Federation(Protocol):
-    """What the servicer needs of the transport: one method per RPC."""
-
-    def join(self, req: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply: ...
-
-    def tasks(self, req: pb.TaskRequest, context: grpc.ServicerContext) -> Iterator[pb.Task]: ...
-
-    def submit(self, req: pb.Update, context: grpc.ServicerContext) -> pb.Ack: ...
-
-
-class SecAggHandler(Protocol):
-    def rpc(self, req: pb.SecAggMessage, context: grpc.ServicerContext) -> pb.Ack: ...
-
-
-class Servicer(pb_grpc.FederationServicer):
-    def __init__(self, transport: Federation, secagg: SecAggHandler | None = None) -> None:
-        self.t = transport
-        self.secagg = secagg
-
-    def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:  # noqa: N802
-        return self.t.join(request, context)
-
-    def Tasks(self, request: pb.TaskRequest, context: grpc.ServicerContext) -> Iterator[pb.Task]:  # noqa: N802
-        return self.t.tasks(request, context)
-
-    def SubmitUpdate(self, request: pb.Update, context: grpc.ServicerContext) -> pb.Ack:  # noqa: N802
-        return self.t.submit(request, context)
-
-    def SecAggSubmit(self, request: pb.SecAggMessage, context: grpc.ServicerContext) -> pb.Ack:  # noqa: N802
-        if self.secagg is None:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "secure aggregation is off")
-        return self.secagg.rpc(request, context)
-
-
 def listen(
     address: str,
-    servicer: Servicer,
+    servicer: pb_grpc.FederationServicer,
     max_message_bytes: int,
     workers: int,
     tls: TlsFiles | None,

@@ -12,7 +12,7 @@ import numpy as np
 from greenfl.clients.validate import PROTOCOL_VERSION
 from greenfl.core.messages import ClientReport
 from greenfl.deploy import greenfl_pb2 as pb
-from greenfl.deploy.sessions import Pending, Session
+from greenfl.deploy.server.sessions import Pending, Session
 from greenfl.fleet.population import Population
 
 log = logging.getLogger("greenfl.serve")

@@ -26,7 +26,6 @@ import torch
 from greenfl.core.errors import ConfigError
 from greenfl.core.messages import ClientReport
 from greenfl.deploy import greenfl_pb2 as pb
-from greenfl.deploy.plausible import bounded_weights
 from greenfl.deploy.secagg_wire import (
     keys_to_pb,
     params_to_pb,
@@ -34,8 +33,9 @@ from greenfl.deploy.secagg_wire import (
     shares_from_pb,
     shares_to_pb,
 )
-from greenfl.deploy.servicer import session_of
-from greenfl.deploy.sessions import Pending, Session
+from greenfl.deploy.server.listener import session_of
+from greenfl.deploy.server.plausible import bounded_weights
+from greenfl.deploy.server.sessions import Pending, Session
 from greenfl.secagg import FixedPoint, RoundParams, SecAggError, SecAggServer
 from greenfl.secagg.graph import default_threshold, degree
 from greenfl.secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse

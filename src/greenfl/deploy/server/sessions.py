@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 import grpc
 
 from greenfl.clients.validate import PROTOCOL_VERSION
+from greenfl.core.errors import TransportError
 from greenfl.core.messages import ClientReport
 from greenfl.deploy import greenfl_pb2 as pb
-from greenfl.deploy.plausible import RoundModel
 from greenfl.deploy.security import client_token
+from greenfl.deploy.server.plausible import RoundModel
 from greenfl.fleet.population import Population
 
 
@@ -37,6 +38,7 @@ class Pending:
     bytes_down: int
     num_samples: int  # the update's expected weight: partition size, or declared local size
     delivered_at: float | None = None  # monotonic time the client took the task off its stream
+    answered_at: float | None = None  # monotonic time its report was settled
     model: RoundModel | None = None  # the server's model of this round, to judge its footprint
     report: ClientReport | None = None
     secagg_keys: tuple[bytes, bytes] | None = None  # secure aggregation: (c_pk, s_pk) sent
@@ -64,7 +66,7 @@ def assign_device(pop: Population, cid: int, device: str) -> None:
     pop.region[cid] = fleet.region_index(e.region)
 
 
-class Refusal(Exception):
+class Refusal(TransportError):
     """A Join the server turns down: the gRPC status, the message for the client, and a
     short reason for the server's log."""
 

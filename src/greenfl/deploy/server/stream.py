@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from greenfl.deploy import greenfl_pb2 as pb
-from greenfl.deploy.rounds import next_task
-from greenfl.deploy.sessions import Pending, Session
+from greenfl.deploy.server.rounds import next_task
+from greenfl.deploy.server.sessions import Pending, Session
 
 
 def stream_tasks(
