@@ -1,6 +1,6 @@
 """Issue 16: attacks under the deployment's default bounds, measured in simulation.
 
-``greenfl serve`` applies ``deploy.plausible.bound_round`` to every round (the norm bound,
+``greenfl serve`` applies ``deploy.server.plausible.bound_round`` to every round (the norm bound,
 the weight cap, and the declared-weight cap for clients bringing their own data). This
 bench applies the same function, with the deployment's default DeployConfig, to simulated
 attacks on the digits IID scenario of bench/safety_price.py (100 clients, 10 a round,
@@ -22,18 +22,20 @@ Prints one line per scenario and a markdown table."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-import greenfl.engine.build as build
 from greenfl.api import run
+from greenfl.clients.transport import ClientTransport, Completion, TransportWrapper, with_reports
 from greenfl.config import RunConfig
-from greenfl.config_sections import DeployConfig
-from greenfl.core.messages import ClientReport, FitInstructions
-from greenfl.deploy.plausible import bound_round
+from greenfl.config.deploy import DeployConfig
+from greenfl.deploy.server.plausible import bound_round
 
+# The module, not greenfl.factories.compose (the package's function of that name).
+build = importlib.import_module("greenfl.factories.compose")
 CLAIMED_SAMPLES = 10**9
 BASE = Path(__file__).parent / "results/safety/digits_IID/scaling/fedavg-seed0/config.json"
 DEFAULTS = DeployConfig()
@@ -41,22 +43,19 @@ MODE = {"inflate": False, "before": False}
 _orig_attacked = build.attacked_transport
 
 
-class DeployBounded:
+class DeployBounded(TransportWrapper):
     """The in-process transport, with the deployment's defaults applied to each round as
     ``greenfl serve`` applies them: attackers are clients with their own (claimed) data."""
 
-    def __init__(self, inner: object, malicious: Sequence[int], largest_partition: int) -> None:
-        self.inner = inner
+    def __init__(
+        self, inner: ClientTransport, malicious: Sequence[int], largest_partition: int
+    ) -> None:
+        super().__init__(inner)
         self.malicious = frozenset(int(c) for c in malicious)
         self.largest_partition = largest_partition
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
-
-    def fit(
-        self, round_idx: int, cohort: Sequence[int], params: object, ins: FitInstructions
-    ) -> list[ClientReport]:
-        reports = self.inner.fit(round_idx, cohort, params, ins)  # type: ignore[attr-defined]
+    def _collected(self, batch: list[Completion]) -> list[Completion]:
+        reports = [c.report for c in batch]
         declared: frozenset[int] = frozenset()
         if MODE["inflate"]:
             # Before issue 16's fix: no join cap and no declared-weight cap, the 10x only.
@@ -67,11 +66,15 @@ class DeployBounded:
                 for r in reports
             ]
             declared = frozenset() if MODE["before"] else self.malicious
-        return bound_round(reports, DEFAULTS.norm_bound_factor, DEFAULTS.sample_bound_factor,
-                           declared, self.largest_partition)  # fmt: skip
+        return with_reports(batch, bound_round(
+            reports, DEFAULTS.norm_bound_factor, DEFAULTS.sample_bound_factor, declared,
+            self.largest_partition,
+        ))  # fmt: skip
 
 
-def _patched(cfg: RunConfig, transport: object, malicious: Sequence[int]) -> object:
+def _patched(
+    cfg: RunConfig, transport: ClientTransport, malicious: Sequence[int]
+) -> ClientTransport:
     largest = int(transport.dataset.client_sizes().max())  # type: ignore[attr-defined]
     return DeployBounded(_orig_attacked(cfg, transport, malicious), malicious, largest)
 
