@@ -16,9 +16,10 @@ from greenfl.core.units import S_PER_HOUR
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.population import Population
 from greenfl.footprint.intensity import RegionalIntensity
+from greenfl.ledger.meta_keys import GROUPS_KEY, INTENSITY_KEY
 
-INTENSITY_KEY = "intensity_curves"  # ledger meta keys
-GROUPS_KEY = "population_groups"
+__all__ = ["GROUPS_KEY", "INTENSITY_KEY", "intensity_record", "population_groups"]
+
 CURVE_POINTS = 289  # one every 5 minutes over a day, both ends included
 
 

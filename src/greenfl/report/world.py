@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from greenfl.ledger.meta_keys import GROUPS_KEY, INTENSITY_KEY
+
 # The ledger meta keys, as greenfl.accounting.curves writes them (a test holds the two equal;
 # the report does not import the accounting, which reaches the grid sources).
-INTENSITY_KEY = "intensity_curves"
-GROUPS_KEY = "population_groups"
 
 
 @dataclass(frozen=True)
