@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -199,8 +200,7 @@ def commit(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     view = round_view(record, st.global_params, ctx.num_available, len(ctx.cohort),
                       ctx.accepted, ctx.sent)  # fmt: skip
     ctx.observed = observe_all(parts.observers, view)
-    ctx.record = RoundRecord(**{**record.__dict__, "probes": ctx.observed.columns,
-                                "metrics": ctx.observed.metrics})  # fmt: skip
+    ctx.record = replace(record, probes=ctx.observed.columns, metrics=ctx.observed.metrics)
     live.history.append(ctx.record)
 
 
