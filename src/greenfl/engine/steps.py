@@ -187,7 +187,7 @@ def commit(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     if isinstance(parts.selector, LearningSelector):
         parts.selector.observe(acc_before, ctx.accuracy)
     if parts.waiting is not None:
-        parts.waiting.last_server_j = srv.energy_j - srv.idle_j
+        parts.waiting.observe_server(srv.energy_j - srv.idle_j)
     ctx.wall_s = time.perf_counter() - ctx.wall0
     record = RoundRecord(
         round=ctx.round_idx, accuracy=ctx.accuracy, loss=ctx.loss, selected=len(ctx.reports),

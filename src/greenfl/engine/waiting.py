@@ -45,6 +45,10 @@ class CarbonWait:
         self.server_region = self.fleet.region_index(self.fleet.server.region)
         self.last_server_j = 0.0  # the previous round's active server energy (x PUE)
 
+    def observe_server(self, active_j: float) -> None:
+        """The round's active server energy (x PUE): the next forecast's server share."""
+        self.last_server_j = active_j
+
     def wait_s(self, now_s: float, k: int, local_epochs: int) -> float:
         n = self.population.size
         sample = np.arange(n, dtype=np.int64)
