@@ -17,11 +17,21 @@ from greenfl.config import RunConfig, load_config
 from greenfl.core.errors import ConfigError, FleetError
 from greenfl.fleet.catalog import Fleet, load_fleet
 
+# "params.x" is key x of the section's params table (the named policy's own parameters);
+# the flat keys that moved there stay too: a config using one is a ConfigError naming the
+# new place.
 SECTIONS = {
-    "data": ["dataset", "num_clients", "partition", "alpha", "samples_per_client"],
-    "model": ["name", "hidden"],
+    "data": [
+        "dataset",
+        "num_clients",
+        "partition",
+        "alpha",
+        "samples_per_client",
+        "params.samples_per_client",
+    ],
+    "model": ["name", "hidden", "params.hidden"],
     "train": ["rounds", "clients_per_round", "local_epochs", "batch_size", "lr"],
-    "strategy": ["name", "trim_fraction", "server_lr"],
+    "strategy": ["name", "trim_fraction", "server_lr", "params.trim_fraction", "params.server_lr"],
     "selection": ["name", "fairness", "fairness_window"],
     "fleet": ["catalog", "deadline_s", "start_time", "partial_work", "dropout_prob"],
     "stop": ["target_accuracy"],
@@ -33,7 +43,21 @@ scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
     st.booleans(),
-    st.sampled_from(["digits", "mlp", "fedavg", "dirichlet", "oort", "inf", "nan", ""]),
+    st.sampled_from(
+        [
+            "digits",
+            "mlp",
+            "fedavg",
+            "dirichlet",
+            "oort",
+            "inf",
+            "nan",
+            "",
+            "synthetic",
+            "trimmed_mean",
+            "fedadam",
+        ]
+    ),
 )
 values = st.recursive(scalars, lambda c: st.lists(c, max_size=3), max_leaves=6)
 
@@ -45,7 +69,13 @@ def configs(draw: st.DrawFn) -> dict:
         out["seed"] = draw(values)
     for section in draw(st.lists(st.sampled_from(list(SECTIONS)), max_size=4, unique=True)):
         keys = draw(st.lists(st.sampled_from(SECTIONS[section]), max_size=3, unique=True))
-        out[section] = {k: draw(values) for k in keys}
+        table: dict = {}
+        for k in keys:
+            if k.startswith("params."):
+                table.setdefault("params", {})[k.removeprefix("params.")] = draw(values)
+            else:
+                table[k] = draw(values)
+        out[section] = table
     return out
 
 

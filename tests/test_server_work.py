@@ -37,7 +37,11 @@ def _repeatable(row: dict[str, object]) -> dict[str, object]:
 @pytest.fixture
 def cfg() -> RunConfig:
     return build_config(
-        {"data": {"num_clients": 20}, "train": {"rounds": 3, "clients_per_round": 5}}
+        # one local epoch of batch 16 (set here: the digits dataset's defaults are 5 of 8)
+        {
+            "data": {"num_clients": 20},
+            "train": {"rounds": 3, "clients_per_round": 5, "local_epochs": 1, "batch_size": 16},
+        }
     )
 
 

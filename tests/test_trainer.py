@@ -10,7 +10,7 @@ from greenfl.models import build_model
 
 def test_local_training_never_writes_into_the_global_vector() -> None:
     ds = dataset_for(build_config({"data": {"num_clients": 10}}).data, 0)
-    model = build_model("mlp", (64,), 10, [64])
+    model = build_model("mlp", (64,), 10, hidden=[64])
     global_params = get_flat(model)
     before = global_params.clone()
     results = SequentialTrainer().train(

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from greenfl.clients.transport import Completion, Task, Transport
 from greenfl.clients.validate import (
     PROTOCOL_VERSION,
     ValidatingTransport,
@@ -84,20 +85,24 @@ def test_envelope_checks() -> None:
         check_report_fields(5, 5, float("inf"), 1.0)
 
 
-class _Fixed:
-    """A transport whose clients return given deltas."""
+class _Fixed(Transport):
+    """A transport whose clients return given deltas (the i-th task dispatched, the i-th)."""
 
     def __init__(self, deltas: list[torch.Tensor]) -> None:
         self.deltas = deltas
+        self.tasks: list[Task] = []
 
-    def fit(self, round_idx, cohort, global_params, instructions):  # noqa: ANN001, ANN201
-        return [
-            ClientReport(c, "completed", None, d, 10, 1.0, 0.1, 44, 44)
-            for c, d in zip(cohort, self.deltas, strict=True)
+    def dispatch(self, task: Task) -> None:
+        self.tasks.append(task)
+
+    def collect(self, until_s=None, progress=None) -> list[Completion]:  # noqa: ANN001
+        done = [
+            Completion(t, ClientReport(t.client_id, "completed", None, d, 10, 1.0, 0.1, 44, 44),
+                       t.start_s)  # fmt: skip
+            for t, d in zip(self.tasks, self.deltas, strict=True)
         ]
-
-    def close(self) -> None:
-        pass
+        self.tasks = []
+        return done
 
 
 def test_validating_transport_rejects_bad_reports_in_process() -> None:
@@ -113,18 +118,18 @@ def test_validating_transport_rejects_bad_reports_in_process() -> None:
 def test_a_nan_client_is_rejected_in_simulation_and_the_model_stays_finite(
     tiny_config,  # noqa: ANN001
 ) -> None:
-    from greenfl.engine.build import build_loop
+    from greenfl.factories import build_loop
 
     loop = build_loop(tiny_config.replace(**{"train.rounds": 2}))
-    real_fit = loop.transport.inner.fit
+    real_collect = loop.transport.inner.collect
 
     def poisoned(*args, **kw):  # noqa: ANN002, ANN003, ANN202
-        reports = real_fit(*args, **kw)
-        r = reports[0]
-        nan = torch.full_like(r.delta, float("nan"))
-        return [r._replace(delta=nan), *reports[1:]]
+        batch = real_collect(*args, **kw)
+        c = batch[0]
+        nan = torch.full_like(c.report.delta, float("nan"))
+        return [Completion(c.task, c.report._replace(delta=nan), c.finish_s), *batch[1:]]
 
-    loop.transport.inner.fit = poisoned
+    loop.transport.inner.collect = poisoned
     loop.run()
     rows = loop.ledger.conn.execute(
         "SELECT status, reason FROM client_rounds WHERE status = 'rejected'"

@@ -110,7 +110,7 @@ def test_momentum_matches() -> None:
 def test_cnn_through_vmap_matches_and_chunks() -> None:
     cfg = build_config(
         {
-            "data": {"dataset": "images", "num_clients": 6, "samples_per_client": 20},
+            "data": {"dataset": "images", "num_clients": 6, "params": {"samples_per_client": 20}},
             "model": {"name": "cnn"},
             "train": {"clients_per_round": 3},
         }
@@ -186,7 +186,7 @@ def test_ledger_is_identical_with_either_trainer(tiny_config: RunConfig, tmp_pat
             "fleet.dropout_prob": 0.2,
             "fleet.ci_mode": "annual",
             "strategy.name": "fedprox",
-            "strategy.mu": 0.1,
+            "strategy.params.mu": 0.1,
         }
     )
     runs = {}
