@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import greenfl_bench  # noqa: E402
 
-import greenfl.engine.loop as loop_module  # noqa: E402
-from greenfl.engine.build import build_loop  # noqa: E402
+import greenfl.engine.steps as loop_module  # noqa: E402
+from greenfl.factories import build_loop  # noqa: E402
 from greenfl.ledger.writer import LedgerWriter  # noqa: E402
 
 SPENT = {"cpu_s": 0.0}
@@ -79,7 +79,7 @@ def time_loop(
     if rounds:
         cfg = cfg.replace(**{"train.rounds": rounds})
     if threads is not None:
-        cfg = cfg.replace(**{"engine.vectorised_threads": threads})
+        cfg = cfg.replace(**{"engine.threads": threads})
     with tempfile.TemporaryDirectory(prefix="greenfl-acct-") as out:
         loop = build_loop(cfg, out)
         SPENT["cpu_s"] = 0.0
@@ -121,7 +121,7 @@ def interleaved_rounds(
                 **{"train.rounds": rounds, "engine.ledger_batch_s": 2 * cfg.engine.ledger_batch_s}
             )
             if threads is not None:
-                cfg = cfg.replace(**{"engine.vectorised_threads": threads})
+                cfg = cfg.replace(**{"engine.threads": threads})
             loops[accounting] = build_loop(cfg, out)
         times: dict[bool, list[float]] = {True: [], False: []}
         for i in range(rounds):
@@ -158,7 +158,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--trainer", default="auto")
     ap.add_argument("--rounds", type=int, default=20, help="rounds a run (0: the workload's 10)")
-    ap.add_argument("--threads", type=int, help="engine.vectorised_threads (default: the config's)")
+    ap.add_argument("--threads", type=int, help="engine.threads (default: the config's)")
     ap.add_argument(
         "--interleaved-rounds",
         type=int,

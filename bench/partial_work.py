@@ -21,7 +21,7 @@ import numpy as np
 
 import greenfl
 from greenfl.config import load_config
-from greenfl.engine import build_loop
+from greenfl.factories import build_loop
 
 CONFIG = "examples/synthetic-stragglers.toml"
 

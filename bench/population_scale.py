@@ -28,7 +28,8 @@ MILLION = 1_000_000
 def selection(rounds: int) -> None:
     from greenfl.fleet.catalog import load_fleet
     from greenfl.fleet.population import Population, available
-    from greenfl.selection import RandomSelector, SelectionContext
+    from greenfl.selection.base import SelectionContext
+    from greenfl.selection.random import RandomSelector
 
     pop = Population.assign(load_fleet("builtin"), np.full(MILLION, 20, np.int64), seed=0)
     part = np.zeros(MILLION, np.int32)

@@ -55,13 +55,13 @@ SCENARIOS = {
 DEFENCES: dict[str, list[str]] = {
     "fedavg": [],
     "median": ["strategy.name=median"],
-    "trimmed_mean": ["strategy.name=trimmed_mean", "strategy.trim_fraction=0.2"],
+    "trimmed_mean": ["strategy.name=trimmed_mean", "strategy.params.trim_fraction=0.2"],
     "krum": ["strategy.name=krum"],
     "multikrum": ["strategy.name=multikrum"],
     "bulyan": ["strategy.name=bulyan", "train.clients_per_round=15"],
     "geomedian": ["strategy.name=geomedian"],
     "centered_clip": ["strategy.name=centered_clip"],
-    "clip": ["strategy.name=clip", "strategy.clip_norm=0.5", "strategy.clip_noise_std=0.005"],
+    "clip": ["strategy.name=clip", "strategy.params.norm=0.5", "strategy.params.noise_std=0.005"],
 }
 ATTACKS: dict[str, list[str]] = {
     "none": [],
@@ -90,7 +90,7 @@ LEAKY = [
     "train.clients_per_round=10",
     "train.local_epochs=30",
     "train.momentum=0.9",
-    "model.hidden=[256]",
+    "model.params.hidden=[256]",
 ]
 LEAKY_SIGMAS = (0.5, 1.0, 1.5)
 LOCAL_DP = {  # sample-level DP-SGD on each client: noise multipliers, reported epsilon

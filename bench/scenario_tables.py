@@ -144,8 +144,8 @@ GREENFL = [  # greenfl's policy: examples/reference-greenfl.toml's settings beyo
     "selection.name=carbon",
     "compression.name=q8",
     "scheduling.name=carbon",
-    "scheduling.slack_s=3600",
-    "scheduling.step_s=900",
+    "scheduling.params.slack_s=3600",
+    "scheduling.params.step_s=900",
     "adapt.target=carbon",
 ]
 
@@ -172,7 +172,7 @@ def policies(deadline_s: float) -> dict[str, list[str]]:
 LEVERS = {  # what each lever of greenfl's policy gives: the tuned policy without it
     "without carbon selection": ["selection.name=random"],
     "without q8 compression": ["compression.name=identity"],
-    "without carbon scheduling": ["scheduling.name=none"],
+    "without carbon scheduling": ["scheduling.name=none", "scheduling.params={}"],
     "without execution targets": ["adapt.target=entry"],
 }
 ADAPT = {  # the bandit alone: random selection, no compression, arms = the grid

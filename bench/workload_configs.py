@@ -12,32 +12,30 @@ from pathlib import Path
 WORKLOADS: dict[str, dict] = {
     "W1": {
         "data": {"dataset": "digits", "num_clients": 1000, "partition": "iid"},
-        "model": {"name": "mlp", "hidden": [64]},
+        "model": {"name": "mlp", "params": {"hidden": [64]}},
         "train": {"rounds": 10, "clients_per_round": 100, "batch_size": 16, "lr": 0.1},
     },
     "W2": {
         "data": {
             "dataset": "synthetic",
             "num_clients": 10_000,
-            "synthetic_alpha": 1.0,
-            "synthetic_beta": 1.0,
-            "samples_per_client": 20,
+            "params": {"alpha": 1.0, "beta": 1.0, "samples_per_client": 20},
         },
-        "model": {"name": "mlp", "hidden": [64]},
+        "model": {"name": "mlp", "params": {"hidden": [64]}},
         "train": {"rounds": 10, "clients_per_round": 1000, "batch_size": 16, "lr": 0.1},
     },
     "W3": {
-        "data": {"dataset": "images", "num_clients": 100, "samples_per_client": 100},
+        "data": {"dataset": "images", "num_clients": 100, "params": {"samples_per_client": 100}},
         "model": {"name": "cnn"},
         "train": {"rounds": 10, "clients_per_round": 10, "batch_size": 16, "lr": 0.05},
     },
     "W4": {
-        "data": {"dataset": "femnist", "num_clients": 100, "leaf_split": "leaf"},
+        "data": {"dataset": "femnist", "num_clients": 100, "params": {"split": "leaf"}},
         "model": {"name": "femnist_cnn"},
         "train": {"rounds": 10, "clients_per_round": 10, "batch_size": 16, "lr": 0.05},
     },
     "W5": {
-        "data": {"dataset": "shakespeare", "num_clients": 100, "min_samples": 64},
+        "data": {"dataset": "shakespeare", "num_clients": 100, "params": {"min_samples": 64}},
         "model": {"name": "char_lstm"},
         "train": {
             "rounds": 10,
