@@ -211,13 +211,23 @@ def test_deep_nesting_is_an_error_not_a_recursion_error(tmp_path: Path, text: st
         ("train.lr=nan", "lr"),
         ("fleet.deadline_s=inf", "deadline_s"),
         ("seed=9223372036854775807", "seed"),
-        ("model.hidden=[2000000000]", "hidden"),
+        ("model.params.hidden=[2000000000]", "hidden"),
         ("data.num_clients=1000000000000", "num_clients"),
     ],
 )
 def test_absurd_or_non_finite_values_name_their_key(setting: str, key: str) -> None:
+    # model.name = "mlp": an "auto" model's params are checked once the dataset is known
+    # (below)
     with pytest.raises(ConfigError, match=key):
-        build_config({}, [setting])
+        build_config({"model": {"name": "mlp"}}, [setting])
+
+
+def test_an_absurd_width_of_the_auto_model_is_refused_when_the_model_is_built() -> None:
+    from greenfl.factories import build_model_for, dataset_for
+
+    cfg = build_config({}, ["model.params.hidden=[2000000000]"])
+    with pytest.raises(ConfigError, match="hidden"):
+        build_model_for(cfg, dataset_for(cfg.data, cfg.seed))
 
 
 def test_non_finite_profile_figures_are_refused(tmp_path: Path) -> None:
@@ -295,6 +305,7 @@ dataset = "digits"
 num_clients = 10
 [model]
 name = "mlp"
+[model.params]
 hidden = [8]
 [train]
 rounds = 2
@@ -377,19 +388,23 @@ def test_a_start_into_a_folder_in_use_exits_2_and_leaves_it_alone(
 @pytest.mark.parametrize(("n", "cut"), [(3, 1), (5, 1), (9, 1), (10, 1), (20, 2), (2, 0)])
 def test_trimmed_mean_trims_at_least_one_per_side(n: int, cut: int) -> None:
     from greenfl.core.messages import ClientUpdate
-    from greenfl.strategy.robust import TrimmedMean, trim_count
+    from greenfl.strategy.robust import TrimmedMean, TrimmedMeanParams, trim_count
 
     assert trim_count(0.1, n) == cut
     values = np.arange(n, dtype=np.float32) ** 2  # skewed: a plain mean differs
     updates = [ClientUpdate(i, torch.tensor([v]), 1) for i, v in enumerate(values)]
-    got = TrimmedMean(0.1).aggregate(torch.zeros(1), updates)
+    got = TrimmedMean(TrimmedMeanParams(trim_fraction=0.1)).aggregate(torch.zeros(1), updates)
     expected = np.sort(values)[cut : n - cut].mean()
     assert float(got[0]) == pytest.approx(expected)
 
 
 def test_trimmed_mean_refuses_a_cohort_it_cannot_trim() -> None:
+    from greenfl.factories import run_strategy_for
+
+    # refused where the run's strategy is built (greenfl.run and serve build it so)
+    cfg = build_config({}, ["strategy.name=trimmed_mean", "train.clients_per_round=2"])
     with pytest.raises(ConfigError, match="3 or more clients"):
-        build_config({}, ["strategy.name=trimmed_mean", "train.clients_per_round=2"])
+        run_strategy_for(cfg)
 
 
 # ---- identity and floods --------------------------------------------------------------
