@@ -132,13 +132,14 @@ from greenfl.factories import build_loop
 
 cfg = greenfl.build_config({cfg!r})
 
-# An observer sees a round before its ledger row is written: killed while round 5 is
-# observed, the loop has handed rounds 1-4 over, as when it was killed after round 4.
-def on_round(rec):
-    if rec.round == 5:
+done = []
+
+def on_progress(progress):
+    if len(done) == 4:  # round 5 is training: round 4 has ended
         os.kill(os.getpid(), signal.SIGKILL)  # kill -9, mid-run
 
-loop = build_loop(cfg, sys.argv[1], observers=[RoundHook(on_round)])
+loop = build_loop(cfg, sys.argv[1], observers=[RoundHook(lambda rec: done.append(rec.round),
+                                                         on_progress)])
 loop.run()
 """
 
