@@ -49,13 +49,6 @@ def _stop_after(n: int):  # noqa: ANN202 - a test helper
     return on_round
 
 
-@pytest.mark.xfail(
-    reason="src bug (issue 27 refactor): on_round now runs as an observer inside the round's "
-    "commit step, after loop.state.round is advanced but before the round's ledger row is "
-    "written; an interrupt raised there leaves round 2 unwritten while RunInterrupted says "
-    "rounds_done=2 ('interrupted after round 2'), and the resume re-runs round 2",
-    strict=True,
-)
 def test_an_interrupted_run_is_marked_and_resumes_to_the_same_ledger(
     tiny_config: RunConfig, tmp_path: Path
 ) -> None:

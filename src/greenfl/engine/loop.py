@@ -109,6 +109,8 @@ class RoundLoop:
             self.parts.ledger.write_round(ctx.ledger_row(), ctx.account.rows, snapshot)
         assert ctx.record is not None and ctx.observed is not None
         self._observer_stop = ctx.observed.stop
+        for obs in self.parts.observers:  # the round is recorded: progress may show it
+            obs.on_round_end(ctx.record)
         return ctx.record
 
     @property

@@ -66,7 +66,14 @@ NOTHING = Observation()
 
 @runtime_checkable
 class RoundObserver(Protocol):
-    def observe(self, view: RoundView) -> Observation: ...
+    def observe(self, view: RoundView) -> Observation:
+        """A finished round, before it is recorded: what the observer adds to its ledger
+        row, the metrics it keeps in the record, and whether the run should stop."""
+        ...
+
+    def on_round_end(self, record: RoundRecord) -> None:
+        """The round is recorded in the ledger (progress displays show it here)."""
+        ...
 
     def on_progress(self, progress: FitProgress) -> None:
         """How far the current round's training has come (clients done of k, steps)."""
@@ -84,6 +91,9 @@ class Observer:
 
     def observe(self, view: RoundView) -> Observation:
         return NOTHING
+
+    def on_round_end(self, record: RoundRecord) -> None:
+        return None
 
     def on_progress(self, progress: FitProgress) -> None:
         return None
@@ -113,8 +123,8 @@ class CallbackObserver(Observer):
 
 
 class RoundHook(Observer):
-    """``on_round(record)`` after each round, and ``on_progress`` within it (the CLI's
-    progress display)."""
+    """``on_round(record)`` after each round is recorded, and ``on_progress`` within it
+    (the CLI's progress display)."""
 
     def __init__(
         self,
@@ -124,10 +134,9 @@ class RoundHook(Observer):
         self._on_round = on_round
         self._on_progress = on_progress
 
-    def observe(self, view: RoundView) -> Observation:
+    def on_round_end(self, record: RoundRecord) -> None:
         if self._on_round is not None:
-            self._on_round(view.record)
-        return NOTHING
+            self._on_round(record)
 
     def on_progress(self, progress: FitProgress) -> None:
         if self._on_progress is not None:

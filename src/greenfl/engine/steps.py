@@ -167,20 +167,35 @@ def server(parts: RunParts, live: Live, ctx: RoundContext) -> None:
 
 
 def commit(parts: RunParts, live: Live, ctx: RoundContext) -> None:
-    """The state after the round, what the policies learn from it, the observers, the
-    ledger (one transaction with the state's snapshot) and the record."""
+    """The round's record and what the observers make of it (their ledger columns, metrics
+    and stop), then the state after the round and what the policies learn from it. The
+    observers run before the state moves on: a round they fail (or Ctrl-C cuts) leaves the
+    state at the last recorded round, as the ledger is. The loop writes the row next, then
+    tells observers the round is recorded (``on_round_end``)."""
     assert ctx.account is not None and ctx.server is not None and ctx.plan is not None
+    assert ctx.sent is not None
     st, acct, srv = live.state, ctx.account, ctx.server
+    ctx.round_carbon_g = acct.carbon_g + srv.carbon_g
+    energy_j = acct.energy_j + srv.energy_j
+    ctx.wall_s = time.perf_counter() - ctx.wall0
+    record = RoundRecord(
+        round=ctx.round_idx, accuracy=ctx.accuracy, loss=ctx.loss, selected=len(ctx.reports),
+        completed=len(ctx.accepted), sim_time_s=srv.end_s, wall_s=ctx.wall_s,
+        energy_j=energy_j, carbon_g=ctx.round_carbon_g, cum_energy_j=st.cum_energy_j + energy_j,
+        cum_carbon_g=st.cum_carbon_g + ctx.round_carbon_g, client_accuracy=ctx.client_acc,
+    )  # fmt: skip
+    view = round_view(record, st.global_params, ctx.num_available, len(ctx.cohort),
+                      ctx.accepted, ctx.sent)  # fmt: skip
+    ctx.observed = observe_all(parts.observers, view)
+    ctx.record = replace(record, probes=ctx.observed.columns, metrics=ctx.observed.metrics)
     acc_before = live.history[-1].accuracy if live.history else initial_accuracy(parts, live)
     ids = np.array([r.client_id for r in ctx.accepted], dtype=np.int64)
     st.participation[ids] += 1
     st.last_selected[ctx.cohort] = ctx.round_idx
     st.last_loss[ids] = [r.loss for r in ctx.accepted]
-    ctx.round_carbon_g = acct.carbon_g + srv.carbon_g
     st.round = ctx.round_idx
     st.now_s = srv.end_s
-    st.cum_energy_j += acct.energy_j + srv.energy_j
-    st.cum_carbon_g += ctx.round_carbon_g
+    st.cum_energy_j, st.cum_carbon_g = record.cum_energy_j, record.cum_carbon_g
     st.last_round_carbon_g = ctx.round_carbon_g
     st.best_accuracy = max(st.best_accuracy, ctx.accuracy)
     parts.round_params.observe(ctx.plan, acc_before, ctx.accuracy, ctx.round_carbon_g)
@@ -188,19 +203,6 @@ def commit(parts: RunParts, live: Live, ctx: RoundContext) -> None:
         parts.selector.observe(acc_before, ctx.accuracy)
     if parts.waiting is not None:
         parts.waiting.observe_server(srv.energy_j - srv.idle_j)
-    ctx.wall_s = time.perf_counter() - ctx.wall0
-    record = RoundRecord(
-        round=ctx.round_idx, accuracy=ctx.accuracy, loss=ctx.loss, selected=len(ctx.reports),
-        completed=len(ctx.accepted), sim_time_s=srv.end_s, wall_s=ctx.wall_s,
-        energy_j=acct.energy_j + srv.energy_j, carbon_g=ctx.round_carbon_g,
-        cum_energy_j=st.cum_energy_j, cum_carbon_g=st.cum_carbon_g,
-        client_accuracy=ctx.client_acc,
-    )  # fmt: skip
-    assert ctx.sent is not None
-    view = round_view(record, st.global_params, ctx.num_available, len(ctx.cohort),
-                      ctx.accepted, ctx.sent)  # fmt: skip
-    ctx.observed = observe_all(parts.observers, view)
-    ctx.record = replace(record, probes=ctx.observed.columns, metrics=ctx.observed.metrics)
     live.history.append(ctx.record)
 
 
