@@ -72,7 +72,8 @@ def test_ranks_by_seeds_reached_then_mean(base: Path, tmp_path: Path) -> None:
     assert rows[2]["seeds_reached"] == "1/2" and rows[2]["carbon_g_to_target_seed1"] == ""
     best = load_config(tmp_path / "t" / "best.toml")
     assert (best.train.local_epochs, best.train.batch_size) == (2, 8)
-    assert best.model.params == {"hidden": [32]} and best.data.num_clients == 20  # the base file's keys
+    # the base file's keys
+    assert best.model.params == {"hidden": [32]} and best.data.num_clients == 20
 
 
 def test_grid_values_keep_lists_whole() -> None:

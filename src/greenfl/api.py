@@ -82,10 +82,18 @@ def run(
     # Building (data, model, FLOP counting) on one thread; the run on its own (engine.threads).
     with torch_threads(1):
         loop = build_loop(
-            cfg, out, model=model, dataset=dataset, callbacks=callbacks, overwrite=overwrite,
-            resume=resume, strategy=strategy, selector=selector, codec=codec,
+            cfg,
+            out,
+            model=model,
+            dataset=dataset,
+            callbacks=callbacks,
+            overwrite=overwrite,
+            resume=resume,
+            strategy=strategy,
+            selector=selector,
+            codec=codec,
             observers=[*observers, *hooks],
-        )  # fmt: skip
+        )
     out_dir = Path(out) if out is not None else None
     result = run_session(loop, cfg.to_dict(), out_dir)  # on the run's threads
     return RunResult(cfg, loop.history, result.summary, result.stop_reason, out_dir)

@@ -110,12 +110,30 @@ def account_cohort(
     else:
         e = rows_of(ids, cohort, rows)
     # One gather for every profile number the model needs (EntryTable.rates' columns).
-    (flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b, emb_g_per_s, tail_s,
-     tail_w) = entries.rates[e].T  # fmt: skip
+    (
+        flops_per_s,
+        power,
+        up_s_per_b,
+        down_s_per_b,
+        radio,
+        net_j_per_b,
+        emb_g_per_s,
+        tail_s,
+        tail_w,
+    ) = entries.rates[e].T
     cost = cost_from_rates(
-        flops, up, down, flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b,
-        tail_s, tail_w,
-    )  # fmt: skip
+        flops,
+        up,
+        down,
+        flops_per_s,
+        power,
+        up_s_per_b,
+        down_s_per_b,
+        radio,
+        net_j_per_b,
+        tail_s,
+        tail_w,
+    )
     if measured_s is not None:
         # A real client's own timing replaces the modelled compute time.
         has_timing = np.isfinite(measured_s)

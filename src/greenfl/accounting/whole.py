@@ -62,8 +62,17 @@ def account_whole(
     for flops, up, down, row in zip(
         cols[AT_FLOPS_DONE], cols[AT_UP_B], cols[AT_DOWN_B], rows.tolist(), strict=True
     ):
-        (flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b, emb_g_per_s,
-         tail_s, tail_w) = rates[row]  # fmt: skip
+        (
+            flops_per_s,
+            power,
+            up_s_per_b,
+            down_s_per_b,
+            radio,
+            net_j_per_b,
+            emb_g_per_s,
+            tail_s,
+            tail_w,
+        ) = rates[row]
         compute_s = flops / flops_per_s
         up_s = up * up_s_per_b
         down_s = down * down_s_per_b
@@ -112,12 +121,30 @@ def build_whole(rounds: Sequence[WholeRound]) -> list[ColumnRows]:
     ids, up, down, samples = (column(f, np.int64) for f in (AT_ID, AT_UP_B, AT_DOWN_B, AT_SAMPLES))
     flops = column(AT_FLOPS_DONE, np.float64)
     e = np.concatenate([r.rows for r in rounds])
-    (flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b, emb_g_per_s, tail_s,
-     tail_w) = entries.rates[e].T  # fmt: skip
+    (
+        flops_per_s,
+        power,
+        up_s_per_b,
+        down_s_per_b,
+        radio,
+        net_j_per_b,
+        emb_g_per_s,
+        tail_s,
+        tail_w,
+    ) = entries.rates[e].T
     cost = cost_from_rates(
-        flops, up, down, flops_per_s, power, up_s_per_b, down_s_per_b, radio, net_j_per_b,
-        tail_s, tail_w,
-    )  # fmt: skip
+        flops,
+        up,
+        down,
+        flops_per_s,
+        power,
+        up_s_per_b,
+        down_s_per_b,
+        radio,
+        net_j_per_b,
+        tail_s,
+        tail_w,
+    )
     round_of = np.repeat(np.arange(len(rounds)), sizes)
     ci = np.array([r.region_ci for r in rounds], dtype=np.float64)[
         round_of, entries.region_index[e]

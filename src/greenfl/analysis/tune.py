@@ -170,14 +170,26 @@ def write_tune_csv(
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(
-            ["rank", *(a.key for a in axes), f"{metric}_mean", f"{metric}_std", "seeds_reached",
-             *(f"{metric}_seed{s}" for s in seeds)]
-        )  # fmt: skip
+            [
+                "rank",
+                *(a.key for a in axes),
+                f"{metric}_mean",
+                f"{metric}_std",
+                "seeds_reached",
+                *(f"{metric}_seed{s}" for s in seeds),
+            ]
+        )
         for rank, p in enumerate(points, start=1):
             w.writerow(
-                [rank, *(v for _, v in p.assignments), p.mean, p.std, f"{p.reached}/{len(seeds)}",
-                 *p.values]
-            )  # fmt: skip
+                [
+                    rank,
+                    *(v for _, v in p.assignments),
+                    p.mean,
+                    p.std,
+                    f"{p.reached}/{len(seeds)}",
+                    *p.values,
+                ]
+            )
     return path
 
 

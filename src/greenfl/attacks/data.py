@@ -114,8 +114,9 @@ class PoisonedDataset:
         count = math.ceil(self.share * len(y))
         idx = torch.from_numpy(np.sort(rng.choice(len(y), size=count, replace=False)))
         x, y = x.clone(), y.clone()
-        x[idx] = stamp_trigger(x[idx], tuple(self.input_shape), self.trigger_size,
-                               self.trigger_value)  # fmt: skip
+        x[idx] = stamp_trigger(
+            x[idx], tuple(self.input_shape), self.trigger_size, self.trigger_value
+        )
         y[idx] = self.target
         return x, y
 

@@ -68,8 +68,14 @@ def run_with_progress(
         BarProgress(rounds, console) if console.is_terminal else PlainProgress(rounds, sys.stderr)
     )
     with display:
-        return run(cfg, out, on_round=display.on_round, on_progress=display.on_progress,
-                   overwrite=overwrite, resume=resume)  # fmt: skip
+        return run(
+            cfg,
+            out,
+            on_round=display.on_round,
+            on_progress=display.on_progress,
+            overwrite=overwrite,
+            resume=resume,
+        )
 
 
 def write_report_after_run(cfg: RunConfig, out_dir: Path) -> Path | None:

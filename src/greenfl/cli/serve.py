@@ -106,8 +106,10 @@ def register(app: typer.Typer) -> None:
             if config is not None:  # ids beyond the run's population admit nobody
                 clients = resolve_config(config, set_ or [], Path("."), False).data.num_clients
                 if issue_token >= clients:
-                    raise ConfigError(f"--issue-token {issue_token}: client ids of this run "
-                                      f"are 0..{clients - 1} (data.num_clients = {clients})")
+                    raise ConfigError(
+                        f"--issue-token {issue_token}: client ids of this run "
+                        f"are 0..{clients - 1} (data.num_clients = {clients})"
+                    )
             print(client_token(secret, issue_token))
             return
 
@@ -138,8 +140,16 @@ def register(app: typer.Typer) -> None:
             print(f"greenfl serve: listening on {host}:{port}", file=sys.stderr, flush=True)
 
         with reported_interrupt():
-            result = serve(cfg, out, address=address, token=token, tls=tls, overwrite=force,
-                           resume=resume, on_listening=listening)  # fmt: skip
+            result = serve(
+                cfg,
+                out,
+                address=address,
+                token=token,
+                tls=tls,
+                overwrite=force,
+                resume=resume,
+                on_listening=listening,
+            )
         report = write_report_after_run(cfg, out) if cfg.engine.accounting else None
         if not quiet:
             print(json.dumps(result.summary, indent=2))

@@ -50,8 +50,9 @@ def register(app: typer.Typer) -> None:
             table.add_column(col)
         for rank, p in enumerate(points, start=1):
             fmt = lambda v: "n/a" if v is None else f"{v:.4g}"  # noqa: E731
-            table.add_row(str(rank), p.label(), fmt(p.mean), fmt(p.std),
-                          f"{p.reached}/{len(seed_list)}")  # fmt: skip
+            table.add_row(
+                str(rank), p.label(), fmt(p.mean), fmt(p.std), f"{p.reached}/{len(seed_list)}"
+            )
         Console().print(table)
         if points[0].reached == 0:
             err.print(f"warning: no point reached a {metric} value at any seed")

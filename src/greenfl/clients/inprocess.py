@@ -58,8 +58,9 @@ class InProcessTransport(Transport):
         # Tasks of one round from one model under one set of instructions train together.
         for _, run in groupby(queued, key=lambda t: (t.round_idx, id(t.params), t.instructions)):
             tasks = list(run)
-            for task, result in zip(tasks, self._train(tasks, done_before, total, progress),
-                                    strict=True):  # fmt: skip
+            for task, result in zip(
+                tasks, self._train(tasks, done_before, total, progress), strict=True
+            ):
                 report = self._report(task, result)
                 finish_s = self.finish_time(task, report) if self.finish_time else task.start_s
                 self._done.append(Completion(task, report, finish_s))
@@ -81,9 +82,15 @@ class InProcessTransport(Transport):
                 progress(FitProgress(done_before + clients_done, total, steps_done))
 
         results = self.trainer.train(
-            self.model, first.params, self.dataset, [t.client_id for t in tasks],
-            first.instructions, first.round_idx, self.seed, progress=step,
-        )  # fmt: skip
+            self.model,
+            first.params,
+            self.dataset,
+            [t.client_id for t in tasks],
+            first.instructions,
+            first.round_idx,
+            self.seed,
+            progress=step,
+        )
         by_client = {r.client_id: r for r in results}
         return [by_client[t.client_id] for t in tasks]
 

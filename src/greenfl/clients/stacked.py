@@ -133,8 +133,9 @@ def train_chunk(
         if progress is not None:
             # the clients still training are a prefix: the others have finished
             taken += a
-            progress(n_clients - int(co.active[s + 1]) if s + 1 < len(co.active) else n_clients,
-                     taken)  # fmt: skip
+            progress(
+                n_clients - int(co.active[s + 1]) if s + 1 < len(co.active) else n_clients, taken
+            )
         with torch.no_grad():
             for (k, v), g in zip(stacked.items(), grads, strict=True):
                 if ins.momentum > 0:

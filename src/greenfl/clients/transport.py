@@ -162,6 +162,4 @@ class TransportWrapper(Transport):
 
 def with_reports(batch: list[Completion], reports: Sequence[ClientReport]) -> list[Completion]:
     """``batch`` with its reports replaced, in order."""
-    return [
-        Completion(c.task, r, c.finish_s) for c, r in zip(batch, reports, strict=True)
-    ]
+    return [Completion(c.task, r, c.finish_s) for c, r in zip(batch, reports, strict=True)]

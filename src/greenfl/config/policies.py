@@ -86,9 +86,9 @@ class SchedulingConfig(PolicySection):
     moved = {k: f"params.{k} (carbon)" for k in ("slack_s", "step_s", "max_total_wait_s")}
 
     name: str = Field(
-        "none", description="none (start every round at once), or carbon (wait for a "
-        "lower-carbon window)",
-    )  # fmt: skip
+        "none",
+        description="none (start every round at once), or carbon (wait for a lower-carbon window)",
+    )
     params: dict[str, Any] = params_field()
 
 

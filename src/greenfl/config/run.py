@@ -75,9 +75,14 @@ class RunConfig(Section):
     @model_validator(mode="after")
     def _safety_combines(self) -> RunConfig:
         check_safety(
-            self.attack, self.privacy, self.secagg, self.strategy.name, self.engine.trainer,
-            self.train.clients_per_round, self.compression.name,
-        )  # fmt: skip
+            self.attack,
+            self.privacy,
+            self.secagg,
+            self.strategy.name,
+            self.engine.trainer,
+            self.train.clients_per_round,
+            self.compression.name,
+        )
         return self
 
     @model_validator(mode="after")

@@ -21,9 +21,10 @@ class TrainConfig(Section):
         10, ge=1, description="clients whose updates a round aggregates (default: the dataset's)"
     )
     local_epochs: int = Field(
-        1, ge=1, description="passes over its data a client makes per round (default: the "
-        "dataset's)",
-    )  # fmt: skip
+        1,
+        ge=1,
+        description="passes over its data a client makes per round (default: the dataset's)",
+    )
     max_local_steps: int = Field(
         0,
         ge=0,

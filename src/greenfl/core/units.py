@@ -17,5 +17,6 @@ def j_to_kwh(energy_j: float) -> float:
 def kwh_to_j(energy_kwh: float) -> float:
     return energy_kwh * J_PER_KWH
 
+
 # The largest grid intensity a fleet file or trace may give: the dirtiest grids are ~1,200.
 MAX_CI_G_PER_KWH = 1e5

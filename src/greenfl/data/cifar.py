@@ -23,10 +23,15 @@ from greenfl.data.base import ArrayDataset, DatasetDefaults, DataSettings
 from greenfl.data.partition import make_partition
 
 _LAYOUT = {
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
-                "labels", 10),
+    "cifar10": (
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        ["test_batch"],
+        "labels",
+        10,
+    ),
     "cifar100": ("cifar-100-python", ["train"], ["test"], "fine_labels", 100),
-}  # fmt: skip
+}
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -111,8 +116,9 @@ class Cifar10:
     @classmethod
     def load(cls, settings: DataSettings, params: NoParams) -> ArrayDataset:
         s = settings
-        return load(cls.name, str(s.path), s.num_clients, s.partition, s.seed, s.alpha,
-                    s.classes_per_client)  # fmt: skip
+        return load(
+            cls.name, str(s.path), s.num_clients, s.partition, s.seed, s.alpha, s.classes_per_client
+        )
 
 
 class Cifar100(Cifar10):

@@ -45,5 +45,6 @@ class Digits:
     @classmethod
     def load(cls, settings: DataSettings, params: NoParams) -> ArrayDataset:
         s = settings
-        return load(s.num_clients, s.partition, s.seed, s.alpha, s.classes_per_client,
-                    s.test_fraction)  # fmt: skip
+        return load(
+            s.num_clients, s.partition, s.seed, s.alpha, s.classes_per_client, s.test_fraction
+        )

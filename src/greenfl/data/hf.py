@@ -141,9 +141,17 @@ def load(
     used = np.concatenate(test_rows) if test_rows else np.zeros(0, np.int64)
     classes = int(max(y.max(initial=0), y_test.max(initial=0))) + 1
     return ArrayDataset(
-        "hf", x, y, x_test[used], y_test[used], Partition.from_lists(train_rows), shape, classes,
-        test_partition=Partition.contiguous([len(r) for r in test_rows]), seed=seed,
-    )  # fmt: skip
+        "hf",
+        x,
+        y,
+        x_test[used],
+        y_test[used],
+        Partition.from_lists(train_rows),
+        shape,
+        classes,
+        test_partition=Partition.contiguous([len(r) for r in test_rows]),
+        seed=seed,
+    )
 
 
 class HuggingFace:
@@ -157,6 +165,15 @@ class HuggingFace:
     @classmethod
     def load(cls, settings: DataSettings, params: NoParams) -> ArrayDataset:
         s = settings
-        return load(str(s.path), s.num_clients, s.partition, s.seed, s.natural_id,
-                    s.feature_column, s.label_column, s.alpha, s.classes_per_client,
-                    s.test_fraction)  # fmt: skip
+        return load(
+            str(s.path),
+            s.num_clients,
+            s.partition,
+            s.seed,
+            s.natural_id,
+            s.feature_column,
+            s.label_column,
+            s.alpha,
+            s.classes_per_client,
+            s.test_fraction,
+        )

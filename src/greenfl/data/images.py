@@ -52,9 +52,7 @@ def load(
 
 @params
 class ImagesParams:
-    samples_per_client: float = Field(
-        20.0, gt=0, le=1e6, description="training samples per client"
-    )
+    samples_per_client: float = Field(20.0, gt=0, le=1e6, description="training samples per client")
 
 
 class Images:
@@ -67,5 +65,11 @@ class Images:
     @classmethod
     def load(cls, settings: DataSettings, params: ImagesParams) -> ArrayDataset:
         s = settings
-        return load(s.num_clients, s.partition, s.seed, params.samples_per_client, s.alpha,
-                    s.classes_per_client)  # fmt: skip
+        return load(
+            s.num_clients,
+            s.partition,
+            s.seed,
+            params.samples_per_client,
+            s.alpha,
+            s.classes_per_client,
+        )

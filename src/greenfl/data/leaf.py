@@ -37,8 +37,9 @@ HOW_TO_GET = (
 def read_split(folder: Path) -> dict[str, tuple[list[Any], list[Any]]]:
     """user -> (x rows, y labels) over every LEAF JSON file in ``folder``."""
     if not folder.is_dir():
-        raise DataError(f"{folder} is missing: a LEAF data folder holds train/ and test/; "
-                        + HOW_TO_GET)  # fmt: skip
+        raise DataError(
+            f"{folder} is missing: a LEAF data folder holds train/ and test/; " + HOW_TO_GET
+        )
     files = sorted(folder.glob("*.json"))
     if not files:
         raise DataError(f"{folder} holds no .json files; " + HOW_TO_GET)
@@ -106,9 +107,17 @@ def load(
     if y_train.min(initial=0) < 0 or y_train.max(initial=0) >= classes:
         raise DataError(f"{root}: labels must lie in [0, {classes}) for {name}")
     return ArrayDataset(
-        name, x_train, y_train, x_test, y_test, part, shape, classes,
-        test_partition=test_part, seed=seed,
-    )  # fmt: skip
+        name,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        part,
+        shape,
+        classes,
+        test_partition=test_part,
+        seed=seed,
+    )
 
 
 def _stack(

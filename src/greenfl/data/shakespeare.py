@@ -162,5 +162,6 @@ class Shakespeare:
 
     @classmethod
     def load(cls, settings: DataSettings, params: ShakespeareParams) -> ShakespeareDataset:
-        return ShakespeareDataset(settings.num_clients, settings.seed, params.min_samples,
-                                  settings.test_fraction)  # fmt: skip
+        return ShakespeareDataset(
+            settings.num_clients, settings.seed, params.min_samples, settings.test_fraction
+        )

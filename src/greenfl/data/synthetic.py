@@ -129,5 +129,11 @@ class Synthetic:
 
     @classmethod
     def load(cls, settings: DataSettings, params: SyntheticParams) -> SyntheticDataset:
-        return SyntheticDataset(settings.num_clients, settings.seed, params.alpha, params.beta,
-                                params.samples_per_client, params.sizes)  # fmt: skip
+        return SyntheticDataset(
+            settings.num_clients,
+            settings.seed,
+            params.alpha,
+            params.beta,
+            params.samples_per_client,
+            params.sizes,
+        )

@@ -27,9 +27,13 @@ def params_to_pb(p: RoundParams, weight: float) -> pb.SecAggParams:
 def params_from_pb(m: pb.SecAggParams) -> RoundParams:
     enc = FixedPoint(float(m.clip_range), int(m.frac_bits), int(m.max_clients))
     return RoundParams(
-        bytes(m.round_tag), int(m.vector_length), enc, int(m.threshold),
-        int(m.neighbours) or None, int(m.graph_seed),
-    )  # fmt: skip
+        bytes(m.round_tag),
+        int(m.vector_length),
+        enc,
+        int(m.threshold),
+        int(m.neighbours) or None,
+        int(m.graph_seed),
+    )
 
 
 def keys_to_pb(k: AdvertiseKeys) -> pb.SecAggNeighbour:

@@ -71,13 +71,18 @@ def check_pair(files: TlsFiles, cert: Path, key: Path) -> None:
 
 # What gRPC's details say on a failed handshake, and what it means for the user.
 _TLS_CAUSES = (
-    ("CERTIFICATE_VERIFY_FAILED", "the server's certificate is not signed by --ca-cert "
-     "(unknown CA)"),
-    ("Hostname Verification", "the server's certificate does not name the host connected "
-     "to (name mismatch; connect to a name in its subjectAltName, or --tls-server-name)"),
+    (
+        "CERTIFICATE_VERIFY_FAILED",
+        "the server's certificate is not signed by --ca-cert (unknown CA)",
+    ),
+    (
+        "Hostname Verification",
+        "the server's certificate does not name the host connected "
+        "to (name mismatch; connect to a name in its subjectAltName, or --tls-server-name)",
+    ),
     ("WRONG_VERSION_NUMBER", "the server does not speak TLS (started without --tls-cert?)"),
     ("handshake failed", "the TLS handshake failed"),
-)  # fmt: skip
+)
 
 
 def tls_failure(details: str) -> str | None:

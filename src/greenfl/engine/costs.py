@@ -64,10 +64,19 @@ class CostModel:
         self, clients: np.ndarray, rows: np.ndarray, start_s: float | np.ndarray, epochs: int
     ) -> Estimates:
         return estimate_clients(
-            clients, rows, self.population, self.table, self.sources, start_s,
-            self.flops_per_sample, epochs, self.bytes_up, self.bytes_down,
-            batch_size=self.batch_size, max_steps=self.max_steps,
-        )  # fmt: skip
+            clients,
+            rows,
+            self.population,
+            self.table,
+            self.sources,
+            start_s,
+            self.flops_per_sample,
+            epochs,
+            self.bytes_up,
+            self.bytes_down,
+            batch_size=self.batch_size,
+            max_steps=self.max_steps,
+        )
 
     def estimate(
         self, clients: np.ndarray, start_s: float, local_epochs: int
@@ -85,10 +94,18 @@ class CostModel:
             assert self.targets is not None
             tb, row = self.targets.table, int(self.targets.default_row[row])
         cost = client_cost(
-            np.float64(report.flops), report.bytes_up, report.bytes_down, tb.flops_per_s[row],
-            tb.active_power_w[row], tb.up_mbps[row], tb.down_mbps[row], tb.radio_power_w[row],
-            tb.network_kwh_per_gb[row], tb.tail_s[row], tb.tail_power_w[row],
-        )  # fmt: skip
+            np.float64(report.flops),
+            report.bytes_up,
+            report.bytes_down,
+            tb.flops_per_s[row],
+            tb.active_power_w[row],
+            tb.up_mbps[row],
+            tb.down_mbps[row],
+            tb.radio_power_w[row],
+            tb.network_kwh_per_gb[row],
+            tb.tail_s[row],
+            tb.tail_power_w[row],
+        )
         return float(cost.total_s)
 
     def partial_steps(
@@ -108,11 +125,18 @@ class CostModel:
         e, b = local_epochs, batch_size
         full = samples_processed(n, e, b, self.max_steps)
         cost = client_cost(
-            self.flops_per_sample * full.astype(np.float64), self.bytes_up, self.bytes_down,
-            tb.flops_per_s[rows], tb.active_power_w[rows], tb.up_mbps[rows],
-            tb.down_mbps[rows], tb.radio_power_w[rows], tb.network_kwh_per_gb[rows],
-            tb.tail_s[rows], tb.tail_power_w[rows],
-        )  # fmt: skip
+            self.flops_per_sample * full.astype(np.float64),
+            self.bytes_up,
+            self.bytes_down,
+            tb.flops_per_s[rows],
+            tb.active_power_w[rows],
+            tb.up_mbps[rows],
+            tb.down_mbps[rows],
+            tb.radio_power_w[rows],
+            tb.network_kwh_per_gb[rows],
+            tb.tail_s[rows],
+            tb.tail_power_w[rows],
+        )
         late = cost.total_s > deadline_s
         if not late.any():
             return {}

@@ -149,8 +149,9 @@ class RoundLoop:
     def write_fairness(self) -> dict[str, str]:
         """Jain's index and the least-represented region's accuracy, into the ledger meta."""
         p, st = self.parts, self.live.state
-        return write_fairness(p.ledger, p.population, st.participation, p.dataset, p.model,
-                              st.global_params)  # fmt: skip
+        return write_fairness(
+            p.ledger, p.population, st.participation, p.dataset, p.model, st.global_params
+        )
 
     def write_world(self) -> None:
         """The intensity curves the accounting used and the clients per region and device,
@@ -167,8 +168,9 @@ class RoundLoop:
     def summary(self) -> dict[str, Any]:
         wall_s = time.perf_counter() - self.wall_start
         p = self.parts
-        return run_summary(p.summary, p.settings.accounting, self.live.history, p.ledger.conn,
-                           wall_s)  # fmt: skip
+        return run_summary(
+            p.summary, p.settings.accounting, self.live.history, p.ledger.conn, wall_s
+        )
 
     # ---- persistence ------------------------------------------------------------------
     def snapshot(self) -> dict[str, bytes]:

@@ -50,8 +50,7 @@ def round_view(
 ) -> RoundView:
     ids = np.array([r.client_id for r in aggregated], dtype=np.int64)
     samples = np.array([r.num_samples for r in aggregated], dtype=np.int64)
-    return RoundView(record, global_params, num_available, cohort_size, ids, samples,
-                     instructions)  # fmt: skip
+    return RoundView(record, global_params, num_available, cohort_size, ids, samples, instructions)
 
 
 @dataclass(frozen=True)

@@ -120,8 +120,9 @@ class PrivacyAccount(Observer):
             assert self.local is not None
             ins = facts.instructions
             steps = ins.steps_of(facts.aggregated_ids.tolist(), facts.aggregated_samples)
-            for cid, n, s in zip(facts.aggregated_ids, facts.aggregated_samples, steps,
-                                 strict=True):  # fmt: skip
+            for cid, n, s in zip(
+                facts.aggregated_ids, facts.aggregated_samples, steps, strict=True
+            ):
                 self.local.compose_client(int(cid), dp_sgd_sample_rate(ins.batch_size, n), int(s))
                 self._spent.add(int(cid))
             clip = self.clip_norm

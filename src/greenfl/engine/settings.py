@@ -26,10 +26,14 @@ class RoundRules:
 
     def instructions(self) -> FitInstructions:
         return FitInstructions(
-            self.local_epochs, self.batch_size, self.lr, self.momentum,
-            max_steps=self.max_local_steps, dp_noise_multiplier=self.dp_noise_multiplier,
+            self.local_epochs,
+            self.batch_size,
+            self.lr,
+            self.momentum,
+            max_steps=self.max_local_steps,
+            dp_noise_multiplier=self.dp_noise_multiplier,
             dp_max_grad_norm=self.dp_max_grad_norm,
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True)

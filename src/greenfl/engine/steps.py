@@ -98,9 +98,13 @@ def fit(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     parts.transport.expect_updates(min(ctx.k, len(ctx.cohort)))
     ctx.sent = ctx.work.instruct(instructions)
     ctx.reports = parts.transport.fit(
-        ctx.round_idx, ctx.cohort.tolist(), live.state.global_params, ctx.sent,
-        progress=partial(_progress, parts), start_s=ctx.start_s,
-    )  # fmt: skip
+        ctx.round_idx,
+        ctx.cohort.tolist(),
+        live.state.global_params,
+        ctx.sent,
+        progress=partial(_progress, parts),
+        start_s=ctx.start_s,
+    )
 
 
 def _progress(parts: RunParts, progress: FitProgress) -> None:
@@ -112,11 +116,20 @@ def account(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     s = parts.settings
     if s.accounting:
         ctx.account = account_cohort(
-            ctx.round_idx, ctx.start_s, ctx.reports, parts.population, parts.costs.table,
-            parts.sources, min(ctx.k, len(ctx.reports)), s.world.deadline_s,
-            s.world.dropout_prob, live.rngs["dropout"], rows=ctx.rows, cohort=ctx.cohort,
+            ctx.round_idx,
+            ctx.start_s,
+            ctx.reports,
+            parts.population,
+            parts.costs.table,
+            parts.sources,
+            min(ctx.k, len(ctx.reports)),
+            s.world.deadline_s,
+            s.world.dropout_prob,
+            live.rngs["dropout"],
+            rows=ctx.rows,
+            cohort=ctx.cohort,
             partial_ids=ctx.work.ids,
-        )  # fmt: skip
+        )
         statuses = ctx.account.status
     else:
         # Without accounting there is no modelled time: no deadline, no drop-outs (the
@@ -158,9 +171,15 @@ def server(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     close_s, measured = ctx.account.close_s, ctx.measured
     if parts.settings.accounting:
         ctx.server = server_cost(
-            parts.fleet, parts.sources, parts.server_region, ctx.start_s, close_s, measured,
-            ctx.idle_j, ctx.idle_g,
-        )  # fmt: skip
+            parts.fleet,
+            parts.sources,
+            parts.server_region,
+            ctx.start_s,
+            close_s,
+            measured,
+            ctx.idle_j,
+            ctx.idle_g,
+        )
     else:
         at_s = ctx.start_s + close_s + measured.elapsed_s
         ctx.server = ServerCost(measured.elapsed_s, 0.0, ctx.idle_j, ctx.idle_g, at_s, ctx.idle_j)
@@ -179,13 +198,22 @@ def commit(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     energy_j = acct.energy_j + srv.energy_j
     ctx.wall_s = time.perf_counter() - ctx.wall0
     record = RoundRecord(
-        round=ctx.round_idx, accuracy=ctx.accuracy, loss=ctx.loss, selected=len(ctx.reports),
-        completed=len(ctx.accepted), sim_time_s=srv.end_s, wall_s=ctx.wall_s,
-        energy_j=energy_j, carbon_g=ctx.round_carbon_g, cum_energy_j=st.cum_energy_j + energy_j,
-        cum_carbon_g=st.cum_carbon_g + ctx.round_carbon_g, client_accuracy=ctx.client_acc,
-    )  # fmt: skip
-    view = round_view(record, st.global_params, ctx.num_available, len(ctx.cohort),
-                      ctx.accepted, ctx.sent)  # fmt: skip
+        round=ctx.round_idx,
+        accuracy=ctx.accuracy,
+        loss=ctx.loss,
+        selected=len(ctx.reports),
+        completed=len(ctx.accepted),
+        sim_time_s=srv.end_s,
+        wall_s=ctx.wall_s,
+        energy_j=energy_j,
+        carbon_g=ctx.round_carbon_g,
+        cum_energy_j=st.cum_energy_j + energy_j,
+        cum_carbon_g=st.cum_carbon_g + ctx.round_carbon_g,
+        client_accuracy=ctx.client_acc,
+    )
+    view = round_view(
+        record, st.global_params, ctx.num_available, len(ctx.cohort), ctx.accepted, ctx.sent
+    )
     ctx.observed = observe_all(parts.observers, view)
     ctx.record = replace(record, probes=ctx.observed.columns, metrics=ctx.observed.metrics)
     acc_before = live.history[-1].accuracy if live.history else initial_accuracy(parts, live)

@@ -148,8 +148,9 @@ def compose(
     strategy = _strategy(cfg, given.strategy)
     selector = given.selector if given.selector is not None else selector_for(cfg)
     codec = given.codec if given.codec is not None else codec_for(cfg.compression)
-    flops = training_flops_per_sample(model, dataset.input_shape, dataset.num_classes,
-                                      cfg.train.batch_size)  # fmt: skip
+    flops = training_flops_per_sample(
+        model, dataset.input_shape, dataset.num_classes, cfg.train.batch_size
+    )
     # a copy to price a model-sized update: no client's error feedback is touched
     costs = cost_model(cfg, population, sources, flops, codec_bytes(copy.deepcopy(codec), model))
     numel = sum(p.numel() for p in model.parameters())
@@ -158,8 +159,9 @@ def compose(
         transport = given.transport
     else:
         trainer = trainer_for(cfg, model)
-        inproc = InProcessTransport(model, dataset, trainer, codec, flops, cfg.seed,
-                                    finish_time=_finish_time(costs))  # fmt: skip
+        inproc = InProcessTransport(
+            model, dataset, trainer, codec, flops, cfg.seed, finish_time=_finish_time(costs)
+        )
         transport, strategy = secagg_priced(
             cfg, attacked_transport(cfg, inproc, malicious), strategy, numel
         )
@@ -170,23 +172,34 @@ def compose(
     e = cfg.eval
     ledger = _open_ledger(cfg, out_dir, overwrite, resume, deployed)
     parts = RunParts(
-        settings=settings, model=model, dataset=dataset, fleet=fleet, population=population,
-        grid=grid_for(cfg), sources=sources, strategy=strategy, selector=selector,
-        transport=transport, ledger=ledger, costs=costs,
+        settings=settings,
+        model=model,
+        dataset=dataset,
+        fleet=fleet,
+        population=population,
+        grid=grid_for(cfg),
+        sources=sources,
+        strategy=strategy,
+        selector=selector,
+        transport=transport,
+        ledger=ledger,
+        costs=costs,
         round_params=RoundParams(settings.round, adapter_for(cfg.adapt, cfg.train)),
-        waiting=waiting_for(cfg, scheduler_for(cfg.scheduling), costs, sources,
-                            selector.needs_estimates),
-        server_work=server_work, meter=best_meter(),
-        client_eval=ClientEvaluator(dataset, model, e.every, e.clients, cfg.seed,
-                                    e.max_samples),
-        # The run's own observers first: their state is in every snapshot, in this order.
-        observers=(*safety_observers(cfg, model, dataset, strategy), *trackers,
-                   *given.observers),
-        summary=SummaryFacts(
-            cfg.stop.target_accuracy, cfg.privacy.delta if cfg.privacy.mode != "none" else None,
-            cfg.attack.name, cfg.attack.fraction,
+        waiting=waiting_for(
+            cfg, scheduler_for(cfg.scheduling), costs, sources, selector.needs_estimates
         ),
-    )  # fmt: skip
+        server_work=server_work,
+        meter=best_meter(),
+        client_eval=ClientEvaluator(dataset, model, e.every, e.clients, cfg.seed, e.max_samples),
+        # The run's own observers first: their state is in every snapshot, in this order.
+        observers=(*safety_observers(cfg, model, dataset, strategy), *trackers, *given.observers),
+        summary=SummaryFacts(
+            cfg.stop.target_accuracy,
+            cfg.privacy.delta if cfg.privacy.mode != "none" else None,
+            cfg.attack.name,
+            cfg.attack.fraction,
+        ),
+    )
     if not resume:
         ledger.begin_run(cfg.to_dict(), fleet.to_dict(), __version__)
         ledger.set_meta("policies", json.dumps(_policies(cfg, given)))
@@ -205,10 +218,17 @@ def _strategy(cfg: RunConfig, given: Strategy | None) -> Strategy:
     dp = cfg.privacy
     if dp.mode != "central":
         return given
-    return DPFedAvg(given, clip_norm=dp.clip_norm, noise_multiplier=dp.noise_multiplier,
-                    expected_clients=cfg.train.clients_per_round, seed=cfg.seed,
-                    adaptive_clip=dp.adaptive_clip, target_quantile=dp.target_quantile,
-                    clip_lr=dp.clip_lr, clip_count_stddev=dp.clip_count_stddev)  # fmt: skip
+    return DPFedAvg(
+        given,
+        clip_norm=dp.clip_norm,
+        noise_multiplier=dp.noise_multiplier,
+        expected_clients=cfg.train.clients_per_round,
+        seed=cfg.seed,
+        adaptive_clip=dp.adaptive_clip,
+        target_quantile=dp.target_quantile,
+        clip_lr=dp.clip_lr,
+        clip_count_stddev=dp.clip_count_stddev,
+    )
 
 
 def _finish_time(costs: CostModel) -> Callable[[Task, ClientReport], float]:
@@ -236,8 +256,11 @@ def _policies(cfg: RunConfig, given: Given) -> dict[str, Any]:
     """What the ledger records of the run's policies: each configured one with every
     parameter it ran with, or the type of an object handed over."""
     record = policy_record(cfg)
-    for key, obj in (("strategy", given.strategy), ("selection", given.selector),
-                     ("compression", given.codec)):  # fmt: skip
+    for key, obj in (
+        ("strategy", given.strategy),
+        ("selection", given.selector),
+        ("compression", given.codec),
+    ):
         if obj is not None:
             record[key] = {"object": f"{type(obj).__module__}.{type(obj).__qualname__}"}
     return record

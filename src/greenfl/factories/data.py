@@ -17,18 +17,30 @@ from greenfl.models import MODELS
 def data_settings(cfg: DataConfig, seed: int) -> DataSettings:
     """The [data] keys every dataset shares, and the run's seed."""
     return DataSettings(
-        num_clients=cfg.num_clients, seed=seed, partition=cfg.partition, alpha=cfg.alpha,
-        classes_per_client=cfg.classes_per_client, test_fraction=cfg.test_fraction,
-        path=cfg.path, natural_id=cfg.natural_id, feature_column=cfg.feature_column,
+        num_clients=cfg.num_clients,
+        seed=seed,
+        partition=cfg.partition,
+        alpha=cfg.alpha,
+        classes_per_client=cfg.classes_per_client,
+        test_fraction=cfg.test_fraction,
+        path=cfg.path,
+        natural_id=cfg.natural_id,
+        feature_column=cfg.feature_column,
         label_column=cfg.label_column,
-    )  # fmt: skip
+    )
 
 
 def dataset_for(cfg: DataConfig, seed: int) -> FederatedDataset:
     """The configured dataset."""
     settings = data_settings(cfg, seed)
-    dataset, _ = build(DATASETS, cfg.dataset, cfg.params, "data.params", RunFacts(seed=seed),
-                       construct=lambda source, params: source.load(settings, params))  # fmt: skip
+    dataset, _ = build(
+        DATASETS,
+        cfg.dataset,
+        cfg.params,
+        "data.params",
+        RunFacts(seed=seed),
+        construct=lambda source, params: source.load(settings, params),
+    )
     return dataset
 
 
@@ -45,13 +57,19 @@ def build_model_for(cfg: RunConfig, dataset: FederatedDataset) -> nn.Module:
     torch.manual_seed(cfg.seed)
     name = model_name_for(cfg)
     if name not in MODELS:
-        raise ConfigError(f"model.name = 'auto': dataset {cfg.data.dataset!r} names model "
-                          f"{name!r}, which is not registered")  # fmt: skip
+        raise ConfigError(
+            f"model.name = 'auto': dataset {cfg.data.dataset!r} names model "
+            f"{name!r}, which is not registered"
+        )
     shape, classes = tuple(dataset.input_shape), dataset.num_classes
     model, _ = build(
-        MODELS, name, cfg.model.params, "model.params", RunFacts(seed=cfg.seed),
+        MODELS,
+        name,
+        cfg.model.params,
+        "model.params",
+        RunFacts(seed=cfg.seed),
         construct=lambda builder, params: builder.build(shape, classes, params),
-    )  # fmt: skip
+    )
     return model
 
 

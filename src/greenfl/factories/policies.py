@@ -46,8 +46,14 @@ def adapter_for(cfg: AdaptConfig, train: TrainConfig) -> Bandit | None:
         cfg.local_epochs or [train.local_epochs],
         cfg.batch_size or [train.batch_size],
     )
-    built, _ = build(adapt.ADAPTERS, cfg.name, cfg.params, "adapt.params", RunFacts(),
-                     construct=lambda policy, params: policy(arms, params))  # fmt: skip
+    built, _ = build(
+        adapt.ADAPTERS,
+        cfg.name,
+        cfg.params,
+        "adapt.params",
+        RunFacts(),
+        construct=lambda policy, params: policy(arms, params),
+    )
     return built
 
 
@@ -61,8 +67,13 @@ def scheduler_for(cfg: SchedulingConfig) -> CarbonAwareScheduler | None:
 def strategy_for(run: RunConfig) -> tuple[Strategy, Any]:
     """The configured aggregation strategy by itself (no privacy wrapper), and its bound
     params."""
-    return build(strategy.STRATEGIES, run.strategy.name, run.strategy.params,
-                 "strategy.params", run_facts(run))  # fmt: skip
+    return build(
+        strategy.STRATEGIES,
+        run.strategy.name,
+        run.strategy.params,
+        "strategy.params",
+        run_facts(run),
+    )
 
 
 def run_strategy_for(run: RunConfig) -> Strategy:
@@ -100,8 +111,7 @@ def run_strategy_for(run: RunConfig) -> Strategy:
 def selector_for(run: RunConfig) -> ClientSelector:
     """The configured selector, in its fairness guard if one is asked for."""
     cfg = run.selection
-    chosen, _ = build(selection.SELECTORS, cfg.name, cfg.params, "selection.params",
-                      run_facts(run))  # fmt: skip
+    chosen, _ = build(selection.SELECTORS, cfg.name, cfg.params, "selection.params", run_facts(run))
     selection.check_selector(cfg.name, chosen)
     if cfg.fairness != "none":
         chosen = FairnessGuard(chosen, cfg.fairness, cfg.fairness_window, cfg.jain_floor)

@@ -91,9 +91,13 @@ def safety_observers(
         a = cfg.attack
         observers.append(
             BackdoorProbe(
-                model, dataset.test_data(), tuple(dataset.input_shape), a.backdoor_target,
-                a.trigger_size, dataset.trigger_value,
-            )  # fmt: skip
+                model,
+                dataset.test_data(),
+                tuple(dataset.input_shape),
+                a.backdoor_target,
+                a.trigger_size,
+                dataset.trigger_value,
+            )
         )
     return observers
 
@@ -103,10 +107,15 @@ def privacy_account(cfg: RunConfig, strategy: Strategy, client_sizes: np.ndarray
     cohort asked (over-selection and adapt arms included), the most epochs, the smallest
     batch."""
     t, a, dp = cfg.train, cfg.adapt, cfg.privacy
-    settings = PrivacySettings(dp.mode, dp.noise_multiplier, dp.clip_norm, dp.delta,
-                               dp.epsilon_budget, dp.sampling)  # fmt: skip
+    settings = PrivacySettings(
+        dp.mode, dp.noise_multiplier, dp.clip_norm, dp.delta, dp.epsilon_budget, dp.sampling
+    )
     return PrivacyAccount(
-        settings, strategy, client_sizes, largest_cohort(cfg),
-        max([t.local_epochs, *a.local_epochs]), min([t.batch_size, *a.batch_size]),
+        settings,
+        strategy,
+        client_sizes,
+        largest_cohort(cfg),
+        max([t.local_epochs, *a.local_epochs]),
+        min([t.batch_size, *a.batch_size]),
         t.max_local_steps,
-    )  # fmt: skip
+    )

@@ -36,17 +36,22 @@ def engine_settings(cfg: RunConfig, model: nn.Module) -> EngineSettings:
         seed=cfg.seed,
         start_utc=f.start_time,
         round=RoundRules(
-            clients_per_round=t.clients_per_round, local_epochs=t.local_epochs,
-            batch_size=t.batch_size, lr=t.lr, momentum=t.momentum,
+            clients_per_round=t.clients_per_round,
+            local_epochs=t.local_epochs,
+            batch_size=t.batch_size,
+            lr=t.lr,
+            momentum=t.momentum,
             max_local_steps=t.max_local_steps,
             dp_noise_multiplier=dp.noise_multiplier if local else 0.0,
             dp_max_grad_norm=dp.clip_norm if local else 0.0,
-        ),  # fmt: skip
+        ),
         world=WorldRules(
-            availability=f.availability, over_selection=f.over_selection,
-            deadline_s=f.deadline_s, dropout_prob=f.dropout_prob,
+            availability=f.availability,
+            over_selection=f.over_selection,
+            deadline_s=f.deadline_s,
+            dropout_prob=f.dropout_prob,
             aggregate_partial=f.partial_work == "aggregate",
-        ),  # fmt: skip
+        ),
         stop=StopRules(t.rounds, cfg.stop.target_accuracy, cfg.stop.carbon_budget_g),
         accounting=cfg.engine.accounting,
         checkpoint=cfg.engine.checkpoint,
@@ -107,9 +112,16 @@ def cost_model(
     policy = cfg.adapt.target
     targets = TargetTable.build(fleet) if policy != "entry" else None
     return CostModel(
-        population, EntryTable.build(fleet), targets, policy, sources, flops_per_sample,
-        *bytes_up_down, batch_size=cfg.train.batch_size, max_steps=cfg.train.max_local_steps,
-    )  # fmt: skip
+        population,
+        EntryTable.build(fleet),
+        targets,
+        policy,
+        sources,
+        flops_per_sample,
+        *bytes_up_down,
+        batch_size=cfg.train.batch_size,
+        max_steps=cfg.train.max_local_steps,
+    )
 
 
 def waiting_for(
@@ -121,8 +133,15 @@ def waiting_for(
 ) -> CarbonWait | None:
     if scheduler is None:
         return None
-    return CarbonWait(scheduler, costs, costs.population, sources, cfg.fleet.start_time,
-                      cfg.fleet.availability, cost_aware)  # fmt: skip
+    return CarbonWait(
+        scheduler,
+        costs,
+        costs.population,
+        sources,
+        cfg.fleet.start_time,
+        cfg.fleet.availability,
+        cost_aware,
+    )
 
 
 def trainer_for(cfg: RunConfig, model: nn.Module) -> ClientTrainer:

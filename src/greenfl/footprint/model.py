@@ -188,7 +188,7 @@ def truncate(
         )
         + tail_energy_j(
             compute_s, frac_down >= 1, (frac_up >= 1) & (cost.up_s > 0), tail_s, tail_power_w
-        ),  # fmt: skip
+        ),
     )
     return cut, np.rint(moved_down).astype(np.int64), np.rint(moved_up).astype(np.int64)
 

@@ -126,8 +126,9 @@ def config_groups(run_dirs: Sequence[Path], names: Sequence[str]) -> list[Config
     return configs
 
 
-def _stat_cell(key: str, s: Stat, fmt: str, units: TableUnits, runs: int,
-               target: float | None, first: bool) -> str:  # fmt: skip
+def _stat_cell(
+    key: str, s: Stat, fmt: str, units: TableUnits, runs: int, target: float | None, first: bool
+) -> str:
     text = escape(mean_std_text(key, s, fmt, units, runs, target))
     if not first and s.mean is not None:
         text += f"<br><span class='src'>{escape(ratio_text(s))}</span>"

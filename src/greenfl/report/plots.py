@@ -50,8 +50,7 @@ def _with_start(xs: list[float], ys: list[float], initial: float) -> tuple[list[
 
 def accuracy_figure(s: RoundSeries, initial_accuracy: float, target_accuracy: float | None) -> str:
     """Accuracy against cumulative carbon and against simulated time."""
-    fig = Figure("accuracy", "Accuracy against cumulative carbon and simulated time",
-                 WIDTH_PX, 318)  # fmt: skip
+    fig = Figure("accuracy", "Accuracy against cumulative carbon and simulated time", WIDTH_PX, 318)
     k_c, u_c = carbon_scale(_top(s.cum_carbon_g))
     k_t, u_t = time_scale(_top(s.end_s))
     acc = _pct(s.accuracy)
@@ -63,7 +62,7 @@ def accuracy_figure(s: RoundSeries, initial_accuracy: float, target_accuracy: fl
                 "Accuracy vs cumulative carbon",
             ),
             ([v * k_t for v in s.end_s], f"simulated time ({u_t})", "Accuracy vs simulated time"),
-        )  # fmt: skip
+        )
     ):
         xs, ys = _with_start(x, acc, initial_accuracy)
         ax = fig.panel(72 + i * 400, 32, 350, 222).limits((0.0, _top(xs) * 1.02), (0.0, 100.0))
@@ -84,19 +83,31 @@ def split_figure(b: Breakdown) -> str:
     k_c, u_c = carbon_scale(b.total_g)
     ops = b.compute_j + b.comm_j
     bars = (
-        (f"energy\n{fmt(b.total_j * k_e)} {u_e}", b.total_j,
-         {"compute": b.compute_j, "comm": b.comm_j, "server": b.server_j}),
-        (f"carbon\n{fmt(b.total_g * k_c)} {u_c}", b.total_g,
-         {"compute": b.client_operational_g * _share(b.compute_j, ops),
-          "comm": b.client_operational_g * _share(b.comm_j, ops),
-          "server": b.server_g, "embodied": b.embodied_g}),
-    )  # fmt: skip
+        (
+            f"energy\n{fmt(b.total_j * k_e)} {u_e}",
+            b.total_j,
+            {"compute": b.compute_j, "comm": b.comm_j, "server": b.server_j},
+        ),
+        (
+            f"carbon\n{fmt(b.total_g * k_c)} {u_c}",
+            b.total_g,
+            {
+                "compute": b.client_operational_g * _share(b.compute_j, ops),
+                "comm": b.client_operational_g * _share(b.comm_j, ops),
+                "server": b.server_g,
+                "embodied": b.embodied_g,
+            },
+        ),
+    )
     left = 16 + max(text_width_px(name) for name, _, _ in bars)
     fig = Figure("split", "Shares of energy and carbon by component", WIDTH_PX, 190)
     ax = fig.panel(left, 32, WIDTH_PX - left - 190, 110).limits((0.0, 100.0), (-0.5, 1.5))
     ax.y_down = True
-    ax.frame("Where the energy and the carbon went", "share of the run's total (%)",
-             categories=[name for name, _, _ in bars])  # fmt: skip
+    ax.frame(
+        "Where the energy and the carbon went",
+        "share of the run's total (%)",
+        categories=[name for name, _, _ in bars],
+    )
     for y, (_name, total, parts) in enumerate(bars):
         x = 0.0
         for key, value in parts.items():
@@ -118,17 +129,21 @@ def round_breakdown_figure(s: RoundSeries) -> str:
     x_lo = 0.4 if len(s.rounds) <= 60 else (min(s.rounds) if s.rounds else 0) - 0.6
     ax = fig.panel(76, 32, WIDTH_PX - 100, 200)
     ax.limits((x_lo, x_hi), (0.0, _top(s.carbon_g) * k * 1.05 or 1.0))
-    ax.frame("Carbon per round by component", "round", f"carbon per round ({unit})",
-             x_integer=True)  # fmt: skip
+    ax.frame("Carbon per round by component", "round", f"carbon per round ({unit})", x_integer=True)
     width = 0.85 if len(s.rounds) <= 60 else 1.0  # hundreds of rounds: touching columns
-    series = (("compute", s.compute_g), ("comm", s.comm_g), ("server", s.server_g),
-              ("embodied", s.embodied_g))  # fmt: skip
+    series = (
+        ("compute", s.compute_g),
+        ("comm", s.comm_g),
+        ("server", s.server_g),
+        ("embodied", s.embodied_g),
+    )
     bottom = [0.0] * len(s.rounds)
     for key, values in series:
         look = COMPONENTS[key]
         for i, (r, v) in enumerate(zip(s.rounds, values, strict=True)):
-            ax.box(r - width / 2, r + width / 2, bottom[i], bottom[i] + v * k, look.color,
-                   look.hatch)  # fmt: skip
+            ax.box(
+                r - width / 2, r + width / 2, bottom[i], bottom[i] + v * k, look.color, look.hatch
+            )
             bottom[i] += v * k
     fig.legend([_swatch(COMPONENTS[key]) for key, _ in series], 76, 300, ncols=4)
     return fig.svg()
@@ -177,8 +192,16 @@ def groups_figure(regions: Sequence[GroupCarbon], devices: Sequence[GroupCarbon]
         stacks = [(COMPONENTS[key], [getattr(g, f"{key}_g") * k for g in groups]) for key in keys]
         totals = [sum(v[i] for _, v in stacks) for i in range(len(groups))]
         notes = [f"{fmt(t)} ({g.client_rounds} cr)" for t, g in zip(totals, groups, strict=True)]
-        _bar_groups(fig, [g.name for g in groups], stacks, notes, title,
-                    f"client carbon ({unit})", slot, 1.45)  # fmt: skip
+        _bar_groups(
+            fig,
+            [g.name for g in groups],
+            stacks,
+            notes,
+            title,
+            f"client carbon ({unit})",
+            slot,
+            1.45,
+        )
     legend = [_swatch(COMPONENTS[key]) for key in keys]
     fig.legend(legend, WIDTH_PX / 2 - 230, height - 14, ncols=3)
     return fig.svg()
@@ -200,8 +223,16 @@ def participation_figure(by_region: Participation, by_device: Participation) -> 
             jain = "n/a" if math.isnan(g.jain) else f"{g.jain:.2f}"
             notes.append(f"{g.clients} client{'s' if g.clients != 1 else ''}, J={jain}")
         stacks = [(STATUSES["completed"], done), (STATUSES["not_aggregated"], missed)]
-        _bar_groups(fig, [g.name for g in groups], stacks, notes, title,
-                    "rounds per client of the group (count)", slot, 1.7)  # fmt: skip
+        _bar_groups(
+            fig,
+            [g.name for g in groups],
+            stacks,
+            notes,
+            title,
+            "rounds per client of the group (count)",
+            slot,
+            1.7,
+        )
     legend = [_swatch(STATUSES[key]) for key in STATUSES]
     fig.legend(legend, WIDTH_PX / 2 - 300, height - 14, ncols=2)
     return fig.svg()
@@ -209,8 +240,12 @@ def participation_figure(by_region: Participation, by_device: Participation) -> 
 
 def _run_swatch(i: int, label: str) -> Swatch:
     """Run or region ``i``'s line look: colour and dash cycle together."""
-    return Swatch(label, RUN_COLORS[i % len(RUN_COLORS)], line=True,
-                  dash=_dash(RUN_DASHES[i % len(RUN_DASHES)]))  # fmt: skip
+    return Swatch(
+        label,
+        RUN_COLORS[i % len(RUN_COLORS)],
+        line=True,
+        dash=_dash(RUN_DASHES[i % len(RUN_DASHES)]),
+    )
 
 
 def _dash(style: object) -> str:
@@ -230,8 +265,9 @@ def intensity_figure(
 ) -> str:
     """Grid intensity of ``regions`` (recorded by the run) over simulated time, the rounds
     marked."""
-    fig = Figure("intensity", "Carbon intensity of the main regions over simulated time",
-                 WIDTH_PX, 326)  # fmt: skip
+    fig = Figure(
+        "intensity", "Carbon intensity of the main regions over simulated time", WIDTH_PX, 326
+    )
     t_s = [float(v) for v in curves.t_s]
     k, unit = time_scale(max(t_s, default=0.0))
     t = [v * k for v in t_s]
@@ -249,15 +285,21 @@ def intensity_figure(
     hi = max([max(v) for v in series.values() if v] or [1.0])
     pad = (hi - lo) * 0.08 or 10.0
     ax.limits((0.0, (t[-1] if t else 1.0) * 1.06), (max(0.0, lo - pad), hi + pad))
-    ax.frame("Carbon intensity of the main grids, rounds marked",
-             f"simulated time since {curves.start_utc:%Y-%m-%d %H:%M} UTC ({unit})",
-             "grid carbon intensity (gCO2e/kWh)")  # fmt: skip
+    ax.frame(
+        "Carbon intensity of the main grids, rounds marked",
+        f"simulated time since {curves.start_utc:%Y-%m-%d %H:%M} UTC ({unit})",
+        "grid carbon intensity (gCO2e/kWh)",
+    )
     if round_start_s:
         r0, r1 = round_start_s[0] * k, round_end_s[-1] * k
         ax.band(r0, r1)
         run_s = round_end_s[-1] - round_start_s[0]
-        ax.label(r1, ax.y_hi - pad / 2, f"run: {len(round_start_s)} rounds in "
-                 f"{format_duration(run_s)}", dx=6)  # fmt: skip
+        ax.label(
+            r1,
+            ax.y_hi - pad / 2,
+            f"run: {len(round_start_s)} rounds in {format_duration(run_s)}",
+            dx=6,
+        )
     ends: list[tuple[float, float, str, str]] = []
     for i, (name, ci) in enumerate(series.items()):
         color = RUN_COLORS[i % len(RUN_COLORS)]
@@ -288,14 +330,24 @@ def overlay_figure(runs: Sequence[RunCurve]) -> str:
     legend_w = max([text_width_px(s.label, NOTE_PX) for s in legend] or [0.0]) + 44
     ax = fig.panel(76, 32, WIDTH_PX - 76 - legend_w - 30, 268)
     ax.limits((0.0, top * k * 1.15 or 1.0), (0.0, 100.0))
-    ax.frame("Accuracy vs cumulative carbon, runs overlaid", f"cumulative carbon ({unit})",
-             "test accuracy (%)")  # fmt: skip
+    ax.frame(
+        "Accuracy vs cumulative carbon, runs overlaid",
+        f"cumulative carbon ({unit})",
+        "test accuracy (%)",
+    )
     ends: list[tuple[float, float, str, str]] = []
     for i, r in enumerate(runs):
         xs, ys = _with_start([v * k for v in r.cum_carbon_g], _pct(r.accuracy), r.initial_accuracy)
         color = RUN_COLORS[i % len(RUN_COLORS)]
-        ax.line(xs, ys, color, dash=_dash(RUN_DASHES[i % len(RUN_DASHES)]), width=1.5,
-                marker=RUN_MARKERS[i % len(RUN_MARKERS)], every=max(1, len(xs) // 12))  # fmt: skip
+        ax.line(
+            xs,
+            ys,
+            color,
+            dash=_dash(RUN_DASHES[i % len(RUN_DASHES)]),
+            width=1.5,
+            marker=RUN_MARKERS[i % len(RUN_MARKERS)],
+            every=max(1, len(xs) // 12),
+        )
         if xs and math.isfinite(ys[-1]):
             ends.append((xs[-1], ys[-1], r.name, color))
     ax.end_labels(ends)  # runs often end at almost the same accuracy

@@ -140,7 +140,7 @@ def incidents_section(run: RunData) -> Section:
             "active (s)",
             "energy",
             "carbon",
-        ),  # fmt: skip
+        ),
         [
             (
                 r["round"],

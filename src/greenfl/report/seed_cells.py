@@ -57,10 +57,20 @@ class TableUnits:
 
 def table_units(values: dict[str, Sequence[float | None]]) -> TableUnits:
     """The units of a table holding ``values`` (metric key -> the values it shows)."""
-    joules = [v * QUANTITIES[k][2] for k, vs in values.items() if k in QUANTITIES
-              and QUANTITIES[k][0] == "energy" for v in vs if v is not None]  # fmt: skip
-    grams = [v for k, vs in values.items() if k in QUANTITIES
-             and QUANTITIES[k][0] == "carbon" for v in vs if v is not None]  # fmt: skip
+    joules = [
+        v * QUANTITIES[k][2]
+        for k, vs in values.items()
+        if k in QUANTITIES and QUANTITIES[k][0] == "energy"
+        for v in vs
+        if v is not None
+    ]
+    grams = [
+        v
+        for k, vs in values.items()
+        if k in QUANTITIES and QUANTITIES[k][0] == "carbon"
+        for v in vs
+        if v is not None
+    ]
     return TableUnits(energy_unit(*joules), carbon_unit(*grams))
 
 
@@ -100,8 +110,9 @@ def ratio_text(s: Stat) -> str:
     return f"{s.ratio_mean:.3g}x ± {s.ratio_std or 0.0:.2g}"
 
 
-def mean_std_text(key: str, s: Stat, fmt: str, units: TableUnits, runs: int,
-                  target: float | None) -> str:  # fmt: skip
+def mean_std_text(
+    key: str, s: Stat, fmt: str, units: TableUnits, runs: int, target: float | None
+) -> str:
     """The mean and standard deviation as "1.2 ± 0.1", with (n=k) where only k of the
     config's runs have the value, or why it is missing."""
     if s.mean is None:

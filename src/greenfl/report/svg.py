@@ -13,15 +13,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
+from greenfl.report.layout import (
+    NOTE_PX,
+    TICK_PX,
+    TITLE_PX,
+    nice_ticks,
+    spread_apart,
+    text_width_px,
+    tick_label,
+)
+
+__all__ = ["NOTE_PX", "TICK_PX", "TITLE_PX", "Figure", "Panel", "Swatch", "fmt", "nice_ticks"]
+__all__ += ["spread_apart", "text_width_px", "tick_label"]
+
 FONT = "DejaVu Sans, Liberation Sans, Arial, sans-serif"
 INK = "#222222"
 MUTED = "#444444"
 AXIS = "#888888"
 GRID = "#dddddd"
-TICK_PX = 12.0
-TITLE_PX = 13.5
-NOTE_PX = 11.0
-CHAR_EM = 0.58  # mean advance of a sans-serif character, in font sizes
 
 # SVG pattern tiles for the hatch codes in style.py: white strokes over the fill colour.
 _HATCH_PATHS = {
@@ -30,60 +39,6 @@ _HATCH_PATHS = {
     "--": "M0,4 h8",
     "xx": "M0,0 l8,8 M0,8 l8,-8",
 }
-
-
-def text_width_px(text: str, size_px: float = TICK_PX) -> float:
-    return max((len(line) for line in text.split("\n")), default=0) * size_px * CHAR_EM
-
-
-def nice_ticks(lo: float, hi: float, target: int = 5, integer: bool = False) -> list[float]:
-    """Round tick values (1, 2 or 5 times a power of ten apart) covering [lo, hi];
-    ``integer``: whole numbers only (an axis of rounds has no round 1.5)."""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
-        return [lo] if math.isfinite(lo) else []
-    raw = (hi - lo) / max(target, 1)
-    power = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    if integer:
-        step = max(step, 1.0)
-    first = math.ceil(lo / step - 1e-9) * step
-    count = int(math.floor((hi - first) / step + 1e-9)) + 1
-    return [round(first + i * step, 12) for i in range(count)]
-
-
-def tick_label(value: float, ticks: Sequence[float]) -> str:
-    """``value`` with as many decimals as the tick step needs (steps are 1, 2 or 5 x 10^k)."""
-    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0
-    digits = max(0, -math.floor(math.log10(step) + 1e-9))
-    return f"{value:,.{digits}f}"
-
-
-def spread_apart(
-    ys: Sequence[float], gap: float, lo: float = -math.inf, hi: float = math.inf
-) -> list[float]:
-    """Where to put labels wanted at ``ys`` (one axis, any order) so that no two are nearer
-    than ``gap``: labels that would collide form a stack centred on where they wanted to be,
-    kept within [lo, hi] where it fits. Labels that do not collide stay where they are."""
-    order = sorted(range(len(ys)), key=lambda i: ys[i])
-    stacks: list[list[int]] = []
-
-    def top(stack: list[int]) -> float:
-        span = gap * (len(stack) - 1)
-        centre = sum(ys[i] for i in stack) / len(stack)
-        return max(lo, min(centre - span / 2, hi - span))
-
-    for i in order:
-        stacks.append([i])
-        # Merging can make the merged stack reach the one before it: merge again.
-        while len(stacks) > 1 and top(stacks[-1]) < top(stacks[-2]) + gap * len(stacks[-2]):
-            last = stacks.pop()
-            stacks[-1].extend(last)
-    out = [0.0] * len(ys)
-    for stack in stacks:
-        t = top(stack)
-        for k, i in enumerate(stack):
-            out[i] = t + k * gap
-    return out
 
 
 def fmt(v: float) -> str:
@@ -197,8 +152,16 @@ class Panel:
         )
         p.append(_text(self.left + self.width / 2, b + 34, xlabel, TICK_PX, "middle"))
         if ylabel:
-            p.append(_text(self.left - 48, self.top + self.height / 2, ylabel, TICK_PX,
-                           "middle", rotate=True))  # fmt: skip
+            p.append(
+                _text(
+                    self.left - 48,
+                    self.top + self.height / 2,
+                    ylabel,
+                    TICK_PX,
+                    "middle",
+                    rotate=True,
+                )
+            )
 
     def line(
         self,
@@ -279,10 +242,12 @@ class Panel:
             x0 = self.px(x)
             moved = abs(y1 - y0) > 0.5
             if moved:
-                self.parts.append(f'<path d="M{_num(x0)},{_num(y0)}L{_num(x0 + 6)},{_num(y1)}" '
-                                  f'stroke="{color}"/>')  # fmt: skip
-            self.parts.append(_text(x0 + (6 if moved else 0), y1, f" {text}", NOTE_PX,
-                                    "start", color))  # fmt: skip
+                self.parts.append(
+                    f'<path d="M{_num(x0)},{_num(y0)}L{_num(x0 + 6)},{_num(y1)}" stroke="{color}"/>'
+                )
+            self.parts.append(
+                _text(x0 + (6 if moved else 0), y1, f" {text}", NOTE_PX, "start", color)
+            )
         return placed
 
     def boxed_label(self, x: float, y: float, s: str) -> None:
@@ -331,15 +296,21 @@ class Figure:
 
     def marker(self, kind: str, x: float, y: float, color: str, r: float = 2.6) -> str:
         if kind == "s":
-            return (f'<rect x="{_num(x - r)}" y="{_num(y - r)}" width="{_num(2 * r)}" '
-                    f'height="{_num(2 * r)}" fill="{color}"/>')  # fmt: skip
+            return (
+                f'<rect x="{_num(x - r)}" y="{_num(y - r)}" width="{_num(2 * r)}" '
+                f'height="{_num(2 * r)}" fill="{color}"/>'
+            )
         if kind == "^":
-            return (f'<path d="M{_num(x)},{_num(y - r * 1.2)}l{_num(r)},{_num(r * 2)}'
-                    f'h{_num(-2 * r)}z" fill="{color}"/>')  # fmt: skip
+            return (
+                f'<path d="M{_num(x)},{_num(y - r * 1.2)}l{_num(r)},{_num(r * 2)}'
+                f'h{_num(-2 * r)}z" fill="{color}"/>'
+            )
         if kind == "D":
-            return (f'<path d="M{_num(x)},{_num(y - r * 1.3)}l{_num(r)},{_num(r * 1.3)}'
-                    f'l{_num(-r)},{_num(r * 1.3)}l{_num(-r)},{_num(-r * 1.3)}z" '
-                    f'fill="{color}"/>')  # fmt: skip
+            return (
+                f'<path d="M{_num(x)},{_num(y - r * 1.3)}l{_num(r)},{_num(r * 1.3)}'
+                f'l{_num(-r)},{_num(r * 1.3)}l{_num(-r)},{_num(-r * 1.3)}z" '
+                f'fill="{color}"/>'
+            )
         return f'<circle cx="{_num(x)}" cy="{_num(y)}" r="{_num(r)}" fill="{color}"/>'
 
     def legend(self, items: Sequence[Swatch], left: float, top: float, ncols: int = 1) -> None:

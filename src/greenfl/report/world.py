@@ -81,8 +81,10 @@ def intensity_curves(meta: dict[str, str]) -> IntensityCurves | None:
         raise RecordError(f"meta {INTENSITY_KEY} is malformed: {exc}") from None
     for name, r in regions.items():
         if len(r.ci_g_per_kwh) != len(t_s):
-            raise RecordError(f"meta {INTENSITY_KEY}: {name} has {len(r.ci_g_per_kwh)} "
-                              f"values for {len(t_s)} times")  # fmt: skip
+            raise RecordError(
+                f"meta {INTENSITY_KEY}: {name} has {len(r.ci_g_per_kwh)} "
+                f"values for {len(t_s)} times"
+            )
     return curves
 
 

@@ -91,9 +91,10 @@ def secagg_cost(
     )
     down = (
         d * (ID_BYTES + 2 * KEY_BYTES)  # 1: neighbours' keys
-        + n * ID_BYTES + d * ENCRYPTED_SHARE_BYTES  # 2: sharers, shares in
+        + n * ID_BYTES
+        + d * ENCRYPTED_SHARE_BYTES  # 2: sharers, shares in
         + n * ID_BYTES  # 3: survivors and dropped
-    )  # fmt: skip
+    )
     prg_client = (d + 1) * vector_length * 4
     agreements = 2 + 3 * d
     shamir_muls = 2 * d * t

@@ -152,8 +152,12 @@ class SecAggClient:
     def _take_share(self, es: EncryptedShare, p: RoundParams) -> None:
         if es.recipient != self.id or es.sender not in self._keys:
             raise SecAggError(f"a share from {es.sender} to {es.recipient} is not for this client")
-        key = agree(self._c_sk, self._keys[es.sender].c_pk, _ENC,
-                    pair_context(p.round_tag, self.id, es.sender))  # fmt: skip
+        key = agree(
+            self._c_sk,
+            self._keys[es.sender].c_pk,
+            _ENC,
+            pair_context(p.round_tag, self.id, es.sender),
+        )
         try:
             plain = AESGCM(key).decrypt(
                 es.nonce, es.ciphertext, _aad(p.round_tag, es.sender, self.id)

@@ -39,9 +39,7 @@ class AutoFLParams:
     exploration_decay: float = Field(
         0.95, gt=0, le=1, description="exploration share kept each round"
     )
-    min_exploration: float = Field(
-        0.05, ge=0, le=1, description="floor of the exploration share"
-    )
+    min_exploration: float = Field(0.05, ge=0, le=1, description="floor of the exploration share")
     learning_rate: float = Field(0.2, gt=0, le=1, description="step of the Q-value update")
 
 
@@ -70,8 +68,9 @@ class AutoFLSelector:
         else:
             level = np.zeros(len(intensity), dtype=np.int64)
         n_net = len(pop.fleet.networks)
-        return (pop.device[candidates].astype(np.int64) * n_net
-                + pop.network[candidates]) * _LEVELS + level  # fmt: skip
+        return (
+            pop.device[candidates].astype(np.int64) * n_net + pop.network[candidates]
+        ) * _LEVELS + level
 
     def observe(self, acc_before: float, acc_after: float) -> None:
         """Credit the last picks with the round's gain per gram of each of them."""

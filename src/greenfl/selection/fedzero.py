@@ -58,8 +58,7 @@ class FedZeroSelector:
         local_epochs = p.local_epochs or 1
         if not 1 <= p.min_epochs <= local_epochs:
             raise ValueError(
-                f"min_epochs ({p.min_epochs}) must be in [1, train.local_epochs "
-                f"({local_epochs})]"
+                f"min_epochs ({p.min_epochs}) must be in [1, train.local_epochs ({local_epochs})]"
             )
         self.window_s = p.window_s if p.window_s is not None else math.inf
         self.min_share = p.min_epochs / local_epochs

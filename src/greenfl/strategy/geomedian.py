@@ -36,9 +36,7 @@ def _distances(stacked: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
 
 @params
 class GeometricMedianParams(ByzantineParams):
-    iterations: int = Field(
-        10, ge=1, le=10_000, description="most Weiszfeld iterations per round"
-    )
+    iterations: int = Field(10, ge=1, le=10_000, description="most Weiszfeld iterations per round")
     tolerance: float = Field(
         1e-6, ge=0, le=1, description="stop once the objective improves by at most this share"
     )

@@ -110,8 +110,10 @@ class RobustStrategy(StatelessStrategy):
             log.warning(
                 "%s: %d update(s) cannot tolerate num_byzantine=%d; the global model is kept "
                 "unchanged this round",
-                self.name, len(updates), self.num_byzantine,
-            )  # fmt: skip
+                self.name,
+                len(updates),
+                self.num_byzantine,
+            )
             return global_params.clone()
         return global_params + self._aggregate_delta(global_params, updates)
 
@@ -164,8 +166,9 @@ def check_tolerance(
                     f"{lead}, and no larger cohort will do: a share of {attack_share:g} "
                     f"attackers grows with the cohort. {hint or _CHOOSE}"
                 )
-            raise ConfigError(f"{lead}: with a share of {attack_share:g} attackers it needs "
-                              f"n >= {needed_n}")  # fmt: skip
+            raise ConfigError(
+                f"{lead}: with a share of {attack_share:g} attackers it needs n >= {needed_n}"
+            )
         needed_n = min_updates_for(strategy, needed_f)
         if needed_n is None:
             raise ConfigError(f"{lead}, nor among any number: {_CHOOSE}")

@@ -274,8 +274,16 @@ class FederatedClient:
     def _fit(self, task: pb.Task, session_id: str) -> pb.Update | None:
         """The update for one task, or None if the server withdrew it meanwhile."""
         assert self._local is not None
-        done = train_task(task, session_id, self._local, self.opts, self.meter, self._device,
-                          self._secagg, self._cancel)  # fmt: skip
+        done = train_task(
+            task,
+            session_id,
+            self._local,
+            self.opts,
+            self.meter,
+            self._device,
+            self._secagg,
+            self._cancel,
+        )
         if done is None:
             return None
         if done.row is not None:

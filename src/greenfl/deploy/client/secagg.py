@@ -57,9 +57,12 @@ class SecAggParticipant:
     ) -> bool:
         """Answer one SECAGG step; True when this client should now drop out (tests)."""
         msg = pb.SecAggMessage(
-            session_id=session_id, client_id=self.client_id, round=task.round,
-            task_id=task.task_id, stage=task.secagg.stage,
-        )  # fmt: skip
+            session_id=session_id,
+            client_id=self.client_id,
+            round=task.round,
+            task_id=task.task_id,
+            stage=task.secagg.stage,
+        )
         try:
             self._answer(task, msg)
         except SecAggError as exc:

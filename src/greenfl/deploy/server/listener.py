@@ -78,8 +78,11 @@ class SessionGate(grpc.ServerInterceptor):
     def __init__(self, known: Callable[[str], bool], numel: int = 0) -> None:
         """``numel``: the model's parameters, which size a SecAggSubmit's masked vector."""
         self.known = known
-        self.caps = {"Join": SMALL_RPC_CAP_BYTES, "Tasks": SMALL_RPC_CAP_BYTES,
-                     "SecAggSubmit": secagg_cap_bytes(numel)}  # fmt: skip
+        self.caps = {
+            "Join": SMALL_RPC_CAP_BYTES,
+            "Tasks": SMALL_RPC_CAP_BYTES,
+            "SecAggSubmit": secagg_cap_bytes(numel),
+        }
         # Declared unary in greenfl.proto, served as a client stream: gRPC accepts the
         # handler of another arity, and a stream handler is called before any message.
         self._refusal = grpc.stream_unary_rpc_method_handler(_refuse_unread)

@@ -62,9 +62,12 @@ def check_figures(flops: float, compute_s: float | None, energy_j: float | None)
 
 
 def check_plausible(
-    flops: float, compute_s: float | None, energy_j: float | None, elapsed_s: float | None,
+    flops: float,
+    compute_s: float | None,
+    energy_j: float | None,
+    elapsed_s: float | None,
     m: RoundModel,
-) -> None:  # fmt: skip
+) -> None:
     """UpdateRejected (``implausible: ...``) for a footprint the server cannot believe.
     ``elapsed_s``: the server's own wall time from handing the task over to now. Besides
     the factor around the server's model, absolute caps hold whatever the model says (a

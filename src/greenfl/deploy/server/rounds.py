@@ -122,9 +122,14 @@ def log_early_close(
 
 
 def unanswered_report(
-    cid: int, p: Pending, closed: float, accepted: int, target: int, timeout_s: float,
+    cid: int,
+    p: Pending,
+    closed: float,
+    accepted: int,
+    target: int,
+    timeout_s: float,
     pop: Population,
-) -> ClientReport:  # fmt: skip
+) -> ClientReport:
     """(lock held) The report of a client with no update when the round closed: withdrawn
     (a straggler) if the round had its target, else timed out."""
     if accepted >= target:
@@ -141,7 +146,8 @@ def declared_of(
     and the configured dataset's largest partition: what plausible.bound_round caps a
     declared weight at."""
     declared = frozenset(
-        cid for cid, p in closed.items()
+        cid
+        for cid, p in closed.items()
         if (s := sessions.get(p.session_id)) is not None and s.num_samples > 0
-    )  # fmt: skip
+    )
     return declared, int(sizes.max()) if sizes is not None and sizes.size else 0

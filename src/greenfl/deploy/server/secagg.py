@@ -150,8 +150,13 @@ class SecAggRounds:
         finally:
             with self._cond:
                 self._stage, self._tasks = Stage.STAGE_UNSPECIFIED, {}
-        log.info("round %d: secure aggregation of %d of %d updates in %.3f s", round_idx,
-                 len(survivors), len(ids), time.monotonic() - start)  # fmt: skip
+        log.info(
+            "round %d: secure aggregation of %d of %d updates in %.3f s",
+            round_idx,
+            len(survivors),
+            len(ids),
+            time.monotonic() - start,
+        )
         out = dict(reports)
         for c in ids:
             r = reports[c]._replace(
@@ -167,44 +172,69 @@ class SecAggRounds:
         return out
 
     def _run(
-        self, round_idx: int, ids: list[int], pending: dict[int, Pending], n_values: int,
+        self,
+        round_idx: int,
+        ids: list[int],
+        pending: dict[int, Pending],
+        n_values: int,
         weight: dict[int, float],
-    ) -> tuple[torch.Tensor, tuple[int, ...]]:  # fmt: skip
+    ) -> tuple[torch.Tensor, tuple[int, ...]]:
         o = self.opts
         if len(ids) < 2:
             raise SecAggError(f"{len(ids)} accepted update(s): nothing to hide it among")
         t = o.threshold or default_threshold(degree(len(ids), o.neighbours))
         params = RoundParams(
-            f"greenfl|r{round_idx}|{secrets.token_hex(8)}".encode(), n_values,
-            FixedPoint.for_clients(len(ids), o.clip_range), t, o.neighbours,
+            f"greenfl|r{round_idx}|{secrets.token_hex(8)}".encode(),
+            n_values,
+            FixedPoint.for_clients(len(ids), o.clip_range),
+            t,
+            o.neighbours,
             secrets.randbits(63),
-        )  # fmt: skip
+        )
         scale = max(weight.values())
         server = SecAggServer(params)
         keys = [AdvertiseKeys(c, *pending[c].secagg_keys) for c in ids if pending[c].secagg_keys]
         books = server.key_books(keys)
-        got = self._step(round_idx, Stage.SHARE_KEYS, {
-            c: pb.SecAggStep(stage=Stage.SHARE_KEYS, params=params_to_pb(params, weight[c] / scale),
-                             neighbours=[keys_to_pb(k) for k in b.neighbours])
-            for c, b in books.items()
-        })  # fmt: skip
+        got = self._step(
+            round_idx,
+            Stage.SHARE_KEYS,
+            {
+                c: pb.SecAggStep(
+                    stage=Stage.SHARE_KEYS,
+                    params=params_to_pb(params, weight[c] / scale),
+                    neighbours=[keys_to_pb(k) for k in b.neighbours],
+                )
+                for c, b in books.items()
+            },
+        )
         bundles = server.route_shares(
             ShareKeys(c, shares_from_pb(m.shares)) for c, m in got.items()
         )
-        got = self._step(round_idx, Stage.MASKED_INPUT, {
-            c: pb.SecAggStep(stage=Stage.MASKED_INPUT, sharers=b.sharers,
-                             shares=shares_to_pb(b.shares))
-            for c, b in bundles.items()
-        })  # fmt: skip
+        got = self._step(
+            round_idx,
+            Stage.MASKED_INPUT,
+            {
+                c: pb.SecAggStep(
+                    stage=Stage.MASKED_INPUT, sharers=b.sharers, shares=shares_to_pb(b.shares)
+                )
+                for c, b in bundles.items()
+            },
+        )
         requests = server.unmask_requests(MaskedInput(c, m.masked) for c, m in got.items())
-        got = self._step(round_idx, Stage.UNMASK, {
-            c: pb.SecAggStep(stage=Stage.UNMASK, survivors=r.survivors, dropped=r.dropped)
-            for c, r in requests.items()
-        })  # fmt: skip
-        agg = server.aggregate([
-            UnmaskResponse(c, revealed_from_pb(m.self_shares), revealed_from_pb(m.key_shares))
-            for c, m in got.items()
-        ])  # fmt: skip
+        got = self._step(
+            round_idx,
+            Stage.UNMASK,
+            {
+                c: pb.SecAggStep(stage=Stage.UNMASK, survivors=r.survivors, dropped=r.dropped)
+                for c, r in requests.items()
+            },
+        )
+        agg = server.aggregate(
+            [
+                UnmaskResponse(c, revealed_from_pb(m.self_shares), revealed_from_pb(m.key_shares))
+                for c, m in got.items()
+            ]
+        )
         total_w = sum(weight[c] for c in agg.survivors) / scale
         mean = torch.from_numpy((agg.total / total_w).astype(np.float32))
         return mean, agg.survivors
@@ -221,8 +251,9 @@ class SecAggRounds:
                 sess = self._by_client.get(c)
                 if sess is None or not sess.open:
                     continue
-                task = pb.Task(kind=pb.Task.SECAGG, round=round_idx, task_id=self._tasks[c],
-                               secagg=step)  # fmt: skip
+                task = pb.Task(
+                    kind=pb.Task.SECAGG, round=round_idx, task_id=self._tasks[c], secagg=step
+                )
                 self.bytes_down[c] = self.bytes_down.get(c, 0) + task.ByteSize()
                 sess.queue.append(task)
             self._cond.notify_all()
@@ -236,8 +267,11 @@ class SecAggRounds:
             while waiting():
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    log.warning("round %d: secure aggregation step %s timed out", round_idx,
-                                Stage.Stage.Name(stage))  # fmt: skip
+                    log.warning(
+                        "round %d: secure aggregation step %s timed out",
+                        round_idx,
+                        Stage.Stage.Name(stage),
+                    )
                     break
                 self._cond.wait(min(left, 1.0))
             got, self._inbox = self._inbox, {}

@@ -78,8 +78,14 @@ def serve(
     hooks = [RoundHook(_log_round), *([RoundHook(on_round)] if on_round else [])]
     # Building (data, model, FLOP counting) on one thread; the run on its own (engine.threads).
     with torch_threads(1):
-        loop = build_loop(cfg, out_dir, transport=transport, resume=resume, overwrite=overwrite,
-                          observers=[*observers, *hooks])  # fmt: skip
+        loop = build_loop(
+            cfg,
+            out_dir,
+            transport=transport,
+            resume=resume,
+            overwrite=overwrite,
+            observers=[*observers, *hooks],
+        )
     if resume:
         log.info("resuming after round %d", loop.state.round)
 

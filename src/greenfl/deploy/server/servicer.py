@@ -224,12 +224,21 @@ class FederationServicer(pb_grpc.FederationServicer):
             self._sample_overrides[cid] = self._expected_samples(sess)
             self.cond.notify_all()
         data = f"local data, {local_n} samples" if local_n else "partition data"
-        log.info("client %d joined from %s (device %s, meter %s, %s)",
-                 cid, peer, device, request.meter or "?", data)  # fmt: skip
+        log.info(
+            "client %d joined from %s (device %s, meter %s, %s)",
+            cid,
+            peer,
+            device,
+            request.meter or "?",
+            data,
+        )
         reply = pb.JoinReply(
-            protocol_version=PROTOCOL_VERSION, session_id=sess.session_id,
-            config_json=s.config_json, max_message_bytes=s.max_message_bytes, device=device,
-        )  # fmt: skip
+            protocol_version=PROTOCOL_VERSION,
+            session_id=sess.session_id,
+            config_json=s.config_json,
+            max_message_bytes=s.max_message_bytes,
+            device=device,
+        )
         if self.model_input is not None:
             reply.input_shape.extend(self.model_input[0])
             reply.num_classes = self.model_input[1]

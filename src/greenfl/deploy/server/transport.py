@@ -101,8 +101,9 @@ class GrpcTransport(Transport):
         check_message_limit(spec.numel, s.max_message_bytes)
         self._spec = spec
         self.flops_per_sample = flops_per_sample
-        rules = UpdateRules(self.codec, spec, s.max_message_bytes, s.max_update_norm,
-                            self.secagg is not None)  # fmt: skip
+        rules = UpdateRules(
+            self.codec, spec, s.max_message_bytes, s.max_update_norm, self.secagg is not None
+        )
         servicer = FederationServicer(s, population, rules, self.token, model_input, self.secagg)
         # One worker thread per connected client (its Tasks stream) plus room for calls.
         workers = min(population.size, 4096) + 16
@@ -183,8 +184,9 @@ class GrpcTransport(Transport):
         closed = self._hub.close_round(target, limit_s)
         reports = {**r.unsent, **closed.reports}
         if closed.accepted >= target and target < n:
-            log_early_close(r.round_idx, closed.closed_at - r.opened_at, closed.accepted,
-                            list(reports.values()))  # fmt: skip
+            log_early_close(
+                r.round_idx, closed.closed_at - r.opened_at, closed.accepted, list(reports.values())
+            )
         out = self._judged(r.round_idx, [t.client_id for t in r.tasks], reports, closed)
         return [
             Completion(t, report, self._finish_s(r, closed, t.client_id))
@@ -193,17 +195,22 @@ class GrpcTransport(Transport):
 
     # ---- helpers --------------------------------------------------------------------
     def _judged(
-        self, round_idx: int, order: list[int], reports: dict[int, ClientReport],
+        self,
+        round_idx: int,
+        order: list[int],
+        reports: dict[int, ClientReport],
         closed: ClosedRound,
-    ) -> list[ClientReport]:  # fmt: skip
+    ) -> list[ClientReport]:
         """The round's reports (in ``order``) after the defences that need them all."""
         s, declared = self.settings, (closed.declared, closed.largest_partition)
         secagg = self._hub.secagg
         if secagg is not None:  # the server learns only the sum of accepted updates
-            reports = secagg.aggregate(round_idx, reports, closed.tasks, self.spec.numel,
-                                       s.sample_bound_factor, *declared)  # fmt: skip
-        out = bound_round([reports[cid] for cid in order], s.norm_bound_factor,
-                          s.sample_bound_factor, *declared)  # fmt: skip
+            reports = secagg.aggregate(
+                round_idx, reports, closed.tasks, self.spec.numel, s.sample_bound_factor, *declared
+            )
+        out = bound_round(
+            [reports[cid] for cid in order], s.norm_bound_factor, s.sample_bound_factor, *declared
+        )
         self._quarantine.record(round_idx, out)
         return out
 
@@ -242,9 +249,15 @@ class GrpcTransport(Transport):
         hub, s = self._hub, self.settings
 
         def model(n: int) -> RoundModel:
-            return round_model(hub.population, int(task.client_id), task.instructions, n,
-                               self.flops_per_sample, s.round_timeout_s,
-                               s.plausibility_factor)  # fmt: skip
+            return round_model(
+                hub.population,
+                int(task.client_id),
+                task.instructions,
+                n,
+                self.flops_per_sample,
+                s.round_timeout_s,
+                s.plausibility_factor,
+            )
 
         return model
 
