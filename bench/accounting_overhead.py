@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import greenfl_bench  # noqa: E402
 
 import greenfl.engine.steps as loop_module  # noqa: E402
+from greenfl.engine.observers import RoundHook  # noqa: E402
 from greenfl.factories import build_loop  # noqa: E402
 from greenfl.ledger.writer import LedgerWriter  # noqa: E402
 
@@ -81,12 +82,13 @@ def time_loop(
     if threads is not None:
         cfg = cfg.replace(**{"engine.threads": threads})
     with tempfile.TemporaryDirectory(prefix="greenfl-acct-") as out:
-        loop = build_loop(cfg, out)
-        SPENT["cpu_s"] = 0.0
         ends: list[tuple[float, float]] = []
+        hook = RoundHook(lambda _rec: ends.append((time.perf_counter(), time.thread_time())))
+        loop = build_loop(cfg, out, observers=[hook])
+        SPENT["cpu_s"] = 0.0
         children0 = _children_cpu_s()
         cpu0, wall0 = time.thread_time(), time.perf_counter()
-        loop.run(lambda _rec: ends.append((time.perf_counter(), time.thread_time())))
+        loop.run()
         loop.summary()
         loop.ledger.close()  # waits for the writer to commit the last rounds, and reaps it
         cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0

@@ -38,6 +38,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
 import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 
 def _machine_busy_s() -> float:
@@ -57,16 +58,14 @@ import greenfl  # noqa: E402
 WRITER = {"peak_mb": 0.0}
 
 
-def _watch_writer(_record: object, loop: object) -> tuple[bool, dict]:
+def _watch_writer(pid: int | None) -> None:
     """The ledger writer process's peak RSS so far (VmHWM; not its getrusage maximum, which
     counts the parent's memory at the fork before exec)."""
-    pid = loop.ledger.writer_pid  # type: ignore[attr-defined]
     if pid is not None:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
                 if line.startswith("VmHWM:"):
                     WRITER["peak_mb"] = max(WRITER["peak_mb"], int(line.split()[1]) / 1024)
-    return False, {}
 
 
 def config_for(workload: str, trainer: str, accounting: bool = True) -> greenfl.RunConfig:
@@ -88,9 +87,17 @@ def main() -> None:
 
     cfg = config_for(args.workload, args.trainer, accounting=not args.no_accounting)
     with tempfile.TemporaryDirectory(prefix="greenfl-bench-") as out:
+        from greenfl.engine.observers import RoundHook
+        from greenfl.engine.session import run_session
+        from greenfl.factories import build_loop
+
         t_loop = time.perf_counter()
-        res = greenfl.run(cfg, out, callbacks=[_watch_writer])
+        # greenfl.run, with each round also looking at the ledger's writer process
+        loop = build_loop(cfg, out, observers=[RoundHook(lambda _r: _watch_writer(
+            loop.ledger.writer_pid))])  # fmt: skip
+        session = run_session(loop, cfg.to_dict(), Path(out))
         loop_s = time.perf_counter() - t_loop
+        res = greenfl.RunResult(cfg, loop.history, session.summary, session.stop_reason, None)
         resolved = greenfl.read_ledger(out).meta["trainer"]
     own = os.times()  # children: the ledger's writer process, reaped when the run closed
     own_s = own.user + own.system + own.children_user + own.children_system

@@ -5,7 +5,7 @@ stragglers' work (FedAvg); ``aggregate`` takes the steps they finished (FedProx'
 solutions, mu = 0). Accuracy after 30 rounds and gCO2e to the target, seeds 0-2.
 
 The deadline is each seed's 10th percentile of the clients' modelled full-work durations
-(planner estimates, before any training): it is derived, not tuned to either mode.
+(the cost model's estimates, before any training): it is derived, not tuned to either mode.
 
     python bench/partial_work.py [--seeds 0 1 2] [--target 0.5]
 """
@@ -31,7 +31,7 @@ def deadline_for(seed: int, share_late: float) -> float:
     cfg = load_config(CONFIG, [f"seed={seed}", "fleet.deadline_s=null", "report.html=false"])
     loop = build_loop(cfg)
     clients = np.arange(loop.population.size)
-    est, _ = loop.planner.estimate(clients, 0.0, cfg.train.local_epochs)
+    est, _ = loop.parts.costs.estimate(clients, 0.0, cfg.train.local_epochs)
     loop.ledger.close()
     return float(np.quantile(est.duration_s, 1.0 - share_late))
 
