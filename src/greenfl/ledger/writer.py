@@ -17,6 +17,13 @@ BENCHMARKS.md); a process has its own GIL and the second core. Why batches: on a
 ~10 ms a hand-over per round (a snapshot, a system call) was itself ~2% of the round. An
 in-memory ledger (``path=None``) or ``background=False`` writes each round inline.
 
+Why a sending thread: a batch larger than the pipe blocks its writer until the child has
+read it, and on a machine busy with other work the child waits for a core, so the loop
+stalled in ``write`` (2 of a run's 6 s at load 4). A thread of the loop's process writes the
+frames instead, in order, while the loop goes on; it holds the GIL only to pickle a frame's
+small header (the numeric blocks go out of band). At most ``OUTBOX`` batches wait for it:
+past that the loop waits, so a slow disk cannot fill memory.
+
 A failed write stops the writer: ``write_round`` raises ``LedgerError`` naming the rounds
 from then on, ``flush`` raises it once, and every round committed before it stays."""
 
@@ -25,10 +32,12 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import queue
 import select
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -65,6 +74,8 @@ _SQL = store.RoundSQL(ROUND_COLUMNS, CLIENT_ROUND_COLUMNS)
 CHECK_EVERY_S = 0.5
 # How long a new writer waits for an earlier writer of the same file to finish.
 LOCK_WAIT_S = 10.0
+# Messages the sending thread may hold before the loop waits for it.
+OUTBOX = 4
 
 
 class LedgerWriter:
@@ -211,15 +222,22 @@ class _WriterProcess:
         self.failure: LedgerError | None = None
         self._reported = False
         self._flushes = 0
+        self._outstanding = False  # rounds sent and not yet confirmed committed
         self._next_check = 0.0
         self._due = 0.0
         self._rows: list[tuple[Any, ...]] = []
         self._clients: list[Sequence[Mapping[str, Any]]] = []
         self._state: StateArg = None
-        self._send(("init", str(path), (ROUND_COLUMNS, CLIENT_ROUND_COLUMNS), lock_wait_s))
+        self._send_now(("init", str(path), (ROUND_COLUMNS, CLIENT_ROUND_COLUMNS), lock_wait_s))
         reply = self._recv()
         if reply is None or reply[0] != "ready":
             raise LedgerError(self._why_gone(reply))
+        self._outbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=OUTBOX)
+        self._send_error: OSError | None = None
+        self._sender = threading.Thread(
+            target=self._send_loop, name="greenfl-ledger-send", daemon=True
+        )
+        self._sender.start()
 
     @staticmethod
     def supported() -> bool:
@@ -254,6 +272,7 @@ class _WriterProcess:
         self._due = time.monotonic() + self.batch_s
         try:
             self._send(("rounds", rows, packed, blobs))
+            self._outstanding = True
         except OSError:
             self._fail(self._why_gone(None))
             self._raise()
@@ -271,8 +290,15 @@ class _WriterProcess:
             self._raise()
 
     def flush(self) -> None:
+        """Wait until every round sent is committed. Nothing sent since the last flush:
+        nothing to wait for (a round trip to the child costs a scheduling wait on each
+        side, which on a loaded machine is most of a short run's end)."""
         if self.failure is None:
             self.hand_over()
+        if self.failure is None and not self._outstanding:
+            self.check()  # an error reported since, without waiting
+            return
+        if self.failure is None:
             self._flushes += 1
             try:
                 self._send(("flush", self._flushes))
@@ -283,6 +309,7 @@ class _WriterProcess:
                 if msg is not None and msg[0] == "flushed" and msg[1] == self._flushes:
                     if msg[2] is not None:
                         self._fail(msg[2])
+                    self._outstanding = False
                     break
                 self._handle(msg)
         if self.failure is not None and not self._reported:
@@ -295,10 +322,15 @@ class _WriterProcess:
             try:
                 self.hand_over()
                 self._send(("stop",))
-                self._out.close()
             except (OSError, LedgerError):
                 pass  # it is gone already; the failure was or will be reported
-            self.proc.wait()
+        self._outbox.put(None)  # the sending thread ends once every frame before is out
+        self._sender.join()
+        try:
+            self._out.close()
+        except OSError:
+            pass
+        self.proc.wait()
         self._in.close()
 
     def _raise(self) -> NoReturn:
@@ -323,6 +355,23 @@ class _WriterProcess:
         return f"the ledger writer process for {self.path} exited with code {code}"
 
     def _send(self, msg: tuple[Any, ...]) -> None:
+        """Queue ``msg`` for the sending thread (in order; waits while OUTBOX are queued).
+        An OSError the thread met (the child is gone) is raised here, on the next send."""
+        if self._send_error is not None:
+            raise self._send_error
+        self._outbox.put(msg)
+
+    def _send_loop(self) -> None:
+        """(the sending thread) Each queued message, a whole frame at a time; after a
+        failed one, the rest are dropped (the child is gone: its failure is reported)."""
+        while (msg := self._outbox.get()) is not None:
+            if self._send_error is None:
+                try:
+                    store.send(self._out, msg)
+                except OSError as exc:
+                    self._send_error = exc
+
+    def _send_now(self, msg: tuple[Any, ...]) -> None:
         with atomic():  # a whole frame or none: see core.interrupts
             store.send(self._out, msg)
 
