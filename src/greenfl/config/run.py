@@ -194,18 +194,3 @@ def _blamed_text(text: str, given: dict[str, str], blame: str, loc: str | None =
         if about == key or about.startswith(key + ".") or key.startswith(about + "."):
             return f"--set {assignment}: {text}"
     return blame + text
-
-
-def _blamed(exc: ValidationError, given: dict[str, str], blame: str) -> str:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    return _blamed_text(format_errors(exc), given, blame, loc)
-
-
-def _blamed_text(text: str, given: dict[str, str], blame: str, loc: str | None = None) -> str:
-    """``text`` prefixed by the --set that set the key it is about, else by the file."""
-    about = loc if loc is not None else text.split(":", 1)[0].split(" ", 1)[0]
-    for key, assignment in given.items():
-        if about == key or about.startswith(key + ".") or key.startswith(about + "."):
-            return f"--set {assignment}: {text}"
-    return blame + text

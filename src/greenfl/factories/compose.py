@@ -36,6 +36,7 @@ from greenfl.factories.data import build_model_for, check_given_dataset, dataset
 from greenfl.factories.policies import (
     adapter_for,
     codec_for,
+    dp_wrapped,
     policy_record,
     run_strategy_for,
     scheduler_for,
@@ -65,7 +66,6 @@ from greenfl.footprint.meters import best_meter
 from greenfl.ledger.folder import claim_folder, replace_previous_run
 from greenfl.ledger.writer import LedgerWriter
 from greenfl.models.flops import training_flops_per_sample
-from greenfl.privacy import DPFedAvg
 from greenfl.selection.base import ClientSelector
 from greenfl.strategy.base import Strategy
 
@@ -213,22 +213,7 @@ def compose(
 
 def _strategy(cfg: RunConfig, given: Strategy | None) -> Strategy:
     """The configured strategy (checked, DP-wrapped), or the given one in its DP wrapper."""
-    if given is None:
-        return run_strategy_for(cfg)
-    dp = cfg.privacy
-    if dp.mode != "central":
-        return given
-    return DPFedAvg(
-        given,
-        clip_norm=dp.clip_norm,
-        noise_multiplier=dp.noise_multiplier,
-        expected_clients=cfg.train.clients_per_round,
-        seed=cfg.seed,
-        adaptive_clip=dp.adaptive_clip,
-        target_quantile=dp.target_quantile,
-        clip_lr=dp.clip_lr,
-        clip_count_stddev=dp.clip_count_stddev,
-    )
+    return run_strategy_for(cfg) if given is None else dp_wrapped(cfg, given)
 
 
 def _finish_time(costs: CostModel) -> Callable[[Task, ClientReport], float]:

@@ -92,6 +92,11 @@ def run_strategy_for(run: RunConfig) -> Strategy:
                 f"strategy.name = {inner.name!r} {inner.min_updates_why}: it needs "
                 f"{inner.min_updates} or more clients per round, not {smallest}"
             )
+    return dp_wrapped(run, inner)
+
+
+def dp_wrapped(run: RunConfig, inner: Strategy) -> Strategy:
+    """``inner`` in DP-FedAvg with privacy.mode = "central" (clip, mean, noise), else as is."""
     dp = run.privacy
     if dp.mode != "central":
         return inner
