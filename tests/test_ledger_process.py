@@ -198,7 +198,7 @@ def test_resume_re_runs_rounds_written_without_their_state(
 def test_without_a_writer_process_the_ledger_is_written_inline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import greenfl.ledger.writer as writer_module
+    import greenfl.ledger.child as writer_module
 
     def no_process(*_args: object, **_kwargs: object) -> None:
         raise OSError("Resource temporarily unavailable")
