@@ -23,6 +23,7 @@ DATASETS: Registry[DatasetSource] = Registry(
         "images": "greenfl.data.images:Images",
         "shakespeare": "greenfl.data.shakespeare:Shakespeare",
         "femnist": "greenfl.data.leaf:Femnist",
+        "femnist_writers": "greenfl.data.writers:FemnistWriters",
         "leaf": "greenfl.data.leaf:Leaf",
         "cifar10": "greenfl.data.cifar:Cifar10",
         "cifar100": "greenfl.data.cifar:Cifar100",
