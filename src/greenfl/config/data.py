@@ -68,6 +68,14 @@ class DataConfig(Section):
         None, min_length=1, description="hf: the features column; none: the only other one"
     )
     label_column: str = Field("label", min_length=1, description="hf: the labels column")
+    region_skew: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="how much clients' data depends on their fleet region (0: not at all; "
+        "1: the most): each region favours a fifth of the classes and shifts float features "
+        "by its own pattern (the datasets page says how)",
+    )
 
     @field_validator("dataset")
     @classmethod

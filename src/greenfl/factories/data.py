@@ -11,6 +11,8 @@ from greenfl.core.errors import ConfigError
 from greenfl.core.registry import RunFacts, build
 from greenfl.data import DATASETS
 from greenfl.data.base import DataSettings, FederatedDataset
+from greenfl.data.region_skew import RegionSkewed
+from greenfl.fleet.population import Population
 from greenfl.models import MODELS
 
 
@@ -42,6 +44,23 @@ def dataset_for(cfg: DataConfig, seed: int) -> FederatedDataset:
         construct=lambda source, params: source.load(settings, params),
     )
     return dataset
+
+
+def apply_region_skew(
+    cfg: RunConfig, dataset: FederatedDataset, population: Population
+) -> FederatedDataset:
+    """``dataset`` with each client's data shifted by its region (``data.region_skew``);
+    unchanged at 0. The region is the population's assignment, which depends on the fleet,
+    the number of clients and the seed only, so the data never changes who is where."""
+    if cfg.data.region_skew == 0:
+        return dataset
+    return RegionSkewed(
+        dataset,
+        population.region,
+        len(population.fleet.regions),
+        cfg.data.region_skew,
+        cfg.seed,
+    )
 
 
 def model_name_for(cfg: RunConfig) -> str:
