@@ -1,13 +1,15 @@
 """summary.json of a run: the ledger's totals (or, without accounting, the round records'),
-with the privacy spent and the attack simulated."""
+with the privacy spent, the attack simulated and the final model's accuracy per region."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from greenfl.engine.fairness import REGION_ACCURACY_KEY
 from greenfl.engine.records import RoundRecord
 from greenfl.ledger.summary import (
     last_round_columns,
@@ -43,4 +45,13 @@ def run_summary(
         out = summarize(conn, facts.target_accuracy, wall_s)
         last = last_round_columns(conn, ("epsilon", "backdoor_success"))
     safety = safety_summary(last, facts.attack, facts.attack_fraction, facts.privacy_delta)
-    return {**out, **safety}
+    return {**out, **safety, "region_accuracy": region_accuracy(conn)}
+
+
+def region_accuracy(conn: sqlite3.Connection) -> dict[str, float] | None:
+    """{region: accuracy} of the final model on each region's clients' own test data, as
+    the end of the run wrote it into the ledger's meta; None before it is written."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (REGION_ACCURACY_KEY,)).fetchone()
+    if row is None:
+        return None
+    return {name: float(v["accuracy"]) for name, v in json.loads(row[0]).items()}
