@@ -19,9 +19,14 @@ HOURLY = [400.0, 350.0, 200.0, 50.0, 300.0, 500.0, 600.0, 600.0]
 
 
 def _trace_csv(path: Path) -> Path:
+    """HOURLY from the run's start, and the same hours the day before: the planners' persistence
+    forecast (yesterday's hours) then sees the trough where it is."""
     rows = ["timestamp,ci_g_per_kwh"]
-    for h, v in enumerate(HOURLY):
-        rows.append(f"{(START + timedelta(hours=h)).isoformat()},{v}")
+    for day in (-1, 0):
+        for h, v in enumerate(HOURLY):
+            rows.append(f"{(START + timedelta(days=day, hours=h)).isoformat()},{v}")
+        if day == -1:  # the rest of yesterday: dear, so no wait is planned into it
+            rows.append(f"{(START + timedelta(days=-1, hours=len(HOURLY))).isoformat()},600.0")
     path.write_text("\n".join(rows) + "\n")
     return path
 
@@ -106,6 +111,18 @@ def test_loop_waits_counts_idle_energy_and_advances_the_clock(
     assert first["server_energy_j"] >= first["server_idle_energy_j"]
     assert all(r["ci_g_per_kwh"] == pytest.approx(50.0) for r in led.client_rounds)
     assert all(r["wait_s"] <= 4 * 3600 for r in led.rounds)
+
+    # The planners see yesterday's hours, never the curve itself: with yesterday flat, the
+    # trough today is a surprise, and the round starts at once (and is charged today's 400).
+    flat = tmp_path / "flat.csv"
+    lines = _trace_csv(tmp_path / "t2.csv").read_text().splitlines()
+    flat.write_text(
+        "\n".join(lines[:1] + [ln.rsplit(",", 1)[0] + ",400.0" for ln in lines[1:10]] + lines[10:])
+        + "\n"
+    )
+    fleet2 = _traced_fleet(tmp_path / "fleet2.toml", flat.name, 1e-5)
+    greenfl.run(cfg.replace(**{"fleet.catalog": str(fleet2)}), tmp_path / "run2")
+    assert read_ledger(tmp_path / "run2").rounds[0]["wait_s"] == 0.0
     assert [r["wait_s"] for r in led.rounds[1:]] == [0.0] * (len(led.rounds) - 1)
     # A dedicated server idling at 90 W x 1.5: waiting never pays, so it never waits.
     costly = _traced_fleet(tmp_path / "costly.toml", csv.name, 90.0)

@@ -32,8 +32,8 @@ from greenfl.footprint.intensity import (
     RegionalIntensity,
 )
 from greenfl.footprint.model import (
+    client_operational_g,
     cost_from_rates,
-    operational_carbon_g,
     truncate,
 )
 from greenfl.ledger.rows import Constant
@@ -120,6 +120,10 @@ def account_cohort(
         emb_g_per_s,
         tail_s,
         tail_w,
+        setup_s,
+        rtt_s,
+        wall_per_j,
+        access,
     ) = entries.rates[e].T
     cost = cost_from_rates(
         flops,
@@ -133,6 +137,8 @@ def account_cohort(
         net_j_per_b,
         tail_s,
         tail_w,
+        setup_s,
+        rtt_s,
     )
     if measured_s is not None:
         # A real client's own timing replaces the modelled compute time.
@@ -188,8 +194,15 @@ def account_cohort(
         estimated = (~has_measure | np.array(cols[AT_MODELLED], dtype=bool)).astype(np.int64)
     region = entries.region_index[e]
     ci = mean_intensity(sources, region, round_start_s, round_start_s + active_s)
+    server_ci = mean_intensity(
+        sources,
+        np.full(n, entries.server_region, dtype=np.int64),
+        round_start_s,
+        round_start_s + active_s,
+    )
     energy_j = energy_compute + cut.energy_comm_j
-    carbon_op = operational_carbon_g(energy_j, ci)
+    wall_j = (energy_j - cut.energy_network_j) * wall_per_j
+    carbon_op = client_operational_g(wall_j, cut.energy_network_j, access, ci, server_ci)
     carbon_emb = emb_g_per_s * active_s  # embodied_carbon_g of active_s
     table = client_columns(
         entries,
@@ -211,6 +224,8 @@ def account_cohort(
         carbon_op,
         carbon_emb,
         estimated,
+        wall_j,
+        np.asarray(cut.energy_network_j, dtype=np.float64) + np.zeros(n),
     )
     return CohortAccount(
         close_s=close_s,

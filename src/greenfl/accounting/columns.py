@@ -75,6 +75,8 @@ def client_columns(
     carbon_operational_g: np.ndarray,
     carbon_embodied_g: np.ndarray,
     estimated: np.ndarray | Constant,
+    wall_energy_j: np.ndarray,
+    energy_network_j: np.ndarray,
 ) -> ColumnRows:
     """A round's ledger rows. Columns stay numpy arrays (names: indices into the table's
     names): the ledger writer packs them as raw bytes and its process makes the Python
@@ -103,5 +105,7 @@ def client_columns(
             "carbon_operational_g": carbon_operational_g,
             "carbon_embodied_g": carbon_embodied_g,
             "estimated": estimated,
+            "wall_energy_j": wall_energy_j,
+            "energy_network_j": energy_network_j,
         }
     )

@@ -34,37 +34,40 @@ class EntryTable:
     network_kwh_per_gb: np.ndarray
     tail_s: np.ndarray
     tail_power_w: np.ndarray
+    setup_s: np.ndarray
+    rtt_s: np.ndarray
+    charging_efficiency: np.ndarray
+    access_share: np.ndarray
     target: tuple[str, ...]
     # The row's names and region, so a cohort's ledger columns need no lookups per client.
     device: tuple[str, ...]
     network: tuple[str, ...]
     region: tuple[str, ...]
     region_index: np.ndarray
+    server_region: int = 0  # the server's region (index): where the core network's share is
 
     @classmethod
-    def build(cls, fleet: Fleet) -> EntryTable:
+    def build(cls, fleet: Fleet, choices: FootprintChoices | None = None) -> EntryTable:
         cols = profile_columns()
         for e in fleet.population:
             d = fleet.devices[fleet.device_index(e.device)]
             n = fleet.networks[fleet.network_index(e.network)]
-            append_profile_row(cols, fleet, e, d, n, d.target(e.target))
-        return cls.of(cols)
+            append_profile_row(cols, fleet, e, d, n, d.target(e.target), choices)
+        return cls.of(cols, fleet.region_index(fleet.server.region))
 
     @classmethod
-    def of(cls, cols: dict[str, list[Any]]) -> EntryTable:
+    def of(cls, cols: dict[str, list[Any]], server_region: int = 0) -> EntryTable:
         """A table from the columns of ``append_profile_row``."""
         names = ("target", "device", "network", "region")
         arrays = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items() if k not in names}
         arrays["region_index"] = np.asarray(cols["region_index"], dtype=np.int64)
-        return cls(**{k: tuple(cols[k]) for k in names}, **arrays)
+        return cls(**{k: tuple(cols[k]) for k in names}, **arrays, server_region=server_region)
 
     @cached_property
     def rates(self) -> np.ndarray:
-        """What the footprint model needs per row, side by side (``[row, column]``: flops
-        per s, active W, s per byte up, s per byte down, radio W, network J per byte,
-        embodied gCO2e per active s, tail s, tail W): a cohort's profiles are then one
-        gather, not nine, and
-        the per-row divisions are done once, not every round."""
+        """What the footprint model needs per row, side by side (``[row, column]``, in the
+        order of ``RATES``): a cohort's profiles are then one gather, not thirteen, and the
+        per-row divisions are done once, not every round."""
         return np.column_stack(
             [
                 self.flops_per_s,
@@ -76,6 +79,10 @@ class EntryTable:
                 embodied_carbon_g(1.0, self.embodied_kg, self.lifetime_years, self.active_share),
                 self.tail_s,
                 self.tail_power_w,
+                self.setup_s,
+                self.rtt_s,
+                1.0 / self.charging_efficiency,
+                self.access_share,
             ]
         )
 
@@ -89,8 +96,35 @@ class EntryTable:
         return self.region_index.tolist()
 
 
+# The columns of EntryTable.rates, in order.
+RATES = (
+    "flops_per_s",
+    "active_power_w",
+    "up_s_per_byte",
+    "down_s_per_byte",
+    "radio_power_w",
+    "network_j_per_byte",
+    "embodied_g_per_active_s",
+    "tail_s",
+    "tail_power_w",
+    "setup_s",
+    "rtt_s",
+    "wall_per_device_j",
+    "access_share",
+)
+
+
+@dataclass(frozen=True)
+class FootprintChoices:
+    """The footprint model's documented choices (``fleet.network_energy`` and
+    ``fleet.embodied_allocation``)."""
+
+    network_energy: str = "average"  # average | marginal
+    embodied_allocation: str = "active"  # active | lifetime
+
+
 def profile_columns() -> dict[str, list[Any]]:
-    return {k: [] for k in EntryTable.__dataclass_fields__}
+    return {k: [] for k in EntryTable.__dataclass_fields__ if k != "server_region"}
 
 
 def append_profile_row(
@@ -100,20 +134,28 @@ def append_profile_row(
     d: DeviceProfile,
     n: NetworkProfile,
     t: ExecutionTarget,
+    choices: FootprintChoices | None = None,
 ) -> None:
     """One EntryTable row: population ``entry``'s device running on target ``t`` over
-    network ``n``."""
+    network ``n``, under the footprint model's ``choices``."""
+    c = choices if choices is not None else FootprintChoices()
     cols["flops_per_s"].append(t.flops_per_s)
     cols["active_power_w"].append(t.active_power_w)
     cols["embodied_kg"].append(d.embodied_kg)
     cols["lifetime_years"].append(d.lifetime_years)
-    cols["active_share"].append(d.active_share)
+    # The lifetime allocation charges a second of use 1/(lifetime) of the device, not
+    # 1/(lifetime x share of it in use).
+    cols["active_share"].append(1.0 if c.embodied_allocation == "lifetime" else d.active_share)
     cols["up_mbps"].append(n.up_mbps)
     cols["down_mbps"].append(n.down_mbps)
     cols["radio_power_w"].append(n.radio_power_w)
-    cols["network_kwh_per_gb"].append(n.network_kwh_per_gb)
+    cols["network_kwh_per_gb"].append(n.kwh_per_gb(c.network_energy))
     cols["tail_s"].append(n.tail_s)
     cols["tail_power_w"].append(n.tail_power_w)
+    cols["setup_s"].append(n.setup_s)
+    cols["rtt_s"].append(n.rtt_ms / 1000)
+    cols["charging_efficiency"].append(d.charging_efficiency)
+    cols["access_share"].append(n.access_share)
     cols["target"].append(t.name)
     cols["device"].append(d.name)
     cols["network"].append(n.name)

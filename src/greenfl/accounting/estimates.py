@@ -15,7 +15,7 @@ from greenfl.accounting.sources import mean_intensity
 from greenfl.core.messages import samples_processed
 from greenfl.fleet.population import Population
 from greenfl.footprint.intensity import CarbonIntensity
-from greenfl.footprint.model import client_cost, embodied_carbon_g, operational_carbon_g
+from greenfl.footprint.model import client_cost, client_operational_g, embodied_carbon_g
 
 
 @dataclass(frozen=True)
@@ -62,15 +62,22 @@ def estimate_clients(
         table.network_kwh_per_gb[rows],
         table.tail_s[rows],
         table.tail_power_w[rows],
+        table.setup_s[rows],
+        table.rtt_s[rows],
     )
     duration_s = cost.total_s
     t0 = np.broadcast_to(np.asarray(start_s, dtype=np.float64), duration_s.shape)
     ci = mean_intensity(sources, population.region[clients], t0, t0 + duration_s)
+    server = np.full(len(clients), table.server_region, dtype=np.int64)
+    server_ci = mean_intensity(sources, server, t0, t0 + duration_s)
     energy_j = cost.energy_compute_j + cost.energy_comm_j
+    wall_j = cost.device_j / table.charging_efficiency[rows]
     return Estimates(
         duration_s=duration_s,
         energy_j=energy_j,
-        carbon_operational_g=operational_carbon_g(energy_j, ci),
+        carbon_operational_g=client_operational_g(
+            wall_j, cost.energy_network_j, table.access_share[rows], ci, server_ci
+        ),
         carbon_embodied_g=embodied_carbon_g(
             duration_s,
             table.embodied_kg[rows],

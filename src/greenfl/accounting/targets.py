@@ -11,7 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from greenfl.accounting.entries import EntryTable, append_profile_row, profile_columns
+from greenfl.accounting.entries import (
+    EntryTable,
+    FootprintChoices,
+    append_profile_row,
+    profile_columns,
+)
 from greenfl.fleet.catalog import Fleet
 
 TARGET_POLICIES = ("entry", "fastest", "energy", "carbon")
@@ -25,7 +30,7 @@ class TargetTable:
     default_row: np.ndarray  # per entry: the row of the entry's own (configured) target
 
     @classmethod
-    def build(cls, fleet: Fleet) -> TargetTable:
+    def build(cls, fleet: Fleet, choices: FootprintChoices | None = None) -> TargetTable:
         cols = profile_columns()
         first, count, default = [], [], []
         for e in fleet.population:
@@ -37,9 +42,9 @@ class TargetTable:
             count.append(len(targets))
             default.append(len(cols["target"]) + [t.name for t in targets].index(own))
             for t in targets:
-                append_profile_row(cols, fleet, e, d, n, t)
+                append_profile_row(cols, fleet, e, d, n, t, choices)
         return cls(
-            table=EntryTable.of(cols),
+            table=EntryTable.of(cols, fleet.region_index(fleet.server.region)),
             first_row=np.asarray(first, dtype=np.int64),
             num_targets=np.asarray(count, dtype=np.int64),
             default_row=np.asarray(default, dtype=np.int64),

@@ -25,8 +25,8 @@ from greenfl.accounting.columns import (
 from greenfl.accounting.entries import EntryTable
 from greenfl.core.units import J_PER_KWH
 from greenfl.footprint.model import (
+    client_operational_g,
     cost_from_rates,
-    operational_carbon_g,
 )
 from greenfl.ledger.rows import ColumnRows, Constant, DeferredRows
 
@@ -58,6 +58,7 @@ def account_whole(
     as cost_from_rates and the rows' columns, so they agree to the last bit. None if a
     region's intensity changes before the last client is done."""
     rates, region_of = entries.rate_rows, entries.region_list
+    server_ci = region_ci[entries.server_region]
     energy_j = carbon_g = close_s = 0.0
     for flops, up, down, row in zip(
         cols[AT_FLOPS_DONE], cols[AT_UP_B], cols[AT_DOWN_B], rows.tolist(), strict=True
@@ -72,17 +73,26 @@ def account_whole(
             emb_g_per_s,
             tail_s,
             tail_w,
+            setup_s,
+            rtt_s,
+            wall_per_j,
+            access,
         ) = rates[row]
         compute_s = flops / flops_per_s
-        up_s = up * up_s_per_b
-        down_s = down * down_s_per_b
+        up_s = up * up_s_per_b + rtt_s * (up > 0)
+        down_s = down * down_s_per_b + (setup_s + rtt_s) * (down > 0)
         total_s = compute_s + down_s + up_s
         tail_j = tail_w * (min(tail_s, compute_s) * (down > 0) + tail_s * (up > 0))
-        client_j = power * compute_s + (
-            (radio * (up_s + down_s) + (up + down) * net_j_per_b) + tail_j
-        )
+        net_j = (up + down) * net_j_per_b
+        client_j = power * compute_s + ((radio * (up_s + down_s) + net_j) + tail_j)
         energy_j += client_j
-        carbon_g += client_j / J_PER_KWH * region_ci[region_of[row]] + emb_g_per_s * total_s
+        wall_j = (client_j - net_j) * wall_per_j
+        access_j = net_j * access
+        carbon_g += (
+            (wall_j + access_j) / J_PER_KWH * region_ci[region_of[row]]
+            + (net_j - access_j) / J_PER_KWH * server_ci
+            + emb_g_per_s * total_s
+        )
         if total_s > close_s:
             close_s = total_s
     if not start_s + close_s < until_s:
@@ -131,6 +141,10 @@ def build_whole(rounds: Sequence[WholeRound]) -> list[ColumnRows]:
         emb_g_per_s,
         tail_s,
         tail_w,
+        setup_s,
+        rtt_s,
+        wall_per_j,
+        access,
     ) = entries.rates[e].T
     cost = cost_from_rates(
         flops,
@@ -144,13 +158,17 @@ def build_whole(rounds: Sequence[WholeRound]) -> list[ColumnRows]:
         net_j_per_b,
         tail_s,
         tail_w,
+        setup_s,
+        rtt_s,
     )
     round_of = np.repeat(np.arange(len(rounds)), sizes)
-    ci = np.array([r.region_ci for r in rounds], dtype=np.float64)[
-        round_of, entries.region_index[e]
-    ]
+    region_ci = np.array([r.region_ci for r in rounds], dtype=np.float64)
+    ci = region_ci[round_of, entries.region_index[e]]
+    server_ci = region_ci[round_of, entries.server_region]
     energy_j = cost.energy_compute_j + cost.energy_comm_j
-    carbon_op = operational_carbon_g(energy_j, ci)
+    network_j = np.asarray(cost.energy_network_j, dtype=np.float64)
+    wall_j = (energy_j - network_j) * wall_per_j
+    carbon_op = client_operational_g(wall_j, network_j, access, ci, server_ci)
     carbon_emb = emb_g_per_s * cost.total_s
     out = []
     at = 0
@@ -178,6 +196,8 @@ def build_whole(rounds: Sequence[WholeRound]) -> list[ColumnRows]:
                 carbon_op[s],
                 carbon_emb[s],
                 Constant(1, n),
+                wall_j[s],
+                network_j[s],
             )
         )
     return out

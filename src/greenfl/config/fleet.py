@@ -20,7 +20,16 @@ class FleetConfig(Section):
         description="simulated clock start (ISO 8601; UTC when no offset is given)",
     )
     availability: Literal["always", "diurnal"] = Field(
-        "always", description="always, or diurnal (devices free mostly at night, local time)"
+        "always",
+        description="always, or diurnal (devices free mostly at night, local time); under "
+        "eligibility = production each device's schedule decides instead",
+    )
+    eligibility: Literal["any", "production"] = Field(
+        "any",
+        description="any: a device may train at any hour on any network (availability "
+        "decides); production: only while idle, charging and on an unmetered network, by "
+        "its class's daily schedule in local time, over its home network (Bonawitz et al. "
+        "2019), with production round timing",
     )
     dropout_prob: float = Field(
         0.0, ge=0, le=1, description="chance that a selected client drops out part-way"
@@ -36,6 +45,49 @@ class FleetConfig(Section):
     )
     over_selection: float = Field(
         0.0, ge=0, le=10, description="extra share of clients asked, the first k to finish kept"
+    )
+    network_energy: Literal["average", "marginal"] = Field(
+        "average",
+        description="average: each network's kWh/GB (energy over traffic); marginal: what one "
+        "more GB adds, near zero for fixed networks whose power barely follows traffic",
+    )
+    embodied_allocation: Literal["active", "lifetime"] = Field(
+        "active",
+        description="active: a device's embodied carbon spread over its active seconds "
+        "(lifetime x active_share); lifetime: over every second of its lifetime",
+    )
+    forecast_lag_h: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 7,
+        description="the carbon-aware scheduler and selectors plan on a persistence "
+        "forecast: the intensity this many hours before (24: the same hour yesterday); the "
+        "accounting always uses the real curve",
+    )
+    checkin_window_s: float | None = Field(
+        None,
+        ge=0,
+        description="selection phase: the window pace steering spreads the cohort's "
+        "check-ins over; none: the eligibility's default (any 0, production 60)",
+    )
+    checkin_interval_s: float | None = Field(
+        None,
+        ge=0,
+        description="the shortest time pace steering lets an eligible device wait between "
+        "check-ins: with few eligible devices the selection phase lasts longer; none: the "
+        "eligibility's default (any 0, production 600)",
+    )
+    selection_timeout_s: float | None = Field(
+        None,
+        ge=0,
+        description="the selection phase ends after this even short of the goal count; "
+        "none: the eligibility's default (any 0, production 600)",
+    )
+    configuration_s: float | None = Field(
+        None,
+        ge=0,
+        description="configuration phase: the server sets up the round's aggregation and "
+        "sends the plan; none: the eligibility's default (any 0, production 5)",
     )
     ci_mode: Literal["auto", "annual"] = Field(
         "auto", description="auto: each region's trace or hourly profile; annual: its annual mean"

@@ -105,6 +105,8 @@ class CostModel:
             tb.network_kwh_per_gb[row],
             tb.tail_s[row],
             tb.tail_power_w[row],
+            tb.setup_s[row],
+            tb.rtt_s[row],
         )
         return float(cost.total_s)
 
@@ -136,6 +138,8 @@ class CostModel:
             tb.network_kwh_per_gb[rows],
             tb.tail_s[rows],
             tb.tail_power_w[rows],
+            tb.setup_s[rows],
+            tb.rtt_s[rows],
         )
         late = cost.total_s > deadline_s
         if not late.any():

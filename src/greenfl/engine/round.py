@@ -40,6 +40,11 @@ class RoundContext:
     num_available: int = 0
     cohort: np.ndarray = field(default_factory=lambda: _NONE)
     rows: np.ndarray = field(default_factory=lambda: _NONE)
+    # ... and the phases before the clients' work: the check-in (selection) window and
+    # the configuration; the work starts at work_start_s
+    checkin_s: float = 0.0
+    config_s: float = 0.0
+    work_start_s: float = 0.0
     # fit: what was asked of each, and what came back
     sent: FitInstructions | None = None
     work: PartialWork = NO_PARTIAL_WORK
@@ -62,6 +67,16 @@ class RoundContext:
     observed: Observed | None = None
     record: RoundRecord | None = None
     wall_s: float = 0.0
+
+    @property
+    def phases_s(self) -> float:
+        """Seconds from the round's start to the clients' work: check-in and configuration."""
+        return self.checkin_s + self.config_s
+
+    @property
+    def report_window_s(self) -> float:
+        """The reporting phase: from the configuration's end to the round's close."""
+        return self.account.close_s if self.account is not None else 0.0
 
     @property
     def k(self) -> int:
@@ -91,6 +106,9 @@ class RoundContext:
             "server_flops": self.server_flops,
             "server_measured": int(self.server_measured),
             "wall_s": self.wall_s,
+            "checkin_s": self.checkin_s,
+            "config_s": self.config_s,
+            "report_window_s": self.report_window_s,
             **client_acc_columns(self.client_acc),
             **self.observed.columns,
         }

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from greenfl.core.messages import FitInstructions
+from greenfl.scheduling.phases import NO_TIMING, RoundTiming
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,12 @@ class WorldRules:
     """How the simulated world treats a round: who is available, how many are asked, when
     the round closes, who drops out, and whether late work counts."""
 
-    availability: str = "always"  # always | diurnal
+    availability: str = "always"  # always | diurnal | production (eligibility schedules)
     over_selection: float = 0.0  # extra share asked; the first k to finish are kept
     deadline_s: float | None = None
     dropout_prob: float = 0.0
     aggregate_partial: bool = False  # clients the deadline would cut send what they did
+    timing: RoundTiming = NO_TIMING  # the selection and configuration phases
 
 
 @dataclass(frozen=True)

@@ -63,9 +63,15 @@ def select(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     if connected is not None:
         # A deployment selects only among the clients connected now (this may wait).
         candidates = np.intersect1d(candidates, connected)
+    # The selection phase (check-in window) and the configuration phase come before the
+    # clients' work: its intensity, the estimates and the accounting start after them.
+    timing = world.timing
+    ctx.checkin_s = timing.checkin_s(k_ask, len(candidates))
+    ctx.config_s = timing.configuration_s
+    ctx.work_start_s = ctx.start_s + ctx.phases_s
     sel = SelectionContext(
         round_idx=ctx.round_idx,
-        now_s=ctx.start_s,
+        now_s=ctx.work_start_s,
         population=pop,
         participation=st.participation,
         last_selected=st.last_selected,
@@ -73,12 +79,12 @@ def select(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     )
     assert ctx.plan is not None
     if parts.selector.needs_estimates:
-        est, _ = parts.costs.estimate(candidates, ctx.start_s, ctx.plan.local_epochs)
+        est, _ = parts.costs.estimate(candidates, ctx.work_start_s, ctx.plan.local_epochs)
         sel.est_energy_j, sel.est_carbon_g = est.energy_j, est.carbon_g
         sel.est_duration_s = est.duration_s
     cohort = parts.selector.select(candidates, k_ask, sel, live.rngs["selection"])
     ctx.cohort = np.asarray(cohort, dtype=np.int64)
-    ctx.rows = parts.costs.rows(ctx.cohort, ctx.start_s, ctx.plan.local_epochs)
+    ctx.rows = parts.costs.rows(ctx.cohort, ctx.work_start_s, ctx.plan.local_epochs)
     ctx.num_available = len(candidates)
 
 
@@ -103,7 +109,7 @@ def fit(parts: RunParts, live: Live, ctx: RoundContext) -> None:
         live.state.global_params,
         ctx.sent,
         progress=partial(_progress, parts),
-        start_s=ctx.start_s,
+        start_s=ctx.work_start_s,
     )
 
 
@@ -117,7 +123,7 @@ def account(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     if s.accounting:
         ctx.account = account_cohort(
             ctx.round_idx,
-            ctx.start_s,
+            ctx.work_start_s,
             ctx.reports,
             parts.population,
             parts.costs.table,
@@ -168,7 +174,9 @@ def evaluate(parts: RunParts, live: Live, ctx: RoundContext) -> None:
 def server(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     """The server's footprint of the round (``server_cost``); none without accounting."""
     assert ctx.account is not None and ctx.measured is not None
-    close_s, measured = ctx.account.close_s, ctx.measured
+    # The server's active work starts when the round closes: after the check-in and
+    # configuration phases and the reporting window.
+    close_s, measured = ctx.phases_s + ctx.account.close_s, ctx.measured
     if parts.settings.accounting:
         ctx.server = server_cost(
             parts.fleet,

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from greenfl.engine.costs import CostModel
+from greenfl.fleet.eligibility import eligible_chance
 from greenfl.fleet.population import Population, diurnal_availability, local_hour
 from greenfl.footprint.intensity import RegionalIntensity
 from greenfl.footprint.model import operational_carbon_g
@@ -77,6 +78,9 @@ class CarbonWait:
         if self.availability == "always":
             return np.ones(len(clients))
         when = self.start_utc + timedelta(seconds=start_s)
+        if self.availability == "production":
+            pop = self.population
+            return eligible_chance(self.fleet, when)[pop.device[clients], pop.region[clients]]
         p_region = diurnal_availability(local_hour(self.fleet, when))
         return p_region[self.population.region[clients]]
 

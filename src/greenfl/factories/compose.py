@@ -54,13 +54,13 @@ from greenfl.factories.world import (
     codec_bytes,
     cost_model,
     engine_settings,
+    fleet_for,
     grid_for,
     server_work_for,
     sources_for,
     trainer_for,
     waiting_for,
 )
-from greenfl.fleet.catalog import load_fleet
 from greenfl.fleet.population import Population
 from greenfl.footprint.meters import best_meter
 from greenfl.ledger.folder import claim_folder, replace_previous_run
@@ -142,7 +142,7 @@ def compose(
         dataset = attacked_dataset(cfg, dataset, malicious)
     model = given.model if given.model is not None else build_model_for(cfg, dataset)
     settings = engine_settings(cfg, model)
-    fleet = load_fleet(cfg.fleet.catalog)
+    fleet = fleet_for(cfg)
     sources = sources_for(cfg, fleet)
     population = Population.assign(fleet, dataset.client_sizes(), cfg.seed)
     strategy = _strategy(cfg, given.strategy)

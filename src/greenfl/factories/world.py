@@ -10,23 +10,27 @@ import os
 import torch
 from torch import nn
 
-from greenfl.accounting.entries import EntryTable
+from greenfl.accounting.entries import EntryTable, FootprintChoices
 from greenfl.accounting.sources import GridChoice, intensity_sources
 from greenfl.accounting.targets import TargetTable
 from greenfl.clients.trainer import ClientTrainer
 from greenfl.compression.base import Codec
 from greenfl.config import RunConfig
+from greenfl.core.errors import ConfigError
 from greenfl.core.params import get_flat
 from greenfl.data.base import FederatedDataset
 from greenfl.engine.costs import CostModel
 from greenfl.engine.server_work import ServerWorkModel
 from greenfl.engine.settings import EngineSettings, RoundRules, StopRules, WorldRules
 from greenfl.engine.waiting import CarbonWait
-from greenfl.fleet.catalog import Fleet
+from greenfl.fleet.catalog import Fleet, load_fleet
+from greenfl.fleet.eligibility import for_eligibility
 from greenfl.fleet.population import Population
+from greenfl.footprint.forecast import PersistenceForecast
 from greenfl.footprint.intensity import RegionalIntensity
 from greenfl.models.flops import forward_flops_per_sample
 from greenfl.scheduling.carbon import CarbonAwareScheduler
+from greenfl.scheduling.phases import timing_for
 
 
 def engine_settings(cfg: RunConfig, model: nn.Module) -> EngineSettings:
@@ -46,11 +50,18 @@ def engine_settings(cfg: RunConfig, model: nn.Module) -> EngineSettings:
             dp_max_grad_norm=dp.clip_norm if local else 0.0,
         ),
         world=WorldRules(
-            availability=f.availability,
+            availability=availability_for(cfg),
             over_selection=f.over_selection,
             deadline_s=f.deadline_s,
             dropout_prob=f.dropout_prob,
             aggregate_partial=f.partial_work == "aggregate",
+            timing=timing_for(
+                f.eligibility,
+                f.checkin_window_s,
+                f.checkin_interval_s,
+                f.selection_timeout_s,
+                f.configuration_s,
+            ),
         ),
         stop=StopRules(t.rounds, cfg.stop.target_accuracy, cfg.stop.carbon_budget_g),
         accounting=cfg.engine.accounting,
@@ -82,6 +93,39 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def availability_for(cfg: RunConfig) -> str:
+    """Who may be picked at an hour: the eligibility schedules under production, else
+    ``fleet.availability``."""
+    return "production" if cfg.fleet.eligibility == "production" else cfg.fleet.availability
+
+
+def fleet_for(cfg: RunConfig) -> Fleet:
+    """The configured fleet as its eligibility sees it (production: metered entries on
+    their home network)."""
+    return for_eligibility(load_fleet(cfg.fleet.catalog), cfg.fleet.eligibility)
+
+
+def footprint_choices(cfg: RunConfig) -> FootprintChoices:
+    return FootprintChoices(cfg.fleet.network_energy, cfg.fleet.embodied_allocation)
+
+
+def forecast_for(cfg: RunConfig, sources: RegionalIntensity) -> PersistenceForecast:
+    """What the planners see of the grid: a persistence forecast of ``sources``. A carbon
+    scheduler that looks further ahead than the forecast's lag would plan on the real
+    curve: refused."""
+    lag_h = cfg.fleet.forecast_lag_h
+    sched = cfg.scheduling
+    if sched.name == "carbon":
+        slack_s = float(sched.params.get("slack_s", 3600.0))
+        if slack_s > lag_h * 3600:
+            raise ConfigError(
+                f"scheduling.params.slack_s = {slack_s:g} s looks further ahead than the "
+                f"persistence forecast (fleet.forecast_lag_h = {lag_h:g} h): lower the slack "
+                "or raise the lag"
+            )
+    return PersistenceForecast(sources, lag_h)
+
+
 def grid_for(cfg: RunConfig) -> GridChoice:
     return GridChoice(cfg.fleet.ci_mode, cfg.fleet.ci_constant_g_per_kwh)
 
@@ -110,13 +154,14 @@ def cost_model(
 ) -> CostModel:
     fleet = population.fleet
     policy = cfg.adapt.target
-    targets = TargetTable.build(fleet) if policy != "entry" else None
+    choices = footprint_choices(cfg)
+    targets = TargetTable.build(fleet, choices) if policy != "entry" else None
     return CostModel(
         population,
-        EntryTable.build(fleet),
+        EntryTable.build(fleet, choices),
         targets,
         policy,
-        sources,
+        forecast_for(cfg, sources),  # planning never sees the real curve
         flops_per_sample,
         *bytes_up_down,
         batch_size=cfg.train.batch_size,
@@ -137,9 +182,9 @@ def waiting_for(
         scheduler,
         costs,
         costs.population,
-        sources,
+        forecast_for(cfg, sources),
         cfg.fleet.start_time,
-        cfg.fleet.availability,
+        availability_for(cfg),
         cost_aware,
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,10 @@ from greenfl.fleet.profiles import (
     NetworkProfile,
     PopulationEntry,
     Region,
+    Schedule,
     ServerProfile,
 )
+from greenfl.fleet.schedules import BUILTIN_SCHEDULES
 
 BUILTIN = "builtin"
 
@@ -30,6 +32,7 @@ class _FleetFile(BaseModel):
     region: list[Region] = Field(min_length=1)
     server: ServerProfile
     population: list[PopulationEntry] = Field(min_length=1)
+    schedule: list[Schedule] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class Fleet:
     server: ServerProfile
     population: tuple[PopulationEntry, ...]
     path: str
+    # The eligibility schedules the devices name: the built-in ones, and the fleet file's
+    # (which replace a built-in one of the same name).
+    schedules: tuple[Schedule, ...] = BUILTIN_SCHEDULES
 
     @property
     def device_names(self) -> tuple[str, ...]:
@@ -65,6 +71,12 @@ class Fleet:
     def region(self, name: str) -> Region:
         return self.regions[self.region_index(name)]
 
+    def schedule(self, name: str) -> Schedule:
+        for s in self.schedules:
+            if s.name == name:
+                return s
+        raise KeyError(f"no eligibility schedule {name!r}")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
@@ -73,6 +85,7 @@ class Fleet:
             "region": [r.model_dump() for r in self.regions],
             "server": self.server.model_dump(),
             "population": [p.model_dump() for p in self.population],
+            "schedule": [s.model_dump() for s in self.schedules],
         }
 
 
@@ -114,6 +127,20 @@ def _references(raw: dict[str, Any]) -> list[str]:
                 [t.get("name") for t in ts if isinstance(t, dict)] if isinstance(ts, list) else []
             )
     networks, regions = set(_names(raw, "network")), set(_names(raw, "region"))
+    schedules = {s.name for s in BUILTIN_SCHEDULES} | set(_names(raw, "schedule"))
+    for i, d in enumerate(raw.get("device", []) if isinstance(raw.get("device"), list) else []):
+        if isinstance(d, dict) and isinstance(d.get("schedule"), str):
+            if d["schedule"] not in schedules:
+                problems.append(f"device[{i}].schedule: unknown schedule {d['schedule']!r}")
+    metered = (
+        {
+            n["name"]: bool(n.get("metered", False))
+            for n in raw.get("network", [])
+            if isinstance(n, dict) and isinstance(n.get("name"), str)
+        }
+        if isinstance(raw.get("network"), list)
+        else {}
+    )
     server = raw.get("server")
     if isinstance(server, dict) and isinstance(server.get("region"), str):
         if server["region"] not in regions:
@@ -131,6 +158,11 @@ def _references(raw: dict[str, Any]) -> list[str]:
         for key, known in (("network", networks), ("region", regions)):
             if isinstance(p.get(key), str) and p[key] not in known:
                 problems.append(f"{where}.{key}: unknown {key} {p[key]!r}")
+        home = p.get("home_network")
+        if isinstance(home, str) and home not in networks:
+            problems.append(f"{where}.home_network: unknown network {home!r}")
+        elif isinstance(home, str) and metered.get(home):
+            problems.append(f"{where}.home_network: {home!r} is metered")
     return problems
 
 
@@ -148,6 +180,7 @@ def parse_fleet(raw: dict[str, Any], path: str) -> Fleet:
     problems += [p for p in _references(raw) if p not in problems]
     if problems or f is None:
         raise FleetError(f"{path}: " + "; ".join(problems), problems)
+    own = {s.name for s in f.schedule}
     return Fleet(
         devices=tuple(f.device),
         networks=tuple(f.network),
@@ -155,6 +188,7 @@ def parse_fleet(raw: dict[str, Any], path: str) -> Fleet:
         server=f.server,
         population=tuple(f.population),
         path=path,
+        schedules=tuple(s for s in BUILTIN_SCHEDULES if s.name not in own) + tuple(f.schedule),
     )
 
 
@@ -178,7 +212,5 @@ def load_fleet(catalog: str | Path = BUILTIN) -> Fleet:
             r.model_copy(update={"trace": str((base / r.trace).resolve())}) if r.trace else r
             for r in fleet.regions
         )
-        fleet = Fleet(
-            fleet.devices, fleet.networks, regions, fleet.server, fleet.population, fleet.path
-        )
+        fleet = replace(fleet, regions=regions)
     return fleet

@@ -9,6 +9,7 @@ from datetime import datetime
 import numpy as np
 
 from greenfl.fleet.catalog import Fleet
+from greenfl.fleet.eligibility import eligible_chance, local_hours
 
 _ASSIGN_STREAM = 7
 
@@ -56,9 +57,7 @@ class Population:
 
 def local_hour(fleet: Fleet, when_utc: datetime) -> np.ndarray:
     """Local hour of day (float, 0..24) in each region."""
-    utc_h = when_utc.hour + when_utc.minute / 60 + when_utc.second / 3600
-    offsets = np.array([r.utc_offset_h for r in fleet.regions])
-    return (utc_h + offsets) % 24
+    return local_hours(fleet, when_utc)
 
 
 def diurnal_availability(hour_local: np.ndarray) -> np.ndarray:
@@ -71,8 +70,12 @@ def diurnal_availability(hour_local: np.ndarray) -> np.ndarray:
 def available(
     pop: Population, when_utc: datetime, mode: str, rng: np.random.Generator
 ) -> np.ndarray:
-    """Indices of clients available now."""
+    """Indices of clients available now: everyone (``always``), by the region's hour of
+    day (``diurnal``), or by each device's eligibility schedule (``production``)."""
     if mode == "always":
         return np.arange(pop.size, dtype=np.int64)
+    if mode == "production":
+        chance = eligible_chance(pop.fleet, when_utc)[pop.device, pop.region]
+        return np.flatnonzero(rng.random(pop.size) < chance)
     p_region = diurnal_availability(local_hour(pop.fleet, when_utc))
     return np.flatnonzero(rng.random(pop.size) < p_region[pop.region])

@@ -26,6 +26,8 @@ MIN_MBPS, MAX_MBPS = 1e-6, 1e9
 MAX_KWH_PER_GB = 1e3
 MAX_TAIL_S = 3600.0
 MAX_PUE = 100.0
+MIN_CHARGING_EFFICIENCY = 0.05
+MAX_LATENCY_S = 600.0
 MAX_SHARE = 1e12  # shares are relative; their sum must stay finite
 
 
@@ -46,6 +48,14 @@ class DeviceProfile(_Profile):
     embodied_kg: float = Field(ge=0, le=MAX_EMBODIED_KG)
     lifetime_years: float = Field(ge=MIN_LIFETIME_YEARS, le=MAX_LIFETIME_YEARS)
     active_share: float = Field(ge=MIN_ACTIVE_SHARE, le=1)
+    # Battery devices: the share of the energy drawn at the wall that reaches the device
+    # (charger and battery losses); the wall-side energy is the device's divided by it.
+    # 1: mains power, its power figures already at the wall.
+    charging_efficiency: float = Field(1.0, ge=MIN_CHARGING_EFFICIENCY, le=1)
+    # The daily eligibility schedule (idle, charging, unmetered) under
+    # fleet.eligibility = "production": a built-in one (greenfl.fleet.schedules) or a fleet
+    # file's [[schedule]].
+    schedule: str = Field("always", min_length=1)
     source: str = Field(min_length=1)
     targets: tuple[ExecutionTarget, ...] = ()
 
@@ -82,7 +92,32 @@ class NetworkProfile(_Profile):
     # The radio's high-power tail after each transfer (LTE's RRC inactivity timer); 0: none.
     tail_s: float = Field(0.0, ge=0, le=MAX_TAIL_S)
     tail_power_w: float = Field(0.0, ge=0, le=MAX_POWER_W)
+    # Metered (mobile data): under fleet.eligibility = "production" a device never checks
+    # in over it, and trains over its home network instead.
+    metered: bool = False
+    # The share of network_kwh_per_gb spent in the access network (on the client's grid);
+    # the rest (core network, the server side) is charged at the server's grid.
+    access_share: float = Field(1.0, ge=0, le=1)
+    # The per-GB energy under fleet.network_energy = "marginal" (what one more GB adds to
+    # a network whose power barely follows its traffic); unset: the average figure.
+    marginal_kwh_per_gb: float | None = Field(None, ge=0, le=MAX_KWH_PER_GB)
+    # Connection set-up before the round's first transfer (radio promotion, TCP and TLS
+    # handshakes) and the round trip each transfer waits for; the radio is on through both.
+    setup_s: float = Field(0.0, ge=0, le=MAX_LATENCY_S)
+    rtt_ms: float = Field(0.0, ge=0, le=MAX_LATENCY_S * 1000)
     source: str = Field(min_length=1)
+
+    @property
+    def latency_s(self) -> float:
+        """Seconds a client round spends on set-up and round trips: the set-up once, and a
+        round trip before each of its two transfers."""
+        return self.setup_s + 2 * self.rtt_ms / 1000
+
+    def kwh_per_gb(self, model: str) -> float:
+        """The per-GB energy under ``model`` (average or marginal)."""
+        if model == "marginal" and self.marginal_kwh_per_gb is not None:
+            return self.marginal_kwh_per_gb
+        return self.network_kwh_per_gb
 
 
 class Region(_Profile):
@@ -159,9 +194,30 @@ class ServerProfile(_Profile):
         return self.idle_power_w if self.mode == "dedicated" else 0.0
 
 
+class Schedule(_Profile):
+    """A device class's chance, by local hour (00h..23h), of being eligible to train:
+    idle, charging and on an unmetered network."""
+
+    name: str = Field(min_length=1)
+    hourly: tuple[float, ...]
+    source: str = Field(min_length=1)
+
+    @field_validator("hourly")
+    @classmethod
+    def _day(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if len(v) != 24:
+            raise ValueError(f"hourly needs 24 values (00h..23h local), got {len(v)}")
+        if min(v) < 0 or max(v) > 1:
+            raise ValueError("hourly values are chances, in 0..1")
+        return v
+
+
 class PopulationEntry(_Profile):
     device: str
     network: str
     region: str
     share: float = Field(gt=0, le=MAX_SHARE)
     target: str | None = None
+    # The unmetered network such a device trains over under production eligibility when
+    # its own network is metered; unset: the fleet's first unmetered network.
+    home_network: str | None = None

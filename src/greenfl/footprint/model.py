@@ -3,15 +3,22 @@ client), so a cohort of a thousand clients is a handful of vector operations.
 
     compute_s            = flops / flops_per_s
     energy_compute_j     = active_power_w * compute_s
-    comm_s               = bytes_up*8/(up_mbps*1e6) + bytes_down*8/(down_mbps*1e6)
-    energy_comm_j        = radio_power_w * comm_s
-                           + (bytes_up+bytes_down)/1e9 * network_kwh_per_gb * 3.6e6
+    down_s               = setup_s + rtt_s + bytes_down*8/(down_mbps*1e6)
+    up_s                 = rtt_s + bytes_up*8/(up_mbps*1e6)
+    comm_s               = down_s + up_s
+    energy_network_j     = (bytes_up+bytes_down)/1e9 * network_kwh_per_gb * 3.6e6
+    energy_comm_j        = radio_power_w * comm_s + energy_network_j
                            + tail_power_w * (min(tail_s, compute_s) + tail_s)
-                             (the radio's tail after the download, cut short by the upload
-                             when training is quicker, and after the upload)
-    carbon_operational_g = (energy_compute_j + energy_comm_j) / 3.6e6 * ci_g_per_kwh
+                             (the radio's tail, once per burst: the download and the upload
+                             are one burst when training is shorter than the tail timer,
+                             and the radio idles at tail power in between; else two)
+    wall_energy_j        = (energy_compute_j + energy_comm_j - energy_network_j)
+                           / charging_efficiency      (the device's energy at the wall)
+    carbon_operational_g = (wall_energy_j + access_share * energy_network_j) / 3.6e6 * ci
+                           + (1 - access_share) * energy_network_j / 3.6e6 * server_ci
     carbon_embodied_g    = embodied_kg*1000 * (compute_s+comm_s)
                            / (lifetime_years*8766*3600*active_share)
+                           (active_share = 1 under the lifetime allocation)
     server_energy_j      = (measured or server_power_w * server_s) * pue
 """
 
@@ -43,7 +50,13 @@ class ClientCost:
     down_s: np.ndarray
     up_s: np.ndarray
     energy_compute_j: np.ndarray
-    energy_comm_j: np.ndarray
+    energy_comm_j: np.ndarray  # the radio's (tail included) and the network's
+    energy_network_j: np.ndarray | float = 0.0  # of energy_comm_j: the network's, per byte
+
+    @cached_property
+    def device_j(self) -> np.ndarray:
+        """The device's own energy (compute and radio), before charging losses."""
+        return self.energy_compute_j + self.energy_comm_j - self.energy_network_j
 
     @cached_property
     def comm_s(self) -> np.ndarray:
@@ -93,6 +106,8 @@ def client_cost(
     network_kwh_per_gb: ArrayLike,
     tail_s: ArrayLike = 0.0,
     tail_power_w: ArrayLike = 0.0,
+    setup_s: ArrayLike = 0.0,
+    rtt_s: ArrayLike = 0.0,
 ) -> ClientCost:
     return cost_from_rates(
         flops,
@@ -106,6 +121,8 @@ def client_cost(
         network_j_per_byte(network_kwh_per_gb),
         tail_s,
         tail_power_w,
+        setup_s,
+        rtt_s,
     )
 
 
@@ -117,8 +134,9 @@ def tail_energy_j(
     tail_power_w: ArrayLike,
 ) -> np.ndarray:
     """The radio's tail (Huang et al., MobiSys 2012: an LTE modem stays in its high-power
-    state for a timer after each transfer): after the download it lasts until the timer
-    or the upload, whichever is first; after the upload, the whole timer."""
+    state for a timer after each burst of transfers): after the download it lasts until
+    the timer or the upload, whichever is first (a training shorter than the timer makes
+    the two transfers one burst, with one tail); after the upload, the whole timer."""
     after_down = np.minimum(tail_s, compute_s) * np.asarray(downloaded)
     return np.asarray(tail_power_w) * (after_down + np.asarray(tail_s) * np.asarray(uploaded))
 
@@ -135,23 +153,27 @@ def cost_from_rates(
     net_j_per_byte: ArrayLike,
     tail_s: ArrayLike = 0.0,
     tail_power_w: ArrayLike = 0.0,
+    setup_s: ArrayLike = 0.0,
+    rtt_s: ArrayLike = 0.0,
 ) -> ClientCost:
     """client_cost with each link's seconds per byte and the network's joules per byte
-    computed beforehand (once per fleet entry, not once per client and round)."""
+    computed beforehand (once per fleet entry, not once per client and round). The
+    connection's set-up and a round trip come before the download, a round trip before the
+    upload, with the radio on."""
     # Operators, not ufuncs with dtype=: half the cost a call on a cohort's small arrays.
     compute_s = flops / np.asarray(flops_per_s)
-    up_s = bytes_up * np.asarray(up_s_per_byte)
-    down_s = bytes_down * np.asarray(down_s_per_byte)
-    comm_j = _comm_j(up_s + down_s, bytes_up + bytes_down, radio_power_w, net_j_per_byte)
-    tail_j = tail_energy_j(
-        compute_s, np.asarray(bytes_down) > 0, np.asarray(bytes_up) > 0, tail_s, tail_power_w
-    )
+    downloaded, uploaded = np.asarray(bytes_down) > 0, np.asarray(bytes_up) > 0
+    up_s = bytes_up * np.asarray(up_s_per_byte) + rtt_s * uploaded
+    down_s = bytes_down * np.asarray(down_s_per_byte) + (setup_s + rtt_s) * downloaded
+    network_j = (bytes_up + bytes_down) * np.asarray(net_j_per_byte)
+    tail_j = tail_energy_j(compute_s, downloaded, uploaded, tail_s, tail_power_w)
     return ClientCost(
         compute_s=compute_s,
         down_s=down_s,
         up_s=up_s,
         energy_compute_j=active_power_w * compute_s,
-        energy_comm_j=comm_j + tail_j,
+        energy_comm_j=np.asarray(radio_power_w) * (up_s + down_s) + network_j + tail_j,
+        energy_network_j=network_j,
     )
 
 
@@ -178,23 +200,40 @@ def truncate(
     frac_up = np.divide(up_s, cost.up_s, out=np.zeros_like(up_s), where=cost.up_s > 0)
     moved_down = np.asarray(bytes_down, dtype=np.float64) * frac_down
     moved_up = np.asarray(bytes_up, dtype=np.float64) * frac_up
+    network_j = (moved_down + moved_up) * network_j_per_byte(network_kwh_per_gb)
     cut = ClientCost(
         compute_s=compute_s,
         down_s=down_s,
         up_s=up_s,
         energy_compute_j=np.asarray(active_power_w) * compute_s,
-        energy_comm_j=comm_energy_j(
-            down_s + up_s, moved_down + moved_up, radio_power_w, network_kwh_per_gb
-        )
+        energy_comm_j=np.asarray(radio_power_w) * (down_s + up_s)
+        + network_j
         + tail_energy_j(
             compute_s, frac_down >= 1, (frac_up >= 1) & (cost.up_s > 0), tail_s, tail_power_w
         ),
+        energy_network_j=network_j,
     )
     return cut, np.rint(moved_down).astype(np.int64), np.rint(moved_up).astype(np.int64)
 
 
 def operational_carbon_g(energy_j: ArrayLike, ci_g_per_kwh: ArrayLike) -> np.ndarray:
     return np.asarray(energy_j, dtype=np.float64) / J_PER_KWH * ci_g_per_kwh
+
+
+def client_operational_g(
+    wall_j: ArrayLike,
+    network_j: ArrayLike,
+    access_share: ArrayLike,
+    ci_g_per_kwh: ArrayLike,
+    server_ci_g_per_kwh: ArrayLike,
+) -> np.ndarray:
+    """A client round's operational carbon: the device's energy at the wall and the access
+    network's share of the network energy on the client's grid, the rest of the network
+    energy (core, the server side) on the server's grid."""
+    access_j = np.asarray(network_j) * access_share
+    return operational_carbon_g(np.asarray(wall_j) + access_j, ci_g_per_kwh) + operational_carbon_g(
+        np.asarray(network_j) - access_j, server_ci_g_per_kwh
+    )
 
 
 def embodied_carbon_g(

@@ -147,7 +147,9 @@ def pack_rounds(
     for rows in built(rounds):
         n = len(rows)
         if not isinstance(rows, ColumnRows):
-            packed.append((n, tuple(("list", [r[c] for r in rows]) for c in order)))
+            # A column a mapping leaves out is NULL (the table's NOT NULL refuses it where
+            # it is required).
+            packed.append((n, tuple(("list", [r.get(c) for r in rows]) for c in order)))
             continue
         out: list[tuple[Any, ...]] = []
         for name in order:

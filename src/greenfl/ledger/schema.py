@@ -2,7 +2,7 @@
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 ROUND_COLUMNS: tuple[str, ...] = (
     "round",
@@ -29,6 +29,9 @@ ROUND_COLUMNS: tuple[str, ...] = (
     "backdoor_success",
     "epsilon",
     "dp_clip_norm",
+    "checkin_s",
+    "config_s",
+    "report_window_s",
 )
 
 CLIENT_ROUND_COLUMNS: tuple[str, ...] = (
@@ -53,6 +56,8 @@ CLIENT_ROUND_COLUMNS: tuple[str, ...] = (
     "carbon_operational_g",
     "carbon_embodied_g",
     "estimated",
+    "wall_energy_j",
+    "energy_network_j",
 )
 
 STATUSES: tuple[str, ...] = (
@@ -105,7 +110,10 @@ CREATE TABLE IF NOT EXISTS rounds (
     client_acc_clients INTEGER,
     backdoor_success REAL,
     epsilon REAL,
-    dp_clip_norm REAL
+    dp_clip_norm REAL,
+    checkin_s REAL,
+    config_s REAL,
+    report_window_s REAL
 );
 CREATE TABLE IF NOT EXISTS client_rounds (
     round INTEGER NOT NULL,
@@ -129,6 +137,8 @@ CREATE TABLE IF NOT EXISTS client_rounds (
     carbon_operational_g REAL NOT NULL,
     carbon_embodied_g REAL NOT NULL,
     estimated INTEGER NOT NULL,
+    wall_energy_j REAL,
+    energy_network_j REAL,
     PRIMARY KEY (round, client_id)
 );
 CREATE TABLE IF NOT EXISTS server_state (
@@ -154,12 +164,23 @@ ADDED_ROUND_COLUMNS: tuple[tuple[str, str], ...] = (
     ("backdoor_success", "REAL"),
     ("epsilon", "REAL"),
     ("dp_clip_norm", "REAL"),
+    # issue 28: the round's phases (selection/check-in, configuration, reporting window)
+    ("checkin_s", "REAL"),
+    ("config_s", "REAL"),
+    ("report_window_s", "REAL"),
+)
+# issue 28: each client round's device energy at the wall, and the network's part of
+# energy_comm_j (NULL in rounds written before version 3)
+ADDED_CLIENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("wall_energy_j", "REAL"),
+    ("energy_network_j", "REAL"),
 )
 
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring an older ledger's tables up to this schema (additive changes only)."""
-    have = {row[1] for row in conn.execute("PRAGMA table_info(rounds)")}
-    for name, kind in ADDED_ROUND_COLUMNS:
-        if name not in have:
-            conn.execute(f"ALTER TABLE rounds ADD COLUMN {name} {kind}")
+    for table, added in (("rounds", ADDED_ROUND_COLUMNS), ("client_rounds", ADDED_CLIENT_COLUMNS)):
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in added:
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
