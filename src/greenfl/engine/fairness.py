@@ -87,7 +87,7 @@ def region_accuracy(
             xs.append(x[:room])
             ys.append(y[:room])
             room -= len(ys[-1])
-            if room == 0:
+            if room <= 0:
                 break
         if not ys:
             continue
