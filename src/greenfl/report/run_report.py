@@ -21,6 +21,7 @@ from greenfl.report.run_sections import (
     incidents_section,
     intensity_section,
     participation_section,
+    region_accuracy_section,
 )
 from greenfl.report.tables import breakdown, group_carbon, round_series
 
@@ -146,6 +147,7 @@ def render_run_report(run: RunData, extra: Sequence[SectionHook] = ()) -> str:
         sections.append(client_acc)
     sections.append(intensity_section(run, s))
     sections.append(participation_section(run))
+    sections.append(region_accuracy_section(run))
     sections.append(incidents_section(run))
     for hook in extra:
         sec = hook(run)

@@ -1,9 +1,11 @@
 """The run report's sections on the run's world and its clients: the grids' carbon intensity,
-participation per client group, and the client-rounds that were not aggregated. Each reads
-the ledger (rows and meta) only; what an older ledger did not record is said, not guessed."""
+participation per client group, the final model's accuracy per region, and the
+client-rounds that were not aggregated. Each reads the ledger (rows and meta) only; what an
+older ledger did not record is said, not guessed."""
 
 from __future__ import annotations
 
+import json
 from html import escape
 
 from greenfl.report import plots
@@ -24,6 +26,9 @@ from greenfl.report.world import RecordError, intensity_curves, population_group
 MAIN_REGIONS = 5
 INCIDENT_ROWS = 200
 NOT_RECORDED = "not recorded by this run (its ledger was written by an older greenfl)"
+# The meta key the end of a run writes (greenfl.engine.fairness; a test holds the two equal:
+# the report does not import the engine).
+REGION_ACCURACY_KEY = "region_accuracy"
 
 
 def client_regions(run: RunData, recorded: list[str]) -> list[str]:
@@ -97,6 +102,60 @@ def participation_section(run: RunData) -> Section:
         + f"<details><summary>Participation table</summary>{group_table}</details>"
     )
     return ("participation", title, body)
+
+
+def region_accuracies(meta: dict[str, str]) -> dict[str, tuple[float, int]] | None:
+    """{region: (accuracy, clients evaluated)} as the run recorded them; None where it did
+    not; RecordError where the record is not in the shape the run writes."""
+    raw = meta.get(REGION_ACCURACY_KEY)
+    if raw is None:
+        return None
+    try:
+        out = {
+            str(name): (float(v["accuracy"]), int(v["clients"]))
+            for name, v in json.loads(raw).items()
+        }
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise RecordError(f"meta {REGION_ACCURACY_KEY} is malformed: {exc}") from None
+    if not all(0.0 <= acc <= 1.0 for acc, _ in out.values()):
+        raise RecordError(f"meta {REGION_ACCURACY_KEY} holds an accuracy outside [0, 1]")
+    return out
+
+
+def region_accuracy_section(run: RunData) -> Section:
+    """The final model on each region's clients' own test data, worst region first."""
+    sid, title = "region-accuracy", "Accuracy per region"
+    try:
+        regions = region_accuracies(run.meta)
+    except RecordError as exc:
+        return (sid, title, note(f"Accuracy per region unreadable: {exc}."))
+    if regions is None:
+        text = (
+            "Accuracy per region not recorded by this run (an older greenfl, or a run that "
+            "ended before its final evaluation)."
+        )
+        return (sid, title, note(text, recorded="no"))
+    if not regions:
+        return (sid, title, note("No region's clients held test data.", recorded="empty"))
+    try:
+        sizes = (population_groups(run.meta) or {}).get("region", {})
+    except RecordError:
+        sizes = {}
+    order = sorted(regions, key=lambda r: (regions[r][0], r))
+    rows = [(r, f"{regions[r][0] * 100:.1f}%", regions[r][1], num(sizes.get(r))) for r in order]
+    worst, best = order[0], order[-1]
+    gap = regions[best][0] - regions[worst][0]
+    lead = (
+        "<p class='lead'>The final model on each region's clients' own test data (a seeded "
+        "sample of each region's clients, at most 100 clients and 500 samples). Worst: "
+        f"{escape(worst)} at {regions[worst][0] * 100:.1f}%, best: {escape(best)} at "
+        f"{regions[best][0] * 100:.1f}%, a gap of "
+        f"<strong data-metric='region_accuracy_gap' data-value='{gap!r}'>"
+        f"{gap * 100:.1f} points</strong>. With data.region_skew a region's clients hold data of "
+        "their own, and a region the training left out shows here.</p>"
+    )
+    headers = ("region", "accuracy", "clients evaluated", "clients in the region")
+    return (sid, title, lead + table(headers, rows, {1, 2, 3}))
 
 
 def incidents_section(run: RunData) -> Section:
