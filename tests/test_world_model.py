@@ -22,6 +22,8 @@ from greenfl.footprint.intensity import RegionalIntensity, Trace
 from greenfl.footprint.model import client_operational_g, cost_from_rates
 from greenfl.ledger import read_ledger
 from greenfl.ledger.schema import migrate
+from greenfl.report.run_data import open_run
+from greenfl.report.run_report import render_run_report
 from greenfl.scheduling.phases import PRODUCTION_TIMING, RoundTiming
 
 J_PER_KWH = 3.6e6
@@ -277,3 +279,15 @@ def test_a_version_2_ledger_gains_the_new_columns(tmp_path: Path) -> None:
     rcols = {r[1] for r in conn.execute("PRAGMA table_info(rounds)")}
     assert {"checkin_s", "config_s", "report_window_s"} <= rcols
     assert conn.execute("SELECT wall_energy_j FROM client_rounds").fetchone() == (None,)
+
+
+def test_the_report_says_the_carbon_uses_wall_energy(
+    tiny_config: RunConfig, tmp_path: Path
+) -> None:
+    greenfl.run(_cfg(tiny_config, _fleet(tmp_path)), tmp_path / "run")
+    rows = read_ledger(tmp_path / "run").client_rounds
+    wall_j = sum(r["wall_energy_j"] for r in rows)
+    with open_run(tmp_path / "run") as run:
+        page = render_run_report(run)
+    assert "energy at the wall" in page
+    assert f"{wall_j:.4g} J (charging losses included)" in page

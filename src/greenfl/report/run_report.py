@@ -23,7 +23,7 @@ from greenfl.report.run_sections import (
     participation_section,
     region_accuracy_section,
 )
-from greenfl.report.tables import breakdown, group_carbon, round_series
+from greenfl.report.tables import breakdown, energy_basis, group_carbon, round_series
 
 
 def metric_card(m: Metric) -> str:
@@ -125,7 +125,7 @@ def render_run_report(run: RunData, extra: Sequence[SectionHook] = ()) -> str:
             + figure(
                 plots.round_breakdown_figure(s),
                 "Client operational carbon is split between compute and communication in "
-                "proportion to their energy; server carbon includes the PUE.",
+                "proportion to their energy; server carbon includes the PUE. " + energy_basis(b),
             ),
         )
     )

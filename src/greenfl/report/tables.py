@@ -20,6 +20,10 @@ class Breakdown:
     client_operational_g: float
     server_g: float
     embodied_g: float
+    # The clients' energy at the wall and the network's part of comm_j (None: a ledger
+    # written before they were recorded)
+    wall_j: float | None = None
+    network_j: float | None = None
 
     @property
     def total_j(self) -> float:
@@ -31,15 +35,33 @@ class Breakdown:
 
 
 def breakdown(conn: sqlite3.Connection) -> Breakdown:
+    have = {row[1] for row in conn.execute("PRAGMA table_info(client_rounds)")}
+    wall = "SUM(wall_energy_j), SUM(energy_network_j)" if "wall_energy_j" in have else "NULL, NULL"
     c = conn.execute(
         "SELECT COALESCE(SUM(energy_compute_j),0), COALESCE(SUM(energy_comm_j),0), "
-        "COALESCE(SUM(carbon_operational_g),0), COALESCE(SUM(carbon_embodied_g),0) "
-        "FROM client_rounds"
+        "COALESCE(SUM(carbon_operational_g),0), COALESCE(SUM(carbon_embodied_g),0), "
+        f"{wall} FROM client_rounds"
     ).fetchone()
     s = conn.execute(
         "SELECT COALESCE(SUM(server_energy_j),0), COALESCE(SUM(server_carbon_g),0) FROM rounds"
     ).fetchone()
-    return Breakdown(c[0], c[1], s[0], c[2], s[1], c[3])
+    return Breakdown(c[0], c[1], s[0], c[2], s[1], c[3], c[4], c[5])
+
+
+def energy_basis(b: Breakdown) -> str:
+    """Which energy the clients' operational carbon is computed from, in words."""
+    if b.wall_j is None or b.network_j is None:
+        return (
+            "This ledger predates wall-side energy: its clients' operational carbon uses "
+            "their device-side energy."
+        )
+    device_j = b.compute_j + b.comm_j - b.network_j
+    return (
+        f"Client energy above is device-side ({device_j:.4g} J on the devices, "
+        f"{b.network_j:.4g} J in the network). The clients' operational carbon uses the "
+        f"devices' energy at the wall, {b.wall_j:.4g} J (charging losses included), and the "
+        "network's: its access share on the client's grid, the rest on the server's."
+    )
 
 
 def carbon_by(
