@@ -128,3 +128,19 @@ def test_loop_waits_counts_idle_energy_and_advances_the_clock(
     costly = _traced_fleet(tmp_path / "costly.toml", csv.name, 90.0)
     greenfl.run(cfg.replace(**{"fleet.catalog": str(costly)}), tmp_path / "costly")
     assert all(r["wait_s"] == 0.0 for r in read_ledger(tmp_path / "costly").rounds)
+
+
+def test_wait_share_bounds_waits_by_the_rounds_time_so_far() -> None:
+    """max_wait_share = 0.5: waits add at most half the rounds' own time to the run."""
+    sched = CarbonAwareScheduler(
+        CarbonSchedulerParams(slack_s=3600.0, step_s=900.0, max_wait_share=0.5)
+    )
+    later_is_cleaner = lambda s: -s  # noqa: E731  (always worth waiting longest)
+    no_idle = lambda t0, s: np.zeros(len(s))  # noqa: E731
+    assert sched.plan(0.0, later_is_cleaner, no_idle) == 0.0  # no rounds yet: no wait
+    # 1,000 s of rounds: up to 500 s of waiting (the bound itself is a candidate start)
+    assert sched.plan(1000.0, later_is_cleaner, no_idle) == pytest.approx(500.0)
+    # 1,500 s so far, 500 of them waiting: 1,000 s of rounds allow 500 s, all spent
+    assert sched.plan(1500.0, later_is_cleaner, no_idle) == 0.0
+    # 3,000 s of rounds later (4,500 s in all): 0.5 x 4,000 - 500 = 1,500 s
+    assert sched.plan(4500.0, later_is_cleaner, no_idle) == pytest.approx(1500.0)

@@ -24,6 +24,13 @@ class CarbonSchedulerParams:
     max_total_wait_s: float | None = Field(
         None, ge=0, le=1e12, description="wait budget per run (none: unlimited)"
     )
+    max_wait_share: float | None = Field(
+        None,
+        ge=0,
+        le=1e3,
+        description="waits may add at most this share to the run's simulated time "
+        "(0.5: a run at most 1.5x as long as its rounds alone); none: no such bound",
+    )
 
 
 class CarbonAwareScheduler:
@@ -35,12 +42,19 @@ class CarbonAwareScheduler:
         self.slack_s = p.slack_s
         self.step_s = p.step_s
         self.max_total_wait_s = p.max_total_wait_s
+        self.max_wait_share = p.max_wait_share
         self.total_wait_s = 0.0
 
     def candidate_starts(self, now_s: float) -> np.ndarray:
+        """Starts from now to now + the slack, within the wait budgets. ``now_s`` is the
+        run's simulated time so far (the clock starts at 0): its part not spent waiting is
+        the rounds', which ``max_wait_share`` measures waits against."""
         slack = self.slack_s
         if self.max_total_wait_s is not None:
             slack = min(slack, max(self.max_total_wait_s - self.total_wait_s, 0.0))
+        if self.max_wait_share is not None:
+            rounds_s = max(now_s - self.total_wait_s, 0.0)
+            slack = min(slack, max(self.max_wait_share * rounds_s - self.total_wait_s, 0.0))
         offsets = np.arange(0.0, slack + 1e-9, self.step_s)
         if len(offsets) and slack - offsets[-1] > 1e-9:
             offsets = np.append(offsets, slack)  # the slack itself is a candidate
