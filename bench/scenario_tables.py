@@ -9,6 +9,14 @@ halved and doubled).
     python bench/scenario_tables.py --scenarios shakespeare femnist   # hours a policy
     python bench/scenario_tables.py --tables-only        # the tables of OUT/scenarios.json
     python bench/scenario_tables.py --adapt --adapt-seeds 0,1,2,3,4,5,6,7,8,9   # bandits only
+    python bench/scenario_tables.py --world country-production-DE    # issue 28's worlds
+    python bench/scenario_tables.py --world all --tables-only
+
+With --world (issue 28; bench/worlds.py defines the worlds, the start times across the
+year and the provenance): every policy is tuned in that world, over the same grid, which
+includes the upload codec (identity, q8) for every policy; seed s starts at its own start
+time, the same for every policy; results go to bench/results/worlds/<world>.json with the
+commit, command and environment that produced them (see run_world below).
 
 Each policy is its own settings on top of the scenario's FedAvg file, and nothing else:
 the built-in fleet as it is, with diurnal availability, the real 2020 traces and the
@@ -32,6 +40,15 @@ from pathlib import Path
 
 import greenfl
 from greenfl.config import load_config
+
+# issue 28's worlds, defined in bench/worlds.py
+WORLD_NAMES = (
+    "global-any",
+    "global-production",
+    "country-production-DE",
+    "country-production-GB",
+    "country-production-FR",
+)
 
 GRID = {  # digits: the grid every policy is tuned over
     "train.clients_per_round": "3,5,10",
@@ -340,7 +357,13 @@ def measure_adapt(out: Path, name: str, seeds: tuple[int, ...]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("bench/results/scenarios"))
-    ap.add_argument("--scenarios", nargs="+", default=["digits"], choices=list(SCENARIOS))
+    ap.add_argument(
+        "--scenarios",
+        nargs="+",
+        default=["digits"],
+        choices=sorted({*SCENARIOS, "femnist_writers"}),
+        help="with --world: digits, femnist_writers or shakespeare",
+    )
     ap.add_argument(
         "--policies",
         nargs="+",
@@ -370,7 +393,23 @@ def main() -> None:
         help="with --adapt: these seeds (comma-separated), the tuned FedAvg point run again "
         "over them",
     )
+    ap.add_argument(
+        "--world",
+        nargs="+",
+        choices=[*WORLD_NAMES, "all"],
+        help="issue 28's worlds (bench/worlds.py): tune and measure every policy in each, "
+        "results in bench/results/worlds/<world>.json; with --tables-only, print them",
+    )
+    ap.add_argument("--jobs", type=int, default=2, help="with --world: runs at once")
+    ap.add_argument("--no-levers", action="store_true", help="with --world: policies only")
+    ap.add_argument("--levers-only", action="store_true", help="with --world: levers only")
+    ap.add_argument("--lever", nargs="+", help="with --world: only these levers")
     args = ap.parse_args()
+    if args.world:
+        import world_tables
+
+        world_tables.main(args)
+        return
     saved = args.out / "scenarios.json"
     if args.adapt:
         for name in args.scenarios:

@@ -1,0 +1,439 @@
+"""Issue 28's scenario tables by world (``python bench/scenario_tables.py --world W``).
+
+In each world (bench/worlds.py) every policy, FedAvg, the anchors (Oort, FedZero-style,
+AutoFL-style) and greenfl's, is tuned by greenfl's own grid search (greenfl.analysis.tune,
+what ``greenfl tune`` runs) over the same grid, which holds the upload codec (identity, q8)
+as well as the round parameters, in that same world, and the tables compare each policy's
+best point, paired by seed. Seed s starts at bench/worlds.py's start_time(s), the same for
+every policy (``greenfl tune`` runs every seed at the config's one start time, so the tune
+is called through its Python function with a run function that sets the seed's start time;
+the ranking, tune.csv and best.toml are tune's own).
+
+Then the levers of greenfl's tuned policy, each switched off alone, same seeds and start
+times: the selector blind to the region's grid, to the network, to the device, to the
+client's data size (bench/blind.py), time shifting (no carbon-aware wait), compression
+(identity), execution targets (each entry's own) and round parameters (the base file's).
+
+Results: OUT/<world>.json (kept in git), with the provenance of every block of numbers;
+the per-run folders under OUT/<world>/ are not kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+import greenfl
+from greenfl.analysis.tune import tune
+from greenfl.config import RunConfig, load_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import blind  # noqa: E402
+import worlds  # noqa: E402
+from scenario_tables import GRID, SEEDS, mean, policies, summary_of  # noqa: E402
+
+OUT = worlds.ROOT / "bench" / "results" / "worlds"
+
+# Each scenario: its FedAvg file and the grid every policy is tuned over (the same for all
+# of them): the round parameters, and the upload codec because any FL user can turn
+# compression on. FedZero's round window is derived per world (deadline_s below).
+WORLD_SCENARIOS: dict[str, dict] = {
+    "digits": {
+        "base": "examples/reference-fedavg.toml",
+        "grid": {**GRID, "compression.name": "identity,q8"},
+        "levers": True,
+    },
+    # FEMNIST-shaped with per-writer style, and Shakespeare: minutes a run on 2 cores, so
+    # one point of round parameters (the dataset's defaults), the codec still an axis, for
+    # every policy alike.
+    "femnist_writers": {
+        "base": "examples/worlds/femnist-writers-fedavg.toml",
+        "grid": {
+            "train.clients_per_round": "10",
+            "train.local_epochs": "1",
+            "train.batch_size": "10",
+            "compression.name": "identity,q8",
+        },
+        "levers": False,
+    },
+    "shakespeare": {
+        "base": "examples/shakespeare-scenario-fedavg.toml",
+        "grid": {
+            "train.clients_per_round": "10",
+            "train.local_epochs": "1",
+            "train.batch_size": "10",
+            "compression.name": "identity,q8",
+        },
+        "levers": False,
+    },
+}
+
+WORLD_POLICIES = ("fedavg", "oort", "fedzero", "autofl", "greenfl", "greenfl + floor")
+ANCHORS = ("oort", "fedzero", "autofl")
+
+
+def world_policies(deadline_s: float) -> dict[str, list[str]]:
+    """The policies of issue 15's tables, less any codec setting: the codec is a grid axis
+    here, for every policy."""
+    return {
+        name: [s for s in sets if not s.startswith("compression.")]
+        for name, sets in policies(deadline_s).items()
+        if name in WORLD_POLICIES
+    }
+
+
+def start_set(seed: int) -> str:
+    return f'fleet.start_time="{worlds.start_iso(seed)}"'
+
+
+def run_at_start(cfg: RunConfig, out: Path) -> dict:
+    """One run of ``cfg`` at its seed's start time (the run function given to tune)."""
+    cfg = cfg.replace(**{"fleet.start_time": worlds.start_iso(cfg.seed)})
+    return greenfl.run(cfg, out).summary
+
+
+def deadline_s(base: str, world: str, grid: dict[str, str]) -> float:
+    """FedZero's round window in ``world``: above the slowest modelled client round (any
+    client, any of its execution targets, the grid's most epochs, smallest batch and the
+    uncompressed upload), x1.25, rounded up to 2 significant digits, so the window never
+    cuts the work at any grid point (partial work is how FedZero adapts epochs)."""
+    from greenfl.factories import build_loop
+
+    epochs = max(int(v) for v in grid["train.local_epochs"].split(","))
+    batch = min(int(v) for v in grid["train.batch_size"].split(","))
+    cfg = load_config(
+        base,
+        [
+            *worlds.WORLDS[world],
+            "adapt.target=carbon",
+            f"train.local_epochs={epochs}",
+            f"train.batch_size={batch}",
+            "compression.name=identity",
+            "report.html=false",
+        ],
+    )
+    costs = build_loop(cfg).parts.costs
+    clients = np.arange(costs.population.size)
+    entry = costs.population.entry[clients]
+    tt = costs.targets
+    slowest = 0.0
+    for t in range(int(tt.num_targets.max())):
+        rows = tt.first_row[entry] + np.minimum(t, tt.num_targets[entry] - 1)
+        est = costs._estimate(clients, rows, 0.0, epochs)
+        slowest = max(slowest, float(est.duration_s.max()))
+    window = slowest * 1.25
+    digits = -int(math.floor(math.log10(window))) + 1
+    return math.ceil(window * 10**digits) / 10**digits
+
+
+def tune_policy(job: tuple) -> tuple[str, dict, list]:
+    """Tune one policy in one world (in a worker process): its best point and ranking."""
+    world, scenario, policy, sets, out = job
+    sc = WORLD_SCENARIOS[scenario]
+    grid = [f"{k}={v}" for k, v in sc["grid"].items()]
+    overrides = [*worlds.WORLDS[world], *sets, "report.html=false"]
+    t0 = time.time()
+
+    def progress(msg: str) -> None:
+        print(f"[{world} {scenario} {policy} {time.time() - t0:6.0f}s] {msg}", flush=True)
+
+    points = tune(
+        Path(sc["base"]), grid, SEEDS, "carbon_g_to_target", Path(out), overrides,
+        run_fn=run_at_start, on_progress=progress,
+    )  # fmt: skip
+    best = dict(points[0].assignments)
+    ranking = [
+        {"point": dict(p.assignments), "mean_g": p.mean, "reached": p.reached} for p in points
+    ]
+    return policy, best, ranking
+
+
+def runs_of(folder: Path, point: dict[str, str]) -> list[dict]:
+    """The tune's own runs at ``point``, one per seed (a fresh run of the same config, seed
+    and start time repeats them: bench/results/worlds' test does so)."""
+    found = {}
+    for cfg_file in sorted((folder / "runs").glob("p*-seed*/config.json")):
+        cfg = json.loads(cfg_file.read_text())
+        if all(str(cfg[k.split(".")[0]][k.split(".")[1]]) == v for k, v in point.items()):
+            found[cfg["seed"]] = summary_of(cfg_file.parent)
+    return [found[seed] for seed in SEEDS]
+
+
+def world_row(summaries: list[dict]) -> dict:
+    def to_target(s: dict, key: str) -> float:
+        return float("nan") if s["rounds_to_target"] is None else s[key]
+
+    return {
+        "reached": sum(s["rounds_to_target"] is not None for s in summaries),
+        "total_g": [to_target(s, "carbon_g_to_target") for s in summaries],
+        "operational_g": [s["carbon_g"]["operational"] for s in summaries],
+        "embodied_g": [s["carbon_g"]["embodied"] for s in summaries],
+        "rounds": [s["rounds_to_target"] for s in summaries],
+        "sim_time_to_target_s": [to_target(s, "sim_time_s") for s in summaries],
+        "accuracy": [s["final_accuracy"] for s in summaries],
+        "client_acc_worst_decile": [
+            (s.get("client_accuracy") or {}).get("worst_decile") for s in summaries
+        ],
+        "participants": [s["participants"] for s in summaries],
+        "dropped": [s["clients_dropped"] for s in summaries],
+    }
+
+
+def point_sets(point: dict[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in point.items()]
+
+
+def load(world: str) -> dict:
+    path = OUT / f"{world}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def save(world: str, update) -> dict:
+    """Read OUT/<world>.json again (another process may have written meanwhile), apply
+    ``update`` to it, write it back."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    res = load(world)
+    res.setdefault("world", world)
+    res["definition"] = {
+        "sets": worlds.WORLDS[world],
+        "doc": "bench/worlds.py: the world's definition, never tuned",
+    }
+    res["start_rule"] = worlds.START_RULE
+    res["start_times"] = {str(s): worlds.start_iso(s) for s in SEEDS}
+    res.setdefault("scenarios", {})
+    update(res)
+    (OUT / f"{world}.json").write_text(json.dumps(res, indent=1) + "\n")
+    return res
+
+
+def run_world(world: str, scenario: str, jobs: int, chosen: list[str] | None) -> None:
+    sc = WORLD_SCENARIOS[scenario]
+    folder = OUT / world / scenario
+    window = deadline_s(sc["base"], world, sc["grid"])
+    pols = world_policies(window)
+    if chosen:
+        pols = {k: v for k, v in pols.items() if k in chosen}
+    print(f"{world} {scenario}: FedZero's window {window:g} s; {len(pols)} policies x "
+          f"{math.prod(len(v.split(',')) for v in sc['grid'].values())} points x "
+          f"{len(SEEDS)} seeds", flush=True)  # fmt: skip
+    todo = [(world, scenario, p, sets, str(folder / f"tune-{p.replace(' + ', '-')}"))
+            for p, sets in pols.items()]  # fmt: skip
+    prov = worlds.provenance()
+
+    def record(policy: str, best: dict, ranking: list) -> None:
+        sets = pols[policy]
+        r = world_row(runs_of(folder / f"tune-{policy.replace(' + ', '-')}", best))
+        entry = {
+            "point": best,
+            "settings": sets,
+            "overrides": [*worlds.WORLDS[world], *sets, *point_sets(best), "report.html=false"],
+            **r,
+            "ranking": ranking,
+            "provenance": prov,
+        }
+
+        def update(res: dict) -> None:
+            s = res["scenarios"].setdefault(scenario, {})
+            s.update({"base": sc["base"], "grid": sc["grid"], "seeds": list(SEEDS),
+                      "fedzero_deadline_s": window})  # fmt: skip
+            s.setdefault("policies", {})[policy] = entry
+
+        save(world, update)
+        print(json.dumps({"world": world, "scenario": scenario, "policy": policy,
+                          "point": best, "total_g": r["total_g"]}), flush=True)  # fmt: skip
+
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            for policy, best, ranking in pool.map(tune_policy, todo):
+                record(policy, best, ranking)
+    else:
+        for job in todo:
+            record(*tune_policy(job))
+
+
+# --- levers ---------------------------------------------------------------------------
+
+# Config-level levers of greenfl's policy: the setting that switches each off.
+CONFIG_LEVERS = {
+    "time shifting": ["scheduling.name=none", "scheduling.params={}"],
+    "compression": ["compression.name=identity"],
+    "execution target": ["adapt.target=entry"],
+}
+# The selector's levers: what it is made blind to (bench/blind.py).
+BLIND_LEVERS = ("region", "network", "device", "client data size")
+LEVER_ORDER = (
+    "region", "network", "device", "time shifting", "compression", "execution target",
+    "client data size", "round parameters",
+)  # fmt: skip
+
+
+def lever_run(job: tuple) -> tuple[str, int, dict]:
+    """One run of greenfl's tuned policy with one lever off (in a worker process)."""
+    base, overrides, lever, seed = job
+    cfg = load_config(base, [*overrides, f"seed={seed}", start_set(seed)])
+    with tempfile.TemporaryDirectory() as d:
+        if lever in BLIND_LEVERS:
+            blind.run_blind(cfg, d, lever)
+        else:
+            greenfl.run(cfg, d)
+        return lever, seed, summary_of(Path(d))
+
+
+def lever_overrides(entry: dict, base_cfg: RunConfig, lever: str) -> list[str]:
+    over = list(entry["overrides"])
+    if lever in CONFIG_LEVERS:
+        over += CONFIG_LEVERS[lever]
+    elif lever == "round parameters":  # the base file's round parameters, not the tuned
+        over += [f"{k}={getattr(base_cfg.train, k.split('.')[1])}" for k in entry["point"]
+                 if k.startswith("train.")]  # fmt: skip
+    return over
+
+
+def run_levers(world: str, scenario: str, jobs: int, which: list[str] | None) -> None:
+    sc = WORLD_SCENARIOS[scenario]
+    entry = load(world)["scenarios"][scenario]["policies"]["greenfl"]
+    base_cfg = load_config(sc["base"])
+    levers = [lv for lv in LEVER_ORDER if not which or lv in which]
+    todo = [(sc["base"], lever_overrides(entry, base_cfg, lv), lv, seed)
+            for lv in levers for seed in SEEDS]  # fmt: skip
+    got: dict[str, dict[int, dict]] = {}
+    prov = worlds.provenance()
+    t0 = time.time()
+    with ProcessPoolExecutor(max(jobs, 1)) as pool:
+        for lever, seed, summary in pool.map(lever_run, todo):
+            print(f"[{world} {scenario} levers {time.time() - t0:5.0f}s] {lever} seed {seed}: "
+                  f"{summary['carbon_g_to_target']}", flush=True)  # fmt: skip
+            got.setdefault(lever, {})[seed] = summary
+            if len(got[lever]) == len(SEEDS):
+                r = world_row([got[lever][s] for s in SEEDS])
+                over = next(j[1] for j in todo if j[2] == lever)
+                rec = {**r, "overrides": over, "blind": lever in BLIND_LEVERS,
+                       "provenance": prov}  # fmt: skip
+
+                def update(res: dict, lever: str = lever, rec: dict = rec) -> None:
+                    res["scenarios"][scenario].setdefault("levers", {})[lever] = rec
+
+                save(world, update)
+
+
+# --- tables -----------------------------------------------------------------------------
+
+
+def paired(a: list, b: list) -> list[float]:
+    return [x / y for x, y in zip(a, b, strict=True)]
+
+
+def fmt_pairs(values: list[float]) -> str:
+    return "/".join(f"{v:.2f}" for v in values)
+
+
+def gmean(values: list[float]) -> float:
+    vals = [v for v in values if v == v and v > 0]
+    return math.exp(statistics.mean(math.log(v) for v in vals)) if vals else float("nan")
+
+
+def print_world(res: dict) -> None:
+    world = res["world"]
+    starts = ", ".join(f"seed {s}: {t}" for s, t in res["start_times"].items())
+    print(f"\n## World {world}\n")
+    print(f"Definition: {' '.join(res['definition']['sets']) or 'the built-in catalog as it is'}."
+          f" Start times: {starts}.")  # fmt: skip
+    for scenario, sc in res["scenarios"].items():
+        pol = sc.get("policies", {})
+        if "fedavg" not in pol:
+            continue
+        fed = pol["fedavg"]
+        n = len(sc["seeds"])
+        keys = list(sc["grid"])
+        prov = fed["provenance"]
+        print(f"\n### {world}: {scenario}\n")
+        print(f"Grid, every policy: {'; '.join(f'{k} {{{v}}}' for k, v in sc['grid'].items())}"
+              f". FedZero's window {sc['fedzero_deadline_s']:g} s. Commit "
+              f"{prov['commit'][:10]}{' (dirty)' if prov['dirty'] else ''}, "
+              f"`{prov['command']}`.\n")  # fmt: skip
+        print("| policy | best point (" + ", ".join(k.split(".")[1] for k in keys) + ") | "
+              "reached | gCO2e to target | rounds | sim. time to target (h) | final accuracy "
+              "| worst-decile client acc. | tuned FedAvg / it (paired) |")  # fmt: skip
+        print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+        for name, r in pol.items():
+            rounds = mean([x for x in r["rounds"] if x is not None] or [None])
+            worst = [x for x in r["client_acc_worst_decile"] if x is not None]
+            print(f"| {name} | {', '.join(r['point'][k] for k in keys)} | {r['reached']}/{n} | "
+                  f"{mean(r['total_g']):.4f} | {rounds:.1f} | "
+                  f"{mean(r['sim_time_to_target_s']) / 3600:.2f} | {mean(r['accuracy']):.3f} | "
+                  f"{mean(worst) if worst else float('nan'):.3f} | "
+                  f"{mean(fed['total_g']) / mean(r['total_g']):.2f}x "
+                  f"({fmt_pairs(paired(fed['total_g'], r['total_g']))}) |")  # fmt: skip
+        if "greenfl" not in pol:
+            continue
+        g = pol["greenfl"]
+        anchors = {k: pol[k] for k in ANCHORS if k in pol}
+        print()
+        lines = [("tuned FedAvg", fed)]
+        if anchors:
+            best = min(anchors, key=lambda k: mean(anchors[k]["total_g"]))
+            lines.append((f"best tuned anchor ({best})", anchors[best]))
+        for label, other in lines:
+            pr = paired(other["total_g"], g["total_g"])
+            acc = [a - b for a, b in zip(g["accuracy"], other["accuracy"], strict=True)]
+            wd = [
+                None if a is None or b is None else a - b
+                for a, b in zip(g["client_acc_worst_decile"], other["client_acc_worst_decile"],
+                                strict=True)
+            ]  # fmt: skip
+            print(
+                f"- greenfl vs {label}: {mean(other['total_g']) / mean(g['total_g']):.2f}x "
+                f"less gCO2e to target (ratio of means); paired by seed {fmt_pairs(pr)} "
+                f"(geometric mean {gmean(pr):.2f}x); accuracy greenfl - it per seed "
+                f"{'/'.join(f'{x * 100:+.1f}' for x in acc)} points; worst-decile "
+                f"{'/'.join('-' if x is None else f'{x * 100:+.1f}' for x in wd)} points"
+            )
+        tr = paired(g["sim_time_to_target_s"], fed["sim_time_to_target_s"])
+        print(f"- simulated time to target, greenfl / tuned FedAvg: "
+              f"{mean(g['sim_time_to_target_s']) / mean(fed['sim_time_to_target_s']):.2f}x "
+              f"(paired {fmt_pairs(tr)}; target <= 1.5x)")  # fmt: skip
+        levers = sc.get("levers") or {}
+        if levers:
+            print("\n| greenfl's tuned policy, one lever off | reached | gCO2e to target | "
+                  "ratio lost: it / greenfl (paired) |")  # fmt: skip
+            print("|---|---:|---:|---|")
+            for lever in LEVER_ORDER:
+                if lever not in levers:
+                    continue
+                r = levers[lever]
+                pr = paired(r["total_g"], g["total_g"])
+                print(
+                    f"| {lever}{' (reported apart)' if lever == 'region' else ''} | "
+                    f"{r['reached']}/{n} | {mean(r['total_g']):.4f} | "
+                    f"{mean(r['total_g']) / mean(g['total_g']):.2f}x ({fmt_pairs(pr)}) |"
+                )
+
+
+def main(args) -> None:
+    names = list(worlds.WORLDS) if args.world == ["all"] else args.world
+    scenarios = [s for s in args.scenarios if s in WORLD_SCENARIOS] or ["digits"]
+    if not args.tables_only:
+        for world in names:
+            for scenario in scenarios:
+                if not args.levers_only:
+                    run_world(world, scenario, args.jobs, args.policies)
+                if WORLD_SCENARIOS[scenario]["levers"] and not args.no_levers:
+                    run_levers(world, scenario, args.jobs, args.lever)
+    for world in names:
+        res = load(world)
+        if res:
+            print_world(res)
+
+
+def default_jobs() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
