@@ -160,6 +160,13 @@ def _git(*args: str) -> str:
     ).stdout.strip()
 
 
+def _where(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def provenance(argv: list[str] | None = None) -> dict:
     """What a recorded number needs to be reproduced: the commit (and whether the tree
     had uncommitted changes under src/ or bench/), the command, the versions, the machine
@@ -184,6 +191,8 @@ def provenance(argv: list[str] | None = None) -> dict:
         "command": " ".join([Path(sys.executable).name, *(argv if argv is not None else sys.argv)]),
         "python": platform.python_version(),
         "greenfl": greenfl.__version__,
+        # the source that ran: this checkout's src/greenfl (so commit and dirty describe it)
+        "greenfl_source": _where(Path(greenfl.__file__).parent),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "torch_threads": torch.get_num_threads(),
