@@ -33,9 +33,11 @@ def test_ledger_sums_equal_the_summary(tiny_config: RunConfig, tmp_path: Path) -
         "clients_selected",
         "clients_completed",
         "clients_dropped",
+        "clients_distinct",
         "client_accuracy",
         "privacy",
         "attack",
+        "region_accuracy",
     }
     assert set(s) == expected_keys
     assert s["privacy"] == {"epsilon": None, "delta": None}
@@ -60,6 +62,11 @@ def test_ledger_sums_equal_the_summary(tiny_config: RunConfig, tmp_path: Path) -
         _sum(conn, "SELECT SUM(carbon_embodied_g) FROM client_rounds")
     )
     assert s["clients_selected"] == _sum(conn, "SELECT COUNT(*) FROM client_rounds")
+    assert s["clients_distinct"] == _sum(
+        conn,
+        "SELECT COUNT(DISTINCT client_id) FROM client_rounds "
+        "WHERE status IN ('completed', 'partial')",
+    )
     assert s["rounds_completed"] == 3
     # over-selection asks ceil(5 x 1.4) = 7 per round
     assert _sum(conn, "SELECT MAX(selected) FROM rounds") == 7

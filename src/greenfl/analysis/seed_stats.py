@@ -35,6 +35,9 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("carbon_server_g", "server gCO2e (in operational)", "{:.4g}"),
     ("carbon_total_g", "total gCO2e", "{:.4g}"),
     ("carbon_g_to_target", "gCO2e to target", "{:.4g}"),
+    # who took part, and how the final model serves the clients it serves worst
+    ("clients_distinct", "clients that took part", "{:.1f}"),
+    ("client_acc_worst_decile", "worst-decile client accuracy", "{:.4f}"),
     # safety (n/a where the run has none): the privacy spent, the backdoor's success in the
     # last round, and the membership-inference AUC of `greenfl audit` (compare --audit)
     ("epsilon", "epsilon (DP)", "{:.3g}"),
@@ -66,6 +69,9 @@ def run_metrics(
             conn.close()
     privacy = summary.get("privacy") or {}
     attack = summary.get("attack") or {}
+    client_acc = summary.get("client_accuracy") or {}
+    # Runs written before summary.json counted distinct clients have no clients_distinct.
+    took_part = summary.get("clients_distinct")
     return {
         "final_accuracy": summary["final_accuracy"],
         "rounds_completed": float(summary["rounds_completed"]),
@@ -78,6 +84,8 @@ def run_metrics(
         "carbon_server_g": server_g,
         "carbon_total_g": summary["carbon_g"]["total"],
         "carbon_g_to_target": summary["carbon_g_to_target"],
+        "clients_distinct": None if took_part is None else float(took_part),
+        "client_acc_worst_decile": client_acc.get("worst_decile"),
         "epsilon": privacy.get("epsilon"),
         "backdoor_success": attack.get("backdoor_success"),
         "membership_auc": membership_auc(ledger_path.parent) if ledger_path else None,

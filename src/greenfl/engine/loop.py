@@ -168,8 +168,9 @@ class RoundLoop:
     def summary(self) -> dict[str, Any]:
         wall_s = time.perf_counter() - self.wall_start
         p = self.parts
+        took_part = int((self.live.state.participation > 0).sum())
         return run_summary(
-            p.summary, p.settings.accounting, self.live.history, p.ledger.conn, wall_s
+            p.summary, p.settings.accounting, self.live.history, p.ledger.conn, wall_s, took_part
         )
 
     # ---- persistence ------------------------------------------------------------------

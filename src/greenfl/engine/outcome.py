@@ -36,10 +36,13 @@ def run_summary(
     history: Sequence[RoundRecord],
     conn: sqlite3.Connection,
     wall_s: float,
+    clients_distinct: int,
 ) -> dict[str, Any]:
-    """summary.json's keys for the run so far."""
+    """summary.json's keys for the run so far. ``clients_distinct`` (clients with at least
+    one aggregated round, from the loop's participation counts) is used only without
+    accounting: with it, the ledger's rows are counted, so the figure equals theirs."""
     if not accounting:
-        out = unaccounted_summary(history, facts.target_accuracy, wall_s)
+        out = unaccounted_summary(history, facts.target_accuracy, wall_s, clients_distinct)
         last = history[-1].probes if history else {}
     else:
         out = summarize(conn, facts.target_accuracy, wall_s)

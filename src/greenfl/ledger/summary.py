@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import astuple
 from typing import Any
 
-from greenfl.ledger.schema import AGGREGATED
+from greenfl.ledger.schema import AGGREGATED, AGGREGATED_SQL
 
 
 def summarize(
@@ -50,6 +50,11 @@ def summarize(
             rounds_to_target = n
             carbon_to_target = c_client_op + c_embodied + c_server
     operational = c_client_op + c_server
+    # Distinct clients whose update was aggregated at least once: how many took part, which
+    # clients_completed (client-rounds) cannot say when the same few are picked every round.
+    (clients_distinct,) = conn.execute(
+        f"SELECT COUNT(DISTINCT client_id) FROM client_rounds WHERE {AGGREGATED_SQL}"
+    ).fetchone()
     last_eval = conn.execute(
         "SELECT round, client_acc_mean, client_acc_p10, client_acc_worst_decile, "
         "client_acc_clients FROM rounds WHERE client_acc_mean IS NOT NULL "
@@ -79,6 +84,7 @@ def summarize(
         # Aggregated updates: all the round's work, or partial work (ledger status partial).
         "clients_completed": sum(counts.get(k, 0) for k in AGGREGATED),
         "clients_dropped": sum(v for k, v in counts.items() if k not in AGGREGATED),
+        "clients_distinct": int(clients_distinct),
         "client_accuracy": client_accuracy(*last_eval) if last_eval else None,
     }
 
@@ -97,10 +103,11 @@ def client_accuracy(
 
 
 def unaccounted_summary(
-    history: Sequence[Any], target_accuracy: float | None, wall_time_s: float
+    history: Sequence[Any], target_accuracy: float | None, wall_time_s: float, clients_distinct: int
 ) -> dict[str, Any]:
     """summary.json's keys for a run without accounting: training results from the round
-    records, every energy and carbon figure None (not measured, rather than zero)."""
+    records, every energy and carbon figure None (not measured, rather than zero).
+    ``clients_distinct``: the clients with an aggregated update (no ledger rows to count)."""
     acc = [r.accuracy for r in history]
     reached = next(
         (r.round for r in history if target_accuracy and r.accuracy >= target_accuracy), None
@@ -123,6 +130,7 @@ def unaccounted_summary(
         "clients_selected": selected,
         "clients_completed": completed,
         "clients_dropped": selected - completed,
+        "clients_distinct": clients_distinct,
         "client_accuracy": (
             client_accuracy(last.round, *astuple(last.client_accuracy)) if last else None
         ),

@@ -85,7 +85,10 @@ def participation_section(run: RunData) -> Section:
         {2, 3, 4, 5, 6},
     )
     lead = (
-        f"<p class='lead'>Jain's fairness index of aggregated rounds over all "
+        f"<p class='lead'>Clients that took part (an update aggregated at least once): "
+        f"<strong data-metric='clients_distinct' data-value='{by_region.took_part}'>"
+        f"{by_region.took_part}</strong> of {by_region.num_clients}. "
+        f"Jain's fairness index of aggregated rounds over all "
         f"{by_region.num_clients} clients (never-selected clients count as zero): "
         f"<strong data-metric='jain_all' data-value='{by_region.jain_all!r}'>"
         f"{num(by_region.jain_all, 3)}</strong> (1 = everyone took part equally).</p>"

@@ -32,6 +32,8 @@ MISSING: dict[str, str] = {
     "time_to_target_s": "not reached",
     "carbon_g_to_target": "not reached",
     "carbon_server_g": "no ledger",
+    "clients_distinct": "not recorded",
+    "client_acc_worst_decile": "not evaluated",
     "epsilon": "no DP",
     "backdoor_success": "no backdoor",
     "membership_auc": "not audited",

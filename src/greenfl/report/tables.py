@@ -226,6 +226,7 @@ class Participation:
     groups: list[GroupParticipation]
     jain_all: float  # over every client of the population, never-selected ones at 0
     num_clients: int
+    took_part: int  # clients with at least one aggregated round (summary's clients_distinct)
 
 
 def participation(
@@ -268,8 +269,9 @@ def participation(
     # Clients never selected took part zero times; they count in the index.
     n = max(sum(x.clients for x in groups), num_clients or 0)
     completed_all = [d for clients in seen.values() for _, d in clients]
+    took_part = sum(1 for d in completed_all if d > 0)
     completed_all += [0] * (n - len(completed_all))
-    return Participation(column, groups, jain_index(completed_all), n)
+    return Participation(column, groups, jain_index(completed_all), n, took_part)
 
 
 # What each status means, for rows whose ledger reason is empty.

@@ -66,6 +66,7 @@ def summary_table(
     top_r = ", ".join(f"{n} {fmt_g(g)}" for n, g, _ in carbon_by(conn, "region", 3))
     top_d = ", ".join(f"{n} {fmt_g(g)}" for n, g, _ in carbon_by(conn, "device", 3))
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    t.add_row("clients that took part", f"{summary['clients_distinct']} (an update aggregated)")
     if "jain_index" in meta:
         t.add_row("fairness: Jain's index", f"{float(meta['jain_index']):.3f} (participation)")
         t.add_row(
