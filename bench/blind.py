@@ -3,8 +3,10 @@ carbon selector (fewest expected gCO2e per unit of statistical utility) priced w
 model blind to one difference between clients; everything else, the accounting, the
 execution targets the engine picks, the carbon-aware wait, is the run's own.
 
-region            every client's grid priced at one intensity: the clients' mean of their
-                  regions' annual figures (ci_g_per_kwh), constant in time
+region            every client's grid priced at one curve: at each time, the mean over the
+                  clients of their regions' forecast intensity (the run's own persistence
+                  forecast), so time is still seen, place is not; in a one-country world
+                  this is that country's curve and the lever is exactly 1
 network           every client's network figures (throughput, radio and tail power, kWh/GB,
                   set-up, round trip, access share) at the population's mean
 device            every client's device figures (FLOP/s, power, embodied carbon, lifetime,
@@ -27,7 +29,7 @@ from greenfl.config import RunConfig
 from greenfl.core.threads import torch_threads
 from greenfl.engine.session import run_session
 from greenfl.factories import build_loop
-from greenfl.footprint.intensity import ConstantIntensity, RegionalIntensity
+from greenfl.footprint.intensity import RegionalIntensity
 from greenfl.selection.cost import CarbonSelector
 
 NETWORK_COLUMNS = (
@@ -39,6 +41,23 @@ DEVICE_COLUMNS = (
     "charging_efficiency",
 )  # fmt: skip
 LEVERS = ("region", "network", "device", "client data size")
+
+
+class ClientMeanIntensity:
+    """One curve: at each time, the regions' intensities (``sources``) averaged with
+    ``weights`` (each region's share of the clients)."""
+
+    def __init__(self, sources: RegionalIntensity, weights: np.ndarray) -> None:
+        self.sources = sources
+        self.regions = np.flatnonzero(weights)
+        self.weights = weights[self.regions]
+
+    def mean(self, t0_s: np.ndarray, t1_s: np.ndarray) -> np.ndarray:
+        t0, t1 = np.broadcast_arrays(np.asarray(t0_s, float), np.asarray(t1_s, float))
+        out = np.zeros(t0.shape)
+        for r, w in zip(self.regions, self.weights, strict=True):
+            out += w * self.sources.mean(np.full(t0.shape, r), t0, t1)
+        return out
 
 
 class BlindCarbonSelector:
@@ -60,10 +79,10 @@ class BlindCarbonSelector:
         pop = costs.population
         rows = costs.rows(np.arange(pop.size), 0.0, self.local_epochs)
         if self.lever == "region":
-            regions = pop.fleet.regions
-            weights = np.bincount(pop.region, minlength=len(regions)).astype(np.float64)
-            ci = float(np.average([r.ci_g_per_kwh for r in regions], weights=weights))
-            blind.sources = RegionalIntensity([ConstantIntensity(ci)] * len(regions))
+            n = len(pop.fleet.regions)
+            weights = np.bincount(pop.region, minlength=n).astype(np.float64)
+            one = ClientMeanIntensity(costs.sources, weights / weights.sum())
+            blind.sources = RegionalIntensity([one] * n)
         elif self.lever in ("network", "device"):
             cols = NETWORK_COLUMNS if self.lever == "network" else DEVICE_COLUMNS
             table = costs.table

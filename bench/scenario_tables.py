@@ -361,8 +361,9 @@ def main() -> None:
         "--scenarios",
         nargs="+",
         default=["digits"],
-        choices=sorted({*SCENARIOS, "femnist_writers"}),
-        help="with --world: digits, femnist_writers or shakespeare",
+        choices=sorted({*SCENARIOS, "femnist_writers", "digits-union"}),
+        help="with --world: digits, digits-wide, digits-union (each policy's best over "
+        "both: run after them), femnist_writers or shakespeare",
     )
     ap.add_argument(
         "--policies",

@@ -53,6 +53,25 @@ WORLD_SCENARIOS: dict[str, dict] = {
         "grid": {**GRID, "compression.name": "identity,q8"},
         "levers": True,
     },
+    # digits again beyond that grid's corner (most policies' best point is 3 clients, 20
+    # epochs in every world): fewer clients, more epochs, smaller batches
+    "digits-wide": {
+        "base": "examples/reference-fedavg.toml",
+        "grid": {
+            "train.clients_per_round": "1,2,3",
+            "train.local_epochs": "20,50",
+            "train.batch_size": "1,2",
+            "compression.name": "identity,q8",
+        },
+        "levers": False,
+    },
+    # Each policy's best point over both grids (a grid search over their union: the same
+    # ranking rule, most seeds reaching the target, then the mean): the headline tables.
+    "digits-union": {
+        "base": "examples/reference-fedavg.toml",
+        "union": ("digits", "digits-wide"),
+        "levers": True,
+    },
     # FEMNIST-shaped with per-writer style, and Shakespeare: minutes a run on 2 cores, so
     # one point of round parameters (the dataset's defaults), the codec still an axis, for
     # every policy alike.
@@ -216,13 +235,61 @@ def save(world: str, update) -> dict:
     return res
 
 
+def combine(world: str, scenario: str) -> None:
+    """The union scenario: each policy's best point over its parts' grids, with that
+    part's rows (each part ranked its points by the same rule, so the union's best is the
+    best of the parts' bests)."""
+    parts = WORLD_SCENARIOS[scenario]["union"]
+    have = load(world)["scenarios"]
+
+    def key(block: dict) -> tuple[int, float]:
+        top = block["ranking"][0]
+        return (-top["reached"], math.inf if top["mean_g"] is None else top["mean_g"])
+
+    names = [p for p in WORLD_POLICIES if all(p in have.get(x, {}).get("policies", {})
+                                               for x in parts)]  # fmt: skip
+
+    def update(res: dict) -> None:
+        sc = res["scenarios"]
+        first = sc[parts[0]]
+        pol = {}
+        for name in names:
+            part = min(parts, key=lambda x: key(sc[x]["policies"][name]))
+            pol[name] = {"from": part, **sc[part]["policies"][name]}
+        old = sc.get(scenario, {})
+        sc[scenario] = {
+            "base": first["base"],
+            "union_of": {x: sc[x]["grid"] for x in parts},
+            "grid": {
+                k: ",".join(dict.fromkeys(v for x in parts for v in sc[x]["grid"][k].split(",")))
+                for k in first["grid"]
+            },  # fmt: skip
+            "seeds": first["seeds"],
+            "fedzero_deadline_s": first["fedzero_deadline_s"],
+            "policies": pol,
+            **({"levers": old["levers"]} if "levers" in old else {}),
+        }
+
+    save(world, update)
+
+
 def run_world(world: str, scenario: str, jobs: int, chosen: list[str] | None) -> None:
     sc = WORLD_SCENARIOS[scenario]
+    if "union" in sc:
+        combine(world, scenario)
+        return
     folder = OUT / world / scenario
     window = deadline_s(sc["base"], world, sc["grid"])
     pols = world_policies(window)
     if chosen:
         pols = {k: v for k, v in pols.items() if k in chosen}
+    done = load(world).get("scenarios", {}).get(scenario, {})
+    if done.get("grid") == sc["grid"]:  # kept: a policy already recorded over this grid
+        for name in [k for k in pols if k in done.get("policies", {})]:
+            print(f"{world} {scenario} {name}: recorded, kept")
+            del pols[name]
+    if not pols:
+        return
     print(f"{world} {scenario}: FedZero's window {window:g} s; {len(pols)} policies x "
           f"{math.prod(len(v.split(',')) for v in sc['grid'].values())} points x "
           f"{len(SEEDS)} seeds", flush=True)  # fmt: skip
@@ -263,6 +330,20 @@ def run_world(world: str, scenario: str, jobs: int, chosen: list[str] | None) ->
 
 # --- levers ---------------------------------------------------------------------------
 
+LEVER_DEFINITIONS = {
+    "region": "the selector blind to the clients' grids: every client priced at the "
+    "client-weighted mean of the regions' forecast curves (bench/blind.py)",
+    "network": "the selector blind to the clients' networks: every network figure at the "
+    "population's mean (bench/blind.py)",
+    "device": "the selector blind to the clients' devices: every device figure at the "
+    "population's mean (bench/blind.py)",
+    "time shifting": "no carbon-aware wait (scheduling.name = none)",
+    "compression": "uploads uncompressed (compression.name = identity)",
+    "execution target": "each device on its entry's own target (adapt.target = entry)",
+    "client data size": "the selector blind to data size: every client's sample count at "
+    "the mean, in cost and utility (bench/blind.py)",
+    "round parameters": "the base file's round parameters instead of the tuned ones",
+}
 # Config-level levers of greenfl's policy: the setting that switches each off.
 CONFIG_LEVERS = {
     "time shifting": ["scheduling.name=none", "scheduling.params={}"],
@@ -304,6 +385,8 @@ def run_levers(world: str, scenario: str, jobs: int, which: list[str] | None) ->
     entry = load(world)["scenarios"][scenario]["policies"]["greenfl"]
     base_cfg = load_config(sc["base"])
     levers = [lv for lv in LEVER_ORDER if not which or lv in which]
+    if which and set(which) - set(LEVER_ORDER):
+        raise SystemExit(f"--lever: one of {', '.join(LEVER_ORDER)}")
     todo = [(sc["base"], lever_overrides(entry, base_cfg, lv), lv, seed)
             for lv in levers for seed in SEEDS]  # fmt: skip
     got: dict[str, dict[int, dict]] = {}
@@ -318,7 +401,7 @@ def run_levers(world: str, scenario: str, jobs: int, which: list[str] | None) ->
                 r = world_row([got[lever][s] for s in SEEDS])
                 over = next(j[1] for j in todo if j[2] == lever)
                 rec = {**r, "overrides": over, "blind": lever in BLIND_LEVERS,
-                       "provenance": prov}  # fmt: skip
+                       "definition": LEVER_DEFINITIONS[lever], "provenance": prov}  # fmt: skip
 
                 def update(res: dict, lever: str = lever, rec: dict = rec) -> None:
                     res["scenarios"][scenario].setdefault("levers", {})[lever] = rec
