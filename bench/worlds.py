@@ -175,7 +175,11 @@ def provenance(argv: list[str] | None = None) -> dict:
 
     import greenfl
 
-    dirty = _git("status", "--porcelain", "--", "src", "bench", "examples", "pyproject.toml")
+    # The code and inputs that ran; results being written (bench/results/) are not code.
+    dirty = _git(
+        "status", "--porcelain", "--", "src", "bench", "examples", "pyproject.toml",
+        ":(exclude)bench/results",
+    )  # fmt: skip
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
