@@ -407,6 +407,5 @@ def test_leaving_a_region_out_costs_its_clients_accuracy_under_skew(seed: int) -
     assert _left_out_cost(0.8, seed) - _left_out_cost(0.0, seed) > 0.07
 
 
-@pytest.mark.xfail(strict=False, reason="needs the compose wiring: apply_region_skew in compose()")
 def test_region_skew_from_the_config_reaches_the_run() -> None:
     assert _left_out_cost(0.8, 0, via_config=True) > 0.07

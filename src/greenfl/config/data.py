@@ -28,8 +28,9 @@ class DataConfig(Section):
 
     dataset: str = Field(
         "digits",
-        description="dataset by registry name: digits, synthetic, images, shakespeare "
-        "(built in); femnist, leaf, cifar10, cifar100, hf (read from data.path)",
+        description="dataset by registry name: digits, synthetic, images, shakespeare, "
+        "femnist_writers (built in); femnist, leaf, cifar10, cifar100, hf (read from "
+        "data.path)",
     )
     params: dict[str, Any] = params_field()
     path: str | None = Field(

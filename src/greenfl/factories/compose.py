@@ -32,7 +32,12 @@ from greenfl.engine.outcome import SummaryFacts
 from greenfl.engine.parts import RunParts
 from greenfl.engine.resume import saved_state
 from greenfl.engine.tracking import MlflowLogger, TensorBoardLogger
-from greenfl.factories.data import build_model_for, check_given_dataset, dataset_for
+from greenfl.factories.data import (
+    apply_region_skew,
+    build_model_for,
+    check_given_dataset,
+    dataset_for,
+)
 from greenfl.factories.policies import (
     adapter_for,
     codec_for,
@@ -145,6 +150,8 @@ def compose(
     fleet = fleet_for(cfg)
     sources = sources_for(cfg, fleet)
     population = Population.assign(fleet, dataset.client_sizes(), cfg.seed)
+    # A region's clients see its own data distribution (data.region_skew; 0: unchanged).
+    dataset = apply_region_skew(cfg, dataset, population)
     strategy = _strategy(cfg, given.strategy)
     selector = given.selector if given.selector is not None else selector_for(cfg)
     codec = given.codec if given.codec is not None else codec_for(cfg.compression)
