@@ -440,7 +440,12 @@ def print_world(res: dict) -> None:
         keys = list(sc["grid"])
         prov = fed["provenance"]
         print(f"\n### {world}: {scenario}\n")
-        print(f"Grid, every policy: {'; '.join(f'{k} {{{v}}}' for k, v in sc['grid'].items())}"
+        grids = sc.get("union_of") or {scenario: sc["grid"]}
+        text = " and ".join(
+            f"{name} ({'; '.join(f'{k} {{{v}}}' for k, v in g.items())})"
+            for name, g in grids.items()
+        )
+        print(f"Grid, every policy: {text}"
               f". FedZero's window {sc['fedzero_deadline_s']:g} s. Commit "
               f"{prov['commit'][:10]}{' (dirty)' if prov['dirty'] else ''}, "
               f"`{prov['command']}`.\n")  # fmt: skip
@@ -451,7 +456,9 @@ def print_world(res: dict) -> None:
         for name, r in pol.items():
             rounds = mean([x for x in r["rounds"] if x is not None] or [None])
             worst = [x for x in r["client_acc_worst_decile"] if x is not None]
-            print(f"| {name} | {', '.join(r['point'][k] for k in keys)} | {r['reached']}/{n} | "
+            where = f" ({r['from']})" if "from" in r else ""
+            print(f"| {name} | {', '.join(r['point'][k] for k in keys)}{where} | "
+                  f"{r['reached']}/{n} | "
                   f"{mean(r['total_g']):.4f} | {rounds:.1f} | "
                   f"{mean(r['sim_time_to_target_s']) / 3600:.2f} | {mean(r['accuracy']):.3f} | "
                   f"{mean(worst) if worst else float('nan'):.3f} | "
