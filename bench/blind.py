@@ -66,12 +66,12 @@ class BlindCarbonSelector:
     name = "carbon"
     needs_estimates = True
 
-    def __init__(self, lever: str, local_epochs: int) -> None:
+    def __init__(self, lever: str, local_epochs: int, params: dict | None = None) -> None:
         if lever not in LEVERS:
             raise ValueError(f"lever {lever!r}: one of {LEVERS}")
         self.lever = lever
         self.local_epochs = local_epochs
-        self.inner = CarbonSelector()
+        self.inner = CarbonSelector(CarbonSelector.Params(**(params or {})))
         self.costs = None
 
     def bind(self, costs) -> None:  # noqa: ANN001 (greenfl.engine.costs.CostModel)
@@ -113,7 +113,7 @@ def run_blind(cfg: RunConfig, out: str | Path, lever: str) -> dict:
     """``greenfl.run(cfg, out)`` with the carbon selector blind to ``lever``: its summary."""
     if cfg.selection.name != "carbon" or cfg.adapt.name not in (None, "none"):
         raise ValueError("blind levers are greenfl's carbon selector at fixed round parameters")
-    selector = BlindCarbonSelector(lever, cfg.train.local_epochs)
+    selector = BlindCarbonSelector(lever, cfg.train.local_epochs, cfg.selection.params)
     with torch_threads(1):
         loop = build_loop(cfg, out, selector=selector)
     selector.bind(loop.parts.costs)

@@ -405,6 +405,12 @@ def main() -> None:
     ap.add_argument("--no-levers", action="store_true", help="with --world: policies only")
     ap.add_argument("--levers-only", action="store_true", help="with --world: levers only")
     ap.add_argument("--lever", nargs="+", help="with --world: only these levers")
+    ap.add_argument(
+        "--lever-policy",
+        nargs="+",
+        choices=["greenfl", "greenfl reserved"],
+        help="with --world: whose levers (default greenfl)",
+    )
     args = ap.parse_args()
     if args.world:
         import world_tables

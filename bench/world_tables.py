@@ -97,16 +97,30 @@ WORLD_SCENARIOS: dict[str, dict] = {
     },
 }
 
-WORLD_POLICIES = ("fedavg", "oort", "fedzero", "autofl", "greenfl", "greenfl + floor")
+WORLD_POLICIES = (
+    "fedavg", "oort", "fedzero", "autofl", "greenfl", "greenfl + floor", "greenfl reserved",
+)  # fmt: skip
+# greenfl's policies compared with the baselines: the carbon selector as issue 15's tables
+# ran it (reserved_share 0), and examples/reference-greenfl.toml's headline since commit
+# 38b2b73, under the participation constraint (selection.params.reserved_share = 1)
+GREENFLS = ("greenfl", "greenfl reserved")
+
+
+def folder_name(policy: str) -> str:
+    return "tune-" + policy.replace(" + ", "-").replace(" ", "-")
+
+
 ANCHORS = ("oort", "fedzero", "autofl")
 
 
 def world_policies(deadline_s: float) -> dict[str, list[str]]:
     """The policies of issue 15's tables, less any codec setting: the codec is a grid axis
     here, for every policy."""
+    pols = {**policies(deadline_s)}
+    pols["greenfl reserved"] = [*pols["greenfl"], "selection.params.reserved_share=1"]
     return {
         name: [s for s in sets if not s.startswith("compression.")]
-        for name, sets in policies(deadline_s).items()
+        for name, sets in pols.items()
         if name in WORLD_POLICIES
     }
 
@@ -267,7 +281,7 @@ def combine(world: str, scenario: str) -> None:
             "seeds": first["seeds"],
             "fedzero_deadline_s": first["fedzero_deadline_s"],
             "policies": pol,
-            **({"levers": old["levers"]} if "levers" in old else {}),
+            **{k: v for k, v in old.items() if k.startswith("levers")},
         }
 
     save(world, update)
@@ -293,13 +307,13 @@ def run_world(world: str, scenario: str, jobs: int, chosen: list[str] | None) ->
     print(f"{world} {scenario}: FedZero's window {window:g} s; {len(pols)} policies x "
           f"{math.prod(len(v.split(',')) for v in sc['grid'].values())} points x "
           f"{len(SEEDS)} seeds", flush=True)  # fmt: skip
-    todo = [(world, scenario, p, sets, str(folder / f"tune-{p.replace(' + ', '-')}"))
+    todo = [(world, scenario, p, sets, str(folder / folder_name(p)))
             for p, sets in pols.items()]  # fmt: skip
     prov = worlds.provenance()
 
     def record(policy: str, best: dict, ranking: list) -> None:
         sets = pols[policy]
-        r = world_row(runs_of(folder / f"tune-{policy.replace(' + ', '-')}", best))
+        r = world_row(runs_of(folder / folder_name(policy), best))
         entry = {
             "point": best,
             "settings": sets,
@@ -380,9 +394,15 @@ def lever_overrides(entry: dict, base_cfg: RunConfig, lever: str) -> list[str]:
     return over
 
 
-def run_levers(world: str, scenario: str, jobs: int, which: list[str] | None) -> None:
+def levers_key(policy: str) -> str:
+    return "levers" if policy == "greenfl" else f"levers {policy}"
+
+
+def run_levers(
+    world: str, scenario: str, jobs: int, which: list[str] | None, policy: str = "greenfl"
+) -> None:
     sc = WORLD_SCENARIOS[scenario]
-    entry = load(world)["scenarios"][scenario]["policies"]["greenfl"]
+    entry = load(world)["scenarios"][scenario]["policies"][policy]
     base_cfg = load_config(sc["base"])
     levers = [lv for lv in LEVER_ORDER if not which or lv in which]
     if which and set(which) - set(LEVER_ORDER):
@@ -404,7 +424,7 @@ def run_levers(world: str, scenario: str, jobs: int, which: list[str] | None) ->
                        "definition": LEVER_DEFINITIONS[lever], "provenance": prov}  # fmt: skip
 
                 def update(res: dict, lever: str = lever, rec: dict = rec) -> None:
-                    res["scenarios"][scenario].setdefault("levers", {})[lever] = rec
+                    res["scenarios"][scenario].setdefault(levers_key(policy), {})[lever] = rec
 
                 save(world, update)
 
@@ -464,49 +484,54 @@ def print_world(res: dict) -> None:
                   f"{mean(worst) if worst else float('nan'):.3f} | "
                   f"{mean(fed['total_g']) / mean(r['total_g']):.2f}x "
                   f"({fmt_pairs(paired(fed['total_g'], r['total_g']))}) |")  # fmt: skip
-        if "greenfl" not in pol:
-            continue
-        g = pol["greenfl"]
-        anchors = {k: pol[k] for k in ANCHORS if k in pol}
-        print()
-        lines = [("tuned FedAvg", fed)]
-        if anchors:
-            best = min(anchors, key=lambda k: mean(anchors[k]["total_g"]))
-            lines.append((f"best tuned anchor ({best})", anchors[best]))
-        for label, other in lines:
-            pr = paired(other["total_g"], g["total_g"])
-            acc = [a - b for a, b in zip(g["accuracy"], other["accuracy"], strict=True)]
-            wd = [
-                None if a is None or b is None else a - b
-                for a, b in zip(g["client_acc_worst_decile"], other["client_acc_worst_decile"],
-                                strict=True)
-            ]  # fmt: skip
+        for gname in [x for x in GREENFLS if x in pol]:
+            print_greenfl(sc, pol, gname, n)
+
+
+def print_greenfl(sc: dict, pol: dict, gname: str, n: int) -> None:
+    """One greenfl policy against the tuned FedAvg and the best tuned anchor, its time to
+    target, and its levers."""
+    g, fed = pol[gname], pol["fedavg"]
+    anchors = {k: pol[k] for k in ANCHORS if k in pol}
+    print()
+    lines = [("tuned FedAvg", fed)]
+    if anchors:
+        best = min(anchors, key=lambda k: mean(anchors[k]["total_g"]))
+        lines.append((f"best tuned anchor ({best})", anchors[best]))
+    for label, other in lines:
+        pr = paired(other["total_g"], g["total_g"])
+        acc = [a - b for a, b in zip(g["accuracy"], other["accuracy"], strict=True)]
+        wd = [
+            None if a is None or b is None else a - b
+            for a, b in zip(g["client_acc_worst_decile"], other["client_acc_worst_decile"],
+                            strict=True)
+        ]  # fmt: skip
+        print(
+            f"- {gname} vs {label}: {mean(other['total_g']) / mean(g['total_g']):.2f}x "
+            f"less gCO2e to target (ratio of means); paired by seed {fmt_pairs(pr)} "
+            f"(geometric mean {gmean(pr):.2f}x); accuracy {gname} - it per seed "
+            f"{'/'.join(f'{x * 100:+.1f}' for x in acc)} points; worst-decile "
+            f"{'/'.join('-' if x is None else f'{x * 100:+.1f}' for x in wd)} points"
+        )
+    tr = paired(g["sim_time_to_target_s"], fed["sim_time_to_target_s"])
+    print(f"- simulated time to target, {gname} / tuned FedAvg: "
+          f"{mean(g['sim_time_to_target_s']) / mean(fed['sim_time_to_target_s']):.2f}x "
+          f"(paired {fmt_pairs(tr)}; target <= 1.5x)")  # fmt: skip
+    levers = sc.get(levers_key(gname)) or {}
+    if levers:
+        print(f"\n| {gname}'s tuned policy, one lever off | reached | gCO2e to target | "
+              f"ratio lost: it / {gname} (paired) |")  # fmt: skip
+        print("|---|---:|---:|---|")
+        for lever in LEVER_ORDER:
+            if lever not in levers:
+                continue
+            r = levers[lever]
+            pr = paired(r["total_g"], g["total_g"])
             print(
-                f"- greenfl vs {label}: {mean(other['total_g']) / mean(g['total_g']):.2f}x "
-                f"less gCO2e to target (ratio of means); paired by seed {fmt_pairs(pr)} "
-                f"(geometric mean {gmean(pr):.2f}x); accuracy greenfl - it per seed "
-                f"{'/'.join(f'{x * 100:+.1f}' for x in acc)} points; worst-decile "
-                f"{'/'.join('-' if x is None else f'{x * 100:+.1f}' for x in wd)} points"
+                f"| {lever}{' (reported apart)' if lever == 'region' else ''} | "
+                f"{r['reached']}/{n} | {mean(r['total_g']):.4f} | "
+                f"{mean(r['total_g']) / mean(g['total_g']):.2f}x ({fmt_pairs(pr)}) |"
             )
-        tr = paired(g["sim_time_to_target_s"], fed["sim_time_to_target_s"])
-        print(f"- simulated time to target, greenfl / tuned FedAvg: "
-              f"{mean(g['sim_time_to_target_s']) / mean(fed['sim_time_to_target_s']):.2f}x "
-              f"(paired {fmt_pairs(tr)}; target <= 1.5x)")  # fmt: skip
-        levers = sc.get("levers") or {}
-        if levers:
-            print("\n| greenfl's tuned policy, one lever off | reached | gCO2e to target | "
-                  "ratio lost: it / greenfl (paired) |")  # fmt: skip
-            print("|---|---:|---:|---|")
-            for lever in LEVER_ORDER:
-                if lever not in levers:
-                    continue
-                r = levers[lever]
-                pr = paired(r["total_g"], g["total_g"])
-                print(
-                    f"| {lever}{' (reported apart)' if lever == 'region' else ''} | "
-                    f"{r['reached']}/{n} | {mean(r['total_g']):.4f} | "
-                    f"{mean(r['total_g']) / mean(g['total_g']):.2f}x ({fmt_pairs(pr)}) |"
-                )
 
 
 def main(args) -> None:
@@ -518,7 +543,8 @@ def main(args) -> None:
                 if not args.levers_only:
                     run_world(world, scenario, args.jobs, args.policies)
                 if WORLD_SCENARIOS[scenario]["levers"] and not args.no_levers:
-                    run_levers(world, scenario, args.jobs, args.lever)
+                    for policy in args.lever_policy or ["greenfl"]:
+                        run_levers(world, scenario, args.jobs, args.lever, policy)
     for world in names:
         res = load(world)
         if res:
