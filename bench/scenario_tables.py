@@ -368,7 +368,7 @@ def main() -> None:
     ap.add_argument(
         "--policies",
         nargs="+",
-        choices=list(policies(0.0)),
+        choices=[*policies(0.0), "greenfl reserved"],
         help="only these policies (default: all of them)",
     )
     ap.add_argument(
