@@ -44,8 +44,10 @@ def records() -> list[tuple[str, str, str, dict]]:
     for path in sorted(WORLDS.glob("*.json")):
         res = json.loads(path.read_text())
         for scenario, sc in res["scenarios"].items():
-            for name, block in {**sc.get("policies", {}), **sc.get("levers", {})}.items():
-                out.append((path.name, scenario, name, block))
+            blocks = [(name, b) for name, b in sc.get("policies", {}).items()]
+            for key in [k for k in sc if k.startswith("levers")]:
+                blocks += [(f"{key}: {name}", b) for name, b in sc[key].items()]
+            out += [(path.name, scenario, name, block) for name, block in blocks]
     return out
 
 
