@@ -163,6 +163,8 @@ GREENFL = [  # greenfl's policy: examples/reference-greenfl.toml's settings beyo
     "scheduling.name=carbon",
     "scheduling.params.slack_s=3600",
     "scheduling.params.step_s=900",
+    # waits at most half the rounds' time so far: time to target within 1.5x (issue 28)
+    "scheduling.params.max_wait_share=0.5",
     "adapt.target=carbon",
 ]
 

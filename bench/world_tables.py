@@ -97,9 +97,7 @@ WORLD_SCENARIOS: dict[str, dict] = {
     },
 }
 
-WORLD_POLICIES = (
-    "fedavg", "oort", "fedzero", "autofl", "greenfl", "greenfl + floor", "greenfl reserved",
-)  # fmt: skip
+WORLD_POLICIES = ("fedavg", "oort", "fedzero", "autofl", "greenfl", "greenfl reserved")
 # greenfl's policies compared with the baselines: the carbon selector as issue 15's tables
 # ran it (reserved_share 0), and examples/reference-greenfl.toml's headline since commit
 # 38b2b73, under the participation constraint (selection.params.reserved_share = 1)
