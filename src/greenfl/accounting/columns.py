@@ -107,5 +107,8 @@ def client_columns(
             "estimated": estimated,
             "wall_energy_j": wall_energy_j,
             "energy_network_j": energy_network_j,
+            # deployment only (issue 29): what a client reported, the server's estimate
+            "reported_energy_j": Constant(None, n),
+            "server_estimate_j": Constant(None, n),
         }
     )

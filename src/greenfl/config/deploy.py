@@ -8,16 +8,26 @@ from pydantic import Field
 
 from greenfl.config.base import Section
 
+WEEK_S = 7 * 86_400.0
+
 
 class DeployConfig(Section):
     """`greenfl serve`: limits and waits of a real deployment over gRPC."""
 
     max_update_norm: float | None = Field(None, gt=0, description="reject larger L2 updates")
     max_message_mb: float = Field(64.0, gt=0, description="largest update message, 1e6 bytes")
-    round_timeout_s: float = Field(300.0, gt=0, description="wall seconds a round waits")
+    # Upper bounds: a wait longer than a week is a typo, and asyncio/gRPC deadlines overflow
+    # past about 9.2e9 s (issue 29).
+    round_timeout_s: float = Field(
+        300.0, gt=0, le=WEEK_S, description="wall seconds a round waits (at most a week)"
+    )
     min_clients: int = Field(1, ge=1, description="connected clients before the first round")
-    join_timeout_s: float = Field(600.0, gt=0, description="how long to wait for min_clients")
-    keepalive_s: float = Field(5.0, gt=0, description="idle seconds between keep-alive tasks")
+    join_timeout_s: float = Field(
+        600.0, gt=0, le=WEEK_S, description="how long to wait for min_clients (at most a week)"
+    )
+    keepalive_s: float = Field(
+        5.0, gt=0, le=3600, description="idle seconds between keep-alive tasks (at most 1 h)"
+    )
     early_close: bool = Field(True, description="close a round once k updates are accepted")
     max_client_samples: int | None = Field(
         1_000_000,

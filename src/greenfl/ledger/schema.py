@@ -2,7 +2,7 @@
 
 import sqlite3
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 ROUND_COLUMNS: tuple[str, ...] = (
     "round",
@@ -58,6 +58,8 @@ CLIENT_ROUND_COLUMNS: tuple[str, ...] = (
     "estimated",
     "wall_energy_j",
     "energy_network_j",
+    "reported_energy_j",
+    "server_estimate_j",
 )
 
 STATUSES: tuple[str, ...] = (
@@ -67,11 +69,14 @@ STATUSES: tuple[str, ...] = (
     "dropped",
     "failed",
     "rejected",
+    # issue 29: the update was aggregated, but what the client reported about its work
+    # disagreed with what the server observed; the footprint uses the server's estimate
+    "disputed",
 )
 # The statuses whose update was aggregated: all the round's work, or partial work cut at
 # the deadline (``fleet.partial_work = "aggregate"``).
-AGGREGATED: tuple[str, ...] = ("completed", "partial")
-AGGREGATED_SQL = "status IN ('completed', 'partial')"
+AGGREGATED: tuple[str, ...] = ("completed", "partial", "disputed")
+AGGREGATED_SQL = "status IN ('completed', 'partial', 'disputed')"
 
 # No CHECK (status IN STATUSES): it doubled the cost of an insert; LedgerWriter checks the
 # statuses of each round before writing them.
@@ -139,6 +144,8 @@ CREATE TABLE IF NOT EXISTS client_rounds (
     estimated INTEGER NOT NULL,
     wall_energy_j REAL,
     energy_network_j REAL,
+    reported_energy_j REAL,
+    server_estimate_j REAL,
     PRIMARY KEY (round, client_id)
 );
 CREATE TABLE IF NOT EXISTS server_state (
@@ -174,6 +181,10 @@ ADDED_ROUND_COLUMNS: tuple[tuple[str, str], ...] = (
 ADDED_CLIENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("wall_energy_j", "REAL"),
     ("energy_network_j", "REAL"),
+    # issue 29 (deployment): the device energy the client reported, and the server's own
+    # estimate from the enrolled device and the observed wall time (NULL in simulation)
+    ("reported_energy_j", "REAL"),
+    ("server_estimate_j", "REAL"),
 )
 
 
