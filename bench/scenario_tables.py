@@ -408,6 +408,12 @@ def main() -> None:
     ap.add_argument("--levers-only", action="store_true", help="with --world: levers only")
     ap.add_argument("--lever", nargs="+", help="with --world: only these levers")
     ap.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="with --world: also each footprint choice (marginal network energy, embodied "
+        "per share of lifetime) at every compared policy's tuned point",
+    )
+    ap.add_argument(
         "--lever-policy",
         nargs="+",
         choices=["greenfl", "greenfl reserved"],

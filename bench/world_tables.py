@@ -427,6 +427,56 @@ def run_levers(
                 save(world, update)
 
 
+# --- sensitivity ------------------------------------------------------------------------
+
+# The footprint model's documented choices (docs/footprint.md), each switched alone at every
+# compared policy's tuned point (not tuned again): does the headline survive them?
+SENSITIVITY = {
+    "network marginal": ["fleet.network_energy=marginal"],
+    "embodied lifetime": ["fleet.embodied_allocation=lifetime"],
+}
+
+
+def sensitivity_run(job: tuple) -> tuple[str, str, int, dict]:
+    """One run of a policy's tuned point with one footprint choice changed (a worker)."""
+    base, overrides, choice, policy, seed = job
+    cfg = load_config(base, [*overrides, f"seed={seed}", start_set(seed)])
+    with tempfile.TemporaryDirectory() as d:
+        greenfl.run(cfg, d)
+        return choice, policy, seed, summary_of(Path(d))
+
+
+def run_sensitivity(world: str, scenario: str, jobs: int) -> None:
+    sc = WORLD_SCENARIOS[scenario]
+    pol = load(world)["scenarios"][scenario]["policies"]
+    anchors = {k: pol[k] for k in ANCHORS if k in pol}
+    names = ["fedavg", *GREENFLS]
+    if anchors:
+        names.append(min(anchors, key=lambda k: mean(anchors[k]["total_g"])))
+    names = [n for n in names if n in pol]
+    todo = [(sc["base"], [*pol[n]["overrides"], *sets], choice, n, seed)
+            for choice, sets in SENSITIVITY.items() for n in names for seed in SEEDS]  # fmt: skip
+    got: dict[tuple[str, str], dict[int, dict]] = {}
+    prov = worlds.provenance()
+    with ProcessPoolExecutor(max(jobs, 1)) as pool:
+        for choice, policy, seed, summary in pool.map(sensitivity_run, todo):
+            got.setdefault((choice, policy), {})[seed] = summary
+            if len(got[(choice, policy)]) < len(SEEDS):
+                continue
+            r = world_row([got[(choice, policy)][s] for s in SEEDS])
+            over = [*pol[policy]["overrides"], *SENSITIVITY[choice]]
+            rec = {**r, "overrides": over, "provenance": prov}
+
+            def update(res: dict, choice: str = choice, policy: str = policy,
+                       rec: dict = rec) -> None:  # fmt: skip
+                block = res["scenarios"][scenario].setdefault("sensitivity", {})
+                block.setdefault(choice, {})[policy] = rec
+
+            save(world, update)
+            print(f"[{world} {scenario} sensitivity] {choice} {policy}: "
+                  f"{[round(x, 5) for x in r['total_g']]}", flush=True)  # fmt: skip
+
+
 # --- tables -----------------------------------------------------------------------------
 
 
@@ -484,6 +534,29 @@ def print_world(res: dict) -> None:
                   f"({fmt_pairs(paired(fed['total_g'], r['total_g']))}) |")  # fmt: skip
         for gname in [x for x in GREENFLS if x in pol]:
             print_greenfl(sc, pol, gname, n)
+        print_sensitivity(sc)
+
+
+def print_sensitivity(sc: dict) -> None:
+    """Each footprint choice switched alone at every policy's tuned point: the ratios."""
+    sens = sc.get("sensitivity") or {}
+    if not sens:
+        return
+    print("\n| footprint choice (each alone, at the tuned points) | policy | gCO2e to target "
+          "| tuned FedAvg / it (paired) |")  # fmt: skip
+    print("|---|---|---:|---|")
+    shown = list(next(iter(sens.values())))  # the policies the choices were run for
+    rows = [("as shipped (average network, embodied per active second)", sc["policies"])]
+    rows += list(sens.items())
+    for label, block in rows:
+        if "fedavg" not in block:
+            continue
+        fed = block["fedavg"]
+        for name in [k for k in shown if k != "fedavg" and k in block]:
+            r = block[name]
+            print(f"| {label} | {name} | {mean(r['total_g']):.4f} | "
+                  f"{mean(fed['total_g']) / mean(r['total_g']):.2f}x "
+                  f"({fmt_pairs(paired(fed['total_g'], r['total_g']))}) |")  # fmt: skip
 
 
 def print_greenfl(sc: dict, pol: dict, gname: str, n: int) -> None:
@@ -543,6 +616,8 @@ def main(args) -> None:
                 if WORLD_SCENARIOS[scenario]["levers"] and not args.no_levers:
                     for policy in args.lever_policy or ["greenfl"]:
                         run_levers(world, scenario, args.jobs, args.lever, policy)
+                if args.sensitivity:
+                    run_sensitivity(world, scenario, args.jobs)
     for world in names:
         res = load(world)
         if res:
