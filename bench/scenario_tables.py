@@ -363,7 +363,7 @@ def main() -> None:
         "--scenarios",
         nargs="+",
         default=["digits"],
-        choices=sorted({*SCENARIOS, "femnist_writers", "digits-union"}),
+        choices=sorted({*SCENARIOS, "femnist_writers", "femnist_writers-q8", "digits-union"}),
         help="with --world: digits, digits-wide, digits-union (each policy's best over "
         "both: run after them), femnist_writers or shakespeare",
     )

@@ -85,6 +85,18 @@ WORLD_SCENARIOS: dict[str, dict] = {
         },
         "levers": False,
     },
+    # The same with the codec fixed to q8 for every policy: a third of the runs, for a
+    # machine that cannot afford the codec axis at minutes a run (BENCHMARKS.md says so).
+    "femnist_writers-q8": {
+        "base": "examples/worlds/femnist-writers-fedavg.toml",
+        "grid": {
+            "train.clients_per_round": "10",
+            "train.local_epochs": "1",
+            "train.batch_size": "10",
+            "compression.name": "q8",
+        },
+        "levers": False,
+    },
     "shakespeare": {
         "base": "examples/shakespeare-scenario-fedavg.toml",
         "grid": {
