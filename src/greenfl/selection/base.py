@@ -10,6 +10,20 @@ import numpy as np
 from greenfl.fleet.population import Population
 
 
+@dataclass(frozen=True)
+class UtilityInputs:
+    """What statistical utility rests on, per client id (the run's arrays, not copies).
+
+    ``loss``: each client's last reported mean training loss, nan where none yet (a claim,
+    always clipped). ``samples``: each client's sample count. ``samples_claimed``: True
+    where that count is the client's own claim (clipped to the ceiling of all counts);
+    None: every count is known to the server (a simulation's partition)."""
+
+    loss: np.ndarray
+    samples: np.ndarray
+    samples_claimed: np.ndarray | None = None
+
+
 @dataclass
 class SelectionContext:
     """What a selector may look at. Per-client arrays are indexed by client id and are
@@ -24,6 +38,9 @@ class SelectionContext:
     est_energy_j: np.ndarray | None = None  # per candidate, aligned with candidates
     est_carbon_g: np.ndarray | None = None
     est_duration_s: np.ndarray | None = None
+    # What statistical utility rests on (greenfl.selection.utility); None: last_loss and
+    # the population's sample counts, the counts taken as the server's own.
+    utility: UtilityInputs | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
 

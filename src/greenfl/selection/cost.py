@@ -23,26 +23,38 @@ import math
 import numpy as np
 from pydantic import Field
 
-from greenfl.core.registry import NoParams, params
+from greenfl.core.registry import params
 from greenfl.selection.base import SelectionContext
-from greenfl.selection.utility import lowest, require_estimates, statistical_utility
+from greenfl.selection.utility import (
+    clip_percentile_field,
+    lowest,
+    require_estimates,
+    statistical_utility,
+)
+
+
+@params
+class EnergyParams:
+    clip_percentile: float = clip_percentile_field()
 
 
 class EnergySelector:
     """Fewest expected joules (compute + communication) per unit of utility."""
 
     name = "energy"
-    Params = NoParams
+    Params = EnergyParams
     needs_estimates = True
 
-    def __init__(self, params: NoParams | None = None) -> None:
-        return None
+    def __init__(self, params: EnergyParams | None = None) -> None:
+        p = params if params is not None else EnergyParams()
+        self.clip_percentile = p.clip_percentile
 
     def select(
         self, candidates: np.ndarray, k: int, ctx: SelectionContext, rng: np.random.Generator
     ) -> np.ndarray:
         energy_j, _, _ = require_estimates(ctx, self.name)
-        return lowest(energy_j / statistical_utility(candidates, ctx), candidates, k)
+        utility = statistical_utility(candidates, ctx, self.clip_percentile)
+        return lowest(energy_j / utility, candidates, k)
 
 
 # Slack when flooring share x k x rounds: (0.7 x 3) x 10 is 20.999999999999996 in binary,
@@ -75,6 +87,7 @@ class CarbonParams:
         description="share of each cohort's slots kept for the least-participating available "
         "clients, cheapest per unit of utility first (0: none, pure carbon per utility)",
     )
+    clip_percentile: float = clip_percentile_field()
 
 
 class CarbonSelector:
@@ -90,12 +103,13 @@ class CarbonSelector:
     def __init__(self, params: CarbonParams | None = None) -> None:
         p = params if params is not None else CarbonParams()
         self.reserved_share = p.reserved_share
+        self.clip_percentile = p.clip_percentile
 
     def select(
         self, candidates: np.ndarray, k: int, ctx: SelectionContext, rng: np.random.Generator
     ) -> np.ndarray:
         _, carbon_g, _ = require_estimates(ctx, self.name)
-        g_per_utility = carbon_g / statistical_utility(candidates, ctx)
+        g_per_utility = carbon_g / statistical_utility(candidates, ctx, self.clip_percentile)
         k = min(k, len(candidates))
         n_reserved = reserved_slots(self.reserved_share, k, ctx.round_idx)
         if n_reserved == 0:

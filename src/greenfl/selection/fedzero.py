@@ -29,7 +29,11 @@ from pydantic import Field
 from greenfl.core.registry import params
 from greenfl.core.units import J_PER_KWH
 from greenfl.selection.base import SelectionContext
-from greenfl.selection.utility import require_estimates, statistical_utility
+from greenfl.selection.utility import (
+    clip_percentile_field,
+    require_estimates,
+    statistical_utility,
+)
 
 
 @params
@@ -46,6 +50,7 @@ class FedZeroParams:
     local_epochs: int | None = Field(
         None, ge=1, le=100_000, description="the most epochs asked (none: train.local_epochs)"
     )
+    clip_percentile: float = clip_percentile_field()
 
 
 class FedZeroSelector:
@@ -63,6 +68,7 @@ class FedZeroSelector:
         self.window_s = p.window_s if p.window_s is not None else math.inf
         self.min_share = p.min_epochs / local_epochs
         self.clean_share = p.clean_share
+        self.clip_percentile = p.clip_percentile
 
     def eligible(self, ctx: SelectionContext) -> np.ndarray:
         """Mask of the candidates whose min-epochs work fits the window. The estimate is of
@@ -82,6 +88,8 @@ class FedZeroSelector:
         pool_size = max(k, math.ceil(self.clean_share * len(idx)))
         clean = idx[np.lexsort((candidates[idx], g_per_kwh))[:pool_size]]
         clients = candidates[clean]
-        utility = statistical_utility(clients, ctx) / np.sqrt(1.0 + ctx.participation[clients])
+        utility = statistical_utility(clients, ctx, self.clip_percentile) / np.sqrt(
+            1.0 + ctx.participation[clients]
+        )
         best = np.lexsort((clients, -utility))[:k]
         return np.sort(clients[best])

@@ -14,6 +14,7 @@ from pydantic import Field
 from greenfl.core.registry import params
 from greenfl.selection.base import SelectionContext
 from greenfl.selection.utility import (
+    clip_percentile_field,
     exploration_share,
     require_estimates,
     statistical_utility,
@@ -37,6 +38,7 @@ class OortParams:
         le=1,
         description="explored clients within this share of the k-th best utility are sampled",
     )
+    clip_percentile: float = clip_percentile_field()
 
 
 class OortSelector:
@@ -52,12 +54,13 @@ class OortSelector:
         self.decay = p.exploration_decay
         self.min_exploration = p.min_exploration
         self.cutoff = p.cutoff
+        self.clip_percentile = p.clip_percentile
 
     def utility(self, idx: np.ndarray, candidates: np.ndarray, ctx: SelectionContext) -> np.ndarray:
         """Oort utility of candidates[idx] (the estimates are aligned with ``candidates``)."""
         _, _, duration_s = require_estimates(ctx, self.name)
         clients = candidates[idx]
-        u = statistical_utility(clients, ctx)
+        u = statistical_utility(clients, ctx, self.clip_percentile)
         last = ctx.last_selected[clients].astype(np.float64)
         staleness = np.sqrt(0.1 * np.log(max(ctx.round_idx, 2)) / np.maximum(last, 1.0))
         u = u + np.where(last > 0, staleness, 0.0)
