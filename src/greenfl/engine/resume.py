@@ -10,6 +10,8 @@ import sqlite3
 from pathlib import Path
 
 from greenfl.core.errors import ConfigError
+from greenfl.engine.snapshot import check_snapshot
+from greenfl.ledger import chain, integrity
 from greenfl.ledger.writer import LedgerWriter
 
 STATE_KEY = "loop"
@@ -24,8 +26,15 @@ def saved_state(ledger: LedgerWriter) -> bytes | None:
     """The loop state after the last round saved with one, or None to start over. Rounds
     written after it without their state (a simulation hands rounds to the ledger in
     batches, and one cut short by a crash has no state) are removed: the resumed run
-    re-runs them. Reopening the ledger also marks the run as running again."""
+    re-runs them. Reopening the ledger also marks the run as running again.
+
+    First, nothing is resumed that cannot be trusted (a LedgerError, in one line, and the
+    ledger left as it was): a ledger whose hash chain or fingerprints no longer match, or a
+    fleet file, trace or code changed since the run started (unless accepted with
+    ``--accept-changes``: greenfl.ledger.integrity.check_for_resume), a model with NaN or
+    infinite weights, or a random-generator state numpy refuses."""
     conn = ledger.conn
+    integrity.check(conn, inputs=True, code=True)
     row = conn.execute(
         "SELECT round, value FROM server_state WHERE key = ?", (STATE_KEY,)
     ).fetchone()
@@ -35,6 +44,8 @@ def saved_state(ledger: LedgerWriter) -> bytes | None:
             f"--resume: {ledger.path} has {last} rounds but no saved state "
             "(engine.checkpoint = false)"
         )
+    if row is not None:
+        check_snapshot(bytes(row[1]))
     saved = row[0] if row is not None else 0
     with ledger.transaction():
         if last is not None and last > saved:
@@ -46,6 +57,7 @@ def saved_state(ledger: LedgerWriter) -> bytes | None:
             )
             conn.execute("DELETE FROM client_rounds WHERE round > ?", (saved,))
             conn.execute("DELETE FROM rounds WHERE round > ?", (saved,))
+            chain.drop_rounds_after(conn, saved)
         conn.execute("UPDATE runs SET status = 'running', stop_reason = NULL WHERE run_id = 1")
     return bytes(row[1]) if row is not None else None
 

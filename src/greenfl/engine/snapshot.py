@@ -21,6 +21,9 @@ from greenfl.core.errors import LedgerError
 
 FORMAT = 3
 _META = "meta"
+# The global model is the snapshot's first array, "a0" (state.state_bytes writes it first):
+# the ledger's hash chain digests that member by name (greenfl.ledger.store.MODEL_MEMBER).
+MODEL_ARRAY = "a0"
 
 
 def array_part(values: np.ndarray) -> np.ndarray:
@@ -75,6 +78,49 @@ def read_snapshot(blob: bytes, population_size: int) -> dict[str, Any]:
     snap["last_selected"] = _dense(snap["last_selected"], n, -1, np.int32)
     snap["last_loss"] = _dense(snap["last_loss"], n, np.nan, np.float32)
     return snap
+
+
+# The bit generators a snapshot's random streams may name (numpy's own).
+_BIT_GENERATORS: dict[str, type[np.random.BitGenerator]] = {
+    "PCG64": np.random.PCG64,
+    "PCG64DXSM": np.random.PCG64DXSM,
+    "MT19937": np.random.MT19937,
+    "Philox": np.random.Philox,
+    "SFC64": np.random.SFC64,
+}
+
+
+def check_snapshot(blob: bytes) -> None:
+    """A LedgerError, in one line, for a snapshot that must not be resumed: one that does
+    not read, a model with NaN or infinite weights, or a random-generator state numpy would
+    refuse. Checked before a resumed run is marked running, so a refused resume leaves the
+    ledger as it found it."""
+    snap = _load(blob)
+    params = np.asarray(snap.get("global_params"))
+    if params.dtype.kind not in "fc" or not np.isfinite(params).all():
+        raise LedgerError(
+            f"the model saved with round {snap.get('round')} has NaN or infinite weights "
+            "(or is not a model): it is not resumed"
+        )
+    rngs = snap.get("rngs")
+    if not isinstance(rngs, dict):
+        raise LedgerError("the ledger's saved random-generator states are missing")
+    for name, state in rngs.items():
+        rng_state(name, state)
+
+
+def rng_state(name: str, state: Any) -> None:
+    """A LedgerError unless ``state`` is a state numpy's named bit generator takes."""
+    kind = state.get("bit_generator") if isinstance(state, dict) else None
+    cls = _BIT_GENERATORS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise LedgerError(f"the ledger's saved random-generator state {name!r} is not one")
+    try:
+        cls().state = state
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise LedgerError(
+            f"the ledger's saved random-generator state {name!r} is not valid: {exc}"
+        ) from None
 
 
 def _load(blob: bytes) -> dict[str, Any]:

@@ -91,7 +91,15 @@ def restore_state(
     st.last_selected = snap["last_selected"]
     st.last_loss = snap["last_loss"]
     for k, state in snap["rngs"].items():
-        rngs[k].bit_generator.state = state
+        if k not in rngs:
+            raise LedgerError(f"the snapshot holds a random stream {k!r} this run has not")
+        try:
+            rngs[k].bit_generator.state = state
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            # a swapped or corrupt state: one line, not numpy's traceback
+            raise LedgerError(
+                f"the ledger's saved random-generator state {k!r} does not fit this run: {exc}"
+            ) from None
     strategy.load_state_dict(snap["strategy"])
     policies.load_state_dict(snap["planner"])
     # The run's own observers (privacy, backdoor) come first; observers a caller adds

@@ -51,6 +51,12 @@ class WriterProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
+            # Its own session: a signal sent to the run's process group (Ctrl-C, `timeout`,
+            # `kill -- -PGID`) reaches the loop's process alone, which commits what it has
+            # through the writer and marks the run interrupted. Before this the writer died
+            # first and rounds the loop had finished were lost with it. (It also ignores
+            # SIGTERM itself, for a systemd stop, which signals every process of the unit.)
+            start_new_session=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._out, self._in = self.proc.stdin, self.proc.stdout

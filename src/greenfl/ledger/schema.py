@@ -153,7 +153,22 @@ CREATE TABLE IF NOT EXISTS server_state (
     round INTEGER NOT NULL,
     value BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS chain (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    round INTEGER,
+    rounds_sha256 TEXT,
+    clients_sha256 TEXT,
+    model_sha256 TEXT,
+    state_sha256 TEXT,
+    body TEXT,
+    digest TEXT NOT NULL
+);
 """
+# issue 29: the hash chain (greenfl.ledger.chain). One link per committed round (kind
+# 'round'), after one over the run's fingerprints (kind 'start'); a change accepted on
+# --accept-changes is a link of its own (kind 'change', ``body`` says what and when). The
+# tables are created on open (CREATE IF NOT EXISTS), so an older ledger gets them empty.
 
 # Columns added after version 1, with their types: a version-1 ledger being resumed gets
 # them (NULL in its earlier rounds) before any new round is written.

@@ -21,7 +21,9 @@ first to finish instead of writing beside it.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import os
 import pickle
 import sqlite3
@@ -78,6 +80,7 @@ class RoundSQL:
 
     def __init__(self, round_columns: Sequence[str], client_columns: Sequence[str]) -> None:
         self.client_columns = tuple(client_columns)
+        self.client_id_at = self.client_columns.index("client_id")
         self.round = (
             f"INSERT INTO rounds ({', '.join(round_columns)}) "
             f"VALUES ({', '.join('?' * len(round_columns))})"
@@ -103,19 +106,142 @@ def write_rounds(
     state: Mapping[str, Any] | None,
 ) -> None:
     """Rounds (their rows, their client rows packed in ``sql.client_columns`` order) and the
-    server state after the last of them, in one transaction. Client rows go in multi-row
-    INSERTs: one statement per ROWS_PER_INSERT clients costs less than one per client."""
+    server state after the last of them, in one transaction, each round with its link of
+    the hash chain. Client rows go in multi-row INSERTs: one statement per ROWS_PER_INSERT
+    clients costs less than one per client."""
     width = len(sql.client_columns)
+    blobs = {key: bytes(blob) for key, blob in (state or {}).items()}
+    last = len(round_rows) - 1
     with Transaction(conn):
-        for round_row, values in zip(round_rows, unpack_rounds(packed), strict=True):
+        prev = chain_head(conn)
+        for i, (round_row, values) in enumerate(
+            zip(round_rows, unpack_rounds(packed), strict=True)
+        ):
             conn.execute(sql.round, tuple(round_row))
-            flat = list(itertools.chain.from_iterable(zip(*values, strict=True)))
-            n = len(flat) // width
+            rows = list(zip(*values, strict=True))
+            flat = list(itertools.chain.from_iterable(rows))
+            n = len(rows)
             for first in range(0, n, ROWS_PER_INSERT):
-                rows = min(ROWS_PER_INSERT, n - first)
-                conn.execute(sql.clients(rows), flat[first * width : (first + rows) * width])
-        for key, blob in (state or {}).items():
-            conn.execute(sql.state, (key, round_rows[-1][0], bytes(blob)))
+                count = min(ROWS_PER_INSERT, n - first)
+                conn.execute(sql.clients(count), flat[first * width : (first + count) * width])
+            # The chain hashes the values as the writer has them (no read-back): canonical()
+            # makes them what SQLite will return.
+            link = RoundLink.of(
+                round_row, rows, sql.client_id_at, blobs if i == last and blobs else None
+            )
+            prev = link.digest(prev)
+            conn.execute(CHAIN_ROUND, (*link.columns(), prev))
+        for key, blob in blobs.items():
+            conn.execute(sql.state, (key, round_rows[-1][0], blob))
+
+
+# ---- the hash chain (greenfl.ledger.chain verifies it) ----------------------------------
+CHAIN_TAG = "greenfl-chain-1"
+CHAIN_ROUND = (
+    "INSERT INTO chain (kind, round, rounds_sha256, clients_sha256, model_sha256, "
+    "state_sha256, body, digest) VALUES ('round', ?, ?, ?, ?, ?, NULL, ?)"
+)
+# Where the model lies in the server state: greenfl.engine.snapshot writes the global model
+# as the first array of the "loop" snapshot (an .npz archive), so its member is "a0.npy".
+MODEL_MEMBER = ("loop", "a0.npy")
+_INT64 = 2.0**63
+
+
+def _canonical_value(v: Any) -> Any:
+    """A value as SQLite gives it back: NaN is stored as NULL, an integral REAL may come back
+    as an INTEGER (and the reverse), so integral floats are ints here, on both sides."""
+    if isinstance(v, float):
+        if v != v:
+            return None
+        if v.is_integer() and -_INT64 <= v < _INT64:
+            return int(v)
+        return float(v)  # a numpy float64 hashes as the float it is
+    if isinstance(v, bool):
+        return int(v)
+    return v
+
+
+def canonical(rows: Sequence[Sequence[Any]]) -> bytes:
+    """Rows of ledger values as bytes that do not depend on how they were stored: JSON of
+    the canonical values, floats by their shortest exact repr (infinities as Infinity)."""
+    data = [[_canonical_value(v) for v in row] for row in rows]
+    return json.dumps(data, separators=(",", ":"), allow_nan=True).encode("utf-8")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def link_digest(prev: str | None, kind: str, *parts: Any) -> str:
+    """A link: the previous link's digest, the link's kind and its parts."""
+    text = "\0".join([CHAIN_TAG, prev or "", kind, *("" if p is None else str(p) for p in parts)])
+    return sha256_hex(text.encode("utf-8"))
+
+
+def state_sha256(state: Mapping[str, bytes]) -> str:
+    """The server state's digest: its rows' keys and contents, in key order."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        h.update(key.encode("utf-8") + b"\0" + hashlib.sha256(state[key]).digest())
+    return h.hexdigest()
+
+
+def model_sha256(state: Mapping[str, bytes]) -> str | None:
+    """The digest of the model's array in the server state; None where there is none (a
+    state in another form: it is still covered by state_sha256)."""
+    import io
+    import zipfile
+
+    blob = state.get(MODEL_MEMBER[0])
+    if blob is None or blob[:2] != b"PK":
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            return sha256_hex(archive.read(MODEL_MEMBER[1]))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError):
+        return None
+
+
+class RoundLink:
+    """One round's link: the digests of its ``rounds`` row, its ``client_rounds`` rows (by
+    client id), and of the model and server state saved with it (None: none was)."""
+
+    __slots__ = ("round", "rounds_sha", "clients_sha", "model_sha", "state_sha")
+
+    def __init__(
+        self, rnd: int, rounds_sha: str, clients_sha: str, model: str | None, state: str | None
+    ) -> None:
+        self.round, self.rounds_sha, self.clients_sha = rnd, rounds_sha, clients_sha
+        self.model_sha, self.state_sha = model, state
+
+    @classmethod
+    def of(
+        cls,
+        round_row: Sequence[Any],
+        client_rows: Sequence[Sequence[Any]],
+        client_id_at: int,
+        state: Mapping[str, bytes] | None,
+    ) -> RoundLink:
+        ordered = sorted(client_rows, key=lambda r: r[client_id_at])
+        return cls(
+            int(round_row[0]),
+            sha256_hex(canonical([round_row])),
+            sha256_hex(canonical(ordered)),
+            model_sha256(state) if state else None,
+            state_sha256(state) if state else None,
+        )
+
+    def columns(self) -> tuple[Any, ...]:
+        return (self.round, self.rounds_sha, self.clients_sha, self.model_sha, self.state_sha)
+
+    def digest(self, prev: str | None) -> str:
+        return link_digest(prev, "round", *self.columns())
+
+
+def chain_head(conn: sqlite3.Connection) -> str | None:
+    """The digest of the chain's last link, None before the first."""
+    row = conn.execute("SELECT digest FROM chain ORDER BY seq DESC LIMIT 1").fetchone()
+    return row[0] if row is not None else None
 
 
 class Transaction:
@@ -253,9 +379,13 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
 if __name__ == "__main__":
     import signal
 
-    # Ctrl-C reaches the whole process group: the parent handles it (and marks the run
-    # failed); the writer must go on until it has committed what it was sent.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C, and SIGTERM or SIGHUP sent to the whole process group (systemd's stop,
+    # `timeout`, a closed terminal), reach the writer too: the parent handles them (and
+    # marks the run interrupted), and the writer must go on until it has committed what it
+    # was sent. It ends when the parent closes its pipe, whether the parent stopped it or
+    # died; a SIGKILL (systemd's after TimeoutStopSec) still ends it at once.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     # Rarely preempt the round loop: woken by a round, a normal-priority writer took the
     # loop's core on the spot (the scheduler favours a task that slept), which cost the loop
     # the whole write. Nice 10 weighs a tenth of the loop, so it runs on a free core or when

@@ -33,7 +33,9 @@ from typing import Any
 
 from greenfl.core.errors import LedgerError
 from greenfl.ledger import store
+from greenfl.ledger.chain import start_chain
 from greenfl.ledger.child import StateArg, WriterProcess
+from greenfl.ledger.fingerprint import fingerprint
 from greenfl.ledger.rows import pack_rounds, statuses
 from greenfl.ledger.schema import (
     ADDED_ROUND_COLUMNS,
@@ -102,7 +104,11 @@ class LedgerWriter:
         return self._child.proc.pid if self._child is not None else None
 
     def begin_run(self, config: Mapping[str, Any], fleet: Mapping[str, Any], version: str) -> None:
+        """The run's row, and the first link of its hash chain: the fingerprints of its
+        config, fleet, traces and code (greenfl.ledger.fingerprint)."""
+        start = fingerprint(config, fleet, version)
         with self.transaction():
+            start_chain(self._conn, start)
             self._conn.execute(
                 "INSERT OR REPLACE INTO runs VALUES (1, ?, ?, ?, ?, 'running', NULL)",
                 (

@@ -1,0 +1,148 @@
+"""Amending the ledger's hash chain (greenfl.ledger.chain): accepting changes on
+``--accept-changes`` (a link that says what was accepted and when, and the chain made to
+agree with the ledger as it is), and re-linking after greenfl itself removes rounds (a
+resumed run re-runs those written without their state)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from greenfl.ledger.chain import (
+    FINGERPRINT_KEY,
+    Inputs,
+    Problem,
+    effective,
+    link_digest_of,
+    links_of,
+    round_parts,
+)
+from greenfl.ledger.fingerprint import config_digests, fleet_digests
+from greenfl.ledger.schema import CLIENT_ROUND_COLUMNS, ROUND_COLUMNS
+from greenfl.ledger.store import chain_head, link_digest, model_sha256, state_sha256
+
+
+def accept(conn: sqlite3.Connection, found: Sequence[Problem], inputs: Inputs | None) -> None:
+    """(in a transaction) Make the chain agree with the ledger and the inputs as they are
+    now, and append a link that records what was accepted and when."""
+    if not found:
+        return
+    links = links_of(conn)
+    fp = effective(links)
+    if fp is None:  # no chain, or no start: begin one from what the ledger holds now
+        fp = _fingerprint_of_record(conn, inputs)
+        seq = min((link.seq for link in links), default=1) - 1
+        conn.execute(
+            "INSERT INTO chain (seq, kind, body, digest) VALUES (?, 'start', ?, '')",
+            (seq, json.dumps(fp, sort_keys=True, separators=(",", ":"))),
+        )
+    _rechain_rounds(conn, fp)
+    change: dict[str, Any] = {
+        "when_utc": datetime.now(timezone.utc).isoformat(),
+        "what": [p.line for p in found],
+    }
+    record = _record_now(conn)
+    if record is not None and record != fp["record"]:
+        change["record"] = record
+    if inputs is not None:
+        now = {
+            "fleet": inputs.fleet,
+            "traces": inputs.traces,
+            "code": inputs.code if inputs.code is not None else fp["inputs"]["code"],
+        }
+        if now != fp["inputs"]:
+            change["inputs"] = now
+    relink(conn)
+    body = json.dumps(change, sort_keys=True, separators=(",", ":"))
+    conn.execute(
+        "INSERT INTO chain (kind, body, digest) VALUES ('change', ?, ?)",
+        (body, link_digest(chain_head(conn), "change", body)),
+    )
+
+
+def _record_now(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    row = conn.execute("SELECT config_json, fleet_json FROM runs WHERE run_id = 1").fetchone()
+    if row is None:
+        return None
+    return {
+        "config": config_digests(json.loads(row[0])),
+        "fleet": fleet_digests(json.loads(row[1])),
+    }
+
+
+def _fingerprint_of_record(conn: sqlite3.Connection, inputs: Inputs | None) -> dict[str, Any]:
+    record = _record_now(conn) or {"config": {}, "fleet": {}}
+    return {
+        "format": 1,
+        "fleet_path": inputs.fleet_path if inputs is not None else "",
+        "record": record,
+        "inputs": {
+            "fleet": inputs.fleet if inputs is not None else dict(record["fleet"]),
+            "traces": inputs.traces if inputs is not None else {},
+            "code": inputs.code if inputs is not None else {},
+        },
+        "round_columns": list(ROUND_COLUMNS),
+        "client_columns": list(CLIENT_ROUND_COLUMNS),
+    }
+
+
+def _rechain_rounds(conn: sqlite3.Connection, fp: Mapping[str, Any]) -> None:
+    """Round links recomputed from the rows as they are: edited rounds get their digests,
+    deleted rounds lose their link, added rounds get one; the state's round gets the
+    state's digests."""
+    by_round = {link.round: link for link in links_of(conn) if link.kind == "round"}
+    seen = set()
+    for rnd, rounds_sha, clients_sha in list(round_parts(conn, fp)):
+        seen.add(rnd)
+        if rnd in by_round:
+            conn.execute(
+                "UPDATE chain SET rounds_sha256 = ?, clients_sha256 = ? WHERE seq = ?",
+                (rounds_sha, clients_sha, by_round[rnd].seq),
+            )
+        else:
+            conn.execute(
+                "INSERT INTO chain (kind, round, rounds_sha256, clients_sha256, digest) "
+                "VALUES ('round', ?, ?, ?, '')",
+                (rnd, rounds_sha, clients_sha),
+            )
+    for rnd in set(by_round) - seen:
+        conn.execute("DELETE FROM chain WHERE seq = ?", (by_round[rnd].seq,))
+    rows = conn.execute("SELECT key, round, value FROM server_state").fetchall()
+    if rows:
+        state = {k: bytes(v) for k, _, v in rows}
+        last = max(r for _, r, _ in rows)
+        conn.execute(
+            "UPDATE chain SET model_sha256 = NULL, state_sha256 = NULL "
+            "WHERE kind = 'round' AND round > ?",
+            (last,),
+        )
+        conn.execute(
+            "UPDATE chain SET model_sha256 = ?, state_sha256 = ? "
+            "WHERE kind = 'round' AND round = ?",
+            (model_sha256(state), state_sha256(state), last),
+        )
+
+
+def relink(conn: sqlite3.Connection) -> None:
+    """(in a transaction) Every link's digest recomputed in order: after greenfl itself
+    removed or accepted links, never to hide an edit (``problems`` runs first)."""
+    prev: str | None = None
+    for link in links_of(conn):
+        digest = link_digest_of(prev, link)
+        if digest != link.digest:
+            conn.execute("UPDATE chain SET digest = ? WHERE seq = ?", (digest, link.seq))
+        prev = digest
+    if conn.execute("SELECT 1 FROM meta WHERE key = ?", (FINGERPRINT_KEY,)).fetchone() is None:
+        first = conn.execute("SELECT body FROM chain WHERE kind = 'start'").fetchone()
+        if first is not None:
+            conn.execute("INSERT INTO meta VALUES (?, ?)", (FINGERPRINT_KEY, first[0]))
+
+
+def drop_rounds_after(conn: sqlite3.Connection, saved: int) -> None:
+    """(in a transaction) The links of rounds after ``saved`` removed with their rows (a
+    resumed run re-runs rounds written without their state), and the chain re-linked."""
+    conn.execute("DELETE FROM chain WHERE kind = 'round' AND round > ?", (saved,))
+    relink(conn)

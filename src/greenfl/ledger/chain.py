@@ -1,0 +1,313 @@
+"""The ledger's hash chain: each committed round is a link whose SHA-256 covers the link
+before it, the round's ``rounds`` row, its ``client_rounds`` rows (by client id), and the
+model and server state saved with it. The first link covers the run's fingerprints
+(greenfl.ledger.fingerprint); a change accepted with ``--accept-changes`` is a link too.
+
+The writer process makes each round's link as it commits the round (greenfl.ledger.store:
+it hashes the values it already holds). This module reads a ledger back and names the first
+thing that no longer matches: an edited, added or deleted row, an edited model or server
+state, an edited recorded config or fleet, or (given what the run would read now) a
+changed fleet file, trace or code version. ``accept`` records such changes as a link of
+their own and re-links the chain, so the ledger says what was accepted and when.
+
+What it cannot do: someone who rewrites the rows *and* recomputes every digest after them
+makes a consistent chain. The head digest (``greenfl verify`` prints it, the server logs it)
+kept somewhere else is what catches that."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from greenfl.ledger.fingerprint import (
+    config_digests,
+    describe_code,
+    fleet_digests,
+)
+from greenfl.ledger.schema import CLIENT_ROUND_COLUMNS, ROUND_COLUMNS
+from greenfl.ledger.store import (
+    RoundLink,
+    chain_head,
+    link_digest,
+    model_sha256,
+    state_sha256,
+)
+
+FINGERPRINT_KEY = "fingerprint"  # meta: a copy of the start link's body, for readers
+_LINKS = (
+    "SELECT seq, kind, round, rounds_sha256, clients_sha256, model_sha256, state_sha256, "
+    "body, digest FROM chain ORDER BY seq"
+)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a resumed run would read now, as digests (greenfl.ledger.fingerprint): the
+    fleet file's items, its regions' traces, and the code (None: not compared)."""
+
+    fleet_path: str
+    fleet: dict[str, str]
+    traces: dict[str, str]
+    trace_paths: dict[str, str] = field(default_factory=dict)
+    code: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One mismatch: ``line`` says what changed, in one line."""
+
+    line: str
+    kind: str  # rows | chain | state | record | inputs | nochain
+
+
+@dataclass(frozen=True)
+class _Link:
+    seq: int
+    kind: str
+    round: int | None
+    rounds_sha: str | None
+    clients_sha: str | None
+    model_sha: str | None
+    state_sha: str | None
+    body: str | None
+    digest: str
+
+
+def start_chain(conn: sqlite3.Connection, fingerprint: Mapping[str, Any]) -> None:
+    """(in a transaction) The chain's first link, over the run's fingerprints and the
+    columns its round links hash."""
+    body = json.dumps(
+        {
+            **fingerprint,
+            "round_columns": list(ROUND_COLUMNS),
+            "client_columns": list(CLIENT_ROUND_COLUMNS),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    conn.execute("DELETE FROM chain")
+    conn.execute(
+        "INSERT INTO chain (kind, body, digest) VALUES ('start', ?, ?)",
+        (body, link_digest(None, "start", body)),
+    )
+    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (FINGERPRINT_KEY, body))
+
+
+def head(conn: sqlite3.Connection) -> str | None:
+    """The digest of the last link: the run's digest, as far as it has gone."""
+    return chain_head(conn)
+
+
+def links_of(conn: sqlite3.Connection) -> list[_Link]:
+    return [_Link(*row) for row in conn.execute(_LINKS)]
+
+
+def link_digest_of(prev: str | None, link: _Link) -> str:
+    if link.kind == "round":
+        parts = (link.rounds_sha, link.clients_sha, link.model_sha, link.state_sha)
+        return link_digest(prev, "round", link.round, *parts)
+    return link_digest(prev, link.kind, link.body)
+
+
+def effective(links: Sequence[_Link]) -> dict[str, Any] | None:
+    """The start fingerprint with every accepted change applied, None without a start."""
+    if not links or links[0].kind != "start" or links[0].body is None:
+        return None
+    fp: dict[str, Any] = json.loads(links[0].body)
+    for link in links:
+        if link.kind == "change" and link.body is not None:
+            change = json.loads(link.body)
+            for part in ("record", "inputs"):
+                if part in change:
+                    fp[part] = change[part]
+    return fp
+
+
+def _columns(fp: Mapping[str, Any] | None) -> tuple[list[str], list[str]]:
+    if fp is None:
+        return list(ROUND_COLUMNS), list(CLIENT_ROUND_COLUMNS)
+    return list(fp["round_columns"]), list(fp["client_columns"])
+
+
+def round_parts(
+    conn: sqlite3.Connection, fp: Mapping[str, Any] | None
+) -> Iterator[tuple[int, str, str]]:
+    """(round, rounds digest, client rows digest) for each round row, recomputed."""
+    round_cols, client_cols = _columns(fp)
+    at, round_at = client_cols.index("client_id"), client_cols.index("round")
+    clients = conn.execute(
+        f"SELECT {', '.join(client_cols)} FROM client_rounds ORDER BY round, client_id"
+    )
+    groups = itertools.groupby(clients, key=lambda r: r[round_at])
+    pending = next(groups, None)
+    for row in conn.execute(f"SELECT {', '.join(round_cols)} FROM rounds ORDER BY round"):
+        rnd = row[0]
+        while pending is not None and pending[0] < rnd:
+            pending = next(groups, None)  # client rows of a deleted round: its link says so
+        rows: list[Any] = []
+        if pending is not None and pending[0] == rnd:
+            rows = list(pending[1])
+            pending = next(groups, None)
+        link = RoundLink.of(row, rows, at, None)
+        yield rnd, link.rounds_sha, link.clients_sha
+
+
+def problems(
+    conn: sqlite3.Connection, inputs: Inputs | None = None, first: bool = False
+) -> list[Problem]:
+    """Every mismatch in the ledger (and, given ``inputs``, against what a run would read
+    now), in the order a reader would want them named; only the first with ``first``."""
+    out: list[Problem] = []
+    for p in _problems(conn, inputs):
+        out.append(p)
+        if first:
+            break
+    return out
+
+
+def _problems(conn: sqlite3.Connection, inputs: Inputs | None) -> Iterator[Problem]:
+    links = links_of(conn)
+    has_run = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] > 0
+    if not links:
+        if has_run:
+            yield Problem(
+                "the ledger has no hash chain (written by a greenfl that kept none, or its "
+                "chain was deleted)",
+                "nochain",
+            )
+        return
+    fp = effective(links)
+    if fp is None:
+        yield Problem(
+            "the ledger's hash chain lost its first link (the run's fingerprints)", "chain"
+        )
+    by_round: dict[int, _Link] = {}
+    for link in links:
+        if link.kind == "round" and link.round is not None:
+            if link.round in by_round:
+                yield Problem(f"ledger round {link.round} has two chain links", "chain")
+            by_round[link.round] = link
+    # the rows, against the digests their links hold
+    seen: set[int] = set()
+    for rnd, rounds_sha, clients_sha in round_parts(conn, fp):
+        seen.add(rnd)
+        link = by_round.get(rnd)
+        if link is None:
+            yield Problem(
+                f"ledger round {rnd} was added after the rounds were written (it has no chain "
+                "link)",
+                "rows",
+            )
+        elif link.rounds_sha != rounds_sha:
+            yield Problem(f"ledger round {rnd} was edited after it was written (rounds)", "rows")
+        elif link.clients_sha != clients_sha:
+            yield Problem(
+                f"ledger round {rnd} was edited after it was written (client_rounds)", "rows"
+            )
+    for rnd in sorted(set(by_round) - seen):
+        yield Problem(f"ledger round {rnd} was deleted after it was written", "rows")
+    # the links, against each other
+    prev: str | None = None
+    for link in links:
+        if link_digest_of(prev, link) != link.digest:
+            what = f"round {link.round}" if link.kind == "round" else f"its {link.kind} link"
+            yield Problem(f"the ledger's hash chain was edited at {what} (chain)", "chain")
+            break
+        prev = link.digest
+    yield from _state_problems(conn, by_round)
+    if fp is not None:
+        yield from _record_problems(conn, fp)
+        if inputs is not None:
+            yield from input_problems(fp, inputs)
+
+
+def _state_problems(conn: sqlite3.Connection, by_round: Mapping[int, _Link]) -> Iterator[Problem]:
+    rows = conn.execute("SELECT key, round, value FROM server_state").fetchall()
+    if not rows:
+        return
+    rounds = {r for _, r, _ in rows}
+    saved = [rnd for rnd, link in by_round.items() if link.state_sha is not None]
+    if len(rounds) != 1 or (saved and max(saved) != min(rounds)):
+        yield Problem("the ledger's server state is not the one saved with its last round", "state")
+        return
+    (rnd,) = rounds
+    link = by_round.get(rnd)
+    state = {key: bytes(value) for key, _, value in rows}
+    if link is None or link.state_sha is None:
+        yield Problem(f"the server state of round {rnd} was not saved with that round", "state")
+    elif state_sha256(state) != link.state_sha:
+        if model_sha256(state) != link.model_sha:
+            yield Problem(
+                f"the model saved with round {rnd} was edited after it was written", "state"
+            )
+        else:
+            yield Problem(
+                f"the server state saved with round {rnd} was edited after it was written "
+                "(random generators, strategy or schedule state)",
+                "state",
+            )
+
+
+def _record_problems(conn: sqlite3.Connection, fp: Mapping[str, Any]) -> Iterator[Problem]:
+    row = conn.execute("SELECT config_json, fleet_json FROM runs WHERE run_id = 1").fetchone()
+    if row is None:
+        yield Problem("the ledger's run row was deleted", "record")
+        return
+    try:
+        config, fleet = json.loads(row[0]), json.loads(row[1])
+    except ValueError:
+        yield Problem("the config or fleet recorded in the ledger is not JSON any more", "record")
+        return
+    what = changed(fp["record"]["config"], config_digests(config))
+    if what:
+        yield Problem(
+            f"the config recorded in the ledger was edited after the run started (section {what})",
+            "record",
+        )
+    what = changed(fp["record"]["fleet"], fleet_digests(fleet))
+    if what:
+        yield Problem(
+            f"the fleet recorded in the ledger was edited after the run started ({what})", "record"
+        )
+
+
+def input_problems(fp: Mapping[str, Any], inputs: Inputs) -> Iterator[Problem]:
+    """What a resumed run would read now that differs from what the run started with."""
+    was = fp["inputs"]
+    what = changed(was["fleet"], inputs.fleet)
+    if what:
+        yield Problem(
+            f"fleet file {inputs.fleet_path} changed since the run started ({what})", "inputs"
+        )
+    for region in sorted(set(was["traces"]) | set(inputs.traces)):
+        if was["traces"].get(region) != inputs.traces.get(region):
+            path = inputs.trace_paths.get(region, "")
+            yield Problem(
+                f"the trace of region {region} {path} changed since the run started".replace(
+                    "  ", " "
+                ),
+                "inputs",
+            )
+            break
+    if inputs.code is not None and inputs.code != was["code"]:
+        yield Problem(
+            f"the code changed since the run started ({describe_code(was['code'])} -> "
+            f"{describe_code(inputs.code)})",
+            "inputs",
+        )
+
+
+def changed(was: Mapping[str, str], now: Mapping[str, str]) -> str | None:
+    """The first item whose digest differs, as "device rpi4", "device x added" ..."""
+    for key in sorted(set(was) | set(now)):
+        if key not in now:
+            return f"{key} removed"
+        if key not in was:
+            return f"{key} added"
+        if was[key] != now[key]:
+            return key
+    return None
