@@ -54,6 +54,7 @@ from greenfl.cli import report as _report  # noqa: E402
 from greenfl.cli import run as _run  # noqa: E402
 from greenfl.cli import serve as _serve  # noqa: E402
 from greenfl.cli import tune as _tune  # noqa: E402
+from greenfl.cli import verify as _verify  # noqa: E402
 
 _run.register(app)
 _fleet.register(app)
@@ -66,6 +67,7 @@ _serve.register(app)
 _join.register(app)
 _export_partition.register(app)
 _audit.register(app)
+_verify.register(app)
 
 EXIT_USAGE = 2
 

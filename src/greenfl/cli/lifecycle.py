@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the engine and the config load torch: imported when used
     from greenfl.engine.session import RunInterrupted
 
 __all__ = ["Interrupted", "check_out_dir", "interrupted_line", "reported_interrupt"]
-__all__ += ["resolve_config"]
+__all__ += ["accept_before_resume", "ledger_rounds", "resolve_config"]
 
 
 def ledger_path(out_dir: Path) -> Path:
@@ -77,11 +77,55 @@ def resume_command(argv: Sequence[str], out_dir: Path) -> str:
 
 
 def interrupted_line(exc: RunInterrupted, argv: Sequence[str]) -> str:
-    """One line: what was kept, and how to go on."""
+    """One line: what was kept, and how to go on. The rounds named are the ones the ledger
+    holds, read back from it: the loop's own count can be ahead of what was committed."""
     if exc.out_dir is None:
         return f"interrupted after {exc.rounds_done} rounds (no --out: nothing kept)"
-    kept = f"rounds 1-{exc.rounds_done}" if exc.rounds_done else "no round yet"
+    path = ledger_path(exc.out_dir)
+    held = ledger_rounds(path)
+    if held is None:  # unreadable: say what the loop knew, and that it is unconfirmed
+        kept = f"rounds 1-{exc.rounds_done} (not confirmed in the ledger)"
+        status = None
+    else:
+        count, last, status = held
+        kept = "no round yet" if not count else _span(count, last)
+    note = "" if status in (None, "interrupted") else f" (the ledger says {status!r})"
     return (
-        f"interrupted: {kept} kept in {ledger_path(exc.out_dir)}; "
+        f"interrupted: {kept} kept in {path}{note}; "
         f"resume with: {resume_command(argv, exc.out_dir)}"
     )
+
+
+def _span(count: int, last: int) -> str:
+    if count == last:
+        return f"rounds 1-{last}" if last > 1 else "round 1"
+    return f"{count} rounds (the last {last})"
+
+
+def ledger_rounds(path: Path) -> tuple[int, int, str | None] | None:
+    """(rounds, last round, run status) as the ledger at ``path`` holds them, or None if it
+    cannot be read."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            count, last = conn.execute("SELECT COUNT(*), MAX(round) FROM rounds").fetchone()
+            row = conn.execute("SELECT status FROM runs WHERE run_id = 1").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return int(count), int(last or 0), (row[0] if row is not None else None)
+
+
+def accept_before_resume(out_dir: Path) -> None:
+    """``--accept-changes``: record in the ledger what changed since the run started (the
+    ledger's rows, its fleet file, traces, code) and say so on stderr, so that the resume
+    that follows goes on (greenfl.ledger.integrity.check_for_resume)."""
+    import sys
+
+    from greenfl.ledger.integrity import check_for_resume
+
+    for line in check_for_resume(out_dir, accept=True):
+        print(f"accepted and recorded in the ledger: {line}", file=sys.stderr)

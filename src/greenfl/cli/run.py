@@ -37,6 +37,14 @@ ResumeOpt = Annotated[
     bool,
     typer.Option("--resume", help="Continue the run in --out after Ctrl-C, SIGTERM or a crash."),
 ]
+AcceptOpt = Annotated[
+    bool,
+    typer.Option(
+        "--accept-changes",
+        help="On --resume: go on although the ledger, fleet file, traces or code changed "
+        "since the run started, recording what changed in the ledger (docs/integrity.md).",
+    ),
+]
 
 
 def default_out_dir() -> Path:
@@ -99,19 +107,24 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
         force: ForceOpt = False,
         resume: ResumeOpt = False,
+        accept_changes: AcceptOpt = False,
     ) -> None:
         """Run a federated experiment and write its ledger, summary and report."""
         if resume and out is None:
             raise ConfigError("--resume needs --out, the folder of the run to continue")
         if resume and force:
             raise ConfigError("--resume and --force exclude each other")
+        if accept_changes and not resume:
+            raise ConfigError("--accept-changes goes with --resume")
         from rich.console import Console
 
-        from greenfl.cli.lifecycle import reported_interrupt, resolve_config
+        from greenfl.cli.lifecycle import accept_before_resume, reported_interrupt, resolve_config
         from greenfl.core.files import check_out_dir
 
         out_dir = out or default_out_dir()
         check_out_dir(out_dir)
+        if accept_changes:
+            accept_before_resume(out_dir)
         cfg = resolve_config(config, set_ or [], out_dir, resume)
         console = Console(stderr=True)
         with reported_interrupt():

@@ -20,7 +20,7 @@ from typing import Any
 
 from greenfl._version import __version__
 from greenfl.core.errors import FleetError, LedgerError
-from greenfl.ledger import chain, store
+from greenfl.ledger import amend, chain, store
 from greenfl.ledger.fingerprint import code_version, fleet_digests, trace_digests
 
 LEDGER = "ledger.sqlite"
@@ -75,7 +75,7 @@ def accept_changes(conn: sqlite3.Connection, inputs: bool = True, code: bool = T
     now = _inputs(conn, inputs, code)
     with store.Transaction(conn):
         found = chain.problems(conn, now)
-        chain.accept(conn, found, now)
+        amend.accept(conn, found, now)
     return [p.line for p in found]
 
 
@@ -91,6 +91,21 @@ def open_ledger(out_dir: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise LedgerError(f"{path} is not a greenfl ledger with a hash chain: {exc}") from None
     return conn
+
+
+def has_chain(out_dir: Path) -> bool:
+    """Whether the run folder's ledger has a hash chain table (ledgers written before
+    greenfl kept one do not; a table emptied since is a mismatch, not this)."""
+    path = Path(out_dir) / LEDGER
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            sql = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'chain'"
+            return conn.execute(sql).fetchone()[0] > 0
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
 
 
 def verify_run(out_dir: Path) -> str:
