@@ -5,7 +5,7 @@ docs/secure-aggregation.md."""
 
 from greenfl.secagg.cost import SecAggCost, secagg_cost
 from greenfl.secagg.encoding import FixedPoint
-from greenfl.secagg.errors import SecAggError
+from greenfl.secagg.errors import SecAggError, SumOutOfRange
 from greenfl.secagg.graph import RoundParams
 from greenfl.secagg.protocol import SecAggClient, SecAggServer
 
@@ -16,5 +16,6 @@ __all__ = [
     "SecAggCost",
     "SecAggError",
     "SecAggServer",
+    "SumOutOfRange",
     "secagg_cost",
 ]

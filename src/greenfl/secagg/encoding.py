@@ -82,6 +82,12 @@ class FixedPoint:
         signed = np.asarray(total, dtype=np.uint32).view(np.int32).astype(np.float64)
         return signed * self.step
 
+    def max_abs_sum(self, num_inputs: int) -> float:
+        """Largest |decoded sum| per coordinate that ``num_inputs`` encodings can give:
+        each is at most round(clip_range x 2^frac_bits) steps from zero. Exact in float64
+        (an integer below 2^31 times a power of two)."""
+        return num_inputs * math.floor(self.clip_range * 2.0**self.frac_bits + 0.5) * self.step
+
     def max_sum_error(self, num_inputs: int) -> float:
         """Largest |decoded sum - sum of clipped inputs| per coordinate."""
         return num_inputs * 2.0 ** -(self.frac_bits + 1)

@@ -26,6 +26,14 @@ class RoundParams:
     threshold: int  # t: shares of a client's secret that reconstruct it
     neighbours: int | None = None  # k; None: the complete graph
     graph_seed: int = 0
+    # Each client clips its input to this L2 norm before encoding, and the server refuses
+    # a sum whose norm exceeds survivors x max_norm (plus the encoding's rounding); None:
+    # no norm bound, only the per-value range.
+    max_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_norm is not None and not (0 < self.max_norm < float("inf")):
+            raise SecAggError(f"max_norm must be finite and > 0, got {self.max_norm}")
 
 
 def default_threshold(degree: int) -> int:

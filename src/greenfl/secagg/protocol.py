@@ -13,13 +13,22 @@
 
 The server ends with sum_u x_u over U3 and nothing else: every y_u it holds is its input
 plus a self mask it can rebuild only from t shares, which honest clients give only for
-survivors, never together with the same client's s_sk."""
+survivors, never together with the same client's s_sk.
+
+That sum is all the server can check. Each honest client clips its input to
+[-clip_range, clip_range] per value (the encoding) and, when the round sets ``max_norm``,
+to that L2 norm first; so the k survivors' sum is within k x clip_range per value and
+within k x max_norm in L2 (plus the encoding's rounding). ``SecAggServer.aggregate``
+refuses any other sum (``SumOutOfRange``): a client that skipped the clip, or sent words
+that are no encoding, is caught unless its excess hides inside the room the others left.
+It bounds the sum, never one client: docs/secure-aggregation.md says what that gives up."""
 
 from __future__ import annotations
 
+import math
 import os
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from greenfl.secagg import shamir
-from greenfl.secagg.errors import SecAggError
+from greenfl.secagg.errors import SecAggError, SumOutOfRange
 from greenfl.secagg.graph import RoundParams, degree, neighbourhoods
 from greenfl.secagg.masking import (
     SEED_BYTES,
@@ -122,7 +131,7 @@ class SecAggClient:
         if vec.size != p.vector_length:
             raise SecAggError(f"input of {vec.size} values, the round aggregates {p.vector_length}")
         n = p.vector_length
-        y = p.encoding.encode(vec) + self_mask(self._b, n)
+        y = p.encoding.encode(bounded_input(vec, p)) + self_mask(self._b, n)
         for v in peers:
             seed = agree(
                 self._s_sk, self._keys[v].s_pk, _MASK, pair_context(p.round_tag, self.id, v)
@@ -178,6 +187,65 @@ class SecAggClient:
         return self.params
 
 
+def bounded_input(x: np.ndarray, p: RoundParams) -> np.ndarray:
+    """What an honest client encodes: each value in [-clip_range, clip_range] (NaN as 0,
+    as the encoding takes it), then scaled down to ``max_norm`` in L2 if the round sets one.
+    Scaling after the per-value clip keeps both bounds."""
+    clip = p.encoding.clip_range
+    v = np.clip(np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0), -clip, clip)
+    if p.max_norm is not None:
+        norm = float(np.linalg.norm(v))
+        if norm > p.max_norm:
+            v = v * (p.max_norm / norm)
+    return v
+
+
+def sum_norm_bound(
+    survivors: Sequence[int], p: RoundParams, norm_bounds: Mapping[int, float] | None = None
+) -> float | None:
+    """Largest L2 norm of the decoded sum of the survivors' honest inputs: each within
+    the round's max_norm and its own bound in ``norm_bounds`` (the smaller), plus the
+    rounding, at most max_sum_error per decoded value. None: some input has no bound."""
+    total = 0.0
+    for u in survivors:
+        own = (norm_bounds or {}).get(u, math.inf)
+        bound = min(own, p.max_norm if p.max_norm is not None else math.inf)
+        if not math.isfinite(bound):
+            return None
+        total += bound
+    rounding = p.encoding.max_sum_error(len(survivors)) * math.sqrt(p.vector_length)
+    return total + rounding
+
+
+def check_sum(
+    total: np.ndarray,
+    survivors: Sequence[int],
+    p: RoundParams,
+    norm_bounds: Mapping[int, float] | None = None,
+) -> None:
+    """SumOutOfRange unless ``total`` (decoded) is a sum the survivors could have sent
+    honestly: every value within k x clip_range (exactly: k times the encoding's largest
+    step count) for k survivors, and the L2 norm within ``sum_norm_bound``."""
+    num_inputs = len(survivors)
+    limit = p.encoding.max_abs_sum(num_inputs)
+    over = np.abs(total) > limit
+    if over.any():
+        raise SumOutOfRange(
+            f"the unmasked sum of {num_inputs} inputs has {int(over.sum())} of {total.size} "
+            f"values beyond {num_inputs} x clip_range = {limit:.6g} (largest "
+            f"{float(np.abs(total).max()):.6g}): some client did not clip; the round is refused"
+        )
+    bound = sum_norm_bound(survivors, p, norm_bounds)
+    if bound is not None:
+        norm = float(np.linalg.norm(total))
+        if norm > bound:
+            raise SumOutOfRange(
+                f"the unmasked sum of {num_inputs} inputs has L2 norm {norm:.6g}, beyond the "
+                f"{bound:.6g} their norm bounds allow (with rounding): some client's input "
+                "was larger; the round is refused"
+            )
+
+
 @dataclass
 class Aggregate:
     """What the server learns: the decoded sum over ``survivors`` (U3)."""
@@ -231,9 +299,14 @@ class SecAggServer:
         dropped = tuple(u for u in self.sharers if u not in self.masked)
         return {u: UnmaskRequest(survivors, dropped) for u in survivors}
 
-    def aggregate(self, msgs: Sequence[UnmaskResponse]) -> Aggregate:
+    def aggregate(
+        self, msgs: Sequence[UnmaskResponse], norm_bounds: Mapping[int, float] | None = None
+    ) -> Aggregate:
         """Round 4: the sum over U3 from the survivors' shares; SecAggError when some
-        client's secret has fewer than t shares (never a wrong sum)."""
+        client's secret has fewer than t shares (never a wrong sum), SumOutOfRange when
+        the sum is not one the survivors' clipped inputs can make (``check_sum``;
+        ``norm_bounds``: the L2 norm the server expects of each client's input, where it
+        knows more than the round's max_norm)."""
         p = self.params_base
         survivors = tuple(sorted(self.masked))
         dropped = tuple(u for u in self.sharers if u not in self.masked)
@@ -261,7 +334,9 @@ class SecAggServer:
                     ctx = pair_context(p.round_tag, u, v)
                     seed = agree(sk, self.keys[v].s_pk, _MASK, ctx)
                     total -= pairwise_mask(seed, v, u, p.vector_length)
-        return Aggregate(p.encoding.decode_sum(total, len(survivors)), survivors, dropped)
+        decoded = p.encoding.decode_sum(total, len(survivors))
+        check_sum(decoded, survivors, p, norm_bounds)
+        return Aggregate(decoded, survivors, dropped)
 
     def _rebuild(self, owner: int, shares: list[shamir.Share], what: str) -> bytes:
         t = self.params_base.threshold

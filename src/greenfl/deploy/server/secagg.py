@@ -8,7 +8,14 @@ the round's largest, and the server divides the unmasked sum by sum(w) / W. Ever
 client's report then carries that weighted mean as its delta, so FedAvg (any weighted mean)
 of the reports is the mean itself; robust rules (trimmed mean, median) and per-client norm
 checks see identical deltas and cannot act: a server that sees only the sum cannot judge
-one update. Clipping each value to [-clip_range, clip_range] bounds any one client's pull."""
+one update. Clipping each value to [-clip_range, clip_range] bounds any one client's pull.
+
+What the server can still check is the unmasked sum (greenfl.secagg.protocol.check_sum):
+every value within k x clip_range for k survivors, the clip every honest client's encoding
+applies; and, with ``max_norm`` (deploy.max_update_norm, the bound a plain update is held
+to), the sum's L2 norm within sum_c (w_c / W) x max_norm, which holds when every client's
+delta is within max_norm. A sum outside either is refused whole: every survivor's report
+fails with the reason, and the round aggregates nothing."""
 
 from __future__ import annotations
 
@@ -36,7 +43,7 @@ from greenfl.deploy.secagg_wire import (
 from greenfl.deploy.server.listener import session_of
 from greenfl.deploy.server.plausible import bounded_weights
 from greenfl.deploy.server.sessions import Pending, Session
-from greenfl.secagg import FixedPoint, RoundParams, SecAggError, SecAggServer
+from greenfl.secagg import FixedPoint, RoundParams, SecAggError, SecAggServer, SumOutOfRange
 from greenfl.secagg.graph import default_threshold, degree
 from greenfl.secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse
 
@@ -51,6 +58,9 @@ class SecAggOptions:
     neighbours: int | None = None  # SecAgg+ k; None: the complete graph
     threshold: int | None = None  # t; None: a majority of each neighbourhood
     clip_range: float = 4.0  # per value, after weighting
+    # deploy.max_update_norm: a plain update above it is rejected; under secure aggregation
+    # the sum of the weighted deltas must be within sum (w / W) x max_norm. None: no check.
+    max_norm: float | None = None
     stage_timeout_s: float = 30.0  # how long each message round waits for answers
 
 
@@ -143,6 +153,10 @@ class SecAggRounds:
             )
             w = {c: float(n) for c, n in zip(ids, weights, strict=True)}
             mean, survivors = self._run(round_idx, ids, pending, vector_length, w)
+        except SumOutOfRange as exc:
+            log.warning("round %d: secure aggregation refused the sum: %s", round_idx, exc)
+            mean, survivors = None, ()
+            why = f"secure aggregation refused the round: {exc}"
         except SecAggError as exc:
             log.warning("round %d: secure aggregation failed: %s", round_idx, exc)
             mean, survivors = None, ()
@@ -229,11 +243,17 @@ class SecAggRounds:
                 for c, r in requests.items()
             },
         )
+        # Each client masks delta x w / W: within max_norm x w / W when its delta is within
+        # max_norm (the clients are not told max_norm: the bound is the server's check).
+        norm_bounds = (
+            None if o.max_norm is None else {c: o.max_norm * weight[c] / scale for c in ids}
+        )
         agg = server.aggregate(
             [
                 UnmaskResponse(c, revealed_from_pb(m.self_shares), revealed_from_pb(m.key_shares))
                 for c, m in got.items()
-            ]
+            ],
+            norm_bounds,
         )
         total_w = sum(weight[c] for c in agg.survivors) / scale
         mean = torch.from_numpy((agg.total / total_w).astype(np.float32))
