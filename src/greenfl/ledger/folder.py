@@ -15,7 +15,8 @@ from pathlib import Path
 from greenfl.core.errors import ConfigError
 
 LOCK_FILE = ".greenfl.lock"
-LEDGER_FILES = ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm")
+# (-reserve: space the writer holds back to mark a run failed on a full disk)
+LEDGER_FILES = ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm", "ledger.sqlite-reserve")
 # Everything a run writes beside its ledger: stale once the ledger is replaced.
 RUN_OUTPUTS = (*LEDGER_FILES, "summary.json", "config.json", "report.html", "centralised.json")
 

@@ -114,9 +114,8 @@ def write_rounds(
     last = len(round_rows) - 1
     with Transaction(conn):
         prev = chain_head(conn)
-        for i, (round_row, values) in enumerate(
-            zip(round_rows, unpack_rounds(packed), strict=True)
-        ):
+        for i, values in enumerate(unpack_rounds(packed)):
+            round_row = round_rows[i]
             conn.execute(sql.round, tuple(round_row))
             rows = list(zip(*values, strict=True))
             flat = list(itertools.chain.from_iterable(rows))
@@ -126,9 +125,7 @@ def write_rounds(
                 conn.execute(sql.clients(count), flat[first * width : (first + count) * width])
             # The chain hashes the values as the writer has them (no read-back): canonical()
             # makes them what SQLite will return.
-            link = RoundLink.of(
-                round_row, rows, sql.client_id_at, blobs if i == last and blobs else None
-            )
+            link = RoundLink.of(round_row, rows, sql.client_id_at, blobs if i == last else None)
             prev = link.digest(prev)
             conn.execute(CHAIN_ROUND, (*link.columns(), prev))
         for key, blob in blobs.items():
@@ -255,7 +252,12 @@ class Transaction:
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        # SQLite rolls back itself on some errors (a full disk): a second ROLLBACK would
+        # raise over the error that caused it
+        if not exc_type:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
 
 # ---- messages ---------------------------------------------------------------------------
@@ -309,6 +311,11 @@ def _read_exactly(inp: BinaryIO, size: int) -> bytes | None:
         parts.append(chunk)
         left -= len(chunk)
     return b"".join(parts)
+
+
+def why(exc: BaseException, path: str) -> str:  # SQLITE_FULL: the disk, or max_page_count
+    full = "full" in str(exc).lower()
+    return f"the disk holding {path} is full ({exc}); free space, then resume" if full else str(exc)
 
 
 def _span(round_rows: Sequence[Sequence[Any]]) -> str:
@@ -365,7 +372,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
             try:
                 write_rounds(conn, sql, *msg[1:])
             except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:
-                failure = f"the ledger could not write {_span(msg[1])}: {exc}"
+                failure = f"the ledger could not write {_span(msg[1])}: {why(exc, path)}"
                 send(out, ("error", failure))
         elif msg[0] == "flush":
             send(out, ("flushed", msg[1], failure))

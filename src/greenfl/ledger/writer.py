@@ -22,9 +22,12 @@ from then on, ``flush`` raises it once, and every round committed before it stay
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import sqlite3
+import sys
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -80,6 +83,9 @@ class LedgerWriter:
                 log.warning("ledger writer process did not start (%s); writing inline", exc)
             else:
                 self._stop = weakref.finalize(self, self._child.stop)
+        # Space held back for the run's last word: on a full disk, the status update that
+        # marks the run failed needs a page or two of its own (RESERVE_BYTES).
+        self._reserve = _make_reserve(self.path) if self.path is not None else None
         self._conn = store.connect(str(self.path) if self.path is not None else ":memory:")
         self._conn.executescript(DDL)
         migrate(self._conn)
@@ -121,7 +127,7 @@ class LedgerWriter:
 
     def transaction(self) -> store.Transaction:
         self.flush()
-        return store.Transaction(self._conn)
+        return _Transaction(self._conn, self.path)
 
     def write_round(
         self,
@@ -144,7 +150,12 @@ class LedgerWriter:
             return
         blobs = state() if callable(state) else state
         packed = pack_rounds([client_rows], CLIENT_ROUND_COLUMNS)
-        store.write_rounds(self._conn, _SQL, [row], packed, blobs)
+        try:
+            store.write_rounds(self._conn, _SQL, [row], packed, blobs)
+        except sqlite3.Error as exc:  # as the writer process words it (store.serve)
+            kind = DiskFull if disk_full(exc) else LedgerError
+            why = store.why(exc, str(self.path))
+            raise kind(f"the ledger could not write round {row[0]}: {why}") from None
 
     def hand_over(self) -> None:
         """Hand what is queued to the writer now, without waiting for it to be committed
@@ -166,11 +177,29 @@ class LedgerWriter:
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def finish(self, status: str, stop_reason: str | None) -> None:
+        """The run's final status. On a full disk the reserve file is given up first, so
+        the ledger still says ``failed`` (and why) instead of ``running``."""
+        try:
+            self._set_status(status, stop_reason)
+        except DiskFull:
+            if not self._free_reserve():
+                raise
+            self._set_status(status, stop_reason)
+
+    def _set_status(self, status: str, stop_reason: str | None) -> None:
         with self.transaction():
             self._conn.execute(
                 "UPDATE runs SET status = ?, stop_reason = ? WHERE run_id = 1",
                 (status, stop_reason),
             )
+
+    def _free_reserve(self) -> bool:
+        """Remove the reserve file; whether there was one to remove."""
+        if self._reserve is None:
+            return False
+        self._reserve.unlink(missing_ok=True)
+        self._reserve = None
+        return True
 
     def close(self) -> None:
         """Commit what is queued, stop the writer and close the connection. A failed write
@@ -181,5 +210,50 @@ class LedgerWriter:
             if self._child is not None:
                 self._stop()
             self._conn.close()
+            self._free_reserve()
             while self.on_close:
                 self.on_close.pop()()
+
+
+class _Transaction(store.Transaction):
+    """A transaction whose full disk is a LedgerError in one line, not sqlite3's error."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+        super().__init__(conn)
+        self.path = path
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        super().__exit__(exc_type, exc, tb)
+        if isinstance(exc, sqlite3.OperationalError | OSError) and disk_full(exc):
+            raise DiskFull(f"the disk holding {self.path} is full ({exc})") from exc
+
+
+class DiskFull(LedgerError):
+    """The ledger's disk is full (or its database reached its size limit)."""
+
+
+RESERVE_BYTES = 1 << 20
+RESERVE_SUFFIX = "-reserve"
+
+
+def _make_reserve(path: Path) -> Path | None:
+    """A file of RESERVE_BYTES beside the ledger, its blocks allocated (not sparse); None
+    where it cannot be made (the disk is full already: the run fails on its first write)."""
+    reserve = path.with_name(path.name + RESERVE_SUFFIX)
+    try:
+        with open(reserve, "wb") as fh:
+            if sys.platform.startswith("linux"):
+                os.posix_fallocate(fh.fileno(), 0, RESERVE_BYTES)
+            else:  # no posix_fallocate (macOS): written, so the blocks are the file's
+                fh.write(bytes(RESERVE_BYTES))
+    except OSError:
+        reserve.unlink(missing_ok=True)
+        return None
+    return reserve
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the database's size limit) is full."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    return "full" in str(exc).lower()
