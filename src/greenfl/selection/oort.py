@@ -1,6 +1,7 @@
 """Oort (Lai et al., OSDI 2021): statistical utility x system speed, with exploration.
 
-Utility of an explored client is |B_i| * loss_i plus a staleness bonus
+Utility of an explored client is |B_i| * loss_i (self-reports clipped to the peers'
+``clip_percentile``-th percentile: greenfl.selection.utility) plus a staleness bonus
 sqrt(0.1 ln R / L_i) (L_i: the round it was last picked), times (T / t_i)^alpha when its
 expected duration t_i exceeds the preferred round duration T. A share epsilon of the cohort
 (decaying each round) goes to unexplored clients, faster ones first; the rest is sampled,
