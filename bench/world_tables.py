@@ -634,10 +634,57 @@ def main(args) -> None:
                         run_levers(world, scenario, args.jobs, args.lever, policy)
                 if args.sensitivity:
                     run_sensitivity(world, scenario, args.jobs)
-    for world in names:
-        res = load(world)
-        if res:
-            print_world(res)
+    loaded = [r for r in (load(world) for world in names) if r]
+    print_summary(loaded, scenarios[0])
+    for res in loaded:
+        print_world(res)
+
+
+# issue 28's targets, greenfl's constrained policy against the tuned FedAvg (codec tuned)
+TARGET_VS_FEDAVG = {"country-production": 3.0, "global-production": 10.0}
+TARGET_VS_ANCHOR = {"country-production": 1.5}
+TARGET_TIME = 1.5
+
+
+def print_summary(loaded: list[dict], scenario: str) -> None:
+    """One line per world and greenfl policy: the ratios against issue 28's targets."""
+    print(f"\n## Summary: {scenario}, greenfl against issue 28's targets\n")
+    print("| world | policy | vs tuned FedAvg (paired) | target | vs best tuned anchor "
+          "(paired) | target | time / FedAvg's | accuracy - FedAvg's (points) | "
+          "worst-decile - FedAvg's (points) | distinct clients (FedAvg's) |")  # fmt: skip
+    print("|---|---|---|---:|---|---:|---:|---:|---:|---:|")
+    for res in loaded:
+        sc = res["scenarios"].get(scenario) or {}
+        pol = sc.get("policies") or {}
+        if "fedavg" not in pol:
+            continue
+        fed = pol["fedavg"]
+        kind = res["world"].rsplit("-", 1)[0] if "country" in res["world"] else res["world"]
+        anchors = {k: pol[k] for k in ANCHORS if k in pol}
+        best = min(anchors, key=lambda k: mean(anchors[k]["total_g"])) if anchors else None
+        for gname in [x for x in GREENFLS if x in pol]:
+            g = pol[gname]
+
+            def vs(other: dict, g: dict = g) -> str:
+                pr = paired(other["total_g"], g["total_g"])
+                return f"{mean(other['total_g']) / mean(g['total_g']):.2f}x ({fmt_pairs(pr)})"
+
+            def delta(key: str, g: dict = g, fed: dict = fed) -> str:
+                a = [x for x in g[key] if x is not None]
+                b = [x for x in fed[key] if x is not None]
+                return f"{(mean(a) - mean(b)) * 100:+.1f}" if a and b else "-"
+
+            t_fed = TARGET_VS_FEDAVG.get(kind)
+            t_anchor = TARGET_VS_ANCHOR.get(kind)
+            time_ratio = mean(g["sim_time_to_target_s"]) / mean(fed["sim_time_to_target_s"])
+            print(
+                f"| {res['world']} | {gname} | {vs(fed)} | "
+                f"{f'{t_fed:g}x' if t_fed else '-'} | "
+                f"{f'{vs(anchors[best])} {best}' if best else '-'} | "
+                f"{f'{t_anchor:g}x' if t_anchor else '-'} | {time_ratio:.2f}x | "
+                f"{delta('accuracy')} | {delta('client_acc_worst_decile')} | "
+                f"{mean(g['participants']):.1f} ({mean(fed['participants']):.1f}) |"
+            )
 
 
 def default_jobs() -> int:
