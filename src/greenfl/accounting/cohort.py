@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 from greenfl.accounting.columns import (
+    AT_DISPUTED,
     AT_DOWN_B,
     AT_FLOPS_DONE,
     AT_ID,
@@ -16,7 +17,9 @@ from greenfl.accounting.columns import (
     AT_MEASURED_S,
     AT_MODELLED,
     AT_REASON,
+    AT_REPORTED_J,
     AT_SAMPLES,
+    AT_SERVER_J,
     AT_STATUS,
     AT_UP_B,
     CohortAccount,
@@ -39,12 +42,21 @@ from greenfl.footprint.model import (
 from greenfl.ledger.rows import Constant
 from greenfl.scheduling.deadline import COMPLETED, FAILED, PARTIAL, STRAGGLER, close_round
 
+DISPUTED = "disputed"  # greenfl.ledger.schema.STATUSES
+
 
 def _measured(values: tuple[float | None, ...]) -> np.ndarray | None:
     """A column of optional measurements as floats (NaN where missing); None if none."""
     if values.count(None) == len(values):
         return None
     return np.array(values, dtype=np.float64)
+
+
+def _optional(values: tuple[float | None, ...], n: int) -> list[float | None] | Constant:
+    """A column of optional figures (deployment's reported and estimated energy)."""
+    if values.count(None) == len(values):
+        return Constant(None, n)
+    return [None if v is None else float(v) for v in values]
 
 
 def rows_of(ids: np.ndarray, cohort: np.ndarray, cohort_rows: np.ndarray) -> np.ndarray:
@@ -192,6 +204,11 @@ def account_cohort(
         has_measure = np.isfinite(measured_j) & np.isin(status, (COMPLETED, PARTIAL))
         energy_compute = np.where(has_measure, measured_j, cut.energy_compute_j)
         estimated = (~has_measure | np.array(cols[AT_MODELLED], dtype=bool)).astype(np.int64)
+    if any(cols[AT_DISPUTED]):
+        # A deployed client's report the server disputes (issue 29): aggregated, its energy
+        # the server's estimate (measured_energy_j holds it), its row marked as such.
+        disputed = np.array(cols[AT_DISPUTED], dtype=bool) & np.isin(status, (COMPLETED, PARTIAL))
+        status = np.where(disputed, DISPUTED, np.array(status, dtype=object)).tolist()
     region = entries.region_index[e]
     ci = mean_intensity(sources, region, round_start_s, round_start_s + active_s)
     server_ci = mean_intensity(
@@ -226,6 +243,8 @@ def account_cohort(
         estimated,
         wall_j,
         np.asarray(cut.energy_network_j, dtype=np.float64) + np.zeros(n),
+        _optional(cols[AT_REPORTED_J], n),
+        _optional(cols[AT_SERVER_J], n),
     )
     return CohortAccount(
         close_s=close_s,

@@ -37,6 +37,9 @@ class CohortAccount:
     AT_MEASURED_J,
     AT_MEASURED_S,
     AT_MODELLED,
+    AT_REPORTED_J,
+    AT_SERVER_J,
+    AT_DISPUTED,
 ) = (
     ClientReport._fields.index(name)
     for name in (
@@ -51,6 +54,9 @@ class CohortAccount:
         "measured_energy_j",
         "measured_compute_s",
         "energy_estimated",
+        "reported_energy_j",
+        "server_estimate_j",
+        "disputed",
     )
 )
 
@@ -77,6 +83,8 @@ def client_columns(
     estimated: np.ndarray | Constant,
     wall_energy_j: np.ndarray,
     energy_network_j: np.ndarray,
+    reported_energy_j: Sequence[float | None] | Constant | None = None,
+    server_estimate_j: Sequence[float | None] | Constant | None = None,
 ) -> ColumnRows:
     """A round's ledger rows. Columns stay numpy arrays (names: indices into the table's
     names): the ledger writer packs them as raw bytes and its process makes the Python
@@ -108,7 +116,11 @@ def client_columns(
             "wall_energy_j": wall_energy_j,
             "energy_network_j": energy_network_j,
             # deployment only (issue 29): what a client reported, the server's estimate
-            "reported_energy_j": Constant(None, n),
-            "server_estimate_j": Constant(None, n),
+            "reported_energy_j": Constant(None, n)
+            if reported_energy_j is None
+            else reported_energy_j,
+            "server_estimate_j": Constant(None, n)
+            if server_estimate_j is None
+            else server_estimate_j,
         }
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -88,7 +89,40 @@ def register(app: typer.Typer) -> None:
                 "--issue-token",
                 min=0,
                 max=2**63 - 1,  # a client id travels as int64
-                help="Print client ID's own token (from --token-file's secret) and exit.",
+                help="Print client ID's own token (from --token-file's secret) and exit: "
+                "bound to the run in --out (if given), expiring after --token-ttl-days, and "
+                "enrolling the client with --device, --network and --region (if given).",
+            ),
+        ] = None,
+        device: Annotated[
+            str | None,  # noqa: UP007
+            typer.Option("--device", help="--issue-token: enrol the client as this device."),
+        ] = None,
+        network: Annotated[
+            str | None,  # noqa: UP007
+            typer.Option("--network", help="--issue-token: enrol the client on this network."),
+        ] = None,
+        region: Annotated[
+            str | None,  # noqa: UP007
+            typer.Option("--region", help="--issue-token: enrol the client in this region."),
+        ] = None,
+        token_ttl_days: Annotated[
+            float,
+            typer.Option(
+                "--token-ttl-days",
+                min=0.0,
+                max=3650.0,
+                help="--issue-token: days the token admits its client (0: no expiry).",
+            ),
+        ] = 30.0,
+        revoke_token: Annotated[
+            int | None,  # noqa: UP007
+            typer.Option(
+                "--revoke-token",
+                min=0,
+                max=2**63 - 1,
+                help="Revoke client ID's tokens issued until now for the run in --out (a "
+                "running server refuses them at once) and exit; issue it a new one to readmit.",
             ),
         ] = None,
     ) -> None:
@@ -97,20 +131,26 @@ def register(app: typer.Typer) -> None:
         from greenfl.cli.lifecycle import reported_interrupt, resolve_config
         from greenfl.cli.run import default_out_dir, write_report_after_run
         from greenfl.core.files import check_out_dir
-        from greenfl.deploy.security import client_token, read_tls, read_token
+        from greenfl.deploy.security import REVOCATION_FILE, read_tls, read_token, run_id_of
+        from greenfl.deploy.security import revoke_token as revoke_token_in
 
         if issue_token is not None:
-            secret = read_token(token_file)
-            if secret is None:
-                raise ConfigError("--issue-token needs --token-file, the server's secret")
-            if config is not None:  # ids beyond the run's population admit nobody
-                clients = resolve_config(config, set_ or [], Path("."), False).data.num_clients
-                if issue_token >= clients:
-                    raise ConfigError(
-                        f"--issue-token {issue_token}: client ids of this run "
-                        f"are 0..{clients - 1} (data.num_clients = {clients})"
-                    )
-            print(client_token(secret, issue_token))
+            enrol = (device, network, region)
+            _issue(issue_token, token_file, config, set_ or [], out, enrol, token_ttl_days)
+            return
+        if any(v is not None for v in (device, network, region)):
+            raise ConfigError("--device, --network and --region go with --issue-token")
+        if revoke_token is not None:
+            if out is None:
+                raise ConfigError("--revoke-token needs --out, the folder of the run")
+            check_out_dir(out)
+            at = revoke_token_in(out, revoke_token)
+            print(
+                f"revoked client {revoke_token}'s tokens issued until "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(at))} "
+                f"({out / REVOCATION_FILE})",
+                file=sys.stderr,
+            )
             return
 
         if out is None:
@@ -128,8 +168,24 @@ def register(app: typer.Typer) -> None:
         }
         if any(v is not None for v in flags.values()):
             cfg = cfg.replace(**{k: v for k, v in flags.items() if v is not None})
+        # Tokens admit to this run only, and the run's revocation list is read at each join.
+        bound: dict[str, Any] = {}
+        if not cfg.deploy.run_id:
+            bound["deploy.run_id"] = run_id_of(out)
+        if cfg.deploy.revocation_file is None:
+            bound["deploy.revocation_file"] = str(out / REVOCATION_FILE)
+        if bound:
+            cfg = cfg.replace(**bound)
         token = read_token(token_file)
         tls = read_tls(tls_cert, tls_key)
+        if token is not None and tls is None:
+            print(
+                "greenfl serve: WARNING: tokens without TLS (--tls-cert, --tls-key) cross the "
+                "network in clear text, where anyone on the path can read and reuse them; "
+                "see docs/trust.md",
+                file=sys.stderr,
+                flush=True,
+            )
         out.mkdir(parents=True, exist_ok=True)
         setup_logging(quiet, out / "server.log")
 
@@ -160,3 +216,62 @@ def register(app: typer.Typer) -> None:
             )
             if report is not None:
                 print(f"open {report} in a browser for the full report", file=sys.stderr)
+
+
+def _issue(
+    client_id: int,
+    token_file: Path | None,
+    config: Path | None,
+    overrides: list[str],
+    out: Path | None,
+    enrol: tuple[str | None, str | None, str | None],
+    ttl_days: float,
+) -> None:
+    """``--issue-token``: print client ``client_id``'s token, bound to the run in ``out``
+    (none: any run of the secret, said on stderr), enrolling it with ``enrol``'s device,
+    network and region when given (all three, checked against CONFIG's fleet)."""
+    from greenfl.cli.lifecycle import resolve_config
+    from greenfl.core.files import check_out_dir
+    from greenfl.deploy.security import TokenClaims, issue_token, read_token, run_id_of
+
+    secret = read_token(token_file)
+    if secret is None:
+        raise ConfigError("--issue-token needs --token-file, the server's secret")
+    given = [v for v in enrol if v is not None]
+    if given and len(given) != 3:
+        raise ConfigError("--issue-token enrols a client with all of --device, --network, --region")
+    if config is not None:
+        cfg = resolve_config(config, overrides, Path("."), False)
+        clients = cfg.data.num_clients
+        if client_id >= clients:  # ids beyond the run's population admit nobody
+            raise ConfigError(
+                f"--issue-token {client_id}: client ids of this run "
+                f"are 0..{clients - 1} (data.num_clients = {clients})"
+            )
+        if given:
+            from greenfl.deploy.server.enrolment import entry_of
+            from greenfl.fleet.catalog import load_fleet
+
+            entry_of(load_fleet(cfg.fleet.catalog), *given, "--issue-token")  # type: ignore[arg-type]
+    run_id = ""
+    if out is not None:
+        check_out_dir(out)
+        run_id = run_id_of(out)
+    now = time.time()
+    device, network, region = (v or "" for v in enrol)
+    claims = TokenClaims(
+        client_id=client_id,
+        run_id=run_id,
+        issued_at=now,
+        expires_at=now + ttl_days * 86_400 if ttl_days > 0 else 0.0,
+        device=device,
+        network=network,
+        region=region,
+    )
+    print(issue_token(secret, claims))
+    if not run_id:
+        print(
+            "greenfl serve: note: this token is bound to no run (give --out RUN_DIR to bind "
+            "it to that run only)",
+            file=sys.stderr,
+        )

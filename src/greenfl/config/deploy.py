@@ -40,7 +40,55 @@ class DeployConfig(Section):
         "--issue-token ID), bound to its id; shared: every client presents --token-file's",
     )
     join_rate_per_s: float = Field(
-        20.0, gt=0, description="joins admitted per second on average (bursts of 100)"
+        20.0,
+        gt=0,
+        description="joins admitted per second from one source address, on average (bursts "
+        "of 100); counted after the token is checked, so a flood of bad tokens spends none",
+    )
+    join_rate_per_client_per_s: float = Field(
+        0.2,
+        gt=0,
+        description="joins admitted per second for one client id, on average (bursts of 5)",
+    )
+    self_described: bool = Field(
+        False,
+        description="admit a client that names another device than the one it is enrolled "
+        "with (accounted as what it names, flagged in the ledger's reason); false: refuse it",
+    )
+    enrolment_file: str | None = Field(
+        None,
+        description="TOML file enrolling client ids with device, network, region (and "
+        "samples); none: the fleet's assignment and the tokens' enrolment",
+    )
+    claim_tolerance: float = Field(
+        3.0,
+        gt=1,
+        description="a reported energy outside this factor of the server's estimate (enrolled "
+        "device, observed wall time) is disputed: the ledger uses the estimate (docs/trust.md)",
+    )
+    peer_outlier_mads: float = Field(
+        6.0,
+        gt=0,
+        description="flag a client whose energy per estimate, or wall seconds per sample, lies "
+        "this many scaled MADs from its device class's median (disputed; twice: quarantined)",
+    )
+    replay_distance: float = Field(
+        1e-3,
+        ge=0,
+        lt=1,
+        description="refuse an update within this relative L2 distance of the client's "
+        "previous one or of another client's in the round (a replay); 0: identical only",
+    )
+    run_id: str = Field(
+        "",
+        max_length=64,
+        description="the run per-client tokens are bound to (greenfl serve sets it from "
+        "the run folder's run_id file); empty: tokens bound to a run are refused",
+    )
+    revocation_file: str | None = Field(
+        None,
+        description="revoked client tokens (greenfl serve --revoke-token; greenfl serve sets "
+        "it to the run folder's revoked_tokens.txt); none: no revocations",
     )
     plausibility_factor: float = Field(
         10.0,

@@ -138,3 +138,10 @@ class ClientReport(NamedTuple):
     measured_energy_j: float | None = None  # a real client's own meter, where it has one
     measured_compute_s: float | None = None
     energy_estimated: bool = False  # measured_energy_j is the client meter's own model
+    # Deployment only (issue 29): the device energy the client reported, and the server's
+    # own estimate from its enrolled device and the observed wall time. ``disputed``: the
+    # report disagreed with the server beyond deploy.claim_tolerance (or its peers), so
+    # measured_energy_j holds the server's estimate and the ledger row is ``disputed``.
+    reported_energy_j: float | None = None
+    server_estimate_j: float | None = None
+    disputed: bool = False

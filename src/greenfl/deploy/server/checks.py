@@ -22,7 +22,15 @@ from greenfl.core.errors import ConfigError, UpdateRejected
 from greenfl.core.messages import ClientReport
 from greenfl.core.params import ParamSpec
 from greenfl.deploy import greenfl_pb2 as pb
-from greenfl.deploy.server.plausible import check_figures, check_plausible
+from greenfl.deploy.server.claims import (
+    PeerStats,
+    estimate_compute_s,
+    figures_of,
+    judge_claims,
+    plausible_samples,
+    server_estimate_j,
+)
+from greenfl.deploy.server.plausible import RoundModel, check_figures, check_plausible
 from greenfl.deploy.server.sessions import Pending
 from greenfl.deploy.wire import encoded_from_pb, params_from_pb
 
@@ -40,10 +48,34 @@ class UpdateRules:
     secagg: bool = False  # secure aggregation: the update carries keys and no delta
 
 
+@dataclass(frozen=True)
+class ClaimRules:
+    """How a client's claims are judged beyond the hard bounds (claims.py): against the
+    server's estimate for its enrolled ``device`` within ``tolerance``, and its peers."""
+
+    tolerance: float
+    device: str  # the device class it is accounted as
+    declared: bool  # it weighs by its own declared local data size
+    peers: PeerStats
+    flag: str | None = None  # the session's flag (self-described), for its ledger rows
+
+
+# What a refused update's upload is charged at most, beyond the model's own size (the task
+# it answers): the framing and scalars of an honest update. The bytes past that were the
+# sender's choice, not the run's work (issue 29: one 100 MB refusal charged 18 kJ).
+REFUSED_UPLOAD_SLACK_BYTES = 64 * 1024
+
+
 def judge_update(
-    req: pb.Update, size: int, cid: int, pending: Pending, rules: UpdateRules
+    req: pb.Update,
+    size: int,
+    cid: int,
+    pending: Pending,
+    rules: UpdateRules,
+    claims: ClaimRules | None = None,
 ) -> ClientReport:
-    """The report for one update: completed, failed (the client said so) or rejected."""
+    """The report for one update: completed (disputed where its claims disagree with the
+    server's observations), failed (the client said so) or rejected."""
     fp = req.footprint
     # Taken as sent: a non-finite or negative figure rejects the update (check_plausible)
     # instead of passing as "absent" and leaving the server's model, unchecked, in charge.
@@ -51,12 +83,13 @@ def judge_update(
     energy_j = float(fp.energy_j) if fp.HasField("energy_j") else None
     loss = float(req.loss) if math.isfinite(req.loss) else float("nan")
     elapsed_s = None if pending.delivered_at is None else time.monotonic() - pending.delivered_at
+    m = pending.model
+    flag = claims.flag if claims is not None else None
 
     def report(status: str, reason: str | None, delta: torch.Tensor | None) -> ClientReport:
         # Only an accepted update's own figures are kept: a refused one is accounted as
         # modelled, so that what it claimed never reaches the clock or the ledger.
         ok = status == "completed"
-        m = pending.model
         modelled = m.expected_flops if m is not None else 0.0
         worked_s: float | None = None
         if m is not None and status != "failed":
@@ -66,20 +99,23 @@ def judge_update(
             worked_s = min(compute_s if ok else m.modelled_compute_s, wall_s)
         elif ok:
             worked_s = compute_s
+        up = size if ok else min(size, pending.bytes_down + REFUSED_UPLOAD_SLACK_BYTES)
         return ClientReport(
             client_id=cid,
             status=status,
-            reason=reason,
+            reason=_joined(flag, reason),
             delta=delta,
             num_samples=pending.num_samples,
             flops=flops if ok else modelled if status == "rejected" else 0.0,
             loss=loss,
-            bytes_up=size,
+            bytes_up=up,
             bytes_down=pending.bytes_down,
             measured_energy_j=energy_j if ok else None,
             measured_compute_s=worked_s,
             # The client's meter modelled it (e.g. codecarbon from a TDP): say so.
             energy_estimated=ok and energy_j is not None and bool(fp.estimated),
+            reported_energy_j=energy_j,
+            server_estimate_j=None if m is None else server_estimate_j(m, elapsed_s),
         )
 
     if req.error:
@@ -88,14 +124,80 @@ def judge_update(
         return report("failed", reason, None)
     try:
         delta = check_update(req, size, cid, pending, rules)
-        if pending.model is not None:
-            check_plausible(flops, compute_s, energy_j, elapsed_s, pending.model)
+        if m is not None:
+            check_plausible(flops, compute_s, energy_j, elapsed_s, m)
         else:
             check_figures(flops, compute_s, energy_j)
     except UpdateRejected as exc:
         log.warning("rejected update of client %d in round %d: %s", cid, pending.round_idx, exc)
         return report("rejected", str(exc), None)
-    return report("completed", None, delta)
+    done = report("completed", None, delta)
+    if m is None or claims is None:
+        return done
+    return judged_claims(done, m, energy_j, elapsed_s, claims)
+
+
+def judged_claims(
+    done: ClientReport,
+    m: RoundModel,
+    energy_j: float | None,
+    wall_s: float | None,
+    c: ClaimRules,
+) -> ClientReport:
+    """An accepted report, disputed where its claims disagree with the server's estimate
+    or its peers: then charged the server's estimate (energy, compute time, FLOPs) and,
+    if its declared data size is what is in doubt, weighed by what it could have done."""
+    verdict = judge_claims(m, energy_j, wall_s, c.tolerance, c.declared)
+    figures = figures_of(m, energy_j, wall_s, verdict.server_estimate_j)
+    # The peers' verdict first: it is the one that counts towards quarantine. A class
+    # whose meters all read other hardware than its profile is disputed as a whole (the
+    # estimate is charged) but judged against itself, so its honest members are no
+    # outliers and a liar among them is.
+    outlier = c.peers.judge(c.device, done.client_id, figures)
+    dispute = outlier or verdict.dispute
+    if outlier is None:
+        c.peers.add(c.device, done.client_id, figures)
+    if dispute is None:
+        return done
+    samples = done.num_samples
+    if c.declared and wall_s is not None:
+        samples = plausible_samples(m, wall_s, samples)
+    return done._replace(
+        reason=_joined(c.flag, dispute),
+        num_samples=samples,
+        flops=m.expected_flops,
+        measured_energy_j=verdict.server_estimate_j,
+        measured_compute_s=estimate_compute_s(m, wall_s),
+        energy_estimated=True,
+        disputed=True,
+    )
+
+
+def as_rejected(
+    report: ClientReport, why: str, m: RoundModel | None, flag: str | None
+) -> ClientReport:
+    """An accepted report turned down after all (a replay, the norm bound): accounted as
+    modelled, like any refused update."""
+    worked_s = report.measured_compute_s
+    if m is not None and worked_s is not None:
+        worked_s = min(worked_s, m.modelled_compute_s)
+    return report._replace(
+        status="rejected",
+        reason=_joined(flag, why),
+        delta=None,
+        flops=m.expected_flops if m is not None else 0.0,
+        measured_energy_j=None,
+        measured_compute_s=worked_s,
+        energy_estimated=False,
+        disputed=False,
+        bytes_up=min(report.bytes_up, report.bytes_down + REFUSED_UPLOAD_SLACK_BYTES),
+    )
+
+
+def _joined(flag: str | None, reason: str | None) -> str | None:
+    if flag is None:
+        return reason
+    return flag if reason is None else f"{reason}; {flag}"
 
 
 def check_update(

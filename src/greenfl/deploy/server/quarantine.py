@@ -1,20 +1,26 @@
 """Clients that keep failing a deployment's rounds sit some out: one whose tasks are
-rejected or time out twice in a row is not sent tasks for ``deploy.quarantine_rounds``
-rounds, so a silent or hostile client stops costing every round a full timeout."""
+rejected, disputed as lies about their data or as outliers among their peers, or time out
+twice in a row is not sent tasks for ``deploy.quarantine_rounds`` rounds, so a
+silent, lying or hostile client stops costing every round a full timeout."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from greenfl.core.messages import ClientReport
+from greenfl.deploy.server.claims import DATA_DISPUTE, PEER_OUTLIER
 
 STRIKES = 2  # one bad round can be the network; two in a row is the client
 
 
 def counts_against(report: ClientReport) -> bool:
-    """A rejected update, or a task that timed out: the client's doing, not the round's."""
-    return report.status == "rejected" or (
-        report.status == "failed" and (report.reason or "").startswith("timeout")
+    """A rejected update, a report disputed as a lie about its data or as an outlier among
+    its peers, or a task that timed out: the client's doing, not the round's."""
+    reason = report.reason or ""
+    return (
+        report.status == "rejected"
+        or (report.disputed and reason.startswith((DATA_DISPUTE, PEER_OUTLIER)))
+        or (report.status == "failed" and reason.startswith("timeout"))
     )
 
 
@@ -29,7 +35,10 @@ class Quarantine:
         back = self.until.get(cid)
         if back is None or round_idx >= back:
             return None
-        return f"quarantined until round {back}: {STRIKES} rejected or timed-out tasks in a row"
+        return (
+            f"quarantined until round {back}: {STRIKES} rejected, disputed or timed-out "
+            "tasks in a row"
+        )
 
     def record(self, round_idx: int, reports: list[ClientReport]) -> None:
         for r in reports:

@@ -1,10 +1,12 @@
-"""A deployment's client sessions and open tasks, and what joining does to the population:
-a client that names its device is accounted as that device."""
+"""A deployment's client sessions and open tasks, the first checks of a Join (protocol,
+token, id, declared size), and what joining does to the population: a client is accounted
+as its enrolled population entry (``enrolment.py``)."""
 
 from __future__ import annotations
 
 import hmac
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -13,7 +15,7 @@ from greenfl.clients.validate import PROTOCOL_VERSION
 from greenfl.core.errors import TransportError
 from greenfl.core.messages import ClientReport
 from greenfl.deploy import greenfl_pb2 as pb
-from greenfl.deploy.security import client_token
+from greenfl.deploy.security import TokenClaims, TokenError, verify_token
 from greenfl.deploy.server.plausible import RoundModel
 from greenfl.fleet.population import Population
 
@@ -28,6 +30,9 @@ class Session:
     open: bool = False  # a Tasks stream is open: the client is connected
     queue: deque[pb.Task] = field(default_factory=deque)
     num_samples: int = 0  # > 0: the client trains on its own local data of this size
+    flag: str | None = None  # what its ledger rows say of it (a self-described device)
+    joined_at: float = 0.0  # Unix time of its check-in (Join)
+    token_issued_at: float | None = None  # its per-client token's, to notice a revocation
 
 
 @dataclass
@@ -42,28 +47,9 @@ class Pending:
     model: RoundModel | None = None  # the server's model of this round, to judge its footprint
     report: ClientReport | None = None
     secagg_keys: tuple[bytes, bytes] | None = None  # secure aggregation: (c_pk, s_pk) sent
-
-
-def assign_device(pop: Population, cid: int, device: str) -> None:
-    """Account client ``cid`` as ``device``: the population entry with that device that keeps
-    its region (and network) where the fleet has one."""
-    fleet = pop.fleet
-    current = fleet.population[int(pop.entry[cid])]
-    if current.device == device:
-        return
-    options = [i for i, e in enumerate(fleet.population) if e.device == device]
-    best = min(
-        options,
-        key=lambda i: (
-            fleet.population[i].region != current.region,
-            fleet.population[i].network != current.network,
-        ),
-    )
-    e = fleet.population[best]
-    pop.entry[cid] = best
-    pop.device[cid] = fleet.device_index(e.device)
-    pop.network[cid] = fleet.network_index(e.network)
-    pop.region[cid] = fleet.region_index(e.region)
+    flag: str | None = None  # the session's flag, for its ledger rows
+    norm: float | None = None  # its update's L2 norm, once it passed the other checks
+    held: ClientReport | None = None  # an accepted report waiting for the norm's reference
 
 
 class Refusal(TransportError):
@@ -83,9 +69,12 @@ def admit(
     token: str | None,
     max_client_samples: int | None,
     per_client: bool = True,
-) -> tuple[str, int]:
-    """The device a joining client is accounted as, and its declared local samples (0: it
-    holds its partition); a Refusal if the request cannot be admitted."""
+    run_id: str = "",
+    revoked: Mapping[int, float] | None = None,
+) -> tuple[TokenClaims | None, int]:
+    """The claims of a joining client's token (None: no token needed, or the shared one)
+    and its declared local samples (0: it holds its partition); a Refusal if the request
+    cannot be admitted. Its device is its enrolment's (``enrolment.Enrolments.admit``)."""
     cid = int(req.client_id)
     if req.protocol_version != PROTOCOL_VERSION:
         raise Refusal(
@@ -94,18 +83,24 @@ def admit(
             f"(server speaks {PROTOCOL_VERSION})",
             f"protocol version {req.protocol_version} (server speaks {PROTOCOL_VERSION})",
         )
-    if token is not None:
-        # Per client, the token names its id: another client's token does not admit it.
-        expected = client_token(token, cid) if per_client else token
-        if not hmac.compare_digest(req.token.encode("utf-8"), expected.encode("utf-8")):
-            raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "invalid token", "invalid token")
+    claims: TokenClaims | None = None
+    if token is not None and per_client:
+        # The token names its client id, its run, its expiry (and maybe the client's
+        # enrolment): another client's, another run's or a revoked one admits nobody.
+        try:
+            claims = verify_token(token, req.token, cid, run_id, revoked or {})
+        except TokenError as exc:
+            raise Refusal(grpc.StatusCode.UNAUTHENTICATED, str(exc), str(exc)) from None
+    elif token is not None and not hmac.compare_digest(
+        req.token.encode("utf-8"), token.encode("utf-8")
+    ):
+        raise Refusal(grpc.StatusCode.UNAUTHENTICATED, "invalid token", "invalid token")
     if not 0 <= cid < pop.size:
         raise Refusal(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"client id {cid} is out of range 0..{pop.size - 1} (data.num_clients = {pop.size})",
             "no such client id",
         )
-    device = pop.fleet.devices[pop.device[cid]].name
     if req.device:
         known = sorted({e.device for e in pop.fleet.population})
         if req.device not in known:
@@ -115,7 +110,6 @@ def admit(
                 f"choose one of {', '.join(known)}",
                 f"unknown device {req.device!r}",
             )
-        device = req.device
     local_n = int(req.num_samples)
     cap = max_client_samples
     if local_n < 0 or (cap is not None and local_n > cap):
@@ -126,18 +120,28 @@ def admit(
             else f"num_samples {local_n} is negative",
             f"{local_n} local samples",
         )
-    return device, local_n
+    return claims, local_n
 
 
 def apply_joins(
-    pop: Population, device_overrides: dict[int, str], sample_overrides: dict[int, int]
+    pop: Population, entry_overrides: dict[int, int], sample_overrides: dict[int, int]
 ) -> None:
-    """The joins since the last round, into the population (and cleared): a client that
-    named its device is accounted as it, and one with its own data weighs (and is
-    estimated) by its declared size."""
-    for cid, device in device_overrides.items():
-        assign_device(pop, cid, device)
-    device_overrides.clear()
+    """The joins since the last round, into the population (and cleared): each client is
+    accounted as its enrolled (or self-described) population entry, and one with its own
+    data weighs (and is estimated) by its declared size."""
+    for cid, entry in entry_overrides.items():
+        set_entry(pop, cid, entry)
+    entry_overrides.clear()
     for cid, n in sample_overrides.items():
         pop.num_samples[cid] = n
     sample_overrides.clear()
+
+
+def set_entry(pop: Population, cid: int, entry: int) -> None:
+    """Account client ``cid`` as population entry ``entry`` (device, network, region)."""
+    fleet = pop.fleet
+    e = fleet.population[entry]
+    pop.entry[cid] = entry
+    pop.device[cid] = fleet.device_index(e.device)
+    pop.network[cid] = fleet.network_index(e.network)
+    pop.region[cid] = fleet.region_index(e.region)

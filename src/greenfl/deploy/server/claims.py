@@ -1,0 +1,190 @@
+"""What a client says of its work, held against what the server saw and against its peers
+(docs/trust.md, "Claims").
+
+The server measures each task itself (``Observation``): the wall time from the client taking
+the task off its stream to its update arriving, the bytes each way, and when the client
+checked in. Its own estimate of the task's device energy is the enrolled device's active
+power times the time the device needed: the profile's compute time for the work asked, but
+never more than the wall time it saw (``server_estimate_j``).
+
+A reported energy outside ``deploy.claim_tolerance`` of that estimate is *disputed*: the
+update is aggregated, the ledger keeps both figures and charges the estimate. A client whose
+figures sit far from its device class's peers (median and MAD, ``PeerStats``) is disputed
+too, and one flagged so (or for its declared data) twice in a row is quarantined.
+``plausible.check_plausible`` still rejects what no device could do; this module judges
+what a device could do but this one, enrolled as it is, did not."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from greenfl.deploy.server.plausible import ELAPSED_SLACK_S, RoundModel
+
+# MAD to a normal's standard deviation: a robust z of 1 is one sigma for Gaussian data.
+MAD_TO_SIGMA = 1.4826
+# The least spread assumed in a device class (log scale, ~1.28x): identical peers (one
+# host on loopback) would otherwise flag a client for any difference at all.
+MIN_LOG_SPREAD = 0.25
+PEER_WINDOW = 64  # the figures of a device class's last tasks that the statistics use
+MIN_PEER_FIGURES = 5  # from at least MIN_PEERS other clients
+MIN_PEERS = 3
+# How a dispute's reason starts when it counts towards quarantine (quarantine.py): a lie
+# about data, or figures far from the peers'. A reported energy off the server's estimate
+# ("disputed: ...") does not: the estimate replaces it, and a meter that reads other
+# hardware than the enrolled device (a laptop joined as a phone) would otherwise sit out.
+DATA_DISPUTE = "disputed data"
+PEER_OUTLIER = "outlier"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the server saw of one client's task, by its own clock and counters."""
+
+    client_id: int
+    round_idx: int
+    wall_s: float | None  # the task taken off the stream -> its update received
+    bytes_down: int
+    bytes_up: int
+    checked_in_at: float  # Unix time of the client's last Join
+
+
+@dataclass(frozen=True)
+class ClaimVerdict:
+    """The server's judgement of a report's footprint."""
+
+    server_estimate_j: float
+    reported_energy_j: float | None
+    dispute: str | None  # why the report is disputed, or None
+
+
+def estimate_compute_s(m: RoundModel, wall_s: float | None) -> float:
+    """The seconds the enrolled device needed for the task: its profile's, at most the
+    wall time the server saw the task out."""
+    if wall_s is None:
+        return min(m.modelled_compute_s, m.timeout_s)
+    return min(m.modelled_compute_s, max(0.0, wall_s))
+
+
+def server_estimate_j(m: RoundModel, wall_s: float | None) -> float:
+    """The server's own estimate of the task's device energy, in J."""
+    return m.power_w * estimate_compute_s(m, wall_s)
+
+
+def judge_claims(
+    m: RoundModel,
+    energy_j: float | None,
+    wall_s: float | None,
+    tolerance: float,
+    declared: bool,
+) -> ClaimVerdict:
+    """The verdict on a report that passed the hard bounds: disputed if its energy lies
+    outside ``tolerance`` of the server's estimate, or (``declared``: the client weighs by
+    its own declared data size) if the server saw the task out for less than the enrolled
+    device needs for that many samples, divided by ``tolerance``."""
+    est = server_estimate_j(m, wall_s)
+    if energy_j is not None and est > 0:
+        ratio = energy_j / est
+        if not 1.0 / tolerance <= ratio <= tolerance:
+            return ClaimVerdict(
+                est,
+                energy_j,
+                f"disputed: reported {energy_j:.4g} J, {ratio:.3g}x the server's estimate "
+                f"{est:.4g} J (enrolled device, observed wall time; tolerance "
+                f"{tolerance:g}x, deploy.claim_tolerance)",
+            )
+    if declared and wall_s is not None:
+        need_s = m.modelled_compute_s
+        if (wall_s + ELAPSED_SLACK_S) * tolerance < need_s:
+            return ClaimVerdict(
+                est,
+                energy_j,
+                f"{DATA_DISPUTE}: its declared data needs {need_s:.4g} s on its enrolled device, "
+                f"the task was out {wall_s:.4g} s (tolerance {tolerance:g}x)",
+            )
+    return ClaimVerdict(est, energy_j, None)
+
+
+def plausible_samples(m: RoundModel, wall_s: float, declared_n: int) -> int:
+    """The samples a client could have trained on in ``wall_s`` on its enrolled device,
+    at most its declared ``declared_n``: its weight once its declared size is disputed."""
+    if m.modelled_compute_s <= 0:
+        return declared_n
+    share = (wall_s + ELAPSED_SLACK_S) / m.modelled_compute_s
+    return max(1, min(declared_n, math.floor(declared_n * share)))
+
+
+@dataclass(frozen=True)
+class PeerFigures:
+    """One task's figures that peers of a device class are compared on (log scale):
+    reported energy over the server's estimate (None: no meter), and observed wall seconds
+    over the device profile's compute seconds for the work asked."""
+
+    energy_ratio: float | None
+    pace: float | None
+
+
+def figures_of(
+    m: RoundModel, energy_j: float | None, wall_s: float | None, est_j: float
+) -> PeerFigures:
+    ratio = None
+    if energy_j is not None and energy_j > 0 and est_j > 0:
+        ratio = math.log(energy_j / est_j)
+    pace = None
+    if wall_s is not None and wall_s > 0 and m.modelled_compute_s > 0:
+        pace = math.log(wall_s / m.modelled_compute_s)
+    return PeerFigures(ratio, pace)
+
+
+def robust_outlier(value: float, peers: Iterable[float], threshold: float) -> float | None:
+    """``value``'s robust z against ``peers`` (median, MAD scaled to a sigma, at least
+    ``MIN_LOG_SPREAD``) if it exceeds ``threshold``; None otherwise, or with too few."""
+    arr = np.fromiter(peers, dtype=np.float64)
+    if arr.size < MIN_PEER_FIGURES:
+        return None
+    median = float(np.median(arr))
+    spread = max(MAD_TO_SIGMA * float(np.median(np.abs(arr - median))), MIN_LOG_SPREAD)
+    z = (value - median) / spread
+    return z if abs(z) > threshold else None
+
+
+class PeerStats:
+    """The recent figures of each device class's tasks, by client; a client's figures are
+    judged against the other clients' of its class (its own never vouch for it)."""
+
+    def __init__(self, threshold: float, window: int = PEER_WINDOW) -> None:
+        self.threshold = threshold
+        self._window = window
+        self._figures: dict[str, deque[tuple[int, PeerFigures]]] = {}
+        self._lock = threading.Lock()
+
+    def judge(self, device: str, cid: int, f: PeerFigures) -> str | None:
+        """Why ``f`` is an outlier among ``device``'s other clients, or None."""
+        with self._lock:
+            others = [(c, g) for c, g in self._figures.get(device, ()) if c != cid]
+        if len({c for c, _ in others}) < MIN_PEERS:
+            return None
+        for name, mine, theirs in (
+            ("reported energy / estimate", f.energy_ratio, [g.energy_ratio for _, g in others]),
+            ("wall time / modelled compute", f.pace, [g.pace for _, g in others]),
+        ):
+            if mine is None:
+                continue
+            z = robust_outlier(mine, (t for t in theirs if t is not None), self.threshold)
+            if z is not None:
+                return (
+                    f"{PEER_OUTLIER}: {name} is {math.exp(mine):.3g}, {abs(z):.1f} scaled MADs "
+                    f"from its {device} peers' median (deploy.peer_outlier_mads = "
+                    f"{self.threshold:g})"
+                )
+        return None
+
+    def add(self, device: str, cid: int, f: PeerFigures) -> None:
+        with self._lock:
+            q = self._figures.setdefault(device, deque(maxlen=self._window))
+            q.append((cid, f))
