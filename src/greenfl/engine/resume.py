@@ -11,7 +11,7 @@ from pathlib import Path
 
 from greenfl.core.errors import ConfigError
 from greenfl.engine.snapshot import check_snapshot
-from greenfl.ledger import chain, integrity
+from greenfl.ledger import amend, integrity
 from greenfl.ledger.writer import LedgerWriter
 
 STATE_KEY = "loop"
@@ -57,7 +57,7 @@ def saved_state(ledger: LedgerWriter) -> bytes | None:
             )
             conn.execute("DELETE FROM client_rounds WHERE round > ?", (saved,))
             conn.execute("DELETE FROM rounds WHERE round > ?", (saved,))
-            chain.drop_rounds_after(conn, saved)
+            amend.drop_rounds_after(conn, saved)
         conn.execute("UPDATE runs SET status = 'running', stop_reason = NULL WHERE run_id = 1")
     return bytes(row[1]) if row is not None else None
 
