@@ -33,6 +33,7 @@ from greenfl.deploy.client.local import Local, build_local
 from greenfl.deploy.client.options import ClientOptions, ClientStats
 from greenfl.deploy.client.secagg import SecAggParticipant
 from greenfl.deploy.client.task import Row, Trained, train_task
+from greenfl.deploy.client.upload import ChunkedStub
 from greenfl.deploy.security import tls_failure
 from greenfl.deploy.wire import SESSION_KEY
 from greenfl.footprint.measurement import Meter
@@ -107,7 +108,7 @@ class FederatedClient:
             joined = False
             try:
                 with self._channel() as channel:
-                    stub = pb_grpc.FederationStub(channel)
+                    stub = ChunkedStub(channel)
                     # The first try of an outage fails at once when nothing listens, so the
                     # user hears about it now; later tries wait a while for the server to
                     # come up (it may be starting, or restarting with --resume).

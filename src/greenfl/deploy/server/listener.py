@@ -1,5 +1,12 @@
 """The listening gRPC server of a deployment: its message limits, TLS, and the gate that
-checks a call's session and size before its payload is read."""
+checks a call's session and size before its payload is read.
+
+Memory before authentication is bounded by one small per-message limit for the whole
+server (``RECEIVE_CAP_BYTES``): gRPC's Python server has one ``max_receive_message_length``
+per server and no per-method limit, and its core refuses a message over it from the
+message's length prefix, before the payload is buffered. The two large requests (an update,
+a SecAgg submission) arrive as a stream of chunks under that limit, only from a live session
+(``SessionGate``), and are reassembled up to their own caps."""
 
 from __future__ import annotations
 
@@ -13,11 +20,17 @@ from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
 from greenfl.deploy.security import TlsFiles
 from greenfl.deploy.wire import SESSION_KEY
 
-# gRPC's own cap sits above deploy.max_message_mb, so that a moderately oversized update
+# An update's cap sits above deploy.max_message_mb, so that a moderately oversized update
 # still reaches validation and is rejected with a logged reason in the ledger; beyond the
-# cap gRPC refuses the message itself (RESOURCE_EXHAUSTED) and the client reports an error.
+# cap the server refuses it (RESOURCE_EXHAUSTED) and the client reports an error.
 GRPC_CAP_FACTOR = 2
 GRPC_CAP_HEADROOM_BYTES = 1 << 20
+
+# The largest single message the server receives, on any method. A client uploads larger
+# requests in chunks (greenfl.deploy.client.link.UPLOAD_CHUNK_BYTES, well under this).
+# A flood of oversized Join or Tasks calls from anyone costs at most this (plus HTTP/2's
+# flow-control window) per call in flight: measured in bench/preauth_flood.py.
+RECEIVE_CAP_BYTES = 1 << 20
 
 
 def session_of(context: grpc.ServicerContext) -> str | None:
@@ -53,10 +66,7 @@ def _capped(handler: grpc.RpcMethodHandler, name: str, cap_bytes: int) -> grpc.R
 
     def check(raw: bytes, context: grpc.ServicerContext) -> object:
         if len(raw) > cap_bytes:
-            context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"{name} request of {len(raw)} bytes is over its {cap_bytes}-byte limit",
-            )
+            _too_large(context, name, len(raw), cap_bytes)
         return behaviour(parse(raw) if parse is not None else raw, context)
 
     if handler.unary_stream is not None:
@@ -68,19 +78,61 @@ def _capped(handler: grpc.RpcMethodHandler, name: str, cap_bytes: int) -> grpc.R
     )
 
 
+def _assembled(handler: grpc.RpcMethodHandler, name: str, cap_bytes: int) -> grpc.RpcMethodHandler:
+    """``handler`` (unary-unary) served as a client stream of raw chunks, concatenated into
+    its one request: a serialized protobuf split anywhere and joined is the same message.
+    A plain unary call is a stream of one chunk (under ``RECEIVE_CAP_BYTES``). The chunks
+    are counted as they come, and the call refused as soon as they pass ``cap_bytes``."""
+    parse, behaviour = handler.request_deserializer, handler.unary_unary
+
+    def assemble(chunks: Iterator[bytes], context: grpc.ServicerContext) -> object:
+        parts: list[bytes] = []
+        total = 0
+        for chunk in chunks:
+            total += len(chunk)
+            if total > cap_bytes:
+                parts.clear()  # let go of what came before refusing
+                _too_large(context, name, total, cap_bytes)
+            parts.append(chunk)
+        raw = b"".join(parts)
+        parts.clear()
+        return behaviour(parse(raw) if parse is not None else raw, context)
+
+    return grpc.stream_unary_rpc_method_handler(
+        assemble, response_serializer=handler.response_serializer
+    )
+
+
+def _too_large(context: grpc.ServicerContext, name: str, size: int, cap_bytes: int) -> None:
+    context.abort(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"{name} request of {size}+ bytes is over its {cap_bytes}-byte limit",
+    )
+
+
+def update_cap_bytes(max_message_bytes: int) -> int:
+    """The largest update the server receives: above deploy.max_message_mb (see
+    ``GRPC_CAP_FACTOR``)."""
+    return max_message_bytes * GRPC_CAP_FACTOR + GRPC_CAP_HEADROOM_BYTES
+
+
 class SessionGate(grpc.ServerInterceptor):
     """Authenticates SubmitUpdate and SecAggSubmit from their metadata before the payload
     is even received: a call from no live session is refused with a handler that never
-    reads its request (a unary request must otherwise arrive whole first, up to the gRPC
-    cap). Join, Tasks and SecAggSubmit get their own small size caps, checked on the raw
-    bytes before parsing."""
+    reads its request. A live session's update or SecAgg submission is reassembled from
+    its chunks up to its own cap. Join and Tasks get a small size cap, checked on the raw
+    bytes before parsing (under the server-wide ``RECEIVE_CAP_BYTES``, which bounds what
+    any of them costs before it is refused)."""
 
-    def __init__(self, known: Callable[[str], bool], numel: int = 0) -> None:
-        """``numel``: the model's parameters, which size a SecAggSubmit's masked vector."""
+    def __init__(
+        self, known: Callable[[str], bool], numel: int = 0, max_message_bytes: int = 0
+    ) -> None:
+        """``numel``: the model's parameters, which size a SecAggSubmit's masked vector;
+        ``max_message_bytes``: deploy.max_message_mb, which sizes an update's cap."""
         self.known = known
-        self.caps = {
-            "Join": SMALL_RPC_CAP_BYTES,
-            "Tasks": SMALL_RPC_CAP_BYTES,
+        self.small_caps = {"Join": SMALL_RPC_CAP_BYTES, "Tasks": SMALL_RPC_CAP_BYTES}
+        self.upload_caps = {
+            "SubmitUpdate": update_cap_bytes(max_message_bytes),
             "SecAggSubmit": secagg_cap_bytes(numel),
         }
         # Declared unary in greenfl.proto, served as a client stream: gRPC accepts the
@@ -93,15 +145,18 @@ class SessionGate(grpc.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         method = details.method.rsplit("/", 1)[-1]
-        if method in ("SubmitUpdate", "SecAggSubmit"):
+        if method in self.upload_caps:
             sid = dict(details.invocation_metadata).get(SESSION_KEY)  # type: ignore[arg-type]
             if not isinstance(sid, str) or not self.known(sid):
                 return self._refusal
         handler = continuation(details)
-        cap = self.caps.get(method)
-        if handler is None or cap is None:
+        if handler is None:
             return handler
-        return _capped(handler, method, cap)
+        if method in self.upload_caps:
+            return _assembled(handler, method, self.upload_caps[method])
+        if method in self.small_caps:
+            return _capped(handler, method, self.small_caps[method])
+        return handler
 
 
 def listen(
@@ -110,13 +165,14 @@ def listen(
     max_message_bytes: int,
     workers: int,
     tls: TlsFiles | None,
-    gate: SessionGate | None = None,
+    gate: SessionGate,
 ) -> tuple[grpc.Server, int]:
-    """A started gRPC server on ``address`` and its bound port (port 0: any free one)."""
-    cap = max_message_bytes * GRPC_CAP_FACTOR + GRPC_CAP_HEADROOM_BYTES
+    """A started gRPC server on ``address`` and its bound port (port 0: any free one).
+    ``max_message_bytes`` bounds what it sends (a task carries the model); what it receives
+    is bounded by ``RECEIVE_CAP_BYTES`` a message and by ``gate``'s caps a request."""
     options = [
-        ("grpc.max_receive_message_length", cap),
-        ("grpc.max_send_message_length", cap),
+        ("grpc.max_receive_message_length", RECEIVE_CAP_BYTES),
+        ("grpc.max_send_message_length", update_cap_bytes(max_message_bytes)),
         ("grpc.so_reuseport", 0),  # never share a port with another server by accident
         ("grpc.keepalive_time_ms", 20_000),
         ("grpc.keepalive_timeout_ms", 10_000),
@@ -126,7 +182,7 @@ def listen(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
         options=options,
-        interceptors=[gate] if gate is not None else None,
+        interceptors=[gate],
     )
     pb_grpc.add_FederationServicer_to_server(servicer, server)
     try:

@@ -107,7 +107,7 @@ class GrpcTransport(Transport):
         servicer = FederationServicer(s, population, rules, self.token, model_input, self.secagg)
         # One worker thread per connected client (its Tasks stream) plus room for calls.
         workers = min(population.size, 4096) + 16
-        gate = SessionGate(servicer.knows_session, spec.numel)
+        gate = SessionGate(servicer.knows_session, spec.numel, s.max_message_bytes)
         self.server, self.port = listen(
             self.address, servicer, s.max_message_bytes, workers, self.tls, gate
         )
