@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import sqlite3
+import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -318,18 +319,29 @@ def test_the_model_digest_is_the_global_models_array(run: Path) -> None:
         assert store.sha256_hex(archive.read(MODEL_ARRAY + ".npy")) == model_sha
 
 
+def _packed(letters: str, floats: list[float], ints: list[int], texts: str) -> bytes:
+    """The canonical form, spelled out: counts, type letters, float64s, int64s, JSON texts."""
+    head = struct.pack("<QQQ", len(letters), len(floats), len(ints))
+    body = struct.pack(f"<{len(floats)}d", *floats) + struct.pack(f"<{len(ints)}q", *ints)
+    return head + letters.encode() + body + texts.encode()
+
+
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
         # SQLite gives back NaN as NULL, and integral REALs as ints (and the reverse): the
         # canonical form is the same on both sides
-        ([3.0, 3, float("nan"), None], b"[[3,3,null,null]]"),
-        ([0.1, -0.0, True, "x"], b'[[0.1,0,1,"x"]]'),
-        ([1e30, math.inf, 2.0**70], b"[[1e+30,Infinity,1.1805916207174113e+21]]"),
+        ([3.0, 3, float("nan"), None], _packed("iinn/", [], [3, 3], "[]")),
+        ([0.1, -0.0, True, "x"], _packed("fiis/", [0.1], [0, 1], '["x"]')),
+        ([1e30, math.inf, 2.0**62], _packed("ffi/", [1e30, math.inf], [2**62], "[]")),
     ],
 )
 def test_canonical_encoding_by_hand(values: list[object], expected: bytes) -> None:
     assert store.canonical([values]) == expected
+
+
+def test_canonical_rows_are_delimited() -> None:
+    assert store.canonical([[1, 2]]) != store.canonical([[1], [2]])
 
 
 def test_canonical_encoding_survives_a_round_trip_through_sqlite() -> None:

@@ -20,7 +20,7 @@ import greenfl
 from greenfl.cli import main
 from greenfl.config import build_config
 from greenfl.core.errors import LedgerError
-from greenfl.ledger import child, store
+from greenfl.ledger import child, store, writer_proc
 from greenfl.ledger.integrity import verify_run
 from greenfl.ledger.rows import pack_rounds
 from greenfl.ledger.schema import CLIENT_ROUND_COLUMNS, ROUND_COLUMNS
@@ -135,7 +135,7 @@ def test_a_full_disk_leaves_the_ledger_failed_with_one_line(
 def test_the_writer_process_names_a_full_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The writer process's loop (store.serve, run here in a thread) on a database that is
+    """The writer process's loop (writer_proc.serve, run here in a thread) on a database that is
     full: it reports the rounds it could not write, naming the full disk, and keeps the
     ones before."""
     path = tmp_path / "ledger.sqlite"
@@ -157,7 +157,7 @@ def test_the_writer_process_names_a_full_disk(
         open(to_child_w, "wb", buffering=0) as send,
         open(from_child_r, "rb") as recv,
     ):
-        worker = threading.Thread(target=store.serve, args=(inp, out))
+        worker = threading.Thread(target=writer_proc.serve, args=(inp, out))
         worker.start()
         store.send(send, ("init", str(path), (ROUND_COLUMNS, CLIENT_ROUND_COLUMNS), 5.0))
         assert store.recv(recv)[0] == "ready"  # type: ignore[index]

@@ -47,7 +47,7 @@ class WriterProcess:
         self.path = path
         self.batch_s = batch_s
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", store.__file__],
+            [sys.executable, "-I", str(Path(store.__file__).with_name("writer_proc.py"))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,

@@ -152,7 +152,7 @@ class LedgerWriter:
         packed = pack_rounds([client_rows], CLIENT_ROUND_COLUMNS)
         try:
             store.write_rounds(self._conn, _SQL, [row], packed, blobs)
-        except sqlite3.Error as exc:  # as the writer process words it (store.serve)
+        except sqlite3.Error as exc:  # as the writer process words it (writer_proc.serve)
             kind = DiskFull if disk_full(exc) else LedgerError
             why = store.why(exc, str(self.path))
             raise kind(f"the ledger could not write round {row[0]}: {why}") from None
