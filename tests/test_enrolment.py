@@ -184,7 +184,7 @@ def test_rate_limits_are_per_client_id_and_per_source() -> None:
 def test_join_refuses_lies_expired_and_other_run_tokens() -> None:
     svc = servicer()
     peer = "ipv4:127.0.0.1:9"
-    enrolled = svc.enrolments.enrolment(3, None).device
+    enrolled = svc.gate.enrolments.enrolment(3, None).device
     liar = next(d.name for d in FLEET.devices if d.name != enrolled)
     assert join(svc, 3, token(3), peer, device=liar).startswith(
         f"PERMISSION_DENIED: client 3 is enrolled as {enrolled}"
@@ -201,7 +201,7 @@ def test_join_refuses_lies_expired_and_other_run_tokens() -> None:
 
 def test_self_described_joins_are_flagged() -> None:
     svc = servicer("deploy.self_described=true")
-    enrolled = svc.enrolments.enrolment(3, None).device
+    enrolled = svc.gate.enrolments.enrolment(3, None).device
     liar = next(d.name for d in FLEET.devices if d.name != enrolled)
     assert join(svc, 3, token(3), "ipv4:127.0.0.1:9", device=liar) == liar
     assert svc.by_client[3].flag == f"self-described: claims device {liar}, enrolled as {enrolled}"

@@ -123,7 +123,9 @@ def verify_token(
     except (ValueError, TypeError):  # only the server's own secret signs, so: a bug
         raise TokenError("invalid token (unreadable claims)") from None
     if int(claims.client_id) != int(client_id):
-        raise TokenError(f"this token is client {claims.client_id}'s, not client {client_id}'s")
+        raise TokenError(
+            f"invalid token: this token is client {claims.client_id}'s, not client {client_id}'s"
+        )
     if claims.run_id and claims.run_id != run_id:
         raise TokenError(
             f"this token admits to run {claims.run_id}, not this server's run {run_id}"

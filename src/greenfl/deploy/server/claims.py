@@ -28,9 +28,12 @@ from greenfl.deploy.server.plausible import ELAPSED_SLACK_S, RoundModel
 
 # MAD to a normal's standard deviation: a robust z of 1 is one sigma for Gaussian data.
 MAD_TO_SIGMA = 1.4826
-# The least spread assumed in a device class (log scale, ~1.28x): identical peers (one
-# host on loopback) would otherwise flag a client for any difference at all.
-MIN_LOG_SPREAD = 0.25
+# The least spread assumed in a device class (log scale): identical peers (one host on
+# loopback) would otherwise flag a client for any difference at all. A meter's reading
+# varies little for the same work (~1.28x); wall time carries the network and the host's
+# load with it (~1.65x). With the default 6 MADs: flagged beyond 4.5x and 20x the median.
+MIN_ENERGY_SPREAD = 0.25
+MIN_PACE_SPREAD = 0.5
 PEER_WINDOW = 64  # the figures of a device class's last tasks that the statistics use
 MIN_PEER_FIGURES = 5  # from at least MIN_PEERS other clients
 MIN_PEERS = 3
@@ -141,14 +144,16 @@ def figures_of(
     return PeerFigures(ratio, pace)
 
 
-def robust_outlier(value: float, peers: Iterable[float], threshold: float) -> float | None:
+def robust_outlier(
+    value: float, peers: Iterable[float], threshold: float, min_spread: float = MIN_ENERGY_SPREAD
+) -> float | None:
     """``value``'s robust z against ``peers`` (median, MAD scaled to a sigma, at least
-    ``MIN_LOG_SPREAD``) if it exceeds ``threshold``; None otherwise, or with too few."""
+    ``min_spread``) if it exceeds ``threshold``; None otherwise, or with too few."""
     arr = np.fromiter(peers, dtype=np.float64)
     if arr.size < MIN_PEER_FIGURES:
         return None
     median = float(np.median(arr))
-    spread = max(MAD_TO_SIGMA * float(np.median(np.abs(arr - median))), MIN_LOG_SPREAD)
+    spread = max(MAD_TO_SIGMA * float(np.median(np.abs(arr - median))), min_spread)
     z = (value - median) / spread
     return z if abs(z) > threshold else None
 
@@ -169,13 +174,18 @@ class PeerStats:
             others = [(c, g) for c, g in self._figures.get(device, ()) if c != cid]
         if len({c for c, _ in others}) < MIN_PEERS:
             return None
-        for name, mine, theirs in (
-            ("reported energy / estimate", f.energy_ratio, [g.energy_ratio for _, g in others]),
-            ("wall time / modelled compute", f.pace, [g.pace for _, g in others]),
+        for name, mine, theirs, floor in (
+            (
+                "reported energy / estimate",
+                f.energy_ratio,
+                [g.energy_ratio for _, g in others],
+                MIN_ENERGY_SPREAD,
+            ),
+            ("wall time / modelled compute", f.pace, [g.pace for _, g in others], MIN_PACE_SPREAD),
         ):
             if mine is None:
                 continue
-            z = robust_outlier(mine, (t for t in theirs if t is not None), self.threshold)
+            z = robust_outlier(mine, (t for t in theirs if t is not None), self.threshold, floor)
             if z is not None:
                 return (
                     f"{PEER_OUTLIER}: {name} is {math.exp(mine):.3g}, {abs(z):.1f} scaled MADs "

@@ -1,7 +1,8 @@
 """The clients' side of a deployment's server: the gRPC handlers (``Join``, ``Tasks``,
 ``SubmitUpdate``, ``SecAggSubmit``) and the bookkeeping of the connected clients behind
-them: their sessions, admission (tokens, the join rate, refusals logged at a bounded rate),
-the open round's tasks and the last round's (to answer late updates).
+them: their sessions, admission (``admission.py``: tokens, enrolment, join rates; refusals
+logged at a bounded rate), the open round's tasks and the last round's (to answer late
+updates), and what the server makes of their updates (``witness.py``, ``norms.py``).
 
 Threads: gRPC runs each call on its own worker thread (a connected client holds one for its
 Tasks stream); the round loop's thread comes in through the methods of "the round's side",
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,14 +25,13 @@ from greenfl.core.errors import TransportError
 from greenfl.core.messages import ClientReport
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
-from greenfl.deploy.security import Revocations
-from greenfl.deploy.server.checks import ClaimRules, UpdateRules, as_rejected, judge_update
-from greenfl.deploy.server.claims import Observation, PeerStats
-from greenfl.deploy.server.enrolment import Enrolments
+from greenfl.deploy.server.admission import Gatekeeper
+from greenfl.deploy.server.checks import UpdateRules, as_rejected, judge_update
+from greenfl.deploy.server.claims import Observation
 from greenfl.deploy.server.listener import session_of
-from greenfl.deploy.server.plausible import MIN_COHORT_FOR_MEDIAN, RoundModel
-from greenfl.deploy.server.ratelimit import BoundedLog, KeyedBuckets, source_of
-from greenfl.deploy.server.replay import ReplayGuard, sketch_of
+from greenfl.deploy.server.norms import NormBound
+from greenfl.deploy.server.plausible import RoundModel
+from greenfl.deploy.server.ratelimit import BoundedLog
 from greenfl.deploy.server.rounds import (
     accepted_updates,
     cancel_task,
@@ -47,13 +46,12 @@ from greenfl.deploy.server.sessions import (
     Pending,
     Refusal,
     Session,
-    admit,
     apply_joins,
-    set_entry,
 )
 from greenfl.deploy.server.settings import DeploySettings
 from greenfl.deploy.server.stream import stream_tasks
 from greenfl.deploy.server.trust import trust_settings
+from greenfl.deploy.server.witness import Witness, ack_of
 from greenfl.fleet.population import Population
 
 log = logging.getLogger("greenfl.serve")
@@ -92,7 +90,6 @@ class FederationServicer(pb_grpc.FederationServicer):
         self.settings = settings
         self.population = population
         self.rules = rules
-        self.token = token
         self.model_input = model_input
         self.cond = threading.Condition()
         self.sessions: dict[str, Session] = {}
@@ -108,22 +105,13 @@ class FederationServicer(pb_grpc.FederationServicer):
         self._entry_overrides: dict[int, int] = {}
         self._sample_overrides: dict[int, int] = {}
         self._partition_sizes = population.num_samples.copy()
-        # Who may join, and how often (docs/trust.md): tokens first, then one budget per
-        # client id and one per source address, so nobody's flood spends another's joins.
+        # Who may join (tokens first, then per-client and per-address budgets), and what
+        # the server makes of what they claim (docs/trust.md).
         self.trust = trust = trust_settings(settings.config_json)
-        self.enrolments = Enrolments.of(population, trust.enrolment_file, trust.self_described)
-        for cid, entry in self.enrolments.listed_entries().items():
-            set_entry(population, cid, entry)  # before round 1: the enrolment file's
-        self._revoked = Revocations(trust.revocation_file)
-        self._source_joins = KeyedBuckets(settings.join_rate_per_s, burst=100)
-        self._client_joins = KeyedBuckets(trust.join_rate_per_client_per_s, burst=5)
         self._refusals = BoundedLog(log)
-        # What clients claim, against what the server sees (claims.py, replay.py).
-        self.peers = PeerStats(trust.peer_outlier_mads)
-        self._replay = ReplayGuard(trust.replay_distance)
-        self._observed: dict[int, Observation] = {}
-        self._last_norms: list[float] = []  # the last round's accepted updates' norms
-        self._logged_disputes: set[int] = set()
+        self.gate = Gatekeeper(settings, trust, population, token, self._refusals)
+        self.witness = Witness(trust)
+        self._norms = NormBound(None if rules.secagg else settings.norm_bound_factor)
 
     # ---- the round's side (the loop's thread, through GrpcTransport) ----------------
     def wait_for_clients(self, need: int) -> list[int]:
@@ -159,7 +147,7 @@ class FederationServicer(pb_grpc.FederationServicer):
             if sess is None or not sess.open:
                 return False
             n = self._expected_samples(sess)
-            if self._revoked_since_join(sess):
+            if self.gate.revoked_since(cid, sess.token_issued_at):
                 self._drop_session(sess, "its token was revoked")
                 return False
             self._pending[cid] = Pending(
@@ -197,9 +185,7 @@ class FederationServicer(pb_grpc.FederationServicer):
         is told to stop (CANCEL)."""
         with self.cond:
             closed_at = time.monotonic()
-            for p in self._pending.values():
-                if p.report is None and p.held is not None:  # no norm reference came
-                    p.report, p.answered_at = p.held, closed_at
+            self._norms.release(self._pending, closed_at)  # held: no norm reference came
             accepted = accepted_updates(self._pending)
             for cid, p in self._pending.items():
                 if p.report is None:
@@ -209,11 +195,7 @@ class FederationServicer(pb_grpc.FederationServicer):
                     p.answered_at = closed_at
                     cancel_task(self.sessions.get(p.session_id), p)
             reports = {cid: p.report for cid, p in self._pending.items() if p.report is not None}
-            self._last_norms = [
-                p.norm
-                for p in self._pending.values()
-                if p.norm is not None and p.report is not None and p.report.status == "completed"
-            ]
+            self._norms.close(self._pending)
             self._closed, self._pending = self._pending, {}
             self.cond.notify_all()
             declared, largest = declared_of(self._closed, self.sessions, self._partition_sizes)
@@ -247,27 +229,12 @@ class FederationServicer(pb_grpc.FederationServicer):
         try:
             # The token first: it costs a MAC and no shared budget, so a flood of joins
             # without a valid token locks nobody out (issue 29).
-            claims, local_n = admit(
-                request,
-                self.population,
-                self.token,
-                s.max_client_samples,
-                s.per_client_tokens,
-                self.trust.run_id,
-                self._revoked.current(),
-            )
-            self._rate_limit(cid, source_of(peer))
-            admission = self.enrolments.admit(cid, claims, request.device, local_n)
+            admitted = self.gate.admit(request, peer)
         except Refusal as r:
             self._refusals.warning(r.why, "refused client %d from %s: %s", cid, peer, r.why)
             context.abort(r.code, r.message)
-        if claims is not None and not claims.run_id and self.trust.run_id:
-            self._refusals.warning(
-                f"unbound {cid}", "client %d joined with a token bound to no run", cid
-            )
+        claims, local_n, admission = admitted.claims, admitted.local_n, admitted.admission
         device = self.population.fleet.population[admission.entry].device
-        if admission.flag is not None:
-            self._refusals.warning(f"self {cid}", "client %d: %s", cid, admission.flag)
         with self.cond:
             old = self.by_client.get(cid)
             if old is not None:
@@ -311,26 +278,6 @@ class FederationServicer(pb_grpc.FederationServicer):
             reply.num_classes = self.model_input[1]
         return reply
 
-    def _rate_limit(self, cid: int, source: str) -> None:
-        """Refusal (RESOURCE_EXHAUSTED, "rate-limited by the server") if client ``cid`` or
-        the address ``source`` joined too often of late; each spends its own budget."""
-        if not self._client_joins.take(cid):
-            wait_s = self._client_joins.retry_after_s()
-            raise Refusal(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"rate-limited by the server: client {cid} joined too often "
-                f"(deploy.join_rate_per_client_per_s); retry in {wait_s:.3g} s",
-                f"rate-limited client {cid}",
-            )
-        if not self._source_joins.take(source):
-            wait_s = self._source_joins.retry_after_s()
-            raise Refusal(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"rate-limited by the server: too many joins from {source} "
-                f"(deploy.join_rate_per_s); retry in {wait_s:.3g} s",
-                f"rate-limited source {source}",
-            )
-
     def Tasks(self, request: pb.TaskRequest, context: grpc.ServicerContext) -> Iterator[pb.Task]:  # noqa: N802
         with self.cond:
             sess = self.sessions.get(request.session_id)
@@ -361,138 +308,54 @@ class FederationServicer(pb_grpc.FederationServicer):
             pending = self._pending.get(cid)
             if pending is None or pending.report is not None or pending.task_id != request.task_id:
                 return self._not_taken(cid, request)
-            claims = ClaimRules(
-                self.trust.claim_tolerance,
-                sess.device,
-                sess.num_samples > 0,
-                self.peers,
-                sess.flag,
-            )
+            claims = self.witness.rules_for(sess)
         # Judged outside the lock: decoding a large update must not stall the other clients.
         report = judge_update(request, size, cid, pending, self.rules, claims)
-        sketch = None
-        if report.status == "completed" and report.delta is not None:
-            sketch = sketch_of(report.delta)
+        sketch = self.witness.sketch(report)
         with self.cond:
             if self._pending.get(cid) is not pending or pending.report is not None:
                 return self._not_taken(cid, request)
-            if sketch is not None:
-                why = self._replay.reason(cid, pending.round_idx, sketch)
-                if why is not None:
-                    report, sketch = as_rejected(report, why, pending.model, sess.flag), None
+            report, sketch = self.witness.unreplayed(pending, report, sketch)
             if sketch is not None:
                 settled = self._norm_judged(pending, report)
                 if settled is None:  # the round closed meanwhile and settled it
-                    return self._ack(pending.report)
+                    return ack_of(pending.report)
                 report = settled
-            self._settle(cid, pending, report, size, keys_of(request))
-            if sketch is not None and report.status == "completed":
-                self._replay.accept(cid, pending.round_idx, sketch)
-        return self._ack(report)
-
-    @staticmethod
-    def _ack(report: ClientReport | None) -> pb.Ack:
-        """The acknowledgement of an update: the judgement the ledger will keep (a disputed
-        update is aggregated, with its dispute as the reason)."""
-        if report is None:
-            return pb.Ack(accepted=False, reason="no judgement")
-        return pb.Ack(accepted=report.status == "completed", reason=report.reason or "")
-
-    def _settle(
-        self,
-        cid: int,
-        pending: Pending,
-        report: ClientReport,
-        size: int,
-        keys: tuple[bytes, bytes] | None,
-    ) -> None:
-        """(lock held) Keep ``report`` as the task's, and what the server saw of it."""
-        pending.report = report
-        pending.answered_at = time.monotonic()
-        pending.secagg_keys = keys
-        sess = self.by_client.get(cid)
-        wall_s = None
-        if pending.delivered_at is not None:
-            wall_s = pending.answered_at - pending.delivered_at
-        self._observed[cid] = Observation(
-            cid,
-            pending.round_idx,
-            wall_s,
-            pending.bytes_down,
-            size,
-            0.0 if sess is None else sess.joined_at,
-        )
-        if report.disputed:
-            if report.num_samples < pending.num_samples:  # selection sees what it could do
-                self._sample_overrides[cid] = report.num_samples
-            if cid not in self._logged_disputes:  # once per client; the ledger has each
-                self._logged_disputes.add(cid)
-                log.warning(
-                    "client %d in round %d: %s (further disputes of this client: ledger only)",
-                    cid,
-                    pending.round_idx,
-                    report.reason,
-                )
-        self.cond.notify_all()
+            pending.report, pending.answered_at = report, time.monotonic()
+            pending.secagg_keys = keys_of(request)
+            n = self.witness.settled(pending, report, size, sess.joined_at, sketch)
+            if n is not None:
+                self._sample_overrides[cid] = n
+            self.cond.notify_all()
+        return ack_of(report)
 
     def _norm_judged(self, pending: Pending, report: ClientReport) -> ClientReport | None:
-        """(lock held) ``report``, rejected if its norm exceeds deploy.norm_bound_factor
-        times the median of the reference (the last round's accepted norms and this
-        round's so far, its own included), judged now so that the acknowledgement says
-        it. With fewer than MIN_COHORT_FOR_MEDIAN norms and more updates to come, it waits
-        for them; None if the round closed meanwhile (and settled it as accepted)."""
-        factor = self.settings.norm_bound_factor
-        if factor is None or report.delta is None:
+        """(lock held) ``report``, rejected by the norm bound (norms.py) now, so that the
+        acknowledgement says it. With too few norms for a median and more updates to come,
+        it waits for them; None if the round closed meanwhile (and settled it accepted)."""
+        bound = self._norms
+        if bound.factor is None or report.delta is None:
             return report
         pending.norm = norm = float(report.delta.norm())
         while True:
-            ref = self._last_norms + [
-                p.norm
-                for p in self._pending.values()
-                if p.norm is not None and (p.report is None or p.report.status == "completed")
-            ]
-            if len(ref) >= MIN_COHORT_FOR_MEDIAN or not self._norms_to_come(pending):
+            ref = bound.reference(self._pending)
+            if bound.ready(ref) or not bound.to_come(pending, self._pending):
                 break
             pending.held = report
             self.cond.wait(1.0)
             if self._pending.get(report.client_id) is not pending or pending.report is not None:
                 return None
         pending.held = None
-        if len(ref) < MIN_COHORT_FOR_MEDIAN:
+        why = bound.verdict(norm, ref)
+        if why is None:
             return report
-        median = statistics.median(ref)
-        if median > 0 and norm > factor * median:
-            pending.norm = None
-            why = (
-                f"update norm {norm:.4g} exceeds {factor:g}x the round's median {median:.4g} "
-                "(its updates so far and the last round's)"
-            )
-            return as_rejected(report, why, pending.model, pending.flag)
-        return report
-
-    def _norms_to_come(self, pending: Pending) -> bool:
-        """(lock held) Whether another task of the open round may still bring a norm."""
-        return any(
-            p is not pending and p.report is None and p.norm is None for p in self._pending.values()
-        )
+        pending.norm = None
+        return as_rejected(report, why, pending.model, pending.flag)
 
     def observations(self) -> dict[int, Observation]:
-        """(any thread) The server's own observation of each client's latest task: wall
-        time, bytes each way, check-in time. What selection may rest on (docs/trust.md)."""
-        with self.cond:
-            return dict(self._observed)
-
-    def _revoked_since_join(self, sess: Session) -> bool:
-        """(lock held) Whether the token ``sess`` joined with was revoked since."""
-        if sess.token_issued_at is None:
-            return False
-        at = self._revoked.current().get(sess.client_id)
-        return at is not None and sess.token_issued_at <= at
-
-    def SecAggSubmit(self, request: pb.SecAggMessage, context: grpc.ServicerContext) -> pb.Ack:  # noqa: N802
-        if self.secagg is None:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "secure aggregation is off")
-        return self.secagg.rpc(request, context)
+        """(any thread) The server's observation of each client's latest task (wall time,
+        bytes each way, check-in time): what selection may rest on (docs/trust.md)."""
+        return self.witness.observations()
 
     def _not_taken(self, cid: int, req: pb.Update) -> pb.Ack:
         """(lock held) A late, duplicate or stray update: logged (rate-bounded), answered."""

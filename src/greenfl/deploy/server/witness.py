@@ -1,0 +1,102 @@
+"""What the server saw of each client's tasks, and what it makes of their claims: its own
+observations (claims.Observation), the device classes' peer figures, the replay guard,
+and disputes logged once per client. The servicer calls it under its lock, except
+``sketch`` (the update's sketch, made outside it). See docs/trust.md."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from greenfl.core.messages import ClientReport
+from greenfl.deploy import greenfl_pb2 as pb
+from greenfl.deploy.server.checks import ClaimRules, as_rejected
+from greenfl.deploy.server.claims import Observation, PeerStats
+from greenfl.deploy.server.replay import ReplayGuard, Sketch, sketch_of
+from greenfl.deploy.server.sessions import Pending, Session
+from greenfl.deploy.server.trust import TrustSettings
+
+log = logging.getLogger("greenfl.serve")
+
+
+def ack_of(report: ClientReport | None) -> pb.Ack:
+    """The acknowledgement of an update: the judgement the ledger will keep (a disputed
+    update is aggregated, with its dispute as the reason)."""
+    if report is None:
+        return pb.Ack(accepted=False, reason="no judgement")
+    return pb.Ack(accepted=report.status == "completed", reason=report.reason or "")
+
+
+class Witness:
+    """The server's witness of its clients' tasks (thread-safe)."""
+
+    def __init__(self, trust: TrustSettings) -> None:
+        self.trust = trust
+        self.peers = PeerStats(trust.peer_outlier_mads)
+        self.replay = ReplayGuard(trust.replay_distance)
+        self._observed: dict[int, Observation] = {}
+        self._disputed: set[int] = set()  # clients whose dispute was logged
+        self._lock = threading.Lock()
+
+    def rules_for(self, sess: Session) -> ClaimRules:
+        """How the claims of ``sess``'s client are judged (its enrolled device's class)."""
+        return ClaimRules(
+            self.trust.claim_tolerance, sess.device, sess.num_samples > 0, self.peers, sess.flag
+        )
+
+    @staticmethod
+    def sketch(report: ClientReport) -> Sketch | None:
+        """The replay sketch of an accepted update (None for any other)."""
+        if report.status != "completed" or report.delta is None:
+            return None
+        return sketch_of(report.delta)
+
+    def unreplayed(
+        self, pending: Pending, report: ClientReport, sk: Sketch | None
+    ) -> tuple[ClientReport, Sketch | None]:
+        """``report``, rejected if its update is a replay (then without its sketch)."""
+        if sk is None:
+            return report, None
+        why = self.replay.reason(report.client_id, pending.round_idx, sk)
+        if why is None:
+            return report, sk
+        return as_rejected(report, why, pending.model, pending.flag), None
+
+    def settled(
+        self,
+        pending: Pending,
+        report: ClientReport,
+        size: int,
+        joined_at: float,
+        sk: Sketch | None,
+    ) -> int | None:
+        """Note what the server saw of a settled task (and an accepted update's sketch);
+        the samples the population should now hold for its client where its declared
+        size was disputed, else None."""
+        cid = int(report.client_id)
+        wall_s = None
+        if pending.delivered_at is not None and pending.answered_at is not None:
+            wall_s = pending.answered_at - pending.delivered_at
+        obs = Observation(cid, pending.round_idx, wall_s, pending.bytes_down, size, joined_at)
+        with self._lock:
+            self._observed[cid] = obs
+            first = report.disputed and cid not in self._disputed
+            if first:
+                self._disputed.add(cid)
+        if sk is not None and report.status == "completed":
+            self.replay.accept(cid, pending.round_idx, sk)
+        if first:  # once per client; the ledger has every one
+            log.warning(
+                "client %d in round %d: %s (further disputes of this client: ledger only)",
+                cid,
+                pending.round_idx,
+                report.reason,
+            )
+        if report.disputed and report.num_samples < pending.num_samples:
+            return int(report.num_samples)  # selection sees what it could have done
+        return None
+
+    def observations(self) -> dict[int, Observation]:
+        """(any thread) The latest observation of each client's task."""
+        with self._lock:
+            return dict(self._observed)
