@@ -97,8 +97,8 @@ def interrupted_line(exc: RunInterrupted, argv: Sequence[str]) -> str:
 
 
 def _span(count: int, last: int) -> str:
-    if count == last:
-        return f"rounds 1-{last}" if last > 1 else "round 1"
+    if count == last:  # the usual case, in the form scripts parse
+        return f"rounds 1-{last}"
     return f"{count} rounds (the last {last})"
 
 
