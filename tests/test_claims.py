@@ -210,3 +210,49 @@ def test_the_sketch_distance_tracks_the_true_one() -> None:
         # count sketch of 512 buckets: ~6% relative error (one sigma); allow 25%
         assert relative_distance(sketch_of(a), sketch_of(b)) == pytest.approx(true, rel=0.25)
     assert np.isclose(relative_distance(sketch_of(a), sketch_of(a.clone())), 0.0)
+    # a difference that cancels within each bucket without the random signs (+c and -c
+    # in alternate rows of 512): its distance is still seen, 0.5 here
+    rows = torch.arange(100_352) // 512
+    c = torch.where(rows % 2 == 0, 1.0, -1.0)
+    b = torch.randn(100_352, generator=g)
+    b2 = b + 0.5 * c * b.norm() / c.norm()
+    true = float((b - b2).norm() / max(b.norm(), b2.norm()))
+    assert relative_distance(sketch_of(b, 7), sketch_of(b2, 7)) == pytest.approx(true, rel=0.25)
+
+
+# ---- acknowledgements: the judgement the ledger keeps ----------------------------------
+def test_the_norm_bound_is_judged_on_arrival_against_the_last_and_this_rounds_norms() -> None:
+    from greenfl.deploy.server.norms import NormBound
+
+    bound = NormBound(10.0)
+    # median of [1.0, 1.2, 0.9, 100] is 1.1: 100 > 11 refused, 10 not
+    assert "exceeds 10x the round's median 1.1" in (
+        bound.verdict(100.0, [1.0, 1.2, 0.9, 100]) or ""
+    )
+    assert bound.verdict(10.0, [1.0, 1.2, 0.9, 10.0]) is None
+    assert bound.verdict(1e9, [1.0, 1e9]) is None  # fewer than 3: no median to judge by
+    assert NormBound(None).verdict(1e9, [1.0, 1.0, 1.0, 1e9]) is None  # off
+    # the reference: last round's accepted norms and this round's arrived, unrefused ones
+    a, b, c = pending(), pending(), pending()
+    a.norm, b.norm = 2.0, 3.0
+    b.report = judge_update(update(torch.randn(SPEC.numel), 7.0), 500, 5, pending(), RULES)
+    bound.last = [1.0]
+    assert sorted(bound.reference({1: a, 2: b, 3: c})) == [1.0, 2.0, 3.0]
+    assert bound.to_come(a, {1: a, 2: b, 3: c})  # c has not arrived
+    assert not bound.to_come(a, {1: a, 2: b})
+
+
+def test_the_ack_says_what_the_ledger_will() -> None:
+    from greenfl.deploy.server.checks import as_rejected
+    from greenfl.deploy.server.witness import ack_of
+
+    d = torch.randn(SPEC.numel)
+    done = judge_update(update(d, 7.0), 500, 5, pending(), RULES, rules())
+    assert ack_of(done).accepted and ack_of(done).reason == ""
+    refused = as_rejected(done, "update norm 1e6 exceeds 10x the round's median 1", PHONE, None)
+    ack = ack_of(refused)
+    assert not ack.accepted and ack.reason.startswith("update norm 1e6 exceeds")
+    assert refused.delta is None and refused.measured_energy_j is None
+    disputed = judge_update(update(d, 700.0), 500, 5, pending(), RULES, rules())
+    ack = ack_of(disputed)  # aggregated, with the dispute as the reason
+    assert ack.accepted and ack.reason.startswith("disputed: reported 700 J")

@@ -4,23 +4,23 @@ accepted update in the same round, is refused (docs/trust.md, "Replay").
 
 Keeping every client's last update would cost the model's size per client, so each update
 is kept as a sketch: a SHA-256 of its bytes (identity) and a count sketch of ``WIDTH``
-buckets (each value added, with a random sign, to the bucket of its index modulo
-``WIDTH``). A count sketch is linear and keeps L2 norms in expectation, so the sketch of the
-difference of two updates estimates their distance: within ~6% (one sigma, sqrt(2/WIDTH))
-of it, plenty to tell 1e-3 from 1. A zero update carries nothing to replay and is left
-alone."""
+buckets (each value added, with a random sign secret to the run, to the bucket of its
+index modulo ``WIDTH``). A count sketch is linear and keeps L2 norms in expectation, so the
+sketch of the difference of two updates estimates their distance: within ~6% (one sigma,
+sqrt(2/WIDTH)) of it, plenty to tell 1e-3 from 1. A zero update carries nothing to replay
+and is left alone."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import secrets
 import threading
 from dataclasses import dataclass
 
 import torch
 
 WIDTH = 512
-SIGN_SEED = 0x6766_6C72  # fixed: sketches of different rounds must be comparable
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,11 @@ class Sketch:
     buckets: torch.Tensor  # float32, WIDTH
 
 
-def sketch_of(delta: torch.Tensor) -> Sketch:
-    """The sketch of a flat float update."""
+def sketch_of(delta: torch.Tensor, seed: int = 0) -> Sketch:
+    """The sketch of a flat float update under the signs of ``seed``."""
     flat = delta.detach().reshape(-1).to(torch.float32)
     digest = hashlib.sha256(flat.numpy().tobytes()).digest()
-    signed = torch.where(_signs(flat.numel()), flat, -flat)
+    signed = torch.where(_signs(flat.numel(), seed), flat, -flat)
     pad = (-flat.numel()) % WIDTH
     if pad:
         signed = torch.cat([signed, signed.new_zeros(pad)])
@@ -43,9 +43,10 @@ def sketch_of(delta: torch.Tensor) -> Sketch:
 
 
 @functools.lru_cache(maxsize=2)
-def _signs(numel: int) -> torch.Tensor:
-    """The fixed random signs of a model's ``numel`` values (one byte each, made once)."""
-    gen = torch.Generator().manual_seed(SIGN_SEED)
+def _signs(numel: int, seed: int) -> torch.Tensor:
+    """The random signs of a model's ``numel`` values under ``seed`` (one byte each, made
+    once per run)."""
+    gen = torch.Generator().manual_seed(seed)
     return torch.randint(0, 2, (numel,), generator=gen, dtype=torch.int8).bool()
 
 
@@ -62,8 +63,12 @@ def relative_distance(a: Sketch, b: Sketch) -> float:
 class ReplayGuard:
     """Each client's last accepted update and the open round's accepted ones, as sketches."""
 
-    def __init__(self, distance: float) -> None:
+    def __init__(self, distance: float, seed: int | None = None) -> None:
         self.distance = distance
+        # Secret per run: with known signs a replayer could add a perturbation of ~1/sqrt(n
+        # / WIDTH) of the threshold, lined up with one bucket's signs, that the sketch
+        # magnifies past it. Within a run the signs stay put, so sketches compare.
+        self.seed = secrets.randbits(63) if seed is None else seed
         self._last: dict[int, tuple[int, Sketch]] = {}  # client -> (round, sketch)
         self._round: dict[int, dict[int, Sketch]] = {}  # round -> client -> sketch
         self._lock = threading.Lock()

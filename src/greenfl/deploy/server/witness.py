@@ -44,12 +44,11 @@ class Witness:
             self.trust.claim_tolerance, sess.device, sess.num_samples > 0, self.peers, sess.flag
         )
 
-    @staticmethod
-    def sketch(report: ClientReport) -> Sketch | None:
+    def sketch(self, report: ClientReport) -> Sketch | None:
         """The replay sketch of an accepted update (None for any other)."""
         if report.status != "completed" or report.delta is None:
             return None
-        return sketch_of(report.delta)
+        return sketch_of(report.delta, self.replay.seed)
 
     def unreplayed(
         self, pending: Pending, report: ClientReport, sk: Sketch | None
