@@ -363,7 +363,9 @@ def main() -> None:
         "--scenarios",
         nargs="+",
         default=["digits"],
-        choices=sorted({*SCENARIOS, "femnist_writers", "femnist_writers-q8", "digits-union"}),
+        choices=sorted(
+            {*SCENARIOS, "femnist_writers", "femnist_writers-q8", "digits-union", "digits-small"}
+        ),
         help="with --world: digits, digits-wide, digits-union (each policy's best over "
         "both: run after them), femnist_writers or shakespeare",
     )

@@ -53,6 +53,19 @@ WORLD_SCENARIOS: dict[str, dict] = {
         "grid": {**GRID, "compression.name": "identity,q8"},
         "levers": True,
     },
+    # digits over the grid's cheaper two thirds (no 10-client points, which no policy's
+    # best used in DE or globally): GB and FR, where 2 busy cores could not afford the
+    # whole grid for every policy in one session; the same grid for every policy there.
+    "digits-small": {
+        "base": "examples/reference-fedavg.toml",
+        "grid": {
+            "train.clients_per_round": "3,5",
+            "train.local_epochs": "5,20",
+            "train.batch_size": "2,4",
+            "compression.name": "identity,q8",
+        },
+        "levers": True,
+    },
     # digits again beyond that grid's corner (most policies' best point is 3 clients, 20
     # epochs in every world): fewer clients, more epochs, smaller batches
     "digits-wide": {
