@@ -54,6 +54,7 @@ class Inputs:
     traces: dict[str, str]
     trace_paths: dict[str, str] = field(default_factory=dict)
     code: dict[str, Any] | None = None
+    error: str | None = None  # why the fleet file could not be loaded now
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,10 @@ def _record_problems(conn: sqlite3.Connection, fp: Mapping[str, Any]) -> Iterato
 def input_problems(fp: Mapping[str, Any], inputs: Inputs) -> Iterator[Problem]:
     """What a resumed run would read now that differs from what the run started with."""
     was = fp["inputs"]
+    if inputs.error is not None:
+        why = f"fleet file {inputs.fleet_path} cannot be read now: {inputs.error}"
+        yield Problem(why, "inputs")
+        return
     what = changed(was["fleet"], inputs.fleet)
     if what:
         yield Problem(

@@ -35,7 +35,7 @@ def current_inputs(config: Mapping[str, Any], code: bool) -> chain.Inputs:
         fleet = load_fleet(catalog).to_dict()
     except FleetError as exc:
         # A fleet file that no longer loads is a change too: named, not a traceback.
-        return chain.Inputs(catalog, {"fleet file": f"unreadable: {exc}"}, {})
+        return chain.Inputs(catalog, {}, {}, error=str(exc).splitlines()[0])
     paths = {str(r["name"]): str(r["trace"]) for r in fleet["region"] if r.get("trace")}
     return chain.Inputs(
         catalog,
