@@ -3,6 +3,7 @@ and runs ``greenfl.deploy.client.FederatedClient``; gRPC and torch load only whe
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -106,13 +107,22 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--backdoor-target", min=0, help="backdoor: the forced label.")
         ] = 0,
     ) -> None:
+        # The client names each failure itself, in one line; gRPC's own C-level log lines
+        # (a failed handshake, a refused connection) would add more. GRPC_VERBOSITY=ERROR
+        # in the environment shows them again. Set before gRPC is first imported.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
         from greenfl.data.local_dir import LocalDirDataset
         from greenfl.deploy.client import ClientAttack, ClientOptions, FederatedClient
+        from greenfl.deploy.client.diagnose import check_ca, check_server_address
         from greenfl.deploy.security import read_ca, read_token
         from greenfl.footprint.meters import describe_meter, make_meter
 
         setup_logging(quiet)
         # Everything that can be checked locally is checked before connecting.
+        check_server_address(server)
+        ca_pem = read_ca(ca_cert)
+        if ca_pem is not None:
+            check_ca(ca_pem, f"--ca-cert {ca_cert}")
         data = LocalDirDataset.load(data_dir) if data_dir is not None else None
         energy_meter = make_meter(meter)
         opts = ClientOptions(
@@ -120,7 +130,7 @@ def register(app: typer.Typer) -> None:
             client_id=client_id,
             token=read_token(token_file) or "",
             device=device,
-            ca_cert_pem=read_ca(ca_cert),
+            ca_cert_pem=ca_pem,
             tls_server_name=tls_server_name,
             retry_for_s=retry_for_s,
             test_delay_s=test_delay_s,

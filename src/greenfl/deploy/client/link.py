@@ -29,12 +29,18 @@ from greenfl.core.errors import TransportError
 from greenfl.data.local_dir import LocalDirDataset
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
+from greenfl.deploy.client.diagnose import (
+    check_ca,
+    check_server_address,
+    plain_against_tls,
+    speaks_tls,
+    tls_cause,
+)
 from greenfl.deploy.client.local import Local, build_local
 from greenfl.deploy.client.options import ClientOptions, ClientStats
 from greenfl.deploy.client.secagg import SecAggParticipant
 from greenfl.deploy.client.task import Row, Trained, train_task
 from greenfl.deploy.client.upload import ChunkedStub
-from greenfl.deploy.security import tls_failure
 from greenfl.deploy.wire import SESSION_KEY
 from greenfl.footprint.measurement import Meter
 from greenfl.footprint.meters import best_meter
@@ -48,6 +54,11 @@ _PERMANENT = (
     grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.PERMISSION_DENIED,
 )
+
+
+def _is_rate_limit(code: grpc.StatusCode, details: str) -> bool:
+    """A refusal for joining too often (greenfl.deploy.server.admission): worth a retry."""
+    return code == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate-limited" in details
 
 
 class _Lost(TransportError):
@@ -69,6 +80,9 @@ class FederatedClient:
     ) -> None:
         """``data``: the client's own data (``LocalDirDataset.load(DIR)``, already checked
         on its own); None: partition ``client_id`` of the run's configured dataset."""
+        check_server_address(opts.server)
+        if opts.ca_cert_pem is not None:
+            check_ca(opts.ca_cert_pem, "the client's CA certificate")
         self.opts = opts
         self.meter = meter if meter is not None else best_meter()
         self.on_round = on_round
@@ -104,6 +118,7 @@ class FederatedClient:
     def run(self) -> ClientStats:
         delay = self.opts.backoff_initial_s
         unreachable_since: float | None = None
+        rate_limited = ""  # the server's last rate-limit refusal in this outage, if any
         while True:
             joined = False
             try:
@@ -118,21 +133,21 @@ class FederatedClient:
                     reply = self._join(stub, wait_s=left)
                     joined = True
                     delay = self.opts.backoff_initial_s
-                    unreachable_since = None
+                    unreachable_since, rate_limited = None, ""
                     self._serve_tasks(stub, reply.session_id)
                     return self.stats
             except grpc.RpcError as exc:
                 code = exc.code()  # type: ignore[attr-defined]
-                details = exc.details()  # type: ignore[attr-defined]
-                if not joined and code in _PERMANENT:
-                    raise TransportError(f"server {self.opts.server} refused: {details}") from None
-                tls = tls_failure(details or "") if self.opts.ca_cert_pem is not None else None
-                if tls is not None:  # no retry mends a certificate
-                    raise TransportError(f"cannot connect to {self.opts.server}: {tls}") from None
+                details = exc.details() or ""  # type: ignore[attr-defined]
+                if not joined:
+                    self._refuse_if_permanent(code, details)
                 if joined:
                     log.warning(
                         "connection to %s lost: %s %s", self.opts.server, code.name, details
                     )
+                elif _is_rate_limit(code, details):
+                    rate_limited = details
+                    log.warning("%s (%s); retrying", details, self.opts.server)
                 elif unreachable_since is None:
                     log.warning(
                         "the server at %s cannot be reached (%s): is `greenfl serve` running "
@@ -148,6 +163,11 @@ class FederatedClient:
             now = time.monotonic()
             unreachable_since = unreachable_since if unreachable_since is not None else now
             if now - unreachable_since >= self.opts.retry_for_s:
+                if rate_limited:
+                    raise TransportError(
+                        f"the server at {self.opts.server} did not admit this client for "
+                        f"{self.opts.retry_for_s:g} s: {rate_limited}"
+                    )
                 raise TransportError(
                     f"the server at {self.opts.server} could not be reached for "
                     f"{self.opts.retry_for_s:g} s; is `greenfl serve` running there?"
@@ -158,6 +178,24 @@ class FederatedClient:
             time.sleep(min(wait_s, max(0.0, unreachable_since + self.opts.retry_for_s - now)))
             delay = min(delay * 2, self.opts.backoff_max_s)
             self.stats.reconnects += 1
+
+    def _refuse_if_permanent(self, code: grpc.StatusCode, details: str) -> None:
+        """TransportError naming the cause when a failed join cannot be mended by retrying:
+        the server refused this client, or the TLS handshake failed."""
+        server = self.opts.server
+        if code in _PERMANENT or (
+            code == grpc.StatusCode.RESOURCE_EXHAUSTED and not _is_rate_limit(code, details)
+        ):
+            raise TransportError(f"server {server} refused: {details}")
+        if self.opts.ca_cert_pem is not None:
+            cause = tls_cause(details)
+            if cause is not None:
+                raise TransportError(f"cannot connect to {server}: {cause}")
+        elif plain_against_tls(details) and speaks_tls(server):
+            raise TransportError(
+                f"cannot connect to {server}: TLS: the server speaks TLS and this client "
+                "connected without it (pass --ca-cert with the server's certificate)"
+            )
 
     def _join(self, stub: pb_grpc.FederationStub, wait_s: float | None) -> pb.JoinReply:
         reply = stub.Join(

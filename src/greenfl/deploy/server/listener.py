@@ -10,15 +10,20 @@ a SecAgg submission) arrive as a stream of chunks under that limit, only from a 
 
 from __future__ import annotations
 
+import datetime
+import logging
+import socket
 from collections.abc import Callable, Iterator
 from concurrent import futures
 
 import grpc
 
-from greenfl.core.errors import TransportError
+from greenfl.core.errors import ConfigError, TransportError
 from greenfl.deploy import greenfl_pb2_grpc as pb_grpc
 from greenfl.deploy.security import TlsFiles
 from greenfl.deploy.wire import SESSION_KEY
+
+log = logging.getLogger("greenfl.serve")
 
 # An update's cap sits above deploy.max_message_mb, so that a moderately oversized update
 # still reaches validation and is rejected with a logged reason in the ledger; beyond the
@@ -197,3 +202,62 @@ def listen(
         raise TransportError(f"cannot listen on {address}")
     server.start()
     return server, port
+
+
+MAX_PORT = 65_535
+CERT_WARN_DAYS = 14  # a certificate this close to expiry is worth a warning at start
+
+
+def check_listen_address(address: str) -> None:
+    """ConfigError, before anything is written, unless ``address`` is HOST:PORT (port
+    0..65535; gRPC would take 99999 modulo 65536) that resolves and is free to bind."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"--address {address!r}: expected HOST:PORT")
+    if not port.isdigit() or int(port) > MAX_PORT:
+        raise ConfigError(f"--address {address}: invalid port {port!r} (0..{MAX_PORT})")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            bare, int(port), type=socket.SOCK_STREAM
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"--address {address}: cannot resolve {bare!r} ({exc.strerror})"
+        ) from None
+    if int(port) == 0:
+        return
+    # gRPC binds with SO_REUSEADDR too: what fails here fails there, with a C-level log line.
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+
+
+def check_certificate(tls: TlsFiles, now: datetime.datetime | None = None) -> None:
+    """ConfigError if the server's certificate has expired or is not valid yet: every
+    client's handshake would fail. A warning when it expires within ``CERT_WARN_DAYS``."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(tls.cert_pem)  # read_tls checked it parses
+    now = now if now is not None else datetime.datetime.now(datetime.timezone.utc)
+    until, since = cert.not_valid_after_utc, cert.not_valid_before_utc
+    if until < now:
+        raise ConfigError(
+            f"--tls-cert: the certificate expired on {until:%Y-%m-%d %H:%M} UTC; clients "
+            "would refuse every handshake. Renew it"
+        )
+    if since > now:
+        raise ConfigError(
+            f"--tls-cert: the certificate is not valid until {since:%Y-%m-%d %H:%M} UTC "
+            "(check this machine's clock); clients would refuse every handshake"
+        )
+    left = until - now
+    if left < datetime.timedelta(days=CERT_WARN_DAYS):
+        log.warning(
+            "--tls-cert expires on %s UTC, in %.1f days: renew it before then",
+            f"{until:%Y-%m-%d %H:%M}",
+            left.total_seconds() / 86_400,
+        )

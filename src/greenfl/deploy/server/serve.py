@@ -19,6 +19,7 @@ from greenfl.core.files import check_out_dir
 from greenfl.core.params import ParamSpec
 from greenfl.core.threads import torch_threads
 from greenfl.deploy.security import TlsFiles
+from greenfl.deploy.server.listener import check_certificate, check_listen_address
 from greenfl.deploy.server.secagg import SecAggOptions
 from greenfl.deploy.server.settings import DeploySettings
 from greenfl.deploy.server.transport import GrpcTransport
@@ -66,7 +67,11 @@ def serve(
     marked interrupted; the clients are not told, so a resumed server finds them."""
     cfg = _config(config, overrides)
     out_dir = Path(out)
+    # Usage errors first, one line each, before a ledger is written or a warning logged.
     check_out_dir(out_dir)
+    check_listen_address(address)
+    if tls is not None:
+        check_certificate(tls)
     if token is None:
         log.warning("no --token-file: any client that can reach %s may join", address)
     elif cfg.deploy.auth == "shared":
