@@ -29,9 +29,11 @@ def register(app: typer.Typer) -> None:
         (the held-out set), for `greenfl join --data-dir DIR`."""
         from greenfl.config import load_config
         from greenfl.core.errors import ConfigError
+        from greenfl.core.files import check_out_dir
         from greenfl.data.local_dir import write_local_dir
         from greenfl.factories import dataset_for
 
+        check_out_dir(out)
         cfg = load_config(config, set_ or [])
         if client_id >= cfg.data.num_clients:
             raise ConfigError(
@@ -41,13 +43,17 @@ def register(app: typer.Typer) -> None:
         dataset = dataset_for(cfg.data, cfg.seed)
         x, y = dataset.client_data(client_id)
         xt, yt = dataset.test_data() if test else (None, None)
-        write_local_dir(
-            out,
-            x.numpy(),
-            y.numpy(),
-            None if xt is None else xt.numpy(),
-            None if yt is None else yt.numpy(),
-        )
+        try:
+            write_local_dir(
+                out,
+                x.numpy(),
+                y.numpy(),
+                None if xt is None else xt.numpy(),
+                None if yt is None else yt.numpy(),
+            )
+        except OSError as exc:  # a read-only or full disk, a folder we may not write
+            where = exc.filename or out
+            raise ConfigError(f"--out {out}: cannot write {where}: {exc.strerror or exc}") from None
         held = f" and {out / 'test.npz'} ({len(yt)} samples)" if yt is not None else ""
         typer.echo(
             f"wrote {out / 'data.npz'} ({len(y)} samples of {cfg.data.dataset} partition "

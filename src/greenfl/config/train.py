@@ -15,6 +15,10 @@ DATASET_DEFAULTED = {
 }
 
 
+# FitInstructions carries these as int32 (greenfl.proto).
+INT32_MAX = 2**31 - 1
+
+
 class TrainConfig(Section):
     rounds: int = Field(20, ge=1, le=10_000_000, description="federated rounds to run (at most)")
     clients_per_round: int = Field(
@@ -23,16 +27,23 @@ class TrainConfig(Section):
     local_epochs: int = Field(
         1,
         ge=1,
+        le=INT32_MAX,
         description="passes over its data a client makes per round (default: the dataset's)",
     )
     max_local_steps: int = Field(
         0,
         ge=0,
+        le=INT32_MAX,
         description="at most this many local SGD steps per client per round, whatever its "
         "data size (0: every batch of every local epoch; default: the dataset's)",
     )
+    # A million: above any client's data (deploy.max_client_samples is a million too), so
+    # larger is a typo; a batch takes the whole partition when the partition is smaller.
     batch_size: int = Field(
-        16, ge=1, description="local SGD mini-batch size (default: the dataset's)"
+        16,
+        ge=1,
+        le=1_000_000,
+        description="local SGD mini-batch size, at most 1,000,000 (default: the dataset's)",
     )
     lr: float = Field(0.1, gt=0, description="local SGD learning rate (default: the dataset's)")
     momentum: float = Field(0.0, ge=0, lt=1, description="local SGD momentum")

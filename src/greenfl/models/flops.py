@@ -10,6 +10,11 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+# The batch FLOPs are counted on. Every counted operator (matmul, convolution, the LSTM's
+# gates) costs the same per sample whatever the batch, so a larger batch gives the same
+# per-sample count, only after allocating it (train.batch_size = 1e8 would ask for 256 TB).
+PROBE_BATCH_MAX = 64
+
 
 class _FlopCounter(TorchDispatchMode):
     """Sums torch's own per-operator FLOP formulas (the registry FlopCounterMode uses: matmuls
@@ -60,6 +65,7 @@ def _counted_flops_per_sample(
     batch_size: int,
     backward: bool,
 ) -> float:
+    batch_size = max(1, min(batch_size, PROBE_BATCH_MAX))
     x = _example_batch(model, input_shape, batch_size)
     y = torch.randint(0, num_classes, (batch_size,))
     # A copy so that counting never touches the caller's gradients.

@@ -12,15 +12,23 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from greenfl.core.registry import params
+
+# Each round compares every candidate start: more than this many is a typo, not a plan (a
+# year's slack at 5-minute steps is about 105,000), and each costs a forecast evaluation.
+MAX_CANDIDATES = 200_000
 
 
 @params
 class CarbonSchedulerParams:
     slack_s: float = Field(3600.0, ge=0, le=1e9, description="longest wait before a round")
-    step_s: float = Field(900.0, gt=0, le=1e9, description="spacing of candidate start times")
+    # At least a second: carbon traces are hourly or 5-minutely, and a step of 1e-300 s
+    # would ask for more candidate starts than memory holds.
+    step_s: float = Field(
+        900.0, ge=1, le=1e9, description="spacing of candidate start times (at least 1 s)"
+    )
     max_total_wait_s: float | None = Field(
         None, ge=0, le=1e12, description="wait budget per run (none: unlimited)"
     )
@@ -31,6 +39,15 @@ class CarbonSchedulerParams:
         description="waits may add at most this share to the run's simulated time "
         "(0.5: a run at most 1.5x as long as its rounds alone); none: no such bound",
     )
+
+    @model_validator(mode="after")
+    def _few_enough_candidates(self) -> CarbonSchedulerParams:
+        if self.slack_s / self.step_s > MAX_CANDIDATES:
+            raise ValueError(
+                f"slack_s / step_s = {self.slack_s / self.step_s:.3g} candidate starts a "
+                f"round; at most {MAX_CANDIDATES} (raise step_s or lower slack_s)"
+            )
+        return self
 
 
 class CarbonAwareScheduler:

@@ -15,6 +15,7 @@ from greenfl.api import RunResult
 from greenfl.compression.base import Codec
 from greenfl.config import RunConfig, load_config
 from greenfl.config.keys import split_override
+from greenfl.core.errors import ConfigError
 from greenfl.core.files import check_out_dir
 from greenfl.core.params import ParamSpec
 from greenfl.core.threads import torch_threads
@@ -68,7 +69,7 @@ def serve(
     cfg = _config(config, overrides)
     out_dir = Path(out)
     # Usage errors first, one line each, before a ledger is written or a warning logged.
-    check_out_dir(out_dir)
+    prepare_out_dir(out_dir)
     check_listen_address(address)
     if tls is not None:
         check_certificate(tls)
@@ -106,6 +107,20 @@ def serve(
     result = run_session(loop, cfg.to_dict(), out_dir, start=start, abort=transport.stop)
     log.info("run finished: %s", result.stop_reason)
     return RunResult(cfg, loop.history, result.summary, result.stop_reason, out_dir)
+
+
+def prepare_out_dir(out: Path) -> None:
+    """Make the output folder ``out``, or a ConfigError of one line when it cannot be one
+    or cannot be written (a read-only disk, a folder of another user's): not an OSError in
+    the middle of starting a run."""
+    check_out_dir(out)
+    probe = out / ".greenfl-write-test"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write there: {exc.strerror or exc}") from None
 
 
 def settings_of(cfg: RunConfig) -> DeploySettings:
