@@ -244,6 +244,8 @@ def test_an_invalid_port_is_refused_at_once() -> None:
     with pytest.raises(ConfigError, match="expected HOST:PORT"):
         check_listen_address("nonsense")
     check_listen_address("127.0.0.1:0")
+    with pytest.raises(ConfigError, match="cannot listen on 192.0.2.1:0: "):
+        check_listen_address("192.0.2.1:0")  # TEST-NET-1: no address of this machine
 
 
 def test_serve_on_a_busy_port_is_one_line_and_writes_no_ledger(tmp_path: Path) -> None:

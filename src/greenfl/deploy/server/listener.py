@@ -225,9 +225,8 @@ def check_listen_address(address: str) -> None:
         raise ConfigError(
             f"--address {address}: cannot resolve {bare!r} ({exc.strerror})"
         ) from None
-    if int(port) == 0:
-        return
     # gRPC binds with SO_REUSEADDR too: what fails here fails there, with a C-level log line.
+    # Port 0 too: the host may be no address of this machine.
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
