@@ -111,5 +111,6 @@ class DeployConfig(Section):
     quarantine_rounds: int = Field(
         5,
         ge=0,
-        description="rounds a client sits out after 2 rejected or timed-out tasks in a row",
+        description="rounds a client sits out after 2 tasks in a row rejected, timed out, or "
+        "disputed as an outlier or for its data",
     )

@@ -115,7 +115,9 @@ def judge_update(
             # The client's meter modelled it (e.g. codecarbon from a TDP): say so.
             energy_estimated=ok and energy_j is not None and bool(fp.estimated),
             reported_energy_j=energy_j,
-            server_estimate_j=None if m is None else server_estimate_j(m, elapsed_s),
+            server_estimate_j=None
+            if m is None or status == "failed"
+            else server_estimate_j(m, elapsed_s),
         )
 
     if req.error:

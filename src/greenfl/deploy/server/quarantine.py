@@ -36,8 +36,8 @@ class Quarantine:
         if back is None or round_idx >= back:
             return None
         return (
-            f"quarantined until round {back}: {STRIKES} rejected, disputed or timed-out "
-            "tasks in a row"
+            f"quarantined until round {back}: {STRIKES} tasks in a row rejected, timed out, "
+            "or disputed as an outlier or for its data"
         )
 
     def record(self, round_idx: int, reports: list[ClientReport]) -> None:

@@ -226,9 +226,7 @@ class FederationServicer(pb_grpc.FederationServicer):
     # ---- the clients' side (gRPC threads) -------------------------------------------
     def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:  # noqa: N802
         peer, cid, s = context.peer(), int(request.client_id), self.settings
-        try:
-            # The token first: it costs a MAC and no shared budget, so a flood of joins
-            # without a valid token locks nobody out (issue 29).
+        try:  # the token before any budget: a flood without one locks nobody out
             admitted = self.gate.admit(request, peer)
         except Refusal as r:
             self._refusals.warning(r.why, "refused client %d from %s: %s", cid, peer, r.why)
@@ -353,9 +351,13 @@ class FederationServicer(pb_grpc.FederationServicer):
         return as_rejected(report, why, pending.model, pending.flag)
 
     def observations(self) -> dict[int, Observation]:
-        """(any thread) The server's observation of each client's latest task (wall time,
-        bytes each way, check-in time): what selection may rest on (docs/trust.md)."""
+        """(any thread) Each client's latest task as the server saw it (docs/trust.md)."""
         return self.witness.observations()
+
+    def SecAggSubmit(self, request: pb.SecAggMessage, context: grpc.ServicerContext) -> pb.Ack:  # noqa: N802
+        if self.secagg is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "secure aggregation is off")
+        return self.secagg.rpc(request, context)
 
     def _not_taken(self, cid: int, req: pb.Update) -> pb.Ack:
         """(lock held) A late, duplicate or stray update: logged (rate-bounded), answered."""
