@@ -205,3 +205,12 @@ def test_self_described_joins_are_flagged() -> None:
     liar = next(d.name for d in FLEET.devices if d.name != enrolled)
     assert join(svc, 3, token(3), "ipv4:127.0.0.1:9", device=liar) == liar
     assert svc.by_client[3].flag == f"self-described: claims device {liar}, enrolled as {enrolled}"
+
+
+def test_the_servicer_implements_every_rpc_of_the_protocol() -> None:
+    # gRPC answers a method the servicer does not override with UNIMPLEMENTED, which a
+    # client reads as a lost connection: every method of greenfl.proto is served.
+    methods = pb.DESCRIPTOR.services_by_name["Federation"].methods_by_name
+    assert set(methods) <= set(vars(FederationServicer)), set(methods) - set(
+        vars(FederationServicer)
+    )
