@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from greenfl.core.errors import ConfigError
 from greenfl.core.files import check_out_dir
 
 if TYPE_CHECKING:  # the engine and the config load torch: imported when used
@@ -44,25 +43,15 @@ def reported_interrupt() -> Iterator[None]:
 
 
 def resolve_config(config: Path | None, overrides: list[str], out: Path, resume: bool) -> RunConfig:
-    """A fresh run's config, or on --resume the stored one (a CONFIG given too must agree
-    with it, but for the ``deploy`` section, which may change between restarts)."""
-    from greenfl.config import load_config, stored_config
+    """A fresh run's config, or on --resume the stored one: ``--set deploy.*`` applies to it,
+    a CONFIG given too must agree with it but for its ``deploy`` section (which may change
+    between restarts); anything else is refused naming the keys (greenfl.config.load)."""
+    from greenfl.config import load_config
+    from greenfl.config.load import resumed_config
 
     if not resume:
         return load_config(config, overrides)
-    stored = stored_config(out)
-    if config is None and not overrides:
-        return stored
-    given = load_config(config, overrides)
-    a, b = stored.to_dict(), given.to_dict()
-    a.pop("deploy"), b.pop("deploy")
-    if a != b:
-        keys = sorted(k for k in a if a[k] != b.get(k))
-        raise ConfigError(
-            f"--resume: the config differs from the one in {ledger_path(out)} "
-            f"(sections {', '.join(keys)}); omit CONFIG to resume with the stored one"
-        )
-    return stored.replace(**{"deploy": given.deploy.model_dump()})
+    return resumed_config(out, config, overrides)
 
 
 def resume_command(argv: Sequence[str], out_dir: Path) -> str:
