@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from greenfl.cli.logs import setup_logging
-from greenfl.cli.run import ConfigArg, QuietOpt, SetOpt
+from greenfl.cli.run import AcceptOpt, ConfigArg, QuietOpt, SetOpt
 from greenfl.core.errors import ConfigError
 
 __all__ = ["register"]
@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
         resume: Annotated[
             bool, typer.Option("--resume", help="Continue the run in --out after a crash.")
         ] = False,
+        accept_changes: AcceptOpt = False,
         min_clients: Annotated[
             int | None,  # noqa: UP007
             typer.Option("--min-clients", min=1, help="Clients to wait for before round 1."),
@@ -128,11 +129,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the FL server: wait for clients (greenfl join), run the configured rounds,
         write ledger.sqlite and summary.json like a simulated run."""
-        from greenfl.cli.lifecycle import reported_interrupt, resolve_config
+        from greenfl.cli.lifecycle import accept_before_resume, reported_interrupt, resolve_config
         from greenfl.cli.run import default_out_dir, write_report_after_run
         from greenfl.core.files import check_out_dir
         from greenfl.deploy.security import REVOCATION_FILE, read_tls, read_token, run_id_of
         from greenfl.deploy.security import revoke_token as revoke_token_in
+        from greenfl.deploy.server.serve import prepare_out_dir
 
         if issue_token is not None:
             enrol = (device, network, region)
@@ -158,6 +160,10 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("--resume needs --out, the folder of the run to continue")
             out = default_out_dir()
         check_out_dir(out)
+        if accept_changes:
+            if not resume:
+                raise ConfigError("--accept-changes goes with --resume")
+            accept_before_resume(out)
         cfg = resolve_config(config, set_ or [], out, resume)
         flags: dict[str, Any] = {
             "deploy.min_clients": min_clients,
@@ -186,7 +192,7 @@ def register(app: typer.Typer) -> None:
                 file=sys.stderr,
                 flush=True,
             )
-        out.mkdir(parents=True, exist_ok=True)
+        prepare_out_dir(out)
         setup_logging(quiet, out / "server.log")
 
         from greenfl.deploy.server import serve

@@ -208,8 +208,11 @@ class GrpcTransport(Transport):
             reports = secagg.aggregate(
                 round_idx, reports, closed.tasks, self.spec.numel, s.sample_bound_factor, *declared
             )
+        # Outside secure aggregation the servicer judged each norm on arrival (its ack says
+        # so); judging again at close could reject an update already acknowledged.
+        norm_factor = s.norm_bound_factor if secagg is not None else None
         out = bound_round(
-            [reports[cid] for cid in order], s.norm_bound_factor, s.sample_bound_factor, *declared
+            [reports[cid] for cid in order], norm_factor, s.sample_bound_factor, *declared
         )
         self._quarantine.record(round_idx, out)
         return out
