@@ -5,7 +5,11 @@ changed (per-technology kWh/GB and the LTE tail), after checking that the code c
 with the old catalog, still gave the 59fa7ba rows. Re-recorded for issue 28 (energy at the
 wall, the network's access and core shares, connection set-up and round trips, 5G's own
 tail, the round's phases), after checking the same way: issue 28's code with the old catalog
-gave the rows recorded before it.
+gave the rows recorded before it. Re-recorded for issue 29: the stragglers run's `carbon`
+selector now scores a client it has not seen report a loss at the ceiling of its peers'
+reported losses (their clip_percentile-th percentile), not at the largest raw report, so that
+one liar's loss cannot set every newcomer's score; its cohorts differ from round 2 on (client
+carbon 0.0567 -> 0.0576 g). Clipping only the clients seen, the old rows came out unchanged.
 
 "The same" is exact for what the code counts and for float64 arithmetic on counted inputs,
 and within a stated tolerance for what float32 training and evaluation produce, which may
@@ -72,6 +76,9 @@ CLIENT_ROUNDS = {
             "round",
             "status",
             "target",
+            # deployment only (issue 29): NULL in a simulation
+            "reported_energy_j",
+            "server_estimate_j",
         ),
         EXACT,
     ),
