@@ -187,3 +187,29 @@ def test_utility_clips_claims_and_trusts_known_counts() -> None:
     u = statistical_utility(ids, ctx)
     # Ceiling of the finite 1, 3, 4, 1e30: index floor(0.95 x 3) = 2, 4.0.
     np.testing.assert_allclose(u[1], 20.0 * 4.0, rtol=1e-12)
+
+
+def test_a_joined_clients_declared_count_is_clipped_without_utility_inputs() -> None:
+    """The engine passes no utility inputs: the population itself marks the counts that
+    a deployed client declared (sessions.apply_joins), and selection clips those."""
+    from greenfl.deploy.server.sessions import apply_joins
+
+    n = 5
+    pop = Population.assign(load_fleet("builtin"), np.array([10, 20, 30, 40, 50]), 0)
+    loss = np.ones(n, dtype=np.float32)
+    ctx = SelectionContext(
+        round_idx=2,
+        now_s=0.0,
+        population=pop,
+        participation=np.zeros(n, np.int32),
+        last_selected=np.ones(n, np.int32),
+        last_loss=loss,
+    )
+    ids = np.arange(n)
+    # client 4 joins with its own data and declares a million samples
+    apply_joins(pop, {}, {4: 1_000_000})
+    assert pop.num_samples[4] == 1_000_000  # it weighs by its claim (capped elsewhere)
+    # Its utility is clipped to the counts' ceiling: sorted 10, 20, 30, 40, 1e6, index
+    # floor(0.95 x 4) = 3, 40; the partition counts are the server's own and kept.
+    u = statistical_utility(ids, ctx)
+    np.testing.assert_allclose(u, [10.0, 20.0, 30.0, 40.0, 40.0], rtol=1e-12)

@@ -22,6 +22,9 @@ class Population:
     network: np.ndarray  # int16 index into fleet.networks
     region: np.ndarray  # int16 index into fleet.regions
     num_samples: np.ndarray  # int64 samples per client
+    # True where a client's count is its own claim (a deployed client's --data-dir), not a
+    # partition the server made: selection clips claims to its peers' range (issue 29)
+    samples_claimed: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -44,6 +47,7 @@ class Population:
             network=net[entry],
             region=reg[entry],
             num_samples=np.asarray(num_samples, dtype=np.int64),
+            samples_claimed=np.zeros(n, dtype=bool),
         )
 
     def names(self, client_id: int) -> tuple[str, str, str]:

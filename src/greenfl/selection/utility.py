@@ -66,11 +66,16 @@ def clip_percentile_field() -> Any:
 
 
 def inputs_of(ctx: SelectionContext) -> UtilityInputs:
-    """The context's utility inputs; without any, the engine's arrays, the sample counts
-    taken as the server's own (its partition)."""
+    """The context's utility inputs; without any, the engine's arrays: the sample counts
+    are the server's own (its partition) except where the population marks a client's
+    count as its own claim (a deployed client's local data)."""
     if ctx.utility is not None:
         return ctx.utility
-    return UtilityInputs(ctx.last_loss, ctx.population.num_samples)
+    pop = ctx.population
+    claimed = pop.samples_claimed
+    if claimed is not None and not claimed.any():
+        claimed = None
+    return UtilityInputs(ctx.last_loss, pop.num_samples, claimed)
 
 
 def robust_ceiling(values: np.ndarray, percentile: float) -> float | None:

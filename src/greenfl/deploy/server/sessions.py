@@ -134,6 +134,8 @@ def apply_joins(
     entry_overrides.clear()
     for cid, n in sample_overrides.items():
         pop.num_samples[cid] = n
+        if pop.samples_claimed is not None:
+            pop.samples_claimed[cid] = True
     sample_overrides.clear()
 
 
