@@ -64,3 +64,14 @@ def tiny_config() -> RunConfig:
             "train": {"rounds": 3, "clients_per_round": 5, "local_epochs": 1, "batch_size": 16},
         }
     )
+
+
+@pytest.fixture(autouse=True)
+def _greenfl_logging_reset():
+    """A serve or join command run in-process installs log handlers on the stderr pytest
+    captured for that test; they must not outlive it (a later test's warnings would go to
+    a closed stream and print a 'Logging error' traceback into its output)."""
+    yield
+    from greenfl.cli.logs import reset_logging
+
+    reset_logging()

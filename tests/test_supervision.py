@@ -225,3 +225,23 @@ def test_a_run_without_its_reserve_still_fails_in_one_error(
     )
     with pytest.raises(LedgerError, match=r"could not write round ([3-9]|10): the disk holding"):
         greenfl.run(cfg, tmp_path / "out")
+
+
+def test_a_second_command_in_one_process_replaces_the_log_handlers(tmp_path: Path) -> None:
+    import logging
+
+    from greenfl.cli.logs import reset_logging, setup_logging
+
+    root = logging.getLogger("greenfl")
+    before = list(root.handlers)
+    setup_logging(False, tmp_path / "a.log")
+    setup_logging(True, tmp_path / "b.log")
+    added = [h for h in root.handlers if h not in before]
+    # one stderr handler (the second call's, warnings only) and one file: b.log's
+    assert len(added) == 2
+    files = [h for h in added if isinstance(h, logging.FileHandler)]
+    assert [Path(h.baseFilename).name for h in files] == ["b.log"]
+    streams = [h for h in added if not isinstance(h, logging.FileHandler)]
+    assert streams[0].level == logging.WARNING
+    reset_logging()
+    assert root.handlers == before
