@@ -542,9 +542,14 @@ def print_world(res: dict) -> None:
             f"{name} ({'; '.join(f'{k} {{{v}}}' for k, v in g.items())})"
             for name, g in grids.items()
         )
+        # each row's own provenance is in the results file; here, the commits they ran at
+        # (a row kept from an earlier commit reproduces at the later one:
+        # tests/test_results_provenance.py)
+        commits = sorted({r["provenance"]["commit"][:10] + (" (dirty)" if r["provenance"]["dirty"]
+                          else "") for r in pol.values()})  # fmt: skip
         print(f"Grid, every policy: {text}"
-              f". FedZero's window {sc['fedzero_deadline_s']:g} s. Commit "
-              f"{prov['commit'][:10]}{' (dirty)' if prov['dirty'] else ''}, "
+              f". FedZero's window {sc['fedzero_deadline_s']:g} s. Rows from commit"
+              f"{'s' if len(commits) > 1 else ''} {', '.join(commits)}; FedAvg's by "
               f"`{prov['command']}`.\n")  # fmt: skip
         print("| policy | best point (" + ", ".join(k.split(".")[1] for k in keys) + ") | "
               "reached | gCO2e to target | rounds | sim. time to target (h) | final accuracy "
