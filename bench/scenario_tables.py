@@ -364,7 +364,14 @@ def main() -> None:
         nargs="+",
         default=["digits"],
         choices=sorted(
-            {*SCENARIOS, "femnist_writers", "femnist_writers-q8", "digits-union", "digits-small"}
+            {
+                *SCENARIOS,
+                "femnist_writers",
+                "femnist_writers-q8",
+                "digits-union",
+                "digits-small",
+                "femnist_writers-short",
+            }
         ),
         help="with --world: digits, digits-wide, digits-union (each policy's best over "
         "both: run after them), femnist_writers or shakespeare",
