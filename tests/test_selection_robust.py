@@ -160,11 +160,10 @@ def test_the_ceiling_is_an_observed_value_below_one_outlier() -> None:
     assert robust_ceiling(v, 100.0) == 20.0
 
 
-def test_utility_clips_claims_and_trusts_known_counts() -> None:
-    n = 5
-    pop = Population.assign(load_fleet("builtin"), np.array([10, 20, 30, 40, 1_000_000]), 0)
-    loss = np.array([1.0, 2.0, 3.0, 4.0, 1e30], dtype=np.float32)
-    ctx = SelectionContext(
+def _context(pop: Population, loss: np.ndarray) -> SelectionContext:
+    """Round 2 of a run in which every client was picked once, with these losses."""
+    n = pop.size
+    return SelectionContext(
         round_idx=2,
         now_s=0.0,
         population=pop,
@@ -172,6 +171,13 @@ def test_utility_clips_claims_and_trusts_known_counts() -> None:
         last_selected=np.ones(n, np.int32),
         last_loss=loss,
     )
+
+
+def test_utility_clips_claims_and_trusts_known_counts() -> None:
+    n = 5
+    pop = Population.assign(load_fleet("builtin"), np.array([10, 20, 30, 40, 1_000_000]), 0)
+    loss = np.array([1.0, 2.0, 3.0, 4.0, 1e30], dtype=np.float32)
+    ctx = _context(pop, loss)
     ids = np.arange(n)
     # Counts known to the server (no utility inputs: a simulation's partition): kept.
     # Ceiling of the losses: index floor(0.95 x 4) = 3 of the sorted values, 4.0.
@@ -197,14 +203,7 @@ def test_a_joined_clients_declared_count_is_clipped_without_utility_inputs() -> 
     n = 5
     pop = Population.assign(load_fleet("builtin"), np.array([10, 20, 30, 40, 50]), 0)
     loss = np.ones(n, dtype=np.float32)
-    ctx = SelectionContext(
-        round_idx=2,
-        now_s=0.0,
-        population=pop,
-        participation=np.zeros(n, np.int32),
-        last_selected=np.ones(n, np.int32),
-        last_loss=loss,
-    )
+    ctx = _context(pop, loss)
     ids = np.arange(n)
     # client 4 joins with its own data and declares a million samples
     apply_joins(pop, {}, {4: 1_000_000})
