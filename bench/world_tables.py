@@ -660,7 +660,11 @@ def print_greenfl(sc: dict, pol: dict, gname: str, n: int) -> None:
 
 
 def main(args) -> None:
-    names = list(worlds.WORLDS) if args.world == ["all"] else args.world
+    # "all": the single-country worlds first, as the headline states them
+    every = sorted(
+        worlds.WORLDS, key=lambda w: (not w.startswith("country"), w != "global-production")
+    )
+    names = every if args.world == ["all"] else args.world
     scenarios = [s for s in args.scenarios if s in WORLD_SCENARIOS] or ["digits"]
     if not args.tables_only:
         for world in names:
