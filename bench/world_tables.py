@@ -617,6 +617,17 @@ def print_greenfl(sc: dict, pol: dict, gname: str, n: int) -> None:
     """One greenfl policy against the tuned FedAvg and the best tuned anchor, its time to
     target, and its levers."""
     g, fed = pol[gname], pol["fedavg"]
+    if g["reached"] < n or fed["reached"] < n:
+        # no ratio to target where a seed missed it: the whole runs, seed by seed
+        print(
+            f"\n- {gname} and FedAvg did not both reach the target at every seed; per seed "
+            "(0/1/2), final accuracy and gCO2e of the whole run (operational + embodied):"
+        )
+        for name, r in (("tuned FedAvg", fed), (gname, g)):
+            total = [a + b for a, b in zip(r["operational_g"], r["embodied_g"], strict=True)]
+            print(f"  - {name}: accuracy {'/'.join(f'{a:.3f}' for a in r['accuracy'])}, "
+                  f"{'/'.join(f'{t:.3f}' for t in total)} g")  # fmt: skip
+        return
     anchors = {k: pol[k] for k in ANCHORS if k in pol}
     print()
     lines = [("tuned FedAvg", fed)]
