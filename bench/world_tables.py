@@ -47,6 +47,17 @@ OUT = worlds.ROOT / "bench" / "results" / "worlds"
 # Each scenario: its FedAvg file and the grid every policy is tuned over (the same for all
 # of them): the round parameters, and the upload codec because any FL user can turn
 # compression on. FedZero's round window is derived per world (deadline_s below).
+# femnist_writers at its one point of round parameters with the codec fixed to q8
+FEMNIST_Q8 = {
+    "base": "examples/worlds/femnist-writers-fedavg.toml",
+    "grid": {
+        "train.clients_per_round": "10",
+        "train.local_epochs": "1",
+        "train.batch_size": "10",
+        "compression.name": "q8",
+    },
+    "levers": False,
+}
 WORLD_SCENARIOS: dict[str, dict] = {
     "digits": {
         "base": "examples/reference-fedavg.toml",
@@ -100,30 +111,11 @@ WORLD_SCENARIOS: dict[str, dict] = {
     },
     # The same with the codec fixed to q8 for every policy: a third of the runs, for a
     # machine that cannot afford the codec axis at minutes a run (BENCHMARKS.md says so).
-    "femnist_writers-q8": {
-        "base": "examples/worlds/femnist-writers-fedavg.toml",
-        "grid": {
-            "train.clients_per_round": "10",
-            "train.local_epochs": "1",
-            "train.batch_size": "10",
-            "compression.name": "q8",
-        },
-        "levers": False,
-    },
+    "femnist_writers-q8": FEMNIST_Q8,
     # Shorter still, for FedAvg and greenfl's headline policy only: at most 8 rounds to 20%
     # central accuracy (the base file: 0.12 after 4 rounds, 0.26 after 9), the same cap and
     # target for both, so a world's pair of runs fits minutes, not hours.
-    "femnist_writers-short": {
-        "base": "examples/worlds/femnist-writers-fedavg.toml",
-        "sets": ["train.rounds=8", "stop.target_accuracy=0.2"],
-        "grid": {
-            "train.clients_per_round": "10",
-            "train.local_epochs": "1",
-            "train.batch_size": "10",
-            "compression.name": "q8",
-        },
-        "levers": False,
-    },
+    "femnist_writers-short": {**FEMNIST_Q8, "sets": ["train.rounds=8", "stop.target_accuracy=0.2"]},
     "shakespeare": {
         "base": "examples/shakespeare-scenario-fedavg.toml",
         "grid": {
