@@ -176,8 +176,16 @@ def test_rate_limits_are_per_client_id_and_per_source() -> None:
     assert not join(svc, 3, token(3), "ipv4:10.0.0.5:2").startswith("RESOURCE_EXHAUSTED")
     # one source joining as many clients runs out of its own budget (burst 100)
     svc = servicer("deploy.join_rate_per_client_per_s=1000", "deploy.join_rate_per_s=0.001")
-    spray = [join(svc, i % 8, token(i % 8), "ipv4:10.9.9.9:7") for i in range(101)]
-    assert spray[-1].startswith("RESOURCE_EXHAUSTED: rate-limited by the server: too many joins")
+    # On a fast host the 8 client ids may spend their own buckets (burst 5) in between;
+    # those refusals spend nothing of the source's, so count admitted joins, not attempts.
+    admitted, spray = 0, ""
+    for i in range(1000):
+        spray = join(svc, i % 8, token(i % 8), "ipv4:10.9.9.9:7")
+        if "too many joins" in spray:
+            break
+        admitted += not spray.startswith("RESOURCE_EXHAUSTED")
+    assert spray.startswith("RESOURCE_EXHAUSTED: rate-limited by the server: too many joins")
+    assert admitted == 100
     assert not join(svc, 1, token(1), "ipv4:10.9.9.8:7").startswith("RESOURCE_EXHAUSTED")
 
 
