@@ -371,6 +371,7 @@ def main() -> None:
                 "digits-union",
                 "digits-small",
                 "femnist_writers-short",
+                "shakespeare-short",
             }
         ),
         help="with --world: digits, digits-wide, digits-union (each policy's best over "
