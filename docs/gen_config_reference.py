@@ -133,7 +133,8 @@ def sections() -> list[tuple[str, list[tuple[str, str, str, str]]]]:
     """(title, rows) per section: the top-level scalar keys first, then each sub-model."""
     top: list[tuple[str, str, str, str]] = []
     subs: list[tuple[str, list[tuple[str, str, str, str]]]] = []
-    for name, field in RunConfig.model_fields.items():
+    for attr, field in RunConfig.model_fields.items():
+        name = field.alias or attr  # [async] is the field async_
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             subs.append((f"[{name}]", rows(ann, f"{name}.")))

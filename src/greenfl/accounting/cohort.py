@@ -83,12 +83,15 @@ def account_cohort(
     rows: np.ndarray | None = None,
     cohort: np.ndarray | None = None,
     partial_ids: frozenset[int] = frozenset(),
+    starts_s: np.ndarray | None = None,
 ) -> CohortAccount:
     """``rows``: each report's row in ``entries`` where it is not the client's population
     entry (e.g. a table of execution targets, one row per entry and target); with
     ``cohort``, the rows of the clients asked, in cohort order, looked up by client id.
     ``partial_ids``: clients asked for fewer steps than the round's (partial work): done by
-    the deadline, they are ``partial``, not ``completed``."""
+    the deadline, they are ``partial``, not ``completed``. ``starts_s``: each report's own
+    start (asynchronous FL: every update has its own interval); None: all start at
+    ``round_start_s``."""
     n = len(reports)
     cols = list(zip(*reports, strict=True)) if n else [()] * len(ClientReport._fields)
     measured_s, measured_j = _measured(cols[AT_MEASURED_S]), _measured(cols[AT_MEASURED_J])
@@ -103,6 +106,7 @@ def account_cohort(
         and k >= n
         and reported.count(COMPLETED) == n
         and isinstance(sources, RegionalIntensity)
+        and starts_s is None
     ):
         # A simulated round in which every client does all its work: if the intensity
         # stays put in every region until the last one is done, the loop needs only the
@@ -210,12 +214,10 @@ def account_cohort(
         disputed = np.array(cols[AT_DISPUTED], dtype=bool) & np.isin(status, (COMPLETED, PARTIAL))
         status = np.where(disputed, DISPUTED, np.array(status, dtype=object)).tolist()
     region = entries.region_index[e]
-    ci = mean_intensity(sources, region, round_start_s, round_start_s + active_s)
+    t0_s = round_start_s if starts_s is None else np.asarray(starts_s, dtype=np.float64)
+    ci = mean_intensity(sources, region, t0_s, t0_s + active_s)
     server_ci = mean_intensity(
-        sources,
-        np.full(n, entries.server_region, dtype=np.int64),
-        round_start_s,
-        round_start_s + active_s,
+        sources, np.full(n, entries.server_region, dtype=np.int64), t0_s, t0_s + active_s
     )
     energy_j = energy_compute + cut.energy_comm_j
     wall_j = (energy_j - cut.energy_network_j) * wall_per_j
@@ -225,7 +227,7 @@ def account_cohort(
         entries,
         e,
         round_idx,
-        round_start_s,
+        t0_s,
         ids,
         status,
         list(cols[AT_REASON]),

@@ -65,7 +65,7 @@ def client_columns(
     entries: EntryTable,
     e: np.ndarray,
     round_idx: int,
-    start_s: float,
+    start_s: float | np.ndarray,
     ids: np.ndarray,
     status: list[str],
     reason: list[str | None],
@@ -102,7 +102,9 @@ def client_columns(
             "reason": reason,
             "num_samples": samples,
             "flops": flops,
-            "start_s": Constant(float(start_s), n),
+            "start_s": Constant(float(start_s), n)
+            if isinstance(start_s, float | int)
+            else np.asarray(start_s, dtype=np.float64),
             "compute_s": compute_s,
             "bytes_up": bytes_up,
             "bytes_down": bytes_down,
@@ -122,5 +124,9 @@ def client_columns(
             "server_estimate_j": Constant(None, n)
             if server_estimate_j is None
             else server_estimate_j,
+            # issue 30: a synchronous round's clients all trained from the model after the
+            # round before; the async loop sets each update's own (replace_columns)
+            "model_version": Constant(round_idx - 1, n),
+            "staleness": Constant(0, n),
         }
     )

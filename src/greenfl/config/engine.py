@@ -14,6 +14,12 @@ class EngineConfig(Section):
     key = "engine"
     moved = {"vectorised_threads": "threads"}
 
+    mode: Literal["sync", "async"] = Field(
+        "sync",
+        description="sync: rounds of a cohort each; async: clients train continuously from "
+        "the model current at their dispatch and the server applies their updates as they "
+        "arrive ([async], strategy fedbuff or fedasync; docs/async.md)",
+    )
     trainer: Literal["auto", "sequential", "vectorised"] = Field(
         "auto",
         description="auto: vectorised for supported models of <= 1M parameters and cohorts "

@@ -62,7 +62,9 @@ def key_problem(root: type[BaseModel], parts: list[str]) -> str | None:
     policy and are checked by it."""
     model = root
     for depth, part in enumerate(parts):
-        fields = list(model.model_fields)
+        # a field's config key is its alias where it has one ([async] is ``async_``)
+        keyed = {f.alias or name: name for name, f in model.model_fields.items()}
+        fields = list(keyed)
         if part not in fields:
             where = ".".join(parts[: depth + 1])
             if issubclass(model, Section) and part in model.moved:
@@ -71,7 +73,7 @@ def key_problem(root: type[BaseModel], parts: list[str]) -> str | None:
             return f"{where}: unknown key{did_you_mean(part, fields)}"
         if part == "params":
             return None
-        sub = model.model_fields[part].annotation
+        sub = model.model_fields[keyed[part]].annotation
         if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
             rest = parts[depth + 1 :]
             return f"{'.'.join(parts[: depth + 1])} is not a section" if rest else None

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
+from greenfl.config.asynchronous import AsyncConfig
 from greenfl.config.base import Section, registry
 from greenfl.config.data import DATASETS_REF, DataConfig, ModelConfig
 from greenfl.config.deploy import DeployConfig
@@ -53,6 +54,8 @@ class RunConfig(Section):
     attack: AttackConfig = Field(default_factory=AttackConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     secagg: SecAggConfig = Field(default_factory=SecAggConfig)
+    # ``async`` is a Python keyword: the field is async_, the config key [async].
+    async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
 
     # The raw mapping this config was built from (before the dataset's defaults were
     # filled in), so that ``replace`` re-derives those defaults when the dataset changes.
@@ -115,8 +118,13 @@ class RunConfig(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _async_combines(self) -> RunConfig:
+        check_async(self)
+        return self
+
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(self.model_dump_json())
+        return json.loads(self.model_dump_json(by_alias=True))
 
     def replace(self, **overrides: Any) -> RunConfig:
         """A copy with dotted-key overrides, validated again: ``cfg.replace(**{"train.rounds":
@@ -124,6 +132,48 @@ class RunConfig(Section):
         names."""
         source = self._source if self._source is not None else self.to_dict()
         return build_config(source, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+
+
+ASYNC_STRATEGIES = ("fedbuff", "fedasync")
+
+
+def check_async(cfg: RunConfig) -> None:
+    """The rules of ``engine.mode = "async"``: its strategies only there, and none of the
+    synchronous round's settings that have no meaning without rounds."""
+    from greenfl.strategy import serves_sum
+
+    name, a = cfg.strategy.name, cfg.async_
+    if cfg.engine.mode == "sync":
+        if name in ASYNC_STRATEGIES:
+            raise ValueError(f"strategy.name = {name!r} needs engine.mode = 'async'")
+        return
+    if name not in ASYNC_STRATEGIES and serves_sum(name):
+        raise ValueError(
+            f"engine.mode = 'async' applies updates with fedbuff, fedasync or a robust "
+            f"strategy over the buffer, not {name!r} (fedbuff with server_lr 1 is FedAvg's "
+            "step on each buffer)"
+        )
+    if name == "fedasync" and a.buffer_size not in (None, 1):
+        raise ValueError("strategy fedasync mixes in each update on arrival: async.buffer_size "
+                         "must be 1 (or unset)")  # fmt: skip
+    if a.concurrency > cfg.data.num_clients:
+        raise ValueError(
+            f"async.concurrency ({a.concurrency}) exceeds data.num_clients "
+            f"({cfg.data.num_clients})"
+        )
+    refused = {
+        "fleet.deadline_s": cfg.fleet.deadline_s is not None,
+        "fleet.over_selection": cfg.fleet.over_selection > 0,
+        "scheduling.name (async.carbon_aware shifts work in time)": cfg.scheduling.name != "none",
+        "adapt.name": cfg.adapt.name != "none",
+        "privacy.mode": cfg.privacy.mode != "none",
+        "secagg.enabled": cfg.secagg.enabled,
+        "engine.backend = 'ray'": cfg.engine.backend != "local",
+        "engine.accounting = false": not cfg.engine.accounting,
+    }
+    if any(refused.values()):
+        keys = ", ".join(k for k, v in refused.items() if v)
+        raise ValueError(f"engine.mode = 'async' does not support {keys} (docs/async.md)")
 
 
 def with_dataset_defaults(data: dict[str, Any]) -> dict[str, Any]:

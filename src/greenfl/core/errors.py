@@ -6,6 +6,11 @@ class GreenflError(Exception):
     """Base of every error greenfl raises on purpose."""
 
 
+class NoClientsError(GreenflError):
+    """The async loop found no eligible client for a month of simulated time (the fleet's
+    eligibility or availability leaves nobody to train)."""
+
+
 class ConfigError(GreenflError):
     """A config file, key or value is wrong."""
 

@@ -116,6 +116,10 @@ class ClientUpdate:
     # Share of the round's local steps this client finished (1.0: all; less: partial work
     # cut at the deadline). Weighted averages weigh a client by num_samples x this.
     work_fraction: float = 1.0
+    # Asynchronous FL (issue 30): how much the update counts for its staleness (1.0 fresh),
+    # and the global model it was trained from (None: the model being aggregated into).
+    staleness_weight: float = 1.0
+    base: torch.Tensor | None = None
 
     @property
     def weight(self) -> float:

@@ -58,6 +58,8 @@ class RunParts:
     client_eval: ClientEvaluator
     observers: tuple[RoundObserver, ...]
     summary: SummaryFacts
+    # what the async loop's carbon-aware throttle plans on (async.carbon_aware only)
+    forecast: RegionalIntensity | None = None
 
     @property
     def server_region(self) -> int:

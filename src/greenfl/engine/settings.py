@@ -58,6 +58,25 @@ class StopRules:
 
 
 @dataclass(frozen=True)
+class AsyncRules:
+    """Asynchronous FL (``engine.mode = "async"``, the ``[async]`` section): how many train at
+    once, how many updates make a server step, how staleness weighs, and the carbon-aware
+    throttle on dispatch."""
+
+    concurrency: int = 100
+    buffer_size: int = 10
+    staleness: str = "polynomial"  # constant | polynomial | hinge
+    staleness_a: float = 0.5
+    staleness_b: float = 4.0
+    carbon_aware: bool = False
+    carbon_slack_s: float = 3600.0
+    carbon_tolerance: float = 0.05
+    min_concurrency_share: float = 0.25
+    checkin_interval_s: float = 60.0
+    wake_s: float = 900.0
+
+
+@dataclass(frozen=True)
 class EngineSettings:
     seed: int = 0
     start_utc: datetime = datetime(2026, 1, 15, tzinfo=timezone.utc)
@@ -67,3 +86,5 @@ class EngineSettings:
     accounting: bool = True  # footprint and ledger rows (off only to measure overhead)
     checkpoint: bool = True  # the state saved with each round's rows
     threads: int = 1  # torch's intra-op threads for the run (0: torch's default)
+    # None: synchronous rounds; else the async loop's rules (greenfl.engine.async_loop)
+    asynchronous: AsyncRules | None = None

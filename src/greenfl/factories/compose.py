@@ -24,6 +24,7 @@ from greenfl.core.errors import ConfigError, GreenflError
 from greenfl.core.messages import ClientReport
 from greenfl.data.base import FederatedDataset
 from greenfl.engine.adaptation import RoundParams
+from greenfl.engine.async_loop import AsyncLoop
 from greenfl.engine.client_eval import ClientEvaluator
 from greenfl.engine.costs import CostModel
 from greenfl.engine.loop import RoundLoop
@@ -60,6 +61,7 @@ from greenfl.factories.world import (
     cost_model,
     engine_settings,
     fleet_for,
+    forecast_for,
     grid_for,
     server_work_for,
     sources_for,
@@ -119,7 +121,7 @@ def build_loop(
         raise
     if lock is not None:
         parts.ledger.on_close.append(lock.release)
-    loop = RoundLoop(parts)
+    loop = AsyncLoop(parts) if parts.settings.asynchronous is not None else RoundLoop(parts)
     if resume:
         state = saved_state(parts.ledger)
         if state is not None:
@@ -200,6 +202,7 @@ def compose(
         client_eval=ClientEvaluator(dataset, model, e.every, e.clients, cfg.seed, e.max_samples),
         # The run's own observers first: their state is in every snapshot, in this order.
         observers=(*safety_observers(cfg, model, dataset, strategy), *trackers, *given.observers),
+        forecast=forecast_for(cfg, sources) if cfg.async_.carbon_aware else None,
         summary=SummaryFacts(
             cfg.stop.target_accuracy,
             cfg.privacy.delta if cfg.privacy.mode != "none" else None,

@@ -21,7 +21,13 @@ from greenfl.core.params import get_flat
 from greenfl.data.base import FederatedDataset
 from greenfl.engine.costs import CostModel
 from greenfl.engine.server_work import ServerWorkModel
-from greenfl.engine.settings import EngineSettings, RoundRules, StopRules, WorldRules
+from greenfl.engine.settings import (
+    AsyncRules,
+    EngineSettings,
+    RoundRules,
+    StopRules,
+    WorldRules,
+)
 from greenfl.engine.waiting import CarbonWait
 from greenfl.fleet.catalog import Fleet, load_fleet
 from greenfl.fleet.eligibility import for_eligibility
@@ -67,6 +73,28 @@ def engine_settings(cfg: RunConfig, model: nn.Module) -> EngineSettings:
         accounting=cfg.engine.accounting,
         checkpoint=cfg.engine.checkpoint,
         threads=threads_for(cfg, model),
+        asynchronous=async_rules(cfg),
+    )
+
+
+def async_rules(cfg: RunConfig) -> AsyncRules | None:
+    """The async loop's rules, or None for synchronous rounds."""
+    if cfg.engine.mode != "async":
+        return None
+    a = cfg.async_
+    default_k = 1 if cfg.strategy.name == "fedasync" else 10
+    return AsyncRules(
+        concurrency=a.concurrency,
+        buffer_size=a.buffer_size if a.buffer_size is not None else default_k,
+        staleness=a.staleness,
+        staleness_a=a.staleness_a,
+        staleness_b=a.staleness_b,
+        carbon_aware=a.carbon_aware,
+        carbon_slack_s=a.carbon_slack_s,
+        carbon_tolerance=a.carbon_tolerance,
+        min_concurrency_share=a.min_concurrency_share,
+        checkin_interval_s=a.checkin_interval_s,
+        wake_s=a.wake_s,
     )
 
 

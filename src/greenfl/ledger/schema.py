@@ -2,7 +2,7 @@
 
 import sqlite3
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 ROUND_COLUMNS: tuple[str, ...] = (
     "round",
@@ -60,6 +60,8 @@ CLIENT_ROUND_COLUMNS: tuple[str, ...] = (
     "energy_network_j",
     "reported_energy_j",
     "server_estimate_j",
+    "model_version",
+    "staleness",
 )
 
 STATUSES: tuple[str, ...] = (
@@ -146,6 +148,8 @@ CREATE TABLE IF NOT EXISTS client_rounds (
     energy_network_j REAL,
     reported_energy_j REAL,
     server_estimate_j REAL,
+    model_version INTEGER,
+    staleness INTEGER,
     PRIMARY KEY (round, client_id)
 );
 CREATE TABLE IF NOT EXISTS server_state (
@@ -200,6 +204,11 @@ ADDED_CLIENT_COLUMNS: tuple[tuple[str, str], ...] = (
     # estimate from the enrolled device and the observed wall time (NULL in simulation)
     ("reported_energy_j", "REAL"),
     ("server_estimate_j", "REAL"),
+    # issue 30: the global model version the client trained from, and how many server
+    # steps were applied between that and the step that took its update (0 in a
+    # synchronous round; NULL in rounds written before version 5)
+    ("model_version", "INTEGER"),
+    ("staleness", "INTEGER"),
 )
 
 

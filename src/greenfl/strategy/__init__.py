@@ -34,6 +34,9 @@ STRATEGIES: Registry[Strategy] = Registry(
         "geomedian": "greenfl.strategy.geomedian:GeometricMedian",
         "centered_clip": "greenfl.strategy.clipping:CenteredClip",
         "clip": "greenfl.strategy.clipping:NormClip",
+        # asynchronous FL (engine.mode = "async" only; docs/async.md)
+        "fedbuff": "greenfl.strategy.asynchronous:FedBuff",
+        "fedasync": "greenfl.strategy.asynchronous:FedAsync",
     },
 )
 

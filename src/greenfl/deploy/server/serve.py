@@ -128,7 +128,7 @@ def settings_of(cfg: RunConfig) -> DeploySettings:
     d = cfg.deploy
     return DeploySettings(
         seed=cfg.seed,
-        config_json=cfg.model_dump_json(),
+        config_json=cfg.model_dump_json(by_alias=True),
         round_timeout_s=min(d.round_timeout_s, cfg.fleet.deadline_s or math.inf),
         join_timeout_s=d.join_timeout_s,
         min_clients=d.min_clients,

@@ -1,0 +1,290 @@
+"""Asynchronous FL's events on the simulated clock (issue 30): clients dispatched into free
+slots, each training from the model version current at its dispatch, their updates
+arriving after their modelled download, training and upload, until a server step's buffer
+is full.
+
+Time is event-driven: the next event is the earliest arrival, or, with slots left free
+(nobody eligible, or the carbon-aware throttle holding back), a wake-up to look again.
+Who is eligible is drawn from the fleet's availability model at most every
+``checkin_interval_s``. A client is busy from its dispatch until the server step that
+takes its update: it is not dispatched twice at once, nor twice into one buffer.
+
+Training is real and lazy: a dispatched task is queued on the transport, and when an
+arrival's update is needed every queued task trains at once, so tasks dispatched from one
+model version train together (the vectorised trainer's batch)."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from greenfl.clients.transport import Completion, Task
+from greenfl.core.errors import NoClientsError
+from greenfl.engine.parts import Live, RunParts
+from greenfl.engine.settings import AsyncRules
+from greenfl.fleet.population import available
+from greenfl.selection.base import SelectionContext
+
+# A world in which nobody becomes eligible for this long is a mistake, not a wait.
+MAX_IDLE_S = 30 * 86_400.0
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A dispatched task: its client, the model version it trains from, when it started,
+    and when its update is planned to arrive (the modelled duration)."""
+
+    client_id: int
+    version: int
+    start_s: float
+    finish_s: float
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """An update that has arrived: the task's completion and its flight."""
+
+    completion: Completion
+    flight: InFlight
+
+
+class AsyncFlow:
+    """The slots, the event queue and the versions of the model still being trained from.
+    ``version`` is the number of server steps applied (the run's round)."""
+
+    def __init__(self, parts: RunParts, live: Live, rules: AsyncRules) -> None:
+        self.parts = parts
+        self.live = live
+        self.rules = rules
+        n = parts.population.size
+        self.busy = np.zeros(n, dtype=bool)
+        self.flights: dict[int, InFlight] = {}
+        self._heap: list[tuple[float, int, int]] = []  # (finish_s, seq, client)
+        self._seq = 0
+        self._trained: dict[int, Completion] = {}
+        self._params: dict[int, torch.Tensor] = {}  # version -> the model, while in flight
+        self._avail = np.zeros(0, dtype=np.int64)
+        self._avail_at = -math.inf
+        self._wake_s: float | None = None
+        self.now_s = live.state.now_s
+
+    @property
+    def version(self) -> int:
+        return self.live.state.round
+
+    # ---- one server step's buffer ---------------------------------------------------
+    def gather(self, k: int) -> list[Arrival]:
+        """Run the events until ``k`` updates have arrived; they are the step's buffer,
+        in arrival order. The clock stands at the last arrival."""
+        buffer: list[Arrival] = []
+        idle_from = self.now_s
+        while len(buffer) < k:
+            self._fill()
+            nxt = self._heap[0][0] if self._heap else math.inf
+            wake = self._wake_s if self._wake_s is not None else math.inf
+            if math.isinf(nxt) and math.isinf(wake):
+                wake = self.now_s + self.rules.checkin_interval_s
+            if min(nxt, wake) - idle_from > MAX_IDLE_S:
+                raise NoClientsError(
+                    f"no client was eligible for {MAX_IDLE_S / 86_400:g} simulated days "
+                    f"(from t = {idle_from:.0f} s): check fleet.eligibility and the fleet"
+                )
+            if wake < nxt:
+                self.now_s = max(self.now_s, wake)
+                self._wake_s = None
+                continue
+            _, _, cid = heapq.heappop(self._heap)
+            done = self._completion(cid)
+            flight = self.flights[cid]
+            if done.finish_s > flight.finish_s + 1e-9 and done.finish_s > self.now_s:
+                # its real report took longer than planned: it arrives later
+                self.flights[cid] = InFlight(cid, flight.version, flight.start_s, done.finish_s)
+                heapq.heappush(self._heap, (done.finish_s, self._next_seq(), cid))
+                continue
+            self.now_s = max(self.now_s, flight.finish_s)
+            del self.flights[cid]
+            buffer.append(Arrival(done, flight))
+            idle_from = self.now_s
+        return buffer
+
+    def settle(self, arrivals: list[Arrival], end_s: float) -> None:
+        """After the step that took ``arrivals`` ended at ``end_s``: their clients may be
+        dispatched again, from the new model, once the server has made it."""
+        for a in arrivals:
+            self.busy[a.flight.client_id] = False
+        self.now_s = max(self.now_s, end_s)
+        self._release_versions()
+
+    @property
+    def eligible_count(self) -> int:
+        """Clients in the last draw of who is eligible."""
+        return len(self._avail)
+
+    def base_params(self, version: int) -> torch.Tensor | None:
+        return self._params.get(version)
+
+    # ---- dispatch -------------------------------------------------------------------
+    def _fill(self) -> None:
+        """Dispatch into the free slots, as many as there are eligible clients (the
+        carbon-aware throttle may hold some slots back until a wake-up)."""
+        free = self.rules.concurrency - len(self.flights)
+        if free <= 0:
+            return
+        cands = self._candidates()
+        if len(cands) == 0:
+            self._set_wake(self.rules.checkin_interval_s)
+            return
+        chosen: list[int] = []
+        if self.rules.carbon_aware:
+            floor_ids, cands = self._throttle(cands)
+            chosen.extend(floor_ids[:free])
+            free -= len(chosen)
+            cands = cands[~np.isin(cands, np.asarray(chosen, dtype=np.int64))]
+        if free > 0 and len(cands):
+            chosen.extend(self._select(cands, free))
+        if len(chosen) < self.rules.concurrency - len(self.flights):
+            # slots left free: look again at the next draw of who is eligible, or sooner
+            wait = self.rules.wake_s if self.rules.carbon_aware else self.rules.checkin_interval_s
+            self._set_wake(wait)
+        if chosen:
+            self._dispatch(np.asarray(chosen, dtype=np.int64))
+
+    def _candidates(self) -> np.ndarray:
+        if self.now_s - self._avail_at >= self.rules.checkin_interval_s:
+            clock = self.live.clock
+            clock.now_s = self.now_s
+            self._avail = available(
+                self.parts.population,
+                clock.now_utc,
+                self.parts.settings.world.availability,
+                self.live.rngs["availability"],
+            )
+            self._avail_at = self.now_s
+        return self._avail[~self.busy[self._avail]]
+
+    def _select(self, cands: np.ndarray, k: int) -> list[int]:
+        parts, st = self.parts, self.live.state
+        sel = SelectionContext(
+            round_idx=self.version + 1,
+            now_s=self.now_s,
+            population=parts.population,
+            participation=st.participation,
+            last_selected=st.last_selected,
+            last_loss=st.last_loss,
+        )
+        if parts.selector.needs_estimates:
+            est, _ = parts.costs.estimate(cands, self.now_s, parts.settings.round.local_epochs)
+            sel.est_energy_j, sel.est_carbon_g = est.energy_j, est.carbon_g
+            sel.est_duration_s = est.duration_s
+        k = min(k, len(cands))
+        picked = parts.selector.select(cands, k, sel, self.live.rngs["selection"])
+        return [int(c) for c in picked]
+
+    def _throttle(self, cands: np.ndarray) -> tuple[list[int], np.ndarray]:
+        """(the cleanest candidates that keep the in-flight floor, the candidates whose
+        grid is clean now): a region is clean now when its forecast intensity is within
+        ``carbon_tolerance`` of the lowest it will be over the next ``carbon_slack_s``."""
+        r, forecast = self.rules, self.parts.forecast
+        assert forecast is not None
+        region = self.parts.population.region[cands]
+        regions = np.unique(region)
+        step_s = min(r.wake_s, max(r.carbon_slack_s, 1.0))
+        starts = self.now_s + np.arange(0.0, r.carbon_slack_s + 1e-9, step_s)
+        rr = np.repeat(regions, len(starts))
+        ss = np.tile(starts, len(regions))
+        ci = np.asarray(forecast.mean(rr, ss, ss + step_s)).reshape(len(regions), len(starts))
+        now_ci, best_ci = ci[:, 0], ci.min(axis=1)
+        clean_regions = regions[now_ci <= best_ci * (1 + r.carbon_tolerance)]
+        floor = math.ceil(r.min_concurrency_share * r.concurrency) - len(self.flights)
+        floor_ids: list[int] = []
+        if floor > 0:
+            by_region = dict(zip(regions.tolist(), now_ci.tolist(), strict=True))
+            cand_ci = np.array([by_region[int(x)] for x in region])
+            order = np.argsort(cand_ci, kind="stable")[:floor]
+            floor_ids = [int(c) for c in cands[order]]
+        return floor_ids, cands[np.isin(region, clean_regions)]
+
+    def _dispatch(self, clients: np.ndarray) -> None:
+        parts, st = self.parts, self.live.state
+        epochs = parts.settings.round.local_epochs
+        est, _ = parts.costs.estimate(clients, self.now_s, epochs)
+        v = self.version
+        params = self._params.setdefault(v, st.global_params)
+        instructions = parts.settings.round.instructions()
+        for cid, dur in zip(clients.tolist(), est.duration_s.tolist(), strict=True):
+            flight = InFlight(cid, v, self.now_s, self.now_s + float(dur))
+            self._launch(flight, params, instructions)
+
+    def _launch(self, flight: InFlight, params: torch.Tensor, instructions: Any) -> None:
+        cid = flight.client_id
+        self.busy[cid] = True
+        self.flights[cid] = flight
+        heapq.heappush(self._heap, (flight.finish_s, self._next_seq(), cid))
+        # The step the work is for names the task: it seeds the client's training.
+        task = Task(flight.version + 1, cid, params, instructions, flight.start_s)
+        self.parts.transport.dispatch(task)
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _set_wake(self, after_s: float) -> None:
+        at = self.now_s + after_s
+        self._wake_s = at if self._wake_s is None else min(self._wake_s, at)
+
+    def _completion(self, cid: int) -> Completion:
+        if cid not in self._trained:
+            for c in self.parts.transport.collect(None):
+                self._trained[c.task.client_id] = c
+        return self._trained.pop(cid)
+
+    def _release_versions(self) -> None:
+        """Forget the models no task in flight trains from (the current one stays)."""
+        live = {f.version for f in self.flights.values()} | {self.version}
+        for v in [v for v in self._params if v not in live]:
+            del self._params[v]
+
+    # ---- snapshot ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What continues the flow on resume: the tasks in flight (their updates are
+        trained again, from the same model and seed), the models they train from, the last
+        draw of who is eligible, and the clock."""
+        fl = sorted(self.flights.values(), key=lambda f: (f.finish_s, f.client_id))
+        versions = sorted({f.version for f in fl})
+        return {
+            "now_s": self.now_s,
+            "client": np.array([f.client_id for f in fl], dtype=np.int64),
+            "version": np.array([f.version for f in fl], dtype=np.int64),
+            "start_s": np.array([f.start_s for f in fl], dtype=np.float64),
+            "finish_s": np.array([f.finish_s for f in fl], dtype=np.float64),
+            "versions": np.array(versions, dtype=np.int64),
+            **{f"params_{v}": self._params[v] for v in versions},
+            "avail": self._avail,
+            "avail_at": self._avail_at if math.isfinite(self._avail_at) else None,
+            "wake_s": self._wake_s,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        self.now_s = float(state["now_s"])
+        self._avail = np.asarray(state["avail"], dtype=np.int64)
+        at = state.get("avail_at")
+        self._avail_at = -math.inf if at is None else float(at)
+        wake = state.get("wake_s")
+        self._wake_s = None if wake is None else float(wake)
+        for v in np.asarray(state["versions"]).tolist():
+            self._params[int(v)] = torch.as_tensor(state[f"params_{v}"])
+        instructions = self.parts.settings.round.instructions()
+        cols = zip(
+            *(np.asarray(state[k]).tolist() for k in ("client", "version", "start_s", "finish_s")),
+            strict=True,
+        )
+        for cid, v, start_s, finish_s in cols:
+            flight = InFlight(int(cid), int(v), float(start_s), float(finish_s))
+            self._launch(flight, self._params[int(v)], instructions)
