@@ -175,7 +175,7 @@ def headline_metrics(run: RunData) -> list[Metric]:
     elif to_target is None:
         target_note = f"target {format_accuracy(target)} not reached"
     else:
-        target_note = f"reached {format_accuracy(target)} in round {s['rounds_to_target']}"
+        target_note = f"reached {format_accuracy(target)} in {run.step} {s['rounds_to_target']}"
     initial = run.initial_accuracy
     client = s.get("client_accuracy")  # absent in summaries older than the key
     metrics = [
@@ -252,7 +252,7 @@ def headline_metrics(run: RunData) -> list[Metric]:
         ),
         Metric(
             "rounds_completed",
-            "rounds",
+            f"{run.step}s",
             s["rounds_completed"],
             str(s["rounds_completed"]),
             run.stop_reason or "",

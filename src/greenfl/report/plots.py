@@ -121,15 +121,16 @@ def split_figure(b: Breakdown) -> str:
     return fig.svg()
 
 
-def round_breakdown_figure(s: RoundSeries) -> str:
-    """Carbon per round, stacked: compute, communication, server, embodied."""
+def round_breakdown_figure(s: RoundSeries, step: str = "round") -> str:
+    """Carbon per round, stacked: compute, communication, server, embodied. ``step`` names
+    a round ("server step" in an async run, where the updates a step took are its rows)."""
     k, unit = carbon_scale(_top(s.carbon_g))
-    fig = Figure("rounds", "Carbon per round, stacked by component", WIDTH_PX, 318)
+    fig = Figure("rounds", f"Carbon per {step}, stacked by component", WIDTH_PX, 318)
     x_hi = (max(s.rounds) if s.rounds else 1) + 0.6
     x_lo = 0.4 if len(s.rounds) <= 60 else (min(s.rounds) if s.rounds else 0) - 0.6
     ax = fig.panel(76, 32, WIDTH_PX - 100, 200)
     ax.limits((x_lo, x_hi), (0.0, _top(s.carbon_g) * k * 1.05 or 1.0))
-    ax.frame("Carbon per round by component", "round", f"carbon per round ({unit})", x_integer=True)
+    ax.frame(f"Carbon per {step} by component", step, f"carbon per {step} ({unit})", x_integer=True)
     width = 0.85 if len(s.rounds) <= 60 else 1.0  # hundreds of rounds: touching columns
     series = (
         ("compute", s.compute_g),
@@ -262,9 +263,10 @@ def intensity_figure(
     regions: Sequence[str],
     round_start_s: Sequence[float],
     round_end_s: Sequence[float],
+    step: str = "round",
 ) -> str:
     """Grid intensity of ``regions`` (recorded by the run) over simulated time, the rounds
-    marked."""
+    (``step``: what a round is called, "server step" in an async run) marked."""
     fig = Figure(
         "intensity", "Carbon intensity of the main regions over simulated time", WIDTH_PX, 326
     )
@@ -278,7 +280,9 @@ def intensity_figure(
         label += " (server)" if name == curves.server_region else ""
         legend.append(_run_swatch(i, label))
     if round_start_s:
-        legend.append(Swatch(f"round starts ({len(round_start_s)} rounds, shaded)", INK, line=True))
+        legend.append(
+            Swatch(f"{step} starts ({len(round_start_s)} {step}s, shaded)", INK, line=True)
+        )
     legend_w = max([text_width_px(s.label, NOTE_PX) for s in legend] or [0.0]) + 44
     ax = fig.panel(76, 32, WIDTH_PX - 76 - legend_w - 30, 222)
     lo = min([min(v) for v in series.values() if v] or [0.0])
@@ -286,7 +290,7 @@ def intensity_figure(
     pad = (hi - lo) * 0.08 or 10.0
     ax.limits((0.0, (t[-1] if t else 1.0) * 1.06), (max(0.0, lo - pad), hi + pad))
     ax.frame(
-        "Carbon intensity of the main grids, rounds marked",
+        f"Carbon intensity of the main grids, {step}s marked",
         f"simulated time since {curves.start_utc:%Y-%m-%d %H:%M} UTC ({unit})",
         "grid carbon intensity (gCO2e/kWh)",
     )
@@ -297,7 +301,7 @@ def intensity_figure(
         ax.label(
             r1,
             ax.y_hi - pad / 2,
-            f"run: {len(round_start_s)} rounds in {format_duration(run_s)}",
+            f"run: {len(round_start_s)} {step}s in {format_duration(run_s)}",
             dx=6,
         )
     ends: list[tuple[float, float, str, str]] = []

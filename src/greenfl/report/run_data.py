@@ -6,12 +6,14 @@ import json
 import math
 import sqlite3
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from greenfl.core.errors import GreenflError
 from greenfl.ledger.summary import summarize
+from greenfl.report.run_mode import is_async_run, step_word
 
 
 class ReportError(GreenflError):
@@ -39,6 +41,16 @@ class RunData:
         """The untrained model's accuracy (NaN for ledgers written before it was kept)."""
         raw = self.meta.get("initial_accuracy")
         return float(raw) if raw is not None else math.nan
+
+    @cached_property
+    def asynchronous(self) -> bool:
+        """An async run (engine.mode = "async"): its ``rounds`` rows are server steps."""
+        return is_async_run(self.config, self.conn)
+
+    @property
+    def step(self) -> str:
+        """What a ``rounds`` row is called: "round", or "server step" in an async run."""
+        return step_word(self.asynchronous)
 
     def close(self) -> None:
         self.conn.close()

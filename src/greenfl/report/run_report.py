@@ -10,6 +10,7 @@ from html import escape
 from pathlib import Path
 
 from greenfl.report import plots
+from greenfl.report.async_view import staleness_section
 from greenfl.report.centralised_view import centralised_section
 from greenfl.report.client_view import client_accuracy_section
 from greenfl.report.equivalents import Equivalent, describe, equivalents
@@ -113,17 +114,20 @@ def render_run_report(run: RunData, extra: Sequence[SectionHook] = ()) -> str:
             "Accuracy against carbon and time",
             figure(
                 plots.accuracy_figure(s, run.initial_accuracy, target),
-                "Test accuracy after each round (round 0: the untrained model).",
+                _accuracy_caption(run),
             ),
         )
     )
+    staleness = staleness_section(run)
+    if staleness is not None:
+        sections.append(staleness)
     sections.append(
         (
             "breakdown",
             "Where the carbon went",
             figure(plots.split_figure(b), "Totals of the run by component.")
             + figure(
-                plots.round_breakdown_figure(s),
+                plots.round_breakdown_figure(s, run.step),
                 "Client operational carbon is split between compute and communication in "
                 "proportion to their energy; server carbon includes the PUE. " + energy_basis(b),
             ),
@@ -155,6 +159,15 @@ def render_run_report(run: RunData, extra: Sequence[SectionHook] = ()) -> str:
             sections.append(sec)
     sections.append(_config_section(run))
     return page(f"greenfl report: {run.name}", _run_header(run), sections)
+
+
+def _accuracy_caption(run: RunData) -> str:
+    if run.asynchronous:
+        return (
+            "Test accuracy after each server step (step 0: the untrained model), against the "
+            "carbon of the updates taken so far and the simulated time at the step's end."
+        )
+    return "Test accuracy after each round (round 0: the untrained model)."
 
 
 def _run_header(run: RunData) -> str:

@@ -48,7 +48,7 @@ def intensity_section(run: RunData, rounds: RoundSeries) -> Section:
     top = client_regions(run, list(curves.regions))
     server = curves.server_region
     regions = top + ([server] if server not in top and server in curves.regions else [])
-    svg = plots.intensity_figure(curves, regions, rounds.start_s, rounds.end_s)
+    svg = plots.intensity_figure(curves, regions, rounds.start_s, rounds.end_s, run.step)
     if curves.constant_g_per_kwh is not None:
         mode = f"constant {curves.constant_g_per_kwh:g} gCO2e/kWh"
     else:
@@ -57,7 +57,7 @@ def intensity_section(run: RunData, rounds: RoundSeries) -> Section:
         f"Intensity the accounting used ({mode}), as the run recorded it, for the "
         f"{len(top)} region{'s' if len(top) != 1 else ''} with the most client carbon and "
         f"the server's ({server}). At least one day is shown; the shaded band is the run, "
-        "ticks mark round starts."
+        f"ticks mark {run.step} starts."
     )
     return ("intensity", title, figure(svg, caption))
 

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from greenfl.report.headline import format_carbon, format_energy, format_large
+from greenfl.report.run_mode import is_async_run, ledger_config, step_word
+from greenfl.report.staleness import staleness_histogram
 from greenfl.report.tables import breakdown, carbon_by, intelligence_per_kwh
 
 
@@ -30,14 +32,18 @@ def summary_table(
     t.add_column("what", style="bold")
     t.add_column("value")
     acc = summary["final_accuracy"]
+    asynchronous = is_async_run(ledger_config(conn), conn)
+    step = step_word(asynchronous)
     t.add_row("stopped", stop_reason)
-    t.add_row("rounds", str(summary["rounds_completed"]))
+    t.add_row(f"{step}s", str(summary["rounds_completed"]))
+    if asynchronous:
+        t.add_row("staleness", staleness_line(conn))
     t.add_row("final / best accuracy", f"{acc:.4f} / {summary['best_accuracy']:.4f}")
     if summary["target_accuracy"] is not None:
         reached = summary["rounds_to_target"]
         t.add_row(
             "to target",
-            f"round {reached}, {fmt_g(summary['carbon_g_to_target'])}"
+            f"{step} {reached}, {fmt_g(summary['carbon_g_to_target'])}"
             if reached
             else f"not reached ({summary['target_accuracy']})",
         )
@@ -78,6 +84,18 @@ def summary_table(
     t.add_row("top regions by carbon", top_r)
     t.add_row("top devices by carbon", top_d)
     return t
+
+
+def staleness_line(conn: sqlite3.Connection) -> str:
+    """An async run's staleness in one line: mean and max over the aggregated updates."""
+    h = staleness_histogram(conn)
+    if h is None or not h.aggregated:
+        return "not recorded"
+    n = h.total(aggregated_only=True)
+    return (
+        f"mean {h.mean(aggregated_only=True):.2f}, max {h.max(aggregated_only=True)} server "
+        f"steps (over {n:,} aggregated updates)"
+    )
 
 
 def print_summary(console: Console, *args: Any) -> None:
