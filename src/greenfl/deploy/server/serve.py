@@ -20,10 +20,14 @@ from greenfl.core.files import check_out_dir
 from greenfl.core.params import ParamSpec
 from greenfl.core.threads import torch_threads
 from greenfl.deploy.security import TlsFiles
+from greenfl.deploy.server.async_hub import AsyncTransport
 from greenfl.deploy.server.listener import check_certificate, check_listen_address
+from greenfl.deploy.server.live_flow import build_async_loop
+from greenfl.deploy.server.pending import PendingStore
 from greenfl.deploy.server.secagg import SecAggOptions
 from greenfl.deploy.server.settings import DeploySettings
 from greenfl.deploy.server.transport import GrpcTransport
+from greenfl.engine.loop import RoundLoop
 from greenfl.engine.observers import RoundHook, RoundObserver
 from greenfl.engine.records import RoundRecord
 from greenfl.engine.session import run_session
@@ -80,18 +84,24 @@ def serve(
     secagg = secagg_options(cfg)
     if secagg is not None:
         log.info("secure aggregation on: the server learns only the sum of the updates")
-    transport = transport_for(cfg, codec_for(cfg.compression), address, token, tls, secagg)
     hooks = [RoundHook(_log_round), *([RoundHook(on_round)] if on_round else [])]
+    watchers = [*observers, *hooks]
+    transport: GrpcTransport
     # Building (data, model, FLOP counting) on one thread; the run on its own (engine.threads).
     with torch_threads(1):
-        loop = build_loop(
-            cfg,
-            out_dir,
-            transport=transport,
-            resume=resume,
-            overwrite=overwrite,
-            observers=[*observers, *hooks],
-        )
+        if cfg.engine.mode == "async":
+            transport, loop = _async_loop(cfg, out_dir, address, token, tls, resume, overwrite,
+                                          watchers)  # fmt: skip
+        else:
+            transport = transport_for(cfg, codec_for(cfg.compression), address, token, tls, secagg)
+            loop = build_loop(
+                cfg,
+                out_dir,
+                transport=transport,
+                resume=resume,
+                overwrite=overwrite,
+                observers=watchers,
+            )
     if resume:
         log.info("resuming after round %d", loop.state.round)
 
@@ -107,6 +117,29 @@ def serve(
     result = run_session(loop, cfg.to_dict(), out_dir, start=start, abort=transport.stop)
     log.info("run finished: %s", result.stop_reason)
     return RunResult(cfg, loop.history, result.summary, result.stop_reason, out_dir)
+
+
+def _async_loop(
+    cfg: RunConfig,
+    out_dir: Path,
+    address: str,
+    token: str | None,
+    tls: TlsFiles | None,
+    resume: bool,
+    overwrite: bool,
+    observers: Sequence[RoundObserver],
+) -> tuple[AsyncTransport, RoundLoop]:
+    """Asynchronous serving (``engine.mode = "async"``): its transport, with the run's
+    store of accepted updates not yet applied (opened once the run folder is claimed), and
+    the async loop whose flow is the deployment's (docs/deployment.md)."""
+    transport = AsyncTransport(settings_of(cfg), codec_for(cfg.compression), address, token, tls)
+    loop = build_async_loop(
+        cfg, out_dir, transport, resume=resume, overwrite=overwrite, observers=observers
+    )
+    # The norm bound's reference: the last accepted updates, a step's worth or more.
+    transport.norm_window = max(loop.rules.buffer_size, min(loop.rules.concurrency, 32))
+    transport.attach(PendingStore(out_dir, fresh=not resume))
+    return transport, loop
 
 
 def prepare_out_dir(out: Path) -> None:

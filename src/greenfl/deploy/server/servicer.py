@@ -42,12 +42,7 @@ from greenfl.deploy.server.rounds import (
     unanswered_report,
 )
 from greenfl.deploy.server.secagg import SecAggOptions, SecAggRounds, keys_of
-from greenfl.deploy.server.sessions import (
-    Pending,
-    Refusal,
-    Session,
-    apply_joins,
-)
+from greenfl.deploy.server.sessions import Pending, Refusal, Session, apply_joins
 from greenfl.deploy.server.settings import DeploySettings
 from greenfl.deploy.server.stream import stream_tasks
 from greenfl.deploy.server.trust import trust_settings
@@ -218,8 +213,7 @@ class FederationServicer(pb_grpc.FederationServicer):
                     break
                 self.cond.wait(min(left, 0.1))
 
-    def knows_session(self, session_id: str) -> bool:
-        """(any thread) Whether ``session_id`` is a live session (the SessionGate asks)."""
+    def knows_session(self, session_id: str) -> bool:  # (any thread) the SessionGate asks
         with self.cond:
             return session_id in self.sessions
 
@@ -324,8 +318,12 @@ class FederationServicer(pb_grpc.FederationServicer):
             n = self.witness.settled(pending, report, size, sess.joined_at, sketch)
             if n is not None:
                 self._sample_overrides[cid] = n
+            self._settled(cid, pending)
             self.cond.notify_all()
-        return ack_of(report)
+        return ack_of(pending.report)  # as settled (async serving: stored, or failed)
+
+    def _settled(self, cid: int, pending: Pending) -> None:
+        """(lock held) A task's report is in; a round takes it at close (async: at once)."""
 
     def _norm_judged(self, pending: Pending, report: ClientReport) -> ClientReport | None:
         """(lock held) ``report``, rejected by the norm bound (norms.py) now, so that the

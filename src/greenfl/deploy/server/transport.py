@@ -104,7 +104,7 @@ class GrpcTransport(Transport):
         rules = UpdateRules(
             self.codec, spec, s.max_message_bytes, s.max_update_norm, self.secagg is not None
         )
-        servicer = FederationServicer(s, population, rules, self.token, model_input, self.secagg)
+        servicer = self._new_servicer(population, rules, model_input)
         # One worker thread per connected client (its Tasks stream) plus room for calls.
         workers = min(population.size, 4096) + 16
         gate = SessionGate(servicer.knows_session, spec.numel, s.max_message_bytes)
@@ -113,6 +113,13 @@ class GrpcTransport(Transport):
         )
         self.servicer = servicer
         return self.port
+
+    def _new_servicer(
+        self, population: Population, rules: UpdateRules, model_input: ModelInput | None
+    ) -> FederationServicer:
+        """The servicer ``start`` serves (asynchronous serving has its own)."""
+        s = self.settings
+        return FederationServicer(s, population, rules, self.token, model_input, self.secagg)
 
     def stop(self) -> None:
         """Stop serving without ending the run: clients keep retrying, so a resumed server
