@@ -84,6 +84,7 @@ def account_cohort(
     cohort: np.ndarray | None = None,
     partial_ids: frozenset[int] = frozenset(),
     starts_s: np.ndarray | None = None,
+    drop_at_s: np.ndarray | None = None,
 ) -> CohortAccount:
     """``rows``: each report's row in ``entries`` where it is not the client's population
     entry (e.g. a table of execution targets, one row per entry and target); with
@@ -91,7 +92,8 @@ def account_cohort(
     ``partial_ids``: clients asked for fewer steps than the round's (partial work): done by
     the deadline, they are ``partial``, not ``completed``. ``starts_s``: each report's own
     start (asynchronous FL: every update has its own interval); None: all start at
-    ``round_start_s``."""
+    ``round_start_s``. ``drop_at_s``: when each client drops out, from its start (inf:
+    it does not), drawn by the caller instead of from ``dropout_prob``."""
     n = len(reports)
     cols = list(zip(*reports, strict=True)) if n else [()] * len(ClientReport._fields)
     measured_s, measured_j = _measured(cols[AT_MEASURED_S]), _measured(cols[AT_MEASURED_J])
@@ -107,6 +109,7 @@ def account_cohort(
         and reported.count(COMPLETED) == n
         and isinstance(sources, RegionalIntensity)
         and starts_s is None
+        and drop_at_s is None
     ):
         # A simulated round in which every client does all its work: if the intensity
         # stays put in every region until the last one is done, the loop needs only the
@@ -167,15 +170,19 @@ def account_cohort(
             ),
         )
     total_s = cost.total_s
-    if deadline_s is None and dropout_prob <= 0 and k >= n and reported.count(COMPLETED) == n:
+    no_drops = dropout_prob <= 0 and (drop_at_s is None or not np.isfinite(drop_at_s).any())
+    if deadline_s is None and no_drops and k >= n and reported.count(COMPLETED) == n:
         # Nobody drops out, nobody is cut off: every client completes all its work, and the
         # round closes when the last one is done. (Draws nothing from ``rng``.)
         status = reported
         close_s = float(total_s.max()) if n else 0.0
         cut, moved_up, moved_down, active_s = cost, up, down, total_s
     else:
-        dropped = rng.random(n) < dropout_prob
-        drop_at = np.where(dropped, rng.random(n) * total_s, np.inf)
+        if drop_at_s is not None:
+            drop_at = np.asarray(drop_at_s, dtype=np.float64)
+        else:
+            dropped = rng.random(n) < dropout_prob
+            drop_at = np.where(dropped, rng.random(n) * total_s, np.inf)
         reported_arr = np.array(reported, dtype=object)
         closed = close_round(total_s, drop_at, reported_arr != COMPLETED, k, deadline_s)
         cut, moved_down, moved_up = truncate(

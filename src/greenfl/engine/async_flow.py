@@ -4,10 +4,15 @@ arriving after their modelled download, training and upload, until a server step
 is full.
 
 Time is event-driven: the next event is the earliest arrival, or, with slots left free
-(nobody eligible, or the carbon-aware throttle holding back), a wake-up to look again.
-Who is eligible is drawn from the fleet's availability model at most every
-``checkin_interval_s``. A client is busy from its dispatch until the server step that
-takes its update: it is not dispatched twice at once, nor twice into one buffer.
+(nobody eligible, no check-in yet, or the carbon-aware throttle holding back), a wake-up
+to look again. Who is eligible is drawn from the fleet's availability model at most every
+``async.checkin_interval_s``. Under production timing
+(greenfl.scheduling.phases) devices check in as pace steering lets them, no device more
+often than every ``fleet.checkin_interval_s``: E eligible devices bring E / interval
+check-ins a second, and a free slot waits for the next one; each dispatched client then
+spends the configuration phase (``fleet.configuration_s``) before its work starts.
+A client is busy from its dispatch until the server step that takes its update: it is
+not dispatched twice at once, nor twice into one buffer.
 
 Training is real and lazy: a dispatched task is queued on the transport, and when an
 arrival's update is needed every queued task trains at once, so tasks dispatched from one
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,12 +42,14 @@ MAX_IDLE_S = 30 * 86_400.0
 @dataclass(frozen=True)
 class InFlight:
     """A dispatched task: its client, the model version it trains from, when it started,
-    and when its update is planned to arrive (the modelled duration)."""
+    and when its update is planned to arrive (the modelled duration); or, for a client that
+    drops out (``fleet.dropout_prob``), when it drops, its work until then counted."""
 
     client_id: int
     version: int
     start_s: float
     finish_s: float
+    dropped: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class AsyncFlow:
         self._avail = np.zeros(0, dtype=np.int64)
         self._avail_at = -math.inf
         self._wake_s: float | None = None
+        self._credit = 0.0  # check-ins arrived and not yet dispatched (pace steering)
+        self._credit_at = live.state.now_s
         self.now_s = live.state.now_s
 
     @property
@@ -80,10 +89,12 @@ class AsyncFlow:
     # ---- one server step's buffer ---------------------------------------------------
     def gather(self, k: int) -> list[Arrival]:
         """Run the events until ``k`` updates have arrived; they are the step's buffer,
-        in arrival order. The clock stands at the last arrival."""
+        in arrival order, with the clients that dropped out meanwhile (no update, their
+        work counted). The clock stands at the last arrival."""
         buffer: list[Arrival] = []
+        updates = 0
         idle_from = self.now_s
-        while len(buffer) < k:
+        while updates < k:
             self._fill()
             nxt = self._heap[0][0] if self._heap else math.inf
             wake = self._wake_s if self._wake_s is not None else math.inf
@@ -101,14 +112,16 @@ class AsyncFlow:
             _, _, cid = heapq.heappop(self._heap)
             done = self._completion(cid)
             flight = self.flights[cid]
-            if done.finish_s > flight.finish_s + 1e-9 and done.finish_s > self.now_s:
+            late = done.finish_s > flight.finish_s + 1e-9 and done.finish_s > self.now_s
+            if late and not flight.dropped:
                 # its real report took longer than planned: it arrives later
-                self.flights[cid] = InFlight(cid, flight.version, flight.start_s, done.finish_s)
+                self.flights[cid] = replace(flight, finish_s=done.finish_s)
                 heapq.heappush(self._heap, (done.finish_s, self._next_seq(), cid))
                 continue
             self.now_s = max(self.now_s, flight.finish_s)
             del self.flights[cid]
             buffer.append(Arrival(done, flight))
+            updates += not flight.dropped
             idle_from = self.now_s
         return buffer
 
@@ -139,8 +152,9 @@ class AsyncFlow:
         if len(cands) == 0:
             self._set_wake(self.rules.checkin_interval_s)
             return
+        free = min(free, self._checkins(len(cands)))
         chosen: list[int] = []
-        if self.rules.carbon_aware:
+        if free > 0 and self.rules.carbon_aware:
             floor_ids, cands = self._throttle(cands)
             chosen.extend(floor_ids[:free])
             free -= len(chosen)
@@ -152,7 +166,26 @@ class AsyncFlow:
             wait = self.rules.wake_s if self.rules.carbon_aware else self.rules.checkin_interval_s
             self._set_wake(wait)
         if chosen:
+            self._credit = max(self._credit - len(chosen), 0.0)
             self._dispatch(np.asarray(chosen, dtype=np.int64))
+
+    def _checkins(self, eligible: int) -> int:
+        """How many devices have checked in since the last dispatch, at pace steering's
+        rate (every eligible device at most once per ``checkin_interval_s``); unlimited
+        without production timing. Sets a wake-up for the next one if none has."""
+        interval_s = self.parts.settings.world.timing.checkin_interval_s
+        if interval_s <= 0:
+            return self.rules.concurrency
+        rate = eligible / interval_s
+        self._credit = min(
+            self._credit + (self.now_s - self._credit_at) * rate, float(self.rules.concurrency)
+        )
+        self._credit_at = self.now_s
+        # (a hair of tolerance: the credit accrued up to a wake-up is 1 up to rounding)
+        whole = int(self._credit + 1e-9)
+        if whole < 1 and rate > 0:
+            self._set_wake(max((1 - self._credit) / rate, 1e-3))
+        return whole
 
     def _candidates(self) -> np.ndarray:
         if self.now_s - self._avail_at >= self.rules.checkin_interval_s:
@@ -215,9 +248,17 @@ class AsyncFlow:
         est, _ = parts.costs.estimate(clients, self.now_s, epochs)
         v = self.version
         params = self._params.setdefault(v, st.global_params)
+        # The session's configuration phase comes before the work (its download included).
+        work_s = self.now_s + parts.settings.world.timing.configuration_s
         instructions = parts.settings.round.instructions()
-        for cid, dur in zip(clients.tolist(), est.duration_s.tolist(), strict=True):
-            flight = InFlight(cid, v, self.now_s, self.now_s + float(dur))
+        # Who drops out, and when in its work: drawn at dispatch, as a device's fate is.
+        rng, p = self.live.rngs["dropout"], parts.settings.world.dropout_prob
+        n = len(clients)
+        dropped = rng.random(n) < p if p > 0 else np.zeros(n, dtype=bool)
+        share = rng.random(n) if p > 0 else np.ones(n)
+        dur = np.where(dropped, share * est.duration_s, est.duration_s)
+        for cid, d, drop in zip(clients.tolist(), dur.tolist(), dropped.tolist(), strict=True):
+            flight = InFlight(cid, v, work_s, work_s + float(d), bool(drop))
             self._launch(flight, params, instructions)
 
     def _launch(self, flight: InFlight, params: torch.Tensor, instructions: Any) -> None:
@@ -262,11 +303,14 @@ class AsyncFlow:
             "version": np.array([f.version for f in fl], dtype=np.int64),
             "start_s": np.array([f.start_s for f in fl], dtype=np.float64),
             "finish_s": np.array([f.finish_s for f in fl], dtype=np.float64),
+            "dropped": np.array([f.dropped for f in fl], dtype=np.int64),
             "versions": np.array(versions, dtype=np.int64),
             **{f"params_{v}": self._params[v] for v in versions},
             "avail": self._avail,
             "avail_at": self._avail_at if math.isfinite(self._avail_at) else None,
             "wake_s": self._wake_s,
+            "credit": self._credit,
+            "credit_at": self._credit_at,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -278,13 +322,13 @@ class AsyncFlow:
         self._avail_at = -math.inf if at is None else float(at)
         wake = state.get("wake_s")
         self._wake_s = None if wake is None else float(wake)
+        self._credit = float(state.get("credit", 0.0))
+        self._credit_at = float(state.get("credit_at", self.now_s))
         for v in np.asarray(state["versions"]).tolist():
             self._params[int(v)] = torch.as_tensor(state[f"params_{v}"])
         instructions = self.parts.settings.round.instructions()
-        cols = zip(
-            *(np.asarray(state[k]).tolist() for k in ("client", "version", "start_s", "finish_s")),
-            strict=True,
-        )
-        for cid, v, start_s, finish_s in cols:
-            flight = InFlight(int(cid), int(v), float(start_s), float(finish_s))
+        keys = ("client", "version", "start_s", "finish_s", "dropped")
+        cols = zip(*(np.asarray(state[k]).tolist() for k in keys), strict=True)
+        for cid, v, start_s, finish_s, dropped in cols:
+            flight = InFlight(int(cid), int(v), float(start_s), float(finish_s), bool(dropped))
             self._launch(flight, self._params[int(v)], instructions)

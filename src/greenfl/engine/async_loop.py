@@ -113,6 +113,12 @@ class AsyncLoop(RoundLoop):
             rows=ctx.rows,
             cohort=ids,
             starts_s=starts,
+            drop_at_s=np.array(
+                [
+                    a.flight.finish_s - a.flight.start_s if a.flight.dropped else np.inf
+                    for a in arrivals
+                ]
+            ),  # fmt: skip
         )
         last_s = max((a.flight.finish_s for a in arrivals), default=ctx.start_s)
         rows = account.rows

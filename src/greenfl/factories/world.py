@@ -151,6 +151,13 @@ def forecast_for(cfg: RunConfig, sources: RegionalIntensity) -> PersistenceForec
                 f"persistence forecast (fleet.forecast_lag_h = {lag_h:g} h): lower the slack "
                 "or raise the lag"
             )
+    a = cfg.async_
+    if cfg.engine.mode == "async" and a.carbon_aware and a.carbon_slack_s > lag_h * 3600:
+        raise ConfigError(
+            f"async.carbon_slack_s = {a.carbon_slack_s:g} s looks further ahead than the "
+            f"persistence forecast (fleet.forecast_lag_h = {lag_h:g} h): lower the slack or "
+            "raise the lag"
+        )
     return PersistenceForecast(sources, lag_h)
 
 
