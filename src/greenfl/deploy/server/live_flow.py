@@ -7,13 +7,13 @@ and ``base_params(version)``, and saves ``state_dict`` with each server step.
   from the model current when it went out. A client is busy from its task until the server
   step that takes its update (as in simulation: never twice in one buffer); then it gets
   the model that step made, and goes again. Who fills a free slot is the configured
-  selector's choice among the idle connected clients. The first task waits for
-  ``deploy.min_clients`` connected clients.
+  selector's choice among the idle connected clients. The first task (of the run, and
+  after a ``--resume``) waits for ``deploy.min_clients`` connected clients.
 - **Arrival.** The servicer settles each update as it comes (``async_hub``): accepted ones
   are stored, committed, before the client's acknowledgement. ``gather`` takes the settled
   reports in the order they came until ``k`` accepted updates are in (the failed and
-  rejected ones among them are the step's rows too), or fewer when no other connected
-  client could add one (every connected client's update is in this buffer).
+  rejected ones among them are the step's rows too), or fewer when no task is out and no
+  idle connected client is left to send one (fewer clients are connected than ``k``).
 - **Durability.** A new model version goes out only once the step that made it is
   committed (``gather`` waits for the ledger first), so no update is ever based on a step
   a crash could lose. The step's snapshot holds ``applied_seq``, the last stored update
@@ -95,6 +95,7 @@ class LiveFlow:
         self._params[self.version] = self.live.state.global_params
         hub, accepted = self.hub, 0
         buffer: list[Settled] = []
+        self._taken = buffer  # their clients are busy while the buffer fills
         join_timeout_s = self.transport.settings.join_timeout_s
         idle_since = time.monotonic()
         with hub.cond:
@@ -108,9 +109,9 @@ class LiveFlow:
                     item = hub.arrivals.popleft()
                     buffer.append(item)
                     accepted += item.report.status == "completed"
-                if accepted >= k or (accepted and not hub.flights):
-                    break  # full, or nobody else is working on this buffer
-                if hub.flights or buffer:
+                if accepted >= k or (accepted and self._started and not hub.flights):
+                    break  # full, or no other connected client can add to it
+                if hub.flights:
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > join_timeout_s:
                     have = len(hub.connected())
@@ -122,7 +123,6 @@ class LiveFlow:
                 hub.cond.wait(WAIT_STEP_S)
             self._eligible = len(hub.connected())
             declared = hub.declared()
-        self._taken = buffer
         seqs = [a.seq for a in buffer if a.seq is not None]
         if seqs:
             self._applied_seq = max(seqs)
