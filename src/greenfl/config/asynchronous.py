@@ -36,8 +36,9 @@ class AsyncConfig(Section):
     carbon_aware: bool = Field(
         False,
         description="throttle dispatch by the forecast intensity of the candidates' grids: a "
-        "free slot goes to a client whose grid is within carbon_tolerance of the cleanest it "
-        "will be in the next carbon_slack_s, else waits (docs/async.md)",
+        "free slot goes to a client whose grid is near the lowest it will be in the next "
+        "carbon_slack_s and among the cleaner of those checked in now, else waits "
+        "(docs/async.md)",
     )
     carbon_slack_s: float = Field(
         3600.0,
@@ -52,12 +53,20 @@ class AsyncConfig(Section):
         description="carbon_aware: a grid within this share above its lowest forecast "
         "intensity over the slack counts as clean now",
     )
+    carbon_quantile: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="carbon_aware: and a grid at most this quantile of the intensities of "
+        "the clients checked in now (1: no preference of place)",
+    )
     min_concurrency_share: float = Field(
         0.25,
         ge=0,
         le=1,
         description="carbon_aware: this share of concurrency stays in flight whatever the "
-        "grids (the cleanest candidates), so the run keeps moving",
+        "grids, picked as without the throttle, so the run keeps moving and every region "
+        "keeps a share",
     )
     checkin_interval_s: float = Field(
         60.0,

@@ -219,28 +219,27 @@ class AsyncFlow:
         return [int(c) for c in picked]
 
     def _throttle(self, cands: np.ndarray) -> tuple[list[int], np.ndarray]:
-        """(the cleanest candidates that keep the in-flight floor, the candidates whose
-        grid is clean now): a region is clean now when its forecast intensity is within
-        ``carbon_tolerance`` of the lowest it will be over the next ``carbon_slack_s``."""
+        """(the clients that keep the in-flight floor, picked as without the throttle so
+        that every region keeps a share; the candidates clean now). A candidate is clean
+        now when its grid's forecast intensity is (when) within ``carbon_tolerance`` of
+        the lowest it will be over the next ``carbon_slack_s``, and (where) at most the
+        ``carbon_quantile`` of the intensities of the candidates checked in now."""
         r, forecast = self.rules, self.parts.forecast
         assert forecast is not None
         region = self.parts.population.region[cands]
-        regions = np.unique(region)
+        regions, at = np.unique(region, return_inverse=True)
         step_s = min(r.wake_s, max(r.carbon_slack_s, 1.0))
         starts = self.now_s + np.arange(0.0, r.carbon_slack_s + 1e-9, step_s)
         rr = np.repeat(regions, len(starts))
         ss = np.tile(starts, len(regions))
         ci = np.asarray(forecast.mean(rr, ss, ss + step_s)).reshape(len(regions), len(starts))
         now_ci, best_ci = ci[:, 0], ci.min(axis=1)
-        clean_regions = regions[now_ci <= best_ci * (1 + r.carbon_tolerance)]
+        cand_ci = now_ci[at]
+        when = now_ci <= best_ci * (1 + r.carbon_tolerance)
+        where = now_ci <= np.quantile(cand_ci, r.carbon_quantile)
         floor = math.ceil(r.min_concurrency_share * r.concurrency) - len(self.flights)
-        floor_ids: list[int] = []
-        if floor > 0:
-            by_region = dict(zip(regions.tolist(), now_ci.tolist(), strict=True))
-            cand_ci = np.array([by_region[int(x)] for x in region])
-            order = np.argsort(cand_ci, kind="stable")[:floor]
-            floor_ids = [int(c) for c in cands[order]]
-        return floor_ids, cands[np.isin(region, clean_regions)]
+        floor_ids = self._select(cands, floor) if floor > 0 else []
+        return floor_ids, cands[(when & where)[at]]
 
     def _dispatch(self, clients: np.ndarray) -> None:
         parts, st = self.parts, self.live.state

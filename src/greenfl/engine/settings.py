@@ -71,6 +71,7 @@ class AsyncRules:
     carbon_aware: bool = False
     carbon_slack_s: float = 3600.0
     carbon_tolerance: float = 0.05
+    carbon_quantile: float = 0.5
     min_concurrency_share: float = 0.25
     checkin_interval_s: float = 60.0
     wake_s: float = 900.0

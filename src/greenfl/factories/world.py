@@ -92,6 +92,7 @@ def async_rules(cfg: RunConfig) -> AsyncRules | None:
         carbon_aware=a.carbon_aware,
         carbon_slack_s=a.carbon_slack_s,
         carbon_tolerance=a.carbon_tolerance,
+        carbon_quantile=a.carbon_quantile,
         min_concurrency_share=a.min_concurrency_share,
         checkin_interval_s=a.checkin_interval_s,
         wake_s=a.wake_s,

@@ -49,7 +49,7 @@ def staleness_weight(
     if kind == "polynomial":
         return (1.0 + tau) ** (-a)
     if kind == "hinge":
-        return np.where(tau <= b, 1.0, 1.0 / (a * (tau - b) + 1.0))
+        return 1.0 / (a * np.maximum(tau - b, 0.0) + 1.0)
     raise ValueError(f"unknown staleness weighting {kind!r} (one of {', '.join(STALENESS_KINDS)})")
 
 
