@@ -50,7 +50,8 @@ def test_config_reference_lists_every_key():
     from greenfl.config import RunConfig
 
     page = (DOCS / "reference" / "config.md").read_text()
-    for name, field in RunConfig.model_fields.items():
+    for attr, field in RunConfig.model_fields.items():
+        name = field.alias or attr  # the [async] section is the field async_
         sub = getattr(field.annotation, "model_fields", None)
         keys = [f"{name}.{k}" for k in sub] if sub else [name]
         for key in keys:
