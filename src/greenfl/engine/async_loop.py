@@ -18,17 +18,19 @@ evaluate, server, commit   as in a synchronous round
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 from greenfl.accounting.cohort import account_cohort
 from greenfl.core.messages import ClientUpdate
 from greenfl.engine.async_flow import Arrival, AsyncFlow
 from greenfl.engine.loop import PolicyState, RoundLoop
-from greenfl.engine.parts import RunParts
+from greenfl.engine.parts import Live, RunParts
 from greenfl.engine.records import RoundRecord
 from greenfl.engine.round import RoundContext
 from greenfl.engine.settings import AsyncRules
@@ -38,10 +40,31 @@ from greenfl.ledger.schema import AGGREGATED
 from greenfl.strategy.asynchronous import AsyncStrategy, staleness_weight
 
 
+class Flow(Protocol):
+    """Where a server step's updates come from: the simulated event flow (AsyncFlow), or a
+    deployment's live one (greenfl.deploy.server.live_flow)."""
+
+    def gather(self, k: int) -> list[Arrival]: ...
+
+    def settle(self, arrivals: list[Arrival], end_s: float) -> None: ...
+
+    @property
+    def eligible_count(self) -> int: ...
+
+    def base_params(self, version: int) -> torch.Tensor | None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+FlowFactory = Callable[[RunParts, Live, AsyncRules], Flow]
+
+
 class AsyncPolicyState(PolicyState):
     """The policies' state, and the flow's (tasks in flight, the models they train from)."""
 
-    def __init__(self, parts: RunParts, flow: AsyncFlow) -> None:
+    def __init__(self, parts: RunParts, flow: Flow) -> None:
         super().__init__(parts)
         self.flow = flow
 
@@ -54,14 +77,16 @@ class AsyncPolicyState(PolicyState):
 
 
 class AsyncLoop(RoundLoop):
-    """An asynchronous run; ``run_round`` is one server step."""
+    """An asynchronous run; ``run_round`` is one server step. ``flow_factory`` makes where
+    the updates come from (default: the simulated flow)."""
 
-    def __init__(self, parts: RunParts) -> None:
+    def __init__(self, parts: RunParts, flow_factory: FlowFactory | None = None) -> None:
         super().__init__(parts)
         rules = parts.settings.asynchronous
         assert rules is not None, "AsyncLoop needs settings.asynchronous"
         self.rules: AsyncRules = rules
-        self.flow = AsyncFlow(parts, self.live, rules)
+        make = flow_factory if flow_factory is not None else AsyncFlow
+        self.flow: Flow = make(parts, self.live, rules)
         self.policies = AsyncPolicyState(parts, self.flow)
 
     def run_round(self) -> RoundRecord:

@@ -24,7 +24,7 @@ from greenfl.core.errors import ConfigError, GreenflError
 from greenfl.core.messages import ClientReport
 from greenfl.data.base import FederatedDataset
 from greenfl.engine.adaptation import RoundParams
-from greenfl.engine.async_loop import AsyncLoop
+from greenfl.engine.async_loop import AsyncLoop, FlowFactory
 from greenfl.engine.client_eval import ClientEvaluator
 from greenfl.engine.costs import CostModel
 from greenfl.engine.loop import RoundLoop
@@ -104,12 +104,14 @@ def build_loop(
     selector: ClientSelector | None = None,
     codec: Codec | None = None,
     observers: Sequence[RoundObserver] = (),
+    flow_factory: FlowFactory | None = None,
 ) -> RoundLoop:
     """A ready-to-run loop. Each object given replaces the configured one (any
     torch.nn.Module, any FederatedDataset, any strategy, selector or codec); ``transport``
     replaces in-process clients (e.g. gRPC). An existing ledger in ``out_dir`` is an error
     unless ``overwrite``: no run is lost by accident. ``resume`` continues the run in
-    ``out_dir`` from its last completed round."""
+    ``out_dir`` from its last completed round. ``flow_factory``: an async run's source of
+    updates in place of the simulated flow (a deployment's live one)."""
     watchers = [*observers, *(CallbackObserver(cb) for cb in callbacks)]
     given = Given(model, dataset, strategy, selector, codec, transport, tuple(watchers))
     lock = claim_folder(Path(out_dir)) if out_dir is not None else None
@@ -121,7 +123,10 @@ def build_loop(
         raise
     if lock is not None:
         parts.ledger.on_close.append(lock.release)
-    loop = AsyncLoop(parts) if parts.settings.asynchronous is not None else RoundLoop(parts)
+    if parts.settings.asynchronous is not None:
+        loop: RoundLoop = AsyncLoop(parts, flow_factory)
+    else:
+        loop = RoundLoop(parts)
     if resume:
         state = saved_state(parts.ledger)
         if state is not None:

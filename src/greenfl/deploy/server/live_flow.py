@@ -39,13 +39,11 @@ from greenfl.core.messages import ClientReport
 from greenfl.deploy.server.async_hub import AsyncServicer, AsyncTransport, Settled
 from greenfl.deploy.server.plausible import bound_round
 from greenfl.engine.async_flow import Arrival, InFlight
-from greenfl.engine.async_loop import AsyncLoop, AsyncPolicyState
+from greenfl.engine.async_loop import AsyncLoop
 from greenfl.engine.observers import RoundObserver
 from greenfl.engine.parts import Live, RunParts
-from greenfl.engine.resume import saved_state
 from greenfl.engine.settings import AsyncRules
-from greenfl.factories.compose import Given, compose
-from greenfl.ledger.folder import claim_folder
+from greenfl.factories import build_loop
 from greenfl.selection.base import SelectionContext
 
 log = logging.getLogger("greenfl.serve")
@@ -270,22 +268,20 @@ def build_async_loop(
     observers: Sequence[RoundObserver],
 ) -> AsyncLoop:
     """``greenfl.factories.build_loop`` for asynchronous serving: the async loop with a
-    LiveFlow over ``transport`` in place of the simulated flow, restored on ``resume``."""
-    lock = claim_folder(out_dir)
-    try:
-        parts = compose(cfg, out_dir, Given(transport=transport, observers=tuple(observers)),
-                        overwrite, resume)  # fmt: skip
-    except BaseException:
-        lock.release()
-        raise
-    parts.ledger.on_close.append(lock.release)
-    loop = AsyncLoop(parts)
-    rules = loop.rules
-    # The one seam: the loop's flow is the deployment's (before any state is restored).
-    loop.flow = LiveFlow(parts, loop.live, rules, transport)  # type: ignore[assignment]
-    loop.policies = AsyncPolicyState(parts, loop.flow)
-    if resume:
-        state = saved_state(parts.ledger)
-        if state is not None:
-            loop.restore(state)
+    LiveFlow over ``transport`` in place of the simulated flow (made before any state is
+    restored on ``resume``)."""
+
+    def live(parts: RunParts, live_state: Live, rules: AsyncRules) -> LiveFlow:
+        return LiveFlow(parts, live_state, rules, transport)
+
+    loop = build_loop(
+        cfg,
+        out_dir,
+        transport=transport,
+        overwrite=overwrite,
+        resume=resume,
+        observers=observers,
+        flow_factory=live,
+    )
+    assert isinstance(loop, AsyncLoop)
     return loop
