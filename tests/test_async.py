@@ -246,3 +246,19 @@ def test_the_carbon_aware_throttle_trains_on_cleaner_grids(
     # waiting for clean hours costs simulated time
     assert aware.history[-1].sim_time_s > plain.history[-1].sim_time_s
     assert math.isfinite(ci_aware)
+
+
+def test_a_robust_strategy_aggregates_each_buffer_with_compressed_updates(
+    tiny_config: RunConfig, tmp_path: Path
+) -> None:
+    """The buffer goes to a robust aggregator (the deltas scaled by their staleness
+    weights), and the updates travel through the configured codec (8-bit: a quarter of
+    the float32 bytes, plus its header)."""
+    cfg = async_config(
+        tiny_config, **{"strategy.name": "median", "compression.name": "q8", "train.rounds": 6}
+    )
+    res = greenfl.run(cfg, tmp_path)
+    assert len(res.history) == 6 and math.isfinite(res.history[-1].accuracy)
+    numel = sum(p.numel() for p in build_loop(cfg).parts.model.parameters())
+    up = {b for (b,) in rows(tmp_path, "SELECT DISTINCT bytes_up FROM client_rounds")}
+    assert len(up) == 1 and numel <= up.pop() < 4 * numel * 0.3
