@@ -30,6 +30,7 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import pstats
 import resource
 import statistics
@@ -128,6 +129,7 @@ def speed(rounds: int, reps: int, profile: bool) -> dict:
         "ratio_async_over_sync": med["async"] / med["sync"],
         "target_max": SPEED_TARGET,
         "runs": runs,
+        "load_avg_1m": os.getloadavg()[0],
     }
 
 
@@ -143,13 +145,16 @@ def scale(clients: int, concurrency: int, buffer: int, updates: int, profile: bo
         "async": {"concurrency": concurrency, "buffer_size": buffer},
         "report": {"html": False},
     })  # fmt: skip
+    # greenfl.run imports its engine on first use (seconds, scipy and dp_accounting among
+    # it): imported here, before the clock starts, so the wall time is the run's own
+    run_fn = greenfl.run
     prof = cProfile.Profile() if profile else None
     rss0_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="greenfl-async-scale-") as out:
         if prof is not None:
             prof.enable()
-        res = greenfl.run(cfg, out)
+        res = run_fn(cfg, out)
         if prof is not None:
             prof.disable()
         wall_s = time.perf_counter() - t0
@@ -168,6 +173,8 @@ def scale(clients: int, concurrency: int, buffer: int, updates: int, profile: bo
         "final_accuracy": s["final_accuracy"],
         "sim_time_s": s["sim_time_s"],
         "profiled": profile,
+        # a shared 2-core machine: how busy it was (1-minute load average at the end)
+        "load_avg_1m": os.getloadavg()[0],
     }
     target = SCALE_TARGET
     result["extrapolation"] = {
