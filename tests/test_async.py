@@ -18,6 +18,7 @@ from greenfl.config import RunConfig
 from greenfl.config.run import build_config
 from greenfl.core.errors import ConfigError
 from greenfl.core.messages import ClientUpdate
+from greenfl.engine.async_flow import AsyncFlow
 from greenfl.engine.async_loop import AsyncLoop
 from greenfl.factories import build_loop
 from greenfl.strategy.asynchronous import (
@@ -262,3 +263,31 @@ def test_a_robust_strategy_aggregates_each_buffer_with_compressed_updates(
     numel = sum(p.numel() for p in build_loop(cfg).parts.model.parameters())
     up = {b for (b,) in rows(tmp_path, "SELECT DISTINCT bytes_up FROM client_rounds")}
     assert len(up) == 1 and numel <= up.pop() < 4 * numel * 0.3
+
+
+def test_planned_durations_are_the_estimates_and_the_modelled_arrivals(
+    tiny_config: RunConfig, tmp_path: Path
+) -> None:
+    """An update arrives when planned: the duration-only estimate equals the priced one,
+    and the ledger's accounted time of each update (no drop-outs) matches it."""
+    loop = build_loop(async_config(tiny_config), tmp_path)
+    costs, clients = loop.parts.costs, np.arange(20)
+    est, _ = costs.estimate(clients, 0.0, 1)
+    assert np.allclose(costs.durations_s(clients, 1), est.duration_s, rtol=1e-12)
+    loop.run()
+    loop.ledger.close()
+    got = rows(tmp_path, "SELECT client_id, compute_s + comm_s FROM client_rounds")
+    planned = dict(zip(clients.tolist(), est.duration_s.tolist(), strict=True))
+    for cid, dur_s in got:
+        assert dur_s == pytest.approx(planned[cid], rel=1e-9)
+
+
+def test_a_large_population_fills_slots_from_a_pool(tiny_config: RunConfig, tmp_path: Path) -> None:
+    cfg = async_config(tiny_config, **{"async.max_candidates": 5, "train.rounds": 4})
+    loop = build_loop(cfg, tmp_path)
+    loop.run_round()
+    flow = loop.flow
+    assert isinstance(flow, AsyncFlow)
+    pool = flow._candidates()  # noqa: SLF001 - the pool itself is what is tested
+    assert 0 < len(pool) <= 5 and not loop.flow.busy[pool].any()
+    loop.ledger.close()

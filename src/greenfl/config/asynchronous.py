@@ -75,6 +75,14 @@ class AsyncConfig(Section):
         description="simulation: who is eligible is drawn again at most this often "
         "(simulated s); a freed slot is filled from the last draw",
     )
+    max_candidates: int = Field(
+        10_000,
+        ge=1,
+        le=100_000_000,
+        description="simulation: a free slot is filled from at most this many eligible "
+        "clients, a random pool of them when more are eligible (a server sees the devices "
+        "checking in, not the whole population; it keeps a million-client run fast)",
+    )
     wake_s: float = Field(
         900.0,
         gt=0,

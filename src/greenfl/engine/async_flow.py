@@ -198,7 +198,16 @@ class AsyncFlow:
                 self.live.rngs["availability"],
             )
             self._avail_at = self.now_s
-        return self._avail[~self.busy[self._avail]]
+        avail = self._avail
+        cap = self.rules.max_candidates
+        if len(avail) <= cap:
+            return avail[~self.busy[avail]]
+        # A server sees the devices checking in, not the whole eligible population: a
+        # random pool of them, drawn without a pass over all (few are busy at a time).
+        rng = self.live.rngs["availability"]
+        pool = np.unique(rng.integers(0, len(avail), size=cap + cap // 4 + 16))
+        picked = avail[pool]
+        return picked[~self.busy[picked]][:cap]
 
     def _select(self, cands: np.ndarray, k: int) -> list[int]:
         parts, st = self.parts, self.live.state
@@ -244,7 +253,7 @@ class AsyncFlow:
     def _dispatch(self, clients: np.ndarray) -> None:
         parts, st = self.parts, self.live.state
         epochs = parts.settings.round.local_epochs
-        est, _ = parts.costs.estimate(clients, self.now_s, epochs)
+        durations_s = parts.costs.durations_s(clients, epochs)
         v = self.version
         params = self._params.setdefault(v, st.global_params)
         # The session's configuration phase comes before the work (its download included).
@@ -255,7 +264,7 @@ class AsyncFlow:
         n = len(clients)
         dropped = rng.random(n) < p if p > 0 else np.zeros(n, dtype=bool)
         share = rng.random(n) if p > 0 else np.ones(n)
-        dur = np.where(dropped, share * est.duration_s, est.duration_s)
+        dur = np.where(dropped, share * durations_s, durations_s)
         for cid, d, drop in zip(clients.tolist(), dur.tolist(), dropped.tolist(), strict=True):
             flight = InFlight(cid, v, work_s, work_s + float(d), bool(drop))
             self._launch(flight, params, instructions)

@@ -85,6 +85,34 @@ class CostModel:
         rows = self.rows(clients, start_s, local_epochs)
         return self._estimate(clients, rows, start_s, local_epochs), rows
 
+    def durations_s(self, clients: np.ndarray, local_epochs: int) -> np.ndarray:
+        """The clients' expected download, training and upload time on their own entries:
+        what ``estimate`` gives as ``duration_s``, without pricing the grid (the async
+        loop plans each dispatch's arrival with it)."""
+        # the entry's own row, as ``duration_s`` prices a report
+        tb, rows = self.table, self.population.entry[clients]
+        if self.targets is not None:
+            tb, rows = self.targets.table, self.targets.default_row[rows]
+        processed = samples_processed(
+            self.population.num_samples[clients], local_epochs, self.batch_size, self.max_steps
+        )
+        cost = client_cost(
+            self.flops_per_sample * processed.astype(np.float64),
+            self.bytes_up,
+            self.bytes_down,
+            tb.flops_per_s[rows],
+            tb.active_power_w[rows],
+            tb.up_mbps[rows],
+            tb.down_mbps[rows],
+            tb.radio_power_w[rows],
+            tb.network_kwh_per_gb[rows],
+            tb.tail_s[rows],
+            tb.tail_power_w[rows],
+            tb.setup_s[rows],
+            tb.rtt_s[rows],
+        )
+        return np.asarray(cost.total_s, dtype=np.float64)
+
     def duration_s(self, client_id: int, report: ClientReport) -> float:
         """A report's modelled download, training and upload time on the client's own
         population entry (its FLOPs and bytes as reported)."""

@@ -75,6 +75,7 @@ class AsyncRules:
     min_concurrency_share: float = 0.25
     checkin_interval_s: float = 60.0
     wake_s: float = 900.0
+    max_candidates: int = 10_000
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,7 @@ def async_rules(cfg: RunConfig) -> AsyncRules | None:
         min_concurrency_share=a.min_concurrency_share,
         checkin_interval_s=a.checkin_interval_s,
         wake_s=a.wake_s,
+        max_candidates=a.max_candidates,
     )
 
 
