@@ -13,6 +13,7 @@ from greenfl.core.messages import ClientUpdate
 from greenfl.core.params import get_flat, set_flat
 from greenfl.models import build_model
 from greenfl.models.flops import training_flops_per_sample
+from greenfl.strategy.base import Strategy
 from greenfl.strategy.fedavg import FedAvg
 from greenfl.submodel import SUPPORTED_MODELS, check_model, check_width, units_at
 from greenfl.submodel.aggregate import HeteroFL, aggregate_slices
@@ -339,6 +340,7 @@ def test_heterofl_strategy_reads_the_slice_from_the_delta_length() -> None:
     model, _, half_idx = _tiny()
     glob = torch.arange(30, dtype=torch.float32)
     strategy = HeteroFL(width_slices(model, [1.0, 0.5]), full_numel=30)
+    assert isinstance(strategy, Strategy)
     updates = [
         ClientUpdate(0, torch.full((30,), 3.0), num_samples=10),
         ClientUpdate(1, torch.full((16,), 1.0), num_samples=20),
@@ -379,4 +381,6 @@ def test_scatter_helpers_by_hand() -> None:
     assert sub_params(full, idx).tolist() == [10.0, 30.0]
     assert scatter_delta(full, idx, torch.tensor([1.0, -1.0])).tolist() == [11.0, 20.0, 29.0, 40.0]
     assert expand_delta(idx, torch.tensor([1.0, 2.0]), 4).tolist() == [1.0, 0.0, 2.0, 0.0]
+    with pytest.raises(UpdateRejected, match="slice of 2 coordinates"):
+        scatter_delta(full, idx, torch.ones(3))
     assert full.tolist() == [10.0, 20.0, 30.0, 40.0]  # never changed in place

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from greenfl.core.errors import UpdateRejected
+from greenfl.core.errors import ConfigError, UpdateRejected
 from greenfl.core.messages import ClientUpdate
 from greenfl.core.registry import NoParams
 from greenfl.strategy.base import StatelessStrategy
@@ -65,7 +65,8 @@ class HeteroFL(StatelessStrategy):
     updates whose deltas are either full-length or the flat vector of one of the run's
     width slices. The delta's length names its slice: a wider slice keeps at least as
     many units in every layer and more in one, so two different slices never have the
-    same length. A ClientUpdate's weight (samples x work done) weighs it.
+    same length. A ClientUpdate's weight (samples x work done) weighs it. Synchronous
+    rounds: the asynchronous fields (staleness_weight, base) are not read.
 
     Built by whoever knows the model (``width_slices(model, widths)``), not from config."""
 
@@ -78,7 +79,7 @@ class HeteroFL(StatelessStrategy):
         self._by_length: dict[int, np.ndarray] = {}
         for piece in pieces:
             if piece.full_numel != self.full_numel:
-                raise UpdateRejected(
+                raise ConfigError(
                     f"slice of width {piece.width} is of a model of {piece.full_numel} "
                     f"parameters, not {self.full_numel}"
                 )

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from greenfl.core.errors import ConfigError
+from greenfl.core.errors import ConfigError, UpdateRejected
 from greenfl.core.params import ParamSpec, get_flat, set_flat
 from greenfl.models.reference import CharLSTM
 from greenfl.submodel.layers import Narrowed, first
@@ -35,7 +35,7 @@ FAMILIES: tuple[tuple[type[nn.Module], Planner], ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # equality of arrays is elementwise; compare indices
 class Slice:
     """The width-``width`` slice of a model whose flat vector has ``full_numel`` entries:
     ``indices`` (strictly increasing int64) are the sub-model's coordinates in it."""
@@ -181,13 +181,24 @@ def scatter_delta(
     full_flat: torch.Tensor, indices: np.ndarray, sub_delta: torch.Tensor
 ) -> torch.Tensor:
     """``full_flat`` plus ``sub_delta`` at ``indices`` (a new tensor)."""
+    idx = _index(indices, sub_delta)
     out = full_flat.clone()
-    out[torch.from_numpy(np.asarray(indices, dtype=np.int64))] += sub_delta.to(out.dtype)
+    out[idx] += sub_delta.to(out.dtype)
     return out
 
 
 def expand_delta(indices: np.ndarray, sub_delta: torch.Tensor, full_numel: int) -> torch.Tensor:
     """``sub_delta`` placed at ``indices`` of a zero vector of ``full_numel`` entries."""
+    idx = _index(indices, sub_delta)
     out = torch.zeros(full_numel, dtype=sub_delta.dtype)
-    out[torch.from_numpy(np.asarray(indices, dtype=np.int64))] = sub_delta
+    out[idx] = sub_delta
     return out
+
+
+def _index(indices: np.ndarray, sub_delta: torch.Tensor) -> torch.Tensor:
+    idx = np.asarray(indices, dtype=np.int64)
+    if sub_delta.dim() != 1 or sub_delta.numel() != idx.size:
+        raise UpdateRejected(
+            f"a delta of shape {tuple(sub_delta.shape)} for a slice of {idx.size} coordinates"
+        )
+    return torch.from_numpy(idx)
