@@ -128,5 +128,8 @@ def client_columns(
             # round before; the async loop sets each update's own (replace_columns)
             "model_version": Constant(round_idx - 1, n),
             "staleness": Constant(0, n),
+            # issue 31: the sub-model width each client trained; the round loop sets each
+            # client's own when the run trains sub-models
+            "width": Constant(1.0, n),
         }
     )

@@ -3,7 +3,8 @@ completions at the simulated clock's time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from itertools import groupby
 
 import torch
@@ -12,12 +13,23 @@ from torch import nn
 from greenfl.clients.trainer import ClientTrainer, TrainResult, client_seed
 from greenfl.clients.transport import Completion, FitProgress, ProgressFn, Task, Transport
 from greenfl.compression.base import Codec
+from greenfl.core.errors import ConfigError
 from greenfl.core.messages import ClientReport
 from greenfl.data.base import FederatedDataset
 
 # When a task's report arrives, in simulated seconds: the engine's model of the client's
 # download, training and upload. Without one a task completes when it is dispatched.
 FinishTime = Callable[[Task, ClientReport], float]
+
+
+@dataclass(frozen=True)
+class WidthModel:
+    """A sub-model width's trainable module (greenfl.submodel), its slice of the full
+    flat vector, and its counted training FLOPs per sample."""
+
+    module: nn.Module
+    indices: torch.Tensor  # int64, strictly increasing positions in the full vector
+    flops_per_sample: float
 
 
 class InProcessTransport(Transport):
@@ -35,6 +47,7 @@ class InProcessTransport(Transport):
         flops_per_sample: float,
         seed: int,
         finish_time: FinishTime | None = None,
+        widths: Mapping[float, WidthModel] | None = None,
     ) -> None:
         self.model = model
         self.dataset = dataset
@@ -43,6 +56,8 @@ class InProcessTransport(Transport):
         self.flops_per_sample = flops_per_sample
         self.seed = seed
         self.finish_time = finish_time
+        # The sub-models a task's ``instructions.width`` below 1 names (docs/submodels.md)
+        self.widths = dict(widths or {})
         self._queued: list[Task] = []
         self._done: list[Completion] = []  # trained, not yet collected
 
@@ -76,14 +91,21 @@ class InProcessTransport(Transport):
         self, tasks: list[Task], done_before: int, total: int, progress: ProgressFn | None
     ) -> list[TrainResult]:
         first = tasks[0]
+        model, params = self.model, first.params
+        width = first.instructions.width
+        if width != 1.0:
+            # The width's sub-model, from the global model at its slice: the delta that
+            # comes back is the slice's.
+            sub = self._width(width)
+            model, params = sub.module, first.params[sub.indices]
 
         def step(clients_done: int, steps_done: int) -> None:
             if progress is not None:
                 progress(FitProgress(done_before + clients_done, total, steps_done))
 
         results = self.trainer.train(
-            self.model,
-            first.params,
+            model,
+            params,
             self.dataset,
             [t.client_id for t in tasks],
             first.instructions,
@@ -94,7 +116,21 @@ class InProcessTransport(Transport):
         by_client = {r.client_id: r for r in results}
         return [by_client[t.client_id] for t in tasks]
 
+    def _width(self, width: float) -> WidthModel:
+        sub = self.widths.get(width)
+        if sub is None:
+            raise ConfigError(
+                f"a task asks for sub-model width {width}; this run trains widths "
+                f"{sorted([1.0, *self.widths], reverse=True)}"
+            )
+        return sub
+
     def _report(self, task: Task, r: TrainResult) -> ClientReport:
+        width = task.instructions.width
+        flops_per_sample, numel = self.flops_per_sample, task.params.numel()
+        if width != 1.0:
+            sub = self._width(width)
+            flops_per_sample, numel = sub.flops_per_sample, int(sub.indices.numel())
         gen = torch.Generator().manual_seed(client_seed(self.seed, task.round_idx, r.client_id) + 1)
         encoded = self.codec.encode(r.delta, r.client_id, gen)
         return ClientReport(
@@ -103,8 +139,8 @@ class InProcessTransport(Transport):
             reason=None,
             delta=self.codec.decode(encoded),
             num_samples=r.num_samples,
-            flops=self.flops_per_sample * r.samples_processed,
+            flops=flops_per_sample * r.samples_processed,
             loss=r.loss,
             bytes_up=len(encoded.payload),
-            bytes_down=4 * task.params.numel(),  # the float32 model, as to_bytes sends it
+            bytes_down=4 * numel,  # the float32 model (or slice), as to_bytes sends it
         )

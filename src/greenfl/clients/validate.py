@@ -11,7 +11,7 @@ them too (``ValidatingTransport``)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,21 +124,47 @@ def check_report_fields(num_samples: int, expected_samples: int, loss: float, fl
 
 class ValidatingTransport(TransportWrapper):
     """Wraps a transport so every completed report passes ``check_delta`` before the loop
-    sees it; a failing one becomes status ``rejected`` with the reason."""
+    sees it; a failing one becomes status ``rejected`` with the reason. ``slice_numel``:
+    with sub-models, the length of each width's slice (width -> parameters): a client
+    asked for width ``w`` must send a delta of exactly that slice's length."""
 
-    def __init__(self, inner: ClientTransport, numel: int, max_norm: float | None) -> None:
+    def __init__(
+        self,
+        inner: ClientTransport,
+        numel: int,
+        max_norm: float | None,
+        slice_numel: Mapping[float, int] | None = None,
+    ) -> None:
         super().__init__(inner)
         self.numel = numel
         self.max_norm = max_norm
+        self.slice_numel = {1.0: numel, **(slice_numel or {})}
 
     def _collected(self, batch: list[Completion]) -> list[Completion]:
-        return with_reports(batch, [self._check(c.report) for c in batch])
+        return with_reports(
+            batch, [self._check(c.report, c.task.instructions.width) for c in batch]
+        )
 
-    def _check(self, report: ClientReport) -> ClientReport:
+    def _check(self, report: ClientReport, width: float = 1.0) -> ClientReport:
         if report.status != "completed" or report.delta is None:
             return report
         try:
-            check_delta(report.delta, self.numel, self.max_norm)
+            expected = self._expected_numel(width)
+            if width != 1.0 and report.delta.numel() != expected:
+                raise UpdateRejected(
+                    f"update has {report.delta.numel()} elements, the width-{width:g} slice "
+                    f"the client was asked to train has {expected}"
+                )
+            check_delta(report.delta, expected, self.max_norm)
         except UpdateRejected as exc:
             return report._replace(status="rejected", reason=str(exc), delta=None)
         return report
+
+    def _expected_numel(self, width: float) -> int:
+        numel = self.slice_numel.get(width)
+        if numel is None:
+            raise UpdateRejected(
+                f"the client was asked for sub-model width {width}, which this run does not "
+                f"train (widths {sorted(self.slice_numel, reverse=True)})"
+            )
+        return numel

@@ -25,6 +25,7 @@ from greenfl.config.policies import (
 )
 from greenfl.config.report import ReportConfig
 from greenfl.config.safety import AttackConfig, PrivacyConfig, SecAggConfig, check_safety
+from greenfl.config.submodel import SubmodelConfig, check_submodel
 from greenfl.config.train import DATASET_DEFAULTED, EvalConfig, StopConfig, TrainConfig
 from greenfl.core.errors import ConfigError
 from greenfl.core.registry import format_errors
@@ -56,6 +57,7 @@ class RunConfig(Section):
     secagg: SecAggConfig = Field(default_factory=SecAggConfig)
     # ``async`` is a Python keyword: the field is async_, the config key [async].
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
+    submodel: SubmodelConfig = Field(default_factory=SubmodelConfig)
 
     # The raw mapping this config was built from (before the dataset's defaults were
     # filled in), so that ``replace`` re-derives those defaults when the dataset changes.
@@ -121,6 +123,28 @@ class RunConfig(Section):
     @model_validator(mode="after")
     def _async_combines(self) -> RunConfig:
         check_async(self)
+        return self
+
+    @model_validator(mode="after")
+    def _submodel_combines(self) -> RunConfig:
+        model = self.model.name
+        if model == "auto":
+            datasets = registry(DATASETS_REF)
+            dataset = datasets[self.data.dataset] if self.data.dataset in datasets else None
+            model = dataset.defaults.model if dataset is not None else model
+        try:
+            check_submodel(
+                self.submodel,
+                model,
+                self.strategy.name,
+                self.engine,
+                self.privacy.mode,
+                self.secagg.enabled,
+                self.attack.name,
+                self.compression.name,
+            )
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     def to_dict(self) -> dict[str, Any]:

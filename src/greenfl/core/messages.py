@@ -35,6 +35,9 @@ class FitInstructions:
     # each step. Both 0: plain SGD; either positive: DP-SGD (which needs a clip norm).
     dp_noise_multiplier: float = 0.0
     dp_max_grad_norm: float = 0.0
+    # Width-scaled sub-models (docs/submodels.md): train the width-``width`` slice of the
+    # model (1.0: the full model). The client's delta is the slice's, not the model's.
+    width: float = 1.0
 
     def with_(self, **changes: object) -> FitInstructions:
         return replace(self, **changes)  # type: ignore[arg-type]

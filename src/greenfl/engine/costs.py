@@ -16,6 +16,7 @@ from greenfl.core.messages import ClientReport, local_steps, samples_processed, 
 from greenfl.fleet.population import Population
 from greenfl.footprint.intensity import CarbonIntensity
 from greenfl.footprint.model import client_cost
+from greenfl.submodel.policy import WidthCost, WidthPlan
 
 
 class CostModel:
@@ -35,6 +36,7 @@ class CostModel:
         bytes_down: int,
         batch_size: int,
         max_steps: int,
+        submodel: WidthPlan | None = None,
     ) -> None:
         self.population = population
         self.targets = targets if target_policy != "entry" else None
@@ -47,6 +49,9 @@ class CostModel:
         self.bytes_down = bytes_down
         self.batch_size = batch_size
         self.max_steps = max_steps
+        # Width-scaled sub-models (docs/submodels.md): each width's counted cost, and how
+        # a client's is chosen. None: every client trains the full model.
+        self.submodel = submodel
 
     def rows(self, clients: np.ndarray, start_s: float, local_epochs: int) -> np.ndarray:
         """Each client's row in ``self.table``: its entry, or its chosen execution target."""
@@ -61,8 +66,14 @@ class CostModel:
         return self.targets.choose(entry, self.target_policy, cost)
 
     def _estimate(
-        self, clients: np.ndarray, rows: np.ndarray, start_s: float | np.ndarray, epochs: int
+        self,
+        clients: np.ndarray,
+        rows: np.ndarray,
+        start_s: float | np.ndarray,
+        epochs: int,
+        width: WidthCost | None = None,
     ) -> Estimates:
+        """The full model's cost, or ``width``'s sub-model's."""
         return estimate_clients(
             clients,
             rows,
@@ -70,12 +81,49 @@ class CostModel:
             self.table,
             self.sources,
             start_s,
-            self.flops_per_sample,
+            self.flops_per_sample if width is None else width.flops_per_sample,
             epochs,
-            self.bytes_up,
-            self.bytes_down,
+            self.bytes_up if width is None else width.bytes_up,
+            self.bytes_down if width is None else width.bytes_down,
             batch_size=self.batch_size,
             max_steps=self.max_steps,
+        )
+
+    def choose_widths(
+        self,
+        clients: np.ndarray,
+        rows: np.ndarray,
+        start_s: float,
+        local_epochs: int,
+        round_idx: int,
+    ) -> np.ndarray:
+        """Each client's sub-model width this round (all 1.0 without sub-models), priced
+        on the rows the round charges."""
+        if self.submodel is None:
+            return np.ones(len(clients), dtype=np.float64)
+
+        def priced(width: WidthCost) -> Estimates:
+            return self._estimate(clients, rows, start_s, local_epochs, width)
+
+        return self.submodel.choose(
+            clients,
+            round_idx,
+            lambda w: priced(w).duration_s,
+            lambda w: priced(w).carbon_g,
+        )
+
+    def _width_costs(
+        self, widths: np.ndarray | None
+    ) -> tuple[float | np.ndarray, int | np.ndarray, int | np.ndarray]:
+        """(flops per sample, bytes up, bytes down) of each client at its width, or the
+        full model's."""
+        if widths is None or self.submodel is None:
+            return self.flops_per_sample, self.bytes_up, self.bytes_down
+        costs = [self.submodel.cost_of(float(w)) for w in widths]
+        return (
+            np.array([c.flops_per_sample for c in costs], dtype=np.float64),
+            np.array([c.bytes_up for c in costs], dtype=np.float64),
+            np.array([c.bytes_down for c in costs], dtype=np.float64),
         )
 
     def estimate(
@@ -145,6 +193,7 @@ class CostModel:
         local_epochs: int,
         batch_size: int,
         deadline_s: float,
+        widths: np.ndarray | None = None,
     ) -> dict[int, int]:
         """Step caps of the clients that cannot do the round's work by the deadline: the
         most steps whose download, training and upload all fit in it (the modelled times
@@ -154,10 +203,12 @@ class CostModel:
         n = self.population.num_samples[clients]
         e, b = local_epochs, batch_size
         full = samples_processed(n, e, b, self.max_steps)
+        # each client at its sub-model width (``widths``), else the full model
+        flops_per_sample, bytes_up, bytes_down = self._width_costs(widths)
         cost = client_cost(
-            self.flops_per_sample * full.astype(np.float64),
-            self.bytes_up,
-            self.bytes_down,
+            flops_per_sample * full.astype(np.float64),
+            bytes_up,
+            bytes_down,
             tb.flops_per_s[rows],
             tb.active_power_w[rows],
             tb.up_mbps[rows],
@@ -174,7 +225,7 @@ class CostModel:
             return {}
         # A hair inside the deadline: the accounting sums the same terms in another order.
         compute_budget_s = deadline_s * (1 - 1e-9) - cost.comm_s
-        budget = compute_budget_s * tb.flops_per_s[rows] / self.flops_per_sample
+        budget = compute_budget_s * tb.flops_per_s[rows] / flops_per_sample
         steps = steps_within(budget, n, e, b, self.max_steps)
         cut = late & (steps >= 1) & (steps < local_steps(n, e, b, self.max_steps))
         return dict(zip(clients[cut].tolist(), steps[cut].tolist(), strict=True))

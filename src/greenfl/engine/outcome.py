@@ -28,6 +28,7 @@ class SummaryFacts:
     privacy_delta: float | None = None  # None: no differential privacy
     attack: str = "none"
     attack_fraction: float = 0.0
+    submodel: str = "none"  # [submodel] name: none, heterofl or fjord
 
 
 def run_summary(
@@ -48,7 +49,12 @@ def run_summary(
         out = summarize(conn, facts.target_accuracy, wall_s)
         last = last_round_columns(conn, ("epsilon", "backdoor_success"))
     safety = safety_summary(last, facts.attack, facts.attack_fraction, facts.privacy_delta)
-    return {**out, **safety, "region_accuracy": region_accuracy(conn)}
+    return {
+        **out,
+        **safety,
+        "region_accuracy": region_accuracy(conn),
+        "submodel": {"name": facts.submodel},
+    }
 
 
 def region_accuracy(conn: sqlite3.Connection) -> dict[str, float] | None:

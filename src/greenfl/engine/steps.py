@@ -29,13 +29,15 @@ import numpy as np
 
 from greenfl.accounting.cohort import account_cohort, unaccounted
 from greenfl.accounting.server import ServerCost, idle_server, server_cost
-from greenfl.clients.transport import FitProgress
+from greenfl.clients.transport import FitProgress, Task
+from greenfl.core.messages import ClientReport, FitInstructions
 from greenfl.engine.observers import observe_all, round_view
-from greenfl.engine.partial import NO_PARTIAL_WORK, plan_partial_work, updates_of
+from greenfl.engine.partial import NO_PARTIAL_WORK, PartialWork, plan_partial_work, updates_of
 from greenfl.engine.parts import Live, RunParts
 from greenfl.engine.records import RoundRecord
 from greenfl.engine.round import RoundContext
 from greenfl.fleet.population import available
+from greenfl.ledger.rows import ColumnRows, DeferredRows
 from greenfl.ledger.schema import AGGREGATED
 from greenfl.models.evaluate import evaluate as evaluate_model
 from greenfl.selection.base import LearningSelector, SelectionContext
@@ -96,13 +98,26 @@ def fit(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     )
     instructions = parts.strategy.configure(ctx.round_idx, base)
     deadline_s = s.world.deadline_s
+    widths = None
+    if parts.costs.submodel is not None:
+        widths = parts.costs.choose_widths(
+            ctx.cohort, ctx.rows, ctx.work_start_s, ctx.plan.local_epochs, ctx.round_idx
+        )
     if s.world.aggregate_partial and deadline_s is not None and s.accounting:
-        ctx.work = plan_partial_work(parts.costs, deadline_s, ctx.cohort, ctx.rows, instructions)
+        if widths is None:
+            ctx.work = plan_partial_work(
+                parts.costs, deadline_s, ctx.cohort, ctx.rows, instructions
+            )
+        else:
+            ctx.work = _partial_work_at(parts, deadline_s, ctx, instructions, widths)
     else:
         ctx.work = NO_PARTIAL_WORK
     # A deployment may close the round once k updates are in (over-selection).
     parts.transport.expect_updates(min(ctx.k, len(ctx.cohort)))
     ctx.sent = ctx.work.instruct(instructions)
+    if widths is not None:
+        ctx.reports = _fit_widths(parts, live, ctx, ctx.sent, widths)
+        return
     ctx.reports = parts.transport.fit(
         ctx.round_idx,
         ctx.cohort.tolist(),
@@ -111,6 +126,52 @@ def fit(parts: RunParts, live: Live, ctx: RoundContext) -> None:
         progress=partial(_progress, parts),
         start_s=ctx.work_start_s,
     )
+
+
+def _partial_work_at(
+    parts: RunParts,
+    deadline_s: float,
+    ctx: RoundContext,
+    instructions: FitInstructions,
+    widths: np.ndarray,
+) -> PartialWork:
+    """``plan_partial_work`` with each client's step cap priced at its sub-model width."""
+    costs = parts.costs
+    caps = costs.partial_steps(
+        ctx.cohort,
+        ctx.rows,
+        instructions.local_epochs,
+        instructions.batch_size,
+        deadline_s,
+        widths=widths,
+    )
+    if not caps:
+        return NO_PARTIAL_WORK
+    ids = np.fromiter(caps, dtype=np.int64, count=len(caps))
+    full = instructions.steps(costs.population.num_samples[ids])
+    fraction = {int(c): caps[int(c)] / int(f) for c, f in zip(ids, full, strict=True)}
+    return PartialWork(caps, fraction)
+
+
+def _fit_widths(
+    parts: RunParts,
+    live: Live,
+    ctx: RoundContext,
+    sent: FitInstructions,
+    widths: np.ndarray,
+) -> list[ClientReport]:
+    """The round's training with each client at its sub-model width: its task's
+    instructions carry the width. Dispatched widest first, so a transport that trains a
+    run of equal instructions at once (the in-process one) gets one batch per width;
+    reports come back in cohort order."""
+    transport, params = parts.transport, live.state.global_params
+    order = np.argsort(-widths, kind="stable")
+    for i in order.tolist():
+        cid = int(ctx.cohort[i])
+        instructions = sent.with_(width=float(widths[i]))
+        transport.dispatch(Task(ctx.round_idx, cid, params, instructions, ctx.work_start_s))
+    done = {c.task.client_id: c.report for c in transport.collect(None, partial(_progress, parts))}
+    return [done[int(cid)] for cid in ctx.cohort.tolist()]
 
 
 def _progress(parts: RunParts, progress: FitProgress) -> None:
@@ -137,12 +198,25 @@ def account(parts: RunParts, live: Live, ctx: RoundContext) -> None:
             partial_ids=ctx.work.ids,
         )
         statuses = ctx.account.status
+        if parts.costs.submodel is not None:
+            _record_widths(parts, ctx)
     else:
         # Without accounting there is no modelled time: no deadline, no drop-outs (the
         # config refuses those settings), every completed report is aggregated.
         ctx.account = unaccounted()
         statuses = [r.status for r in ctx.reports]
     ctx.accepted = [r for r, st in zip(ctx.reports, statuses, strict=True) if st in AGGREGATED]
+
+
+def _record_widths(parts: RunParts, ctx: RoundContext) -> None:
+    """The ledger's ``width`` of each client: the width of the slice it was sent (each
+    slice has its own length, so its own bytes down)."""
+    assert ctx.account is not None and parts.costs.submodel is not None
+    rows = ctx.account.rows
+    table = rows.rows() if isinstance(rows, DeferredRows) else rows
+    if isinstance(table, ColumnRows):
+        sent = table.column("bytes_down")
+        table.columns["width"] = parts.costs.submodel.width_of_bytes_down(sent)
 
 
 def aggregate(parts: RunParts, live: Live, ctx: RoundContext) -> None:

@@ -56,6 +56,7 @@ from greenfl.factories.safety import (
     safety_observers,
     secagg_priced,
 )
+from greenfl.factories.submodel import refuse_submodel_given, submodels_for
 from greenfl.factories.world import (
     codec_bytes,
     cost_model,
@@ -159,14 +160,25 @@ def compose(
     population = Population.assign(fleet, dataset.client_sizes(), cfg.seed)
     # A region's clients see its own data distribution (data.region_skew; 0: unchanged).
     dataset = apply_region_skew(cfg, dataset, population)
+    refuse_submodel_given(cfg, deployed, given.strategy is not None)
     strategy = _strategy(cfg, given.strategy)
     selector = given.selector if given.selector is not None else selector_for(cfg)
     codec = given.codec if given.codec is not None else codec_for(cfg.compression)
     flops = training_flops_per_sample(
         model, dataset.input_shape, dataset.num_classes, cfg.train.batch_size
     )
+    subs = submodels_for(cfg, model, dataset, codec, flops)
+    if subs is not None:
+        strategy = subs.strategy  # each coordinate averaged over the clients that hold it
     # a copy to price a model-sized update: no client's error feedback is touched
-    costs = cost_model(cfg, population, sources, flops, codec_bytes(copy.deepcopy(codec), model))
+    costs = cost_model(
+        cfg,
+        population,
+        sources,
+        flops,
+        codec_bytes(copy.deepcopy(codec), model),
+        submodel=subs.plan if subs is not None else None,
+    )
     numel = sum(p.numel() for p in model.parameters())
     trainer = None
     if given.transport is not None:
@@ -174,12 +186,24 @@ def compose(
     else:
         trainer = trainer_for(cfg, model)
         inproc = InProcessTransport(
-            model, dataset, trainer, codec, flops, cfg.seed, finish_time=_finish_time(costs)
+            model,
+            dataset,
+            trainer,
+            codec,
+            flops,
+            cfg.seed,
+            finish_time=_finish_time(costs),
+            widths=subs.models if subs is not None else None,
         )
         transport, strategy = secagg_priced(
             cfg, attacked_transport(cfg, inproc, malicious), strategy, numel
         )
-        transport = ValidatingTransport(transport, numel, cfg.deploy.max_update_norm)
+        transport = ValidatingTransport(
+            transport,
+            numel,
+            cfg.deploy.max_update_norm,
+            slice_numel=subs.slice_numel if subs is not None else None,
+        )
     server_work = None
     if not deployed and cfg.engine.server_meter == "model":
         server_work = server_work_for(model, dataset, fleet)
@@ -213,6 +237,7 @@ def compose(
             cfg.privacy.delta if cfg.privacy.mode != "none" else None,
             cfg.attack.name,
             cfg.attack.fraction,
+            submodel=cfg.submodel.name,
         ),
     )
     if not resume:

@@ -37,6 +37,7 @@ from greenfl.footprint.intensity import RegionalIntensity
 from greenfl.models.flops import forward_flops_per_sample
 from greenfl.scheduling.carbon import CarbonAwareScheduler
 from greenfl.scheduling.phases import timing_for
+from greenfl.submodel.policy import WidthPlan
 
 
 def engine_settings(cfg: RunConfig, model: nn.Module) -> EngineSettings:
@@ -188,6 +189,7 @@ def cost_model(
     sources: RegionalIntensity,
     flops_per_sample: float,
     bytes_up_down: tuple[int, int],
+    submodel: WidthPlan | None = None,
 ) -> CostModel:
     fleet = population.fleet
     policy = cfg.adapt.target
@@ -203,6 +205,7 @@ def cost_model(
         *bytes_up_down,
         batch_size=cfg.train.batch_size,
         max_steps=cfg.train.max_local_steps,
+        submodel=submodel,
     )
 
 

@@ -2,7 +2,7 @@
 
 import sqlite3
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 ROUND_COLUMNS: tuple[str, ...] = (
     "round",
@@ -62,6 +62,7 @@ CLIENT_ROUND_COLUMNS: tuple[str, ...] = (
     "server_estimate_j",
     "model_version",
     "staleness",
+    "width",
 )
 
 STATUSES: tuple[str, ...] = (
@@ -150,6 +151,7 @@ CREATE TABLE IF NOT EXISTS client_rounds (
     server_estimate_j REAL,
     model_version INTEGER,
     staleness INTEGER,
+    width REAL,
     PRIMARY KEY (round, client_id)
 );
 CREATE TABLE IF NOT EXISTS server_state (
@@ -209,6 +211,9 @@ ADDED_CLIENT_COLUMNS: tuple[tuple[str, str], ...] = (
     # synchronous round; NULL in rounds written before version 5)
     ("model_version", "INTEGER"),
     ("staleness", "INTEGER"),
+    # issue 31: the sub-model width the client trained (1.0: the full model; NULL in
+    # rounds written before version 6)
+    ("width", "REAL"),
 )
 
 

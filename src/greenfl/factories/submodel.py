@@ -1,0 +1,94 @@
+"""Width-scaled sub-models from ``[submodel]`` (docs/submodels.md): each width's built
+sub-model, slice and counted cost, the plan that picks each client's width, and the
+HeteroFL strategy that averages the overlapping slices."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from greenfl.clients.inprocess import WidthModel
+from greenfl.compression.base import Codec
+from greenfl.config import RunConfig
+from greenfl.core.errors import ConfigError
+from greenfl.data.base import FederatedDataset
+from greenfl.models.flops import training_flops_per_sample
+from greenfl.submodel.aggregate import HeteroFL
+from greenfl.submodel.costs import FLOAT32_BYTES
+from greenfl.submodel.plan import submodel
+from greenfl.submodel.policy import WidthCost, WidthPlan
+
+
+@dataclass(frozen=True)
+class Submodels:
+    """What the run's parts need of its sub-models."""
+
+    plan: WidthPlan
+    models: dict[float, WidthModel]  # the widths below 1, trained in process
+    slice_numel: dict[float, int]  # every width's slice length (validation)
+    strategy: HeteroFL
+
+
+def payload_bytes(codec: Codec, numel: int) -> int:
+    """``codec``'s payload for an update of ``numel`` entries (a copy of the codec: no
+    client's state is touched)."""
+    probe = torch.randn(numel, generator=torch.Generator().manual_seed(0)) * 1e-3
+    return len(copy.deepcopy(codec).encode(probe, 0, torch.Generator()).payload)
+
+
+def submodels_for(
+    cfg: RunConfig,
+    model: nn.Module,
+    dataset: FederatedDataset,
+    codec: Codec,
+    full_flops_per_sample: float,
+) -> Submodels | None:
+    """The run's sub-models, or None with ``submodel.name = "none"``."""
+    sm = cfg.submodel
+    if sm.name == "none":
+        return None
+    costs, models, slices = [], {}, []
+    for width in sm.widths:
+        built = submodel(model, width)
+        numel = built.slice.numel
+        if width == 1.0:
+            flops = full_flops_per_sample  # the same counter on the same model
+        else:
+            flops = training_flops_per_sample(
+                built.module, dataset.input_shape, dataset.num_classes, cfg.train.batch_size
+            )
+            indices = torch.from_numpy(built.slice.indices)
+            models[width] = WidthModel(built.module, indices, flops)
+        slices.append(built.slice)
+        costs.append(
+            WidthCost(width, numel, flops, payload_bytes(codec, numel), FLOAT32_BYTES * numel)
+        )
+    plan = WidthPlan(
+        sm.name, sm.choice, tuple(costs), cfg.fleet.deadline_s, sm.full_share, cfg.seed
+    )
+    full_numel = slices[0].full_numel
+    return Submodels(
+        plan,
+        models,
+        {c.width: c.numel for c in costs},
+        HeteroFL(slices, full_numel),
+    )
+
+
+def refuse_submodel_given(cfg: RunConfig, deployed: bool, strategy_given: bool) -> None:
+    """What sub-models cannot run with yet, once the run's objects are known."""
+    if cfg.submodel.name == "none":
+        return
+    if deployed:
+        raise ConfigError(
+            f"submodel.name = {cfg.submodel.name!r} runs in simulation only for now: a "
+            "deployed client cannot yet train a slice (docs/submodels.md)"
+        )
+    if strategy_given:
+        raise ConfigError(
+            f"submodel.name = {cfg.submodel.name!r} aggregates with HeteroFL: a strategy "
+            "object cannot be handed to the run"
+        )
