@@ -68,6 +68,14 @@ def rows(db: Path, sql: str) -> list[tuple]:
         conn.close()
 
 
+def steps_in(db: Path) -> int:
+    """Server steps in the ledger so far (0 while serve is still creating its tables)."""
+    try:
+        return int(rows(db, "SELECT COUNT(*) FROM rounds")[0][0])
+    except sqlite3.OperationalError:
+        return 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=20)
@@ -107,7 +115,7 @@ def main() -> None:
         t.start()
     db = work / "run" / "ledger.sqlite"
     store = work / "run" / "pending-updates.sqlite"
-    while not db.exists() or not rows(db, "SELECT COUNT(*) FROM rounds")[0][0]:
+    while not db.exists() or not steps_in(db):
         if server.poll() is not None:
             raise SystemExit(f"serve exited: {server.stderr.read() if server.stderr else ''}")
         time.sleep(0.2)
