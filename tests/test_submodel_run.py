@@ -22,9 +22,10 @@ from greenfl.config.run import build_config
 from greenfl.core.errors import ConfigError
 from greenfl.core.messages import ClientReport, FitInstructions
 from greenfl.factories import build_loop
+from greenfl.models.evaluate import evaluate
 from greenfl.strategy.fedavg import FedAvg
 from greenfl.submodel.aggregate import aggregate_slices
-from greenfl.submodel.plan import slice_indices
+from greenfl.submodel.plan import build_submodel, slice_indices
 from greenfl.submodel.policy import capability_index, carbon_index, fixed_index, fjord_index
 
 WIDTHS = [1.0, 0.5, 0.25]
@@ -154,6 +155,15 @@ def test_the_global_model_averages_overlapping_slices(tiny_config: RunConfig) ->
         assert float(loop.state.global_params[j]) == pytest.approx(
             float(before[j]) + mean, abs=1e-6
         )
+    # each narrower width's slice of the new global model, evaluated on the test data
+    record = loop.history[-1]
+    by_width = record.metrics["submodel_width_accuracy"]
+    assert sorted(by_width) == [0.25, 0.5]
+    test_data = loop.parts.dataset.test_data()
+    for width, accuracy in by_width.items():
+        sub = build_submodel(model, width)
+        params = loop.state.global_params[torch.from_numpy(slice_indices(model, width))]
+        assert accuracy == pytest.approx(evaluate(sub, params, test_data)[0], abs=1e-9)
     loop.ledger.close()
 
 

@@ -214,9 +214,8 @@ def _record_widths(parts: RunParts, ctx: RoundContext) -> None:
     assert ctx.account is not None and parts.costs.submodel is not None
     rows = ctx.account.rows
     table = rows.rows() if isinstance(rows, DeferredRows) else rows
-    if isinstance(table, ColumnRows):
-        sent = table.column("bytes_down")
-        table.columns["width"] = parts.costs.submodel.width_of_bytes_down(sent)
+    assert isinstance(table, ColumnRows)  # what account_cohort builds
+    table.columns["width"] = parts.costs.submodel.width_of_bytes_down(table.column("bytes_down"))
 
 
 def aggregate(parts: RunParts, live: Live, ctx: RoundContext) -> None:

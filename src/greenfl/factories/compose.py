@@ -56,7 +56,7 @@ from greenfl.factories.safety import (
     safety_observers,
     secagg_priced,
 )
-from greenfl.factories.submodel import refuse_submodel_given, submodels_for
+from greenfl.factories.submodel import WidthAccuracy, refuse_submodel_given, submodels_for
 from greenfl.factories.world import (
     codec_bytes,
     cost_model,
@@ -230,7 +230,12 @@ def compose(
         meter=best_meter(),
         client_eval=ClientEvaluator(dataset, model, e.every, e.clients, cfg.seed, e.max_samples),
         # The run's own observers first: their state is in every snapshot, in this order.
-        observers=(*safety_observers(cfg, model, dataset, strategy), *trackers, *given.observers),
+        observers=(
+            *safety_observers(cfg, model, dataset, strategy),
+            *([WidthAccuracy(subs.models, dataset)] if subs is not None else []),
+            *trackers,
+            *given.observers,
+        ),
         forecast=forecast_for(cfg, sources) if cfg.async_.carbon_aware else None,
         summary=SummaryFacts(
             cfg.stop.target_accuracy,

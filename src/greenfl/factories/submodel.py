@@ -15,6 +15,8 @@ from greenfl.compression.base import Codec
 from greenfl.config import RunConfig
 from greenfl.core.errors import ConfigError
 from greenfl.data.base import FederatedDataset
+from greenfl.engine.observers import Observation, Observer, RoundView
+from greenfl.models.evaluate import evaluate
 from greenfl.models.flops import training_flops_per_sample
 from greenfl.submodel.aggregate import HeteroFL
 from greenfl.submodel.costs import FLOAT32_BYTES
@@ -92,3 +94,25 @@ def refuse_submodel_given(cfg: RunConfig, deployed: bool, strategy_given: bool) 
             f"submodel.name = {cfg.submodel.name!r} aggregates with HeteroFL: a strategy "
             "object cannot be handed to the run"
         )
+
+
+WIDTH_ACCURACY_KEY = "submodel_width_accuracy"
+
+
+class WidthAccuracy(Observer):
+    """Each round, the test accuracy of every narrower width's slice of the new global
+    model (the full model's is the round's own accuracy): ``RoundRecord.metrics
+    ["submodel_width_accuracy"]``, {width: accuracy}. Nothing to resume: it is a pure
+    function of the global model."""
+
+    def __init__(self, models: dict[float, WidthModel], dataset: FederatedDataset) -> None:
+        self.models = models
+        self.test_data = dataset.test_data()
+
+    def observe(self, view: RoundView) -> Observation:
+        params = view.global_params
+        accuracy = {
+            width: evaluate(sub.module, params[sub.indices], self.test_data)[0]
+            for width, sub in self.models.items()
+        }
+        return Observation(metrics={WIDTH_ACCURACY_KEY: accuracy})
