@@ -45,8 +45,10 @@ class RoundContext:
     checkin_s: float = 0.0
     config_s: float = 0.0
     work_start_s: float = 0.0
-    # fit: what was asked of each, and what came back
+    # fit: what was asked of each (with sub-models, each client's width, in cohort
+    # order), and what came back
     sent: FitInstructions | None = None
+    widths: np.ndarray | None = None
     work: PartialWork = NO_PARTIAL_WORK
     reports: list[ClientReport] = field(default_factory=list)
     # account: each client's footprint under the deadline and drop-outs; who is aggregated

@@ -116,6 +116,7 @@ def fit(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     parts.transport.expect_updates(min(ctx.k, len(ctx.cohort)))
     ctx.sent = ctx.work.instruct(instructions)
     if widths is not None:
+        ctx.widths = widths
         ctx.reports = _fit_widths(parts, live, ctx, ctx.sent, widths)
         return
     ctx.reports = parts.transport.fit(
@@ -209,13 +210,14 @@ def account(parts: RunParts, live: Live, ctx: RoundContext) -> None:
 
 
 def _record_widths(parts: RunParts, ctx: RoundContext) -> None:
-    """The ledger's ``width`` of each client: the width of the slice it was sent (each
-    slice has its own length, so its own bytes down)."""
-    assert ctx.account is not None and parts.costs.submodel is not None
+    """The ledger's ``width`` of each client: the width it was asked to train (reports
+    come back in cohort order, as the rows are)."""
+    assert ctx.account is not None and ctx.widths is not None
     rows = ctx.account.rows
     table = rows.rows() if isinstance(rows, DeferredRows) else rows
     assert isinstance(table, ColumnRows)  # what account_cohort builds
-    table.columns["width"] = parts.costs.submodel.width_of_bytes_down(table.column("bytes_down"))
+    by_client = dict(zip(ctx.cohort.tolist(), ctx.widths.tolist(), strict=True))
+    table.columns["width"] = np.array([by_client[int(c)] for c in table.column("client_id")])
 
 
 def aggregate(parts: RunParts, live: Live, ctx: RoundContext) -> None:

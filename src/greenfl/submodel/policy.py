@@ -16,7 +16,7 @@ gives (its ordered dropout), from a stream seeded by the run's seed and the roun
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,12 +74,6 @@ class WidthPlan:
             if c.width == width:
                 return c
         raise ConfigError(f"width {width} is not one of the run's ({self.widths.tolist()})")
-
-    def width_of_bytes_down(self, bytes_down: Sequence[int]) -> np.ndarray:
-        """The width of each client from the slice it was sent (every slice has its own
-        length, so its own byte count); 1.0 for a full model."""
-        by_bytes = {c.bytes_down: c.width for c in self.costs}
-        return np.array([by_bytes.get(int(b), 1.0) for b in bytes_down], dtype=np.float64)
 
     def choose(
         self,
