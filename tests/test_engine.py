@@ -38,8 +38,10 @@ def test_ledger_sums_equal_the_summary(tiny_config: RunConfig, tmp_path: Path) -
         "privacy",
         "attack",
         "region_accuracy",
+        "submodel",
     }
     assert set(s) == expected_keys
+    assert s["submodel"] == {"name": "none"}
     assert s["privacy"] == {"epsilon": None, "delta": None}
     assert s["attack"] == {"name": "none", "fraction": 0.0, "backdoor_success": None}
     assert set(s["energy_j"]) == {"client_compute", "client_comm", "server", "total"}

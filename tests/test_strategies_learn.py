@@ -14,10 +14,16 @@ from greenfl.strategy import STRATEGIES
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_each_strategy_learns_the_quickstart_with_its_defaults(tmp_path: Path, name: str) -> None:
+    # The async strategies run in async mode: FedBuff's 10 steps of 10 updates are the
+    # sync runs' 10 rounds of 10 clients; FedAsync's step is one update, so 100 of them.
+    mode = {
+        "fedbuff": ["engine.mode='async'", "async.concurrency=10"],
+        "fedasync": ["engine.mode='async'", "async.concurrency=10", "train.rounds=100"],
+    }.get(name, [])
     res = greenfl.run(
         None,
         tmp_path / name,
-        overrides=[f"strategy.name='{name}'", "train.rounds=10", "report.html=false"],
+        overrides=[f"strategy.name='{name}'", "train.rounds=10", "report.html=false", *mode],
     )
     initial = float(greenfl.read_ledger(tmp_path / name).meta["initial_accuracy"])
     # digits has 10 classes: chance is ~0.1, and the untrained MLP sits near it

@@ -96,7 +96,8 @@ def test_version(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_an_interrupted_run_says_how_to_resume_and_resumes(tmp_path: Path, sig: int) -> None:
-    rounds = 60
+    # Enough rounds that the signal lands mid-run on a fast host (60 once finished first).
+    rounds = 400
     args = ["run", "--quiet", "--out", "o", *TINY, "--set", f"train.rounds={rounds}"]
     args += ["--set", "engine.ledger_batch_s=0"]
     p = _start(*args, cwd=tmp_path)
