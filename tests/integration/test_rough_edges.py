@@ -251,3 +251,25 @@ def test_terminal_summary_uses_one_unit_per_quantity(tmp_path: Path) -> None:
         r.stderr.strip().splitlines()[-1]
         == f"open {Path('o') / 'report.html'} in a browser for the full report"
     )
+
+
+@pytest.mark.slow
+def test_a_run_that_inherits_a_blocked_sighup_still_stops_on_it(tmp_path: Path) -> None:
+    """A parent (a test runner, a supervisor) may start greenfl with SIGHUP blocked: the
+    run unblocks it, so the signal still ends it as interrupted, not after its last round."""
+    args = ["run", "--quiet", "--out", "o", *TINY, "--set", "train.rounds=400"]
+    p = subprocess.Popen(
+        [*CLI, *args, "--set", "engine.ledger_batch_s=0"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP}),
+    )
+    db = tmp_path / "o" / "ledger.sqlite"
+    _wait(lambda: len(_rounds(db)) >= 2 or p.poll() is not None, 120, "round 2")
+    p.send_signal(signal.SIGHUP)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert _status(db) == "interrupted" and len(_rounds(db)) < 400
