@@ -12,6 +12,8 @@ import numpy as np
 from greenfl.fleet.catalog import Fleet
 from greenfl.fleet.profiles import DeviceProfile, ExecutionTarget, NetworkProfile, PopulationEntry
 from greenfl.footprint.model import (
+    ClientCost,
+    client_cost,
     embodied_carbon_g,
     network_j_per_byte,
     s_per_byte,
@@ -62,6 +64,31 @@ class EntryTable:
         arrays = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items() if k not in names}
         arrays["region_index"] = np.asarray(cols["region_index"], dtype=np.int64)
         return cls(**{k: tuple(cols[k]) for k in names}, **arrays, server_region=server_region)
+
+    def cost(
+        self,
+        rows: np.ndarray | int,
+        flops: np.ndarray | np.floating | float,
+        bytes_up: np.ndarray | int,
+        bytes_down: np.ndarray | int,
+    ) -> ClientCost:
+        """The footprint model's cost (``client_cost``) of ``flops`` and the bytes each way
+        on the profiles at ``rows``: the one place that reads a profile's rates for it."""
+        return client_cost(
+            flops,
+            bytes_up,
+            bytes_down,
+            self.flops_per_s[rows],
+            self.active_power_w[rows],
+            self.up_mbps[rows],
+            self.down_mbps[rows],
+            self.radio_power_w[rows],
+            self.network_kwh_per_gb[rows],
+            self.tail_s[rows],
+            self.tail_power_w[rows],
+            self.setup_s[rows],
+            self.rtt_s[rows],
+        )
 
     @cached_property
     def rates(self) -> np.ndarray:

@@ -15,7 +15,7 @@ from greenfl.accounting.sources import mean_intensity
 from greenfl.core.messages import samples_processed
 from greenfl.fleet.population import Population
 from greenfl.footprint.intensity import CarbonIntensity
-from greenfl.footprint.model import client_cost, client_operational_g, embodied_carbon_g
+from greenfl.footprint.model import client_operational_g, embodied_carbon_g
 
 
 @dataclass(frozen=True)
@@ -50,21 +50,7 @@ def estimate_clients(
         population.num_samples[clients], local_epochs, batch_size, max_steps
     )
     flops = flops_per_sample * processed.astype(np.float64)
-    cost = client_cost(
-        flops,
-        bytes_up,
-        bytes_down,
-        table.flops_per_s[rows],
-        table.active_power_w[rows],
-        table.up_mbps[rows],
-        table.down_mbps[rows],
-        table.radio_power_w[rows],
-        table.network_kwh_per_gb[rows],
-        table.tail_s[rows],
-        table.tail_power_w[rows],
-        table.setup_s[rows],
-        table.rtt_s[rows],
-    )
+    cost = table.cost(rows, flops, bytes_up, bytes_down)
     duration_s = cost.total_s
     t0 = np.broadcast_to(np.asarray(start_s, dtype=np.float64), duration_s.shape)
     ci = mean_intensity(sources, population.region[clients], t0, t0 + duration_s)

@@ -15,7 +15,6 @@ from greenfl.accounting.targets import TargetTable
 from greenfl.core.messages import ClientReport, local_steps, samples_processed, steps_within
 from greenfl.fleet.population import Population
 from greenfl.footprint.intensity import CarbonIntensity
-from greenfl.footprint.model import ClientCost, client_cost
 from greenfl.submodel.policy import WidthCost, WidthPlan
 
 
@@ -144,18 +143,16 @@ class CostModel:
         processed = samples_processed(
             self.population.num_samples[clients], local_epochs, self.batch_size, self.max_steps
         )
-        cost = _priced(tb, rows, self.flops_per_sample * processed, self.bytes_up, self.bytes_down)
+        cost = tb.cost(rows, self.flops_per_sample * processed, self.bytes_up, self.bytes_down)
         return np.asarray(cost.total_s, dtype=np.float64)
 
     def duration_s(self, client_id: int, report: ClientReport) -> float:
         """A report's modelled download, training and upload time on the client's own
         population entry (its FLOPs and bytes as reported)."""
-        row = int(self.population.entry[client_id])
-        tb = self.table if self.targets is None else None
-        if tb is None:
-            assert self.targets is not None
+        tb, row = self.table, int(self.population.entry[client_id])
+        if self.targets is not None:
             tb, row = self.targets.table, int(self.targets.default_row[row])
-        cost = _priced(tb, row, np.float64(report.flops), report.bytes_up, report.bytes_down)
+        cost = tb.cost(row, np.float64(report.flops), report.bytes_up, report.bytes_down)
         return float(cost.total_s)
 
     def partial_steps(
@@ -177,7 +174,7 @@ class CostModel:
         full = samples_processed(n, e, b, self.max_steps)
         # each client at its sub-model width (``widths``), else the full model
         flops_per_sample, bytes_up, bytes_down = self._width_costs(widths)
-        cost = _priced(tb, rows, flops_per_sample * full.astype(np.float64), bytes_up, bytes_down)
+        cost = tb.cost(rows, flops_per_sample * full.astype(np.float64), bytes_up, bytes_down)
         late = cost.total_s > deadline_s
         if not late.any():
             return {}
@@ -187,29 +184,3 @@ class CostModel:
         steps = steps_within(budget, n, e, b, self.max_steps)
         cut = late & (steps >= 1) & (steps < local_steps(n, e, b, self.max_steps))
         return dict(zip(clients[cut].tolist(), steps[cut].tolist(), strict=True))
-
-
-def _priced(
-    tb: EntryTable,
-    rows: np.ndarray | int,
-    flops: np.ndarray | np.floating | float,
-    bytes_up: np.ndarray | int,
-    bytes_down: np.ndarray | int,
-) -> ClientCost:
-    """The footprint model's cost of ``flops`` and the bytes each way on profile ``rows``
-    of ``tb``: one place that reads a profile's rates for ``client_cost``."""
-    return client_cost(
-        flops,
-        bytes_up,
-        bytes_down,
-        tb.flops_per_s[rows],
-        tb.active_power_w[rows],
-        tb.up_mbps[rows],
-        tb.down_mbps[rows],
-        tb.radio_power_w[rows],
-        tb.network_kwh_per_gb[rows],
-        tb.tail_s[rows],
-        tb.tail_power_w[rows],
-        tb.setup_s[rows],
-        tb.rtt_s[rows],
-    )
