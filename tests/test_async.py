@@ -6,7 +6,6 @@ interval, drop-outs, determinism, resume, the carbon-aware throttle)."""
 from __future__ import annotations
 
 import math
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from greenfl.strategy.asynchronous import (
     staleness_weight,
 )
 from greenfl.strategy.fedavg import FedAvg
+from tests.ledger_sql import rows
 
 
 # ---- staleness and the strategies, by hand --------------------------------------------
@@ -115,14 +115,6 @@ def async_config(tiny_config: RunConfig, **sets: object) -> RunConfig:
         "fleet.availability": "always",
     }
     return tiny_config.replace(**{**base, **sets})
-
-
-def rows(path: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(path / "ledger.sqlite")
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def test_an_async_run_writes_a_row_per_update_with_version_and_staleness(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from greenfl.strategy.fedavg import FedAvg
 from greenfl.submodel.aggregate import aggregate_slices
 from greenfl.submodel.plan import build_submodel, slice_indices
 from greenfl.submodel.policy import capability_index, carbon_index, fixed_index, fjord_index
+from tests.ledger_sql import rows
 
 WIDTHS = [1.0, 0.5, 0.25]
 # The MLP 64-[64]-10 at each width keeps h = 64, 32, 16 hidden units.
@@ -53,14 +53,6 @@ def sub_config(tiny_config: RunConfig, **sets: object) -> RunConfig:
         "submodel.choice": "fixed",
     }
     return tiny_config.replace(**{**base, **sets})
-
-
-def rows(path: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(path / "ledger.sqlite")
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def test_hand_counts() -> None:
