@@ -17,10 +17,8 @@ evaluate, server, commit   as in a synchronous round
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,7 +29,6 @@ from greenfl.core.messages import ClientUpdate
 from greenfl.engine.async_flow import Arrival, AsyncFlow
 from greenfl.engine.loop import PolicyState, RoundLoop
 from greenfl.engine.parts import Live, RunParts
-from greenfl.engine.records import RoundRecord
 from greenfl.engine.round import RoundContext
 from greenfl.engine.settings import AsyncRules
 from greenfl.engine.steps import commit, evaluate, server
@@ -89,10 +86,10 @@ class AsyncLoop(RoundLoop):
         self.flow: Flow = make(parts, self.live, rules)
         self.policies = AsyncPolicyState(parts, self.flow)
 
-    def run_round(self) -> RoundRecord:
+    def _steps(self, ctx: RoundContext) -> None:
+        """One server step: gather, account, aggregate, then the synchronous round's
+        evaluate, server and commit; the loop writes its row as a round's."""
         parts, live = self.parts, self.live
-        ctx = RoundContext(round_idx=live.state.round + 1, wall0=time.perf_counter())
-        self._state_of = None
         ctx.plan = parts.round_params.plan(live.rngs["adapt"])
         ctx.start_s = live.state.now_s
         ctx.sent = parts.settings.round.instructions()
@@ -103,15 +100,6 @@ class AsyncLoop(RoundLoop):
             step(parts, live, ctx)
         assert ctx.server is not None
         self.flow.settle(arrivals, ctx.server.end_s)
-        self._state_of = ctx.round_idx
-        assert ctx.account is not None
-        snapshot = partial(self._snapshot_of, ctx.round_idx) if self._checkpoint else None
-        parts.ledger.write_round(ctx.ledger_row(), ctx.account.rows, snapshot)
-        assert ctx.record is not None and ctx.observed is not None
-        self._observer_stop = ctx.observed.stop
-        for obs in parts.observers:
-            obs.on_round_end(ctx.record)
-        return ctx.record
 
     # ---- the step's own parts -----------------------------------------------------------
     def _account(self, ctx: RoundContext, arrivals: list[Arrival]) -> None:
@@ -147,9 +135,9 @@ class AsyncLoop(RoundLoop):
         )
         last_s = max((a.flight.finish_s for a in arrivals), default=ctx.start_s)
         rows = account.rows
-        if isinstance(rows, ColumnRows):
-            rows.columns["model_version"] = versions
-            rows.columns["staleness"] = (ctx.round_idx - 1) - versions
+        assert isinstance(rows, ColumnRows)  # per-update starts: never the deferred path
+        rows.columns["model_version"] = versions
+        rows.columns["staleness"] = (ctx.round_idx - 1) - versions
         ctx.account = replace(account, close_s=max(last_s - ctx.start_s, 0.0))
         ctx.accepted = [
             r for r, st in zip(ctx.reports, account.status, strict=True) if st in AGGREGATED

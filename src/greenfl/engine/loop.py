@@ -96,12 +96,9 @@ class RoundLoop:
     def run_round(self) -> RoundRecord:
         """One round, through the named steps; then its ledger row (in one transaction with
         the state's snapshot) and its record."""
-        live = self.live
-        ctx = RoundContext(round_idx=live.state.round + 1, wall0=time.perf_counter())
+        ctx = RoundContext(round_idx=self.live.state.round + 1, wall0=time.perf_counter())
         self._state_of = None  # the state is changing: no snapshot until the round is done
-        live.clock.now_s = live.state.now_s
-        for step in ROUND_STEPS:
-            step(self.parts, live, ctx)
+        self._steps(ctx)
         self._state_of = ctx.round_idx
         if self.parts.settings.accounting:
             assert ctx.account is not None
@@ -112,6 +109,12 @@ class RoundLoop:
         for obs in self.parts.observers:  # the round is recorded: progress may show it
             obs.on_round_end(ctx.record)
         return ctx.record
+
+    def _steps(self, ctx: RoundContext) -> None:
+        """The round's named steps (``ROUND_STEPS``), from the state's simulated time."""
+        self.live.clock.now_s = self.live.state.now_s
+        for step in ROUND_STEPS:
+            step(self.parts, self.live, ctx)
 
     @property
     def _checkpoint(self) -> bool:
