@@ -89,6 +89,7 @@ def main() -> None:
 
     from greenfl.deploy.client import ClientOptions, FederatedClient
     from greenfl.footprint.meters import NullMeter
+    from greenfl.ledger.schema import AGGREGATED_SQL
 
     torch.set_num_threads(1)
     work = a.out or Path(tempfile.mkdtemp(prefix="async-deploy-"))
@@ -128,7 +129,7 @@ def main() -> None:
     server.wait(timeout=60)
     time.sleep(1.0)
     acked = sum(c.stats.rounds - c.stats.rejected for c in clients)
-    agg = "status IN ('completed', 'partial', 'disputed')"
+    agg = AGGREGATED_SQL
     got = rows(db, f"SELECT client_id, model_version, staleness FROM client_rounds WHERE {agg}")
     rounds = [r for (r,) in rows(db, f"SELECT round FROM client_rounds WHERE {agg}")]
     left = rows(store, "SELECT client_id, version FROM pending_updates")

@@ -16,6 +16,7 @@ import torch
 from greenfl.core.errors import LedgerError
 from greenfl.core.messages import ClientReport
 from greenfl.deploy.server.pending import FILE_NAME, DuplicateTask, PendingStore
+from greenfl.ledger.schema import AGGREGATED_SQL
 from tests.integration.test_deploy import (
     Procs,
     ThreadClients,
@@ -49,7 +50,7 @@ join_timeout_s = 60
 keepalive_s = 1
 """
 
-AGG = "status IN ('completed', 'partial', 'disputed')"
+AGG = AGGREGATED_SQL
 
 
 def write_async_config(path: Path, steps: int, k: int) -> Path:
