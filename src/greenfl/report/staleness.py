@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from greenfl.ledger.schema import AGGREGATED_SQL
 from greenfl.report.plots import WIDTH_PX
+from greenfl.report.run_mode import has_column
 from greenfl.report.style import STATUSES
 from greenfl.report.svg import Figure, Swatch
 
@@ -49,7 +50,7 @@ class StalenessHistogram:
 def staleness_histogram(conn: sqlite3.Connection) -> StalenessHistogram | None:
     """Counts per staleness value from ``client_rounds``; None for a ledger whose table has
     no ``staleness`` column (written before it was recorded)."""
-    if not any(row[1] == "staleness" for row in conn.execute("PRAGMA table_info(client_rounds)")):
+    if not has_column(conn, "client_rounds", "staleness"):
         return None
     all_updates: dict[int, int] = {}
     aggregated: dict[int, int] = {}
