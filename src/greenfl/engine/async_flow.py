@@ -32,8 +32,8 @@ from greenfl.clients.transport import Completion, Task
 from greenfl.core.errors import NoClientsError
 from greenfl.engine.parts import Live, RunParts
 from greenfl.engine.settings import AsyncRules
+from greenfl.engine.steps import pick_clients
 from greenfl.fleet.population import available
-from greenfl.selection.base import SelectionContext
 
 # A world in which nobody becomes eligible for this long is a mistake, not a wait.
 MAX_IDLE_S = 30 * 86_400.0
@@ -210,22 +210,10 @@ class AsyncFlow:
         return picked[~self.busy[picked]][:cap]
 
     def _select(self, cands: np.ndarray, k: int) -> list[int]:
-        parts, st = self.parts, self.live.state
-        sel = SelectionContext(
-            round_idx=self.version + 1,
-            now_s=self.now_s,
-            population=parts.population,
-            participation=st.participation,
-            last_selected=st.last_selected,
-            last_loss=st.last_loss,
-        )
-        if parts.selector.needs_estimates:
-            est, _ = parts.costs.estimate(cands, self.now_s, parts.settings.round.local_epochs)
-            sel.est_energy_j, sel.est_carbon_g = est.energy_j, est.carbon_g
-            sel.est_duration_s = est.duration_s
         k = min(k, len(cands))
-        picked = parts.selector.select(cands, k, sel, self.live.rngs["selection"])
-        return [int(c) for c in picked]
+        epochs = self.parts.settings.round.local_epochs
+        picked = pick_clients(self.parts, self.live, cands, k, self.version + 1, self.now_s, epochs)
+        return picked.tolist()
 
     def _throttle(self, cands: np.ndarray) -> tuple[list[int], np.ndarray]:
         """(the clients that keep the in-flight floor, picked as without the throttle so

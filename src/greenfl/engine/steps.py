@@ -58,7 +58,7 @@ def plan(parts: RunParts, live: Live, ctx: RoundContext) -> None:
 
 def select(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     """k x (1 + over-selection) of the available clients."""
-    st, world, pop = live.state, parts.settings.world, parts.population
+    world, pop = parts.settings.world, parts.population
     k_ask = min(pop.size, math.ceil(ctx.k * (1 + world.over_selection)))
     candidates = available(pop, live.clock.now_utc, world.availability, live.rngs["availability"])
     connected = parts.transport.available_clients()
@@ -71,23 +71,42 @@ def select(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     ctx.checkin_s = timing.checkin_s(k_ask, len(candidates))
     ctx.config_s = timing.configuration_s
     ctx.work_start_s = ctx.start_s + ctx.phases_s
+    assert ctx.plan is not None
+    cohort = pick_clients(
+        parts, live, candidates, k_ask, ctx.round_idx, ctx.work_start_s, ctx.plan.local_epochs
+    )
+    ctx.cohort = np.asarray(cohort, dtype=np.int64)
+    ctx.rows = parts.costs.rows(ctx.cohort, ctx.work_start_s, ctx.plan.local_epochs)
+    ctx.num_available = len(candidates)
+
+
+def pick_clients(
+    parts: RunParts,
+    live: Live,
+    candidates: np.ndarray,
+    k: int,
+    round_idx: int,
+    now_s: float,
+    local_epochs: int,
+) -> np.ndarray:
+    """``k`` of ``candidates`` as the selector picks them at ``now_s``, with the cost
+    estimates it asks for: a round's cohort, or an async run's next clients."""
+    st = live.state
     sel = SelectionContext(
-        round_idx=ctx.round_idx,
-        now_s=ctx.work_start_s,
-        population=pop,
+        round_idx=round_idx,
+        now_s=now_s,
+        population=parts.population,
         participation=st.participation,
         last_selected=st.last_selected,
         last_loss=st.last_loss,
     )
-    assert ctx.plan is not None
     if parts.selector.needs_estimates:
-        est, _ = parts.costs.estimate(candidates, ctx.work_start_s, ctx.plan.local_epochs)
+        est, _ = parts.costs.estimate(candidates, now_s, local_epochs)
         sel.est_energy_j, sel.est_carbon_g = est.energy_j, est.carbon_g
         sel.est_duration_s = est.duration_s
-    cohort = parts.selector.select(candidates, k_ask, sel, live.rngs["selection"])
-    ctx.cohort = np.asarray(cohort, dtype=np.int64)
-    ctx.rows = parts.costs.rows(ctx.cohort, ctx.work_start_s, ctx.plan.local_epochs)
-    ctx.num_available = len(candidates)
+    return np.asarray(
+        parts.selector.select(candidates, k, sel, live.rngs["selection"]), dtype=np.int64
+    )
 
 
 def fit(parts: RunParts, live: Live, ctx: RoundContext) -> None:

@@ -43,8 +43,8 @@ from greenfl.engine.async_loop import AsyncLoop
 from greenfl.engine.observers import RoundObserver
 from greenfl.engine.parts import Live, RunParts
 from greenfl.engine.settings import AsyncRules
+from greenfl.engine.steps import pick_clients
 from greenfl.factories import build_loop
-from greenfl.selection.base import SelectionContext
 
 log = logging.getLogger("greenfl.serve")
 
@@ -174,22 +174,11 @@ class LiveFlow:
 
     def _select(self, cands: np.ndarray, k: int) -> list[int]:
         """``k`` of the idle clients, as the configured selector picks them."""
-        parts, st = self.parts, self.live.state
-        now_s = self._now_s()
-        sel = SelectionContext(
-            round_idx=self.version + 1,
-            now_s=now_s,
-            population=parts.population,
-            participation=st.participation,
-            last_selected=st.last_selected,
-            last_loss=st.last_loss,
+        epochs = self.parts.settings.round.local_epochs
+        picked = pick_clients(
+            self.parts, self.live, cands, k, self.version + 1, self._now_s(), epochs
         )
-        if parts.selector.needs_estimates:
-            est, _ = parts.costs.estimate(cands, now_s, parts.settings.round.local_epochs)
-            sel.est_energy_j, sel.est_carbon_g = est.energy_j, est.carbon_g
-            sel.est_duration_s = est.duration_s
-        picked = parts.selector.select(cands, k, sel, self.live.rngs["selection"])
-        return [int(c) for c in picked]
+        return picked.tolist()
 
     # ---- helpers ------------------------------------------------------------------------
     def _arrival(self, a: Settled, report: ClientReport) -> Arrival:
