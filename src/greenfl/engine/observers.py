@@ -55,7 +55,8 @@ def round_view(
 
 @dataclass(frozen=True)
 class Observation:
-    columns: dict[str, float | None] = field(default_factory=dict)  # this round's ledger
+    # this round's ledger columns (a str is a TEXT column: width_accuracy's JSON)
+    columns: dict[str, float | str | None] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)  # kept in RoundRecord.metrics
     stop: str | None = None  # why the run should end after this round, if it should
 
@@ -146,13 +147,13 @@ class RoundHook(Observer):
 class Observed:
     """Every observer's observation of a round, merged (the first stop reason wins)."""
 
-    columns: dict[str, float | None]
+    columns: dict[str, float | str | None]
     metrics: dict[str, Any]
     stop: str | None
 
 
 def observe_all(observers: Sequence[RoundObserver], view: RoundView) -> Observed:
-    columns: dict[str, float | None] = {}
+    columns: dict[str, float | str | None] = {}
     metrics: dict[str, Any] = {}
     stop: str | None = None
     for obs in observers:  # every observer sees every round, even after one asks to stop

@@ -26,6 +26,6 @@ class RoundRecord:
     cum_carbon_g: float
     client_accuracy: ClientAccuracy | None = None  # on clients' own test data, if evaluated
     # the observers' ledger columns (backdoor_success, epsilon, ...), by column name
-    probes: dict[str, float | None] = field(default_factory=dict)
+    probes: dict[str, float | str | None] = field(default_factory=dict)
     # the metrics observers returned (loggers' values, callbacks' own), by name
     metrics: dict[str, Any] = field(default_factory=dict)

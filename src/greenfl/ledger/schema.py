@@ -2,7 +2,7 @@
 
 import sqlite3
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 ROUND_COLUMNS: tuple[str, ...] = (
     "round",
@@ -32,6 +32,7 @@ ROUND_COLUMNS: tuple[str, ...] = (
     "checkin_s",
     "config_s",
     "report_window_s",
+    "width_accuracy",
 )
 
 CLIENT_ROUND_COLUMNS: tuple[str, ...] = (
@@ -121,7 +122,8 @@ CREATE TABLE IF NOT EXISTS rounds (
     dp_clip_norm REAL,
     checkin_s REAL,
     config_s REAL,
-    report_window_s REAL
+    report_window_s REAL,
+    width_accuracy TEXT
 );
 CREATE TABLE IF NOT EXISTS client_rounds (
     round INTEGER NOT NULL,
@@ -196,6 +198,9 @@ ADDED_ROUND_COLUMNS: tuple[tuple[str, str], ...] = (
     ("checkin_s", "REAL"),
     ("config_s", "REAL"),
     ("report_window_s", "REAL"),
+    # issue 31: each narrower sub-model width's test accuracy after the round, as JSON
+    # {"0.5": 0.61, ...} (the full model's is ``accuracy``; NULL without sub-models)
+    ("width_accuracy", "TEXT"),
 )
 # issue 28: each client round's device energy at the wall, and the network's part of
 # energy_comm_j (NULL in rounds written before version 3)
