@@ -25,6 +25,7 @@ from greenfl.config.policies import (
 )
 from greenfl.config.report import ReportConfig
 from greenfl.config.safety import AttackConfig, PrivacyConfig, SecAggConfig, check_safety
+from greenfl.config.sparsity import SparsityConfig, check_sparsity
 from greenfl.config.submodel import SubmodelConfig, check_submodel
 from greenfl.config.train import DATASET_DEFAULTED, EvalConfig, StopConfig, TrainConfig
 from greenfl.core.errors import ConfigError
@@ -58,6 +59,7 @@ class RunConfig(Section):
     # ``async`` is a Python keyword: the field is async_, the config key [async].
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async")
     submodel: SubmodelConfig = Field(default_factory=SubmodelConfig)
+    sparsity: SparsityConfig = Field(default_factory=SparsityConfig)
 
     # The raw mapping this config was built from (before the dataset's defaults were
     # filled in), so that ``replace`` re-derives those defaults when the dataset changes.
@@ -141,6 +143,22 @@ class RunConfig(Section):
                 self.privacy.mode,
                 self.secagg.enabled,
                 self.attack.name,
+                self.compression.name,
+            )
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @model_validator(mode="after")
+    def _sparsity_combines(self) -> RunConfig:
+        try:
+            check_sparsity(
+                self.sparsity,
+                self.train.rounds,
+                self.engine,
+                self.privacy.mode,
+                self.secagg.enabled,
+                self.submodel.name,
                 self.compression.name,
             )
         except ConfigError as exc:

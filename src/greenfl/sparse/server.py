@@ -1,0 +1,158 @@
+"""The run's sparse training: the mask the server keeps (in the run's snapshot, so a
+resumed run continues with it), pruning on the schedule after aggregation, the model
+clients train under it, and what travels.
+
+What travels, per client and round:
+
+- down: the kept values of the global model (float32, 4 bytes each), plus the mask when
+  the client does not hold the current one (``mask_cost``: the cheaper of a bitmap and an
+  index list). The server remembers which mask version each client last received, so a
+  mask is sent once per client and change, not every round;
+- up: the codec's payload of the kept coordinates of the delta; no mask (the server knows
+  it).
+
+The clients' FLOPs stay the dense model's: dense kernels on an unstructured mask compute
+every product, the pruned ones included."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from greenfl.core.errors import LedgerError
+from greenfl.sparse.layout import PrunableLayout
+from greenfl.sparse.mask import MaskCost, magnitude_mask, mask_cost
+from greenfl.sparse.schedule import PruneSchedule
+from greenfl.sparse.training import MaskedModule
+
+FLOAT32_BYTES = 4
+
+# The codec's payload for an update of n values (the estimates price uploads with it).
+PayloadBytes = Callable[[int], int]
+
+
+class SparseTraining:
+    """``model``'s sparse training on ``schedule`` for a population of
+    ``population_size`` clients. ``payload_bytes``: the run's codec's payload for n
+    values (for estimates; a client's report counts its real payload)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layout: PrunableLayout,
+        schedule: PruneSchedule,
+        population_size: int,
+        payload_bytes: PayloadBytes,
+    ) -> None:
+        self.layout = layout
+        self.schedule = schedule
+        self.module = MaskedModule(model, layout)
+        self._payload_bytes = payload_bytes
+        self._payload_cache: dict[int, int] = {}
+        self.mask = torch.ones(layout.numel, dtype=torch.bool)
+        self.version = 0  # 0: dense, no mask to send; +1 at every change
+        # the mask version each client last received (0: none)
+        self.held = np.zeros(population_size, dtype=np.int64)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.kept_index = torch.nonzero(self.mask).flatten()
+        self.cost: MaskCost = mask_cost(self.mask, self.layout)
+        self.module.set_mask(self.mask)
+
+    @property
+    def kept(self) -> int:
+        return int(self.kept_index.numel())
+
+    @property
+    def density(self) -> float:
+        """The share of the model's parameters trained and sent (1.0: dense)."""
+        return self.kept / self.layout.numel
+
+    @property
+    def sparsity(self) -> float:
+        """The share of the prunable weights pruned."""
+        return 1.0 - int(self.mask[self.layout.prunable_positions()].sum()) / (
+            self.layout.prunable_numel
+        )
+
+    # --- the server -------------------------------------------------------------------
+
+    def apply(self, params: torch.Tensor) -> torch.Tensor:
+        """``params`` with the pruned coordinates zero (a new tensor)."""
+        return params.masked_fill(~self.mask, 0.0)
+
+    def after_aggregation(self, round_idx: int, params: torch.Tensor) -> torch.Tensor:
+        """The global model after round ``round_idx``'s aggregation: pruned anew when the
+        schedule says so (the mask of the next round's clients), then masked."""
+        if self.schedule.prunes_at(round_idx):
+            sparsity = self.schedule.sparsity_at(round_idx)
+            mask = magnitude_mask(params, self.layout, sparsity, self.mask)
+            if not torch.equal(mask, self.mask):
+                self.mask = mask
+                self.version += 1
+                self._refresh()
+        return self.apply(params)
+
+    # --- what travels -----------------------------------------------------------------
+
+    def kept_values(self, flat: torch.Tensor) -> torch.Tensor:
+        """The kept coordinates of a flat vector: what goes on the wire."""
+        return flat[self.kept_index]
+
+    def scatter(self, values: torch.Tensor) -> torch.Tensor:
+        """The flat vector whose kept coordinates are ``values`` and the rest zero."""
+        out = torch.zeros(self.layout.numel, dtype=values.dtype)
+        out[self.kept_index] = values
+        return out
+
+    def send_down(self, client_id: int) -> int:
+        """The bytes ``client_id`` downloads for a round: the kept values, and the mask if
+        it does not hold this one (from now on it does)."""
+        down = FLOAT32_BYTES * self.kept
+        if self.version > 0 and self.held[client_id] != self.version:
+            down += self.cost.bytes
+            self.held[client_id] = self.version
+        return down
+
+    def expected_bytes(self) -> tuple[int, int]:
+        """(up, down) of a client this round, for estimates: the codec's payload of the
+        kept values; the kept values and, as most clients lack it, the mask."""
+        up = self._payload_cache.get(self.kept)
+        if up is None:
+            up = self._payload_cache[self.kept] = self._payload_bytes(self.kept)
+        down = FLOAT32_BYTES * self.kept + (self.cost.bytes if self.version > 0 else 0)
+        return up, down
+
+    # --- the snapshot -----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        held = np.flatnonzero(self.held)
+        return {
+            "mask_bits": np.packbits(self.mask.numpy()),
+            "numel": self.layout.numel,
+            "version": self.version,
+            "held_index": held,
+            "held_version": self.held[held],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        numel = int(state["numel"])
+        if numel != self.layout.numel:
+            raise LedgerError(
+                f"the snapshot's sparsity mask is over {numel} parameters, this model has "
+                f"{self.layout.numel}"
+            )
+        bits = np.unpackbits(np.asarray(state["mask_bits"], dtype=np.uint8), count=numel)
+        index = np.asarray(state["held_index"], dtype=np.int64)
+        if index.size and (index.min() < 0 or index.max() >= len(self.held)):
+            raise LedgerError("the snapshot's sparsity state names clients this run has not")
+        self.mask = torch.from_numpy(bits.astype(bool))
+        self.version = int(state["version"])
+        self.held = np.zeros_like(self.held)
+        self.held[index] = np.asarray(state["held_version"], dtype=np.int64)
+        self._refresh()
