@@ -155,9 +155,13 @@ def register(app: typer.Typer) -> None:
                 kind = "modelled" if row["estimated"] else "measured"
                 e = f"{energy:.3g} J ({energy_meter.name}, {kind})"
             acc = row.get("local_test_accuracy")
-            local = f", global model on local test {acc:.4f}" if isinstance(acc, float) else ""
+            width = row.get("width", 1.0)
+            sub = f", sub-model width {width:g}" if isinstance(width, float) and width != 1 else ""
+            trained = "its sub-model" if sub else "global model"
+            local = f", {trained} on local test {acc:.4f}" if isinstance(acc, float) else ""
             print(
-                f"round {row['round']}: {row['num_samples']} samples, loss {row['loss']:.4f}, "
+                f"round {row['round']}{sub}: {row['num_samples']} samples, "
+                f"loss {row['loss']:.4f}, "
                 f"{row['compute_s']:.3f} s, energy {e}, "
                 f"down {row['bytes_down']} B, up {row['bytes_up']} B{local}",
                 file=sys.stderr,

@@ -76,13 +76,17 @@ def check_submodel(
     if sm.name == "none":
         return
     check_model(model_name)
+    if engine.mode != "sync":  # before the strategy: async runs take fedbuff or fedasync
+        raise ConfigError(
+            f"submodel.name = {sm.name!r} runs in synchronous rounds only: engine.mode = "
+            f"{engine.mode!r} (simulated or served) is not supported yet (docs/submodels.md)"
+        )
     if strategy_name != "fedavg":
         raise ConfigError(
             f"submodel.name = {sm.name!r} aggregates overlapping slices (HeteroFL): "
             f"strategy.name must be 'fedavg', not {strategy_name!r}"
         )
     refused = {
-        "engine.mode = 'async'": engine.mode != "sync",
         "engine.backend = 'ray'": engine.backend != "local",
         "engine.accounting = false": not engine.accounting,
         "privacy.mode": privacy_mode != "none",

@@ -43,6 +43,8 @@ def instructions_to_pb(ins: FitInstructions) -> pb.FitInstructions:
         max_steps=ins.max_steps,
         dp_noise_multiplier=ins.dp_noise_multiplier,
         dp_max_grad_norm=ins.dp_max_grad_norm,
+        # Full width travels as absent (0): a run without sub-models sends what it did.
+        width=0.0 if ins.width == 1.0 else ins.width,
     )
 
 
@@ -56,6 +58,7 @@ def instructions_from_pb(msg: pb.FitInstructions) -> FitInstructions:
         max_steps=int(msg.max_steps),
         dp_noise_multiplier=float(msg.dp_noise_multiplier),
         dp_max_grad_norm=float(msg.dp_max_grad_norm),
+        width=float(msg.width) if msg.width != 0.0 else 1.0,
     )
 
 

@@ -160,7 +160,7 @@ def compose(
     population = Population.assign(fleet, dataset.client_sizes(), cfg.seed)
     # A region's clients see its own data distribution (data.region_skew; 0: unchanged).
     dataset = apply_region_skew(cfg, dataset, population)
-    refuse_submodel_given(cfg, deployed, given.strategy is not None)
+    refuse_submodel_given(cfg, given.strategy is not None)
     strategy = _strategy(cfg, given.strategy)
     selector = given.selector if given.selector is not None else selector_for(cfg)
     codec = given.codec if given.codec is not None else codec_for(cfg.compression)

@@ -81,15 +81,11 @@ def submodels_for(
     )
 
 
-def refuse_submodel_given(cfg: RunConfig, deployed: bool, strategy_given: bool) -> None:
-    """What sub-models cannot run with yet, once the run's objects are known."""
+def refuse_submodel_given(cfg: RunConfig, strategy_given: bool) -> None:
+    """What sub-models cannot run with yet, once the run's objects are known (a
+    deployment's clients train their slices: greenfl.deploy.widths)."""
     if cfg.submodel.name == "none":
         return
-    if deployed:
-        raise ConfigError(
-            f"submodel.name = {cfg.submodel.name!r} runs in simulation only for now: a "
-            "deployed client cannot yet train a slice (docs/submodels.md)"
-        )
     if strategy_given:
         raise ConfigError(
             f"submodel.name = {cfg.submodel.name!r} aggregates with HeteroFL: a strategy "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from pydantic import ValidationError
@@ -17,6 +17,7 @@ from greenfl.core.params import ParamSpec, get_flat
 from greenfl.data.base import FederatedDataset
 from greenfl.data.local_dir import LocalDirDataset
 from greenfl.deploy import greenfl_pb2 as pb
+from greenfl.deploy.widths import cut
 from greenfl.factories import build_model_for, codec_for, dataset_for, model_name_for
 from greenfl.models.flops import training_flops_per_sample
 
@@ -60,9 +61,22 @@ class ClientAttack:
         return replace(result, delta=sent[result.client_id])
 
 
+@dataclass(frozen=True)
+class LocalModel:
+    """What a client trains for a task: the full model, or a width's sub-model (its own
+    tensors, the slice of the global model a task of that width carries), and its counted
+    training FLOPs per sample."""
+
+    module: torch.nn.Module
+    spec: ParamSpec
+    flops_per_sample: float
+
+
 @dataclass
 class Local:
-    """What a client builds once from the server's config: its data, model and codec."""
+    """What a client builds once from the server's config: its data, model and codec.
+    ``model_input``: the model's input shape and number of classes (to count a
+    sub-model's FLOPs)."""
 
     cfg: RunConfig
     x: torch.Tensor
@@ -72,6 +86,27 @@ class Local:
     codec: Codec
     flops_per_sample: float
     test: tuple[torch.Tensor, torch.Tensor] | None = None  # local held-out data, if any
+    model_input: tuple[tuple[int, ...], int] = ((), 0)
+    _widths: dict[float, LocalModel] = field(default_factory=dict, repr=False)
+
+    def at(self, width: float) -> LocalModel:
+        """The model a task of sub-model ``width`` trains (1: the full model), built the
+        first time a task asks for it; TransportError for a width the run does not train."""
+        if width == 1.0:
+            return LocalModel(self.model, self.spec, self.flops_per_sample)
+        built = self._widths.get(width)
+        if built is None:
+            sm = self.cfg.submodel
+            if sm.name == "none" or width not in sm.widths:
+                trained = ", ".join(f"{w:g}" for w in sm.widths) if sm.name != "none" else "1"
+                raise TransportError(
+                    f"the server asks for sub-model width {width:g}; the run's config trains "
+                    f"widths {trained}"
+                )
+            module, _, spec = cut(self.model, width)
+            flops = training_flops_per_sample(module, *self.model_input, self.cfg.train.batch_size)
+            built = self._widths[width] = LocalModel(module, spec, flops)
+        return built
 
 
 def build_local(
@@ -124,4 +159,5 @@ def build_local(
     # as round 1's training time and energy.
     warm = FitInstructions(1, 1, 0.0, cfg.train.momentum, 0.0)
     train_one(model, get_flat(model), x[:1], y[:1], client_id, warm, 0)
-    return Local(cfg, x, y, model, ParamSpec.of(model), codec, flops, test)
+    model_input = (tuple(dataset.input_shape), int(dataset.num_classes))
+    return Local(cfg, x, y, model, ParamSpec.of(model), codec, flops, test, model_input)

@@ -1,6 +1,8 @@
 """One task on a deployed client: train from the server's model as its instructions say,
 inside the meter's window, and build the update (the delta encoded with the run's codec,
-or secure aggregation's keys) with the footprint the client reports."""
+or secure aggregation's keys) with the footprint the client reports. A task of a sub-model
+width (docs/submodels.md) carries that width's slice of the model: the client trains the
+width's sub-model on it and sends the slice's delta, counted at the sub-model's FLOPs."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import torch
 
 from greenfl.clients.trainer import client_seed, train_one
 from greenfl.clients.validate import PROTOCOL_VERSION
-from greenfl.core.errors import GreenflError, UpdateRejected
+from greenfl.core.errors import GreenflError, TransportError, UpdateRejected
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy.client.local import Local
 from greenfl.deploy.client.options import ClientOptions
@@ -56,23 +58,28 @@ def train_task(
         task_id=task.task_id,
         num_samples=len(local.y),
     )
+    ins = instructions_from_pb(task.instructions)
     try:
-        params = params_from_pb(task.params, local.spec)
+        trained = local.at(ins.width)
+        params = params_from_pb(task.params, trained.spec)
+    except TransportError as exc:
+        update.error = str(exc)
+        return Trained(update)
     except UpdateRejected as exc:
         update.error = f"the server's parameters do not fit the local model: {exc}"
         return Trained(update)
-    ins = instructions_from_pb(task.instructions)
+    model = trained.module
     seed = client_seed(int(task.seed), int(task.round), cid)
     test_accuracy = None
-    if local.test is not None:  # how the global model does on this client's own data
-        test_accuracy, _ = evaluate(local.model, params, local.test)
+    if local.test is not None:  # how the model it trains does on this client's own data
+        test_accuracy, _ = evaluate(model, params, local.test)
     token = meter.begin()
     if opts.test_delay_s > 0:
         cancel.wait(opts.test_delay_s)
     if cancel.is_set():
         meter.end(token)
         return None
-    result = train_one(local.model, params, local.x, local.y, cid, ins, seed, stop=cancel.is_set)
+    result = train_one(model, params, local.x, local.y, cid, ins, seed, stop=cancel.is_set)
     measured = meter.end(token)
     if cancel.is_set():
         return None
@@ -82,7 +89,7 @@ def train_task(
         if task.HasField("secagg"):  # secure aggregation: keys now, the delta masked later
             update.secagg_keys.CopyFrom(secagg.keys_for(task, result.delta))
         elif local.codec.name == "identity":
-            update.tensors.tensors.extend(params_to_pb(result.delta, local.spec))
+            update.tensors.tensors.extend(params_to_pb(result.delta, trained.spec))
         else:
             # The same generator as a simulated client, so stochastic rounding matches.
             gen = torch.Generator().manual_seed(seed + 1)
@@ -91,7 +98,7 @@ def train_task(
         update.error = f"cannot encode the update: {exc}"
     update.loss = result.loss
     fp = update.footprint
-    fp.flops = local.flops_per_sample * result.samples_processed
+    fp.flops = trained.flops_per_sample * result.samples_processed
     fp.compute_s = measured.elapsed_s
     fp.estimated = measured.estimated
     fp.device = device
@@ -100,6 +107,7 @@ def train_task(
         fp.energy_j = measured.energy_j
     row: Row = {
         "round": int(task.round),
+        "width": ins.width,  # the sub-model width trained (1.0: the full model)
         "num_samples": len(local.y),
         "loss": result.loss,
         "compute_s": measured.elapsed_s,

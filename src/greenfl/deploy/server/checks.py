@@ -7,8 +7,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from greenfl.clients.validate import (
@@ -32,6 +34,7 @@ from greenfl.deploy.server.claims import (
 )
 from greenfl.deploy.server.plausible import RoundModel, check_figures, check_plausible
 from greenfl.deploy.server.sessions import Pending
+from greenfl.deploy.widths import WidthSlice, slice_for
 from greenfl.deploy.wire import encoded_from_pb, params_from_pb
 
 log = logging.getLogger("greenfl.serve")
@@ -39,13 +42,23 @@ log = logging.getLogger("greenfl.serve")
 
 @dataclass(frozen=True)
 class UpdateRules:
-    """What an update must match: the run's codec and model, and the deployment's limits."""
+    """What an update must match: the run's codec and model (with sub-models, the slice of
+    the width its client was asked to train), and the deployment's limits."""
 
     codec: Codec
     spec: ParamSpec
     max_message_bytes: int
     max_update_norm: float | None
     secagg: bool = False  # secure aggregation: the update carries keys and no delta
+    widths: Mapping[float, WidthSlice] = field(default_factory=dict)  # sub-models: by width
+
+    def spec_at(self, width: float) -> ParamSpec:
+        """The tensors an update of a width-``width`` task must be."""
+        if not self.widths:
+            if width != 1.0:
+                raise UpdateRejected(f"sub-model width {width:g} asked of a run without them")
+            return self.spec
+        return slice_for(width, self.widths).spec
 
 
 @dataclass(frozen=True)
@@ -214,7 +227,7 @@ def check_update(
             f"update names client {req.client_id} round {req.round}, "
             f"expected client {cid} round {p.round_idx}"
         )
-    spec = rules.spec
+    spec = rules.spec_at(p.width)
     kind = req.WhichOneof("delta")
     if rules.secagg:
         keys = req.secagg_keys
@@ -227,6 +240,9 @@ def check_update(
             raise UpdateRejected(
                 f"uncompressed tensors sent, but the run's codec is {rules.codec.name!r}"
             )
+        if rules.widths:  # a slice of the wrong length says so before any other mismatch
+            sent = sum(int(np.prod(t.shape, dtype=np.int64)) for t in req.tensors.tensors)
+            _check_slice_length(sent, spec.numel, p.width)
         delta = params_from_pb(req.tensors.tensors, spec)
     elif kind == "encoded":
         enc = encoded_from_pb(req.encoded)
@@ -234,7 +250,9 @@ def check_update(
             raise UpdateRejected(
                 f"update encoded with {enc.codec!r}, the run's codec is {rules.codec.name!r}"
             )
-        if enc.num_elements != spec.numel:
+        if rules.widths:
+            _check_slice_length(int(enc.num_elements), spec.numel, p.width)
+        elif enc.num_elements != spec.numel:
             raise UpdateRejected(
                 f"encoded update has {enc.num_elements} elements, the model {spec.numel}"
             )
@@ -244,6 +262,15 @@ def check_update(
     check_delta(delta, spec.numel, rules.max_update_norm)
     check_report_fields(int(req.num_samples), p.num_samples, req.loss, req.footprint.flops)
     return delta
+
+
+def _check_slice_length(sent: int, expected: int, width: float) -> None:
+    """UpdateRejected unless an update of a sub-model run is exactly its width's slice."""
+    if sent != expected:
+        raise UpdateRejected(
+            f"update has {sent} elements, the width-{width:g} slice the client was asked to "
+            f"train has {expected}"
+        )
 
 
 def check_message_limit(numel: int, max_message_bytes: int) -> None:

@@ -27,6 +27,7 @@ from greenfl.deploy.server.pending import PendingStore
 from greenfl.deploy.server.secagg import SecAggOptions
 from greenfl.deploy.server.settings import DeploySettings
 from greenfl.deploy.server.transport import GrpcTransport
+from greenfl.deploy.widths import WidthSlice, width_slices
 from greenfl.engine.loop import RoundLoop
 from greenfl.engine.observers import RoundHook, RoundObserver
 from greenfl.engine.records import RoundRecord
@@ -109,7 +110,8 @@ def serve(
         model, dataset = loop.parts.model, loop.parts.dataset
         model_input = (dataset.input_shape, dataset.num_classes)
         fps = training_flops_per_sample(model, *model_input, cfg.train.batch_size)
-        port = transport.start(loop.population, ParamSpec.of(model), model_input, fps)
+        spec = ParamSpec.of(model)
+        port = transport.start(loop.population, spec, model_input, fps, _widths_of(loop))
         if on_listening is not None:
             on_listening(address.rsplit(":", 1)[0], port)
 
@@ -117,6 +119,15 @@ def serve(
     result = run_session(loop, cfg.to_dict(), out_dir, start=start, abort=transport.stop)
     log.info("run finished: %s", result.stop_reason)
     return RunResult(cfg, loop.history, result.summary, result.stop_reason, out_dir)
+
+
+def _widths_of(loop: RoundLoop) -> dict[float, WidthSlice] | None:
+    """With sub-models, each width's slice of the loop's model, priced at the run's counted
+    width costs (the ones its estimates and width choice use); None without."""
+    plan = loop.parts.costs.submodel
+    if plan is None:
+        return None
+    return width_slices(loop.parts.model, {c.width: c.flops_per_sample for c in plan.costs})
 
 
 def _async_loop(

@@ -153,6 +153,7 @@ class FederationServicer(pb_grpc.FederationServicer):
                 n,
                 model=model_of(n),
                 flag=sess.flag,
+                width=float(task.instructions.width) or 1.0,  # absent (0): the full model
             )
             sess.queue.append(task)
             self.cond.notify_all()

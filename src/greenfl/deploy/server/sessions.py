@@ -50,6 +50,7 @@ class Pending:
     flag: str | None = None  # the session's flag, for its ledger rows
     norm: float | None = None  # its update's L2 norm, once it passed the other checks
     held: ClientReport | None = None  # an accepted report waiting for the norm's reference
+    width: float = 1.0  # the sub-model width it was asked to train (its update is that slice)
 
 
 class Refusal(TransportError):

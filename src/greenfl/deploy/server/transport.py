@@ -9,14 +9,17 @@ early, and the late clients' tasks are withdrawn with a CANCEL and reported as
 that disconnects or times out is ``failed``; an update that fails validation is ``rejected``
 with its reason: ledger rows like any other, so nothing past this seam knows. The round's
 own defences (``plausible.bound_round``, quarantine, secure aggregation) then act on the
-whole batch. One round is open at a time: ``fit`` (the Transport base's) is a round."""
+whole batch. One round is open at a time: ``fit`` (the Transport base's) is a round.
+
+With sub-models (docs/submodels.md) a task's ``instructions.width`` picks the slice of the
+global model its client is sent, and the slice's delta is what its update must be."""
 
 from __future__ import annotations
 
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -39,6 +42,7 @@ from greenfl.deploy.server.rounds import log_early_close
 from greenfl.deploy.server.secagg import SecAggOptions, check_secagg
 from greenfl.deploy.server.servicer import ClosedRound, FederationServicer, ModelInput
 from greenfl.deploy.server.settings import DeploySettings
+from greenfl.deploy.widths import WidthSlice
 from greenfl.deploy.wire import instructions_to_pb, params_to_pb
 from greenfl.fleet.population import Population
 
@@ -85,7 +89,9 @@ class GrpcTransport(Transport):
         self._target: int | None = None  # accepted updates that close the next round
         self._started_rounds = False
         self._round: _OpenRound | None = None
-        self._base: tuple[int, torch.Tensor, FitInstructions, pb.Task] | None = None
+        # The FIT message of the open round at each width, encoded once per width
+        self._bases: dict[float, tuple[int, torch.Tensor, FitInstructions, pb.Task]] = {}
+        self._widths: dict[float, WidthSlice] = {}  # sub-models: each width's slice
 
     def start(
         self,
@@ -93,16 +99,24 @@ class GrpcTransport(Transport):
         spec: ParamSpec,
         model_input: ModelInput | None = None,
         flops_per_sample: float = 0.0,
+        widths: Mapping[float, WidthSlice] | None = None,
     ) -> int:
         """Listen on ``address``; returns the bound port (useful with port 0).
         ``model_input``: the model's (input shape, number of classes), told to clients that
-        bring their own data so they can check it before training."""
+        bring their own data so they can check it before training. ``widths``: with
+        sub-models, each width's slice (``greenfl.deploy.widths.width_slices``)."""
         s = self.settings
         check_message_limit(spec.numel, s.max_message_bytes)
         self._spec = spec
         self.flops_per_sample = flops_per_sample
+        self._widths = dict(widths or {})
         rules = UpdateRules(
-            self.codec, spec, s.max_message_bytes, s.max_update_norm, self.secagg is not None
+            self.codec,
+            spec,
+            s.max_message_bytes,
+            s.max_update_norm,
+            self.secagg is not None,
+            widths=self._widths,
         )
         servicer = self._new_servicer(population, rules, model_input)
         # One worker thread per connected client (its Tasks stream) plus room for calls.
@@ -232,20 +246,28 @@ class GrpcTransport(Transport):
         return max(0.0, at - r.opened_at)
 
     def _message(self, task: Task) -> pb.Task:
-        """The FIT task for ``task``'s client: the round's model and instructions (encoded
-        once per round), its own step cap under partial work, and a fresh task id."""
-        b = self._base
+        """The FIT task for ``task``'s client: the round's model (its width's slice, with
+        sub-models) and instructions (encoded once per round and width), its own step cap
+        under partial work, and a fresh task id."""
+        width = task.instructions.width
+        b = self._bases.get(width)
         if b is None or not _same_round(b, task):
+            params, spec = task.params, self.spec
+            if width != 1.0 or self._widths:
+                piece = self._slice(width)
+                params, spec = piece.take(task.params), piece.spec
             base = pb.Task(
                 kind=pb.Task.FIT,
                 protocol_version=PROTOCOL_VERSION,
                 round=task.round_idx,
-                params=params_to_pb(task.params, self.spec),
+                params=params_to_pb(params, spec),
                 instructions=instructions_to_pb(task.instructions),
                 seed=self.settings.seed,
                 secagg=self._hub.secagg.marker() if self._hub.secagg else None,  # keys, no delta
             )
-            b = self._base = (task.round_idx, task.params, task.instructions, base)
+            b = (task.round_idx, task.params, task.instructions, base)
+            self._bases = {w: v for w, v in self._bases.items() if v[0] == task.round_idx}
+            self._bases[width] = b
         msg = pb.Task()
         msg.CopyFrom(b[3])
         cid, ins = int(task.client_id), task.instructions
@@ -255,8 +277,12 @@ class GrpcTransport(Transport):
         return msg
 
     def _model_of(self, task: Task) -> Callable[[int], RoundModel]:
-        """The server's model of ``task``'s round, for the samples the client will weigh."""
+        """The server's model of ``task``'s round, for the samples the client will weigh:
+        its work priced at its width's counted FLOPs per sample."""
         hub, s = self._hub, self.settings
+        flops_per_sample = self.flops_per_sample
+        if self._widths:
+            flops_per_sample = self._slice(task.instructions.width).flops_per_sample
 
         def model(n: int) -> RoundModel:
             return round_model(
@@ -264,12 +290,22 @@ class GrpcTransport(Transport):
                 int(task.client_id),
                 task.instructions,
                 n,
-                self.flops_per_sample,
+                flops_per_sample,
                 s.round_timeout_s,
                 s.plausibility_factor,
             )
 
         return model
+
+    def _slice(self, width: float) -> WidthSlice:
+        """The slice of a task's ``width``; TransportError if the server holds none."""
+        piece = self._widths.get(width)
+        if piece is None:
+            held = ", ".join(f"{w:g}" for w in sorted(self._widths, reverse=True)) or "none"
+            raise TransportError(
+                f"a task asks for sub-model width {width:g}; this server holds widths {held}"
+            )
+        return piece
 
     @property
     def _hub(self) -> FederationServicer:
@@ -285,6 +321,7 @@ class GrpcTransport(Transport):
 
 
 def _same_round(base: tuple[int, torch.Tensor, FitInstructions, pb.Task], task: Task) -> bool:
-    """Whether ``task`` shares the round, model and instructions (the same objects, as
-    ``fit`` dispatches a cohort) that ``base`` was encoded from."""
-    return base[0] == task.round_idx and base[1] is task.params and base[2] is task.instructions
+    """Whether ``task`` shares the round, model (the same object, as a round dispatches
+    it) and instructions that ``base`` was encoded from. Instructions compare by value: a
+    round of sub-models dispatches each client its own copy, with its width."""
+    return base[0] == task.round_idx and base[1] is task.params and base[2] == task.instructions

@@ -1,0 +1,239 @@
+"""Sub-models in a real deployment (issue 31): a `serve` on loopback and `join` clients
+(threads of this process running the real client code) with [submodel] heterofl, widths
+1 and 0.5, choice fixed. Each client trains the width it is told on the slice it is sent;
+the ledger keeps its width, FLOPs and the real bytes of its slice; the global model is the
+simulated run's; an update of the wrong slice length is refused with its reason.
+
+The model is the quickstart's MLP 64-[64]-10 on digits. By hand, from its layer shapes:
+width 1 keeps 64 hidden units, 64*64 + 64 + 64*10 + 10 = 4810 parameters; width 0.5 keeps
+ceil(0.5 * 64) = 32, 64*32 + 32 + 32*10 + 10 = 2410."""
+
+from __future__ import annotations
+
+import sqlite3
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import greenfl
+from greenfl.config import RunConfig, load_config
+from greenfl.engine.observers import Observation, Observer, RoundView
+
+N_CLIENTS, ROUNDS, SEED = 3, 2, 3
+PARAMS = {1.0: 4810, 0.5: 2410}  # by hand, above
+HIDDEN = {1.0: 64, 0.5: 32}
+WIDTH_OF = {0: 1.0, 1: 0.5, 2: 1.0}  # choice fixed: client i gets widths[i mod 2]
+
+CONFIG = f"""
+seed = {SEED}
+[data]
+num_clients = {N_CLIENTS}
+[train]
+rounds = {ROUNDS}
+clients_per_round = {N_CLIENTS}
+[fleet]
+catalog = "builtin"
+[submodel]
+name = "heterofl"
+widths = [1.0, 0.5]
+choice = "fixed"
+[deploy]
+round_timeout_s = 60
+join_timeout_s = 60
+keepalive_s = 1
+min_clients = 3
+"""
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class GlobalParams(Observer):
+    """Keeps each round's new global model."""
+
+    def __init__(self) -> None:
+        self.params: list[torch.Tensor] = []
+
+    def observe(self, view: RoundView) -> Observation:
+        self.params.append(view.global_params.clone())
+        return Observation()
+
+
+def varint_len(n: int) -> int:
+    """Bytes of a protobuf varint of ``n`` >= 0."""
+    return max(1, (n.bit_length() + 6) // 7)
+
+
+def framed(payload_len: int) -> int:
+    """A length-delimited field of field number < 16: tag, length, payload."""
+    return 1 + varint_len(payload_len) + payload_len
+
+
+def tensors_len(width: float) -> int:
+    """The protobuf bytes of the width's slice as its repeated Tensor fields (names
+    0.weight, 0.bias, 2.weight, 2.bias; shapes as packed varints; dtype "float32"; the
+    float32 data), counted by hand from the encoding rules."""
+    h = HIDDEN[width]
+    shapes = {"0.weight": (h, 64), "0.bias": (h,), "2.weight": (10, h), "2.bias": (10,)}
+    total = 0
+    for name, shape in shapes.items():
+        numel = 1
+        for s in shape:
+            numel *= s
+        body = (
+            framed(len(name))
+            + framed(sum(varint_len(s) for s in shape))
+            + framed(len("float32"))
+            + framed(4 * numel)
+        )
+        total += framed(body)
+    return total
+
+
+def task_bytes(width: float, round_idx: int, client_id: int, cfg: RunConfig) -> int:
+    """The FIT task's serialized size, by hand: kind, protocol version and round (a tag
+    and a one-byte varint each), the task id "r<round>-c<client>-<12 hex>", the slice's
+    tensors, the instructions (varints for epochs and batch size, an 8-byte double for lr
+    and, below full width, for the width; zero fields are not sent), the seed."""
+    t = cfg.train
+    assert t.momentum == 0 and t.max_local_steps == 0  # not sent
+    instructions = (1 + varint_len(t.local_epochs)) + (1 + varint_len(t.batch_size)) + 9
+    if width != 1.0:
+        instructions += 9
+    task_id = len(f"r{round_idx}-c{client_id}-") + 12
+    return (
+        3 * 2 + framed(task_id) + tensors_len(width) + framed(instructions) + 1 + varint_len(SEED)
+    )
+
+
+def serve_in_thread(
+    cfg: RunConfig, out: Path, observers: list[Any]
+) -> tuple[str, threading.Thread, dict[str, Any]]:
+    """``serve`` on a free loopback port in a thread; its address once it listens."""
+    from greenfl.deploy.server import serve
+
+    listening = threading.Event()
+    got: dict[str, Any] = {}
+
+    def on_listening(host: str, port: int) -> None:
+        got["address"] = f"{host}:{port}"
+        listening.set()
+
+    def run() -> None:
+        try:
+            got["result"] = serve(
+                cfg, out, address="127.0.0.1:0", observers=observers, on_listening=on_listening
+            )
+        except BaseException as exc:  # noqa: BLE001 - asserted by the test
+            got["error"] = exc
+            listening.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert listening.wait(60), "serve did not start listening"
+    assert "error" not in got, got.get("error")
+    return got["address"], thread, got
+
+
+def run_clients(address: str, ids: list[int]) -> list[Any]:
+    from greenfl.deploy.client import ClientOptions, FederatedClient
+    from greenfl.footprint.meters import NullMeter
+
+    clients = [
+        FederatedClient(ClientOptions(address, i, backoff_max_s=2.0, retry_for_s=60), NullMeter())
+        for i in ids
+    ]
+    errors: list[BaseException] = []
+
+    def run(c: Any) -> None:
+        try:
+            c.run()
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,), daemon=True) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a client did not finish"
+    assert not errors, errors
+    return clients
+
+
+def ledger_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_deployed_client_trains_its_width_and_the_wire_carries_only_its_slice(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(textwrap.dedent(CONFIG))
+    cfg = load_config(path)
+    deployed = GlobalParams()
+    address, server, got = serve_in_thread(cfg, tmp_path / "run", [deployed])
+    clients = run_clients(address, list(range(N_CLIENTS)))
+    server.join(timeout=60)
+    assert not server.is_alive() and "error" not in got, got.get("error")
+
+    # Each client trained its width every round, on the slice it was sent.
+    for c in clients:
+        cid = c.opts.client_id
+        assert [r["width"] for r in c.stats.history] == [WIDTH_OF[cid]] * ROUNDS
+        assert [r["bytes_down"] for r in c.stats.history] == [
+            task_bytes(WIDTH_OF[cid], r, cid, cfg) for r in range(1, ROUNDS + 1)
+        ]
+
+    db = tmp_path / "run" / "ledger.sqlite"
+    got_rows = ledger_rows(
+        db,
+        "SELECT round, client_id, status, width, flops, num_samples, bytes_down, bytes_up "
+        "FROM client_rounds ORDER BY round, client_id",
+    )
+    assert [(r, c) for r, c, *_ in got_rows] == [
+        (r, c) for r in range(1, ROUNDS + 1) for c in range(N_CLIENTS)
+    ]
+    epochs = cfg.train.local_epochs
+    assert cfg.train.max_local_steps == 0  # every sample of every epoch is trained
+    for round_idx, cid, status, width, flops, n, down, up in got_rows:
+        w = WIDTH_OF[cid]
+        assert status == "completed" and width == pytest.approx(w)
+        # The FLOPs the client reported and the server accepted: its sub-model's, per
+        # sample 3 x the forward matmuls' 2 x (64h + 10h), less the first layer's input
+        # gradient 2 x 64h (20224 at h = 64, 10112 at h = 32), times epochs x samples.
+        h = HIDDEN[w]
+        per_sample = 3 * 2 * (64 * h + 10 * h) - 2 * 64 * h
+        assert flops == pytest.approx(per_sample * epochs * n, rel=1e-12)
+        # The ledger's bytes are the real serialized messages: the width's slice as
+        # float32 (4 bytes a parameter) plus the framing counted by hand in task_bytes.
+        assert down == task_bytes(w, round_idx, cid, cfg)
+        assert 4 * PARAMS[w] < down < 4 * PARAMS[w] + 200
+        # An update: the slice's delta as framed tensors (hand count), and its scalars
+        # (session, ids, loss, samples, the footprint): at most 200 bytes more.
+        assert tensors_len(w) < up <= tensors_len(w) + 200
+
+    # The same run simulated: the deployed global model is the simulated one, each round.
+    simulated = GlobalParams()
+    sim = greenfl.run(cfg, observers=[simulated])
+    assert len(deployed.params) == len(simulated.params) == ROUNDS
+    for d, s in zip(deployed.params, simulated.params, strict=True):
+        assert torch.allclose(d, s, rtol=0, atol=1e-6)
+    result = got["result"]
+    assert [r.accuracy for r in result.history] == pytest.approx(
+        [r.accuracy for r in sim.history], abs=1e-9
+    )
