@@ -1,7 +1,11 @@
 """``greenfl compare A.toml B.toml ... [--seeds 0,1,2] [--out DIR]``: run each config over the
 seeds, print one table with each metric's mean ± std and its ratio to the first config, and
 write compare.csv, compare.json and report.html, the HTML comparison (run folders, each
-with its own report.html, go under DIR/<config>-seed<s>/)."""
+with its own report.html, go under DIR/<config>-seed<s>/).
+
+``greenfl compare RUN_A RUN_B ... [--out DIR]``: the same table and files for runs already
+finished, read from their folders (a folder of runs, such as an earlier comparison's --out,
+contributes each run in it; runs named <config>-seed<s> are grouped by config)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,13 @@ from greenfl.core.errors import ConfigError
 if TYPE_CHECKING:  # the command imports what runs and reports when it is called
     from greenfl.config import RunConfig
 
-ConfigsArg = Annotated[list[Path], typer.Argument(help="Config files; the first is the baseline.")]
+ConfigsArg = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Config files to run, or finished run folders to compare as they are; the "
+        "first is the baseline."
+    ),
+]
 SeedsOpt = Annotated[
     str | None,  # noqa: UP007 - typer needs Optional on 3.10
     typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: each config's)."),
@@ -65,16 +75,26 @@ def register(app: typer.Typer) -> None:
 
         from greenfl.analysis.compare_seeds import compare
         from greenfl.analysis.seed_stats import write_outputs
-        from greenfl.report.compare import write_compare_report
+        from greenfl.report.compare import config_groups, unique_names, write_compare_report
         from greenfl.report.compare_terminal import compare_table
 
         seed_list = parse_seeds(seeds)
         out_dir = out or Path("runs") / datetime.now().strftime("compare-%Y%m%d-%H%M%S")
         err = Console(stderr=True)
-        run_fn = _run_and_audit if audit else _run
-        results = compare(
-            configs, seed_list, out_dir, set_ or [], run_fn=run_fn, on_progress=err.print
-        )
+        finished = finished_runs(configs)
+        if finished is not None:
+            given = [f for f, v in (("--seeds", seeds), ("--set", set_), ("--audit", audit)) if v]
+            if given:
+                raise ConfigError(
+                    f"{', '.join(given)} apply to config files that compare runs; run folders "
+                    "are compared as they are"
+                )
+            results = config_groups(finished, unique_names(finished))
+        else:
+            run_fn = _run_and_audit if audit else _run
+            results = compare(
+                configs, seed_list, out_dir, set_ or [], run_fn=run_fn, on_progress=err.print
+            )
         console = Console()
         if not console.is_terminal:  # a file or pipe: wide enough for every column
             console = Console(width=max(100, 34 + 26 * len(results)))
@@ -84,6 +104,23 @@ def register(app: typer.Typer) -> None:
         report = write_compare_report(dirs, out_dir)
         err.print(f"wrote {csv_path}, {json_path}, {report}")
         err.print(f"open {report} in a browser for the comparison")
+
+
+def finished_runs(paths: list[Path]) -> list[Path] | None:
+    """The run folders to compare when every argument is a folder (a run's, or one holding
+    runs); None when every argument is a file (configs to run). Both at once is refused."""
+    folders = [p for p in paths if p.is_dir()]
+    if not folders:
+        return None
+    if len(folders) < len(paths):
+        other = next(p for p in paths if not p.is_dir())
+        raise ConfigError(
+            f"compare takes config files or run folders, not both: {folders[0]} is a folder, "
+            f"{other} is not"
+        )
+    from greenfl.report.compare import expand_run_dirs
+
+    return expand_run_dirs(folders)
 
 
 def _run(cfg: RunConfig, out: Path) -> dict[str, Any]:

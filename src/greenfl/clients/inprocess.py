@@ -16,6 +16,7 @@ from greenfl.compression.base import Codec
 from greenfl.core.errors import ConfigError
 from greenfl.core.messages import ClientReport
 from greenfl.data.base import FederatedDataset
+from greenfl.sparse.server import SparseTraining
 
 # When a task's report arrives, in simulated seconds: the engine's model of the client's
 # download, training and upload. Without one a task completes when it is dispatched.
@@ -48,6 +49,7 @@ class InProcessTransport(Transport):
         seed: int,
         finish_time: FinishTime | None = None,
         widths: Mapping[float, WidthModel] | None = None,
+        sparse: SparseTraining | None = None,
     ) -> None:
         self.model = model
         self.dataset = dataset
@@ -58,6 +60,9 @@ class InProcessTransport(Transport):
         self.finish_time = finish_time
         # The sub-models a task's ``instructions.width`` below 1 names (docs/submodels.md)
         self.widths = dict(widths or {})
+        # Sparse training (docs/submodels.md): clients train the masked model and send its
+        # kept coordinates; None: dense
+        self.sparse = sparse
         self._queued: list[Task] = []
         self._done: list[Completion] = []  # trained, not yet collected
 
@@ -98,6 +103,8 @@ class InProcessTransport(Transport):
             # comes back is the slice's.
             sub = self._width(width)
             model, params = sub.module, first.params[sub.indices]
+        elif self.sparse is not None:
+            model = self.sparse.module  # pruned weights held at zero: only the kept train
 
         def step(clients_done: int, steps_done: int) -> None:
             if progress is not None:
@@ -132,15 +139,20 @@ class InProcessTransport(Transport):
             sub = self._width(width)
             flops_per_sample, numel = sub.flops_per_sample, int(sub.indices.numel())
         gen = torch.Generator().manual_seed(client_seed(self.seed, task.round_idx, r.client_id) + 1)
-        encoded = self.codec.encode(r.delta, r.client_id, gen)
+        delta, bytes_down = r.delta, 4 * numel  # the float32 model (or slice), as to_bytes sends it
+        if self.sparse is not None:
+            # only the kept coordinates travel, each way; the mask down when it is new
+            delta, bytes_down = self.sparse.kept_values(delta), self.sparse.send_down(r.client_id)
+        encoded = self.codec.encode(delta, r.client_id, gen)
+        decoded = self.codec.decode(encoded)
         return ClientReport(
             client_id=r.client_id,
             status="completed",
             reason=None,
-            delta=self.codec.decode(encoded),
+            delta=decoded if self.sparse is None else self.sparse.scatter(decoded),
             num_samples=r.num_samples,
             flops=flops_per_sample * r.samples_processed,
             loss=r.loss,
             bytes_up=len(encoded.payload),
-            bytes_down=4 * numel,  # the float32 model (or slice), as to_bytes sends it
+            bytes_down=bytes_down,
         )

@@ -15,6 +15,7 @@ from greenfl.accounting.targets import TargetTable
 from greenfl.core.messages import ClientReport, local_steps, samples_processed, steps_within
 from greenfl.fleet.population import Population
 from greenfl.footprint.intensity import CarbonIntensity
+from greenfl.sparse.server import SparseTraining
 from greenfl.submodel.policy import WidthCost, WidthPlan
 
 
@@ -51,6 +52,9 @@ class CostModel:
         # Width-scaled sub-models (docs/submodels.md): each width's counted cost, and how
         # a client's is chosen. None: every client trains the full model.
         self.submodel = submodel
+        # Sparse training (docs/submodels.md): the mask whose kept values (and the mask
+        # itself) travel instead of the dense model. None: dense. The composition root sets it.
+        self.sparse: SparseTraining | None = None
 
     def rows(self, clients: np.ndarray, start_s: float, local_epochs: int) -> np.ndarray:
         """Each client's row in ``self.table``: its entry, or its chosen execution target."""
@@ -73,6 +77,7 @@ class CostModel:
         width: WidthCost | None = None,
     ) -> Estimates:
         """The full model's cost, or ``width``'s sub-model's."""
+        bytes_up, bytes_down = self._model_bytes()
         return estimate_clients(
             clients,
             rows,
@@ -82,8 +87,8 @@ class CostModel:
             start_s,
             self.flops_per_sample if width is None else width.flops_per_sample,
             epochs,
-            self.bytes_up if width is None else width.bytes_up,
-            self.bytes_down if width is None else width.bytes_down,
+            bytes_up if width is None else width.bytes_up,
+            bytes_down if width is None else width.bytes_down,
             batch_size=self.batch_size,
             max_steps=self.max_steps,
         )
@@ -117,13 +122,20 @@ class CostModel:
         """(flops per sample, bytes up, bytes down) of each client at its width, or the
         full model's."""
         if widths is None or self.submodel is None:
-            return self.flops_per_sample, self.bytes_up, self.bytes_down
+            return self.flops_per_sample, *self._model_bytes()
         costs = [self.submodel.cost_of(float(w)) for w in widths]
         return (
             np.array([c.flops_per_sample for c in costs], dtype=np.float64),
             np.array([c.bytes_up for c in costs], dtype=np.float64),
             np.array([c.bytes_down for c in costs], dtype=np.float64),
         )
+
+    def _model_bytes(self) -> tuple[int, int]:
+        """(bytes up, bytes down) of a client of the full model: under a sparsity mask,
+        its kept values (FLOPs stay dense: the kernels are)."""
+        if self.sparse is None:
+            return self.bytes_up, self.bytes_down
+        return self.sparse.expected_bytes()
 
     def estimate(
         self, clients: np.ndarray, start_s: float, local_epochs: int

@@ -37,7 +37,7 @@ from greenfl.engine.parts import Live, RunParts
 from greenfl.engine.records import RoundRecord
 from greenfl.engine.round import RoundContext
 from greenfl.fleet.population import available
-from greenfl.ledger.rows import ColumnRows, DeferredRows
+from greenfl.ledger.rows import ColumnRows, Constant, DeferredRows
 from greenfl.ledger.schema import AGGREGATED
 from greenfl.models.evaluate import evaluate as evaluate_model
 from greenfl.selection.base import LearningSelector, SelectionContext
@@ -220,6 +220,8 @@ def account(parts: RunParts, live: Live, ctx: RoundContext) -> None:
         statuses = ctx.account.status
         if parts.costs.submodel is not None:
             _record_widths(parts, ctx)
+        if parts.costs.sparse is not None:
+            _record_density(parts, ctx)
     else:
         # Without accounting there is no modelled time: no deadline, no drop-outs (the
         # config refuses those settings), every completed report is aggregated.
@@ -237,6 +239,16 @@ def _record_widths(parts: RunParts, ctx: RoundContext) -> None:
     assert isinstance(table, ColumnRows)  # what account_cohort builds
     by_client = dict(zip(ctx.cohort.tolist(), ctx.widths.tolist(), strict=True))
     table.columns["width"] = np.array([by_client[int(c)] for c in table.column("client_id")])
+
+
+def _record_density(parts: RunParts, ctx: RoundContext) -> None:
+    """The ledger's ``density``: the share of the model's weights the cohort trained and
+    sent under the round's sparsity mask (the server prunes after aggregating)."""
+    assert ctx.account is not None and parts.costs.sparse is not None
+    rows = ctx.account.rows
+    table = rows.rows() if isinstance(rows, DeferredRows) else rows
+    assert isinstance(table, ColumnRows)  # what account_cohort builds
+    table.columns["density"] = Constant(parts.costs.sparse.density, len(table))
 
 
 def aggregate(parts: RunParts, live: Live, ctx: RoundContext) -> None:

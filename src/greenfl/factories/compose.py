@@ -56,6 +56,7 @@ from greenfl.factories.safety import (
     safety_observers,
     secagg_priced,
 )
+from greenfl.factories.sparsity import sparse_trainer, sparse_training_for
 from greenfl.factories.submodel import WidthAccuracy, refuse_submodel_given, submodels_for
 from greenfl.factories.world import (
     codec_bytes,
@@ -75,6 +76,7 @@ from greenfl.ledger.folder import claim_folder, replace_previous_run
 from greenfl.ledger.writer import LedgerWriter
 from greenfl.models.flops import training_flops_per_sample
 from greenfl.selection.base import ClientSelector
+from greenfl.sparse.strategy import MaskedStrategy
 from greenfl.strategy.base import Strategy
 
 
@@ -170,6 +172,9 @@ def compose(
     subs = submodels_for(cfg, model, dataset, codec, flops)
     if subs is not None:
         strategy = subs.strategy  # each coordinate averaged over the clients that hold it
+    sparse = sparse_training_for(cfg, model, population.size, codec, deployed)
+    if sparse is not None:
+        strategy = MaskedStrategy(strategy, sparse)  # the server keeps and applies the mask
     # a copy to price a model-sized update: no client's error feedback is touched
     costs = cost_model(
         cfg,
@@ -179,12 +184,13 @@ def compose(
         codec_bytes(copy.deepcopy(codec), model),
         submodel=subs.plan if subs is not None else None,
     )
+    costs.sparse = sparse  # estimates price the kept values and the mask
     numel = sum(p.numel() for p in model.parameters())
     trainer = None
     if given.transport is not None:
         transport = given.transport
     else:
-        trainer = trainer_for(cfg, model)
+        trainer = trainer_for(cfg, model) if sparse is None else sparse_trainer()
         inproc = InProcessTransport(
             model,
             dataset,
@@ -194,6 +200,7 @@ def compose(
             cfg.seed,
             finish_time=_finish_time(costs),
             widths=subs.models if subs is not None else None,
+            sparse=sparse,
         )
         transport, strategy = secagg_priced(
             cfg, attacked_transport(cfg, inproc, malicious), strategy, numel

@@ -18,6 +18,7 @@ from greenfl.report.headline import format_accuracy, format_carbon, format_energ
 from greenfl.report.page import page
 from greenfl.report.run_data import ReportError, RunData, open_run
 from greenfl.report.seed_cells import TableUnits, label, mean_std_text, ratio_text, stat_units
+from greenfl.report.submodel_compare import side_by_side_section, submodel_facts
 from greenfl.report.tables import intelligence_per_kwh, round_series
 
 
@@ -48,12 +49,18 @@ class RunRow:
     carbon_g: float
     carbon_g_to_target: float | None
     intelligence_per_kwh: float
+    # issue 31: the sub-model it ran, the sample-weighted width its clients trained at,
+    # and the clients' compute energy
+    submodel: str = "none"
+    mean_width: float | None = None
+    compute_j: float | None = None
 
 
 def run_row(run: RunData, name: str) -> RunRow:
     s = run.summary
     acc = s["final_accuracy"]
     energy = float(s["energy_j"]["total"])
+    sub = submodel_facts(run)
     return RunRow(
         name=name,
         rounds=int(s["rounds_completed"]),
@@ -64,6 +71,9 @@ def run_row(run: RunData, name: str) -> RunRow:
         intelligence_per_kwh=(
             intelligence_per_kwh(acc, run.initial_accuracy, energy) if acc is not None else math.nan
         ),
+        submodel=sub.submodel,
+        mean_width=sub.mean_width,
+        compute_j=sub.compute_j,
     )
 
 
@@ -84,6 +94,7 @@ def ratio_table(rows: Sequence[RunRow]) -> list[dict[str, float | None]]:
             "carbon_to_target": ratio(r.carbon_g_to_target, base.carbon_g_to_target),
             "final_accuracy": ratio(r.final_accuracy, base.final_accuracy),
             "intelligence_per_kwh": ratio(r.intelligence_per_kwh, base.intelligence_per_kwh),
+            "compute": ratio(r.compute_j, base.compute_j),
         }
         for r in rows
     ]
@@ -165,13 +176,21 @@ def _report_link(path: Path, out_dir: Path | None) -> str:
     return f"<a href='{escape(href)}'>report</a>"
 
 
+def _times(r: float | None) -> str:
+    """A ratio to the first run, as the table shows it under a value."""
+    return "" if r is None else f"<br><span class='src'>{r:.3g}x</span>"
+
+
 def run_table(rows: Sequence[RunRow], dirs: Sequence[Path], out_dir: Path | None) -> str:
     # One unit per column: that of the column's largest figure.
     scale_j = max((r.energy_j for r in rows), default=0.0)
     scale_g = max((r.carbon_g for r in rows), default=0.0)
+    scale_c = max((r.compute_j or 0.0 for r in rows), default=0.0)
+    ratios = ratio_table(rows) if rows else []
     head = (
         "<tr><th>run</th><th class='num'>rounds</th><th class='num'>final accuracy</th>"
-        "<th class='num'>energy</th><th class='num'>carbon</th>"
+        "<th class='num'>energy</th><th class='num'>carbon</th><th>sub-model</th>"
+        "<th class='num'>mean width</th><th class='num'>client compute</th>"
         "<th class='num'>pts/kWh</th><th>own report</th></tr>"
     )
     body = "".join(
@@ -180,9 +199,15 @@ def run_table(rows: Sequence[RunRow], dirs: Sequence[Path], out_dir: Path | None
         f"<td class='num'>{format_accuracy(r.final_accuracy)}</td>"
         f"<td class='num'>{format_energy(r.energy_j, scale_j)}</td>"
         f"<td class='num'>{format_carbon(r.carbon_g, scale_g)}</td>"
-        f"<td class='num'>{format_large(r.intelligence_per_kwh)}</td>"
+        f"<td>{escape(r.submodel)}</td>"
+        f"<td class='num'>{'n/a' if r.mean_width is None else f'{r.mean_width:.3f}'}</td>"
+        f"<td class='num' data-metric='compute_j'>{format_energy(r.compute_j, scale_c)}"
+        f"{_times(q['compute']) if i else ''}</td>"
+        f"<td class='num' data-metric='intelligence_per_kwh'>"
+        f"{format_large(r.intelligence_per_kwh)}"
+        f"{_times(q['intelligence_per_kwh']) if i else ''}</td>"
         f"<td>{_report_link(d, out_dir) or 'none'}</td></tr>"
-        for r, d in zip(rows, dirs, strict=True)
+        for i, (r, d, q) in enumerate(zip(rows, dirs, ratios, strict=True))
     )
     return f"<table><thead>{head}</thead><tbody>{body}</tbody></table>"
 
@@ -223,7 +248,14 @@ def render_compare_report(run_dirs: Sequence[Path], out_dir: Path | None = None)
             "config, paired by seed, mean ± std. A ratio below 1 means less than the first."
             f"{escape(target_note)}</p>",
         ),
-        ("runs", "Each run", run_table(rows, run_dirs, out_dir) + f"<p class='src'>{own}</p>"),
+        side_by_side_section(configs, configs[0].name),
+        (
+            "runs",
+            "Each run",
+            run_table(rows, run_dirs, out_dir)
+            + "<p class='src'>Under client compute and pts/kWh after the first run: its "
+            f"ratio to {escape(rows[0].name)}. {own}</p>",
+        ),
     ]
     header = (
         f"<h1>greenfl comparison: {len(rows)} runs, {len(configs)} configs</h1>"

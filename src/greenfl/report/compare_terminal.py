@@ -10,6 +10,7 @@ from typing import Any
 from greenfl.analysis.seed_stats import METRICS, ConfigRuns, aggregate
 from greenfl.report.headline import format_accuracy, format_carbon
 from greenfl.report.seed_cells import label, mean_std_text, ratio_text, stat_units
+from greenfl.report.submodel_compare import side_by_side
 
 
 def run_done_line(summary: dict[str, Any]) -> str:
@@ -61,5 +62,9 @@ def compare_table(configs: Sequence[ConfigRuns]) -> Any:
     for c in configs:
         t.add_column(c.name)
     for name, cells in compare_rows(configs):
+        t.add_row(name, *cells)
+    # the sub-model each ran, its mean width, client compute energy and intelligence per
+    # kWh, with ratios: read from the run folders (a config without any is n/a)
+    for name, cells in side_by_side(configs).rows:
         t.add_row(name, *cells)
     return t

@@ -327,18 +327,25 @@ class RunCurve:
 
 def overlay_figure(runs: Sequence[RunCurve]) -> str:
     """Several runs on the same axes: accuracy against cumulative carbon."""
-    fig = Figure("overlay", "Accuracy against cumulative carbon for several runs", WIDTH_PX, 364)
+    return curves_figure(
+        runs,
+        "overlay",
+        "Accuracy against cumulative carbon for several runs",
+        "Accuracy vs cumulative carbon, runs overlaid",
+    )
+
+
+def curves_figure(runs: Sequence[RunCurve], uid: str, title: str, panel_title: str) -> str:
+    """Accuracy against cumulative carbon, one line per curve (a run, or one sub-model
+    width of a run), each a ``data-series`` group named as in the legend."""
+    fig = Figure(uid, title, WIDTH_PX, 364)
     top = max([max(r.cum_carbon_g) for r in runs if r.cum_carbon_g] or [0.0])
     k, unit = carbon_scale(top)
     legend = [_run_swatch(i, r.name) for i, r in enumerate(runs)]
     legend_w = max([text_width_px(s.label, NOTE_PX) for s in legend] or [0.0]) + 44
     ax = fig.panel(76, 32, WIDTH_PX - 76 - legend_w - 30, 268)
     ax.limits((0.0, top * k * 1.15 or 1.0), (0.0, 100.0))
-    ax.frame(
-        "Accuracy vs cumulative carbon, runs overlaid",
-        f"cumulative carbon ({unit})",
-        "test accuracy (%)",
-    )
+    ax.frame(panel_title, f"cumulative carbon ({unit})", "test accuracy (%)")
     ends: list[tuple[float, float, str, str]] = []
     for i, r in enumerate(runs):
         xs, ys = _with_start([v * k for v in r.cum_carbon_g], _pct(r.accuracy), r.initial_accuracy)
@@ -351,6 +358,7 @@ def overlay_figure(runs: Sequence[RunCurve]) -> str:
             width=1.5,
             marker=RUN_MARKERS[i % len(RUN_MARKERS)],
             every=max(1, len(xs) // 12),
+            series=r.name,
         )
         if xs and math.isfinite(ys[-1]):
             ends.append((xs[-1], ys[-1], r.name, color))

@@ -24,6 +24,7 @@ from greenfl.report.run_sections import (
     participation_section,
     region_accuracy_section,
 )
+from greenfl.report.submodel_view import submodel_section
 from greenfl.report.tables import breakdown, energy_basis, group_carbon, round_series
 
 
@@ -121,6 +122,9 @@ def render_run_report(run: RunData, extra: Sequence[SectionHook] = ()) -> str:
     staleness = staleness_section(run)
     if staleness is not None:
         sections.append(staleness)
+    submodels = submodel_section(run)
+    if submodels is not None:
+        sections.append(submodels)
     sections.append(
         (
             "breakdown",

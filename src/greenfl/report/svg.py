@@ -172,8 +172,11 @@ class Panel:
         width: float = 1.6,
         marker: str = "",
         every: int = 1,
+        series: str = "",
     ) -> None:
-        """A polyline through the finite points; NaN or None leave gaps."""
+        """A polyline through the finite points; NaN or None leave gaps. ``series`` names
+        the line and its markers as one group (``data-series``), for readers of the SVG."""
+        at = len(self.parts)
         segs: list[list[tuple[float, float]]] = [[]]
         for x, y in zip(xs, ys, strict=True):
             if y is None or not (math.isfinite(x) and math.isfinite(y)):
@@ -190,6 +193,9 @@ class Panel:
         if marker:
             pts = [pt for seg in segs for pt in seg][:: max(1, every)]
             self.parts.extend(self.fig.marker(marker, x, y, color) for x, y in pts)
+        if series:
+            self.parts.insert(at, f'<g data-series="{escape(series)}">')
+            self.parts.append("</g>")
 
     def box(self, x0: float, x1: float, y0: float, y1: float, color: str, hatch: str = "") -> None:
         """A filled rectangle in data coordinates (a bar or a bar's segment)."""

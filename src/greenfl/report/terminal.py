@@ -11,6 +11,7 @@ from rich.table import Table
 from greenfl.report.headline import format_carbon, format_energy, format_large
 from greenfl.report.run_mode import is_async_run, ledger_config, step_word
 from greenfl.report.staleness import staleness_histogram
+from greenfl.report.submodel_view import terminal_rows
 from greenfl.report.tables import breakdown, carbon_by, intelligence_per_kwh
 
 
@@ -69,6 +70,8 @@ def summary_table(
     t.add_row("carbon: total", fmt_g(total_g))
     ipk = intelligence_per_kwh(acc, initial_accuracy, total_j)
     t.add_row("intelligence per kWh", f"{format_large(ipk)} accuracy points / kWh")
+    for label, text in terminal_rows(conn, acc):  # sub-models, precision, density
+        t.add_row(label, text)
     top_r = ", ".join(f"{n} {fmt_g(g)}" for n, g, _ in carbon_by(conn, "region", 3))
     top_d = ", ".join(f"{n} {fmt_g(g)}" for n, g, _ in carbon_by(conn, "device", 3))
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
