@@ -131,6 +131,9 @@ def client_columns(
             # issue 31: the sub-model width each client trained; the round loop sets each
             # client's own when the run trains sub-models
             "width": Constant(1.0, n),
+            # issue 31: the arithmetic precision each client trained in (fp32, bf16, fp16):
+            # its row's, whose throughput and power priced the round
+            "precision": Named(entries.precision, e),
             # issue 31: the share of the model's weights each client trained and sent (1.0:
             # dense); the round loop sets the round's mask's when the run trains sparse
             "density": Constant(1.0, n),

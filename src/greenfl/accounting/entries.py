@@ -41,6 +41,9 @@ class EntryTable:
     charging_efficiency: np.ndarray
     access_share: np.ndarray
     target: tuple[str, ...]
+    # The arithmetic precision the row's device trains in (fp32, bf16, fp16): its rates
+    # above are that precision's (``FootprintChoices.precision``).
+    precision: tuple[str, ...]
     # The row's names and region, so a cohort's ledger columns need no lookups per client.
     device: tuple[str, ...]
     network: tuple[str, ...]
@@ -60,7 +63,7 @@ class EntryTable:
     @classmethod
     def of(cls, cols: dict[str, list[Any]], server_region: int = 0) -> EntryTable:
         """A table from the columns of ``append_profile_row``."""
-        names = ("target", "device", "network", "region")
+        names = ("target", "precision", "device", "network", "region")
         arrays = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items() if k not in names}
         arrays["region_index"] = np.asarray(cols["region_index"], dtype=np.int64)
         return cls(**{k: tuple(cols[k]) for k in names}, **arrays, server_region=server_region)
@@ -144,10 +147,12 @@ RATES = (
 @dataclass(frozen=True)
 class FootprintChoices:
     """The footprint model's documented choices (``fleet.network_energy`` and
-    ``fleet.embodied_allocation``)."""
+    ``fleet.embodied_allocation``), and the precision clients train in
+    (``train.precision``), whose rates a row carries."""
 
     network_energy: str = "average"  # average | marginal
     embodied_allocation: str = "active"  # active | lifetime
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (the target's least-energy one)
 
 
 def profile_columns() -> dict[str, list[Any]]:
@@ -166,8 +171,12 @@ def append_profile_row(
     """One EntryTable row: population ``entry``'s device running on target ``t`` over
     network ``n``, under the footprint model's ``choices``."""
     c = choices if choices is not None else FootprintChoices()
-    cols["flops_per_s"].append(t.flops_per_s)
-    cols["active_power_w"].append(t.active_power_w)
+    # The precision asked, where the target declares it (else fp32, its own rates): the
+    # same FLOPs at that precision's throughput and power.
+    p = t.precision(c.precision)
+    cols["flops_per_s"].append(t.flops_per_s if p is None else p.flops_per_s)
+    cols["active_power_w"].append(t.active_power_w if p is None else p.active_power_w)
+    cols["precision"].append("fp32" if p is None else p.name)
     cols["embodied_kg"].append(d.embodied_kg)
     cols["lifetime_years"].append(d.lifetime_years)
     # The lifetime allocation charges a second of use 1/(lifetime) of the device, not

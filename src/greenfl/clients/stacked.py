@@ -6,7 +6,12 @@ one batched forward (``torch.func.functional_call`` under ``vmap``; plain ``badd
 MLPs of Linear/ReLU layers) and one backward of the sum of the clients' losses, which gives
 every client exactly its own gradient because the clients' parameters do not interact.
 Clients are laid out sorted by step count, so the clients still training at step s are a
-prefix of the cohort and step s only computes that prefix."""
+prefix of the cohort and step s only computes that prefix.
+
+Mixed precision (``ins.precision``): the forward runs under torch.autocast and the loss and
+the update in float32, as in the sequential trainer; fp16 keeps one dynamic loss scale per
+client (greenfl.clients.precision), so a client whose gradients overflow skips its step
+alone."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from greenfl.clients.precision import LossScales, autocast, needs_loss_scale
 from greenfl.clients.trainer import TrainProgress, TrainResult, batch_order, client_seed
 from greenfl.core.messages import FitInstructions
 from greenfl.core.params import ParamSpec
@@ -113,21 +119,32 @@ def train_chunk(
     forward = _mlp_forward(model) if is_mlp(model) else _vmap_forward(model)
     loss_sum = torch.zeros(n_clients, dtype=torch.float64)
     taken = 0
+    device_type = global_params.device.type
+    scales = LossScales(n_clients) if needs_loss_scale(ins.precision, device_type) else None
     for s in range(co.index.shape[0]):
         a = int(co.active[s])
         idx, w = co.index[s, :a], co.weight[s, :a]
         xb = co.x[idx.reshape(-1)].reshape(a, idx.shape[1], *co.x.shape[1:])
         yb = co.y[idx.reshape(-1)].reshape(a, idx.shape[1])
         params = {k: v[:a].detach().requires_grad_(True) for k, v in stacked.items()}
-        logits = forward(params, xb)
+        with autocast(ins.precision, device_type):
+            logits = forward(params, xb)
+        logits = logits.float()  # the loss in float32 (a no-op in fp32)
         ce = nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none"
         ).view(a, -1)
         per_client = (ce * w).sum(1) / w.sum(1)
-        total = per_client.sum()
-        if ins.prox_mu > 0:
-            prox = sum(((p - anchor[k]) ** 2).sum() for k, p in params.items())
-            total = total + ins.prox_mu / 2 * prox
+        if scales is None:
+            total = per_client.sum()
+            if ins.prox_mu > 0:
+                prox = sum(((p - anchor[k]) ** 2).sum() for k, p in params.items())
+                total = total + ins.prox_mu / 2 * prox
+        else:
+            objective = per_client
+            if ins.prox_mu > 0:
+                own = [((p - anchor[k]) ** 2).reshape(a, -1).sum(1) for k, p in params.items()]
+                objective = objective + ins.prox_mu / 2 * torch.stack(own).sum(0)
+            total = (objective * scales.scale[:a]).sum()
         grads = torch.autograd.grad(total, list(params.values()))
         loss_sum[:a] += per_client.detach().to(torch.float64)
         if progress is not None:
@@ -136,6 +153,10 @@ def train_chunk(
             progress(
                 n_clients - int(co.active[s + 1]) if s + 1 < len(co.active) else n_clients, taken
             )
+        if scales is not None:
+            with torch.no_grad():
+                _scaled_update(stacked, grads, momentum, ins, a, scales)
+            continue
         with torch.no_grad():
             for (k, v), g in zip(stacked.items(), grads, strict=True):
                 if ins.momentum > 0:
@@ -160,6 +181,37 @@ def train_chunk(
         )
         for i, cid in enumerate(co.client_ids)
     ]
+
+
+def _scaled_update(
+    stacked: dict[str, torch.Tensor],
+    grads: Sequence[torch.Tensor],
+    momentum: dict[str, torch.Tensor],
+    ins: FitInstructions,
+    a: int,
+    scales: LossScales,
+) -> None:
+    """The fp16 step of the first ``a`` clients: each client's gradients unscaled by its
+    own scale; a client with a non-finite gradient skips the step (parameters and momentum
+    untouched), as the sequential trainer's skipped ``opt.step()``; the scales updated.
+    The momentum buffer starts at zero, so a client's first step taken sets it to its
+    gradient, as torch.optim.SGD does."""
+    scale = scales.scale[:a]
+    unscaled = [g / scale.view(-1, *[1] * (g.dim() - 1)) for g in grads]
+    finite = torch.ones(a, dtype=torch.bool)
+    for g in unscaled:
+        finite &= torch.isfinite(g.reshape(a, -1)).all(1)
+    for (k, v), g in zip(stacked.items(), unscaled, strict=True):
+        keep = finite.view(-1, *[1] * (g.dim() - 1))
+        g = torch.where(keep, g, torch.zeros_like(g))
+        if ins.momentum > 0:
+            buf = momentum.get(k)
+            if buf is None:
+                buf = momentum[k] = torch.zeros_like(v)
+            buf[:a] = torch.where(keep, buf[:a] * ins.momentum + g, buf[:a])
+            g = torch.where(keep, buf[:a], torch.zeros_like(g))
+        v[:a].add_(g, alpha=-ins.lr)
+    scales.update(finite, a)
 
 
 def _split_rows(flat: torch.Tensor, spec: ParamSpec) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from greenfl.clients.precision import LossScales, autocast, needs_loss_scale
 from greenfl.core.messages import FitInstructions
 from greenfl.core.params import get_flat, set_flat
 from greenfl.data.base import FederatedDataset
@@ -126,8 +127,11 @@ def train_one(
     """``stop``: asked before each step; True ends training early (a real client whose task
     was withdrawn), and the result then covers the steps taken. ``on_step``: told after
     each step (progress). Instructions that ask for DP-SGD train through Opacus instead
-    (greenfl.privacy.local)."""
+    (greenfl.privacy.local). ``ins.precision`` bf16 / fp16: the forward pass runs under
+    torch.autocast, weights and optimiser in float32 (greenfl.clients.precision)."""
     if dp_sgd_requested(ins):
+        if ins.precision != "fp32":
+            raise ValueError(f"DP-SGD trains in fp32, not {ins.precision!r}")
         return _train_one_dp(model, global_params, x, y, client_id, ins, seed, stop)
     set_flat(model, global_params)
     model.train()
@@ -138,6 +142,9 @@ def train_one(
     losses: list[float] = []
     budget = int(ins.steps(np.int64(n)))
     processed = 0
+    device_type = global_params.device.type
+    # fp16 numerics: a dynamic loss scale, as the vectorised trainer keeps per client
+    scales = LossScales(1) if needs_loss_scale(ins.precision, device_type) else None
     for perm in batch_order(n, ins.local_epochs, seed):
         for start in range(0, n, ins.batch_size):
             if (stop is not None and stop()) or len(losses) >= budget:
@@ -145,13 +152,19 @@ def train_one(
             idx = perm[start : start + ins.batch_size]
             processed += len(idx)
             opt.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            with autocast(ins.precision, device_type):
+                logits = model(x[idx])
+            # the loss in float32 (a no-op in fp32)
+            loss = nn.functional.cross_entropy(logits.float(), y[idx])
             losses.append(float(loss.detach()))
             if ins.prox_mu > 0:
                 prox = sum(((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True))
                 loss = loss + ins.prox_mu / 2 * prox
-            loss.backward()
-            opt.step()
+            if scales is None:
+                loss.backward()
+                opt.step()
+            else:
+                _scaled_step(loss, params, opt, scales)
             if on_step is not None:
                 on_step()
     return TrainResult(
@@ -162,6 +175,22 @@ def train_one(
         steps=len(losses),
         loss=float(np.mean(losses)) if losses else float("nan"),
     )
+
+
+def _scaled_step(
+    loss: torch.Tensor, params: list[nn.Parameter], opt: torch.optim.Optimizer, scales: LossScales
+) -> None:
+    """One fp16 step: backward of the scaled loss, the gradients unscaled, the step taken
+    only if they are all finite (else skipped, momentum untouched), the scale updated."""
+    scale = scales.scale[0]
+    (loss * scale).backward()
+    grads = [p.grad for p in params if p.grad is not None]
+    finite = all(bool(torch.isfinite(g).all()) for g in grads)
+    if finite:
+        for g in grads:
+            g.div_(scale)
+        opt.step()
+    scales.update(torch.tensor([finite]))
 
 
 def dp_sgd_requested(ins: FitInstructions) -> bool:

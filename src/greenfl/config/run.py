@@ -165,6 +165,25 @@ class RunConfig(Section):
             raise ValueError(str(exc)) from None
         return self
 
+    @model_validator(mode="after")
+    def _precision_combines(self) -> RunConfig:
+        # Mixed precision trains in the synchronous round; elsewhere a client would train
+        # fp32 while the footprint charged the precision's rates.
+        precision = self.train.precision
+        if precision == "fp32":
+            return self
+        refused = {
+            "engine.mode = 'async'": self.engine.mode != "sync",
+            "privacy.mode = 'local' (DP-SGD trains in fp32)": self.privacy.mode == "local",
+        }
+        if any(refused.values()):
+            keys = ", ".join(k for k, v in refused.items() if v)
+            raise ValueError(
+                f"train.precision = {precision!r} does not support {keys} yet "
+                "(docs/footprint.md#mixed-precision)"
+            )
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json(by_alias=True))
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from greenfl.config.base import Section
@@ -47,6 +49,13 @@ class TrainConfig(Section):
     )
     lr: float = Field(0.1, gt=0, description="local SGD learning rate (default: the dataset's)")
     momentum: float = Field(0.0, ge=0, lt=1, description="local SGD momentum")
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = Field(
+        "fp32",
+        description="arithmetic clients train in: fp32; bf16 or fp16 (mixed precision under "
+        "torch.autocast, fp32 weights) on the devices whose execution target declares it, "
+        "fp32 on the others; auto: each device's least-energy declared precision. Time and "
+        "energy use that precision's throughput and power (docs/footprint.md)",
+    )
 
 
 class StopConfig(Section):

@@ -38,6 +38,10 @@ class FitInstructions:
     # Width-scaled sub-models (docs/submodels.md): train the width-``width`` slice of the
     # model (1.0: the full model). The client's delta is the slice's, not the model's.
     width: float = 1.0
+    # Mixed precision (docs/footprint.md#mixed-precision): the arithmetic the client trains
+    # in, "fp32" or "bf16" / "fp16" under torch.autocast with fp32 weights. The update is
+    # float32 whatever the precision.
+    precision: str = "fp32"
 
     def with_(self, **changes: object) -> FitInstructions:
         return replace(self, **changes)  # type: ignore[arg-type]

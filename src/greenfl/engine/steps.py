@@ -136,7 +136,9 @@ def fit(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     ctx.sent = ctx.work.instruct(instructions)
     if widths is not None:
         ctx.widths = widths
-        ctx.reports = _fit_widths(parts, live, ctx, ctx.sent, widths)
+    precisions = _precisions(parts, ctx.rows)
+    if widths is not None or precisions is not None:
+        ctx.reports = _fit_each(parts, live, ctx, ctx.sent, widths, precisions)
         return
     ctx.reports = parts.transport.fit(
         ctx.round_idx,
@@ -173,22 +175,33 @@ def _partial_work_at(
     return PartialWork(caps, fraction)
 
 
-def _fit_widths(
+def _precisions(parts: RunParts, rows: np.ndarray) -> list[str] | None:
+    """Each client's arithmetic precision: its profile row's (``train.precision`` where its
+    device declares it, else fp32), whose rates the round is charged at. None: all fp32."""
+    names = parts.costs.table.precision
+    out = [names[r] for r in rows.tolist()]
+    return out if any(p != "fp32" for p in out) else None
+
+
+def _fit_each(
     parts: RunParts,
     live: Live,
     ctx: RoundContext,
     sent: FitInstructions,
-    widths: np.ndarray,
+    widths: np.ndarray | None,
+    precisions: list[str] | None,
 ) -> list[ClientReport]:
-    """The round's training with each client at its sub-model width: its task's
-    instructions carry the width. Dispatched widest first, so a transport that trains a
-    run of equal instructions at once (the in-process one) gets one batch per width;
-    reports come back in cohort order."""
+    """The round's training with each client at its sub-model width and in its precision:
+    its task's instructions carry both. Dispatched widest first, then by precision, so a
+    transport that trains a run of equal instructions at once (the in-process one) gets
+    one batch per (width, precision); reports come back in cohort order."""
     transport, params = parts.transport, live.state.global_params
-    order = np.argsort(-widths, kind="stable")
-    for i in order.tolist():
+    n = len(ctx.cohort)
+    w = widths.tolist() if widths is not None else [1.0] * n
+    p = precisions if precisions is not None else ["fp32"] * n
+    for i in sorted(range(n), key=lambda i: (-w[i], p[i])):
         cid = int(ctx.cohort[i])
-        instructions = sent.with_(width=float(widths[i]))
+        instructions = sent.with_(width=float(w[i]), precision=p[i])
         transport.dispatch(Task(ctx.round_idx, cid, params, instructions, ctx.work_start_s))
     done = {c.task.client_id: c.report for c in transport.collect(None, partial(_progress, parts))}
     return [done[int(cid)] for cid in ctx.cohort.tolist()]

@@ -137,7 +137,9 @@ def fleet_for(cfg: RunConfig) -> Fleet:
 
 
 def footprint_choices(cfg: RunConfig) -> FootprintChoices:
-    return FootprintChoices(cfg.fleet.network_energy, cfg.fleet.embodied_allocation)
+    return FootprintChoices(
+        cfg.fleet.network_energy, cfg.fleet.embodied_allocation, cfg.train.precision
+    )
 
 
 def forecast_for(cfg: RunConfig, sources: RegionalIntensity) -> PersistenceForecast:

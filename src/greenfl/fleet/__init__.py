@@ -7,6 +7,7 @@ from greenfl.fleet.profiles import (
     ExecutionTarget,
     NetworkProfile,
     PopulationEntry,
+    PrecisionTarget,
     Region,
     ServerProfile,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "NetworkProfile",
     "Population",
     "PopulationEntry",
+    "PrecisionTarget",
     "Region",
     "ServerProfile",
     "available",

@@ -31,13 +31,66 @@ MAX_LATENCY_S = 600.0
 MAX_SHARE = 1e12  # shares are relative; their sum must stay finite
 
 
+# The arithmetic precisions a client can train in (``train.precision``). fp32 is every
+# target's own flops_per_s / active_power_w; bf16 and fp16 are mixed precision (weights
+# kept in fp32, matmuls and convolutions under torch.autocast) at the rates a target
+# declares for them. ``auto``: each target's lowest-energy declared precision.
+PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISION_CHOICES = (*PRECISIONS, "auto")
+
+
+class PrecisionTarget(_Profile):
+    """Mixed-precision training on one execution target: its own throughput and power.
+    The FLOPs of a round are the same in any precision; its time and energy change."""
+
+    name: Literal["bf16", "fp16"]
+    flops_per_s: float = Field(ge=MIN_FLOPS_PER_S, le=MAX_FLOPS_PER_S)
+    active_power_w: float = Field(ge=0, le=MAX_POWER_W)
+    source: str | None = Field(None, min_length=1)
+    # True: a figure with no measurement behind it (``source`` then says what it rests on)
+    estimated: bool = False
+
+    @model_validator(mode="after")
+    def _sourced(self) -> PrecisionTarget:
+        if self.source is None and not self.estimated:
+            raise ValueError(f"precision {self.name!r} needs a source, or estimated = true")
+        return self
+
+
+def _unique_precisions(precisions: tuple[PrecisionTarget, ...]) -> None:
+    names = [p.name for p in precisions]
+    if len(names) != len(set(names)):
+        raise ValueError(f"duplicate precision names in {names}")
+
+
 class ExecutionTarget(_Profile):
-    """One place a device can run training (e.g. CPU vs NPU, or a DVFS level)."""
+    """One place a device can run training (e.g. CPU vs NPU, or a DVFS level), in fp32 at
+    ``flops_per_s`` / ``active_power_w``, and in the mixed precisions it declares."""
 
     name: str = Field(min_length=1)
     flops_per_s: float = Field(ge=MIN_FLOPS_PER_S, le=MAX_FLOPS_PER_S)
     active_power_w: float = Field(ge=0, le=MAX_POWER_W)
     source: str = Field(min_length=1)
+    precisions: tuple[PrecisionTarget, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> ExecutionTarget:
+        _unique_precisions(self.precisions)
+        return self
+
+    def precision(self, wanted: str) -> PrecisionTarget | None:
+        """The declared precision a client asked for ``wanted`` trains in; None: fp32 (the
+        target's own rates), which is also the fallback where ``wanted`` is not declared.
+        ``auto``: the declared precision of least energy per FLOP, if below fp32's."""
+        if wanted not in PRECISION_CHOICES:
+            raise ValueError(f"unknown precision {wanted!r}: one of {', '.join(PRECISION_CHOICES)}")
+        if wanted == "auto":
+            best, best_j = None, self.active_power_w / self.flops_per_s
+            for p in self.precisions:
+                if p.active_power_w / p.flops_per_s < best_j:
+                    best, best_j = p, p.active_power_w / p.flops_per_s
+            return best
+        return next((p for p in self.precisions if p.name == wanted), None)
 
 
 class DeviceProfile(_Profile):
@@ -58,12 +111,21 @@ class DeviceProfile(_Profile):
     schedule: str = Field("always", min_length=1)
     source: str = Field(min_length=1)
     targets: tuple[ExecutionTarget, ...] = ()
+    # The mixed precisions of the device's own numbers (a device without targets); a device
+    # with [[device.targets]] declares them on each target.
+    precisions: tuple[PrecisionTarget, ...] = ()
 
     @model_validator(mode="after")
     def _unique_targets(self) -> DeviceProfile:
         names = [t.name for t in self.targets]
         if len(names) != len(set(names)):
             raise ValueError(f"duplicate execution target names in {names}")
+        _unique_precisions(self.precisions)
+        if self.targets and self.precisions:
+            raise ValueError(
+                "a device with targets declares its precisions on each target "
+                "([[device.targets.precisions]]), not on the device"
+            )
         return self
 
     def target(self, name: str | None) -> ExecutionTarget:
@@ -76,6 +138,7 @@ class DeviceProfile(_Profile):
                 flops_per_s=self.flops_per_s,
                 active_power_w=self.active_power_w,
                 source=self.source,
+                precisions=self.precisions,
             )
         for t in self.targets:
             if t.name == name:

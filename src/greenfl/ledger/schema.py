@@ -64,6 +64,7 @@ CLIENT_ROUND_COLUMNS: tuple[str, ...] = (
     "model_version",
     "staleness",
     "width",
+    "precision",
     "density",
 )
 
@@ -155,6 +156,7 @@ CREATE TABLE IF NOT EXISTS client_rounds (
     model_version INTEGER,
     staleness INTEGER,
     width REAL,
+    precision TEXT,
     density REAL,
     PRIMARY KEY (round, client_id)
 );
@@ -221,6 +223,9 @@ ADDED_CLIENT_COLUMNS: tuple[tuple[str, str], ...] = (
     # issue 31: the sub-model width the client trained (1.0: the full model; NULL in
     # rounds written before version 6)
     ("width", "REAL"),
+    # issue 31: the arithmetic precision the client trained in ('fp32', 'bf16', 'fp16';
+    # NULL in rounds written before version 7)
+    ("precision", "TEXT"),
     # issue 31: the share of the model's weights the client trained and sent under a
     # sparsity mask (1.0: dense; NULL in rounds written before version 7)
     ("density", "REAL"),
