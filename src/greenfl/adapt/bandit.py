@@ -1,5 +1,7 @@
 """FedGPO-style adaptation of round parameters: a bandit over arms of
-(clients_per_round, local_epochs, batch_size), rewarded by accuracy gain per gCO2e.
+(clients_per_round, local_epochs, batch_size, width), rewarded by accuracy gain per gCO2e.
+``width`` is the widest sub-model width any client trains in the round (1.0: no cap; only
+runs with sub-models have other values, docs/submodels.md).
 
 The reward of a round is (acc - acc_before) / (1 - acc_before) / carbon_g: the share of the
 remaining error removed per gram. Measuring the gain against what is left keeps late rounds,
@@ -24,10 +26,16 @@ class Arm:
     clients_per_round: int
     local_epochs: int
     batch_size: int
+    width: float = 1.0
 
 
-def make_arms(clients: list[int], epochs: list[int], batches: list[int]) -> list[Arm]:
-    return [Arm(*combo) for combo in itertools.product(clients, epochs, batches)]
+def make_arms(
+    clients: list[int],
+    epochs: list[int],
+    batches: list[int],
+    widths: list[float] | None = None,
+) -> list[Arm]:
+    return [Arm(*combo) for combo in itertools.product(clients, epochs, batches, widths or [1.0])]
 
 
 def round_gain(acc_before: float, acc_after: float) -> float:

@@ -112,6 +112,12 @@ class AdaptConfig(PolicySection):
     clients_per_round: list[int] = Field(default_factory=list, description="arms; [] = train's")
     local_epochs: list[int] = Field(default_factory=list, description="arms; [] = train's")
     batch_size: list[int] = Field(default_factory=list, description="arms; [] = train's")
+    widths: list[float] = Field(
+        default_factory=list,
+        max_length=16,
+        description="arms: the widest sub-model width a round trains, each one of "
+        "submodel.widths ([] = no cap; needs submodel.name other than none)",
+    )
     target: Literal["entry", "fastest", "energy", "carbon"] = Field(
         "entry", description="execution target per device: the population entry's, or chosen"
     )

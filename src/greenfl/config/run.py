@@ -147,6 +147,15 @@ class RunConfig(Section):
             )
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+        # the adapt bandit's width arms are widths of the run's sub-models
+        if self.adapt.widths:
+            outside = [w for w in self.adapt.widths if w not in self.submodel.widths]
+            if self.submodel.name == "none" or outside:
+                raise ValueError(
+                    f"adapt.widths {self.adapt.widths} must be widths of the run's sub-models "
+                    f"(submodel.name = {self.submodel.name!r}, submodel.widths = "
+                    f"{self.submodel.widths})"
+                )
         return self
 
     @model_validator(mode="after")

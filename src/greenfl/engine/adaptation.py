@@ -1,6 +1,6 @@
 """A round's parameters: the configured ones, or each round's pick of an adaptive policy (a
-bandit over clients per round, local epochs and batch size), which then learns from what
-the round gained per gram."""
+bandit over clients per round, local epochs, batch size and, with sub-models, the widest
+width), which then learns from what the round gained per gram."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ class RoundPlan:
     local_epochs: int
     batch_size: int
     arm: int | None  # the adaptive policy's arm, None without one
+    # the widest sub-model width of the round (an arm's; 1.0: no cap, docs/submodels.md)
+    width_cap: float = 1.0
 
 
 class RoundParams:
@@ -32,7 +34,7 @@ class RoundParams:
             return RoundPlan(r.clients_per_round, r.local_epochs, r.batch_size, None)
         arm = self.adapter.choose(rng)
         a = self.adapter.arms[arm]
-        return RoundPlan(a.clients_per_round, a.local_epochs, a.batch_size, arm)
+        return RoundPlan(a.clients_per_round, a.local_epochs, a.batch_size, arm, a.width)
 
     def observe(
         self, plan: RoundPlan, acc_before: float, acc_after: float, carbon_g: float

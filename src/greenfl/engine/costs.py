@@ -100,9 +100,11 @@ class CostModel:
         start_s: float,
         local_epochs: int,
         round_idx: int,
+        width_cap: float = 1.0,
     ) -> np.ndarray:
         """Each client's sub-model width this round (all 1.0 without sub-models), priced
-        on the rows the round charges."""
+        on the rows the round charges, no wider than ``width_cap`` (an adaptive policy's
+        arm)."""
         if self.submodel is None:
             return np.ones(len(clients), dtype=np.float64)
 
@@ -114,6 +116,7 @@ class CostModel:
             round_idx,
             lambda w: priced(w).duration_s,
             lambda w: priced(w).carbon_g,
+            width_cap,
         )
 
     def _width_costs(
@@ -138,11 +141,39 @@ class CostModel:
         return self.sparse.expected_bytes()
 
     def estimate(
-        self, clients: np.ndarray, start_s: float, local_epochs: int
+        self,
+        clients: np.ndarray,
+        start_s: float,
+        local_epochs: int,
+        round_idx: int | None = None,
+        width_cap: float = 1.0,
     ) -> tuple[Estimates, np.ndarray]:
-        """The clients' expected cost at ``start_s``, and the rows it was priced at."""
+        """The clients' expected cost at ``start_s``, and the rows it was priced at. With
+        sub-models and a ``round_idx``, each client is priced at the width the run's choice
+        would give it this round (no wider than ``width_cap``)."""
         rows = self.rows(clients, start_s, local_epochs)
-        return self._estimate(clients, rows, start_s, local_epochs), rows
+        if self.submodel is None or round_idx is None:
+            return self._estimate(clients, rows, start_s, local_epochs), rows
+        # The width is one more lever a selector sees (issue 31 item 4): a slow or dirty
+        # device that would train a narrow width is priced at that width's cost, as the
+        # round will charge it, not at the full model's.
+        widths = self.choose_widths(clients, rows, start_s, local_epochs, round_idx, width_cap)
+        flops_per_sample, bytes_up, bytes_down = self._width_costs(widths)
+        est = estimate_clients(
+            clients,
+            rows,
+            self.population,
+            self.table,
+            self.sources,
+            start_s,
+            flops_per_sample,
+            local_epochs,
+            bytes_up,
+            bytes_down,
+            batch_size=self.batch_size,
+            max_steps=self.max_steps,
+        )
+        return est, rows
 
     def durations_s(self, clients: np.ndarray, local_epochs: int) -> np.ndarray:
         """The clients' expected download, training and upload time on their own entries:

@@ -73,7 +73,14 @@ def select(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     ctx.work_start_s = ctx.start_s + ctx.phases_s
     assert ctx.plan is not None
     cohort = pick_clients(
-        parts, live, candidates, k_ask, ctx.round_idx, ctx.work_start_s, ctx.plan.local_epochs
+        parts,
+        live,
+        candidates,
+        k_ask,
+        ctx.round_idx,
+        ctx.work_start_s,
+        ctx.plan.local_epochs,
+        ctx.plan.width_cap,
     )
     ctx.cohort = np.asarray(cohort, dtype=np.int64)
     ctx.rows = parts.costs.rows(ctx.cohort, ctx.work_start_s, ctx.plan.local_epochs)
@@ -88,9 +95,12 @@ def pick_clients(
     round_idx: int,
     now_s: float,
     local_epochs: int,
+    width_cap: float = 1.0,
 ) -> np.ndarray:
     """``k`` of ``candidates`` as the selector picks them at ``now_s``, with the cost
-    estimates it asks for: a round's cohort, or an async run's next clients."""
+    estimates it asks for: a round's cohort, or an async run's next clients. With
+    sub-models, each candidate is priced at the width it would train (``width_cap``: the
+    round's widest)."""
     st = live.state
     sel = SelectionContext(
         round_idx=round_idx,
@@ -101,7 +111,7 @@ def pick_clients(
         last_loss=st.last_loss,
     )
     if parts.selector.needs_estimates:
-        est, _ = parts.costs.estimate(candidates, now_s, local_epochs)
+        est, _ = parts.costs.estimate(candidates, now_s, local_epochs, round_idx, width_cap)
         sel.est_energy_j, sel.est_carbon_g = est.energy_j, est.carbon_g
         sel.est_duration_s = est.duration_s
     return np.asarray(
@@ -120,7 +130,12 @@ def fit(parts: RunParts, live: Live, ctx: RoundContext) -> None:
     widths = None
     if parts.costs.submodel is not None:
         widths = parts.costs.choose_widths(
-            ctx.cohort, ctx.rows, ctx.work_start_s, ctx.plan.local_epochs, ctx.round_idx
+            ctx.cohort,
+            ctx.rows,
+            ctx.work_start_s,
+            ctx.plan.local_epochs,
+            ctx.round_idx,
+            ctx.plan.width_cap,
         )
     if s.world.aggregate_partial and deadline_s is not None and s.accounting:
         if widths is None:

@@ -45,6 +45,7 @@ def adapter_for(cfg: AdaptConfig, train: TrainConfig) -> Bandit | None:
         cfg.clients_per_round or [train.clients_per_round],
         cfg.local_epochs or [train.local_epochs],
         cfg.batch_size or [train.batch_size],
+        cfg.widths or [1.0],
     )
     built, _ = build(
         adapt.ADAPTERS,

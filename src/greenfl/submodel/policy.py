@@ -81,9 +81,12 @@ class WidthPlan:
         round_idx: int,
         duration_s: PerClient,
         carbon_g: PerClient,
+        width_cap: float = 1.0,
     ) -> np.ndarray:
         """Each client's width this round. ``duration_s`` and ``carbon_g`` price one width
-        for every client of ``clients`` (called only when the choice needs them)."""
+        for every client of ``clients`` (called only when the choice needs them).
+        ``width_cap``: the widest width any client trains this round (an adaptive policy's
+        arm); a client the choice gives a wider width trains the widest one within it."""
         clients = np.asarray(clients, dtype=np.int64)
         if self.choice == "fixed":
             idx = fixed_index(clients, len(self.costs))
@@ -95,6 +98,7 @@ class WidthPlan:
             idx = capability_index(times, limit)
         else:
             idx = carbon_index(np.stack([carbon_g(c) for c in self.costs]), self.full_share)
+        idx = np.maximum(idx, cap_index(self.widths, width_cap))
         if self.name == "fjord":
             rng = np.random.default_rng([self.seed, round_idx, _FJORD_STREAM])
             idx = fjord_index(idx, len(self.costs), rng)
@@ -104,6 +108,16 @@ class WidthPlan:
 def fixed_index(clients: np.ndarray, num_widths: int) -> np.ndarray:
     """HeteroFL's fixed split: client ``i`` gets the (i mod num_widths)-th width."""
     return np.asarray(clients, dtype=np.int64) % num_widths
+
+
+def cap_index(widths: np.ndarray, width_cap: float) -> int:
+    """The index of the widest of ``widths`` (widest first) no wider than ``width_cap``."""
+    within = np.flatnonzero(widths <= width_cap + 1e-12)
+    if within.size == 0:
+        raise ConfigError(
+            f"width cap {width_cap} is narrower than every width of the run ({widths.tolist()})"
+        )
+    return int(within[0])
 
 
 def capability_index(duration_s: np.ndarray, limit_s: float) -> np.ndarray:
