@@ -24,10 +24,10 @@ import greenfl
 from greenfl.config import RunConfig, load_config
 from greenfl.engine.observers import Observation, Observer, RoundView
 
-N_CLIENTS, ROUNDS, SEED = 3, 2, 3
+N_CLIENTS, ROUNDS, SEED = 2, 2, 3
 PARAMS = {1.0: 4810, 0.5: 2410}  # by hand, above
 HIDDEN = {1.0: 64, 0.5: 32}
-WIDTH_OF = {0: 1.0, 1: 0.5, 2: 1.0}  # choice fixed: client i gets widths[i mod 2]
+WIDTH_OF = {0: 1.0, 1: 0.5}  # choice fixed: client i gets widths[i mod 2]
 
 CONFIG = f"""
 seed = {SEED}
@@ -46,7 +46,7 @@ choice = "fixed"
 round_timeout_s = 60
 join_timeout_s = 60
 keepalive_s = 1
-min_clients = 3
+min_clients = {N_CLIENTS}
 """
 
 
@@ -179,6 +179,7 @@ def ledger_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
+@pytest.mark.slow  # 9 s alone, 20 s on a loaded 2-core machine
 def test_a_deployed_client_trains_its_width_and_the_wire_carries_only_its_slice(
     tmp_path: Path,
 ) -> None:
@@ -237,3 +238,162 @@ def test_a_deployed_client_trains_its_width_and_the_wire_carries_only_its_slice(
     assert [r.accuracy for r in result.history] == pytest.approx(
         [r.accuracy for r in sim.history], abs=1e-9
     )
+
+
+def _rogue_client(address: str, client_id: int, seen: dict[str, Any]) -> None:
+    """Takes its task and answers with a delta of the full model's tensors (4810 values)
+    whatever width it was asked to train."""
+    import grpc
+    import numpy as np
+
+    from greenfl.deploy import greenfl_pb2 as pb
+    from greenfl.deploy import greenfl_pb2_grpc as pbg
+
+    with grpc.insecure_channel(address) as ch:
+        stub = pbg.FederationStub(ch)
+        req = pb.JoinRequest(protocol_version=1, client_id=client_id)
+        reply = stub.Join(req, wait_for_ready=True, timeout=60)
+        for task in stub.Tasks(pb.TaskRequest(session_id=reply.session_id)):
+            if task.kind == pb.Task.SHUTDOWN:
+                return
+            if task.kind != pb.Task.FIT:
+                continue
+            seen["width"] = task.instructions.width
+            seen["shapes"] = [tuple(t.shape) for t in task.params]
+            full = {"0.weight": (64, 64), "0.bias": (64,), "2.weight": (10, 64), "2.bias": (10,)}
+            tensors = [
+                pb.Tensor(
+                    name=name,
+                    shape=list(shape),
+                    dtype="float32",
+                    data=np.zeros(int(np.prod(shape)), "<f4").tobytes(),
+                )
+                for name, shape in full.items()
+            ]
+            up = pb.Update(
+                protocol_version=1,
+                session_id=reply.session_id,
+                client_id=client_id,
+                round=task.round,
+                task_id=task.task_id,
+                tensors=pb.TensorList(tensors=tensors),
+                num_samples=1,
+                loss=0.1,
+            )
+            ack = stub.SubmitUpdate(up, metadata=(("greenfl-session", reply.session_id),))
+            seen["ack"] = (ack.accepted, ack.reason)
+
+
+WRONG_LENGTH = (
+    "update has 4810 elements, the width-0.5 slice the client was asked to train has 2410"
+)
+
+
+def test_an_update_of_the_wrong_slice_length_is_refused_with_its_reason(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(textwrap.dedent(CONFIG).replace(f"rounds = {ROUNDS}", "rounds = 1"))
+    cfg = load_config(path)
+    address, server, got = serve_in_thread(cfg, tmp_path / "run", [])
+    seen: dict[str, Any] = {}
+    rogue = threading.Thread(target=_rogue_client, args=(address, 1, seen), daemon=True)
+    rogue.start()
+    run_clients(address, [0])
+    server.join(timeout=60)
+    rogue.join(timeout=30)
+    assert not server.is_alive() and "error" not in got, got.get("error")
+    # Client 1 was told width 0.5 and sent only that slice: 32 hidden units
+    assert seen["width"] == 0.5
+    assert seen["shapes"] == [(32, 64), (32,), (10, 32), (10,)]
+    assert seen["ack"] == (False, WRONG_LENGTH)
+    db = tmp_path / "run" / "ledger.sqlite"
+    got_rows = ledger_rows(
+        db,
+        "SELECT client_id, status, reason, width, flops, num_samples FROM client_rounds "
+        "ORDER BY client_id",
+    )
+    assert [r[:4] for r in got_rows] == [
+        (0, "completed", None, 1.0),
+        (1, "rejected", WRONG_LENGTH, 0.5),
+    ]
+    # A refused update is charged the server's model of the work asked: the width-0.5
+    # sub-model's 10112 FLOPs per sample (by hand, as above), every sample of 5 epochs.
+    _, _, _, _, flops, n = got_rows[1]
+    assert flops == pytest.approx(10112 * cfg.train.local_epochs * n, rel=1e-12)
+
+
+def test_an_encoded_update_is_judged_at_its_widths_slice() -> None:
+    """q8 updates (the codec's own element count) against the slice of the task's width;
+    a width the run does not train is refused by name."""
+    import time
+
+    from greenfl.compression import CODECS  # noqa: F401  (registers the codecs)
+    from greenfl.config import CompressionConfig
+    from greenfl.core.params import ParamSpec
+    from greenfl.deploy import greenfl_pb2 as pb
+    from greenfl.deploy.server.checks import UpdateRules, judge_update
+    from greenfl.deploy.server.sessions import Pending
+    from greenfl.deploy.widths import width_slices
+    from greenfl.deploy.wire import encoded_to_pb
+    from greenfl.factories import codec_for
+    from greenfl.models import build_model
+
+    model = build_model("mlp", (64,), 10)
+    codec = codec_for(CompressionConfig(name="q8"))
+    slices = width_slices(model, {1.0: 20224.0, 0.5: 10112.0})
+    assert {w: s.spec.numel for w, s in slices.items()} == PARAMS
+    rules = UpdateRules(codec, ParamSpec.of(model), 10_000_000, None, widths=slices)
+
+    def judged(numel: int, width: float) -> tuple[str, str | None, int | None]:
+        delta = torch.full((numel,), 1e-3)
+        enc = codec.encode(delta, 1, torch.Generator().manual_seed(0))
+        req = pb.Update(
+            protocol_version=1, client_id=1, round=3, task_id="t", num_samples=10, loss=0.5
+        )
+        req.encoded.CopyFrom(encoded_to_pb(enc))
+        req.footprint.flops = 1.0
+        pending = Pending("t", "s", 3, 1000, 10, delivered_at=time.monotonic(), width=width)
+        r = judge_update(req, req.ByteSize(), 1, pending, rules)
+        return r.status, r.reason, None if r.delta is None else int(r.delta.numel())
+
+    assert judged(2410, 0.5) == ("completed", None, 2410)
+    assert judged(4810, 1.0) == ("completed", None, 4810)
+    assert judged(4810, 0.5) == ("rejected", WRONG_LENGTH, None)
+    assert judged(2410, 1.0) == (
+        "rejected",
+        "update has 2410 elements, the width-1 slice the client was asked to train has 4810",
+        None,
+    )
+    assert judged(1205, 0.25) == (
+        "rejected",
+        "sub-model width 0.25 is not one of the run's (1, 0.5)",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--secagg"], "does not support secagg.enabled"),
+        (
+            ["--set", "engine.mode=async", "--set", "strategy.name=fedbuff"]
+            + ["--set", "async.concurrency=2"],
+            "runs in synchronous rounds only: engine.mode = 'async'",
+        ),
+    ],
+)
+def test_serve_refuses_secagg_and_async_with_submodels_in_one_line(
+    tmp_path: Path,
+    flags: list[str],
+    fragment: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from greenfl.cli import main
+
+    (tmp_path / "c.toml").write_text(textwrap.dedent(CONFIG))
+    monkeypatch.chdir(tmp_path)
+    code = main(["serve", "c.toml", "--out", "run", *flags])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and fragment in lines[0]
+    assert not (tmp_path / "run" / "ledger.sqlite").exists()
