@@ -332,14 +332,14 @@ def test_an_encoded_update_is_judged_at_its_widths_slice() -> None:
     from greenfl.deploy import greenfl_pb2 as pb
     from greenfl.deploy.server.checks import UpdateRules, judge_update
     from greenfl.deploy.server.sessions import Pending
-    from greenfl.deploy.widths import width_slices
+    from greenfl.deploy.widths import wire_slices
     from greenfl.deploy.wire import encoded_to_pb
     from greenfl.factories import codec_for
     from greenfl.models import build_model
 
     model = build_model("mlp", (64,), 10)
     codec = codec_for(CompressionConfig(name="q8"))
-    slices = width_slices(model, {1.0: 20224.0, 0.5: 10112.0})
+    slices = wire_slices(model, {1.0: 20224.0, 0.5: 10112.0})
     assert {w: s.spec.numel for w, s in slices.items()} == PARAMS
     rules = UpdateRules(codec, ParamSpec.of(model), 10_000_000, None, widths=slices)
 

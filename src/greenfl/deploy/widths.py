@@ -41,7 +41,7 @@ def cut(model: nn.Module, width: float) -> tuple[nn.Module, torch.Tensor, ParamS
     return built.module, torch.from_numpy(built.slice.indices), ParamSpec.of(built.module)
 
 
-def width_slices(
+def wire_slices(
     model: nn.Module, flops_per_sample: Mapping[float, float]
 ) -> dict[float, WidthSlice]:
     """Each width's slice of ``model``, by width; ``flops_per_sample``: each width's

@@ -27,7 +27,7 @@ from greenfl.deploy.server.pending import PendingStore
 from greenfl.deploy.server.secagg import SecAggOptions
 from greenfl.deploy.server.settings import DeploySettings
 from greenfl.deploy.server.transport import GrpcTransport
-from greenfl.deploy.widths import WidthSlice, width_slices
+from greenfl.deploy.widths import WidthSlice, wire_slices
 from greenfl.engine.loop import RoundLoop
 from greenfl.engine.observers import RoundHook, RoundObserver
 from greenfl.engine.records import RoundRecord
@@ -127,7 +127,7 @@ def _widths_of(loop: RoundLoop) -> dict[float, WidthSlice] | None:
     plan = loop.parts.costs.submodel
     if plan is None:
         return None
-    return width_slices(loop.parts.model, {c.width: c.flops_per_sample for c in plan.costs})
+    return wire_slices(loop.parts.model, {c.width: c.flops_per_sample for c in plan.costs})
 
 
 def _async_loop(

@@ -104,7 +104,7 @@ class GrpcTransport(Transport):
         """Listen on ``address``; returns the bound port (useful with port 0).
         ``model_input``: the model's (input shape, number of classes), told to clients that
         bring their own data so they can check it before training. ``widths``: with
-        sub-models, each width's slice (``greenfl.deploy.widths.width_slices``)."""
+        sub-models, each width's slice (``greenfl.deploy.widths.wire_slices``)."""
         s = self.settings
         check_message_limit(spec.numel, s.max_message_bytes)
         self._spec = spec
