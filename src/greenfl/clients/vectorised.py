@@ -5,7 +5,10 @@ trainer for a run.
 
 It reproduces the sequential trainer step for step: each client sees the same batches in the
 same order (``client_seed`` / ``batch_order``), a partial last batch averages its loss over
-its real samples only, and a client with fewer steps simply stops moving."""
+its real samples only, and a client with fewer steps simply stops moving. In bf16 / fp16
+(``FitInstructions.precision``) both run the forward under torch.autocast, and fp16 keeps
+a loss scale per client (greenfl.clients.precision): a cohort shares one precision, as the
+in-process transport groups it."""
 
 from __future__ import annotations
 
