@@ -1,17 +1,19 @@
 """Amending the ledger's hash chain (greenfl.ledger.chain): accepting changes on
 ``--accept-changes`` (a link that says what was accepted and when, and the chain made to
-agree with the ledger as it is), and re-linking after greenfl itself removes rounds (a
-resumed run re-runs those written without their state)."""
+agree with the ledger as it is), re-linking after greenfl itself removes rounds (a
+resumed run re-runs those written without their state), and recording the columns later
+rounds are hashed over when a ledger written by another greenfl is opened to go on."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from greenfl.ledger.chain import (
+    COLUMNS,
     FINGERPRINT_KEY,
     Inputs,
     Problem,
@@ -20,9 +22,16 @@ from greenfl.ledger.chain import (
     links_of,
     round_parts,
 )
+from greenfl.ledger.columns import CURRENT, Columns, table_columns
 from greenfl.ledger.fingerprint import config_digests, fleet_digests
-from greenfl.ledger.schema import CLIENT_ROUND_COLUMNS, ROUND_COLUMNS
-from greenfl.ledger.store import chain_head, link_digest, model_sha256, state_sha256
+from greenfl.ledger.schema import SCHEMA_VERSION
+from greenfl.ledger.store import (
+    Transaction,
+    chain_head,
+    link_digest,
+    model_sha256,
+    state_sha256,
+)
 
 
 def accept(conn: sqlite3.Connection, found: Sequence[Problem], inputs: Inputs | None) -> None:
@@ -39,7 +48,7 @@ def accept(conn: sqlite3.Connection, found: Sequence[Problem], inputs: Inputs | 
             "INSERT INTO chain (seq, kind, body, digest) VALUES (?, 'start', ?, '')",
             (seq, json.dumps(fp, sort_keys=True, separators=(",", ":"))),
         )
-    _rechain_rounds(conn, fp)
+    _rechain_rounds(conn)
     change: dict[str, Any] = {
         "when_utc": datetime.now(timezone.utc).isoformat(),
         "what": [p.line for p in found],
@@ -75,6 +84,9 @@ def _record_now(conn: sqlite3.Connection) -> dict[str, Any] | None:
 
 def _fingerprint_of_record(conn: sqlite3.Connection, inputs: Inputs | None) -> dict[str, Any]:
     record = _record_now(conn) or {"config": {}, "fleet": {}}
+    # the columns the tables have now: a ledger from before the chain may not be migrated
+    # yet (the writer migrates it, and records the new columns, when the run goes on)
+    cols = table_columns(conn)
     return {
         "format": 1,
         "fleet_path": inputs.fleet_path if inputs is not None else "",
@@ -84,18 +96,19 @@ def _fingerprint_of_record(conn: sqlite3.Connection, inputs: Inputs | None) -> d
             "traces": inputs.traces if inputs is not None else {},
             "code": inputs.code if inputs is not None else {},
         },
-        "round_columns": list(ROUND_COLUMNS),
-        "client_columns": list(CLIENT_ROUND_COLUMNS),
+        "round_columns": list(cols.rounds),
+        "client_columns": list(cols.clients),
     }
 
 
-def _rechain_rounds(conn: sqlite3.Connection, fp: Mapping[str, Any]) -> None:
-    """Round links recomputed from the rows as they are: edited rounds get their digests,
-    deleted rounds lose their link, added rounds get one; the state's round gets the
-    state's digests."""
-    by_round = {link.round: link for link in links_of(conn) if link.kind == "round"}
+def _rechain_rounds(conn: sqlite3.Connection) -> None:
+    """Round links recomputed from the rows as they are (each over the columns in effect
+    at its link): edited rounds get their digests, deleted rounds lose their link, added
+    rounds get one; the state's round gets the state's digests."""
+    links = links_of(conn)
+    by_round = {link.round: link for link in links if link.kind == "round"}
     seen = set()
-    for rnd, rounds_sha, clients_sha in list(round_parts(conn, fp)):
+    for rnd, rounds_sha, clients_sha in list(round_parts(conn, links)):
         seen.add(rnd)
         if rnd in by_round:
             conn.execute(
@@ -146,3 +159,35 @@ def drop_rounds_after(conn: sqlite3.Connection, saved: int) -> None:
     resumed run re-runs rounds written without their state), and the chain re-linked."""
     conn.execute("DELETE FROM chain WHERE kind = 'round' AND round > ?", (saved,))
     relink(conn)
+
+
+def record_columns(conn: sqlite3.Connection, now: Columns = CURRENT) -> bool:
+    """(its own transaction) Before this greenfl writes rounds into a ledger whose chain
+    hashes other columns (a run started by an older greenfl, its ledger migrated since by
+    greenfl.ledger.schema.migrate): a link of kind ``columns`` listing the columns ``now``
+    that the rounds after it are hashed over, with the schema version and when. The rounds
+    before it stay hashed over the columns they were written with. Whether a link was
+    added: none where the columns agree, or where the ledger has no chain start (its
+    check refuses it; ``--accept-changes`` starts one over the columns it has)."""
+    with Transaction(conn):
+        fp = effective(links_of(conn))
+        if fp is None:
+            return False
+        was = Columns.of(fp)
+        if was == now:
+            return False
+        body = json.dumps(
+            {
+                "round_columns": list(now.rounds),
+                "client_columns": list(now.clients),
+                "schema_version": SCHEMA_VERSION,
+                "when_utc": datetime.now(timezone.utc).isoformat(),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        conn.execute(
+            "INSERT INTO chain (kind, body, digest) VALUES (?, ?, ?)",
+            (COLUMNS, body, link_digest(chain_head(conn), COLUMNS, body)),
+        )
+    return True

@@ -10,19 +10,22 @@ state, an edited recorded config or fleet, or (given what the run would read now
 changed fleet file, trace or code version. ``accept`` records such changes as a link of
 their own and re-links the chain, so the ledger says what was accepted and when.
 
+The columns a round link hashes are the ones in effect at the link: those the start link
+lists, until a link of kind ``columns`` lists others (greenfl.ledger.columns).
+
 What it cannot do: someone who rewrites the rows *and* recomputes every digest after them
 makes a consistent chain. The head digest (``greenfl verify`` prints it, the server logs it)
 kept somewhere else is what catches that."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from greenfl.ledger.columns import CURRENT, Columns, round_digests
 from greenfl.ledger.fingerprint import (
     config_digests,
     describe_code,
@@ -30,7 +33,6 @@ from greenfl.ledger.fingerprint import (
 )
 from greenfl.ledger.schema import CLIENT_ROUND_COLUMNS, ROUND_COLUMNS
 from greenfl.ledger.store import (
-    RoundLink,
     chain_head,
     link_digest,
     model_sha256,
@@ -38,6 +40,7 @@ from greenfl.ledger.store import (
 )
 
 FINGERPRINT_KEY = "fingerprint"  # meta: a copy of the start link's body, for readers
+COLUMNS = "columns"  # the kind of link that changes the columns later round links hash
 _LINKS = (
     "SELECT seq, kind, round, rounds_sha256, clients_sha256, model_sha256, state_sha256, "
     "body, digest FROM chain ORDER BY seq"
@@ -115,7 +118,8 @@ def link_digest_of(prev: str | None, link: _Link) -> str:
 
 
 def effective(links: Sequence[_Link]) -> dict[str, Any] | None:
-    """The start fingerprint with every accepted change applied, None without a start."""
+    """The start fingerprint with every accepted change applied, and the columns of the
+    last columns link; None without a start."""
     if not links or links[0].kind != "start" or links[0].body is None:
         return None
     fp: dict[str, Any] = json.loads(links[0].body)
@@ -125,36 +129,39 @@ def effective(links: Sequence[_Link]) -> dict[str, Any] | None:
             for part in ("record", "inputs"):
                 if part in change:
                     fp[part] = change[part]
+        elif link.kind == COLUMNS:
+            cols = _body_columns(link)
+            if cols is not None:
+                fp["round_columns"], fp["client_columns"] = list(cols.rounds), list(cols.clients)
     return fp
 
 
-def _columns(fp: Mapping[str, Any] | None) -> tuple[list[str], list[str]]:
-    if fp is None:
-        return list(ROUND_COLUMNS), list(CLIENT_ROUND_COLUMNS)
-    return list(fp["round_columns"]), list(fp["client_columns"])
+def _body_columns(link: _Link) -> Columns | None:
+    try:
+        body = json.loads(link.body or "")
+    except ValueError:
+        return None
+    return Columns.of(body) if isinstance(body, dict) else None
 
 
-def round_parts(
-    conn: sqlite3.Connection, fp: Mapping[str, Any] | None
-) -> Iterator[tuple[int, str, str]]:
-    """(round, rounds digest, client rows digest) for each round row, recomputed."""
-    round_cols, client_cols = _columns(fp)
-    at, round_at = client_cols.index("client_id"), client_cols.index("round")
-    clients = conn.execute(
-        f"SELECT {', '.join(client_cols)} FROM client_rounds ORDER BY round, client_id"
-    )
-    groups = itertools.groupby(clients, key=lambda r: r[round_at])
-    pending = next(groups, None)
-    for row in conn.execute(f"SELECT {', '.join(round_cols)} FROM rounds ORDER BY round"):
-        rnd = row[0]
-        while pending is not None and pending[0] < rnd:
-            pending = next(groups, None)  # client rows of a deleted round: its link says so
-        rows: list[Any] = []
-        if pending is not None and pending[0] == rnd:
-            rows = list(pending[1])
-            pending = next(groups, None)
-        link = RoundLink.of(row, rows, at, None)
-        yield rnd, link.rounds_sha, link.clients_sha
+def columns_at(links: Sequence[_Link]) -> tuple[dict[int, Columns], Columns]:
+    """The columns each round's link hashes (those in effect at the link), and those in
+    effect after the last link (a round without a link gets them when one is made)."""
+    now: Columns | None = None
+    by_round: dict[int, Columns] = {}
+    for link in links:
+        if link.kind in ("start", COLUMNS):
+            now = _body_columns(link) or now
+        elif link.kind == "round" and link.round is not None:
+            # a round linked before any start (its start was deleted: that is named first)
+            by_round[link.round] = now or CURRENT
+    return by_round, now or CURRENT
+
+
+def round_parts(conn: sqlite3.Connection, links: Sequence[_Link]) -> Iterator[tuple[int, str, str]]:
+    """(round, rounds digest, client rows digest) for each round row, recomputed over
+    the columns in effect at the round's link."""
+    return round_digests(conn, *columns_at(links))
 
 
 def problems(
@@ -192,9 +199,14 @@ def _problems(conn: sqlite3.Connection, inputs: Inputs | None) -> Iterator[Probl
             if link.round in by_round:
                 yield Problem(f"ledger round {link.round} has two chain links", "chain")
             by_round[link.round] = link
+    broken = _first_broken(links)
+    if broken is not None and broken.kind in ("start", COLUMNS):
+        # the columns the rows are hashed over come from these links: an edit of one is
+        # named as such, not as edits of the rounds after it
+        yield _chain_problem(broken)
     # the rows, against the digests their links hold
     seen: set[int] = set()
-    for rnd, rounds_sha, clients_sha in round_parts(conn, fp):
+    for rnd, rounds_sha, clients_sha in round_parts(conn, links):
         seen.add(rnd)
         link = by_round.get(rnd)
         if link is None:
@@ -212,18 +224,29 @@ def _problems(conn: sqlite3.Connection, inputs: Inputs | None) -> Iterator[Probl
     for rnd in sorted(set(by_round) - seen):
         yield Problem(f"ledger round {rnd} was deleted after it was written", "rows")
     # the links, against each other
-    prev: str | None = None
-    for link in links:
-        if link_digest_of(prev, link) != link.digest:
-            what = f"round {link.round}" if link.kind == "round" else f"its {link.kind} link"
-            yield Problem(f"the ledger's hash chain was edited at {what} (chain)", "chain")
-            break
-        prev = link.digest
+    if broken is not None and broken.kind not in ("start", COLUMNS):
+        yield _chain_problem(broken)
     yield from _state_problems(conn, by_round)
     if fp is not None:
         yield from _record_problems(conn, fp)
         if inputs is not None:
             yield from input_problems(fp, inputs)
+
+
+def _first_broken(links: Sequence[_Link]) -> _Link | None:
+    """The first link whose digest is not the one its contents and the link before it
+    make, None where every link agrees."""
+    prev: str | None = None
+    for link in links:
+        if link_digest_of(prev, link) != link.digest:
+            return link
+        prev = link.digest
+    return None
+
+
+def _chain_problem(link: _Link) -> Problem:
+    what = f"round {link.round}" if link.kind == "round" else f"its {link.kind} link"
+    return Problem(f"the ledger's hash chain was edited at {what} (chain)", "chain")
 
 
 def _state_problems(conn: sqlite3.Connection, by_round: Mapping[int, _Link]) -> Iterator[Problem]:

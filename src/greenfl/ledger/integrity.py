@@ -22,6 +22,7 @@ from greenfl._version import __version__
 from greenfl.core.errors import FleetError, LedgerError
 from greenfl.ledger import amend, chain, store
 from greenfl.ledger.fingerprint import code_version, fleet_digests, trace_digests
+from greenfl.ledger.schema import DDL
 
 LEDGER = "ledger.sqlite"
 
@@ -79,13 +80,17 @@ def accept_changes(conn: sqlite3.Connection, inputs: bool = True, code: bool = T
     return [p.line for p in found]
 
 
-def open_ledger(out_dir: Path) -> sqlite3.Connection:
-    """The run folder's ledger, opened for checking (a LedgerError if there is none)."""
+def open_ledger(out_dir: Path, start_chain: bool = False) -> sqlite3.Connection:
+    """The run folder's ledger, opened for checking (a LedgerError if there is none).
+    ``start_chain``: a ledger written before greenfl kept a chain gets its (empty) chain
+    table, for ``--accept-changes`` to start the chain in."""
     path = Path(out_dir) / LEDGER
     if not path.is_file():
         raise LedgerError(f"no ledger at {path}")
     try:
         conn = store.connect(str(path))
+        if start_chain:  # CREATE TABLE IF NOT EXISTS: only the tables it lacks
+            conn.executescript(DDL)
         conn.execute("SELECT 1 FROM runs LIMIT 1").fetchall()
         conn.execute("SELECT 1 FROM chain LIMIT 1").fetchall()
     except sqlite3.Error as exc:
@@ -137,7 +142,7 @@ def check_for_resume(out_dir: Path, accept: bool = False) -> list[str]:
 
 
 def _check_folder(out_dir: Path, accept: bool, inputs: bool, code: bool) -> list[str]:
-    conn = open_ledger(out_dir)
+    conn = open_ledger(out_dir, start_chain=accept)
     try:
         if accept:
             return accept_changes(conn, inputs, code)

@@ -36,6 +36,7 @@ from typing import Any
 
 from greenfl.core.errors import LedgerError
 from greenfl.ledger import store
+from greenfl.ledger.amend import record_columns
 from greenfl.ledger.chain import start_chain
 from greenfl.ledger.child import StateArg, WriterProcess
 from greenfl.ledger.fingerprint import fingerprint
@@ -92,6 +93,9 @@ class LedgerWriter:
         self._conn.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
+        # A run started by a greenfl with other columns: the rounds written from now on are
+        # hashed over this greenfl's, and its chain says so from here (a 'columns' link).
+        record_columns(self._conn)
 
     @property
     def conn(self) -> sqlite3.Connection:
