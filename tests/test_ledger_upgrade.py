@@ -315,3 +315,21 @@ def test_a_ledger_from_before_the_chain_starts_one_over_the_columns_it_has(
     assert main(["verify", str(old_run)]) == 2
     line = "error: ledger round 2 was edited after it was written (rounds)"
     assert capsys.readouterr().err.strip() == line
+
+
+@pytest.mark.parametrize(
+    ("columns", "row", "expected"),
+    [
+        (["round", "a", "b", "c"], (1, 2, 3, 4), (1, 2, 3, 4)),  # the table's own columns
+        (["round", "a", "b"], (1, 2, 3, None), (1, 2, 3)),  # c added later, NULL
+        (["round", "a", "b"], (1, 2, 3, 9), (1, 2, 3, "c", 9)),  # ... and given a value
+        (["round", "c"], (1, 7, None, 4), (1, 4, "a", 7)),  # only the columns holding one
+        (["round", "a", "x"], (1, 2, 5, None), (1, 2, None, "b", 5)),  # x dropped: NULL
+    ],
+)
+def test_a_row_as_the_columns_its_link_hashes(
+    columns: list[str], row: tuple, expected: tuple
+) -> None:
+    from greenfl.ledger.columns import projection
+
+    assert projection(["round", "a", "b", "c"], columns)(row) == expected

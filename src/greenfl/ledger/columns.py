@@ -12,6 +12,7 @@ hashed with the round, so putting one there is an edit of that round."""
 from __future__ import annotations
 
 import itertools
+import operator
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,11 +65,17 @@ def projection(names: Sequence[str], columns: Sequence[str]) -> Callable[[Sequen
         return tuple
     at = [names.index(c) if c in names else None for c in columns]
     others = [(i, n) for i, n in enumerate(names) if n not in columns]
+    # itemgetters, not a generator per row: verifying a ledger reads every row
+    take = _taker(at)
+    if not others:
+        return take
+    held, nulls = _getter([i for i, _ in others]), (None,) * len(others)
 
     def project(row: Sequence[Any]) -> tuple:
-        out = tuple(None if i is None else row[i] for i in at)
+        if held(row) == nulls:
+            return take(row)
         extra = [v for i, n in others if row[i] is not None for v in (n, row[i])]
-        return (*out, *extra) if extra else out
+        return (*take(row), *extra)
 
     return project
 
@@ -105,3 +112,23 @@ def round_digests(
         client_id_at = cols.clients.index("client_id")
         link = RoundLink.of(of_round(row), [of_client(r) for r in rows], client_id_at, None)
         yield rnd, link.rounds_sha, link.clients_sha
+
+
+def _taker(at: Sequence[int | None]) -> Callable[[Sequence[Any]], tuple]:
+    """The values at ``at`` of a row, NULL for None (a column the table lacks: dropped
+    after it was written)."""
+    if None not in at:
+        return _getter([i for i in at if i is not None])
+
+    def take(row: Sequence[Any]) -> tuple:
+        return tuple(None if i is None else row[i] for i in at)
+
+    return take
+
+
+def _getter(at: Sequence[int]) -> Callable[[Sequence[Any]], tuple]:
+    """The values at ``at`` of a row, always as a tuple (itemgetter of one gives the value)."""
+    if len(at) == 1:
+        (i,) = at
+        return lambda row: (row[i],)
+    return operator.itemgetter(*at)
