@@ -1,14 +1,15 @@
 """Sparse training on digits (issue 31, item 3): the reference FedAvg scenario
-(examples/reference-fedavg.toml: 200 clients, 10 a round, MLP 64-[64]-10) dense and with
-magnitude pruning to 50% and 80% of the prunable weights on Zhu & Gupta's schedule (pruned
-every 5 rounds from round 1 to ``--end``, then fixed), each for ``--rounds`` rounds with
-no accuracy stop, seeds 0-2. Every run uses the sequential trainer, so dense and sparse
-differ only by the mask.
+(examples/reference-fedavg.toml: 200 clients, 10 a round, MLP 64-[64]-10) dense, with
+magnitude pruning of 50% and 80% of the prunable weights, and of 50% of the hidden units
+(``structured``), on Zhu & Gupta's schedule (pruned every 5 rounds from round 1 to
+``--end``, then fixed), each for ``--rounds`` rounds with no accuracy stop, seeds 0-2.
+Every run uses the sequential trainer, so dense and sparse differ only by the mask.
 
 Per run: the final and best test accuracy, the round that first reached ``--target``, the
-bytes a round moved (up and down, all its clients) in the last round and over the run, and
-the client compute energy (counted FLOPs: the same dense or sparse, the kernels are dense),
-the client communication energy and the run's gCO2e.
+bytes a round moved (up and down, all its clients) in the last round and over the run,
+the client compute energy (counted FLOPs: the dense model's under an unstructured mask,
+whose kernels are dense; lower with whole units pruned), the client communication energy
+and the run's gCO2e.
 
     python bench/sparse_bench.py [--seeds 0 1 2] [--rounds 200] [--end 100] [--target 0.8]
 """
@@ -26,15 +27,19 @@ import greenfl
 from greenfl.config import load_config
 
 CONFIG = "examples/reference-fedavg.toml"
-TARGETS = (0.0, 0.5, 0.8)  # 0.0: dense
+# (sparsity target, structured); 0.0: dense
+SETTINGS: tuple[tuple[float, bool], ...] = ((0.0, False), (0.5, False), (0.8, False), (0.5, True))
 
 
-def run(seed: int, target: float, rounds: int, end: int, goal: float) -> dict[str, float | None]:
+def run(
+    seed: int, target: float, structured: bool, rounds: int, end: int, goal: float
+) -> dict[str, float | None]:
     sets = [f"seed={seed}", f"train.rounds={rounds}", "stop.target_accuracy=null",
             "report.html=false", "engine.trainer='sequential'"]  # fmt: skip
     if target > 0:
         sets += ["sparsity.name='magnitude'", f"sparsity.target={target}",
-                 f"sparsity.end_round={end}", "sparsity.every_rounds=5"]  # fmt: skip
+                 f"sparsity.end_round={end}", "sparsity.every_rounds=5",
+                 f"sparsity.structured={str(structured).lower()}"]  # fmt: skip
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         result = greenfl.run(load_config(CONFIG, sets), out)
@@ -74,13 +79,14 @@ def main() -> None:
     ap.add_argument("--end", type=int, default=100, help="sparsity.end_round")
     ap.add_argument("--target", type=float, default=0.8, help="accuracy for rounds-to-target")
     args = ap.parse_args()
-    results: dict[float, list[dict[str, float | None]]] = {t: [] for t in TARGETS}
+    results: dict[tuple[float, bool], list[dict[str, float | None]]] = {s: [] for s in SETTINGS}
     for seed in args.seeds:
-        for target in TARGETS:
-            r = run(seed, target, args.rounds, args.end, args.target)
-            results[target].append(r)
-            print(json.dumps({"seed": seed, "sparsity": target, **r}), flush=True)
-    dense = results[0.0]
+        for target, structured in SETTINGS:
+            r = run(seed, target, structured, args.rounds, args.end, args.target)
+            results[(target, structured)].append(r)
+            line = {"seed": seed, "sparsity": target, "structured": structured, **r}
+            print(json.dumps(line), flush=True)
+    dense = results[(0.0, False)]
     print(
         f"\n| sparsity | density | final accuracy | best accuracy | rounds to {args.target} "
         "| bytes up / round (last) | bytes down / round (last) | MB up+down (run) "
@@ -88,14 +94,14 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     total_dense = statistics.mean(r["mb_up_total"] + r["mb_down_total"] for r in dense)
-    for target, rows in results.items():
+    for (target, structured), rows in results.items():
         reached = [r["rounds_to_target"] for r in rows if r["rounds_to_target"] is not None]
         to_target = "-"
         if reached:
             to_target = f"{statistics.mean(reached):.0f} ({len(reached)}/{len(rows)})"
         total = statistics.mean(r["mb_up_total"] + r["mb_down_total"] for r in rows)
         print(
-            f"| {target:.1f} | {rows[0]['density_final']:.3f} "
+            f"| {target:.1f}{' units' if structured else ''} | {rows[0]['density_final']:.3f} "
             f"| {mean_sd([r['accuracy_final'] for r in rows])} "
             f"| {mean_sd([r['accuracy_best'] for r in rows])} | {to_target} "
             f"| {statistics.mean(r['bytes_up_last_round'] for r in rows):,.0f} "

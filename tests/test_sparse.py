@@ -21,6 +21,7 @@ from greenfl.core.messages import ClientUpdate, FitInstructions
 from greenfl.core.params import get_flat, set_flat
 from greenfl.factories import build_loop
 from greenfl.factories.sparsity import sparse_training_for
+from greenfl.sparse.channels import ChannelPruner
 from greenfl.sparse.layout import prunable_layout
 from greenfl.sparse.mask import magnitude_mask, mask_cost, pruned_count
 from greenfl.sparse.schedule import PruneSchedule
@@ -264,7 +265,11 @@ def test_a_run_counts_bytes_at_its_density_and_flops_dense(
     assert int(sparse.mask.sum()) == kept_at(0.8)
     assert sparse.sparsity == pytest.approx((3276 + 512) / PRUNABLE)  # floor(0.8 x each)
     # estimates price what travels: the kept values up; values and mask down
-    assert loop.parts.costs._model_bytes() == (4 * 1022, 4 * 1022 + MASK_BYTES)
+    assert loop.parts.costs._model_cost() == (
+        loop.parts.costs.flops_per_sample,
+        4 * 1022,
+        4 * 1022 + MASK_BYTES,
+    )
 
 
 def test_a_client_holding_the_mask_does_not_download_it_again(
@@ -359,4 +364,110 @@ def test_the_cli_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFix
 def test_a_deployment_is_refused(tiny_config: RunConfig) -> None:
     cfg = sparse_config(tiny_config)
     with pytest.raises(ConfigError, match="runs in simulation only"):
-        sparse_training_for(cfg, tiny_model(), 20, None, deployed=True)  # type: ignore[arg-type]
+        sparse_training_for(cfg, tiny_model(), None, 20, None, 0.0, deployed=True)  # type: ignore[arg-type]
+
+
+# --- structured: whole units -------------------------------------------------------------
+
+
+def unit_model() -> nn.Sequential:
+    """3 -> 4 -> 2: weight (12), bias (4), weight (8), bias (2): 26 coordinates."""
+    return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+
+
+def test_the_smallest_norm_units_are_pruned_with_their_rows_and_columns() -> None:
+    model = unit_model()
+    layout = prunable_layout(model)
+    pruner = ChannelPruner(model, layout, lambda m: 0.0)
+    params = torch.zeros(26)
+    # unit j's incoming weights and bias: norms 5, 1, 4, 2 (3-4-0, 1-0-0, 0-4-0, 0-0-2)
+    params[0:12] = torch.tensor([3, 4, 0, 1, 0, 0, 0, 4, 0, 0, 0, 2], dtype=torch.float32)
+    params[12:16] = torch.tensor([0, 0, 0, 0])
+    params[16:26] = 1.0
+    mask = pruner.mask_at(params, 0.5)  # floor(0.5 x 4) = 2 units: the norms 1 and 2
+    pruner.load_mask(mask)
+    assert pruner.keep[0].tolist() == [0, 2]
+    # unit 0 and 2's rows (0-2, 6-8), biases (12, 14); the class layer's columns 0 and 2 of
+    # each of its 2 rows (16, 18, 20, 22) and both its biases (24, 25)
+    expected = [0, 1, 2, 6, 7, 8, 12, 14, 16, 18, 20, 22, 24, 25]
+    assert torch.nonzero(mask).flatten().tolist() == expected
+    assert pruner.indices.tolist() == expected
+    assert pruner.mask_bytes() == 1 + 1  # 4 hidden units: one byte of bits, one tag
+
+
+def test_the_pruned_model_computes_what_the_masked_dense_one_does() -> None:
+    torch.manual_seed(0)
+    # the digits CNN: 8x8 images, convs, pooling, a flatten into the linear head
+    from greenfl.models.builtin import cnn
+
+    model = cnn((64,), 10)
+    layout = prunable_layout(model)
+    pruner = ChannelPruner(model, layout, lambda m: 0.0)
+    params = get_flat(model)
+    pruner.load_mask(pruner.mask_at(params, 0.5))
+    masked = params.masked_fill(~pruner.mask_of(pruner.indices), 0.0)
+    x = torch.randn(5, 64)
+    set_flat(model, masked)
+    set_flat(pruner.module, params[torch.from_numpy(pruner.indices)])
+    with torch.no_grad():
+        assert torch.allclose(pruner.module(x), model(x), atol=1e-6)
+    convs = [m for m in pruner.module if isinstance(m, nn.Conv2d)]
+    full = [m for m in model if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [c.out_channels // 2 for c in full]
+
+
+def test_a_model_with_layers_it_cannot_cut_is_refused() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    with pytest.raises(ConfigError, match=r"cannot prune through layer 1 \(LayerNorm\)"):
+        ChannelPruner(model, prunable_layout(model), lambda m: 0.0)
+    lstm = nn.LSTM(2, 3)
+    with pytest.raises(ConfigError, match="not a LSTM"):
+        ChannelPruner(lstm, prunable_layout(lstm), lambda m: 0.0)
+
+
+def test_structured_runs_count_the_smaller_model(tiny_config: RunConfig, tmp_path: Path) -> None:
+    cfg = sparse_config(tiny_config, **{"sparsity.target": 0.5, "sparsity.structured": True})
+    greenfl.run(cfg, tmp_path / "units")
+    got = rows(
+        tmp_path / "units",
+        "SELECT round, density, bytes_up, bytes_down, flops, num_samples FROM client_rounds",
+    )
+    # 0.5 x (1 - (1/2)^3) = 0.4375 after round 2: floor(28) of 64 units go, 36 stay; 32
+    # after round 3. The MLP at h hidden units: 75 h + 10 parameters, 316 h FLOPs a sample
+    hidden = {1: 64, 2: 64, 3: 36, 4: 32}
+    for rnd, density, up, down, flops, samples in got:
+        h = hidden[rnd]
+        assert density == pytest.approx((75 * h + 10) / NUMEL, rel=1e-12)
+        assert up == 4 * (75 * h + 10)
+        # the mask: one bit per hidden unit (8 bytes) and the tag, new in rounds 3 and 4
+        assert down == 4 * (75 * h + 10) + (1 + 8 if rnd >= 3 else 0)
+        assert flops == pytest.approx(316 * h * samples, rel=1e-12)  # the FLOPs really fall
+
+
+def param_count(module: nn.Module) -> float:
+    return float(sum(p.numel() for p in module.parameters()))
+
+
+def test_a_structured_mask_resumes_to_the_same_model() -> None:
+    model = unit_model()
+    layout = prunable_layout(model)
+
+    def build() -> SparseTraining:
+        # a stand-in FLOP counter: the module's parameter count
+        pruner = ChannelPruner(model, layout, param_count)
+        return SparseTraining(model, layout, PruneSchedule(0.5, 1, 1), 3, len, 99.0, pruner)
+
+    a = build()
+    a.after_aggregation(1, torch.linspace(-1, 1, 26))
+    assert a.version == 1 and a.kept == 14 and a.flops_per_sample == 14.0
+    b = build()
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(b.mask, a.mask) and b.flops_per_sample == 14.0
+    assert b.channels is not None and b.channels.keep[0].tolist() == a.channels.keep[0].tolist()
+    # an unstructured mask is not one of whole units: refused in one line
+    state = a.state_dict()
+    bits = a.mask.clone()
+    bits[1] = False
+    state["mask_bits"] = np.packbits(bits.numpy())
+    with pytest.raises(LedgerError, match="does not fit this run"):
+        build().load_state_dict(state)

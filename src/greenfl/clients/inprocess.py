@@ -104,7 +104,8 @@ class InProcessTransport(Transport):
             sub = self._width(width)
             model, params = sub.module, first.params[sub.indices]
         elif self.sparse is not None:
-            model = self.sparse.module  # pruned weights held at zero: only the kept train
+            # the model with its pruned weights held at zero, or the kept units' smaller one
+            model, params = self.sparse.module, self.sparse.train_params(first.params)
 
         def step(clients_done: int, steps_done: int) -> None:
             if progress is not None:
@@ -142,7 +143,8 @@ class InProcessTransport(Transport):
         delta, bytes_down = r.delta, 4 * numel  # the float32 model (or slice), as to_bytes sends it
         if self.sparse is not None:
             # only the kept coordinates travel, each way; the mask down when it is new
-            delta, bytes_down = self.sparse.kept_values(delta), self.sparse.send_down(r.client_id)
+            delta, bytes_down = self.sparse.sent_values(delta), self.sparse.send_down(r.client_id)
+            flops_per_sample = self.sparse.flops_per_sample  # dense under a mask: the kernels are
         encoded = self.codec.encode(delta, r.client_id, gen)
         decoded = self.codec.decode(encoded)
         return ClientReport(

@@ -2,8 +2,9 @@
 global model by weight magnitude to ``target`` on Zhu & Gupta's (2017) gradual schedule
 from ``start_round`` to ``end_round``, keeps the mask and applies it after every
 aggregation; clients train the masked model and send only its kept coordinates. FLOPs stay
-the dense model's: dense kernels on an unstructured mask save bytes, not FLOPs
-(docs/submodels.md, "Sparse training")."""
+the dense model's: dense kernels on an unstructured mask save bytes, not FLOPs. With
+``structured = true`` whole units are pruned, clients train the smaller model left, and
+its FLOPs are counted (docs/submodels.md, "Sparse training")."""
 
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ class SparsityConfig(Section):
         "after end_round",
     )
 
+    structured: bool = Field(
+        False,
+        description="false: prune single weights (unstructured: bytes fall, FLOPs stay "
+        "dense); true: prune whole hidden units and channels of a feed-forward model (mlp, "
+        "cnn, femnist_cnn, cifar_cnn) by the L2 norm of their incoming weights, so clients "
+        "train the smaller model left and its FLOPs are counted",
+    )
+
     @model_validator(mode="after")
     def _ordered(self) -> SparsityConfig:
         if self.end_round < self.start_round:
@@ -81,7 +90,9 @@ def check_sparsity(
         "engine.mode = 'async'": engine.mode != "sync",
         "engine.backend = 'ray'": engine.backend != "local",
         # the stacked step trains every weight; the masked forward needs the sequential one
-        "engine.trainer = 'vectorised'": engine.trainer == "vectorised",
+        "engine.trainer = 'vectorised' (structured = true can)": (
+            engine.trainer == "vectorised" and not sp.structured
+        ),
         "privacy.mode": privacy_mode != "none",
         "secagg.enabled": secagg_enabled,
         "submodel.name": submodel_name != "none",

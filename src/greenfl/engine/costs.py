@@ -77,7 +77,7 @@ class CostModel:
         width: WidthCost | None = None,
     ) -> Estimates:
         """The full model's cost, or ``width``'s sub-model's."""
-        bytes_up, bytes_down = self._model_bytes()
+        flops_per_sample, bytes_up, bytes_down = self._model_cost()
         return estimate_clients(
             clients,
             rows,
@@ -85,7 +85,7 @@ class CostModel:
             self.table,
             self.sources,
             start_s,
-            self.flops_per_sample if width is None else width.flops_per_sample,
+            flops_per_sample if width is None else width.flops_per_sample,
             epochs,
             bytes_up if width is None else width.bytes_up,
             bytes_down if width is None else width.bytes_down,
@@ -125,7 +125,7 @@ class CostModel:
         """(flops per sample, bytes up, bytes down) of each client at its width, or the
         full model's."""
         if widths is None or self.submodel is None:
-            return self.flops_per_sample, *self._model_bytes()
+            return self._model_cost()
         costs = [self.submodel.cost_of(float(w)) for w in widths]
         return (
             np.array([c.flops_per_sample for c in costs], dtype=np.float64),
@@ -133,12 +133,12 @@ class CostModel:
             np.array([c.bytes_down for c in costs], dtype=np.float64),
         )
 
-    def _model_bytes(self) -> tuple[int, int]:
-        """(bytes up, bytes down) of a client of the full model: under a sparsity mask,
-        its kept values (FLOPs stay dense: the kernels are)."""
+    def _model_cost(self) -> tuple[float, int, int]:
+        """(FLOPs per sample, bytes up, bytes down) of a client of the full model: under a
+        sparsity mask, its kept values, and the FLOPs its kernels really run."""
         if self.sparse is None:
-            return self.bytes_up, self.bytes_down
-        return self.sparse.expected_bytes()
+            return self.flops_per_sample, self.bytes_up, self.bytes_down
+        return self.sparse.expected_cost()
 
     def estimate(
         self,

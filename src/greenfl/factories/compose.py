@@ -172,7 +172,7 @@ def compose(
     subs = submodels_for(cfg, model, dataset, codec, flops)
     if subs is not None:
         strategy = subs.strategy  # each coordinate averaged over the clients that hold it
-    sparse = sparse_training_for(cfg, model, population.size, codec, deployed)
+    sparse = sparse_training_for(cfg, model, dataset, population.size, codec, flops, deployed)
     if sparse is not None:
         strategy = MaskedStrategy(strategy, sparse)  # the server keeps and applies the mask
     # a copy to price a model-sized update: no client's error feedback is touched
@@ -190,7 +190,9 @@ def compose(
     if given.transport is not None:
         transport = given.transport
     else:
-        trainer = trainer_for(cfg, model) if sparse is None else sparse_trainer()
+        trainer = trainer_for(cfg, model)
+        if sparse is not None:
+            trainer = sparse_trainer(sparse, trainer)
         inproc = InProcessTransport(
             model,
             dataset,

@@ -6,13 +6,16 @@ What travels, per client and round:
 
 - down: the kept values of the global model (float32, 4 bytes each), plus the mask when
   the client does not hold the current one (``mask_cost``: the cheaper of a bitmap and an
-  index list). The server remembers which mask version each client last received, so a
-  mask is sent once per client and change, not every round;
+  index list; with whole units pruned, one bit per hidden unit). The server remembers
+  which mask version each client last received, so a mask is sent once per client and
+  change, not every round;
 - up: the codec's payload of the kept coordinates of the delta; no mask (the server knows
   it).
 
-The clients' FLOPs stay the dense model's: dense kernels on an unstructured mask compute
-every product, the pruned ones included."""
+FLOPs: unstructured, the clients' FLOPs stay the dense model's (dense kernels on an
+unstructured mask compute every product, the pruned ones included). Structured
+(``channels``), a client trains the smaller dense model of the kept units, and its FLOPs
+are that model's."""
 
 from __future__ import annotations
 
@@ -24,8 +27,9 @@ import torch
 from torch import nn
 
 from greenfl.core.errors import LedgerError
+from greenfl.sparse.channels import ChannelPruner
 from greenfl.sparse.layout import PrunableLayout
-from greenfl.sparse.mask import MaskCost, magnitude_mask, mask_cost
+from greenfl.sparse.mask import magnitude_mask, mask_cost
 from greenfl.sparse.schedule import PruneSchedule
 from greenfl.sparse.training import MaskedModule
 
@@ -38,7 +42,9 @@ PayloadBytes = Callable[[int], int]
 class SparseTraining:
     """``model``'s sparse training on ``schedule`` for a population of
     ``population_size`` clients. ``payload_bytes``: the run's codec's payload for n
-    values (for estimates; a client's report counts its real payload)."""
+    values (for estimates; a client's report counts its real payload).
+    ``dense_flops_per_sample``: the model's counted training FLOPs. ``channels``: prune
+    whole units (structured) instead of single weights."""
 
     def __init__(
         self,
@@ -47,10 +53,14 @@ class SparseTraining:
         schedule: PruneSchedule,
         population_size: int,
         payload_bytes: PayloadBytes,
+        dense_flops_per_sample: float = 0.0,
+        channels: ChannelPruner | None = None,
     ) -> None:
         self.layout = layout
         self.schedule = schedule
-        self.module = MaskedModule(model, layout)
+        self.channels = channels
+        self.dense_flops_per_sample = dense_flops_per_sample
+        self._masked = MaskedModule(model, layout)
         self._payload_bytes = payload_bytes
         self._payload_cache: dict[int, int] = {}
         self.mask = torch.ones(layout.numel, dtype=torch.bool)
@@ -61,8 +71,12 @@ class SparseTraining:
 
     def _refresh(self) -> None:
         self.kept_index = torch.nonzero(self.mask).flatten()
-        self.cost: MaskCost = mask_cost(self.mask, self.layout)
-        self.module.set_mask(self.mask)
+        if self.channels is None:
+            self.mask_bytes = mask_cost(self.mask, self.layout).bytes
+            self._masked.set_mask(self.mask)
+        else:
+            self.channels.load_mask(self.mask)
+            self.mask_bytes = self.channels.mask_bytes()
 
     @property
     def kept(self) -> int:
@@ -76,9 +90,8 @@ class SparseTraining:
     @property
     def sparsity(self) -> float:
         """The share of the prunable weights pruned."""
-        return 1.0 - int(self.mask[self.layout.prunable_positions()].sum()) / (
-            self.layout.prunable_numel
-        )
+        kept = int(self.mask[self.layout.prunable_positions()].sum())
+        return 1.0 - kept / self.layout.prunable_numel
 
     # --- the server -------------------------------------------------------------------
 
@@ -91,18 +104,40 @@ class SparseTraining:
         schedule says so (the mask of the next round's clients), then masked."""
         if self.schedule.prunes_at(round_idx):
             sparsity = self.schedule.sparsity_at(round_idx)
-            mask = magnitude_mask(params, self.layout, sparsity, self.mask)
+            if self.channels is None:
+                mask = magnitude_mask(params, self.layout, sparsity, self.mask)
+            else:
+                mask = self.channels.mask_at(params, sparsity)
             if not torch.equal(mask, self.mask):
                 self.mask = mask
                 self.version += 1
                 self._refresh()
         return self.apply(params)
 
-    # --- what travels -----------------------------------------------------------------
+    # --- the clients ------------------------------------------------------------------
 
-    def kept_values(self, flat: torch.Tensor) -> torch.Tensor:
-        """The kept coordinates of a flat vector: what goes on the wire."""
-        return flat[self.kept_index]
+    @property
+    def module(self) -> nn.Module:
+        """What a client trains: the model with its pruned weights held at zero, or the
+        smaller model of the kept units."""
+        return self._masked if self.channels is None else self.channels.module
+
+    @property
+    def flops_per_sample(self) -> float:
+        """A client's counted training FLOPs per sample: the dense model's under an
+        unstructured mask, the smaller model's with whole units pruned."""
+        if self.channels is None:
+            return self.dense_flops_per_sample
+        return self.channels.flops_per_sample
+
+    def train_params(self, global_params: torch.Tensor) -> torch.Tensor:
+        """The flat parameters ``module`` trains from."""
+        return global_params if self.channels is None else global_params[self.kept_index]
+
+    def sent_values(self, delta: torch.Tensor) -> torch.Tensor:
+        """The values of a client's delta that go on the wire: its kept coordinates (a
+        structured client's delta holds only those)."""
+        return delta[self.kept_index] if self.channels is None else delta
 
     def scatter(self, values: torch.Tensor) -> torch.Tensor:
         """The flat vector whose kept coordinates are ``values`` and the rest zero."""
@@ -115,18 +150,19 @@ class SparseTraining:
         it does not hold this one (from now on it does)."""
         down = FLOAT32_BYTES * self.kept
         if self.version > 0 and self.held[client_id] != self.version:
-            down += self.cost.bytes
+            down += self.mask_bytes
             self.held[client_id] = self.version
         return down
 
-    def expected_bytes(self) -> tuple[int, int]:
-        """(up, down) of a client this round, for estimates: the codec's payload of the
-        kept values; the kept values and, as most clients lack it, the mask."""
+    def expected_cost(self) -> tuple[float, int, int]:
+        """(FLOPs per sample, bytes up, bytes down) of a client this round, for
+        estimates: the codec's payload of the kept values up; the kept values and, as most
+        clients lack it, the mask down."""
         up = self._payload_cache.get(self.kept)
         if up is None:
             up = self._payload_cache[self.kept] = self._payload_bytes(self.kept)
-        down = FLOAT32_BYTES * self.kept + (self.cost.bytes if self.version > 0 else 0)
-        return up, down
+        down = FLOAT32_BYTES * self.kept + (self.mask_bytes if self.version > 0 else 0)
+        return self.flops_per_sample, up, down
 
     # --- the snapshot -----------------------------------------------------------------
 
@@ -155,4 +191,9 @@ class SparseTraining:
         self.version = int(state["version"])
         self.held = np.zeros_like(self.held)
         self.held[index] = np.asarray(state["held_version"], dtype=np.int64)
-        self._refresh()
+        try:
+            self._refresh()
+        except ValueError as exc:  # a structured run's mask that is not of whole units
+            raise LedgerError(
+                f"the snapshot's sparsity mask does not fit this run: {exc}"
+            ) from None
