@@ -276,7 +276,15 @@ class Transaction:
         # SQLite rolls back itself on some errors (a full disk): a second ROLLBACK would
         # raise over the error that caused it
         if not exc_type:
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error:
+                # A COMMIT that fails (a full disk: its pages go out at COMMIT in WAL mode)
+                # may leave the transaction open, holding the write lock, so that the status
+                # write that follows would wait on it; SQLite's advice is a ROLLBACK.
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
         elif self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
 

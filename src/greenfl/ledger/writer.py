@@ -227,7 +227,15 @@ class _Transaction(store.Transaction):
         self.path = path
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        super().__exit__(exc_type, exc, tb)
+        try:
+            super().__exit__(exc_type, exc, tb)
+        except (sqlite3.OperationalError, OSError) as failed:
+            # The COMMIT itself found the disk full (in WAL mode the pages are written
+            # then): the same DiskFull as a failure inside the transaction, so that
+            # finish() gives up the reserve and writes the status again.
+            if not disk_full(failed):
+                raise
+            raise DiskFull(f"the disk holding {self.path} is full ({failed})") from failed
         if isinstance(exc, sqlite3.OperationalError | OSError) and disk_full(exc):
             raise DiskFull(f"the disk holding {self.path} is full ({exc})") from exc
 
