@@ -23,6 +23,7 @@ from greenfl.ledger.chain import (
     round_parts,
 )
 from greenfl.ledger.columns import CURRENT, Columns, table_columns
+from greenfl.ledger.ending import ENDS_KEY, append_end, status_problem
 from greenfl.ledger.fingerprint import config_digests, fleet_digests
 from greenfl.ledger.schema import SCHEMA_VERSION
 from greenfl.ledger.store import (
@@ -36,7 +37,8 @@ from greenfl.ledger.store import (
 
 def accept(conn: sqlite3.Connection, found: Sequence[Problem], inputs: Inputs | None) -> None:
     """(in a transaction) Make the chain agree with the ledger and the inputs as they are
-    now, and append a link that records what was accepted and when."""
+    now, and append a link that records what was accepted and when (then, where the run's
+    status is not the one the chain ends with, an end link recording it as it is)."""
     if not found:
         return
     links = links_of(conn)
@@ -70,6 +72,18 @@ def accept(conn: sqlite3.Connection, found: Sequence[Problem], inputs: Inputs | 
         "INSERT INTO chain (kind, body, digest) VALUES ('change', ?, ?)",
         (body, link_digest(chain_head(conn), "change", body)),
     )
+    _accept_status(conn)
+
+
+def _accept_status(conn: sqlite3.Connection) -> None:
+    """An end link for the run's status as the ledger has it, where the chain says
+    otherwise (an edited status, a ledger from before the chain, an added round after the
+    end): after the change link that names it, so the chain ends as the ledger does."""
+    row = conn.execute("SELECT status, stop_reason FROM runs WHERE run_id = 1").fetchone()
+    links = links_of(conn)
+    kinds_bodies = [(link.kind, link.body) for link in links]
+    if row is not None and status_problem(row[0], row[1], kinds_bodies, effective(links)):
+        append_end(conn, row[0], row[1])
 
 
 def _record_now(conn: sqlite3.Connection) -> dict[str, Any] | None:
@@ -98,6 +112,7 @@ def _fingerprint_of_record(conn: sqlite3.Connection, inputs: Inputs | None) -> d
         },
         "round_columns": list(cols.rounds),
         "client_columns": list(cols.clients),
+        ENDS_KEY: True,  # this greenfl records the endings from here on
     }
 
 

@@ -11,7 +11,9 @@ changed fleet file, trace or code version. ``accept`` records such changes as a 
 their own and re-links the chain, so the ledger says what was accepted and when.
 
 The columns a round link hashes are the ones in effect at the link: those the start link
-lists, until a link of kind ``columns`` lists others (greenfl.ledger.columns).
+lists, until a link of kind ``columns`` lists others (greenfl.ledger.columns). How the run
+ended is a link too (kind ``end``), and the run's status is held against it
+(greenfl.ledger.ending).
 
 What it cannot do: someone who rewrites the rows *and* recomputes every digest after them
 makes a consistent chain. The head digest (``greenfl verify`` prints it, the server logs it)
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from greenfl.ledger.columns import CURRENT, Columns, round_digests
+from greenfl.ledger.ending import ENDS_KEY, status_problem
 from greenfl.ledger.fingerprint import (
     config_digests,
     describe_code,
@@ -65,7 +68,7 @@ class Problem:
     """One mismatch: ``line`` says what changed, in one line."""
 
     line: str
-    kind: str  # rows | chain | state | record | inputs | nochain
+    kind: str  # rows | chain | state | record | status | inputs | nochain
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,13 @@ class _Link:
 
 def start_chain(conn: sqlite3.Connection, fingerprint: Mapping[str, Any]) -> None:
     """(in a transaction) The chain's first link, over the run's fingerprints and the
-    columns its round links hash."""
+    columns its round links hash; it says the chain records the run's endings."""
     body = json.dumps(
         {
             **fingerprint,
             "round_columns": list(ROUND_COLUMNS),
             "client_columns": list(CLIENT_ROUND_COLUMNS),
+            ENDS_KEY: True,
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -229,6 +233,7 @@ def _problems(conn: sqlite3.Connection, inputs: Inputs | None) -> Iterator[Probl
     yield from _state_problems(conn, by_round)
     if fp is not None:
         yield from _record_problems(conn, fp)
+        yield from _status_problems(conn, links, fp)
         if inputs is not None:
             yield from input_problems(fp, inputs)
 
@@ -297,6 +302,19 @@ def _record_problems(conn: sqlite3.Connection, fp: Mapping[str, Any]) -> Iterato
         yield Problem(
             f"the fleet recorded in the ledger was edited after the run started ({what})", "record"
         )
+
+
+def _status_problems(
+    conn: sqlite3.Connection, links: Sequence[_Link], fp: Mapping[str, Any]
+) -> Iterator[Problem]:
+    """The run's status against the chain's end links (greenfl.ledger.ending); ``fp``: the
+    start link's body (as ``effective`` gives it)."""
+    row = conn.execute("SELECT status, stop_reason FROM runs WHERE run_id = 1").fetchone()
+    if row is None:
+        return  # named by _record_problems
+    line = status_problem(row[0], row[1], [(link.kind, link.body) for link in links], fp)
+    if line is not None:
+        yield Problem(line, "status")
 
 
 def input_problems(fp: Mapping[str, Any], inputs: Inputs) -> Iterator[Problem]:

@@ -1,12 +1,13 @@
 """A run folder's integrity, as ``greenfl verify``, ``greenfl report`` and ``--resume`` check
-it: the ledger's hash chain and recorded fingerprints (greenfl.ledger.chain), and, where a
-run would read them again, the fleet file, its traces and the code as they are now.
+it: the ledger's hash chain and recorded fingerprints (greenfl.ledger.chain), the run's
+status against the chain's end links (greenfl.ledger.ending), and, where a run would read
+them again, the fleet file, its traces and the code as they are now.
 
 What is checked where:
-  verify   the chain, the record, the fleet file and traces (not the code: a finished run
-           is verified by later greenfl versions too);
+  verify   the chain, the record and status, the fleet file and traces (not the code: a
+           finished run is verified by later greenfl versions too);
   resume   all of that and the code, since the resumed rounds are computed by it;
-  report   the chain and the record only: the report reads nothing else.
+  report   the chain, the record and status only: the report reads nothing else.
 A mismatch is a LedgerError naming the first one, in one line; ``accept_changes`` records
 them all in the ledger instead (``--accept-changes``)."""
 
@@ -20,7 +21,7 @@ from typing import Any
 
 from greenfl._version import __version__
 from greenfl.core.errors import FleetError, LedgerError
-from greenfl.ledger import amend, chain, store
+from greenfl.ledger import amend, chain, ending, store
 from greenfl.ledger.fingerprint import code_version, fleet_digests, trace_digests
 from greenfl.ledger.schema import DDL
 
@@ -125,6 +126,23 @@ def verify_run(out_dir: Path) -> str:
     if digest is None:
         raise LedgerError(f"{Path(out_dir) / LEDGER} has no hash chain")
     return digest
+
+
+def verify_note(out_dir: Path) -> str | None:
+    """For a run that verifies but has not ended (its ledger still ``running``), one line
+    saying so: in progress, stopped without recording its end (``kill -9``), or resumed
+    with no round committed since. None for an ended run. Not an edit: ``greenfl verify``
+    still exits 0 with the digest."""
+    conn = open_ledger(out_dir)
+    try:
+        row = conn.execute("SELECT status FROM runs WHERE run_id = 1").fetchone()
+        if row is None:
+            return None
+        links = [(link.kind, link.body) for link in chain.links_of(conn)]
+        (last,) = conn.execute("SELECT MAX(round) FROM rounds").fetchone()
+    finally:
+        conn.close()
+    return ending.not_ended_note(row[0], links, last)
 
 
 def check_for_report(out_dir: Path, accept: bool = False) -> list[str]:

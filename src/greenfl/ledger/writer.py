@@ -39,6 +39,7 @@ from greenfl.ledger import store
 from greenfl.ledger.amend import record_columns
 from greenfl.ledger.chain import start_chain
 from greenfl.ledger.child import StateArg, WriterProcess
+from greenfl.ledger.ending import end_run
 from greenfl.ledger.fingerprint import fingerprint
 from greenfl.ledger.rows import pack_rounds, statuses
 from greenfl.ledger.schema import (
@@ -191,11 +192,10 @@ class LedgerWriter:
             self._set_status(status, stop_reason)
 
     def _set_status(self, status: str, stop_reason: str | None) -> None:
+        # the status and the chain's end link recording it, in one transaction
+        # (greenfl.ledger.ending): verification holds the one against the other
         with self.transaction():
-            self._conn.execute(
-                "UPDATE runs SET status = ?, stop_reason = ? WHERE run_id = 1",
-                (status, stop_reason),
-            )
+            end_run(self._conn, status, stop_reason)
 
     def _free_reserve(self) -> bool:
         """Remove the reserve file; whether there was one to remove."""
