@@ -117,6 +117,7 @@ def _as_version_6(run_dir: Path) -> None:
             if name not in keep:
                 conn.execute(f"ALTER TABLE {table} DROP COLUMN {name}")
     conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+    conn.execute("DELETE FROM chain WHERE kind = 'end'")  # version 6 recorded no endings
     links = conn.execute(
         "SELECT seq, kind, round, model_sha256, state_sha256, body FROM chain ORDER BY seq"
     ).fetchall()
@@ -125,6 +126,7 @@ def _as_version_6(run_dir: Path) -> None:
         if kind == "start":
             start = json.loads(body)
             start["round_columns"], start["client_columns"] = list(V6_ROUND), list(V6_CLIENT)
+            del start["end_links"]
             body = json.dumps(start, sort_keys=True, separators=(",", ":"))
             prev = store.link_digest(prev, "start", body)
             conn.execute("UPDATE chain SET body = ?, digest = ? WHERE seq = ?", (body, prev, seq))
@@ -195,7 +197,7 @@ def test_the_resumed_run_verifies_with_a_columns_link_at_the_upgrade(
     # the start keeps the old columns; the columns link, after the accepted change and
     # before the first round this greenfl wrote, lists the new ones
     assert _kinds(upgraded) == [
-        "start", "round 1", "round 2", "change", "columns", "round 3", "round 4"
+        "start", "round 1", "round 2", "change", "columns", "round 3", "round 4", "end"
     ]  # fmt: skip
     assert _body(upgraded, "start")["client_columns"] == list(V6_CLIENT)
     columns = _body(upgraded, "columns")
@@ -215,7 +217,9 @@ def test_the_upgrade_is_recorded_without_a_code_change_too(
     """The same code fingerprint (greenfl installed without git, its version unchanged):
     no --accept-changes, and still the columns link before round 3."""
     assert main(["run", "--out", str(old_run), "--resume", "-q"]) == 0, capsys.readouterr().err
-    assert _kinds(old_run) == ["start", "round 1", "round 2", "columns", "round 3", "round 4"]
+    assert _kinds(old_run) == [
+        "start", "round 1", "round 2", "columns", "round 3", "round 4", "end"
+    ]  # fmt: skip
     assert main(["verify", str(old_run)]) == 0, capsys.readouterr().err
 
 
@@ -227,7 +231,7 @@ def test_opening_a_ledger_again_adds_no_second_columns_link(
     assert _kinds(upgraded_copy) == before
     shutil.copytree(written, tmp_path / "current")  # a ledger of this greenfl's columns
     LedgerWriter(tmp_path / "current" / "ledger.sqlite", background=False).close()
-    assert _kinds(tmp_path / "current") == ["start", "round 1", "round 2"]
+    assert _kinds(tmp_path / "current") == ["start", "round 1", "round 2", "end"]
 
 
 # (edit, the one line verify names): in the rounds before the upgrade and after it, in the
@@ -306,8 +310,9 @@ def test_a_ledger_from_before_the_chain_starts_one_over_the_columns_it_has(
     assert "accepted and recorded in the ledger: the ledger has no hash chain" in (
         capsys.readouterr().err
     )
+    # the chain started over the ledger as it was, interrupted: an end link says so
     assert _kinds(old_run) == [
-        "start", "round 1", "round 2", "change", "columns", "round 3", "round 4"
+        "start", "round 1", "round 2", "change", "end", "columns", "round 3", "round 4", "end"
     ]  # fmt: skip
     assert _body(old_run, "start")["round_columns"] == list(V6_ROUND)
     assert main(["verify", str(old_run)]) == 0, capsys.readouterr().err
