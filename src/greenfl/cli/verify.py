@@ -16,6 +16,11 @@ def register(app: typer.Typer) -> None:
     def verify_cmd(run: RunArg) -> None:
         """Check a run's ledger and inputs: print its digest (exit 0), or the first thing
         changed since it was written (exit 2)."""
-        from greenfl.ledger.integrity import verify_run
+        from greenfl.ledger.integrity import verify_note, verify_run
 
         typer.echo(verify_run(run))
+        # a run that verifies but has not ended says so, on stderr: the digest stays alone
+        # on stdout, and the exit stays 0 (not an edit)
+        note = verify_note(run)
+        if note:
+            typer.echo(f"note: {note}", err=True)
