@@ -250,9 +250,11 @@ def test_a_running_ledger_verifies_and_says_it_has_not_ended(
     run = runs / "running"
     assert _kinds(run) == ["start", "round 1", "round 2"]
     assert main(["verify", str(run)]) == 0
-    assert len(capsys.readouterr().out.strip()) == 64
+    printed = capsys.readouterr()
+    assert len(printed.out.strip()) == 64  # the digest alone on stdout
     note = verify_note(run)
     assert note is not None and note.startswith("the run has not ended")
+    assert printed.err.strip() == f"note: {note}"  # the note on stderr, one line
     assert "kill -9" in note and "rounds 1-2" in note
 
 
