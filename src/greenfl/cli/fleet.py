@@ -10,12 +10,12 @@ import typer
 from greenfl.core.errors import FleetError
 
 if TYPE_CHECKING:  # imported when a command runs: --help stays instant
-    from rich.table import Table
+    from rich.console import RenderableType
 
     from greenfl.fleet.catalog import Fleet
 
 
-def fleet_tables(fleet: Fleet) -> list[Table]:
+def fleet_tables(fleet: Fleet) -> list[RenderableType]:
     from rich.table import Table
 
     from greenfl.accounting.sources import GridChoice, source_kind
@@ -74,7 +74,46 @@ def fleet_tables(fleet: Fleet) -> list[Table]:
     srv.add_row("PUE", f"{s.pue:g}")
     srv.add_row("region", s.region)
     srv.add_row("source", s.source)
-    return [dev, net, reg, pop, srv]
+    return [dev, *precision_views(fleet), net, reg, pop, srv]
+
+
+def precision_views(fleet: Fleet) -> list[RenderableType]:
+    """The mixed precisions each device declares (``train.precision``): a table of one row
+    per device, execution target and precision (its rates, its energy per FLOP against the
+    target's fp32, whether its figures are sourced or estimated), then each one's source;
+    nothing when no device declares one."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="precisions (fp32: each target's own figures)", title_justify="left")
+    for col in ("device", "target", "precision", "GFLOP/s", "active W", "nJ/FLOP"):
+        table.add_column(col)
+    table.add_column("energy vs fp32")
+    table.add_column("figures")
+    sources = Text()
+    for d in fleet.devices:
+        for t in d.targets or (d.target(None),):
+            fp32_j_per_flop = t.active_power_w / t.flops_per_s
+            where = f"{d.name} {t.name}" if d.targets else d.name
+            for p in t.precisions:
+                j_per_flop = p.active_power_w / p.flops_per_s
+                figures = "estimated" if p.estimated else "sourced"
+                table.add_row(
+                    d.name,
+                    t.name if d.targets else "-",
+                    p.name,
+                    f"{p.flops_per_s / 1e9:.3g}",
+                    f"{p.active_power_w:.3g}",
+                    f"{j_per_flop * 1e9:.3g}",
+                    # how many times less energy a FLOP takes than in fp32
+                    f"{fp32_j_per_flop / j_per_flop:.3g}x less",
+                    figures,
+                )
+                sources.append(f"{where}, {p.name} ({figures}): {p.source or '-'}\n")
+    if not table.rows:
+        return []
+    sources.rstrip()
+    return [table, sources]
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ from greenfl.compression.base import EncodedUpdate
 from greenfl.core.messages import FitInstructions
 from greenfl.core.params import ParamSpec
 from greenfl.deploy import greenfl_pb2 as pb
+from greenfl.fleet.catalog import Fleet
 
 SESSION_KEY = "greenfl-session"  # RPC metadata: the session an update belongs to
 
@@ -43,8 +44,10 @@ def instructions_to_pb(ins: FitInstructions) -> pb.FitInstructions:
         max_steps=ins.max_steps,
         dp_noise_multiplier=ins.dp_noise_multiplier,
         dp_max_grad_norm=ins.dp_max_grad_norm,
-        # Full width travels as absent (0): a run without sub-models sends what it did.
+        # Full width travels as absent (0), fp32 as absent (""): a run without sub-models
+        # or mixed precision sends the bytes it did before either existed.
         width=0.0 if ins.width == 1.0 else ins.width,
+        precision="" if ins.precision == "fp32" else ins.precision,
     )
 
 
@@ -59,7 +62,18 @@ def instructions_from_pb(msg: pb.FitInstructions) -> FitInstructions:
         dp_noise_multiplier=float(msg.dp_noise_multiplier),
         dp_max_grad_norm=float(msg.dp_max_grad_norm),
         width=float(msg.width) if msg.width != 0.0 else 1.0,
+        # Taken as sent: the client checks it before training (deploy.client.local).
+        precision=msg.precision or "fp32",
     )
+
+
+def enrolled_precisions(fleet: Fleet, entry: int) -> list[str]:
+    """What ``JoinReply.precisions`` says of a client accounted as population ``entry``:
+    "fp32", then the mixed precisions its device's execution target declares (the ones a
+    run's ``train.precision`` can give its profile row)."""
+    e = fleet.population[entry]
+    target = fleet.devices[fleet.device_index(e.device)].target(e.target)
+    return ["fp32", *(p.name for p in target.precisions)]
 
 
 def encoded_to_pb(enc: EncodedUpdate) -> pb.EncodedUpdate:

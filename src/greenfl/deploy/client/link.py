@@ -91,6 +91,7 @@ class FederatedClient:
         self._local: Local | None = None
         self._config_json = ""
         self._device = opts.device
+        self._precisions: tuple[str, ...] = ()  # what the server says the device trains in
         # The task being trained and the tasks the server withdrew; the stream reader
         # thread sets ``_cancel`` when the one being trained is withdrawn.
         self._lock = threading.Lock()
@@ -220,6 +221,7 @@ class FederatedClient:
             reply.device,
         )
         self._device = reply.device
+        self._precisions = tuple(reply.precisions)
         return reply
 
     def _serve_tasks(self, stub: pb_grpc.FederationStub, session_id: str) -> None:
@@ -322,6 +324,7 @@ class FederatedClient:
             self._device,
             self._secagg,
             self._cancel,
+            self._precisions,
         )
         if done is None:
             return None

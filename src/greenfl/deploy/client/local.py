@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -19,6 +20,7 @@ from greenfl.data.local_dir import LocalDirDataset
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy.widths import cut
 from greenfl.factories import build_model_for, codec_for, dataset_for, model_name_for
+from greenfl.fleet.profiles import PRECISIONS
 from greenfl.models.flops import training_flops_per_sample
 
 
@@ -107,6 +109,32 @@ class Local:
             flops = training_flops_per_sample(module, *self.model_input, self.cfg.train.batch_size)
             built = self._widths[width] = LocalModel(module, spec, flops)
         return built
+
+    def check_precision(self, precision: str, device: str, declared: Sequence[str]) -> None:
+        """TransportError unless a task may be trained in ``precision``: one greenfl knows,
+        one the run's ``train.precision`` gives a client (fp32 always; bf16 or fp16 if
+        asked, either under ``auto``), and, where the server said what the enrolled
+        ``device`` trains in (``declared``: ``JoinReply.precisions``; empty: not said),
+        one of those. The server's engine asks nothing else; a task that does (a server of
+        another version, a fault) is answered with the error, never trained in another
+        precision than the one the server charges."""
+        if precision not in PRECISIONS:
+            raise TransportError(
+                f"the server asks for precision {precision!r}; this client trains in "
+                f"{', '.join(PRECISIONS)}"
+            )
+        if precision == "fp32":
+            return
+        run = self.cfg.train.precision
+        if run not in (precision, "auto"):
+            raise TransportError(
+                f"the server asks for precision {precision}; the run's train.precision is {run!r}"
+            )
+        if declared and precision not in declared:
+            raise TransportError(
+                f"the server asks for precision {precision}; device {device!r}, as this "
+                f"client is enrolled, trains in {', '.join(declared)} only"
+            )
 
 
 def build_local(

@@ -2,11 +2,14 @@
 inside the meter's window, and build the update (the delta encoded with the run's codec,
 or secure aggregation's keys) with the footprint the client reports. A task of a sub-model
 width (docs/submodels.md) carries that width's slice of the model: the client trains the
-width's sub-model on it and sends the slice's delta, counted at the sub-model's FLOPs."""
+width's sub-model on it and sends the slice's delta, counted at the sub-model's FLOPs. A
+task's precision (bf16, fp16) is trained under torch.autocast with fp16's loss scaling, in
+``train_one`` as a simulated client is; the update stays float32."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -45,10 +48,12 @@ def train_task(
     device: str,
     secagg: SecAggParticipant,
     cancel: threading.Event,
+    precisions: Sequence[str] = (),
 ) -> Trained | None:
     """The update for one task, or None if the server withdrew it (``cancel`` set)
     meanwhile.
-    ``device``: the profile the server accounts this client as."""
+    ``device``: the profile the server accounts this client as; ``precisions``: the ones
+    the server says it trains in (``JoinReply.precisions``; empty: not said)."""
     cid = opts.client_id
     update = pb.Update(
         protocol_version=PROTOCOL_VERSION,
@@ -60,6 +65,7 @@ def train_task(
     )
     ins = instructions_from_pb(task.instructions)
     try:
+        local.check_precision(ins.precision, device, precisions)
         trained = local.at(ins.width)
         params = params_from_pb(task.params, trained.spec)
     except TransportError as exc:
@@ -108,6 +114,7 @@ def train_task(
     row: Row = {
         "round": int(task.round),
         "width": ins.width,  # the sub-model width trained (1.0: the full model)
+        "precision": ins.precision,  # the arithmetic it trained in
         "num_samples": len(local.y),
         "loss": result.loss,
         "compute_s": measured.elapsed_s,
