@@ -47,6 +47,7 @@ from greenfl.deploy.server.settings import DeploySettings
 from greenfl.deploy.server.stream import stream_tasks
 from greenfl.deploy.server.trust import trust_settings
 from greenfl.deploy.server.witness import Witness, ack_of
+from greenfl.deploy.wire import enrolled_precisions
 from greenfl.fleet.population import Population
 
 log = logging.getLogger("greenfl.serve")
@@ -266,6 +267,9 @@ class FederationServicer(pb_grpc.FederationServicer):
             max_message_bytes=s.max_message_bytes,
             device=device,
         )
+        # the precisions the client's enrolled execution target declares: the client
+        # refuses a task in any other (docs/deployment.md, mixed precision)
+        reply.precisions.extend(enrolled_precisions(self.population.fleet, admission.entry))
         if self.model_input is not None:
             reply.input_shape.extend(self.model_input[0])
             reply.num_classes = self.model_input[1]
