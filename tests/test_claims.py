@@ -65,13 +65,15 @@ def test_energy_outside_the_tolerance_is_disputed(ratio: float, disputed: bool) 
 
 
 def test_declared_samples_the_device_could_not_have_trained_on_are_disputed() -> None:
-    # 1,000,000 declared samples whose work needs 1,000 s on the enrolled phone; the server
-    # saw the task out 2 s: (2 + 1 s slack) x 3 < 1,000, disputed.
+    # 1,000,000 declared samples whose work needs 1,000 s on the enrolled phone, 333 s at
+    # its peak (3x its profile's rate); the server saw the task out 2 s: disputed.
     big = RoundModel(1e12, 1e9, 3.5, 3600.0, 10)
     v = judge_claims(big, None, 2.0, TOL, declared=True)
-    assert v.dispute is not None and "needs 1000 s" in v.dispute
-    # it could have done (2 + 1) / 1000 of them: 3,000 samples
-    assert plausible_samples(big, 2.0, 1_000_000) == 3_000
+    assert (
+        v.dispute is not None and "needs 1000 s" in v.dispute and "333.3 s at its peak" in v.dispute
+    )
+    # it could have done 2 / 1000 of them at its profile's rate: 2,000 samples
+    assert plausible_samples(big, 2.0, 1_000_000) == 2_000
     # a partition the server assigned is never "declared"
     assert judge_claims(big, None, 2.0, TOL, declared=False).dispute is None
 

@@ -83,8 +83,9 @@ SECRET = "t0k"
 def _liar_client(address: str, cid: int, kind: str, factor: float = 1.0) -> object:
     """A client with a valid token that lies in its updates: ``energy`` reports ``factor``
     times the energy its enrolled device draws for the work; ``replay`` resends its round-1
-    update in every later round; ``samples`` declares 1,000,000 local samples, with the
-    FLOPs to match."""
+    update in every later round; ``samples`` declares 100,000 local samples (the most
+    deploy.max_client_samples admits by default; the issue's 1,000,000 is refused at join),
+    with the FLOPs to match."""
     import time as _time
 
     from greenfl.deploy.client import ClientOptions, FederatedClient
@@ -93,7 +94,7 @@ def _liar_client(address: str, cid: int, kind: str, factor: float = 1.0) -> obje
     from greenfl.footprint.meters import NullMeter
 
     fleet = load_fleet()
-    lie_n = 1_000_000
+    lie_n = 100_000
 
     class Liar(FederatedClient):
         first: object = None
@@ -203,7 +204,10 @@ def test_issue29_probes_on_loopback(tmp_path: Path, children: Procs) -> None:
             addr, 2, issue_token(SECRET, TokenClaims(2, run_id=rid)), device="jetson-nano"
         ),
         "data lie, enrolled": _raw_join(
-            addr, 8, issue_token(SECRET, TokenClaims(8, run_id=rid)), samples=1_000_000
+            addr, 8, issue_token(SECRET, TokenClaims(8, run_id=rid)), samples=1_000
+        ),
+        "data lie, over the cap": _raw_join(
+            addr, 7, issue_token(SECRET, TokenClaims(7, run_id=rid)), samples=1_000_000
         ),
     }
     liars = {
@@ -231,8 +235,12 @@ def test_issue29_probes_on_loopback(tmp_path: Path, children: Procs) -> None:
     assert probes["other run"].startswith("UNAUTHENTICATED: this token admits to run other")
     assert probes["device lie"].startswith("PERMISSION_DENIED: client 2 is enrolled as")
     assert probes["data lie, enrolled"].startswith(
-        "PERMISSION_DENIED: client 8 declares 1000000 local samples; "
+        "PERMISSION_DENIED: client 8 declares 1000 local samples; "
         "it is enrolled with at most 600"
+    )
+    assert probes["data lie, over the cap"] == (
+        "INVALID_ARGUMENT: 1000000 local samples is out of range 1..100000 "
+        "(deploy.max_client_samples)"
     )
 
     db = run / "ledger.sqlite"
@@ -274,4 +282,7 @@ def test_issue29_probes_on_loopback(tmp_path: Path, children: Procs) -> None:
     # typical client (plausible.bound_round); never by its claim
     data = rows(db, "SELECT status, reason, num_samples FROM client_rounds WHERE client_id = 7")
     print("data liar", data)
-    assert all(n < 1_000_000 for s, _, n in data if s in ("completed", "disputed")), data
+    weighed = [(s, why, n) for s, why, n in data if s in ("completed", "disputed")]
+    assert weighed and all(n < 100_000 for *_, n in weighed), data
+    # a capped weight says so (not a dispute: an honest client with much data is capped too)
+    assert all("weight capped: 100000 local samples declared" in why for _, why, _ in weighed)

@@ -48,7 +48,13 @@ def register(app: typer.Typer) -> None:
             ),
         ],
         token_file: Annotated[
-            PathOpt, typer.Option("--token-file", help="File holding the shared token.")
+            PathOpt,
+            typer.Option(
+                "--token-file",
+                help="File holding this client's own token, issued for its id by the "
+                "operator (greenfl serve --issue-token ID); with deploy.auth = 'shared', "
+                "the run's shared token.",
+            ),
         ] = None,
         device: Annotated[
             str, typer.Option("--device", help="Device profile of the server's fleet to use.")

@@ -116,5 +116,36 @@ def accept_before_resume(out_dir: Path) -> None:
 
     from greenfl.ledger.integrity import check_for_resume
 
+    # First what no acceptance lets through, so that a resume refused for it records no
+    # change in the ledger (it would otherwise stand accepted, and verify, with the NaN
+    # model the resume then refused).
+    _check_saved_state(out_dir)
     for line in check_for_resume(out_dir, accept=True):
         print(f"accepted and recorded in the ledger: {line}", file=sys.stderr)
+
+
+def _check_saved_state(out_dir: Path) -> None:
+    """A LedgerError, in one line, if the state the run would resume from must never be
+    resumed (a model with NaN or infinite weights, a random-generator state numpy refuses:
+    greenfl.engine.snapshot.check_snapshot); nothing where there is no ledger or no state
+    (the resume itself then says why)."""
+    import sqlite3
+
+    from greenfl.engine.resume import STATE_KEY
+    from greenfl.engine.snapshot import check_snapshot
+
+    path = ledger_path(out_dir)
+    if not path.is_file():
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute(
+                "SELECT value FROM server_state WHERE key = ?", (STATE_KEY,)
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return  # not a ledger it can read: check_for_resume names that
+    if row is not None:
+        check_snapshot(bytes(row[0]))

@@ -174,6 +174,9 @@ def register(app: typer.Typer) -> None:
         }
         if any(v is not None for v in flags.values()):
             cfg = cfg.replace(**{k: v for k, v in flags.items() if v is not None})
+        # Made and write-tested before anything is written into it (the run id below): a
+        # read-only disk is then "--out DIR: cannot write there: ...", in one line.
+        prepare_out_dir(out)
         # Tokens admit to this run only, and the run's revocation list is read at each join.
         bound: dict[str, Any] = {}
         if not cfg.deploy.run_id:
@@ -192,7 +195,6 @@ def register(app: typer.Typer) -> None:
                 file=sys.stderr,
                 flush=True,
             )
-        prepare_out_dir(out)
         setup_logging(quiet, out / "server.log")
 
         from greenfl.deploy.server import serve

@@ -29,8 +29,11 @@ class DeployConfig(Section):
         5.0, gt=0, le=3600, description="idle seconds between keep-alive tasks (at most 1 h)"
     )
     early_close: bool = Field(True, description="close a round once k updates are accepted")
+    # 100,000: above any built-in dataset's whole training set (CIFAR-10 50,000, MNIST
+    # 60,000), so one client may hold all of one; below issue 29's liar's 1,000,000, which
+    # the old default admitted (a fleet of data centres sets it higher, or none).
     max_client_samples: int | None = Field(
-        1_000_000,
+        100_000,
         ge=1,
         description="refuse clients declaring more local samples (--data-dir); none: no cap",
     )

@@ -131,7 +131,9 @@ def bound_round(
     dataset's largest partition), whichever is more. A 10x cap alone leaves 20% liars
     most of the weight (digits: accuracy 0.92 -> 0.20, measured with
     bench/deploy_defaults.py); an honest client with more data than that still counts as
-    a full client."""
+    a full client. A capped weight says so in the report's reason (``weight capped: ...``):
+    not a dispute (an honest client with much data is capped too), but the ledger shows
+    what the client declared and what it was weighed as."""
     done = [i for i, r in enumerate(reports) if r.status == "completed" and r.delta is not None]
     out = list(reports)
     cohort = len(done) >= MIN_COHORT_FOR_MEDIAN
@@ -149,15 +151,16 @@ def bound_round(
     if sample_factor is None:
         return out
     kept = [i for i in done if out[i].status == "completed"]
-    weights = bounded_weights(
+    caps = weight_caps(
         [out[i].num_samples for i in kept],
         [int(out[i].client_id) in declared for i in kept],
         sample_factor,
         largest_partition,
     )
-    for i, n in zip(kept, weights, strict=True):
-        if n != out[i].num_samples:
-            out[i] = out[i]._replace(num_samples=n)
+    for i, (n, why) in zip(kept, caps, strict=True):
+        if why is not None:
+            had = out[i].reason
+            out[i] = out[i]._replace(num_samples=n, reason=why if had is None else f"{had}; {why}")
     return out
 
 
@@ -172,20 +175,44 @@ def bounded_weights(
     them), and a ``declared`` one at a typical client's (the median, or
     ``largest_partition`` if more). One policy for the plain round and for secure
     aggregation, which must weigh before masking."""
+    return [n for n, _ in weight_caps(samples, declared, sample_factor, largest_partition)]
+
+
+def weight_caps(
+    samples: Sequence[int],
+    declared: Sequence[bool],
+    sample_factor: float | None,
+    largest_partition: int = 0,
+) -> list[tuple[int, str | None]]:
+    """Each weight under ``bounded_weights``' bounds, with why it was capped (None: it was
+    not)."""
     weights = [int(n) for n in samples]
+    whys: list[str | None] = [None] * len(weights)
     if sample_factor is None:
-        return weights
+        return list(zip(weights, whys, strict=True))
     cohort = len(weights) >= MIN_COHORT_FOR_MEDIAN
     median_n = float(np.median(weights)) if cohort else 0.0
     if cohort:
         cap = sample_factor * median_n
-        weights = [max(1, math.floor(cap)) if n > cap else n for n in weights]
+        for i, n in enumerate(weights):
+            if n > cap:
+                weights[i] = max(1, math.floor(cap))
+                whys[i] = (
+                    f"weight capped: {n} samples weighed as {weights[i]}, "
+                    f"{sample_factor:g}x the round's median {median_n:g} "
+                    "(deploy.sample_bound_factor)"
+                )
     typical = max(largest_partition, math.floor(median_n))
     if typical > 0:
-        weights = [
-            typical if own and n > typical else n for n, own in zip(weights, declared, strict=True)
-        ]
-    return weights
+        for i, (n, own) in enumerate(zip(samples, declared, strict=True)):
+            if own and weights[i] > typical:
+                weights[i] = typical
+                whys[i] = (
+                    f"weight capped: {int(n)} local samples declared, weighed as {typical}, "
+                    "a typical client's (the round's median or the largest partition; "
+                    "deploy.sample_bound_factor)"
+                )
+    return list(zip(weights, whys, strict=True))
 
 
 def round_model(

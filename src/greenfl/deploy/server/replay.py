@@ -7,20 +7,32 @@ is kept as a sketch: a SHA-256 of its bytes (identity) and a count sketch of ``W
 buckets (each value added, with a random sign secret to the run, to the bucket of its
 index modulo ``WIDTH``). A count sketch is linear and keeps L2 norms in expectation, so the
 sketch of the difference of two updates estimates their distance: within ~6% (one sigma,
-sqrt(2/WIDTH)) of it, plenty to tell 1e-3 from 1. A zero update carries nothing to replay
-and is left alone."""
+sqrt(2/WIDTH)) of it, plenty to tell 1e-3 from 1.
+
+Free riding without a replay: an all-zero update, or one whose norm is under
+``FREE_RIDE_FRACTION`` of the other clients' last accepted updates' median, from a client
+whose task asked for training, is refused too (``ReplayGuard.free_riding``). A task that
+asked for no steps (partial work of none, or a client with no data) may answer with zero."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import secrets
+import statistics
 import threading
 from dataclasses import dataclass
 
 import torch
 
 WIDTH = 512
+# An update under this fraction of its peers' median norm carries no training: honest
+# updates of one round differ by the steps each was asked for and its data (partial work
+# of 1 step among clients of 100 is ~1/100 of their norm), and by the round they were
+# made in (norms shrink as training converges, ~10x over a run on digits), so 1e-4
+# leaves another factor of 100 below the smallest honest one.
+FREE_RIDE_FRACTION = 1e-4
+MIN_NORM_PEERS = 3  # other clients' norms a median needs
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,24 @@ class ReplayGuard:
                     f"replay: the update is {_how(d)} client {other}'s in this round "
                     f"(deploy.replay_distance = {self.distance:g})"
                 )
+        return None
+
+    def free_riding(self, cid: int, sk: Sketch) -> str | None:
+        """Why the update ``sk`` of client ``cid``, whose task asked for training, is free
+        riding (all zeros, or a norm under FREE_RIDE_FRACTION of the median of the other
+        clients' last accepted updates, with MIN_NORM_PEERS of them), or None."""
+        if sk.norm == 0:
+            return "free riding: the update is all zeros, but its task asked for training"
+        with self._lock:
+            others = [s.norm for c, (_, s) in self._last.items() if c != cid]
+        if len(others) < MIN_NORM_PEERS:
+            return None
+        median = statistics.median(others)
+        if sk.norm < FREE_RIDE_FRACTION * median:
+            return (
+                f"free riding: update norm {sk.norm:.3g} is under {FREE_RIDE_FRACTION:g} of "
+                f"the other clients' median {median:.3g}, but its task asked for training"
+            )
         return None
 
     def accept(self, cid: int, round_idx: int, sk: Sketch) -> None:

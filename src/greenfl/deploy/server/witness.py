@@ -1,17 +1,24 @@
 """What the server saw of each client's tasks, and what it makes of their claims: its own
-observations (claims.Observation), the device classes' peer figures, the replay guard,
-and disputes logged once per client. The servicer calls it under its lock, except
-``sketch`` (the update's sketch, made outside it). See docs/trust.md."""
+observations (claims.Observation), the device classes' peer figures, the run's reported
+losses, the replay guard, and disputes logged once per client. The servicer calls it under
+its lock, except ``sketch`` (the update's sketch, made outside it). See docs/trust.md."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from greenfl.core.messages import ClientReport
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy.server.checks import ClaimRules, as_rejected
-from greenfl.deploy.server.claims import Observation, PeerStats
+from greenfl.deploy.server.claims import (
+    LossPeers,
+    Observation,
+    PeerStats,
+    charged_estimate,
+    judge_compute,
+)
 from greenfl.deploy.server.replay import ReplayGuard, Sketch, sketch_of
 from greenfl.deploy.server.sessions import Pending, Session
 from greenfl.deploy.server.trust import TrustSettings
@@ -33,6 +40,7 @@ class Witness:
     def __init__(self, trust: TrustSettings) -> None:
         self.trust = trust
         self.peers = PeerStats(trust.peer_outlier_mads)
+        self.losses = LossPeers(trust.peer_outlier_mads)
         self.replay = ReplayGuard(trust.replay_distance)
         self._observed: dict[int, Observation] = {}
         self._disputed: set[int] = set()  # clients whose dispute was logged
@@ -53,13 +61,48 @@ class Witness:
     def unreplayed(
         self, pending: Pending, report: ClientReport, sk: Sketch | None
     ) -> tuple[ClientReport, Sketch | None]:
-        """``report``, rejected if its update is a replay (then without its sketch)."""
+        """``report`` as the witness judges it after the update's own checks (checks.py):
+        rejected if its update is free riding or a replay (then without its sketch); else,
+        if accepted, disputed where its reported compute time or loss disagrees with what
+        the server saw and the other clients report (``judged``)."""
         if sk is None:
-            return report, None
-        why = self.replay.reason(report.client_id, pending.round_idx, sk)
+            return self.judged(pending, report), None
+        why = None
+        m = pending.model
+        if m is not None and m.expected_flops > 0:  # asked to train: zero is no answer
+            why = self.replay.free_riding(report.client_id, sk)
         if why is None:
-            return report, sk
+            why = self.replay.reason(report.client_id, pending.round_idx, sk)
+        if why is None:
+            return self.judged(pending, report), sk
         return as_rejected(report, why, pending.model, pending.flag), None
+
+    def judged(self, pending: Pending, report: ClientReport) -> ClientReport:
+        """An accepted ``report`` disputed where checks.judged_claims has not judged it: a
+        reported compute time under the server's estimate by more than the tolerance
+        (charged the estimate), or a loss far above the other clients' (given selection
+        as their median, and counted towards quarantine)."""
+        m = pending.model
+        if report.status != "completed" or m is None:
+            return report
+        wall_s = None
+        if pending.delivered_at is not None:
+            wall_s = time.monotonic() - pending.delivered_at
+        cid = int(report.client_id)
+        if not report.disputed and report.measured_compute_s is not None:
+            why = judge_compute(m, report.measured_compute_s, wall_s, self.trust.claim_tolerance)
+            if why is not None:
+                report = charged_estimate(report, m, wall_s, why)
+        loss = float(report.loss)
+        why, median = self.losses.judge(cid, loss)
+        if why is None:
+            self.losses.add(cid, loss)
+            return report
+        report = charged_estimate(report, m, wall_s, why)
+        # Selection reads the reported loss: the others' median instead of the lie. With no
+        # peers yet (a negative loss in the run's first tasks) the loss stays: selection
+        # clips it to 0, and nan would make it look unexplored, which selection favours.
+        return report if median is None else report._replace(loss=median)
 
     def settled(
         self,
