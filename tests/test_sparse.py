@@ -361,10 +361,26 @@ def test_the_cli_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert err.count("\n") == 1 and "sparsity.end_round (5) is after train.rounds (2)" in err
 
 
-def test_a_deployment_is_refused(tiny_config: RunConfig) -> None:
+def test_a_deployed_client_rebuilds_the_servers_mask_from_the_wire(
+    tiny_config: RunConfig,
+) -> None:
+    """A deployment's server and client build the same state; the client loads the mask a
+    task carries. By hand, at sparsity 0.8 after round 3 with weights 1..11: the first
+    weight (6) loses floor(4.8) = 4, values 1-4; the second (2) floor(1.6) = 1, value 9.
+    Over the 8 prunable coordinates the kept bits are 0000 11 01: a 1-byte bitmap (3
+    positions would take 12), after the tag byte 0."""
     cfg = sparse_config(tiny_config)
-    with pytest.raises(ConfigError, match="runs in simulation only"):
-        sparse_training_for(cfg, tiny_model(), None, 20, None, 0.0, deployed=True)  # type: ignore[arg-type]
+    server = sparse_training_for(cfg, tiny_model(), None, 20, None, 0.0, deployed=True)  # type: ignore[arg-type]
+    client = sparse_training_for(cfg, tiny_model(), None, 1, None, 0.0, deployed=True)  # type: ignore[arg-type]
+    assert server is not None and client is not None
+    server.after_aggregation(3, torch.arange(1.0, 12.0))
+    data = server.encoded_mask()
+    assert data == bytes([0, 0b00001101]) and len(data) == server.mask_bytes
+    client.load_mask(client.decode_mask(data), server.version)
+    kept = [False] * 4 + [True] * 4 + [False] + [True] * 2
+    assert client.mask.tolist() == kept and client.version == 1 and client.kept == 6
+    with pytest.raises(ValueError, match="a mask bitmap of 2 bytes for 8 prunable weights"):
+        client.decode_mask(bytes([0, 1, 2]))
 
 
 # --- structured: whole units -------------------------------------------------------------

@@ -26,6 +26,15 @@ def tensors_from_pb(msgs: Sequence[pb.Tensor]) -> list[WireTensor]:
     return [WireTensor(m.name, tuple(int(s) for s in m.shape), m.dtype, m.data) for m in msgs]
 
 
+# Sparse training: a task's kept values, and an update's, travel as this one tensor
+KEPT_VALUES = "kept_values"
+
+
+def kept_spec(kept: int) -> ParamSpec:
+    """The tensors of ``kept`` values under a sparsity mask (Task.sparse): one, flat."""
+    return ParamSpec((KEPT_VALUES,), ((kept,),))
+
+
 def params_to_pb(flat: torch.Tensor, spec: ParamSpec) -> list[pb.Tensor]:
     return tensors_to_pb(flat_to_tensors(flat, spec))
 

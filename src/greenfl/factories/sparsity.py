@@ -13,7 +13,6 @@ from torch import nn
 from greenfl.clients.trainer import ClientTrainer, SequentialTrainer
 from greenfl.compression.base import Codec
 from greenfl.config import RunConfig
-from greenfl.core.errors import ConfigError
 from greenfl.data.base import FederatedDataset
 from greenfl.models.flops import training_flops_per_sample
 from greenfl.sparse.channels import ChannelPruner
@@ -32,15 +31,13 @@ def sparse_training_for(
     deployed: bool,
 ) -> SparseTraining | None:
     """The run's sparse training, or None with ``sparsity.name = "none"``.
-    ``flops_per_sample``: the dense model's counted training FLOPs."""
+    ``flops_per_sample``: the dense model's counted training FLOPs. A simulated and a
+    served run build the same state (``deployed`` changes nothing: a deployment's tasks
+    carry the kept values and the mask, greenfl.deploy.server.transport); a deployed
+    client builds its own with ``population_size`` 1 to rebuild the masked model."""
     sp = cfg.sparsity
     if sp.name == "none":
         return None
-    if deployed:
-        raise ConfigError(
-            f"sparsity.name = {sp.name!r} runs in simulation only for now: the wire carries "
-            "dense models (docs/submodels.md)"
-        )
     schedule = PruneSchedule(sp.target, sp.start_round, sp.end_round, sp.every_rounds)
     probe_codec = copy.deepcopy(codec)  # no client's state is touched
 

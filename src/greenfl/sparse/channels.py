@@ -26,6 +26,8 @@ from greenfl.core.errors import ConfigError
 from greenfl.sparse.layout import PrunableLayout
 from greenfl.sparse.mask import TAG_BYTES, pruned_count
 
+TAG_UNITS = 3  # a structured mask's tag byte: one bit per hidden unit follows
+
 # Layers that hold no parameters and keep the unit layout (a flatten regroups it).
 PASS_THROUGH: tuple[type[nn.Module], ...] = (
     nn.ReLU,
@@ -247,3 +249,33 @@ class ChannelPruner:
     def mask_bytes(self) -> int:
         """A structured mask on the wire: one bit per hidden unit, and the tag byte."""
         return TAG_BYTES + -(-unit_count(self.layers) // 8)
+
+    def encode_mask(self) -> bytes:
+        """The kept units on the wire (``mask_bytes`` long): the tag byte, then one bit per
+        hidden unit (1: kept), the hidden layers in forward order (numpy.packbits order)."""
+        bits = [np.isin(np.arange(_units(ly.module)), self.keep[ly.index]) for ly in self.hidden]
+        return bytes([TAG_UNITS]) + np.packbits(np.concatenate(bits)).tobytes()
+
+    def decode_mask(self, data: bytes) -> torch.Tensor:
+        """The flat mask (True: kept) ``encode_mask`` wrote; ValueError if it does not fit
+        this model's hidden units (a wrong tag or length, a layer left without a unit)."""
+        n = unit_count(self.layers)
+        if len(data) != self.mask_bytes() or data[0] != TAG_UNITS:
+            raise ValueError(
+                f"a structured sparsity mask is the tag {TAG_UNITS} and {-(-n // 8)} bytes "
+                f"of unit bits; got {len(data)} bytes"
+            )
+        bits = np.unpackbits(np.frombuffer(data[1:], dtype=np.uint8), count=n).astype(bool)
+        keep: Keep = {}
+        at = 0
+        for ly in self.hidden:
+            units = _units(ly.module)
+            keep[ly.index] = np.flatnonzero(bits[at : at + units]).astype(np.int64)
+            at += units
+            if keep[ly.index].size == 0:
+                raise ValueError(f"a structured sparsity mask keeps no unit of layer {ly.index}")
+        return self.mask_of(slice_indices(self.layout, self.layers, keep))
+
+    @property
+    def hidden(self) -> list[Layer]:
+        return [ly for ly in self.layers if ly.hidden]

@@ -80,3 +80,48 @@ def mask_cost(mask: torch.Tensor, layout: PrunableLayout) -> MaskCost:
     if indices < bitmap:
         return MaskCost("indices", TAG_BYTES + indices)
     return MaskCost("bitmap", TAG_BYTES + bitmap)
+
+
+# The tag byte of a mask on the wire (``encode_mask``; structured masks: channels.py)
+TAG_BITMAP = 0  # one bit per prunable coordinate (numpy.packbits order), 1: kept
+TAG_PRUNED = 1  # uint32 little-endian positions, among the prunable coordinates, of the pruned
+TAG_KEPT = 2  # ... of the kept ones (when fewer than the pruned)
+
+
+def encode_mask(mask: torch.Tensor, layout: PrunableLayout) -> bytes:
+    """``mask`` in the encoding ``mask_cost`` prices (its length is ``mask_cost(...).bytes``):
+    the tag byte, then the bitmap or the minority's positions. Positions count prunable
+    coordinates only, in flat order; the rest are always kept."""
+    bits = mask[layout.prunable_positions()].numpy()
+    cost = mask_cost(mask, layout)
+    if cost.encoding == "bitmap":
+        return bytes([TAG_BITMAP]) + np.packbits(bits).tobytes()
+    kept = int(bits.sum())
+    tag, listed = (TAG_KEPT, bits) if kept < bits.size - kept else (TAG_PRUNED, ~bits)
+    return bytes([tag]) + np.flatnonzero(listed).astype("<u4").tobytes()
+
+
+def decode_mask(data: bytes, layout: PrunableLayout) -> torch.Tensor:
+    """The flat mask (True: kept) ``encode_mask`` wrote; ValueError naming what does not fit
+    ``layout`` (a wrong tag, length or position)."""
+    n = layout.prunable_numel
+    if not data:
+        raise ValueError("an empty sparsity mask")
+    tag, body = data[0], data[1:]
+    if tag == TAG_BITMAP:
+        if len(body) != -(-n // 8):
+            raise ValueError(f"a mask bitmap of {len(body)} bytes for {n} prunable weights")
+        bits = np.unpackbits(np.frombuffer(body, dtype=np.uint8), count=n).astype(bool)
+    elif tag in (TAG_PRUNED, TAG_KEPT):
+        if len(body) % INDEX_BYTES:
+            raise ValueError(f"a mask position list of {len(body)} bytes (4 a position)")
+        positions = np.frombuffer(body, dtype="<u4").astype(np.int64)
+        if positions.size and int(positions.max()) >= n:
+            raise ValueError(f"a mask position {int(positions.max())} past {n} prunable weights")
+        bits = np.full(n, tag == TAG_PRUNED, dtype=bool)
+        bits[positions] = tag == TAG_KEPT
+    else:
+        raise ValueError(f"an unknown mask encoding tag {tag}")
+    mask = torch.ones(layout.numel, dtype=torch.bool)
+    mask[layout.prunable_positions()] = torch.from_numpy(bits)
+    return mask

@@ -29,7 +29,7 @@ from torch import nn
 from greenfl.core.errors import LedgerError
 from greenfl.sparse.channels import ChannelPruner
 from greenfl.sparse.layout import PrunableLayout
-from greenfl.sparse.mask import magnitude_mask, mask_cost
+from greenfl.sparse.mask import decode_mask, encode_mask, magnitude_mask, mask_cost
 from greenfl.sparse.schedule import PruneSchedule
 from greenfl.sparse.training import MaskedModule
 
@@ -67,6 +67,7 @@ class SparseTraining:
         self.version = 0  # 0: dense, no mask to send; +1 at every change
         # the mask version each client last received (0: none)
         self.held = np.zeros(population_size, dtype=np.int64)
+        self._encoded: tuple[int, bytes] | None = None  # (version, encoded_mask) once sent
         self._refresh()
 
     def _refresh(self) -> None:
@@ -163,6 +164,37 @@ class SparseTraining:
             up = self._payload_cache[self.kept] = self._payload_bytes(self.kept)
         down = FLOAT32_BYTES * self.kept + (self.mask_bytes if self.version > 0 else 0)
         return self.flops_per_sample, up, down
+
+    # --- the wire (a deployment: greenfl.deploy.server.transport, deploy.client) -------
+
+    def encoded_mask(self) -> bytes:
+        """The current mask as a task carries it, ``mask_bytes`` long (``encode_mask``, or
+        the unit bitmap with whole units pruned)."""
+        cached = self._encoded
+        if cached is None or cached[0] != self.version:
+            data = (
+                encode_mask(self.mask, self.layout)
+                if self.channels is None
+                else self.channels.encode_mask()
+            )
+            cached = self._encoded = (self.version, data)
+        return cached[1]
+
+    def decode_mask(self, data: bytes) -> torch.Tensor:
+        """The flat mask ``encoded_mask`` wrote; ValueError if it does not fit the model."""
+        return (
+            decode_mask(data, self.layout)
+            if self.channels is None
+            else self.channels.decode_mask(data)
+        )
+
+    def load_mask(self, mask: torch.Tensor, version: int) -> None:
+        """(a deployed client) Train under ``mask``, the server's mask ``version``, from now
+        on; ValueError for a mask that is not over this model (or not of whole units)."""
+        if mask.numel() != self.layout.numel:
+            raise ValueError(f"a mask of {mask.numel()} for a model of {self.layout.numel}")
+        self.mask, self.version = mask, version
+        self._refresh()
 
     # --- the snapshot -----------------------------------------------------------------
 

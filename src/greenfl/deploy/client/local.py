@@ -20,8 +20,10 @@ from greenfl.data.local_dir import LocalDirDataset
 from greenfl.deploy import greenfl_pb2 as pb
 from greenfl.deploy.widths import cut
 from greenfl.factories import build_model_for, codec_for, dataset_for, model_name_for
+from greenfl.factories.sparsity import sparse_training_for
 from greenfl.fleet.profiles import PRECISIONS
 from greenfl.models.flops import training_flops_per_sample
+from greenfl.sparse.server import SparseTraining
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,31 @@ class Local:
     flops_per_sample: float
     test: tuple[torch.Tensor, torch.Tensor] | None = None  # local held-out data, if any
     model_input: tuple[tuple[int, ...], int] = ((), 0)
+    # Sparse training (docs/submodels.md): the mask this client holds, the masked model
+    sparse: SparseTraining | None = None
     _widths: dict[float, LocalModel] = field(default_factory=dict, repr=False)
+
+    def under_mask(self, msg: pb.SparseMask) -> SparseTraining:
+        """The sparse training state a task's ``sparse`` field names: its mask loaded if
+        the task carries it, else the one this client holds, which must be its version.
+        TransportError for a run without sparsity, a mask that does not fit the model, or
+        a version this client does not hold (the server then sends the mask again)."""
+        sparse, version = self.sparse, int(msg.version)
+        if sparse is None:
+            raise TransportError(
+                "the server sends a sparsity mask; the run's config has sparsity.name 'none'"
+            )
+        if msg.mask:
+            try:
+                sparse.load_mask(sparse.decode_mask(msg.mask), version)
+            except ValueError as exc:
+                raise TransportError(f"the server's sparsity mask: {exc}") from None
+        elif sparse.version != version:
+            raise TransportError(
+                f"the task's kept values follow sparsity mask version {version} and carry no "
+                f"mask; this client holds version {sparse.version}"
+            )
+        return sparse
 
     def at(self, width: float) -> LocalModel:
         """The model a task of sub-model ``width`` trains (1: the full model), built the
@@ -188,4 +214,9 @@ def build_local(
     warm = FitInstructions(1, 1, 0.0, cfg.train.momentum, 0.0)
     train_one(model, get_flat(model), x[:1], y[:1], client_id, warm, 0)
     model_input = (tuple(dataset.input_shape), int(dataset.num_classes))
-    return Local(cfg, x, y, model, ParamSpec.of(model), codec, flops, test, model_input)
+    # A client's own copy of the run's sparse training: it rebuilds the server's mask
+    # from the tasks and trains as a simulated client does (population of one: the
+    # server, not the client, remembers who holds which mask).
+    sparse = sparse_training_for(cfg, model, dataset, 1, codec, flops, deployed=True)
+    spec = ParamSpec.of(model)
+    return Local(cfg, x, y, model, spec, codec, flops, test, model_input, sparse)

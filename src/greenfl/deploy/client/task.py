@@ -4,13 +4,16 @@ or secure aggregation's keys) with the footprint the client reports. A task of a
 width (docs/submodels.md) carries that width's slice of the model: the client trains the
 width's sub-model on it and sends the slice's delta, counted at the sub-model's FLOPs. A
 task's precision (bf16, fp16) is trained under torch.autocast with fp16's loss scaling, in
-``train_one`` as a simulated client is; the update stays float32."""
+``train_one`` as a simulated client is; the update stays float32. Under sparse training a
+task carries the kept values of the global model (and the mask, when this client does not
+hold its version): the client trains the masked model (with whole units pruned, the
+smaller model of the kept units) and sends only the kept coordinates of its delta."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -18,10 +21,16 @@ from greenfl.clients.trainer import client_seed, train_one
 from greenfl.clients.validate import PROTOCOL_VERSION
 from greenfl.core.errors import GreenflError, TransportError, UpdateRejected
 from greenfl.deploy import greenfl_pb2 as pb
-from greenfl.deploy.client.local import Local
+from greenfl.deploy.client.local import Local, LocalModel
 from greenfl.deploy.client.options import ClientOptions
 from greenfl.deploy.client.secagg import SecAggParticipant
-from greenfl.deploy.wire import encoded_to_pb, instructions_from_pb, params_from_pb, params_to_pb
+from greenfl.deploy.wire import (
+    encoded_to_pb,
+    instructions_from_pb,
+    kept_spec,
+    params_from_pb,
+    params_to_pb,
+)
 from greenfl.footprint.measurement import Meter
 from greenfl.models.evaluate import evaluate
 
@@ -67,7 +76,16 @@ def train_task(
     try:
         local.check_precision(ins.precision, device, precisions)
         trained = local.at(ins.width)
-        params = params_from_pb(task.params, trained.spec)
+        if task.HasField("sparse"):  # the kept values under the server's mask
+            sparse = local.under_mask(task.sparse)
+            spec = kept_spec(sparse.kept)
+            kept = params_from_pb(task.params, spec)
+            trained = LocalModel(sparse.module, spec, sparse.flops_per_sample)
+            # the masked model's (pruned weights zero), or the kept units' smaller one's
+            params = sparse.train_params(sparse.scatter(kept))
+        else:
+            sparse = None
+            params = params_from_pb(task.params, trained.spec)
     except TransportError as exc:
         update.error = str(exc)
         return Trained(update)
@@ -91,6 +109,8 @@ def train_task(
         return None
     k = local.cfg.train.clients_per_round
     result = opts.attack.on_update(int(task.round), result, int(task.seed), k)
+    if sparse is not None:  # only the kept coordinates travel; the server knows the mask
+        result = replace(result, delta=sparse.sent_values(result.delta))
     try:
         if task.HasField("secagg"):  # secure aggregation: keys now, the delta masked later
             update.secagg_keys.CopyFrom(secagg.keys_for(task, result.delta))
@@ -115,6 +135,7 @@ def train_task(
         "round": int(task.round),
         "width": ins.width,  # the sub-model width trained (1.0: the full model)
         "precision": ins.precision,  # the arithmetic it trained in
+        "density": 1.0 if sparse is None else sparse.density,  # share of weights trained
         "num_samples": len(local.y),
         "loss": result.loss,
         "compute_s": measured.elapsed_s,

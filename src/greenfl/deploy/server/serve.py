@@ -111,7 +111,9 @@ def serve(
         model_input = (dataset.input_shape, dataset.num_classes)
         fps = training_flops_per_sample(model, *model_input, cfg.train.batch_size)
         spec = ParamSpec.of(model)
-        port = transport.start(loop.population, spec, model_input, fps, _widths_of(loop))
+        # sparse training: the mask the run's MaskedStrategy keeps, which tasks carry
+        sparse = loop.parts.costs.sparse
+        port = transport.start(loop.population, spec, model_input, fps, _widths_of(loop), sparse)
         if on_listening is not None:
             on_listening(address.rsplit(":", 1)[0], port)
 

@@ -12,7 +12,14 @@ own defences (``plausible.bound_round``, quarantine, secure aggregation) then ac
 whole batch. One round is open at a time: ``fit`` (the Transport base's) is a round.
 
 With sub-models (docs/submodels.md) a task's ``instructions.width`` picks the slice of the
-global model its client is sent, and the slice's delta is what its update must be."""
+global model its client is sent, and the slice's delta is what its update must be.
+
+With sparse training (docs/submodels.md, "Sparse training"), once the server has pruned, a
+task carries the global model's kept values (``Task.sparse``: the mask's version, and the
+mask itself to a client that does not hold that version), its update must be exactly the
+kept coordinates of its delta (the round's ``UpdateRules`` say how many), and ``collect``
+scatters each into the full vector for the run's MaskedStrategy. A client whose task
+failed is sent the mask again: it may not hold it (a restarted process)."""
 
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import grpc
 import numpy as np
@@ -43,8 +50,9 @@ from greenfl.deploy.server.secagg import SecAggOptions, check_secagg
 from greenfl.deploy.server.servicer import ClosedRound, FederationServicer, ModelInput
 from greenfl.deploy.server.settings import DeploySettings
 from greenfl.deploy.widths import WidthSlice
-from greenfl.deploy.wire import instructions_to_pb, params_to_pb
+from greenfl.deploy.wire import instructions_to_pb, kept_spec, params_to_pb
 from greenfl.fleet.population import Population
+from greenfl.sparse.server import SparseTraining
 
 log = logging.getLogger("greenfl.serve")
 
@@ -92,6 +100,8 @@ class GrpcTransport(Transport):
         # The FIT message of the open round at each width, encoded once per width
         self._bases: dict[float, tuple[int, torch.Tensor, FitInstructions, pb.Task]] = {}
         self._widths: dict[float, WidthSlice] = {}  # sub-models: each width's slice
+        self._sparse: SparseTraining | None = None  # sparse training: the server's mask
+        self._rules: UpdateRules | None = None  # what an update of a dense round must match
 
     def start(
         self,
@@ -100,17 +110,20 @@ class GrpcTransport(Transport):
         model_input: ModelInput | None = None,
         flops_per_sample: float = 0.0,
         widths: Mapping[float, WidthSlice] | None = None,
+        sparse: SparseTraining | None = None,
     ) -> int:
         """Listen on ``address``; returns the bound port (useful with port 0).
         ``model_input``: the model's (input shape, number of classes), told to clients that
         bring their own data so they can check it before training. ``widths``: with
-        sub-models, each width's slice (``greenfl.deploy.widths.wire_slices``)."""
+        sub-models, each width's slice (``greenfl.deploy.widths.wire_slices``).
+        ``sparse``: with sparse training, the run's (its MaskedStrategy's) mask state."""
         s = self.settings
         check_message_limit(spec.numel, s.max_message_bytes)
         self._spec = spec
         self.flops_per_sample = flops_per_sample
         self._widths = dict(widths or {})
-        rules = UpdateRules(
+        self._sparse = sparse
+        rules = self._rules = UpdateRules(
             self.codec,
             spec,
             s.max_message_bytes,
@@ -169,6 +182,7 @@ class GrpcTransport(Transport):
         r = self._round
         if r is None:
             r = self._round = _OpenRound(task.round_idx, time.monotonic())
+            self._round_rules()
         elif r.round_idx != task.round_idx:
             raise TransportError(
                 f"round {task.round_idx} dispatched while round {r.round_idx} is open; "
@@ -176,8 +190,12 @@ class GrpcTransport(Transport):
             )
         r.tasks.append(task)
         why = self._quarantine.reason(cid, task.round_idx)
-        if why is None and not hub.hand_out(self._message(task), cid, self._model_of(task)):
-            why = "not connected when the round started"
+        if why is None:
+            msg = self._message(task)
+            if not hub.hand_out(msg, cid, self._model_of(task)):
+                why = "not connected when the round started"
+            elif self._sparse is not None and msg.sparse.mask:
+                self._sparse.held[cid] = msg.sparse.version  # it holds this mask now
         if why is not None:
             r.unsent[cid] = hub.failed(cid, why)
 
@@ -209,12 +227,36 @@ class GrpcTransport(Transport):
                 r.round_idx, closed.closed_at - r.opened_at, closed.accepted, list(reports.values())
             )
         out = self._judged(r.round_idx, [t.client_id for t in r.tasks], reports, closed)
+        if self._sparse is not None and self._sparse.version > 0:
+            out = [self._scattered(report) for report in out]
         return [
             Completion(t, report, self._finish_s(r, closed, t.client_id))
             for t, report in zip(r.tasks, out, strict=True)
         ]
 
     # ---- helpers --------------------------------------------------------------------
+    def _round_rules(self) -> None:
+        """The rules the opening round's updates are judged by: under a sparsity mask,
+        exactly its kept values (one tensor, or the codec's payload of that many)."""
+        rules, sparse = self._rules, self._sparse
+        if rules is None or sparse is None:
+            return
+        if sparse.version > 0:
+            rules = replace(rules, spec=kept_spec(sparse.kept))
+        with self._hub.cond:
+            self._hub.rules = rules
+
+    def _scattered(self, report: ClientReport) -> ClientReport:
+        """``report`` with its kept values in the full vector (zero elsewhere), as a
+        simulated client's; a failed client is sent the mask again next time."""
+        sparse = self._sparse
+        assert sparse is not None
+        if report.status == "failed":
+            sparse.held[report.client_id] = 0
+        if report.delta is None:
+            return report
+        return report._replace(delta=sparse.scatter(report.delta))
+
     def _judged(
         self,
         round_idx: int,
@@ -256,6 +298,10 @@ class GrpcTransport(Transport):
             if width != 1.0 or self._widths:
                 piece = self._slice(width)
                 params, spec = piece.take(task.params), piece.spec
+            elif self._sparse is not None and self._sparse.version > 0:
+                # only the kept values: the global model is zero elsewhere
+                params = task.params[self._sparse.kept_index]
+                spec = kept_spec(self._sparse.kept)
             base = pb.Task(
                 kind=pb.Task.FIT,
                 protocol_version=PROTOCOL_VERSION,
@@ -274,6 +320,11 @@ class GrpcTransport(Transport):
         if cid in ins.client_steps:  # partial work: this client's step cap
             msg.instructions.CopyFrom(instructions_to_pb(ins.for_client(cid)))
         msg.task_id = f"r{task.round_idx}-c{cid}-{secrets.token_hex(6)}"
+        sparse = self._sparse
+        if sparse is not None and sparse.version > 0:
+            msg.sparse.version = sparse.version
+            if sparse.held[cid] != sparse.version:  # once per client and mask
+                msg.sparse.mask = sparse.encoded_mask()
         return msg
 
     def _model_of(self, task: Task) -> Callable[[int], RoundModel]:
@@ -283,6 +334,8 @@ class GrpcTransport(Transport):
         flops_per_sample = self.flops_per_sample
         if self._widths:
             flops_per_sample = self._slice(task.instructions.width).flops_per_sample
+        elif self._sparse is not None:  # the kept units' smaller model, when structured
+            flops_per_sample = self._sparse.flops_per_sample
 
         def model(n: int) -> RoundModel:
             return round_model(

@@ -1,0 +1,385 @@
+"""Sparse training in a real deployment (issue 31, item 3): a `serve` on loopback and `join`
+clients (threads of this process running the real client code) with [sparsity] magnitude,
+target 0.5, pruned after round 1 of 3. The server keeps the mask; rounds 2 and 3 carry the
+kept values of the global model (round 2 also the mask, which each client then holds);
+clients train the masked model and send only the kept coordinates; the deployed global
+model is the simulated run's, its pruned weights exactly zero; an update of the wrong
+length is refused with its reason.
+
+By hand, for the quickstart's MLP 64-[64]-10 on digits: 64*64 + 64 + 64*10 + 10 = 4810
+parameters, of which the weights 0.weight (4096) and 2.weight (640) may be pruned, 4736 in
+all. At sparsity 0.5 each loses floor(0.5 x its size): 2048 and 320, 2368 pruned, so
+4810 - 2368 = 2442 values are kept. The mask's cheaper encoding: a bitmap of 4736 bits is
+592 bytes, a position list of the 2368 pruned (as many as the kept) 4 x 2368 = 9472; so
+the tag byte and the bitmap, 593 bytes."""
+
+from __future__ import annotations
+
+import sqlite3
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import greenfl
+from greenfl.config import RunConfig, load_config
+from greenfl.engine.observers import Observation, Observer, RoundView
+
+N_CLIENTS, ROUNDS, SEED = 2, 3, 3
+NUMEL, KEPT, MASK_BYTES = 4810, 2442, 593  # by hand, above
+PRUNED = {"0.weight": 2048, "2.weight": 320}
+SHAPES = {"0.weight": (64, 64), "0.bias": (64,), "2.weight": (10, 64), "2.bias": (10,)}
+
+CONFIG = f"""
+seed = {SEED}
+[data]
+num_clients = {N_CLIENTS}
+[train]
+rounds = {ROUNDS}
+clients_per_round = {N_CLIENTS}
+[fleet]
+catalog = "builtin"
+[sparsity]
+name = "magnitude"
+target = 0.5
+start_round = 1
+end_round = 1
+every_rounds = 1
+[deploy]
+round_timeout_s = 60
+join_timeout_s = 60
+keepalive_s = 1
+min_clients = {N_CLIENTS}
+"""
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class GlobalParams(Observer):
+    """Keeps each round's new global model."""
+
+    def __init__(self) -> None:
+        self.params: list[torch.Tensor] = []
+
+    def observe(self, view: RoundView) -> Observation:
+        self.params.append(view.global_params.clone())
+        return Observation()
+
+
+def varint_len(n: int) -> int:
+    """Bytes of a protobuf varint of ``n`` >= 0."""
+    return max(1, (n.bit_length() + 6) // 7)
+
+
+def framed(payload_len: int) -> int:
+    """A length-delimited field of field number < 16: tag, length, payload."""
+    return 1 + varint_len(payload_len) + payload_len
+
+
+def tensor_len(name: str, shape: tuple[int, ...]) -> int:
+    """One framed Tensor field: its name, its shape as packed varints, dtype "float32",
+    the float32 data."""
+    numel = 1
+    for s in shape:
+        numel *= s
+    body = (
+        framed(len(name))
+        + framed(sum(varint_len(s) for s in shape))
+        + framed(len("float32"))
+        + framed(4 * numel)
+    )
+    return framed(body)
+
+
+def task_bytes(round_idx: int, client_id: int, cfg: RunConfig) -> int:
+    """The FIT task's serialized size, by hand: kind, protocol version and round (a tag
+    and a one-byte varint each), the task id "r<round>-c<client>-<12 hex>", the params,
+    the instructions (varints for epochs and batch size, an 8-byte double for lr; zero
+    fields are not sent), the seed. Round 1 is dense: the model's four tensors. Rounds 2
+    and 3 carry one tensor, kept_values, of the 2442 kept values, and Task.sparse (field
+    10): the version (a tag and the varint 1) and, in round 2 only (the clients do not
+    hold it yet), the 593 bytes of the mask."""
+    t = cfg.train
+    assert t.momentum == 0 and t.max_local_steps == 0  # not sent
+    instructions = (1 + varint_len(t.local_epochs)) + (1 + varint_len(t.batch_size)) + 9
+    task_id = len(f"r{round_idx}-c{client_id}-") + 12
+    fixed = 3 * 2 + framed(task_id) + framed(instructions) + 1 + varint_len(SEED)
+    if round_idx == 1:
+        return fixed + sum(tensor_len(n, s) for n, s in SHAPES.items())
+    sparse = 2 + (framed(MASK_BYTES) if round_idx == 2 else 0)
+    return fixed + tensor_len("kept_values", (KEPT,)) + framed(sparse)
+
+
+def serve_in_thread(
+    cfg: RunConfig, out: Path, observers: list[Any]
+) -> tuple[str, threading.Thread, dict[str, Any]]:
+    """``serve`` on a free loopback port in a thread; its address once it listens."""
+    from greenfl.deploy.server import serve
+
+    listening = threading.Event()
+    got: dict[str, Any] = {}
+
+    def on_listening(host: str, port: int) -> None:
+        got["address"] = f"{host}:{port}"
+        listening.set()
+
+    def run() -> None:
+        try:
+            got["result"] = serve(
+                cfg, out, address="127.0.0.1:0", observers=observers, on_listening=on_listening
+            )
+        except BaseException as exc:  # noqa: BLE001 - asserted by the test
+            got["error"] = exc
+            listening.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert listening.wait(60), "serve did not start listening"
+    assert "error" not in got, got.get("error")
+    return got["address"], thread, got
+
+
+def run_clients(address: str, ids: list[int]) -> list[Any]:
+    from greenfl.deploy.client import ClientOptions, FederatedClient
+    from greenfl.footprint.meters import NullMeter
+
+    clients = [
+        FederatedClient(ClientOptions(address, i, backoff_max_s=2.0, retry_for_s=60), NullMeter())
+        for i in ids
+    ]
+    errors: list[BaseException] = []
+
+    def run(c: Any) -> None:
+        try:
+            c.run()
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,), daemon=True) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a client did not finish"
+    assert not errors, errors
+    return clients
+
+
+def ledger_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def split(flat: torch.Tensor) -> dict[str, torch.Tensor]:
+    out, at = {}, 0
+    for name, shape in SHAPES.items():
+        n = 1
+        for s in shape:
+            n *= s
+        out[name] = flat[at : at + n].view(shape)
+        at += n
+    return out
+
+
+@pytest.mark.slow  # ~12 s alone, more on a loaded 2-core machine
+def test_a_deployment_keeps_the_mask_and_clients_send_only_the_kept_values(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(textwrap.dedent(CONFIG))
+    cfg = load_config(path)
+    deployed = GlobalParams()
+    address, server, got = serve_in_thread(cfg, tmp_path / "run", [deployed])
+    clients = run_clients(address, list(range(N_CLIENTS)))
+    server.join(timeout=60)
+    assert not server.is_alive() and "error" not in got, got.get("error")
+
+    for c in clients:
+        cid = c.opts.client_id
+        assert [r["bytes_down"] for r in c.stats.history] == [
+            task_bytes(r, cid, cfg) for r in range(1, ROUNDS + 1)
+        ]
+        assert [r["density"] for r in c.stats.history] == pytest.approx(
+            [1.0, KEPT / NUMEL, KEPT / NUMEL], abs=1e-12
+        )
+
+    db = tmp_path / "run" / "ledger.sqlite"
+    rows = ledger_rows(
+        db,
+        "SELECT round, client_id, status, density, bytes_down, bytes_up "
+        "FROM client_rounds ORDER BY round, client_id",
+    )
+    assert [(r, c) for r, c, *_ in rows] == [
+        (r, c) for r in range(1, ROUNDS + 1) for c in range(N_CLIENTS)
+    ]
+    for round_idx, cid, status, density, down, up in rows:
+        assert status == "completed"
+        assert density == pytest.approx(1.0 if round_idx == 1 else KEPT / NUMEL, abs=1e-12)
+        # The ledger's bytes down are the real serialized tasks, counted by hand
+        assert down == task_bytes(round_idx, cid, cfg)
+        # Up: the delta's tensors (the kept values only, once pruned) and the update's
+        # scalars (session, ids, loss, samples, the footprint): at most 200 bytes more.
+        sent = (
+            sum(tensor_len(n, s) for n, s in SHAPES.items())
+            if round_idx == 1
+            else tensor_len("kept_values", (KEPT,))
+        )
+        assert sent < up <= sent + 200
+    # Round 2 carried the mask, round 3 did not: each client held it by then. The
+    # difference: 593 bytes, the mask field's tag and 2-byte length, and one more byte
+    # for Task.sparse's own length (598 needs two varint bytes, 2 one).
+    for cid in range(N_CLIENTS):
+        down = {r: d for r, c, _, _, d, _ in rows if c == cid}
+        assert down[2] - down[3] == 597
+
+    # The global model: pruned after round 1, masked after every later aggregation
+    final = split(deployed.params[-1])
+    for name, pruned in PRUNED.items():
+        assert int((final[name] == 0).sum()) == pruned
+    assert int((final["0.bias"] == 0).sum()) == 0 and int((final["2.bias"] == 0).sum()) == 0
+
+    # The same run simulated: the deployed global model is the simulated one, each round,
+    # zero at the same coordinates.
+    simulated = GlobalParams()
+    sim = greenfl.run(cfg, observers=[simulated])
+    assert len(deployed.params) == len(simulated.params) == ROUNDS
+    for d, s in zip(deployed.params, simulated.params, strict=True):
+        assert torch.allclose(d, s, rtol=0, atol=1e-6)
+        assert torch.equal(d == 0, s == 0)
+    result = got["result"]
+    assert [r.accuracy for r in result.history] == pytest.approx(
+        [r.accuracy for r in sim.history], abs=1e-9
+    )
+
+
+def _rogue_client(address: str, client_id: int, seen: dict[str, Any]) -> None:
+    """Answers round 1 with an error, then a masked round with all 4810 values of a
+    delta instead of the 2442 kept ones."""
+    import grpc
+    import numpy as np
+
+    from greenfl.deploy import greenfl_pb2 as pb
+    from greenfl.deploy import greenfl_pb2_grpc as pbg
+
+    with grpc.insecure_channel(address) as ch:
+        stub = pbg.FederationStub(ch)
+        req = pb.JoinRequest(protocol_version=1, client_id=client_id)
+        reply = stub.Join(req, wait_for_ready=True, timeout=60)
+        meta = (("greenfl-session", reply.session_id),)
+        for task in stub.Tasks(pb.TaskRequest(session_id=reply.session_id)):
+            if task.kind == pb.Task.SHUTDOWN:
+                return
+            if task.kind != pb.Task.FIT:
+                continue
+            up = pb.Update(
+                protocol_version=1,
+                session_id=reply.session_id,
+                client_id=client_id,
+                round=task.round,
+                task_id=task.task_id,
+                num_samples=1,
+                loss=0.1,
+            )
+            if not task.HasField("sparse"):
+                up.error = "not this round"
+                stub.SubmitUpdate(up, metadata=meta)
+                continue
+            seen["shapes"] = [(t.name, tuple(t.shape)) for t in task.params]
+            seen["mask_bytes"] = len(task.sparse.mask)
+            up.tensors.tensors.append(
+                pb.Tensor(
+                    name="kept_values",
+                    shape=[NUMEL],
+                    dtype="float32",
+                    data=np.zeros(NUMEL, "<f4").tobytes(),
+                )
+            )
+            ack = stub.SubmitUpdate(up, metadata=meta)
+            seen["ack"] = (ack.accepted, ack.reason)
+
+
+WRONG_LENGTH = f"tensor kept_values: shape [{NUMEL}], expected [{KEPT}]"
+
+
+def test_an_update_of_the_wrong_length_is_refused_with_its_reason(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(textwrap.dedent(CONFIG).replace(f"rounds = {ROUNDS}", "rounds = 2"))
+    cfg = load_config(path)
+    address, server, got = serve_in_thread(cfg, tmp_path / "run", [])
+    seen: dict[str, Any] = {}
+    rogue = threading.Thread(target=_rogue_client, args=(address, 1, seen), daemon=True)
+    rogue.start()
+    run_clients(address, [0])
+    server.join(timeout=60)
+    rogue.join(timeout=30)
+    assert not server.is_alive() and "error" not in got, got.get("error")
+    # Round 2's task: the kept values only, and the mask (the rogue's round 1 failed)
+    assert seen["shapes"] == [("kept_values", (KEPT,))]
+    assert seen["mask_bytes"] == MASK_BYTES
+    assert seen["ack"] == (False, WRONG_LENGTH)
+    rows = ledger_rows(
+        tmp_path / "run" / "ledger.sqlite",
+        "SELECT round, client_id, status, reason FROM client_rounds ORDER BY round, client_id",
+    )
+    assert rows[2:] == [(2, 0, "completed", None), (2, 1, "rejected", WRONG_LENGTH)]
+
+
+def test_the_mask_encodings_are_the_lengths_the_simulation_counts() -> None:
+    """A bitmap, a list of the pruned and a list of the kept positions, and whole units:
+    each decodes to the mask it encodes, at the length ``mask_cost`` counts (by hand)."""
+    from greenfl.models import build_model
+    from greenfl.sparse.channels import ChannelPruner
+    from greenfl.sparse.layout import prunable_layout
+    from greenfl.sparse.mask import decode_mask, encode_mask, mask_cost
+
+    model = build_model("mlp", (64,), 10)
+    layout = prunable_layout(model)
+    # the prunable coordinates: 0.weight at 0-4095, 2.weight at 4160-4799 (0.bias between)
+
+    def with_kept(kept: list[int]) -> torch.Tensor:
+        m = torch.ones(NUMEL, dtype=torch.bool)
+        m[0:4096] = False
+        m[4160:4800] = False
+        m[torch.tensor(kept, dtype=torch.long)] = True
+        return m
+
+    cases = {
+        # half kept: the bitmap, 1 + 4736 / 8 = 593 bytes
+        "bitmap": (with_kept(list(range(0, 4096, 2)) + list(range(4160, 4800, 2))), 593),
+        # 3 kept prunable weights: their positions, 1 + 3 x 4 = 13 bytes
+        "kept": (with_kept([5, 4095, 4160]), 13),
+        # 2 pruned: their positions, 1 + 2 x 4 = 9 bytes
+        "pruned": (~torch.isin(torch.arange(NUMEL), torch.tensor([7, 4799])), 9),
+    }
+    for name, (mask, length) in cases.items():
+        data = encode_mask(mask, layout)
+        assert len(data) == length == mask_cost(mask, layout).bytes, name
+        assert torch.equal(decode_mask(data, layout), mask), name
+    # position 4799 - 64 (the bias between) = 4735 among the prunable: the last one
+    assert encode_mask(cases["pruned"][0], layout)[1:] == bytes([7, 0, 0, 0, 0x7F, 0x12, 0, 0])
+    with pytest.raises(ValueError, match="position 4736 past 4736"):
+        decode_mask(bytes([2]) + (4736).to_bytes(4, "little"), layout)
+
+    pruner = ChannelPruner(model, layout, lambda m: 0.0)
+    mask = pruner.mask_at(torch.randn(NUMEL, generator=torch.Generator().manual_seed(0)), 0.25)
+    pruner.load_mask(mask)
+    data = pruner.encode_mask()
+    # one bit per hidden unit (64) and the tag: 9 bytes; 48 units kept
+    assert len(data) == 9 == pruner.mask_bytes()
+    assert bin(int.from_bytes(data[1:], "big")).count("1") == 48
+    assert torch.equal(pruner.decode_mask(data), mask)
+    with pytest.raises(ValueError, match="keeps no unit"):
+        pruner.decode_mask(bytes([3]) + bytes(8))
