@@ -101,7 +101,9 @@ def tensor_len(name: str, shape: tuple[int, ...]) -> int:
     return framed(body)
 
 
-def task_bytes(round_idx: int, client_id: int, cfg: RunConfig) -> int:
+def task_bytes(
+    round_idx: int, client_id: int, cfg: RunConfig, kept: int = KEPT, mask_bytes: int = MASK_BYTES
+) -> int:
     """The FIT task's serialized size, by hand: kind, protocol version and round (a tag
     and a one-byte varint each), the task id "r<round>-c<client>-<12 hex>", the params,
     the instructions (varints for epochs and batch size, an 8-byte double for lr; zero
@@ -116,8 +118,8 @@ def task_bytes(round_idx: int, client_id: int, cfg: RunConfig) -> int:
     fixed = 3 * 2 + framed(task_id) + framed(instructions) + 1 + varint_len(SEED)
     if round_idx == 1:
         return fixed + sum(tensor_len(n, s) for n, s in SHAPES.items())
-    sparse = 2 + (framed(MASK_BYTES) if round_idx == 2 else 0)
-    return fixed + tensor_len("kept_values", (KEPT,)) + framed(sparse)
+    sparse = 2 + (framed(mask_bytes) if round_idx == 2 else 0)
+    return fixed + tensor_len("kept_values", (kept,)) + framed(sparse)
 
 
 def serve_in_thread(
@@ -383,3 +385,40 @@ def test_the_mask_encodings_are_the_lengths_the_simulation_counts() -> None:
     assert torch.equal(pruner.decode_mask(data), mask)
     with pytest.raises(ValueError, match="keeps no unit"):
         pruner.decode_mask(bytes([3]) + bytes(8))
+
+
+def test_structured_sparsity_deployed_trains_the_kept_units_model(tmp_path: Path) -> None:
+    """structured = true: half the 64 hidden units pruned after round 1 (floor(0.5 x 64) =
+    32 kept), so rounds 2 and 3 train the 64-[32]-10 model: 64*32 + 32 + 32*10 + 10 =
+    2410 values each way, counted at its 3 x 2 x (64*32 + 10*32) - 2 x 64*32 = 10112
+    FLOPs per sample; the mask is the tag and one bit per hidden unit, 1 + 64 / 8 = 9
+    bytes. The deployed global model is the simulated one."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        textwrap.dedent(CONFIG).replace("every_rounds = 1", "every_rounds = 1\nstructured = true")
+    )
+    cfg = load_config(path)
+    deployed = GlobalParams()
+    address, server, got = serve_in_thread(cfg, tmp_path / "run", [deployed])
+    run_clients(address, list(range(N_CLIENTS)))
+    server.join(timeout=60)
+    assert not server.is_alive() and "error" not in got, got.get("error")
+    rows = ledger_rows(
+        tmp_path / "run" / "ledger.sqlite",
+        "SELECT round, client_id, status, density, flops, num_samples, bytes_down "
+        "FROM client_rounds ORDER BY round, client_id",
+    )
+    epochs = cfg.train.local_epochs
+    for round_idx, cid, status, density, flops, n, down in rows:
+        assert status == "completed"
+        if round_idx == 1:
+            continue
+        assert density == pytest.approx(2410 / NUMEL, abs=1e-12)
+        assert flops == pytest.approx(10112 * epochs * n, rel=1e-12)
+        assert down == task_bytes(round_idx, cid, cfg, kept=2410, mask_bytes=9)
+    final = split(deployed.params[-1])
+    assert int((final["0.weight"].abs().sum(dim=1) == 0).sum()) == 32  # whole units zero
+    simulated = GlobalParams()
+    greenfl.run(cfg, observers=[simulated])
+    for d, s in zip(deployed.params, simulated.params, strict=True):
+        assert torch.allclose(d, s, rtol=0, atol=1e-6)
