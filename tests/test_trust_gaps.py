@@ -37,7 +37,7 @@ from greenfl.deploy.server.claims import (
 from greenfl.deploy.server.plausible import RoundModel, bound_round
 from greenfl.deploy.server.quarantine import Quarantine, counts_against
 from greenfl.deploy.server.replay import ReplayGuard, sketch_of
-from greenfl.deploy.server.sessions import Pending
+from greenfl.deploy.server.sessions import Pending, Session
 from greenfl.deploy.server.trust import TrustSettings
 from greenfl.deploy.server.witness import Witness
 from greenfl.deploy.wire import params_to_pb
@@ -348,7 +348,7 @@ def test_a_capped_weight_says_so_in_its_reason() -> None:
     assert [r.reason for r in out[:3]] == [None, None, None]
     assert out[3].reason == (
         "self-described: x; weight capped: 100000 local samples declared, weighed as 225, a "
-        "typical client's (the round's median or the largest partition; "
+        "typical client's (the largest partition, or the round's median size; "
         "deploy.sample_bound_factor)"
     )
     assert out[3].status == "completed" and not counts_against(out[3])  # not a strike
@@ -359,6 +359,36 @@ def test_a_capped_weight_says_so_in_its_reason() -> None:
         "weight capped: 500 samples weighed as 100, 10x the round's median 10 "
         "(deploy.sample_bound_factor)"
     )
+
+
+def test_two_data_liars_do_not_set_their_own_cap() -> None:
+    # two declared 100,000s among two partitions of 180: the median of all four is 50,090,
+    # which would weigh each liar 278x an honest client; the median of the sizes the server
+    # knows is 180
+    out = bound_round(
+        [_report(0, 180), _report(1, 180), _report(5, 100_000), _report(7, 100_000)],
+        None,
+        10.0,
+        declared={5, 7},
+    )
+    assert [r.num_samples for r in out] == [180, 180, 180, 180]
+
+
+def test_selection_sees_a_declared_size_at_most_as_a_typical_client() -> None:
+    def settle(w: Witness, cid: int, declared: int, partition: int = 0) -> int | None:
+        sess = Session(f"s{cid}", cid, "phone-mid", "peer", num_samples=declared)
+        w.rules_for(sess)
+        n = declared or partition
+        p = Pending("t", sess.session_id, 1, 1000, n, delivered_at=time.monotonic(), model=PHONE)
+        report = ClientReport(cid, "completed", None, torch.ones(4), n, 2e9, 0.5, 10, 10)
+        return w.settled(p, report, 500, 0.0, None)
+
+    w = Witness(TRUST, largest_partition=225)
+    # what aggregation weighs it as, the largest partition, 225, is what selection sees
+    assert settle(w, 7, 100_000) == 225
+    assert settle(w, 8, 200) is None  # a declared size under it is left alone
+    assert settle(w, 0, 0, partition=300) is None  # a partition the server made: as it is
+    assert settle(Witness(TRUST), 7, 100_000) is None  # no partitions known: the claim stands
 
 
 def test_the_default_sample_cap_refuses_the_issues_million() -> None:

@@ -127,8 +127,9 @@ def bound_round(
 
     ``declared``: clients whose weight is their own claim (local data, not a partition the
     server knows). With the weight cap on, such a client weighs at most as much as a
-    typical client: the round's median weight or ``largest_partition`` (the configured
-    dataset's largest partition), whichever is more. A 10x cap alone leaves 20% liars
+    typical client: the round's median weight (of the weights that are not declared, where
+    there are any) or ``largest_partition`` (the configured dataset's largest partition),
+    whichever is more. A 10x cap alone leaves 20% liars
     most of the weight (digits: accuracy 0.92 -> 0.20, measured with
     bench/deploy_defaults.py); an honest client with more data than that still counts as
     a full client. A capped weight says so in the report's reason (``weight capped: ...``):
@@ -172,9 +173,10 @@ def bounded_weights(
 ) -> list[int]:
     """The weights of a round's kept updates under the weight bounds of ``bound_round``:
     each capped at ``sample_factor`` times their median (with ``MIN_COHORT_FOR_MEDIAN`` of
-    them), and a ``declared`` one at a typical client's (the median, or
-    ``largest_partition`` if more). One policy for the plain round and for secure
-    aggregation, which must weigh before masking."""
+    them), and a ``declared`` one at a typical client's (the median of the weights that are
+    not declared, where there are any, else of all; or ``largest_partition`` if more). One
+    policy for the plain round and for secure aggregation, which must weigh before
+    masking."""
     return [n for n, _ in weight_caps(samples, declared, sample_factor, largest_partition)]
 
 
@@ -202,6 +204,11 @@ def weight_caps(
                     f"{sample_factor:g}x the round's median {median_n:g} "
                     "(deploy.sample_bound_factor)"
                 )
+    # A typical client by the sizes the server knows (partitions) where the round has any:
+    # declared sizes would otherwise set their own cap (two liars of four, the median).
+    known = [n for n, own in zip(weights, declared, strict=True) if not own]
+    if known and cohort:
+        median_n = float(np.median(known))
     typical = max(largest_partition, math.floor(median_n))
     if typical > 0:
         for i, (n, own) in enumerate(zip(samples, declared, strict=True)):
@@ -209,8 +216,8 @@ def weight_caps(
                 weights[i] = typical
                 whys[i] = (
                     f"weight capped: {int(n)} local samples declared, weighed as {typical}, "
-                    "a typical client's (the round's median or the largest partition; "
-                    "deploy.sample_bound_factor)"
+                    "a typical client's (the largest partition, or the round's median "
+                    "size; deploy.sample_bound_factor)"
                 )
     return list(zip(weights, whys, strict=True))
 

@@ -106,7 +106,7 @@ class FederationServicer(pb_grpc.FederationServicer):
         self.trust = trust = trust_settings(settings.config_json)
         self._refusals = BoundedLog(log)
         self.gate = Gatekeeper(settings, trust, population, token, self._refusals)
-        self.witness = Witness(trust)
+        self.witness = Witness(trust, int(self._partition_sizes.max(initial=0)))
         self._norms = NormBound(None if rules.secagg else settings.norm_bound_factor)
 
     # ---- the round's side (the loop's thread, through GrpcTransport) ----------------

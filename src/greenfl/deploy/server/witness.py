@@ -37,20 +37,26 @@ def ack_of(report: ClientReport | None) -> pb.Ack:
 class Witness:
     """The server's witness of its clients' tasks (thread-safe)."""
 
-    def __init__(self, trust: TrustSettings) -> None:
+    def __init__(self, trust: TrustSettings, largest_partition: int = 0) -> None:
+        """``largest_partition``: the configured dataset's largest partition, at which
+        aggregation caps a declared size (plausible.bound_round); selection sees it so
+        capped too (0: not capped)."""
         self.trust = trust
+        self.largest_partition = largest_partition
         self.peers = PeerStats(trust.peer_outlier_mads)
         self.losses = LossPeers(trust.peer_outlier_mads)
         self.replay = ReplayGuard(trust.replay_distance)
         self._observed: dict[int, Observation] = {}
         self._disputed: set[int] = set()  # clients whose dispute was logged
+        self._declares: dict[int, bool] = {}  # client -> it weighs by its declared size
         self._lock = threading.Lock()
 
     def rules_for(self, sess: Session) -> ClaimRules:
         """How the claims of ``sess``'s client are judged (its enrolled device's class)."""
-        return ClaimRules(
-            self.trust.claim_tolerance, sess.device, sess.num_samples > 0, self.peers, sess.flag
-        )
+        declared = sess.num_samples > 0
+        with self._lock:
+            self._declares[sess.client_id] = declared
+        return ClaimRules(self.trust.claim_tolerance, sess.device, declared, self.peers, sess.flag)
 
     def sketch(self, report: ClientReport) -> Sketch | None:
         """The replay sketch of an accepted update (None for any other)."""
@@ -134,9 +140,19 @@ class Witness:
                 pending.round_idx,
                 report.reason,
             )
-        if report.disputed and report.num_samples < pending.num_samples:
-            return int(report.num_samples)  # selection sees what it could have done
-        return None
+        with self._lock:
+            declares = self._declares.get(cid, False)
+        if not declares:
+            return None
+        # Selection sees what it could have done (a disputed size), and at most what
+        # aggregation weighs it as (plausible.bound_round caps a declared size at the
+        # largest partition, or the round's median if more): a percentile clip over the
+        # peers' claims no longer holds once two of eight clients claim the same (issue
+        # 29's audit: picked 7 of 8 rounds).
+        n = int(report.num_samples) if report.disputed else int(pending.num_samples)
+        if self.largest_partition > 0:
+            n = min(n, self.largest_partition)
+        return n if n < pending.num_samples else None
 
     def observations(self) -> dict[int, Observation]:
         """(any thread) The latest observation of each client's task."""
