@@ -76,11 +76,11 @@ def usage_by(conn: sqlite3.Connection, column: str) -> list[GroupUsage] | None:
     if not has_column(conn, "client_rounds", column):
         return None
     rows = conn.execute(
-        f"SELECT {column}, COUNT(*), COALESCE(SUM({AGGREGATED_SQL}), 0), "
-        "COALESCE(SUM(num_samples), 0), COALESCE(SUM(flops), 0), "
-        "COALESCE(SUM(energy_compute_j), 0), COALESCE(SUM(bytes_up), 0), "
-        "COALESCE(SUM(bytes_down), 0), "
-        "COALESCE(SUM(carbon_operational_g + carbon_embodied_g), 0) "
+        # TOTAL, not SUM: a float sum that cannot overflow where a client declared an
+        # absurd sample count (SQLite's integer SUM raises on overflow)
+        f"SELECT {column}, COUNT(*), TOTAL({AGGREGATED_SQL}), TOTAL(num_samples), "
+        "TOTAL(flops), TOTAL(energy_compute_j), TOTAL(bytes_up), TOTAL(bytes_down), "
+        "TOTAL(carbon_operational_g + carbon_embodied_g) "
         f"FROM client_rounds GROUP BY {column}"
     ).fetchall()
     groups = [
@@ -122,10 +122,10 @@ def mean_width(conn: sqlite3.Connection) -> float | None:
     if not has_column(conn, "client_rounds", "width"):
         return None
     row = conn.execute(
-        "SELECT SUM(width * num_samples), SUM(num_samples) FROM client_rounds "
+        "SELECT TOTAL(width * num_samples), TOTAL(num_samples), COUNT(*) FROM client_rounds "
         "WHERE width IS NOT NULL"
     ).fetchone()
-    if row[0] is None or not row[1]:
+    if not row[2] or not row[1]:
         return None
     return float(row[0]) / float(row[1])
 
