@@ -39,7 +39,7 @@ class TrainConfig(Section):
         description="at most this many local SGD steps per client per round, whatever its "
         "data size (0: every batch of every local epoch; default: the dataset's)",
     )
-    # A million: above any client's data (deploy.max_client_samples is a million too), so
+    # A million: above any client's data (deploy.max_client_samples is 100,000), so
     # larger is a typo; a batch takes the whole partition when the partition is smaller.
     batch_size: int = Field(
         16,

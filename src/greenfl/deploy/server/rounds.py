@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,6 +17,20 @@ from greenfl.deploy.server.sessions import Pending, Session
 from greenfl.fleet.population import Population
 
 log = logging.getLogger("greenfl.serve")
+
+
+@dataclass(frozen=True)
+class ClosedRound:
+    """A round's tasks once it closed, each with its report; when it closed, how many
+    updates it accepted, and what ``plausible.bound_round`` caps declared weights by (the
+    clients weighing by their own declared size, the configured largest partition)."""
+
+    tasks: dict[int, Pending]
+    reports: dict[int, ClientReport]  # each task's, by client
+    closed_at: float
+    accepted: int
+    declared: frozenset[int]
+    largest_partition: int
 
 
 def withdrawn_report(cid: int, p: Pending, closed: float, accepted: int) -> ClientReport:

@@ -16,7 +16,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import grpc
 
@@ -33,6 +32,7 @@ from greenfl.deploy.server.norms import NormBound
 from greenfl.deploy.server.plausible import RoundModel
 from greenfl.deploy.server.ratelimit import BoundedLog
 from greenfl.deploy.server.rounds import (
+    ClosedRound,
     accepted_updates,
     cancel_task,
     declared_of,
@@ -53,20 +53,6 @@ from greenfl.fleet.population import Population
 log = logging.getLogger("greenfl.serve")
 
 ModelInput = tuple[tuple[int, ...], int]  # the model's input shape and number of classes
-
-
-@dataclass(frozen=True)
-class ClosedRound:
-    """A round's tasks once it closed, each with its report; when it closed, how many
-    updates it accepted, and what ``plausible.bound_round`` caps declared weights by (the
-    clients weighing by their own declared size, the configured largest partition)."""
-
-    tasks: dict[int, Pending]
-    reports: dict[int, ClientReport]  # each task's, by client
-    closed_at: float
-    accepted: int
-    declared: frozenset[int]
-    largest_partition: int
 
 
 class FederationServicer(pb_grpc.FederationServicer):

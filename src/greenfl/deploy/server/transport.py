@@ -45,9 +45,9 @@ from greenfl.deploy.server.checks import UpdateRules, check_message_limit
 from greenfl.deploy.server.listener import SessionGate, listen
 from greenfl.deploy.server.plausible import RoundModel, bound_round, round_model
 from greenfl.deploy.server.quarantine import Quarantine
-from greenfl.deploy.server.rounds import log_early_close
+from greenfl.deploy.server.rounds import ClosedRound, log_early_close
 from greenfl.deploy.server.secagg import SecAggOptions, check_secagg
-from greenfl.deploy.server.servicer import ClosedRound, FederationServicer, ModelInput
+from greenfl.deploy.server.servicer import FederationServicer, ModelInput
 from greenfl.deploy.server.settings import DeploySettings
 from greenfl.deploy.widths import WidthSlice
 from greenfl.deploy.wire import instructions_to_pb, kept_spec, params_to_pb
