@@ -146,11 +146,6 @@ def test_compute_energy_is_charged_at_the_bf16_rates(runs: dict[str, Any]) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="deploy/server/plausible.round_model prices the task at the device's top-level "
-    "fp32 figures, not its target's and the task's precision's rates",
-)
 def test_the_servers_estimate_prices_the_bf16_work(runs: dict[str, Any]) -> None:
     got = ledger_rows(
         runs["tmp"] / "run" / "ledger.sqlite",

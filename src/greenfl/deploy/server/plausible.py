@@ -232,14 +232,17 @@ def round_model(
     factor: float,
 ) -> RoundModel:
     """The server's model of client ``cid``'s round: the samples its instructions have it
-    process (its own step cap applied) on its device profile."""
+    process (its own step cap applied) on its enrolled execution target, at the rates of
+    the precision the task asks for (the target's own where it declares none)."""
     steps = int(instructions.steps_of([cid], np.array([num_samples]))[0])
     samples = min(steps * instructions.batch_size, num_samples * instructions.local_epochs)
     device = pop.fleet.devices[int(pop.device[cid])]
+    target = device.target(pop.fleet.population[int(pop.entry[cid])].target)
+    rates = target.precision(instructions.precision) or target
     return RoundModel(
         expected_flops=flops_per_sample * samples,
-        flops_per_s=device.flops_per_s,
-        power_w=device.active_power_w,
+        flops_per_s=rates.flops_per_s,
+        power_w=rates.active_power_w,
         timeout_s=timeout_s,
         factor=factor,
     )
