@@ -228,8 +228,7 @@ def check_async(cfg: RunConfig) -> None:
                          "must be 1 (or unset)")  # fmt: skip
     if a.concurrency > cfg.data.num_clients:
         raise ValueError(
-            f"async.concurrency ({a.concurrency}) exceeds data.num_clients "
-            f"({cfg.data.num_clients})"
+            f"async.concurrency ({a.concurrency}) exceeds data.num_clients ({cfg.data.num_clients})"
         )
     refused = {
         "fleet.deadline_s": cfg.fleet.deadline_s is not None,
