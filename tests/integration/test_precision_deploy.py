@@ -13,7 +13,6 @@ The fixture fleet's device: fp32 at 1e9 FLOP/s and 2 W, bf16 at 4e9 FLOP/s and 1
 
 from __future__ import annotations
 
-import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -24,12 +23,8 @@ import torch
 
 import greenfl
 from greenfl.config import RunConfig, load_config
-from tests.integration.test_submodel_deploy import (
-    GlobalParams,
-    ledger_rows,
-    run_clients,
-    serve_in_thread,
-)
+from tests.integration.loopback import GlobalParams, config_text, serve_and_join
+from tests.ledger_sql import rows
 
 FLEET = Path(__file__).parent / "data" / "bf16_fleet.toml"
 N_CLIENTS, ROUNDS, SEED = 2, 2, 3
@@ -37,23 +32,14 @@ FLOPS_PER_SAMPLE = 3 * 2 * (64 * 64 + 64 * 10) - 2 * 64 * 64  # 20224, by hand (
 BF16_FLOPS_PER_S, BF16_W = 4.0e9, 1.5  # the fixture's bf16 rates
 FP32_FLOPS_PER_S, FP32_W = 1.0e9, 2.0  # and its fp32 ones
 
-CONFIG = f"""
-seed = {SEED}
-[data]
-num_clients = {N_CLIENTS}
-[train]
-rounds = {ROUNDS}
-clients_per_round = {N_CLIENTS}
-local_epochs = 2
-precision = "bf16"
-[fleet]
-catalog = "{FLEET.as_posix()}"
-[deploy]
-round_timeout_s = 60
-join_timeout_s = 60
-keepalive_s = 1
-min_clients = {N_CLIENTS}
-"""
+CONFIG = config_text(
+    N_CLIENTS,
+    ROUNDS,
+    seed=SEED,
+    catalog=FLEET.as_posix(),
+    train='local_epochs = 2\nprecision = "bf16"',
+    deploy=f"min_clients = {N_CLIENTS}",
+)
 
 # The same machine runs the deployed clients and the simulated ones with the same kernels
 # (train_one, bf16 autocast): they agree to float32 rounding (measured: bit for bit). bf16
@@ -66,7 +52,7 @@ OTHER_PRECISION_ATLEAST = 1e-3
 
 def _config(tmp: Path) -> RunConfig:
     path = tmp / "c.toml"
-    path.write_text(textwrap.dedent(CONFIG))
+    path.write_text(CONFIG)
     return load_config(path)
 
 
@@ -79,10 +65,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     try:
         cfg = _config(tmp)
         deployed = GlobalParams()
-        address, server, got = serve_in_thread(cfg, tmp / "run", [deployed])
-        clients = run_clients(address, list(range(N_CLIENTS)))
-        server.join(timeout=60)
-        assert not server.is_alive() and "error" not in got, got.get("error")
+        clients, _ = serve_and_join(cfg, tmp / "run", N_CLIENTS, [deployed])
         bf16, fp32 = GlobalParams(), GlobalParams()
         greenfl.run(cfg, tmp / "sim-bf16", observers=[bf16])
         greenfl.run(cfg.replace(**{"train.precision": "fp32"}), tmp / "sim-fp32", observers=[fp32])
@@ -102,8 +85,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_deployed_clients_train_under_bf16_and_the_ledger_says_so(runs: dict[str, Any]) -> None:
     for c in runs["clients"]:
         assert [r["precision"] for r in c.stats.history] == ["bf16"] * ROUNDS
-    got = ledger_rows(
-        runs["tmp"] / "run" / "ledger.sqlite",
+    got = rows(
+        runs["tmp"] / "run",
         "SELECT round, client_id, status, device, precision FROM client_rounds "
         "ORDER BY round, client_id",
     )
@@ -127,8 +110,8 @@ def test_compute_energy_is_charged_at_the_bf16_rates(runs: dict[str, Any]) -> No
         "SELECT round, client_id, num_samples, flops, compute_s, energy_compute_j, estimated "
         "FROM client_rounds ORDER BY round, client_id"
     )
-    deployed = ledger_rows(tmp / "run" / "ledger.sqlite", sql)
-    simulated = ledger_rows(tmp / "sim-bf16" / "ledger.sqlite", sql)
+    deployed = rows(tmp / "run", sql)
+    simulated = rows(tmp / "sim-bf16", sql)
     assert [r[:4] for r in deployed] == [r[:4] for r in simulated]
     epochs = cfg.train.local_epochs
     for (*_, n, flops, compute_s, energy_j, estimated), (*_, sim_s, sim_j, _) in zip(
@@ -147,8 +130,8 @@ def test_compute_energy_is_charged_at_the_bf16_rates(runs: dict[str, Any]) -> No
 
 @pytest.mark.slow
 def test_the_servers_estimate_prices_the_bf16_work(runs: dict[str, Any]) -> None:
-    got = ledger_rows(
-        runs["tmp"] / "run" / "ledger.sqlite",
+    got = rows(
+        runs["tmp"] / "run",
         "SELECT flops, compute_s, server_estimate_j FROM client_rounds",
     )
     for flops, _, estimate_j in got:
@@ -313,11 +296,11 @@ def test_fleet_show_lists_each_devices_declared_precisions(
     monkeypatch.setenv("COLUMNS", "120")  # rich's width: no cell cut short
     assert main(["fleet", "show", str(FLEET)]) == 0
     out = capsys.readouterr().out
-    rows = [
+    bf16_rows = [
         line for line in out.splitlines() if line.startswith("│ bf16-phone") and "bf16 " in line
     ]
-    assert len(rows) == 1, out
-    cells = [c.strip() for c in rows[0].strip("│ ").split("│")]
+    assert len(bf16_rows) == 1, out
+    cells = [c.strip() for c in bf16_rows[0].strip("│ ").split("│")]
     # device, target (none: the device's own figures), precision, GFLOP/s, W, nJ/FLOP
     # (1.5 W / 4e9 FLOP/s), fp32's 2 nJ/FLOP over it, and the figures' basis
     assert cells == ["bf16-phone", "-", "bf16", "4", "1.5", "0.375", "5.33x less", "estimated"]

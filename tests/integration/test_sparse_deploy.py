@@ -15,90 +15,45 @@ the tag byte and the bitmap, 593 bytes."""
 
 from __future__ import annotations
 
-import sqlite3
-import textwrap
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-import greenfl
 from greenfl.config import RunConfig, load_config
-from greenfl.engine.observers import Observation, Observer, RoundView
+from tests.integration.loopback import (
+    GlobalParams,
+    assert_simulation_equal,
+    config_text,
+    fit_tasks,
+    framed,
+    one_torch_thread,  # noqa: F401  (autouse)
+    run_clients,
+    serve_and_join,
+    serve_in_thread,
+    tensor_len,
+    varint_len,
+)
+from tests.ledger_sql import rows
 
 N_CLIENTS, ROUNDS, SEED = 2, 3, 3
 NUMEL, KEPT, MASK_BYTES = 4810, 2442, 593  # by hand, above
 PRUNED = {"0.weight": 2048, "2.weight": 320}
 SHAPES = {"0.weight": (64, 64), "0.bias": (64,), "2.weight": (10, 64), "2.bias": (10,)}
 
-CONFIG = f"""
-seed = {SEED}
-[data]
-num_clients = {N_CLIENTS}
-[train]
-rounds = {ROUNDS}
-clients_per_round = {N_CLIENTS}
-[fleet]
-catalog = "builtin"
+SPARSITY = """
 [sparsity]
 name = "magnitude"
 target = 0.5
 start_round = 1
 end_round = 1
 every_rounds = 1
-[deploy]
-round_timeout_s = 60
-join_timeout_s = 60
-keepalive_s = 1
-min_clients = {N_CLIENTS}
 """
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-class GlobalParams(Observer):
-    """Keeps each round's new global model."""
-
-    def __init__(self) -> None:
-        self.params: list[torch.Tensor] = []
-
-    def observe(self, view: RoundView) -> Observation:
-        self.params.append(view.global_params.clone())
-        return Observation()
-
-
-def varint_len(n: int) -> int:
-    """Bytes of a protobuf varint of ``n`` >= 0."""
-    return max(1, (n.bit_length() + 6) // 7)
-
-
-def framed(payload_len: int) -> int:
-    """A length-delimited field of field number < 16: tag, length, payload."""
-    return 1 + varint_len(payload_len) + payload_len
-
-
-def tensor_len(name: str, shape: tuple[int, ...]) -> int:
-    """One framed Tensor field: its name, its shape as packed varints, dtype "float32",
-    the float32 data."""
-    numel = 1
-    for s in shape:
-        numel *= s
-    body = (
-        framed(len(name))
-        + framed(sum(varint_len(s) for s in shape))
-        + framed(len("float32"))
-        + framed(4 * numel)
-    )
-    return framed(body)
+CONFIG = config_text(
+    N_CLIENTS, ROUNDS, seed=SEED, sections=SPARSITY, deploy=f"min_clients = {N_CLIENTS}"
+)
 
 
 def task_bytes(
@@ -122,69 +77,6 @@ def task_bytes(
     return fixed + tensor_len("kept_values", (kept,)) + framed(sparse)
 
 
-def serve_in_thread(
-    cfg: RunConfig, out: Path, observers: list[Any]
-) -> tuple[str, threading.Thread, dict[str, Any]]:
-    """``serve`` on a free loopback port in a thread; its address once it listens."""
-    from greenfl.deploy.server import serve
-
-    listening = threading.Event()
-    got: dict[str, Any] = {}
-
-    def on_listening(host: str, port: int) -> None:
-        got["address"] = f"{host}:{port}"
-        listening.set()
-
-    def run() -> None:
-        try:
-            got["result"] = serve(
-                cfg, out, address="127.0.0.1:0", observers=observers, on_listening=on_listening
-            )
-        except BaseException as exc:  # noqa: BLE001 - asserted by the test
-            got["error"] = exc
-            listening.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert listening.wait(60), "serve did not start listening"
-    assert "error" not in got, got.get("error")
-    return got["address"], thread, got
-
-
-def run_clients(address: str, ids: list[int]) -> list[Any]:
-    from greenfl.deploy.client import ClientOptions, FederatedClient
-    from greenfl.footprint.meters import NullMeter
-
-    clients = [
-        FederatedClient(ClientOptions(address, i, backoff_max_s=2.0, retry_for_s=60), NullMeter())
-        for i in ids
-    ]
-    errors: list[BaseException] = []
-
-    def run(c: Any) -> None:
-        try:
-            c.run()
-        except BaseException as exc:  # noqa: BLE001 - asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(c,), daemon=True) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a client did not finish"
-    assert not errors, errors
-    return clients
-
-
-def ledger_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
 def split(flat: torch.Tensor) -> dict[str, torch.Tensor]:
     out, at = {}, 0
     for name, shape in SHAPES.items():
@@ -201,13 +93,10 @@ def test_a_deployment_keeps_the_mask_and_clients_send_only_the_kept_values(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "c.toml"
-    path.write_text(textwrap.dedent(CONFIG))
+    path.write_text(CONFIG)
     cfg = load_config(path)
     deployed = GlobalParams()
-    address, server, got = serve_in_thread(cfg, tmp_path / "run", [deployed])
-    clients = run_clients(address, list(range(N_CLIENTS)))
-    server.join(timeout=60)
-    assert not server.is_alive() and "error" not in got, got.get("error")
+    clients, result = serve_and_join(cfg, tmp_path / "run", N_CLIENTS, [deployed])
 
     for c in clients:
         cid = c.opts.client_id
@@ -218,16 +107,15 @@ def test_a_deployment_keeps_the_mask_and_clients_send_only_the_kept_values(
             [1.0, KEPT / NUMEL, KEPT / NUMEL], abs=1e-12
         )
 
-    db = tmp_path / "run" / "ledger.sqlite"
-    rows = ledger_rows(
-        db,
+    got = rows(
+        tmp_path / "run",
         "SELECT round, client_id, status, density, bytes_down, bytes_up "
         "FROM client_rounds ORDER BY round, client_id",
     )
-    assert [(r, c) for r, c, *_ in rows] == [
+    assert [(r, c) for r, c, *_ in got] == [
         (r, c) for r in range(1, ROUNDS + 1) for c in range(N_CLIENTS)
     ]
-    for round_idx, cid, status, density, down, up in rows:
+    for round_idx, cid, status, density, down, up in got:
         assert status == "completed"
         assert density == pytest.approx(1.0 if round_idx == 1 else KEPT / NUMEL, abs=1e-12)
         # The ledger's bytes down are the real serialized tasks, counted by hand
@@ -244,7 +132,7 @@ def test_a_deployment_keeps_the_mask_and_clients_send_only_the_kept_values(
     # difference: 593 bytes, the mask field's tag and 2-byte length, and one more byte
     # for Task.sparse's own length (598 needs two varint bytes, 2 one).
     for cid in range(N_CLIENTS):
-        down = {r: d for r, c, _, _, d, _ in rows if c == cid}
+        down = {r: d for r, c, _, _, d, _ in got if c == cid}
         assert down[2] - down[3] == 597
 
     # The global model: pruned after round 1, masked after every later aggregation
@@ -255,62 +143,45 @@ def test_a_deployment_keeps_the_mask_and_clients_send_only_the_kept_values(
 
     # The same run simulated: the deployed global model is the simulated one, each round,
     # zero at the same coordinates.
-    simulated = GlobalParams()
-    sim = greenfl.run(cfg, observers=[simulated])
-    assert len(deployed.params) == len(simulated.params) == ROUNDS
-    for d, s in zip(deployed.params, simulated.params, strict=True):
-        assert torch.allclose(d, s, rtol=0, atol=1e-6)
+    simulated = assert_simulation_equal(cfg, deployed.params, result)
+    for d, s in zip(deployed.params, simulated, strict=True):
         assert torch.equal(d == 0, s == 0)
-    result = got["result"]
-    assert [r.accuracy for r in result.history] == pytest.approx(
-        [r.accuracy for r in sim.history], abs=1e-9
-    )
 
 
 def _rogue_client(address: str, client_id: int, seen: dict[str, Any]) -> None:
     """Answers round 1 with an error, then a masked round with all 4810 values of a
     delta instead of the 2442 kept ones."""
-    import grpc
     import numpy as np
 
     from greenfl.deploy import greenfl_pb2 as pb
-    from greenfl.deploy import greenfl_pb2_grpc as pbg
 
-    with grpc.insecure_channel(address) as ch:
-        stub = pbg.FederationStub(ch)
-        req = pb.JoinRequest(protocol_version=1, client_id=client_id)
-        reply = stub.Join(req, wait_for_ready=True, timeout=60)
-        meta = (("greenfl-session", reply.session_id),)
-        for task in stub.Tasks(pb.TaskRequest(session_id=reply.session_id)):
-            if task.kind == pb.Task.SHUTDOWN:
-                return
-            if task.kind != pb.Task.FIT:
-                continue
-            up = pb.Update(
-                protocol_version=1,
-                session_id=reply.session_id,
-                client_id=client_id,
-                round=task.round,
-                task_id=task.task_id,
-                num_samples=1,
-                loss=0.1,
+    for stub, session_id, task in fit_tasks(address, client_id):
+        meta = (("greenfl-session", session_id),)
+        up = pb.Update(
+            protocol_version=1,
+            session_id=session_id,
+            client_id=client_id,
+            round=task.round,
+            task_id=task.task_id,
+            num_samples=1,
+            loss=0.1,
+        )
+        if not task.HasField("sparse"):
+            up.error = "not this round"
+            stub.SubmitUpdate(up, metadata=meta)
+            continue
+        seen["shapes"] = [(t.name, tuple(t.shape)) for t in task.params]
+        seen["mask_bytes"] = len(task.sparse.mask)
+        up.tensors.tensors.append(
+            pb.Tensor(
+                name="kept_values",
+                shape=[NUMEL],
+                dtype="float32",
+                data=np.zeros(NUMEL, "<f4").tobytes(),
             )
-            if not task.HasField("sparse"):
-                up.error = "not this round"
-                stub.SubmitUpdate(up, metadata=meta)
-                continue
-            seen["shapes"] = [(t.name, tuple(t.shape)) for t in task.params]
-            seen["mask_bytes"] = len(task.sparse.mask)
-            up.tensors.tensors.append(
-                pb.Tensor(
-                    name="kept_values",
-                    shape=[NUMEL],
-                    dtype="float32",
-                    data=np.zeros(NUMEL, "<f4").tobytes(),
-                )
-            )
-            ack = stub.SubmitUpdate(up, metadata=meta)
-            seen["ack"] = (ack.accepted, ack.reason)
+        )
+        ack = stub.SubmitUpdate(up, metadata=meta)
+        seen["ack"] = (ack.accepted, ack.reason)
 
 
 WRONG_LENGTH = f"tensor kept_values: shape [{NUMEL}], expected [{KEPT}]"
@@ -318,7 +189,7 @@ WRONG_LENGTH = f"tensor kept_values: shape [{NUMEL}], expected [{KEPT}]"
 
 def test_an_update_of_the_wrong_length_is_refused_with_its_reason(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text(textwrap.dedent(CONFIG).replace(f"rounds = {ROUNDS}", "rounds = 2"))
+    path.write_text(CONFIG.replace(f"rounds = {ROUNDS}", "rounds = 2"))
     cfg = load_config(path)
     address, server, got = serve_in_thread(cfg, tmp_path / "run", [])
     seen: dict[str, Any] = {}
@@ -332,11 +203,11 @@ def test_an_update_of_the_wrong_length_is_refused_with_its_reason(tmp_path: Path
     assert seen["shapes"] == [("kept_values", (KEPT,))]
     assert seen["mask_bytes"] == MASK_BYTES
     assert seen["ack"] == (False, WRONG_LENGTH)
-    rows = ledger_rows(
-        tmp_path / "run" / "ledger.sqlite",
+    got_rows = rows(
+        tmp_path / "run",
         "SELECT round, client_id, status, reason FROM client_rounds ORDER BY round, client_id",
     )
-    assert rows[2:] == [(2, 0, "completed", None), (2, 1, "rejected", WRONG_LENGTH)]
+    assert got_rows[2:] == [(2, 0, "completed", None), (2, 1, "rejected", WRONG_LENGTH)]
 
 
 def test_the_mask_encodings_are_the_lengths_the_simulation_counts() -> None:
@@ -394,22 +265,17 @@ def test_structured_sparsity_deployed_trains_the_kept_units_model(tmp_path: Path
     FLOPs per sample; the mask is the tag and one bit per hidden unit, 1 + 64 / 8 = 9
     bytes. The deployed global model is the simulated one."""
     path = tmp_path / "c.toml"
-    path.write_text(
-        textwrap.dedent(CONFIG).replace("every_rounds = 1", "every_rounds = 1\nstructured = true")
-    )
+    path.write_text(CONFIG.replace("every_rounds = 1", "every_rounds = 1\nstructured = true"))
     cfg = load_config(path)
     deployed = GlobalParams()
-    address, server, got = serve_in_thread(cfg, tmp_path / "run", [deployed])
-    run_clients(address, list(range(N_CLIENTS)))
-    server.join(timeout=60)
-    assert not server.is_alive() and "error" not in got, got.get("error")
-    rows = ledger_rows(
-        tmp_path / "run" / "ledger.sqlite",
+    serve_and_join(cfg, tmp_path / "run", N_CLIENTS, [deployed])
+    got = rows(
+        tmp_path / "run",
         "SELECT round, client_id, status, density, flops, num_samples, bytes_down "
         "FROM client_rounds ORDER BY round, client_id",
     )
     epochs = cfg.train.local_epochs
-    for round_idx, cid, status, density, flops, n, down in rows:
+    for round_idx, cid, status, density, flops, n, down in got:
         assert status == "completed"
         if round_idx == 1:
             continue
@@ -418,7 +284,4 @@ def test_structured_sparsity_deployed_trains_the_kept_units_model(tmp_path: Path
         assert down == task_bytes(round_idx, cid, cfg, kept=2410, mask_bytes=9)
     final = split(deployed.params[-1])
     assert int((final["0.weight"].abs().sum(dim=1) == 0).sum()) == 32  # whole units zero
-    simulated = GlobalParams()
-    greenfl.run(cfg, observers=[simulated])
-    for d, s in zip(deployed.params, simulated.params, strict=True):
-        assert torch.allclose(d, s, rtol=0, atol=1e-6)
+    assert_simulation_equal(cfg, deployed.params)

@@ -10,73 +10,43 @@ ceil(0.5 * 64) = 32, 64*32 + 32 + 32*10 + 10 = 2410."""
 
 from __future__ import annotations
 
-import sqlite3
-import textwrap
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-import greenfl
 from greenfl.config import RunConfig, load_config
-from greenfl.engine.observers import Observation, Observer, RoundView
+from tests.integration.loopback import (
+    GlobalParams,
+    assert_simulation_equal,
+    config_text,
+    fit_tasks,
+    framed,
+    one_torch_thread,  # noqa: F401  (autouse)
+    run_clients,
+    serve_and_join,
+    serve_in_thread,
+    tensor_len,
+    varint_len,
+)
+from tests.ledger_sql import rows
 
 N_CLIENTS, ROUNDS, SEED = 2, 2, 3
 PARAMS = {1.0: 4810, 0.5: 2410}  # by hand, above
 HIDDEN = {1.0: 64, 0.5: 32}
 WIDTH_OF = {0: 1.0, 1: 0.5}  # choice fixed: client i gets widths[i mod 2]
 
-CONFIG = f"""
-seed = {SEED}
-[data]
-num_clients = {N_CLIENTS}
-[train]
-rounds = {ROUNDS}
-clients_per_round = {N_CLIENTS}
-[fleet]
-catalog = "builtin"
+SUBMODEL = """
 [submodel]
 name = "heterofl"
 widths = [1.0, 0.5]
 choice = "fixed"
-[deploy]
-round_timeout_s = 60
-join_timeout_s = 60
-keepalive_s = 1
-min_clients = {N_CLIENTS}
 """
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-class GlobalParams(Observer):
-    """Keeps each round's new global model."""
-
-    def __init__(self) -> None:
-        self.params: list[torch.Tensor] = []
-
-    def observe(self, view: RoundView) -> Observation:
-        self.params.append(view.global_params.clone())
-        return Observation()
-
-
-def varint_len(n: int) -> int:
-    """Bytes of a protobuf varint of ``n`` >= 0."""
-    return max(1, (n.bit_length() + 6) // 7)
-
-
-def framed(payload_len: int) -> int:
-    """A length-delimited field of field number < 16: tag, length, payload."""
-    return 1 + varint_len(payload_len) + payload_len
+CONFIG = config_text(
+    N_CLIENTS, ROUNDS, seed=SEED, sections=SUBMODEL, deploy=f"min_clients = {N_CLIENTS}"
+)
 
 
 def tensors_len(width: float) -> int:
@@ -85,19 +55,7 @@ def tensors_len(width: float) -> int:
     float32 data), counted by hand from the encoding rules."""
     h = HIDDEN[width]
     shapes = {"0.weight": (h, 64), "0.bias": (h,), "2.weight": (10, h), "2.bias": (10,)}
-    total = 0
-    for name, shape in shapes.items():
-        numel = 1
-        for s in shape:
-            numel *= s
-        body = (
-            framed(len(name))
-            + framed(sum(varint_len(s) for s in shape))
-            + framed(len("float32"))
-            + framed(4 * numel)
-        )
-        total += framed(body)
-    return total
+    return sum(tensor_len(name, shape) for name, shape in shapes.items())
 
 
 def task_bytes(width: float, round_idx: int, client_id: int, cfg: RunConfig) -> int:
@@ -116,81 +74,15 @@ def task_bytes(width: float, round_idx: int, client_id: int, cfg: RunConfig) -> 
     )
 
 
-def serve_in_thread(
-    cfg: RunConfig, out: Path, observers: list[Any]
-) -> tuple[str, threading.Thread, dict[str, Any]]:
-    """``serve`` on a free loopback port in a thread; its address once it listens."""
-    from greenfl.deploy.server import serve
-
-    listening = threading.Event()
-    got: dict[str, Any] = {}
-
-    def on_listening(host: str, port: int) -> None:
-        got["address"] = f"{host}:{port}"
-        listening.set()
-
-    def run() -> None:
-        try:
-            got["result"] = serve(
-                cfg, out, address="127.0.0.1:0", observers=observers, on_listening=on_listening
-            )
-        except BaseException as exc:  # noqa: BLE001 - asserted by the test
-            got["error"] = exc
-            listening.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert listening.wait(60), "serve did not start listening"
-    assert "error" not in got, got.get("error")
-    return got["address"], thread, got
-
-
-def run_clients(address: str, ids: list[int]) -> list[Any]:
-    from greenfl.deploy.client import ClientOptions, FederatedClient
-    from greenfl.footprint.meters import NullMeter
-
-    clients = [
-        FederatedClient(ClientOptions(address, i, backoff_max_s=2.0, retry_for_s=60), NullMeter())
-        for i in ids
-    ]
-    errors: list[BaseException] = []
-
-    def run(c: Any) -> None:
-        try:
-            c.run()
-        except BaseException as exc:  # noqa: BLE001 - asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(c,), daemon=True) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a client did not finish"
-    assert not errors, errors
-    return clients
-
-
-def ledger_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
 @pytest.mark.slow  # 9 s alone, 20 s on a loaded 2-core machine
 def test_a_deployed_client_trains_its_width_and_the_wire_carries_only_its_slice(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "c.toml"
-    path.write_text(textwrap.dedent(CONFIG))
+    path.write_text(CONFIG)
     cfg = load_config(path)
     deployed = GlobalParams()
-    address, server, got = serve_in_thread(cfg, tmp_path / "run", [deployed])
-    clients = run_clients(address, list(range(N_CLIENTS)))
-    server.join(timeout=60)
-    assert not server.is_alive() and "error" not in got, got.get("error")
+    clients, result = serve_and_join(cfg, tmp_path / "run", N_CLIENTS, [deployed])
 
     # Each client trained its width every round, on the slice it was sent.
     for c in clients:
@@ -200,9 +92,8 @@ def test_a_deployed_client_trains_its_width_and_the_wire_carries_only_its_slice(
             task_bytes(WIDTH_OF[cid], r, cid, cfg) for r in range(1, ROUNDS + 1)
         ]
 
-    db = tmp_path / "run" / "ledger.sqlite"
-    got_rows = ledger_rows(
-        db,
+    got_rows = rows(
+        tmp_path / "run",
         "SELECT round, client_id, status, width, flops, num_samples, bytes_down, bytes_up "
         "FROM client_rounds ORDER BY round, client_id",
     )
@@ -229,59 +120,41 @@ def test_a_deployed_client_trains_its_width_and_the_wire_carries_only_its_slice(
         assert tensors_len(w) < up <= tensors_len(w) + 200
 
     # The same run simulated: the deployed global model is the simulated one, each round.
-    simulated = GlobalParams()
-    sim = greenfl.run(cfg, observers=[simulated])
-    assert len(deployed.params) == len(simulated.params) == ROUNDS
-    for d, s in zip(deployed.params, simulated.params, strict=True):
-        assert torch.allclose(d, s, rtol=0, atol=1e-6)
-    result = got["result"]
-    assert [r.accuracy for r in result.history] == pytest.approx(
-        [r.accuracy for r in sim.history], abs=1e-9
-    )
+    assert_simulation_equal(cfg, deployed.params, result)
 
 
 def _rogue_client(address: str, client_id: int, seen: dict[str, Any]) -> None:
     """Takes its task and answers with a delta of the full model's tensors (4810 values)
     whatever width it was asked to train."""
-    import grpc
     import numpy as np
 
     from greenfl.deploy import greenfl_pb2 as pb
-    from greenfl.deploy import greenfl_pb2_grpc as pbg
 
-    with grpc.insecure_channel(address) as ch:
-        stub = pbg.FederationStub(ch)
-        req = pb.JoinRequest(protocol_version=1, client_id=client_id)
-        reply = stub.Join(req, wait_for_ready=True, timeout=60)
-        for task in stub.Tasks(pb.TaskRequest(session_id=reply.session_id)):
-            if task.kind == pb.Task.SHUTDOWN:
-                return
-            if task.kind != pb.Task.FIT:
-                continue
-            seen["width"] = task.instructions.width
-            seen["shapes"] = [tuple(t.shape) for t in task.params]
-            full = {"0.weight": (64, 64), "0.bias": (64,), "2.weight": (10, 64), "2.bias": (10,)}
-            tensors = [
-                pb.Tensor(
-                    name=name,
-                    shape=list(shape),
-                    dtype="float32",
-                    data=np.zeros(int(np.prod(shape)), "<f4").tobytes(),
-                )
-                for name, shape in full.items()
-            ]
-            up = pb.Update(
-                protocol_version=1,
-                session_id=reply.session_id,
-                client_id=client_id,
-                round=task.round,
-                task_id=task.task_id,
-                tensors=pb.TensorList(tensors=tensors),
-                num_samples=1,
-                loss=0.1,
+    for stub, session_id, task in fit_tasks(address, client_id):
+        seen["width"] = task.instructions.width
+        seen["shapes"] = [tuple(t.shape) for t in task.params]
+        full = {"0.weight": (64, 64), "0.bias": (64,), "2.weight": (10, 64), "2.bias": (10,)}
+        tensors = [
+            pb.Tensor(
+                name=name,
+                shape=list(shape),
+                dtype="float32",
+                data=np.zeros(int(np.prod(shape)), "<f4").tobytes(),
             )
-            ack = stub.SubmitUpdate(up, metadata=(("greenfl-session", reply.session_id),))
-            seen["ack"] = (ack.accepted, ack.reason)
+            for name, shape in full.items()
+        ]
+        up = pb.Update(
+            protocol_version=1,
+            session_id=session_id,
+            client_id=client_id,
+            round=task.round,
+            task_id=task.task_id,
+            tensors=pb.TensorList(tensors=tensors),
+            num_samples=1,
+            loss=0.1,
+        )
+        ack = stub.SubmitUpdate(up, metadata=(("greenfl-session", session_id),))
+        seen["ack"] = (ack.accepted, ack.reason)
 
 
 WRONG_LENGTH = (
@@ -291,7 +164,7 @@ WRONG_LENGTH = (
 
 def test_an_update_of_the_wrong_slice_length_is_refused_with_its_reason(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text(textwrap.dedent(CONFIG).replace(f"rounds = {ROUNDS}", "rounds = 1"))
+    path.write_text(CONFIG.replace(f"rounds = {ROUNDS}", "rounds = 1"))
     cfg = load_config(path)
     address, server, got = serve_in_thread(cfg, tmp_path / "run", [])
     seen: dict[str, Any] = {}
@@ -305,9 +178,8 @@ def test_an_update_of_the_wrong_slice_length_is_refused_with_its_reason(tmp_path
     assert seen["width"] == 0.5
     assert seen["shapes"] == [(32, 64), (32,), (10, 32), (10,)]
     assert seen["ack"] == (False, WRONG_LENGTH)
-    db = tmp_path / "run" / "ledger.sqlite"
-    got_rows = ledger_rows(
-        db,
+    got_rows = rows(
+        tmp_path / "run",
         "SELECT client_id, status, reason, width, flops, num_samples FROM client_rounds "
         "ORDER BY client_id",
     )
@@ -390,7 +262,7 @@ def test_serve_refuses_secagg_and_async_with_submodels_in_one_line(
 ) -> None:
     from greenfl.cli import main
 
-    (tmp_path / "c.toml").write_text(textwrap.dedent(CONFIG))
+    (tmp_path / "c.toml").write_text(CONFIG)
     monkeypatch.chdir(tmp_path)
     code = main(["serve", "c.toml", "--out", "run", *flags])
     lines = capsys.readouterr().err.strip().splitlines()
