@@ -23,25 +23,11 @@ import torch
 from torch import nn
 
 from greenfl.core.errors import ConfigError
+from greenfl.models.layers import UNIT_PRESERVING
 from greenfl.sparse.layout import PrunableLayout
 from greenfl.sparse.mask import TAG_BYTES, pruned_count
 
 TAG_UNITS = 3  # a structured mask's tag byte: one bit per hidden unit follows
-
-# Layers that hold no parameters and keep the unit layout (a flatten regroups it).
-PASS_THROUGH: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.LeakyReLU,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.GELU,
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    nn.Flatten,
-    nn.Unflatten,
-    nn.Identity,
-    nn.Dropout,
-)
 
 
 @dataclass(frozen=True)
@@ -69,7 +55,7 @@ def layers_of(model: nn.Module) -> list[Layer]:
             if isinstance(m, nn.Conv2d) and m.groups != 1:
                 raise ConfigError("structured sparsity cannot prune a grouped convolution")
             found.append((i, m))
-        elif not isinstance(m, PASS_THROUGH):
+        elif not isinstance(m, UNIT_PRESERVING):
             raise ConfigError(
                 f"structured sparsity cannot prune through layer {i} "
                 f"({type(m).__name__}); it prunes sequences of Linear, Conv2d and "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from greenfl.core.errors import ConfigError
+from greenfl.models.layers import UNIT_PRESERVING
 from greenfl.models.reference import BasicBlock
 from greenfl.submodel.layers import (
     Narrowed,
@@ -24,22 +25,6 @@ from greenfl.submodel.layers import (
     narrow_linear,
 )
 from greenfl.submodel.widths import units_at
-
-# Layers that neither hold parameters nor mix units: the width passes through them.
-PASS_THROUGH: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.LeakyReLU,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.GELU,
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d,
-    nn.Flatten,
-    nn.Unflatten,
-    nn.Identity,
-    nn.Dropout,
-)
 
 
 @dataclass
@@ -82,7 +67,7 @@ class SequentialPlan:
             return self._norm(name, layer, layer.num_channels, width)
         if isinstance(layer, nn.BatchNorm2d):
             return self._norm(name, layer, layer.num_features, width)
-        if isinstance(layer, PASS_THROUGH):
+        if isinstance(layer, UNIT_PRESERVING):
             return width
         raise ConfigError(
             f"cannot slice layer {name!r} ({type(layer).__name__}): sub-models know linear, "
