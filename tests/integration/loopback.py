@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import textwrap
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,42 @@ def fit_tasks(address: str, client_id: int, token: str = "") -> Iterator[tuple[A
                 return
             if task.kind == pb.Task.FIT:
                 yield stub, reply.session_id, task
+
+
+def update_to(task: Any, session_id: str, client_id: int, **fields: Any) -> Any:
+    """A hand-made pb.Update answering ``task``: one sample at loss 0.1 unless ``fields``
+    say otherwise (the tensors, an error)."""
+    from greenfl.deploy import greenfl_pb2 as pb
+
+    return pb.Update(
+        protocol_version=1,
+        session_id=session_id,
+        client_id=client_id,
+        round=task.round,
+        task_id=task.task_id,
+        **{"num_samples": 1, "loss": 0.1, **fields},
+    )
+
+
+def serve_with_rogue(
+    cfg: RunConfig,
+    out: Path,
+    rogue: Callable[[str, int, dict[str, Any]], None],
+    rogue_id: int,
+    honest_ids: list[int],
+) -> dict[str, Any]:
+    """A deployment with one hand-made client ``rogue(address, rogue_id, seen)`` in a
+    thread beside well-behaved clients ``honest_ids``; what the rogue put in ``seen``."""
+    address, server, got = serve_in_thread(cfg, out, [])
+    seen: dict[str, Any] = {}
+    thread = threading.Thread(target=rogue, args=(address, rogue_id, seen), daemon=True)
+    thread.start()
+    run_clients(address, honest_ids)
+    server.join(timeout=60)
+    thread.join(timeout=30)
+    assert not server.is_alive() and "error" not in got, got.get("error")
+    assert not thread.is_alive(), "the rogue client did not finish"
+    return seen
 
 
 def assert_simulation_equal(

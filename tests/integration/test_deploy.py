@@ -12,7 +12,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,12 @@ import pytest
 
 import greenfl
 from greenfl.config import load_config
+from tests.integration.loopback import (
+    config_text,
+    fit_tasks,
+    one_torch_thread,  # noqa: F401  (autouse)
+    update_to,
+)
 
 CLI = [sys.executable, "-m", "greenfl"]
 # One torch thread per process: four processes share a small CI machine.
@@ -34,22 +39,6 @@ ENV = {
     "PYTHONUNBUFFERED": "1",
 }
 
-CONFIG = """
-seed = 3
-[data]
-num_clients = {n}
-[train]
-rounds = {rounds}
-clients_per_round = {n}
-[fleet]
-catalog = "builtin"
-[deploy]
-round_timeout_s = 60
-join_timeout_s = 60
-keepalive_s = 1
-{extra}
-"""
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -58,7 +47,7 @@ def free_port() -> int:
 
 
 def write_config(path: Path, n: int, rounds: int, extra: str = "") -> Path:
-    path.write_text(textwrap.dedent(CONFIG.format(n=n, rounds=rounds, extra=extra)))
+    path.write_text(config_text(n, rounds, deploy=extra))
     return path
 
 
@@ -88,17 +77,6 @@ class Procs:
             for stream in (p.stdout, p.stderr):
                 if stream is not None:
                     stream.close()
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """This process trains too (the reference run, thread clients) beside the children."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -309,48 +287,28 @@ for task in stub.Tasks(pb.TaskRequest(session_id=r.session_id)):
 
 def _malicious_client(address: str, client_id: int, log: list[str]) -> None:
     """Sends, round by round: NaN, a wrong shape, an oversized message, a huge norm."""
-    import grpc
     import numpy as np
 
     from greenfl.deploy import greenfl_pb2 as pb
-    from greenfl.deploy import greenfl_pb2_grpc as pbg
     from greenfl.deploy.security import client_token
 
-    with grpc.insecure_channel(address) as ch:
-        stub = pbg.FederationStub(ch)
-        token = client_token("t0k", client_id)
-        req = pb.JoinRequest(protocol_version=1, token=token, client_id=client_id)
-        reply = stub.Join(req, wait_for_ready=True, timeout=60)
-        for task in stub.Tasks(pb.TaskRequest(session_id=reply.session_id)):
-            if task.kind == pb.Task.SHUTDOWN:
-                return
-            if task.kind != pb.Task.FIT:
-                continue
-            tensors = [pb.Tensor() for _ in task.params]
-            for t, p in zip(tensors, task.params, strict=True):
-                t.CopyFrom(p)
-                t.data = np.zeros(len(p.data) // 4, "<f4").tobytes()
-            attack = task.round % 4
-            if attack == 1:
-                tensors[0].data = np.full(len(tensors[0].data) // 4, np.nan, "<f4").tobytes()
-            elif attack == 2:
-                tensors[0].shape[0] += 1
-            elif attack == 3:
-                tensors.append(pb.Tensor(name="padding", dtype="float32", data=b"\0" * 300_000))
-            else:
-                tensors[0].data = np.full(len(tensors[0].data) // 4, 1e6, "<f4").tobytes()
-            up = pb.Update(
-                protocol_version=1,
-                session_id=reply.session_id,
-                client_id=client_id,
-                round=task.round,
-                task_id=task.task_id,
-                tensors=pb.TensorList(tensors=tensors),
-                num_samples=1,
-                loss=0.1,
-            )
-            ack = stub.SubmitUpdate(up, metadata=(("greenfl-session", reply.session_id),))
-            log.append(f"{task.round}:{ack.accepted}:{ack.reason}")
+    for stub, session_id, task in fit_tasks(address, client_id, client_token("t0k", client_id)):
+        tensors = [pb.Tensor() for _ in task.params]
+        for t, p in zip(tensors, task.params, strict=True):
+            t.CopyFrom(p)
+            t.data = np.zeros(len(p.data) // 4, "<f4").tobytes()
+        attack = task.round % 4
+        if attack == 1:
+            tensors[0].data = np.full(len(tensors[0].data) // 4, np.nan, "<f4").tobytes()
+        elif attack == 2:
+            tensors[0].shape[0] += 1
+        elif attack == 3:
+            tensors.append(pb.Tensor(name="padding", dtype="float32", data=b"\0" * 300_000))
+        else:
+            tensors[0].data = np.full(len(tensors[0].data) // 4, 1e6, "<f4").tobytes()
+        up = update_to(task, session_id, client_id, tensors=pb.TensorList(tensors=tensors))
+        ack = stub.SubmitUpdate(up, metadata=(("greenfl-session", session_id),))
+        log.append(f"{task.round}:{ack.accepted}:{ack.reason}")
 
 
 @pytest.mark.slow

@@ -11,13 +11,13 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
 
 import greenfl
 from greenfl.config import load_config
+from tests.integration.loopback import run_in_threads
 
 SRC = str(Path(greenfl.__file__).resolve().parents[1])
 ENV = {
@@ -66,21 +66,7 @@ def run_clients(addr: str, drop_after: dict[int, str]) -> tuple[list, list[BaseE
         )  # fmt: skip
         for i in range(N)
     ]
-    errors: list[BaseException] = []
-
-    def run(c: FederatedClient) -> None:
-        try:
-            c.run()
-        except BaseException as exc:  # noqa: BLE001 - asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(c,), daemon=True) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=240)
-    assert not any(t.is_alive() for t in threads), "a client did not finish"
-    return clients, errors
+    return clients, run_in_threads(clients, 240)
 
 
 def serve_one_round(tmp_path: Path, droppers: dict[int, str]) -> tuple[Path, list]:

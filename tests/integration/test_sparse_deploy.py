@@ -15,7 +15,6 @@ the tag byte and the bitmap, 593 bytes."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,10 @@ from tests.integration.loopback import (
     fit_tasks,
     framed,
     one_torch_thread,  # noqa: F401  (autouse)
-    run_clients,
     serve_and_join,
-    serve_in_thread,
+    serve_with_rogue,
     tensor_len,
+    update_to,
     varint_len,
 )
 from tests.ledger_sql import rows
@@ -157,15 +156,7 @@ def _rogue_client(address: str, client_id: int, seen: dict[str, Any]) -> None:
 
     for stub, session_id, task in fit_tasks(address, client_id):
         meta = (("greenfl-session", session_id),)
-        up = pb.Update(
-            protocol_version=1,
-            session_id=session_id,
-            client_id=client_id,
-            round=task.round,
-            task_id=task.task_id,
-            num_samples=1,
-            loss=0.1,
-        )
+        up = update_to(task, session_id, client_id)
         if not task.HasField("sparse"):
             up.error = "not this round"
             stub.SubmitUpdate(up, metadata=meta)
@@ -191,14 +182,7 @@ def test_an_update_of_the_wrong_length_is_refused_with_its_reason(tmp_path: Path
     path = tmp_path / "c.toml"
     path.write_text(CONFIG.replace(f"rounds = {ROUNDS}", "rounds = 2"))
     cfg = load_config(path)
-    address, server, got = serve_in_thread(cfg, tmp_path / "run", [])
-    seen: dict[str, Any] = {}
-    rogue = threading.Thread(target=_rogue_client, args=(address, 1, seen), daemon=True)
-    rogue.start()
-    run_clients(address, [0])
-    server.join(timeout=60)
-    rogue.join(timeout=30)
-    assert not server.is_alive() and "error" not in got, got.get("error")
+    seen = serve_with_rogue(cfg, tmp_path / "run", _rogue_client, 1, [0])
     # Round 2's task: the kept values only, and the mask (the rogue's round 1 failed)
     assert seen["shapes"] == [("kept_values", (KEPT,))]
     assert seen["mask_bytes"] == MASK_BYTES

@@ -10,7 +10,6 @@ ceil(0.5 * 64) = 32, 64*32 + 32 + 32*10 + 10 = 2410."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,10 @@ from tests.integration.loopback import (
     fit_tasks,
     framed,
     one_torch_thread,  # noqa: F401  (autouse)
-    run_clients,
     serve_and_join,
-    serve_in_thread,
+    serve_with_rogue,
     tensor_len,
+    update_to,
     varint_len,
 )
 from tests.ledger_sql import rows
@@ -143,16 +142,7 @@ def _rogue_client(address: str, client_id: int, seen: dict[str, Any]) -> None:
             )
             for name, shape in full.items()
         ]
-        up = pb.Update(
-            protocol_version=1,
-            session_id=session_id,
-            client_id=client_id,
-            round=task.round,
-            task_id=task.task_id,
-            tensors=pb.TensorList(tensors=tensors),
-            num_samples=1,
-            loss=0.1,
-        )
+        up = update_to(task, session_id, client_id, tensors=pb.TensorList(tensors=tensors))
         ack = stub.SubmitUpdate(up, metadata=(("greenfl-session", session_id),))
         seen["ack"] = (ack.accepted, ack.reason)
 
@@ -166,14 +156,7 @@ def test_an_update_of_the_wrong_slice_length_is_refused_with_its_reason(tmp_path
     path = tmp_path / "c.toml"
     path.write_text(CONFIG.replace(f"rounds = {ROUNDS}", "rounds = 1"))
     cfg = load_config(path)
-    address, server, got = serve_in_thread(cfg, tmp_path / "run", [])
-    seen: dict[str, Any] = {}
-    rogue = threading.Thread(target=_rogue_client, args=(address, 1, seen), daemon=True)
-    rogue.start()
-    run_clients(address, [0])
-    server.join(timeout=60)
-    rogue.join(timeout=30)
-    assert not server.is_alive() and "error" not in got, got.get("error")
+    seen = serve_with_rogue(cfg, tmp_path / "run", _rogue_client, 1, [0])
     # Client 1 was told width 0.5 and sent only that slice: 32 hidden units
     assert seen["width"] == 0.5
     assert seen["shapes"] == [(32, 64), (32,), (10, 32), (10,)]
