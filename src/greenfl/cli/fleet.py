@@ -1,4 +1,5 @@
-"""``greenfl fleet show|validate``: the device catalog, and checking a user's fleet file."""
+"""``greenfl fleet show|validate|record``: the device catalog, checking a user's fleet file,
+and recording a live carbon provider's signal as trace files for replay."""
 
 from __future__ import annotations
 
@@ -116,6 +117,40 @@ def precision_views(fleet: Fleet) -> list[RenderableType]:
     return [table, sources]
 
 
+def record_command(source: str, regions: str, start: str, hours: float, out: Path) -> None:
+    """``greenfl fleet record``: bad input or a provider that cannot answer exits 2 with
+    one line."""
+    from datetime import datetime, timezone
+
+    from greenfl.grid.live import record_trace, write_trace
+    from greenfl.grid.providers import SOURCES, GridSourceError
+
+    def fail(message: str) -> typer.Exit:
+        typer.echo(f"error: {message}", err=True)
+        return typer.Exit(2)
+
+    if source not in SOURCES:
+        raise fail(f"--source {source!r}: one of {', '.join(SOURCES)}")
+    names = [r.strip() for r in regions.split(",") if r.strip()]
+    if not names:
+        raise fail("--regions: name at least one region, e.g. DE,GB")
+    try:
+        t0 = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    except ValueError:
+        raise fail(f"--start {start!r}: not an ISO 8601 time") from None
+    t0 = t0 if t0.tzinfo else t0.replace(tzinfo=timezone.utc)
+    if not 0 < hours <= 24 * 366:
+        raise fail(f"--hours {hours:g}: must be in (0, 8784]")
+    try:
+        curves = record_trace(source, names, t0, hours)
+    except GridSourceError as exc:
+        raise fail(str(exc)) from None
+    for name, points in curves.items():
+        path = out if len(curves) == 1 else out.with_name(f"{out.stem}-{name}{out.suffix}")
+        write_trace(path, points)
+        typer.echo(f"{name}: {len(points)} points -> {path}")
+
+
 def register(app: typer.Typer) -> None:
     fleet_app = typer.Typer(help="Inspect and validate fleet files.", no_args_is_help=True)
     app.add_typer(fleet_app, name="fleet")
@@ -150,3 +185,19 @@ def register(app: typer.Typer) -> None:
             f"ok: {file}: {len(fleet.devices)} devices, {len(fleet.networks)} networks, "
             f"{len(fleet.regions)} regions, {len(fleet.population)} population entries"
         )
+
+    @fleet_app.command("record")
+    def record(
+        source: Annotated[
+            str, typer.Option(help="electricitymaps, watttime or uk_eso (keys from env).")
+        ],
+        regions: Annotated[str, typer.Option(help="Fleet regions, comma-separated: DE,GB.")],
+        start: Annotated[str, typer.Option(help="Window start, ISO 8601 (UTC if no offset).")],
+        hours: Annotated[float, typer.Option(help="Window length in hours.")],
+        out: Annotated[
+            Path, typer.Option(help="Trace CSV; with several regions, FILE-REGION.csv each.")
+        ],
+    ) -> None:
+        """Save a provider's signal for regions and a window as trace files (the fleet
+        file's ``trace = ...`` format), so a later run replays what a live run saw."""
+        record_command(source, regions, start, hours, out)

@@ -92,6 +92,13 @@ class FleetConfig(Section):
     ci_mode: Literal["auto", "annual"] = Field(
         "auto", description="auto: each region's trace or hourly profile; annual: its annual mean"
     )
+    ci_source: Literal["builtin", "electricitymaps", "watttime", "uk_eso"] = Field(
+        "builtin",
+        description="builtin: the fleet's own figures and traces; electricitymaps "
+        "(average, ELECTRICITYMAPS_API_KEY), watttime (marginal MOER, WATTTIME_TOKEN or "
+        "WATTTIME_USERNAME/WATTTIME_PASSWORD) or uk_eso (average, GB only, keyless): the "
+        "provider's history and forecast per region, cached; built-in where it fails",
+    )
     ci_constant_g_per_kwh: float | None = Field(
         None, ge=0, description="one carbon intensity (gCO2e/kWh) for every region"
     )

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from greenfl._version import __version__
+from greenfl.accounting.curves import used_regions
 from greenfl.clients.inprocess import InProcessTransport
 from greenfl.clients.transport import ClientTransport, Task
 from greenfl.clients.validate import ValidatingTransport
@@ -72,6 +73,7 @@ from greenfl.factories.world import (
 )
 from greenfl.fleet.population import Population
 from greenfl.footprint.meters import best_meter
+from greenfl.grid.live import CI_SOURCES_KEY, LiveIntensity
 from greenfl.ledger.folder import claim_folder, replace_previous_run
 from greenfl.ledger.writer import LedgerWriter
 from greenfl.models.flops import training_flops_per_sample
@@ -158,8 +160,9 @@ def compose(
     model = given.model if given.model is not None else build_model_for(cfg, dataset)
     settings = engine_settings(cfg, model)
     fleet = fleet_for(cfg)
-    sources = sources_for(cfg, fleet)
     population = Population.assign(fleet, dataset.client_sizes(), cfg.seed)
+    # a live ci_source fetches only the regions that hold clients, and the server's
+    sources = sources_for(cfg, fleet, used_regions(population))
     # A region's clients see its own data distribution (data.region_skew; 0: unchanged).
     dataset = apply_region_skew(cfg, dataset, population)
     refuse_submodel_given(cfg, given.strategy is not None)
@@ -260,6 +263,8 @@ def compose(
     if trainer is not None:  # which trainer engine.trainer = "auto" resolved to
         ledger.set_meta("trainer", trainer.name)
     ledger.set_meta("threads", str(settings.threads))  # float rounding can depend on it
+    if isinstance(sources, LiveIntensity):  # which provider and signal each region used
+        ledger.set_meta(CI_SOURCES_KEY, json.dumps(sources.provenance))
     if cfg.attack.name != "none":  # who lied: for analysis only, never for a strategy
         ledger.set_meta("malicious_clients", json.dumps(malicious.tolist()))
     return parts

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -34,6 +35,7 @@ from greenfl.fleet.eligibility import for_eligibility
 from greenfl.fleet.population import Population
 from greenfl.footprint.forecast import PersistenceForecast
 from greenfl.footprint.intensity import RegionalIntensity
+from greenfl.grid.live import live_sources
 from greenfl.models.flops import forward_flops_per_sample
 from greenfl.scheduling.carbon import CarbonAwareScheduler
 from greenfl.scheduling.phases import timing_for
@@ -170,10 +172,17 @@ def grid_for(cfg: RunConfig) -> GridChoice:
     return GridChoice(cfg.fleet.ci_mode, cfg.fleet.ci_constant_g_per_kwh)
 
 
-def sources_for(cfg: RunConfig, fleet: Fleet) -> RegionalIntensity:
+def sources_for(
+    cfg: RunConfig, fleet: Fleet, regions: Sequence[str] | None = None
+) -> RegionalIntensity:
     """One carbon-intensity source per region (reads every trace: a missing one fails
-    before any work)."""
-    return intensity_sources(fleet, grid_for(cfg), cfg.fleet.start_time)
+    before any work). Under a live ``fleet.ci_source`` the named ``regions`` (all where
+    none are named) get the provider's curve; a constant intensity still wins."""
+    f = cfg.fleet
+    if f.ci_source == "builtin" or f.ci_constant_g_per_kwh is not None:
+        return intensity_sources(fleet, grid_for(cfg), f.start_time)
+    names = fleet.region_names if regions is None else regions
+    return live_sources(fleet, grid_for(cfg), f.start_time, f.ci_source, names, f.forecast_lag_h)
 
 
 def codec_bytes(codec: Codec, model: nn.Module) -> tuple[int, int]:
