@@ -332,3 +332,36 @@ def test_run_with_live_source_marks_each_region_in_meta(
     others = [r for name, r in meta["regions"].items() if name != "GB"]
     assert others and all(r["source"] == "builtin" for r in others)
     assert len(t.calls) == 1  # one region asked, once
+
+
+def test_a_later_rerun_or_resume_reads_the_pinned_curve() -> None:
+    """The first fetch of a run's window is pinned: the same window asked a day later, with
+    the provider down, gives the same curve and no fallback (resume stays repeatable)."""
+    fleet = load_fleet()
+    start = at("2026-01-15T00:00:00")
+    gb = fleet.region_index("GB")
+    first = live_sources(
+        fleet,
+        GridChoice(),
+        start,
+        "uk_eso",
+        ["GB"],
+        2.0,
+        transport=Recorded(_eso_routes()),
+        now=start,
+    )
+    down = Recorded(_eso_routes(), down=True)
+    later = live_sources(
+        fleet,
+        GridChoice(),
+        start,
+        "uk_eso",
+        ["GB"],
+        2.0,
+        transport=down,
+        now=at("2026-01-16T09:30:00"),
+    )
+    assert down.calls == [] and later.provenance["regions"]["GB"]["source"] == "uk_eso"
+    t0, t1 = np.array([-7200.0, -600.0]), np.array([-3000.0, 5400.0])
+    region = np.full(2, gb)
+    assert later.mean(region, t0, t1) == pytest.approx(first.mean(region, t0, t1), rel=1e-12)

@@ -147,7 +147,10 @@ def record_command(source: str, regions: str, start: str, hours: float, out: Pat
         raise fail(str(exc)) from None
     for name, points in curves.items():
         path = out if len(curves) == 1 else out.with_name(f"{out.stem}-{name}{out.suffix}")
-        write_trace(path, points)
+        try:
+            write_trace(path, points)
+        except OSError as exc:
+            raise fail(f"--out {path}: cannot write: {exc.strerror or exc}") from None
         typer.echo(f"{name}: {len(points)} points -> {path}")
 
 

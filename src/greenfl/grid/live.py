@@ -54,8 +54,7 @@ class Fetched:
 @dataclass
 class CachedProvider:
     """A provider's answers kept on disk, keyed by source, zone, kind and window: a cached
-    answer is never asked again (a forecast's key holds the hour it was asked in, so it is
-    renewed hourly)."""
+    answer is never asked again (a forecast's key holds the hour it was asked in)."""
 
     provider: CarbonProvider
     folder: Path = field(default_factory=cache_dir)
@@ -65,54 +64,78 @@ class CachedProvider:
         safe_zone = hashlib.sha1(zone.encode()).hexdigest()[:6]  # zones may hold '/'
         return self.folder / f"{self.provider.name}_{safe_zone}_{kind}_{window}.json"
 
-    def get(self, zone: str, kind: str, start: datetime, end: datetime | None) -> Fetched:
+    def load(self, zone: str, kind: str, start: datetime, end: datetime | None) -> Fetched | None:
         path = self._file(zone, kind, start, end)
-        if path.is_file():
-            try:
-                raw = json.loads(path.read_text())
-                return Fetched(
-                    [(datetime.fromisoformat(t), float(v)) for t, v in raw["points"]],
-                    datetime.fromisoformat(raw["fetched_utc"]),
-                )
-            except (ValueError, KeyError, TypeError):
-                log.warning("ignoring unreadable carbon cache file %s", path)
-        if kind == "history" and end is not None:
-            points = self.provider.history(zone, start, end)
-        else:
-            points = self.provider.forecast(zone, start)
-        got = Fetched(points, datetime.now(timezone.utc))
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if not path.is_file():
+            return None
+        try:
+            raw = json.loads(path.read_text())
+            return Fetched(
+                [(datetime.fromisoformat(t), float(v)) for t, v in raw["points"]],
+                datetime.fromisoformat(raw["fetched_utc"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("ignoring unreadable carbon cache file %s", path)
+            return None
+
+    def save(
+        self, zone: str, kind: str, start: datetime, end: datetime | None, got: Fetched
+    ) -> None:
         record = {
             "source": self.provider.name,
             "zone": zone,
             "kind": kind,
             "signal": self.provider.signal,
             "fetched_utc": got.fetched_utc.isoformat(),
-            "points": [[t.isoformat(), v] for t, v in points],
+            "points": [[t.isoformat(), v] for t, v in got.points],
         }
-        path.write_text(json.dumps(record))
+        path = self._file(zone, kind, start, end)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record))
+        except OSError as exc:  # a read-only cache costs refetching, not the run
+            log.warning("carbon cache not written (%s): %s", path, exc)
+
+    def get(self, zone: str, kind: str, start: datetime, end: datetime | None) -> Fetched:
+        got = self.load(zone, kind, start, end)
+        if got is not None:
+            return got
+        if kind == "history" and end is not None:
+            points = self.provider.history(zone, start, end)
+        else:
+            points = self.provider.forecast(zone, start)
+        got = Fetched(points, datetime.now(timezone.utc))
+        self.save(zone, kind, start, end, got)
         return got
 
 
 def fetch_curve(
     cached: CachedProvider, zone: str, start: datetime, end: datetime, now: datetime
 ) -> Fetched:
-    """The points over [start, end): history up to ``now``, the forecast after it."""
+    """The points over [start, end): history up to the hour that holds ``now``, the
+    forecast after it. The merged curve is cached under the window itself: a rerun, a
+    resume or ``fleet record`` of the same window reads what the first fetch saw, whenever
+    it runs."""
+    pinned = cached.load(zone, "curve", start, end)
+    if pinned is not None:
+        return pinned
+    hour = now.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
     points: list[Point] = []
     fetched = now
-    if start < now:
-        h = cached.get(zone, "history", start, min(end, now))
+    if start < hour:
+        h = cached.get(zone, "history", start, min(end, hour))
         points += h.points
         fetched = h.fetched_utc
-    if end > now:
-        hour = now.replace(minute=0, second=0, microsecond=0)
+    if end > hour:
         f = cached.get(zone, "forecast", hour, None)
         last = points[-1][0] if points else start - timedelta(seconds=1)
         points += [p for p in f.points if last < p[0] < end]
         fetched = max(fetched, f.fetched_utc)
     if not points:
         raise GridSourceError(f"{cached.provider.name}: zone {zone}: no data for the window")
-    return Fetched(points, fetched)
+    got = Fetched(points, fetched)
+    cached.save(zone, "curve", start, end, got)
+    return got
 
 
 class LiveIntensity(RegionalIntensity):
