@@ -332,6 +332,8 @@ def test_run_with_live_source_marks_each_region_in_meta(
     others = [r for name, r in meta["regions"].items() if name != "GB"]
     assert others and all(r["source"] == "builtin" for r in others)
     assert len(t.calls) == 1  # one region asked, once
+    verified = CliRunner().invoke(app, ["verify", str(tmp_path / "run")])
+    assert verified.exit_code == 0, verified.output
 
 
 def test_a_later_rerun_or_resume_reads_the_pinned_curve() -> None:
