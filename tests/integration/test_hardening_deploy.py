@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from greenfl.core.errors import TransportError
 from tests.integration.test_deploy import (
     Procs,
     ThreadClients,
@@ -57,14 +58,26 @@ def _liar(address: str, client_id: int, compute_s: float) -> threading.Thread:
             return up
 
     liar = Liar(ClientOptions(address, client_id, backoff_max_s=2.0, retry_for_s=30), NullMeter())
-    t = threading.Thread(target=liar.run, daemon=True)
+    refused: list[TransportError] = []
+
+    def run() -> None:
+        # a refusal ends the liar's thread: kept for the test, not an unhandled exception
+        try:
+            liar.run()
+        except TransportError as exc:
+            refused.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.refused = refused  # type: ignore[attr-defined]
     t.start()
     return t
 
 
 @pytest.mark.parametrize("compute_s", [math.nan, 0.01])
 def test_a_client_claiming_2e62_samples_cannot_overflow_the_clock_or_poison_resume(
-    tmp_path: Path, procs: Procs, compute_s: float  # noqa: F811
+    tmp_path: Path,
+    procs: Procs,
+    compute_s: float,  # noqa: F811
 ) -> None:
     rounds = 30
     # The join cap off, so the checks behind it are what stops the liar.
@@ -110,3 +123,8 @@ def test_the_default_join_cap_refuses_2e62_samples(tmp_path: Path, procs: Procs)
     liar.join(30)
     log = (tmp_path / "run" / "server.log").read_text()
     assert f"{HUGE_SAMPLES} local samples" in log
+    # the liar was told why, in one refusal
+    assert [str(e) for e in liar.refused] == [  # type: ignore[attr-defined]
+        f"server {addr} refused: {HUGE_SAMPLES} local samples is out of range 1..100000 "
+        "(deploy.max_client_samples)"
+    ]
