@@ -76,8 +76,8 @@ def _liar(address: str, client_id: int, compute_s: float) -> threading.Thread:
 @pytest.mark.parametrize("compute_s", [math.nan, 0.01])
 def test_a_client_claiming_2e62_samples_cannot_overflow_the_clock_or_poison_resume(
     tmp_path: Path,
-    procs: Procs,
-    compute_s: float,  # noqa: F811
+    procs: Procs,  # noqa: F811
+    compute_s: float,
 ) -> None:
     rounds = 30
     # The join cap off, so the checks behind it are what stops the liar.
