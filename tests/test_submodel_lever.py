@@ -15,8 +15,7 @@ from greenfl.core.errors import ConfigError
 from greenfl.factories import build_loop
 from greenfl.submodel.policy import WidthCost, WidthPlan, cap_index
 from tests.ledger_sql import rows
-
-WIDTHS = [1.0, 0.5, 0.25]
+from tests.test_submodel_run import WIDTHS, sub_config
 
 
 def _plan(choice: str = "fixed") -> WidthPlan:
@@ -43,20 +42,10 @@ def test_a_width_cap_narrows_only_the_clients_above_it() -> None:
         plan.choose(clients, 1, _never, _never, 0.1)
 
 
-def _sub(tiny_config: RunConfig, **sets: object) -> RunConfig:
-    base = {
-        "train.clients_per_round": 6,
-        "submodel.name": "heterofl",
-        "submodel.widths": WIDTHS,
-        "submodel.choice": "fixed",
-    }
-    return tiny_config.replace(**{**base, **sets})
-
-
 def test_a_selectors_estimates_price_each_candidate_at_its_width(
     tiny_config: RunConfig, tmp_path: Path
 ) -> None:
-    loop = build_loop(_sub(tiny_config), tmp_path / "run")
+    loop = build_loop(sub_config(tiny_config), tmp_path / "run")
     costs = loop.parts.costs
     clients = np.arange(6)
     full, rows_ = costs.estimate(clients, 0.0, 1)
@@ -83,7 +72,7 @@ def test_the_adapt_bandit_caps_a_rounds_widths_by_its_arm(
 ) -> None:
     # UCB tries its arms once each, in order, before it weighs them: round 1 has no cap,
     # round 2 caps every client at 0.25, round 3 is the bandit's pick
-    cfg = _sub(tiny_config, **{"adapt.name": "ucb", "adapt.widths": [1.0, 0.25]})
+    cfg = sub_config(tiny_config, **{"adapt.name": "ucb", "adapt.widths": [1.0, 0.25]})
     greenfl.run(cfg, tmp_path / "run")
     got = rows(tmp_path / "run", "SELECT round, client_id, width FROM client_rounds")
     for r, cid, w in got:
