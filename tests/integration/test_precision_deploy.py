@@ -308,3 +308,20 @@ def test_fleet_show_lists_each_devices_declared_precisions(
         "bf16-phone, bf16 (estimated): test fixture: 4x the fp32 throughput at 3/4 of its power"
         in out
     )
+
+
+def test_fleet_show_gives_no_ratio_for_a_zero_watt_precision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the fleet file admits 0 W (found by the input fuzzer): no ratio, not a ZeroDivisionError
+    from greenfl.cli import main
+
+    text = FLEET.read_text().splitlines()
+    text[17] = "active_power_w = 0.0"  # the bf16 entry's power (line 18 of the fixture)
+    zero = tmp_path / "zero.toml"
+    zero.write_text("\n".join(text) + "\n")
+    monkeypatch.setenv("COLUMNS", "120")
+    assert main(["fleet", "show", str(zero)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "bf16 " in line)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells == ["bf16-phone", "-", "bf16", "4", "0", "0", "-", "estimated"]

@@ -106,8 +106,9 @@ def precision_views(fleet: Fleet) -> list[RenderableType]:
                     f"{p.flops_per_s / 1e9:.3g}",
                     f"{p.active_power_w:.3g}",
                     f"{j_per_flop * 1e9:.3g}",
-                    # how many times less energy a FLOP takes than in fp32
-                    f"{fp32_j_per_flop / j_per_flop:.3g}x less",
+                    # how many times less energy a FLOP takes than in fp32 (a figure of
+                    # 0 W, which the fleet file admits, has no ratio)
+                    f"{fp32_j_per_flop / j_per_flop:.3g}x less" if j_per_flop > 0 else "-",
                     figures,
                 )
                 sources.append(f"{where}, {p.name} ({figures}): {p.source or '-'}\n")
