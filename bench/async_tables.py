@@ -97,11 +97,7 @@ def sync_point(world: str, scenario: str) -> dict[str, str]:
 
 def run_one(base: str, sets: list[str], seed: int) -> dict:
     """One run at ``seed``'s start time: its summary, wall time and staleness figures."""
-    cfg = load_config(
-        base,
-        [*sets, f"seed={seed}", f'fleet.start_time="{worlds.start_iso(seed)}"',
-         "report.html=false"],
-    )  # fmt: skip
+    cfg = load_config(base, [*sets, *worlds.seed_sets(seed)])
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         summary = greenfl.run(cfg, d).summary

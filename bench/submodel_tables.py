@@ -82,9 +82,8 @@ TARGETS = {
 def run_one(base: str, sets: list[str], seed: int) -> dict:
     cfg = load_config(
         str(worlds.ROOT / base),
-        [*worlds.WORLDS[WORLD], *sets, f"seed={seed}",
-         f'fleet.start_time="{worlds.start_iso(seed)}"', "report.html=false"],
-    )  # fmt: skip
+        [*worlds.WORLDS[WORLD], *sets, *worlds.seed_sets(seed)],
+    )
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         summary = greenfl.run(cfg, d).summary

@@ -90,6 +90,12 @@ def start_iso(seed: int) -> str:
     return start_time(seed).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def seed_sets(seed: int) -> list[str]:
+    """The --set overrides of one benchmark run at ``seed``: the seed, its start time, and
+    no HTML report (the tables read summary.json and the ledger)."""
+    return [f"seed={seed}", f'fleet.start_time="{start_iso(seed)}"', "report.html=false"]
+
+
 # --- country fleets ----------------------------------------------------------------------
 
 
