@@ -161,3 +161,11 @@ class PolicySection(Section):
                 raise ValueError(f"{cls.key}.name = 'none' takes no params")
             return value
         return validated_params(cls.registry_ref, cls.key, name, value)
+
+
+def refuse_unsupported(setting: str, refused: dict[str, bool]) -> None:
+    """One ConfigError line naming every key of ``refused`` whose value is true:
+    ``{setting} does not support {keys} yet``, for a feature's combinations not built yet."""
+    keys = ", ".join(k for k, v in refused.items() if v)
+    if keys:
+        raise ConfigError(f"{setting} does not support {keys} yet (docs/submodels.md)")

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from greenfl.config.base import Section
+from greenfl.config.base import Section, refuse_unsupported
 from greenfl.config.engine import EngineConfig
 from greenfl.core.errors import ConfigError
 
@@ -100,8 +100,4 @@ def check_sparsity(
             compression_name not in ("identity", "q8", "q4")
         ),
     }
-    if any(refused.values()):
-        keys = ", ".join(k for k, v in refused.items() if v)
-        raise ConfigError(
-            f"sparsity.name = {sp.name!r} does not support {keys} yet (docs/submodels.md)"
-        )
+    refuse_unsupported(f"sparsity.name = {sp.name!r}", refused)

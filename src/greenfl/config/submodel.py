@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from greenfl.config.base import Section
+from greenfl.config.base import Section, refuse_unsupported
 from greenfl.config.engine import EngineConfig
 from greenfl.core.errors import ConfigError
 from greenfl.submodel import check_model, check_width
@@ -96,8 +96,4 @@ def check_submodel(
             compression_name not in ("identity", "q8", "q4")
         ),
     }
-    if any(refused.values()):
-        keys = ", ".join(k for k, v in refused.items() if v)
-        raise ConfigError(
-            f"submodel.name = {sm.name!r} does not support {keys} yet (docs/submodels.md)"
-        )
+    refuse_unsupported(f"submodel.name = {sm.name!r}", refused)
