@@ -37,14 +37,15 @@ def estimate_clients(
     table: EntryTable,
     sources: Sequence[CarbonIntensity],
     start_s: float | np.ndarray,
-    flops_per_sample: float,
+    flops_per_sample: float | np.ndarray,
     local_epochs: int,
-    bytes_up: int,
-    bytes_down: int,
+    bytes_up: int | np.ndarray,
+    bytes_down: int | np.ndarray,
     batch_size: int = 1,
     max_steps: int = 0,
 ) -> Estimates:
     """``rows``: each client's row in ``table`` (its population entry, or a target row).
+    The per-sample FLOPs and bytes are one for all clients or one per client.
     ``batch_size`` matters only under a step cap (``max_steps`` > 0)."""
     processed = samples_processed(
         population.num_samples[clients], local_epochs, batch_size, max_steps

@@ -77,7 +77,23 @@ class CostModel:
         width: WidthCost | None = None,
     ) -> Estimates:
         """The full model's cost, or ``width``'s sub-model's."""
-        flops_per_sample, bytes_up, bytes_down = self._model_cost()
+        if width is None:
+            return self._priced(clients, rows, start_s, epochs, *self._model_cost())
+        per_width = (width.flops_per_sample, width.bytes_up, width.bytes_down)
+        return self._priced(clients, rows, start_s, epochs, *per_width)
+
+    def _priced(
+        self,
+        clients: np.ndarray,
+        rows: np.ndarray,
+        start_s: float | np.ndarray,
+        epochs: int,
+        flops_per_sample: float | np.ndarray,
+        bytes_up: int | np.ndarray,
+        bytes_down: int | np.ndarray,
+    ) -> Estimates:
+        """The clients' estimates at these per-sample FLOPs and bytes (one for all, or one
+        per client)."""
         return estimate_clients(
             clients,
             rows,
@@ -85,10 +101,10 @@ class CostModel:
             self.table,
             self.sources,
             start_s,
-            flops_per_sample if width is None else width.flops_per_sample,
+            flops_per_sample,
             epochs,
-            bytes_up if width is None else width.bytes_up,
-            bytes_down if width is None else width.bytes_down,
+            bytes_up,
+            bytes_down,
             batch_size=self.batch_size,
             max_steps=self.max_steps,
         )
@@ -158,22 +174,8 @@ class CostModel:
         # device that would train a narrow width is priced at that width's cost, as the
         # round will charge it, not at the full model's.
         widths = self.choose_widths(clients, rows, start_s, local_epochs, round_idx, width_cap)
-        flops_per_sample, bytes_up, bytes_down = self._width_costs(widths)
-        est = estimate_clients(
-            clients,
-            rows,
-            self.population,
-            self.table,
-            self.sources,
-            start_s,
-            flops_per_sample,
-            local_epochs,
-            bytes_up,
-            bytes_down,
-            batch_size=self.batch_size,
-            max_steps=self.max_steps,
-        )
-        return est, rows
+        per_client = self._width_costs(widths)
+        return self._priced(clients, rows, start_s, local_epochs, *per_client), rows
 
     def durations_s(self, clients: np.ndarray, local_epochs: int) -> np.ndarray:
         """The clients' expected download, training and upload time on their own entries:
