@@ -9,7 +9,7 @@ python3 -m venv .venv
 pip install -q --upgrade pip
 . scripts/install.sh
 install_torch
-pip install -q -e '.[test]'
+pip install -q -e '.[test,flower]'
 # The browser test drives Debian's Chromium with Playwright (its Python package bundles the
 # driver; no `playwright install`). CI runs as root on a fresh Debian machine.
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -5,7 +5,7 @@ import warnings
 
 from greenfl.deploy import greenfl_pb2 as greenfl_dot_deploy_dot_greenfl__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
