@@ -42,6 +42,13 @@ class _FlopCounter(TorchDispatchMode):
         return out
 
 
+class FlopCounter(_FlopCounter):
+    """The counter as a context manager for code greenfl does not run itself (a Flower
+    ClientApp's training, a server's evaluation): ``with FlopCounter() as c: ...; c.flops``.
+    Counts matmuls and convolutions; the fused CPU LSTM op is not in torch's registry, so
+    an LSTM's FLOPs must come from ``lstm_training_flops`` or the app."""
+
+
 def training_flops_per_sample(
     model: nn.Module, input_shape: tuple[int, ...], num_classes: int, batch_size: int = 16
 ) -> float:

@@ -1,0 +1,1 @@
+"""A Flower app with greenfl's footprint mod and GreenflStrategy (docs/flower.md)."""
