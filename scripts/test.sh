@@ -19,6 +19,11 @@ fi
 mkdir -p test-artifacts
 # As root (CI) the browser test must run, not skip.
 if [ "$(id -u)" = 0 ]; then export GREENFL_REQUIRE_BROWSER="${GREENFL_REQUIRE_BROWSER:-1}"; fi
+# The Flower tests (the `flower` extra, installed above where Python is 3.11+) must run, not
+# skip, wherever Flower installs.
+if python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  export GREENFL_REQUIRE_FLOWER="${GREENFL_REQUIRE_FLOWER:-1}"
+fi
 ruff check .
 python -m pytest -q -p no:cacheprovider tests "$@"
 # The documentation site (docs/, mkdocs.yml): broken links, anchors or API references fail.

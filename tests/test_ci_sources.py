@@ -332,6 +332,9 @@ def test_run_with_live_source_marks_each_region_in_meta(
     others = [r for name, r in meta["regions"].items() if name != "GB"]
     assert others and all(r["source"] == "builtin" for r in others)
     assert len(t.calls) == 1  # one region asked, once
+    # every row names its own source, by its region
+    pairs = rows(tmp_path / "run", "SELECT DISTINCT region, ci_source FROM client_rounds")
+    assert pairs and all(src == ("uk_eso" if reg == "GB" else "builtin") for reg, src in pairs)
     verified = CliRunner().invoke(app, ["verify", str(tmp_path / "run")])
     assert verified.exit_code == 0, verified.output
 
@@ -367,3 +370,87 @@ def test_a_later_rerun_or_resume_reads_the_pinned_curve() -> None:
     t0, t1 = np.array([-7200.0, -600.0]), np.array([-3000.0, 5400.0])
     region = np.full(2, gb)
     assert later.mean(region, t0, t1) == pytest.approx(first.mean(region, t0, t1), rel=1e-12)
+
+
+def test_planners_see_the_provider_forecast_after_its_issue_and_persistence_before() -> None:
+    """ProviderForecast over hand-made hourly curves: from the hour the forecast was issued
+    (t = 0) a planner sees the provider's curve; before it, the history lag_h earlier (it
+    must not see recorded history ahead of time); a region on built-in figures (issued
+    never) sees persistence throughout."""
+    from greenfl.footprint.forecast import PersistenceForecast, ProviderForecast
+    from greenfl.footprint.intensity import RegionalIntensity
+
+    start = at("2026-01-15T00:00:00")
+    hours = np.arange(-4, 4)
+    stamps = start.timestamp() + hours * 3600.0
+    live_curve = Trace(stamps, 100.0 * (hours + 5), start)  # -4h: 100 ... +3h: 800
+    real = RegionalIntensity([live_curve, live_curve])
+    fc = ProviderForecast(real, 2.0, [0.0, float("inf")])
+    region = np.array([0, 0, 0, 1])
+    t0 = np.array([3600.0, -3600.0, -1800.0, 3600.0])
+    t1 = np.array([7200.0, 0.0, 1800.0, 7200.0])
+    # by hand: [1h, 2h) is the forecast's 600; [-1h, 0) is persistence of [-3h, -2h): 200;
+    # [-0.5h, 0.5h) is half persistence of [-2.5h, -2h) (200) and half forecast [0, 0.5h)
+    # (500); the built-in region: persistence of [-1h, 0): 400
+    assert fc.mean(region, t0, t1) == pytest.approx([600.0, 200.0, 350.0, 400.0], rel=1e-12)
+    assert fc[0].mean(np.array([3600.0]), np.array([7200.0])) == pytest.approx([600.0])
+    persistence = PersistenceForecast(real, 2.0)
+    assert persistence.mean(region[:1], t0[:1], t1[:1]) == pytest.approx([400.0])
+
+
+def test_a_live_run_plans_on_the_provider_forecast() -> None:
+    """forecast_for under a live source: GB (ESO, fetched at the run's start) is planned on
+    ESO's forecast from 00:00Z; DE (no ESO zone) on persistence of the built-in curve."""
+    from greenfl.config.run import build_config
+    from greenfl.factories.world import forecast_for
+    from greenfl.footprint.forecast import PersistenceForecast, ProviderForecast
+
+    fleet = load_fleet()
+    start = at("2026-01-15T00:00:00")
+    src = live_sources(
+        fleet, GridChoice(), start, "uk_eso", ["DE", "GB"], 2.0,
+        transport=Recorded(_eso_routes()), now=start,
+    )
+    cfg = build_config(
+        {"fleet": {"start_time": "2026-01-15T00:00:00Z", "forecast_lag_h": 2.0,
+                   "ci_source": "uk_eso"}}
+    )
+    fc = forecast_for(cfg, src)
+    assert isinstance(fc, ProviderForecast)
+    gb, de = fleet.region_index("GB"), fleet.region_index("DE")
+    assert fc.issued_s[gb] == 0.0 and fc.issued_s[de] == float("inf")
+    # ESO's forecast: 00:00Z 150, held on; persistence would give [22:00, 23:00)'s 180
+    assert fc.mean(np.array([gb]), 0.0, 3600.0) == pytest.approx([150.0])
+    assert PersistenceForecast(src, 2.0).mean(np.array([gb]), 0.0, 3600.0) == pytest.approx(
+        [(184 + 176) / 2]
+    )
+    assert fc.mean(np.array([de]), 0.0, 3600.0) == pytest.approx(
+        PersistenceForecast(src, 2.0).mean(np.array([de]), 0.0, 3600.0)
+    )
+
+
+def test_report_says_which_source_and_signal_the_carbon_uses() -> None:
+    from greenfl.report.world import RecordError, carbon_sources
+
+    meta = {
+        "ci_sources": json.dumps(
+            {
+                "ci_source": "watttime",
+                "signal": "marginal",
+                "regions": {
+                    "US": {"source": "watttime", "zone": "CAISO_NORTH", "signal": "marginal",
+                           "fetched_utc": "2026-01-15T00:00:00+00:00"},
+                    "DE": {"source": "builtin", "signal": "average",
+                           "reason": "watttime has no zone for region DE"},
+                },
+            }
+        )
+    }
+    text = carbon_sources(meta)
+    assert text is not None
+    assert "watttime" in text and "marginal: the emissions of the next kWh" in text
+    assert "US: zone CAISO_NORTH, marginal signal" in text
+    assert "DE: built-in figures (watttime has no zone for region DE)" in text
+    assert carbon_sources({}) is None
+    with pytest.raises(RecordError, match="ci_sources is malformed"):
+        carbon_sources({"ci_sources": "{not json"})

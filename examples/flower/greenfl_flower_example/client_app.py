@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from greenfl.flower import footprint_mod
 from greenfl_flower_example.task import data, evaluate, model, train, workload
-
-app = ClientApp(mods=[footprint_mod])
 
 
 def _client(msg: Message, context: Context) -> int:
@@ -20,9 +20,8 @@ def _client(msg: Message, context: Context) -> int:
     return int(context.node_config["partition-id"])
 
 
-@app.train()
-def train_fn(msg: Message, context: Context) -> Message:
-    cfg = workload(context.run_config)
+def train_fn(msg: Message, context: Context, settings: dict[str, Any]) -> Message:
+    cfg = workload(settings)
     net = model(cfg)
     net.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     x, y = data(cfg).client_data(_client(msg, context))
@@ -36,12 +35,30 @@ def train_fn(msg: Message, context: Context) -> Message:
     return Message(content=content, reply_to=msg)
 
 
-@app.evaluate()
-def evaluate_fn(msg: Message, context: Context) -> Message:
-    cfg = workload(context.run_config)
+def evaluate_fn(msg: Message, context: Context, settings: dict[str, Any]) -> Message:
+    cfg = workload(settings)
     net = model(cfg)
     net.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     x, y = data(cfg).client_test_data(_client(msg, context))
     acc, loss = evaluate(net, x, y)
     metrics = MetricRecord({"eval_acc": acc, "eval_loss": loss, "num-examples": len(y)})
     return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
+
+
+def make_app(overrides: dict[str, Any] | None = None) -> ClientApp:
+    """The ClientApp, with greenfl's mod; ``overrides`` replace run-config values (for
+    ``run_simulation``, which takes no run config)."""
+    app = ClientApp(mods=[footprint_mod])
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        return train_fn(msg, context, {**context.run_config, **(overrides or {})})
+
+    @app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        return evaluate_fn(msg, context, {**context.run_config, **(overrides or {})})
+
+    return app
+
+
+app = make_app()

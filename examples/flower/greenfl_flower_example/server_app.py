@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
@@ -9,12 +11,8 @@ from flwr.serverapp.strategy import FedAvg
 from greenfl.flower import GreenflStrategy
 from greenfl_flower_example.task import data, evaluate, model, workload
 
-app = ServerApp()
 
-
-@app.main()
-def main(grid: Grid, context: Context) -> None:
-    rc = context.run_config
+def main(grid: Grid, context: Context, rc: dict[str, Any]) -> None:
     cfg = workload(rc)
     net = model(cfg)
     x_test, y_test = data(cfg).test_data()
@@ -46,3 +44,18 @@ def main(grid: Grid, context: Context) -> None:
         train_config=ConfigRecord({"local-epochs": cfg.train.local_epochs}),
         evaluate_fn=central,
     )
+
+
+def make_app(overrides: dict[str, Any] | None = None) -> ServerApp:
+    """The ServerApp; ``overrides`` replace run-config values (for ``run_simulation``,
+    which takes no run config)."""
+    app = ServerApp()
+
+    @app.main()
+    def run(grid: Grid, context: Context) -> None:
+        main(grid, context, {**context.run_config, **(overrides or {})})
+
+    return app
+
+
+app = make_app()

@@ -254,6 +254,7 @@ def account_cohort(
         np.asarray(cut.energy_network_j, dtype=np.float64) + np.zeros(n),
         _optional(cols[AT_REPORTED_J], n),
         _optional(cols[AT_SERVER_J], n),
+        sources.row_sources() if isinstance(sources, RegionalIntensity) else None,
     )
     return CohortAccount(
         close_s=close_s,

@@ -3,7 +3,7 @@ fast path."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,8 @@ import numpy as np
 from greenfl.accounting.entries import EntryTable
 from greenfl.core.messages import ClientReport
 from greenfl.ledger.rows import ColumnRows, Constant, Named
+
+BUILTIN_SOURCE = "builtin"  # the ledger's ci_source of a row on the fleet's own figures
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ def client_columns(
     energy_network_j: np.ndarray,
     reported_energy_j: Sequence[float | None] | Constant | None = None,
     server_estimate_j: Sequence[float | None] | Constant | None = None,
+    ci_source: Mapping[str, str] | None = None,
 ) -> ColumnRows:
     """A round's ledger rows. Columns stay numpy arrays (names: indices into the table's
     names): the ledger writer packs them as raw bytes and its process makes the Python
@@ -137,5 +140,10 @@ def client_columns(
             # issue 31: the share of the model's weights each client trained and sent (1.0:
             # dense); the round loop sets the round's mask's when the run trains sparse
             "density": Constant(1.0, n),
+            # issue 32: each row's intensity source, by its region (``ci_source``: region
+            # -> source under a live fleet.ci_source; none: the built-in figures)
+            "ci_source": Constant(BUILTIN_SOURCE, n)
+            if not ci_source
+            else Named([ci_source.get(r, BUILTIN_SOURCE) for r in entries.region], e),
         }
     )

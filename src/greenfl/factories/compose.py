@@ -73,8 +73,9 @@ from greenfl.factories.world import (
 )
 from greenfl.fleet.population import Population
 from greenfl.footprint.meters import best_meter
-from greenfl.grid.live import CI_SOURCES_KEY, LiveIntensity
+from greenfl.grid.live import LiveIntensity
 from greenfl.ledger.folder import claim_folder, replace_previous_run
+from greenfl.ledger.meta_keys import CI_SOURCES_KEY
 from greenfl.ledger.writer import LedgerWriter
 from greenfl.models.flops import training_flops_per_sample
 from greenfl.selection.base import ClientSelector

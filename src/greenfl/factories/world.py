@@ -33,9 +33,9 @@ from greenfl.engine.waiting import CarbonWait
 from greenfl.fleet.catalog import Fleet, load_fleet
 from greenfl.fleet.eligibility import for_eligibility
 from greenfl.fleet.population import Population
-from greenfl.footprint.forecast import PersistenceForecast
+from greenfl.footprint.forecast import PersistenceForecast, ProviderForecast
 from greenfl.footprint.intensity import RegionalIntensity
-from greenfl.grid.live import live_sources
+from greenfl.grid.live import LiveIntensity, live_sources
 from greenfl.models.flops import forward_flops_per_sample
 from greenfl.scheduling.carbon import CarbonAwareScheduler
 from greenfl.scheduling.phases import timing_for
@@ -165,6 +165,10 @@ def forecast_for(cfg: RunConfig, sources: RegionalIntensity) -> PersistenceForec
             f"persistence forecast (fleet.forecast_lag_h = {lag_h:g} h): lower the slack or "
             "raise the lag"
         )
+    if isinstance(sources, LiveIntensity):
+        # the provider's forecast where it has one: planners never see recorded history
+        # ahead of time (persistence covers the hours before the fetch)
+        return ProviderForecast(sources, lag_h, sources.forecast_issued_s(cfg.fleet.start_time))
     return PersistenceForecast(sources, lag_h)
 
 

@@ -48,6 +48,7 @@ from greenfl.factories.world import (
     sources_for,
 )
 from greenfl.fleet.population import Population, available
+from greenfl.flower.claims import NodeReply, checked_reports
 from greenfl.footprint.measurement import Measurement
 from greenfl.ledger.folder import replace_previous_run
 from greenfl.ledger.schema import AGGREGATED
@@ -61,26 +62,6 @@ log = logging.getLogger("greenfl.flower")
 
 FLOWER_META_KEY = "flower"  # ledger meta: the Flower run's facts (inner strategy, nodes)
 EVALUATE_META_KEY = "flower_evaluate"  # ledger meta: federated evaluation's footprint
-
-
-@dataclass(frozen=True)
-class NodeReply:
-    """What the server saw of one node's reply in a round: who (the fleet client its node
-    id is bound to), whether it answered, the bytes each way (from the messages), and the
-    node's footprint record (its counted FLOPs and examples; its own meter's joules, kept
-    as a claim)."""
-
-    client_id: int
-    ok: bool
-    reason: str | None
-    bytes_down: int
-    bytes_up: int
-    flops: float
-    num_examples: int
-    loss: float
-    compute_s: float
-    metered_energy_j: float | None = None
-    has_record: bool = True
 
 
 @dataclass
@@ -234,7 +215,10 @@ class FlowerBook:
         central evaluation the server ran, counted by greenfl's FLOP counter)."""
         assert self._open is not None and self.population is not None and self.ledger
         o, cfg = self._open, self.cfg
-        reports = self._reports(replies)
+        assert self.population is not None
+        reports, self.flops_per_example = checked_reports(
+            replies, self.population, self.local_epochs, self.flops_per_example, self.cfg.deploy
+        )
         account = account_cohort(
             o.round_idx,
             o.work_start_s,
@@ -250,7 +234,8 @@ class FlowerBook:
         phases_s = o.checkin_s + o.config_s
         n_agg = sum(st in AGGREGATED for st in account.status)
         server_flops = float(mean_flops(n_agg, num_params) if n_agg else 0) + eval_flops
-        measured = Measurement(elapsed_s=server_flops / self.fleet.server.flops_per_s, energy_j=None)
+        server_s = server_flops / self.fleet.server.flops_per_s
+        measured = Measurement(elapsed_s=server_s, energy_j=None)
         srv = server_cost(
             self.fleet,
             self.sources,
@@ -318,56 +303,6 @@ class FlowerBook:
         self.history.append(record)
         self._open = None
         return record
-
-    def _reports(self, replies: list[NodeReply]) -> list[ClientReport]:
-        """ClientReports from the replies. The FLOPs charged are each node's counted FLOPs
-        unless they stray from its examples x the round's median FLOPs per example by more
-        than ``deploy.claim_tolerance``: then the median's figure is charged and the row is
-        ``disputed`` (one node cannot talk its own carbon down)."""
-        assert self.population is not None
-        cap = self.cfg.deploy.max_client_samples or np.iinfo(np.int64).max
-        ok = [r for r in replies if r.ok and r.has_record and r.num_examples > 0]
-        if ok:
-            per = [r.flops / (r.num_examples * self.local_epochs) for r in ok]
-            self.flops_per_example = float(np.median(per))
-        tol = self.cfg.deploy.claim_tolerance
-        out: list[ClientReport] = []
-        for r in replies:
-            examples = min(max(r.num_examples, 0), cap)
-            if not r.ok:
-                out.append(
-                    ClientReport(r.client_id, "failed", r.reason, None, 0, 0.0, math.nan,
-                                 0, r.bytes_down)
-                )
-                continue
-            self.population.num_samples[r.client_id] = examples
-            expected = examples * self.local_epochs * self.flops_per_example
-            flops, disputed, reason = r.flops, False, None
-            if not r.has_record:
-                flops, reason = expected, "no footprint record: FLOPs estimated from peers"
-            elif expected > 0 and not (expected / tol <= r.flops <= expected * tol):
-                disputed = True
-                reason = (
-                    f"disputed: reported {r.flops:.4g} FLOPs, {r.flops / expected:.3g}x the "
-                    f"{expected:.4g} its {examples} examples take at the round's median"
-                )
-                flops = expected
-            out.append(
-                ClientReport(
-                    r.client_id,
-                    "completed",
-                    reason,
-                    None,
-                    examples,
-                    flops,
-                    r.loss,
-                    r.bytes_up,
-                    r.bytes_down,
-                    reported_energy_j=r.metered_energy_j,
-                    disputed=disputed,
-                )
-            )
-        return out
 
     def record_evaluate(self, round_idx: int, replies: list[NodeReply]) -> None:
         """Federated evaluation's footprint (its FLOPs and bytes, priced like training),

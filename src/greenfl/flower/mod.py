@@ -1,12 +1,15 @@
 """``footprint_mod``: a Flower ClientApp mod that measures each train and evaluate call and
 attaches a footprint record to the reply.
 
-It times the call, counts its FLOPs with greenfl's counter (torch's per-operator formulas,
-the counter ``greenfl run`` prices training with), or takes them from the app's metrics
-(``flops``), and reads the node's meter if one is configured. Configure it from the app's
-run config (``[tool.flwr.app.config]`` in the app's pyproject.toml):
+It times the call, counts its FLOPs with torch's formulas (the ones ``greenfl run`` prices
+training with), or takes them from the app's metrics (``flops``), and reads the node's
+meter if one is configured. Configure it from the app's run config
+(``[tool.flwr.app.config]`` in the app's pyproject.toml):
 
-- ``greenfl-flops``: ``count`` (default) or ``app`` (the reply's MetricRecord has ``flops``);
+- ``greenfl-flops``: ``layers`` (default: each Linear, convolution and LSTM call, priced
+  with its backward pass, by a forward hook: cheap), ``exact`` (every tensor operation
+  through greenfl's dispatch counter: also functional matmuls such as attention's, at a
+  Python call per operation) or ``app`` (the reply's MetricRecord has ``flops``);
 - ``greenfl-meter``: ``none`` (default: the server models energy from the node's enrolled
   device), ``rapl``, ``codecarbon`` or ``auto`` (greenfl's meters)."""
 
@@ -21,9 +24,11 @@ from flwr.clientapp.typing import ClientAppCallable
 from greenfl.flower.record import FOOTPRINT_KEY, Footprint
 from greenfl.footprint.measurement import Meter
 from greenfl.footprint.meters import make_meter
+from greenfl.models.flop_hooks import LayerFlopCounter
 from greenfl.models.flops import FlopCounter
 
 FLOPS_KEY = "greenfl-flops"
+FLOPS_CHOICES = ("layers", "exact", "app")
 METER_KEY = "greenfl-meter"
 
 
@@ -36,22 +41,24 @@ def footprint_mod(msg: Message, context: Context, call_next: ClientAppCallable) 
     """Run the call, then add ``greenfl.footprint`` (FLOPs, seconds, metered joules) to a
     reply without error. Add it to a ClientApp: ``ClientApp(mods=[footprint_mod])``."""
     cfg = context.run_config
-    count = str(cfg.get(FLOPS_KEY, "count")) != "app"
+    how = str(cfg.get(FLOPS_KEY, "layers"))
+    if how not in FLOPS_CHOICES:
+        raise ValueError(f"{FLOPS_KEY} = {how!r}: one of {', '.join(FLOPS_CHOICES)}")
     meter = _meter(str(cfg.get(METER_KEY, "none")))
     token = meter.begin()
     t0 = time.perf_counter()
-    if count:
-        with FlopCounter() as counter:
+    flops = 0.0
+    if how == "app":
+        reply = call_next(msg, context)
+    else:
+        with FlopCounter() if how == "exact" else LayerFlopCounter() as counter:
             reply = call_next(msg, context)
         flops = float(counter.flops)
-    else:
-        reply = call_next(msg, context)
-        flops = 0.0
     compute_s = time.perf_counter() - t0
     measured = meter.end(token)
     if reply.has_error():
         return reply
-    if not count:
+    if how == "app":
         flops = _app_flops(reply)
     reply.content[FOOTPRINT_KEY] = Footprint(
         flops=flops,

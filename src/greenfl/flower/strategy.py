@@ -39,7 +39,8 @@ from flwr.serverapp.strategy import Result, Strategy
 from greenfl.config.load import load_config
 from greenfl.config.run import RunConfig, build_config
 from greenfl.core.errors import ConfigError
-from greenfl.flower.book import FlowerBook, NodeReply
+from greenfl.flower.book import FlowerBook
+from greenfl.flower.claims import NodeReply
 from greenfl.flower.record import (
     CLIENT_KEY,
     FOOTPRINT_KEY,
@@ -47,7 +48,7 @@ from greenfl.flower.record import (
     app_metrics,
     message_bytes,
 )
-from greenfl.models.flops import FlopCounter
+from greenfl.models.flop_hooks import LayerFlopCounter
 
 log = logging.getLogger("greenfl.flower")
 
@@ -185,7 +186,9 @@ class GreenflStrategy(Strategy):
             self._nodes = {n: i for i, n in enumerate(ids)}
         clients = sorted(self._nodes.values())
         if clients != list(range(len(clients))):
-            raise ConfigError("GreenflStrategy nodes: the fleet client ids must be 0..n-1, each once")
+            raise ConfigError(
+                "GreenflStrategy nodes: the fleet client ids must be 0..n-1, each once"
+            )
         facts = {
             "inner": f"{type(self.inner).__module__}.{type(self.inner).__qualname__}",
             "selector": self.selector,
@@ -289,7 +292,7 @@ class GreenflStrategy(Strategy):
             return None
 
         def counted(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-            with FlopCounter() as counter:
+            with LayerFlopCounter() as counter:
                 res = fn(server_round, arrays)
             acc, loss = self._quality(res)
             if server_round == 0:

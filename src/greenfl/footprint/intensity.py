@@ -199,6 +199,11 @@ class RegionalIntensity(Sequence[CarbonIntensity]):
     def __len__(self) -> int:
         return len(self._sources)
 
+    def row_sources(self) -> dict[str, str]:
+        """Region name -> where its curve came from, for the ledger's ``ci_source`` column;
+        empty: every region on the fleet's own figures (a live source overrides this)."""
+        return {}
+
     def steady(self, t0_s: float) -> tuple[float, list[float]] | None:
         """Each region's intensity from ``t0_s`` on, and the time until which all of them
         hold it (the next hour boundary in any region), when every source is hourly or

@@ -31,7 +31,6 @@ from greenfl.grid.providers import (
 
 log = logging.getLogger("greenfl.grid")
 
-CI_SOURCES_KEY = "ci_sources"  # ledger meta: the source and signal each region used
 LIVE_HORIZON_H = 48.0  # hours after the run's start that a live run fetches
 
 
@@ -49,6 +48,16 @@ def cache_dir() -> Path:
 class Fetched:
     points: list[Point]
     fetched_utc: datetime
+    # where the curve turns from the provider's recorded history into its forecast (the
+    # hour it was asked in); None for a plain history or forecast answer
+    forecast_from_utc: datetime | None = None
+
+    def forecast_from(self) -> datetime:
+        """The hour the forecast part starts (a curve cached before this was recorded:
+        the hour of its fetch)."""
+        if self.forecast_from_utc is not None:
+            return self.forecast_from_utc
+        return self.fetched_utc.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
 @dataclass
@@ -70,9 +79,11 @@ class CachedProvider:
             return None
         try:
             raw = json.loads(path.read_text())
+            since = raw.get("forecast_from_utc")
             return Fetched(
                 [(datetime.fromisoformat(t), float(v)) for t, v in raw["points"]],
                 datetime.fromisoformat(raw["fetched_utc"]),
+                datetime.fromisoformat(since) if since else None,
             )
         except (OSError, ValueError, KeyError, TypeError):
             log.warning("ignoring unreadable carbon cache file %s", path)
@@ -87,6 +98,9 @@ class CachedProvider:
             "kind": kind,
             "signal": self.provider.signal,
             "fetched_utc": got.fetched_utc.isoformat(),
+            "forecast_from_utc": (
+                got.forecast_from_utc.isoformat() if got.forecast_from_utc else None
+            ),
             "points": [[t.isoformat(), v] for t, v in got.points],
         }
         path = self._file(zone, kind, start, end)
@@ -133,7 +147,7 @@ def fetch_curve(
         fetched = max(fetched, f.fetched_utc)
     if not points:
         raise GridSourceError(f"{cached.provider.name}: zone {zone}: no data for the window")
-    got = Fetched(points, fetched)
+    got = Fetched(points, fetched, hour)
     cached.save(zone, "curve", start, end, got)
     return got
 
@@ -141,9 +155,29 @@ def fetch_curve(
 class LiveIntensity(RegionalIntensity):
     """The regions' sources, and what each one came from (``provenance``, for the meta)."""
 
-    def __init__(self, sources: Sequence[CarbonIntensity], provenance: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        sources: Sequence[CarbonIntensity],
+        provenance: dict[str, Any],
+        names: Sequence[str] = (),
+    ) -> None:
         super().__init__(sources)
         self.provenance = provenance
+        self.names = tuple(names)  # the regions, in fleet order
+
+    def row_sources(self) -> dict[str, str]:
+        return {name: str(r["source"]) for name, r in self.provenance.get("regions", {}).items()}
+
+    def forecast_issued_s(self, start_utc: datetime) -> list[float]:
+        """Per region, seconds from ``start_utc`` to where its provider's forecast starts;
+        inf for a region on built-in figures (its planners see persistence only)."""
+        regions = self.provenance.get("regions", {})
+        out = []
+        for name in self.names:
+            since = regions.get(name, {}).get("forecast_from_utc")
+            t = datetime.fromisoformat(since) if since else None
+            out.append((t - start_utc).total_seconds() if t is not None else float("inf"))
+        return out
 
 
 _warned: set[str] = set()  # warn once per process for the same fallback
@@ -194,6 +228,8 @@ def live_sources(
                     "zone": zone,
                     "signal": provider.signal,
                     "fetched_utc": got.fetched_utc.isoformat(),
+                    # planners see the provider's forecast from here on, history before
+                    "forecast_from_utc": got.forecast_from().isoformat(),
                 }
                 continue
         sources.append(builtin[i])
@@ -210,7 +246,7 @@ def live_sources(
         "signal": signals[0] if len(signals) == 1 else "mixed",
         "regions": used,
     }
-    return LiveIntensity(sources, provenance)
+    return LiveIntensity(sources, provenance, [r.name for r in fleet.regions])
 
 
 def record_trace(

@@ -2,7 +2,7 @@
 
 import sqlite3
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 ROUND_COLUMNS: tuple[str, ...] = (
     "round",
@@ -66,6 +66,7 @@ CLIENT_ROUND_COLUMNS: tuple[str, ...] = (
     "width",
     "precision",
     "density",
+    "ci_source",
 )
 
 STATUSES: tuple[str, ...] = (
@@ -158,6 +159,7 @@ CREATE TABLE IF NOT EXISTS client_rounds (
     width REAL,
     precision TEXT,
     density REAL,
+    ci_source TEXT,
     PRIMARY KEY (round, client_id)
 );
 CREATE TABLE IF NOT EXISTS server_state (
@@ -229,6 +231,10 @@ ADDED_CLIENT_COLUMNS: tuple[tuple[str, str], ...] = (
     # issue 31: the share of the model's weights the client trained and sent under a
     # sparsity mask (1.0: dense; NULL in rounds written before version 7)
     ("density", "REAL"),
+    # issue 32: where the row's grid intensity came from: 'builtin' (the fleet's figures,
+    # or a live provider's region that fell back to them), else the live provider
+    # (electricitymaps, watttime, uk_eso; NULL in rounds written before version 8)
+    ("ci_source", "TEXT"),
 )
 
 

@@ -21,7 +21,12 @@ from greenfl.report.tables import (
     incidents,
     participation,
 )
-from greenfl.report.world import RecordError, intensity_curves, population_groups
+from greenfl.report.world import (
+    RecordError,
+    carbon_sources,
+    intensity_curves,
+    population_groups,
+)
 
 MAIN_REGIONS = 5
 INCIDENT_ROWS = 200
@@ -59,7 +64,14 @@ def intensity_section(run: RunData, rounds: RoundSeries) -> Section:
         f"the server's ({server}). At least one day is shown; the shaded band is the run, "
         f"ticks mark {run.step} starts."
     )
-    return ("intensity", title, figure(svg, caption))
+    try:
+        sources = carbon_sources(run.meta)
+    except RecordError as exc:
+        sources = f"The live carbon sources' record is unreadable: {exc}."
+    body = figure(svg, caption)
+    if sources is not None:
+        body = f"<p data-metric='ci_sources'>{escape(sources)}</p>" + body
+    return ("intensity", title, body)
 
 
 def participation_section(run: RunData) -> Section:

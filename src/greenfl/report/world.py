@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from greenfl.ledger.meta_keys import GROUPS_KEY, INTENSITY_KEY
+from greenfl.ledger.meta_keys import CI_SOURCES_KEY, GROUPS_KEY, INTENSITY_KEY
 
 # The ledger meta keys, as greenfl.accounting.curves writes them (a test holds the two equal;
 # the report does not import the accounting, which reaches the grid sources).
@@ -102,3 +102,39 @@ def population_groups(meta: dict[str, str]) -> dict[str, dict[str, int]] | None:
         }
     except (TypeError, ValueError, AttributeError) as exc:
         raise RecordError(f"meta {GROUPS_KEY} is malformed: {exc}") from None
+
+
+SIGNAL_MEANING = {
+    "average": "average: the grid mix's mean emissions per kWh",
+    "marginal": "marginal: the emissions of the next kWh the grid supplies (WattTime's MOER)",
+}
+
+
+def carbon_sources(meta: dict[str, str]) -> str | None:
+    """One sentence on where a live run's grid intensity came from (``fleet.ci_source``):
+    the provider, which signal the carbon uses (average or marginal, never mixed up
+    silently), and each region's zone or why it fell back to the built-in figures. None
+    for a run on the built-in figures."""
+    raw = meta.get(CI_SOURCES_KEY)
+    if raw is None:
+        return None
+    try:
+        rec = json.loads(raw)
+        source, signal = str(rec["ci_source"]), str(rec["signal"])
+        regions = dict(rec["regions"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RecordError(f"meta {CI_SOURCES_KEY} is malformed: {exc}") from None
+    parts = []
+    for name, r in sorted(regions.items()):
+        if r.get("source") == "builtin":
+            parts.append(f"{name}: built-in figures ({r.get('reason', 'no reason recorded')})")
+        else:
+            parts.append(
+                f"{name}: zone {r.get('zone')}, {r.get('signal')} signal, fetched "
+                f"{r.get('fetched_utc')}"
+            )
+    if signal == "mixed":
+        meaning = "mixed: regions differ, each named below (their grams do not add like for like)"
+    else:
+        meaning = SIGNAL_MEANING.get(signal, signal)
+    return f"Grid intensity from {source}, signal {meaning}. " + "; ".join(parts) + "."
