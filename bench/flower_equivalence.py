@@ -13,13 +13,12 @@ import argparse
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import tomli_w
+from greenfl.api import run
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "flower_equivalence.json"
@@ -48,6 +47,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--clients", type=int, default=10)
+    ap.add_argument("--set", default="", help='greenfl config keys, "KEY=VALUE; KEY=VALUE"')
+    ap.add_argument("--out", default=str(RESULTS), help="where the JSON goes")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "examples" / "flower"))
     from greenfl_flower_example import client_app, server_app
@@ -55,16 +56,11 @@ def main() -> None:
 
     run_config = {
         "num-server-rounds": args.rounds, "num-clients": args.clients, "fraction-train": 1.0,
-        "local-epochs": 5, "batch-size": 8, "lr": 0.1, "seed": 0,
+        "local-epochs": 5, "batch-size": 8, "lr": 0.1, "seed": 0, "greenfl-set": args.set,
     }
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        cfg = workload(run_config)
-        (t / "run.toml").write_bytes(tomli_w.dumps(cfg.to_dict()).encode())
-        subprocess.run(
-            ["greenfl", "run", str(t / "run.toml"), "--out", str(t / "greenfl-run")],
-            check=True, capture_output=True,
-        )
+        run(workload(run_config), t / "greenfl-run")  # greenfl.run, as `greenfl run` does
         os.environ["FLWR_TELEMETRY_ENABLED"] = "0"
         from flwr.simulation import run_simulation
 
@@ -79,8 +75,9 @@ def main() -> None:
     for k, r in rows.items():
         print(f"{k:18s} greenfl run {r['greenfl_run']:.6g}  flower {r['flower']:.6g}  "
               f"ratio {r['ratio']:.5f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
         "measured_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "run_config": run_config, "totals": rows}, indent=2) + "\n")
 

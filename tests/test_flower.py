@@ -100,7 +100,7 @@ def test_a_node_under_reporting_its_flops_is_charged_the_peers_figure(tmp_path: 
     replies = [_reply(0, per * 10 * 2), _reply(1, per * 20 * 2, 20), _reply(2, per * 10 * 2),
                _reply(3, per * 10 * 2 / 100)]  # client 3 says 100x less
     book.close_round(replies, 0.5, 1.0, num_params=100, eval_flops=0.0)
-    conn = sqlite3.connect(tmp_path / "run" / "ledger.sqlite")
+    conn = book.ledger.conn  # once every round written is committed
     rows = dict(
         (c, (s, f, r))
         for c, s, f, r in conn.execute("SELECT client_id, status, flops, reason FROM client_rounds")
@@ -118,7 +118,7 @@ def test_a_reply_without_a_record_or_a_failed_node_is_recorded(tmp_path: Path) -
                        math.nan, 0.0)
     book.close_round([_reply(0, 4e7, 20), _reply(1, 0.0, 10, record=False), failed],
                      0.5, 1.0, num_params=100, eval_flops=0.0)
-    conn = sqlite3.connect(tmp_path / "run" / "ledger.sqlite")
+    conn = book.ledger.conn
     rows = {c: (s, f) for c, s, f in conn.execute(
         "SELECT client_id, status, flops FROM client_rounds")}
     assert rows[1] == ("completed", pytest.approx(2e7))  # 10 examples x 2 epochs x 1e6
@@ -149,14 +149,17 @@ def _greenfl_run(tmp_path: Path, rc: dict) -> Path:
         from greenfl_flower_example.task import workload
     finally:
         sys.path.remove(str(EXAMPLE))
-    import tomli_w
+    from greenfl.api import run
 
-    cfg = workload(rc)
-    (tmp_path / "run.toml").write_bytes(tomli_w.dumps(cfg.to_dict()).encode())
     out = tmp_path / "greenfl-run"
-    subprocess.run(["greenfl", "run", str(tmp_path / "run.toml"), "--out", str(out)],
-                   check=True, capture_output=True)
+    run(workload(rc), out)
     return out
+
+
+def _cli(*args: object) -> subprocess.CompletedProcess[str]:
+    """``greenfl ARGS`` in a child process."""
+    cmd = [sys.executable, "-m", "greenfl", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
 def _sums(run: Path) -> dict[str, float]:
@@ -176,13 +179,14 @@ def test_flower_simulation_gets_a_ledger_that_agrees_with_greenfl_run(tmp_path: 
           "batch-size": 8, "lr": 0.1, "seed": 0}
     flower_run = tmp_path / "flower-run"
     _simulate(flower_run, rc, 4)
-    verify = subprocess.run(["greenfl", "verify", str(flower_run)], capture_output=True,
-                            text=True)
+    verify = _cli("verify", flower_run)
     assert verify.returncode == 0, verify.stderr
-    report = subprocess.run(["greenfl", "report", str(flower_run)], capture_output=True,
-                            text=True)
+    report = _cli("report", flower_run)
     assert report.returncode == 0 and (flower_run / "report.html").is_file(), report.stderr
-    a, b = _sums(_greenfl_run(tmp_path, rc)), _sums(flower_run)
+    greenfl_run = _greenfl_run(tmp_path, rc)
+    compare = _cli("compare", greenfl_run, flower_run)
+    assert compare.returncode == 0, compare.stderr
+    a, b = _sums(greenfl_run), _sums(flower_run)
     assert a["rounds"] == b["rounds"] == 2
     # the same work: FLOPs, compute and server energy agree
     for key in ("flops", "compute_j", "server_j"):

@@ -36,6 +36,9 @@ def main(grid: Grid, context: Context, rc: dict[str, Any]) -> None:
         config=cfg,
         selector=str(rc.get("greenfl-selector", "")) or None,
         overwrite=True,
+        # each node loads the partition of the fleet client it is bound to: the same
+        # client, data and device as `greenfl run` pairs them
+        tell_clients=True,
     )
     strategy.start(
         grid=grid,

@@ -4,7 +4,7 @@ at train.max_local_steps)."""
 
 from __future__ import annotations
 
-from functools import cache
+import json
 from typing import Any
 
 import torch
@@ -30,26 +30,20 @@ def workload(run_config: dict[str, Any]) -> RunConfig:
         f"train.lr={float(run_config.get('lr', 0.1))}",
         f"train.clients_per_round={max(1, int(n * float(run_config.get('fraction-train', 1.0))))}",
     ]
-    return load_config(path, overrides)
+    # more greenfl config keys, "KEY=VALUE; KEY=VALUE" (e.g. "model.params.hidden=[256, 256]")
+    extra = [a.strip() for a in str(run_config.get("greenfl-set", "")).split(";") if a.strip()]
+    return load_config(path, overrides + extra)
 
 
-@cache
-def _dataset(key: tuple[str, ...]) -> tuple[RunConfig, FederatedDataset]:
-    cfg = load_config(key[0] or None, list(key[1:]))
-    return cfg, dataset_for(cfg.data, cfg.seed)
+_DATA: dict[str, FederatedDataset] = {}
 
 
 def data(cfg: RunConfig) -> FederatedDataset:
-    """The partitioned dataset, built once per process."""
-    raw = cfg.to_dict()
-    key = (
-        "",
-        f"seed={cfg.seed}",
-        f"data.dataset={raw['data']['dataset']}",
-        f"data.num_clients={cfg.data.num_clients}",
-        f"data.partition={raw['data']['partition']}",
-    )
-    return _dataset(key)[1]
+    """The partitioned dataset, built once per process (per data config and seed)."""
+    key = json.dumps({"data": cfg.to_dict()["data"], "seed": cfg.seed}, sort_keys=True)
+    if key not in _DATA:
+        _DATA[key] = dataset_for(cfg.data, cfg.seed)
+    return _DATA[key]
 
 
 def model(cfg: RunConfig) -> nn.Module:

@@ -30,7 +30,7 @@ from greenfl.accounting.curves import (
 )
 from greenfl.accounting.entries import EntryTable
 from greenfl.accounting.server import server_cost
-from greenfl.config.run import RunConfig
+from greenfl.config.run import RunConfig, build_config
 from greenfl.core.errors import GreenflError
 from greenfl.core.messages import ClientReport
 from greenfl.engine.client_eval import client_acc_columns
@@ -121,7 +121,7 @@ class FlowerBook:
         regions, and the ledger (refused if ``out`` holds one, unless overwriting)."""
         if num_clients < 1:
             raise GreenflError("a Flower run with no nodes: nothing to account")
-        cfg = self.cfg
+        self.cfg = cfg = _sized(self.cfg, num_clients)
         self.population = Population.assign(
             self.fleet, np.zeros(num_clients, dtype=np.int64), cfg.seed
         )
@@ -369,3 +369,17 @@ class FlowerBook:
             write_outputs(self.out, self.cfg.to_dict(), summary)
         led.close()
         return summary
+
+
+def _sized(cfg: RunConfig, num_clients: int) -> RunConfig:
+    """The config as the run's record: its population is the nodes bound (the report
+    counts participation over ``data.num_clients``)."""
+    raw = cfg.to_dict()
+    if raw["data"]["num_clients"] == num_clients:
+        return cfg
+    raw["data"]["num_clients"] = num_clients
+    raw["train"]["clients_per_round"] = min(raw["train"]["clients_per_round"], num_clients)
+    raw["adapt"]["clients_per_round"] = [
+        k for k in raw["adapt"].get("clients_per_round", []) if k <= num_clients
+    ]
+    return build_config(raw, source="GreenflStrategy config")

@@ -6,7 +6,8 @@ replies are aggregated) and adds greenfl's, from what the server sees:
 
 - node ids are bound to fleet clients on the server side (``nodes``, the operator's
   enrolment; by default ascending node id -> fleet client 0, 1, ...), never from a node's
-  word; each message's config carries the bound client (``greenfl-client``);
+  word; with ``tell_clients``, each message's config also carries the bound client
+  (``greenfl-client``), so that a simulated node can load that client's partition;
 - bytes are the messages' own sizes, down and up;
 - FLOPs come from each reply's footprint record (``footprint_mod``), checked against the
   round's median FLOPs per example (a node that strays beyond ``deploy.claim_tolerance``
@@ -60,7 +61,9 @@ class GreenflStrategy(Strategy):
     file; ``out``: the run folder (None: the ledger is kept in memory); ``config``: a
     greenfl config (file, mapping or RunConfig) for the world (``[fleet]``, ``seed``,
     ``[selection]``, ``stop.target_accuracy``); ``selector``: a greenfl selector name, or
-    None to keep the inner strategy's sampling; ``nodes``: node id -> fleet client id."""
+    None to keep the inner strategy's sampling; ``nodes``: node id -> fleet client id;
+    ``tell_clients``: put each node's fleet client in its messages' config
+    (``greenfl-client``), for a simulation whose nodes load that client's partition."""
 
     def __init__(
         self,
@@ -74,8 +77,12 @@ class GreenflStrategy(Strategy):
         accuracy_key: str = "accuracy",
         loss_key: str = "loss",
         overwrite: bool = False,
+        tell_clients: bool = False,
     ) -> None:
         self.inner = inner
+        # Off by default: a per-node config makes every message's content its own, which
+        # Flower then serialises once per node instead of once per round.
+        self.tell_clients = tell_clients
         self.cfg = _config(config, fleet, selector)
         self.book = FlowerBook(self.cfg, Path(out) if out is not None else None, overwrite)
         self.selector = selector
@@ -118,7 +125,7 @@ class GreenflStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
-        self._pending = self._read(replies, self._sent, train=True)
+        self._pending = self._read(replies, self._sent)
         ok = [r.bytes_up for r in self._pending if r.ok]
         if ok:
             self.book.bytes_up = int(np.median(ok))
@@ -137,7 +144,7 @@ class GreenflStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         replies = list(replies)
-        self.book.record_evaluate(server_round, self._read(replies, self._eval_sent, False))
+        self.book.record_evaluate(server_round, self._read(replies, self._eval_sent))
         self._fed_metrics = self.inner.aggregate_evaluate(server_round, replies)
         return self._fed_metrics
 
@@ -216,13 +223,17 @@ class GreenflStrategy(Strategy):
         ]
 
     def _addressed(self, msgs: list[Message]) -> list[Message]:
-        """Each message with its node's bound fleet client in its config (a copy of the
-        shared record: arrays are not copied). A message to a node not bound is dropped."""
+        """The messages to bound nodes (one to a node not bound is dropped), each with its
+        node's fleet client in its config where ``tell_clients`` asks (a copy of the shared
+        record: arrays are not copied)."""
         out = []
         for m in msgs:
             node = int(m.metadata.dst_node_id)
             if node not in self._nodes:
                 log.warning("greenfl: node %d is not bound to a fleet client: not sent", node)
+                continue
+            if not self.tell_clients:
+                out.append(m)
                 continue
             content = RecordDict(dict(m.content.items()))
             configs = list(m.content.config_records.items())
@@ -235,9 +246,7 @@ class GreenflStrategy(Strategy):
             )
         return out
 
-    def _read(
-        self, replies: list[Message], sent: dict[int, int], train: bool
-    ) -> list[NodeReply]:
+    def _read(self, replies: list[Message], sent: dict[int, int]) -> list[NodeReply]:
         """What the server saw of each node asked: its reply's bytes, the app's examples
         and loss, and its footprint record (taken out: the inner strategy sees the app's
         records only). A node asked that did not answer failed."""
