@@ -202,13 +202,17 @@ def test_flower_simulation_gets_a_ledger_that_agrees_with_greenfl_run(tmp_path: 
 def test_carbon_selection_on_flower_nodes_picks_cleaner_clients(tmp_path: Path) -> None:
     n = 8
     rc = {"num-server-rounds": 2, "num-clients": n, "fraction-train": 0.25, "local-epochs": 1,
-          "batch-size": 8, "lr": 0.1, "seed": 0, "greenfl-selector": "carbon"}
+          "batch-size": 8, "lr": 0.1, "seed": 0, "greenfl-selector": "carbon",
+          "greenfl-tell-clients": False}  # the wrapper's default: messages left as they are
     out = tmp_path / "carbon-run"
     _simulate(out, rc, n)
     conn = sqlite3.connect(out / "ledger.sqlite")
     picked = conn.execute(
         "SELECT round, client_id, ci_g_per_kwh FROM client_rounds ORDER BY round").fetchall()
     assert len(picked) == 2 * 2  # the inner FedAvg's count (8 x 0.25), re-addressed
+    # the mod's counts came through, and no row was disputed or estimated for want of one
+    assert all(f > 0 and st == "completed" for f, st in conn.execute(
+        "SELECT flops, status FROM client_rounds"))
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     assert json.loads(meta["flower"])["selector"] == "carbon"
     # greenfl's carbon selector, on the same fleet and seed, prices every client: the ones

@@ -37,8 +37,8 @@ def main(grid: Grid, context: Context, rc: dict[str, Any]) -> None:
         selector=str(rc.get("greenfl-selector", "")) or None,
         overwrite=True,
         # each node loads the partition of the fleet client it is bound to: the same
-        # client, data and device as `greenfl run` pairs them
-        tell_clients=True,
+        # client, data and device as `greenfl run` pairs them (false: Flower's partition-id)
+        tell_clients=bool(rc.get("greenfl-tell-clients", True)),
     )
     strategy.start(
         grid=grid,
