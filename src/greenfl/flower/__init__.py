@@ -10,12 +10,14 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from greenfl.core.errors import MissingExtraError
+
 try:
     import flwr  # noqa: F401
-except ImportError as exc:  # one line naming the fix, not a deep traceback
-    raise ImportError(
+except ImportError:  # one line naming the fix, not a deep traceback
+    raise MissingExtraError(
         "greenfl.flower needs Flower: pip install 'greenfl[flower]' (Python 3.11+)"
-    ) from exc
+    ) from None
 
 if TYPE_CHECKING:
     from greenfl.flower.mod import footprint_mod

@@ -21,6 +21,7 @@ from functools import cache
 from flwr.app import Context, Message
 from flwr.clientapp.typing import ClientAppCallable
 
+from greenfl.core.errors import ConfigError
 from greenfl.flower.record import FOOTPRINT_KEY, Footprint
 from greenfl.footprint.measurement import Meter
 from greenfl.footprint.meters import make_meter
@@ -43,7 +44,7 @@ def footprint_mod(msg: Message, context: Context, call_next: ClientAppCallable) 
     cfg = context.run_config
     how = str(cfg.get(FLOPS_KEY, "layers"))
     if how not in FLOPS_CHOICES:
-        raise ValueError(f"{FLOPS_KEY} = {how!r}: one of {', '.join(FLOPS_CHOICES)}")
+        raise ConfigError(f"{FLOPS_KEY} = {how!r}: one of {', '.join(FLOPS_CHOICES)}")
     meter = _meter(str(cfg.get(METER_KEY, "none")))
     token = meter.begin()
     t0 = time.perf_counter()
@@ -74,7 +75,7 @@ def _app_flops(reply: Message) -> float:
         v = rec.get("flops")
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return float(v)
-    raise ValueError(
+    raise ConfigError(
         f"{FLOPS_KEY} = 'app', but the reply's MetricRecord has no 'flops': report the "
         "call's FLOPs, or let footprint_mod count them"
     )
