@@ -194,8 +194,12 @@ def test_kill9_then_resume_loses_no_accepted_update_and_applies_none_twice(
     seen: dict[int, tuple] = {}  # every stored update the test saw, by sequence number
 
     def ready() -> bool:
-        if store.exists():
+        if not store.exists():
+            return False
+        try:
             seen.update((r[0], r) for r in rows(store, "SELECT * FROM pending_updates"))
+        except sqlite3.OperationalError:  # the store's file exists before its table does
+            return False
         return max_round(db) >= 2 and len(unapplied(store, db)) >= 2
 
     wait_for(ready, 90, "step 2 in the ledger and two accepted updates waiting")
