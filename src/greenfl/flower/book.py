@@ -36,6 +36,7 @@ from greenfl.core.messages import ClientReport
 from greenfl.engine.client_eval import client_acc_columns
 from greenfl.engine.costs import CostModel
 from greenfl.engine.outcome import SummaryFacts, run_summary
+from greenfl.engine.parts import RNG_STREAMS
 from greenfl.engine.records import RoundRecord
 from greenfl.engine.session import write_outputs
 from greenfl.factories.policies import selector_for
@@ -97,14 +98,18 @@ class FlowerBook:
             f.configuration_s,
         )
         self.clock = SimClock(f.start_time)
-        seed = cfg.seed
-        self.rng_select = np.random.default_rng([seed, 1])
-        self.rng_available = np.random.default_rng([seed, 2])
-        self.rng_dropout = np.random.default_rng([seed, 3])
+        # the engine's random streams, numbered as greenfl run numbers them
+        rng = {
+            name: np.random.default_rng([cfg.seed, stream])
+            for stream, name in enumerate(RNG_STREAMS, start=1)
+        }
+        self.rng_select, self.rng_available = rng["selection"], rng["availability"]
+        self.rng_dropout = rng["dropout"]
         self.selector: ClientSelector | None = None
         self.population: Population | None = None
         self.ledger: LedgerWriter | None = None
         self.history: list[RoundRecord] = []
+        self._cost_model: CostModel | None = None
         # training FLOPs per example and epoch, learned from the rounds' records (their
         # median); the strategy sets each round's local epochs from its messages' config
         self.flops_per_example = 0.0
@@ -192,14 +197,14 @@ class FlowerBook:
         return np.asarray(chosen, dtype=np.int64)
 
     def _costs(self) -> CostModel:
+        """The cost model, built once; each round it prices the figures learned so far."""
         assert self.population is not None
-        return cost_model(
-            self.cfg,
-            self.population,
-            self.sources,
-            self.flops_per_example,
-            (self.bytes_up or self.bytes_down, self.bytes_down),
-        )
+        if self._cost_model is None:
+            self._cost_model = cost_model(self.cfg, self.population, self.sources, 0.0, (0, 0))
+        costs = self._cost_model
+        costs.flops_per_sample = self.flops_per_example
+        costs.bytes_up, costs.bytes_down = self.bytes_up or self.bytes_down, self.bytes_down
+        return costs
 
     def close_round(
         self,
