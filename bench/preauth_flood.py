@@ -7,8 +7,13 @@ token of that size; Tasks: a session id of that size); the server's resident mem
 from /proc before the flood, at its peak (VmHWM) and a few seconds after. The server is then
 killed. Linux only (reads /proc).
 
+Each scenario runs with the server's pinned HTTP/2 receive window (``pinned``, what
+``greenfl serve`` ships) and with gRPC's own window grown from the bandwidth-delay product
+(``bdp``, before the pin), side by side; ``--load N`` keeps N busy processes running during
+the flood, as on a loaded host, where the grown window is largest.
+
     python bench/preauth_flood.py                 # 6 and 12 callers, Join and Tasks, 120 MB
-    python bench/preauth_flood.py --callers 6 --calls join
+    python bench/preauth_flood.py --callers 12 --calls join --load 2 --repeats 3
 
 Prints one line per scenario and a JSON list at the end."""
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -87,7 +93,26 @@ def _flood(addr: str, call: str, callers: int, size_bytes: int) -> list[str]:
     return codes
 
 
-def scenario(call: str, callers: int, mb: float, settle_s: float) -> dict[str, object]:
+# The server as `greenfl serve` starts it, with gRPC's own receive window for ``bdp``.
+SERVE = """
+import sys
+import greenfl.deploy.server.listener as listener
+if sys.argv.pop(1) == "bdp":
+    listener.RECEIVE_WINDOW_BYTES = None
+from greenfl.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _busy(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def scenario(
+    call: str, callers: int, mb: float, settle_s: float, window: str, load: int
+) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         (d / "c.toml").write_text(textwrap.dedent(CONFIG))
@@ -95,7 +120,7 @@ def scenario(call: str, callers: int, mb: float, settle_s: float) -> dict[str, o
         addr = f"127.0.0.1:{_free_port()}"
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         server = subprocess.Popen(
-            [sys.executable, "-m", "greenfl", "serve", "c.toml", "--address", addr,
+            [sys.executable, "-c", SERVE, window, "serve", "c.toml", "--address", addr,
              "--out", "run", "--token-file", "secret", "--quiet"],
             cwd=d, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -107,8 +132,16 @@ def scenario(call: str, callers: int, mb: float, settle_s: float) -> dict[str, o
                     raise RuntimeError("the server did not start")
             time.sleep(1.0)
             before = _mem_kb(server.pid)
+            ctx = multiprocessing.get_context("spawn")
+            hogs = [ctx.Process(target=_busy, args=(600.0,)) for _ in range(load)]
+            for hog in hogs:
+                hog.start()
             t0 = time.monotonic()
-            codes = _flood(addr, call, callers, int(mb * 1_000_000))
+            try:
+                codes = _flood(addr, call, callers, int(mb * 1_000_000))
+            finally:
+                for hog in hogs:
+                    hog.terminate()
             flood_s = time.monotonic() - t0
             time.sleep(settle_s)
             after = _mem_kb(server.pid)
@@ -116,6 +149,8 @@ def scenario(call: str, callers: int, mb: float, settle_s: float) -> dict[str, o
             server.kill()
             server.wait()
     row = {
+        "window": window,
+        "load": load,
         "call": call,
         "callers": callers,
         "request_mb": mb,
@@ -126,7 +161,8 @@ def scenario(call: str, callers: int, mb: float, settle_s: float) -> dict[str, o
         "codes": sorted(set(codes)),
     }
     print(
-        f"{call:5s} x{callers:2d} of {mb:g} MB: RSS {row['rss_before_mb']} MB before, "
+        f"{window:6s} load {load} {call:5s} x{callers:2d} of {mb:g} MB: "
+        f"RSS {row['rss_before_mb']} MB before, "
         f"peak {row['rss_peak_mb']} MB, {row['rss_after_mb']} MB {settle_s:g} s after; "
         f"{flood_s:.1f} s; codes {row['codes']}",
         flush=True,
@@ -140,8 +176,17 @@ def main() -> None:
     ap.add_argument("--calls", nargs="+", choices=["join", "tasks"], default=["join", "tasks"])
     ap.add_argument("--mb", type=float, default=120.0)
     ap.add_argument("--settle-s", type=float, default=3.0)
+    ap.add_argument("--windows", nargs="+", choices=["pinned", "bdp"], default=["pinned", "bdp"])
+    ap.add_argument("--load", type=int, default=0, help="busy processes during each flood")
+    ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args()
-    rows = [scenario(call, n, args.mb, args.settle_s) for n in args.callers for call in args.calls]
+    rows = [
+        scenario(call, n, args.mb, args.settle_s, window, args.load)
+        for _ in range(args.repeats)
+        for n in args.callers
+        for call in args.calls
+        for window in args.windows
+    ]
     print(json.dumps(rows, indent=1))
 
 

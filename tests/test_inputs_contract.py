@@ -288,7 +288,10 @@ def _hwm_kb(pid: int) -> int:
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
 def test_a_flood_of_oversized_joins_and_tasks_costs_the_server_little(tmp_path: Path) -> None:
     """Six 100 MB Join and six 100 MB Tasks calls with no token: received whole (before
-    the per-message limit) they took the server up by about 110 MB each."""
+    the per-message limit) they took the server up by about 110 MB each. Run with two busy
+    processes beside it: on a loaded host gRPC's own HTTP/2 window (grown from the measured
+    bandwidth-delay product) let the flood in by tens of MB a call, which the server's
+    pinned window (listener.RECEIVE_WINDOW_BYTES) prevents."""
     import socket
 
     import greenfl
@@ -305,12 +308,14 @@ def test_a_flood_of_oversized_joins_and_tasks_costs_the_server_little(tmp_path: 
          "--token-file", "secret", "--quiet"],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    busy: list[subprocess.Popen[bytes]] = []
     try:
         assert server.stderr is not None
         deadline = time.monotonic() + 120
         while "listening on" not in server.stderr.readline():
             assert time.monotonic() < deadline and server.poll() is None, "server did not start"
         before_kb = _hwm_kb(server.pid)
+        busy += [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
         big = "x" * 100_000_000
         codes: list[str] = []
 
@@ -334,8 +339,25 @@ def test_a_flood_of_oversized_joins_and_tasks_costs_the_server_little(tmp_path: 
             t.join(120)
         grown_mb = (_hwm_kb(server.pid) - before_kb) / 1024
     finally:
-        server.kill()
-        server.wait()
+        for proc in [server, *busy]:
+            proc.kill()
+            proc.wait()
     assert codes == ["RESOURCE_EXHAUSTED"] * 12
-    # 1.2 GB of requests; received whole they would cost over 1,000 MB. Measured: ~50 MB.
-    assert grown_mb < 250, grown_mb
+    # 1.2 GB of requests; received whole they would cost over 1,000 MB. Bounded by 12 calls
+    # x (1 MiB message cap + 4 MiB window) = 60 MiB, plus allocator noise. Measured here:
+    # 13-25 MB; with gRPC's grown window, 114-338 MB.
+    assert grown_mb < 100, grown_mb
+
+
+def test_the_server_pins_its_http2_receive_window() -> None:
+    """What bounds the flood above on a loaded host: gRPC's bandwidth-delay probe is off and
+    each stream is granted a fixed 4 MiB (4 MiB a round trip, 30 MB/s at 100 ms measured in
+    bench/upload_window.py, far above a phone's uplink); no message over 1 MiB."""
+    from greenfl.deploy.server.listener import server_options
+
+    pinned = dict(server_options(10_000_000))
+    assert pinned["grpc.http2.bdp_probe"] == 0
+    assert pinned["grpc.http2.lookahead_bytes"] == 4 * 1024 * 1024
+    assert pinned["grpc.max_receive_message_length"] == 1024 * 1024
+    assert pinned["grpc.max_send_message_length"] == 2 * 10_000_000 + 1024 * 1024
+    assert "grpc.http2.bdp_probe" not in dict(server_options(10_000_000, None))

@@ -6,7 +6,8 @@ server (``RECEIVE_CAP_BYTES``): gRPC's Python server has one ``max_receive_messa
 per server and no per-method limit, and its core refuses a message over it from the
 message's length prefix, before the payload is buffered. The two large requests (an update,
 a SecAgg submission) arrive as a stream of chunks under that limit, only from a live session
-(``SessionGate``), and are reassembled up to their own caps."""
+(``SessionGate``), and are reassembled up to their own caps. What a refused call may still
+have sent is bounded by a pinned HTTP/2 receive window (``RECEIVE_WINDOW_BYTES``)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,14 @@ GRPC_CAP_HEADROOM_BYTES = 1 << 20
 # A flood of oversized Join or Tasks calls from anyone costs at most this (plus HTTP/2's
 # flow-control window) per call in flight: measured in bench/preauth_flood.py.
 RECEIVE_CAP_BYTES = 1 << 20
+
+# HTTP/2 receive window a stream is granted, pinned. gRPC's default grows each window from
+# the measured bandwidth-delay product; a server slowed by load measures a long delay and
+# grants tens of MB a connection, which a flood of oversized calls then fills before each
+# is refused (measured: 114-338 MB over 12 calls on a busy 2-core host, 2-20 MB pinned;
+# bench/preauth_flood.py). 4 MiB still lets one upload run at 4 MiB per round trip:
+# 30 MB/s measured at 100 ms, far above a phone's uplink (bench/upload_window.py).
+RECEIVE_WINDOW_BYTES = 4 << 20
 
 
 def session_of(context: grpc.ServicerContext) -> str | None:
@@ -164,6 +173,29 @@ class SessionGate(grpc.ServerInterceptor):
         return handler
 
 
+def server_options(
+    max_message_bytes: int, receive_window_bytes: int | None = RECEIVE_WINDOW_BYTES
+) -> list[tuple[str, int]]:
+    """The listening server's gRPC channel arguments. ``receive_window_bytes``: the pinned
+    HTTP/2 receive window a stream is granted; None leaves gRPC's own window, grown from
+    the bandwidth-delay product (what bench/upload_window.py compares against)."""
+    options = [
+        ("grpc.max_receive_message_length", RECEIVE_CAP_BYTES),
+        ("grpc.max_send_message_length", update_cap_bytes(max_message_bytes)),
+        ("grpc.so_reuseport", 0),  # never share a port with another server by accident
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+    if receive_window_bytes is not None:
+        options += [
+            ("grpc.http2.bdp_probe", 0),
+            ("grpc.http2.lookahead_bytes", receive_window_bytes),
+        ]
+    return options
+
+
 def listen(
     address: str,
     servicer: pb_grpc.FederationServicer,
@@ -175,18 +207,9 @@ def listen(
     """A started gRPC server on ``address`` and its bound port (port 0: any free one).
     ``max_message_bytes`` bounds what it sends (a task carries the model); what it receives
     is bounded by ``RECEIVE_CAP_BYTES`` a message and by ``gate``'s caps a request."""
-    options = [
-        ("grpc.max_receive_message_length", RECEIVE_CAP_BYTES),
-        ("grpc.max_send_message_length", update_cap_bytes(max_message_bytes)),
-        ("grpc.so_reuseport", 0),  # never share a port with another server by accident
-        ("grpc.keepalive_time_ms", 20_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
-        options=options,
+        options=server_options(max_message_bytes, RECEIVE_WINDOW_BYTES),
         interceptors=[gate],
     )
     pb_grpc.add_FederationServicer_to_server(servicer, server)
