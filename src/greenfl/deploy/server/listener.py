@@ -41,8 +41,8 @@ RECEIVE_CAP_BYTES = 1 << 20
 # HTTP/2 receive window a stream is granted, pinned. gRPC's default grows each window from
 # the measured bandwidth-delay product; a server slowed by load measures a long delay and
 # grants tens of MB a connection, which a flood of oversized calls then fills before each
-# is refused (measured: 114-338 MB over 12 calls on a busy 2-core host, 2-20 MB pinned;
-# bench/preauth_flood.py). 4 MiB still lets one upload run at 4 MiB per round trip:
+# is refused (12 calls on a busy 2-core host: 22-338 MB, 11-25 MB pinned; the test suite's
+# flood and bench/preauth_flood.py). 4 MiB still lets one upload run at 4 MiB per round trip:
 # 30 MB/s measured at 100 ms, far above a phone's uplink (bench/upload_window.py).
 RECEIVE_WINDOW_BYTES = 4 << 20
 
