@@ -95,10 +95,13 @@ def _flood(addr: str, call: str, callers: int, size_bytes: int) -> list[str]:
 
 # The server as `greenfl serve` starts it, with gRPC's own receive window for ``bdp``.
 SERVE = """
+import functools
 import sys
 import greenfl.deploy.server.listener as listener
 if sys.argv.pop(1) == "bdp":
-    listener.RECEIVE_WINDOW_BYTES = None
+    listener.server_options = functools.partial(
+        listener.server_options, receive_window_bytes=None
+    )
 from greenfl.cli import main
 sys.exit(main(sys.argv[1:]))
 """

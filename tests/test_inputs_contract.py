@@ -349,15 +349,28 @@ def test_a_flood_of_oversized_joins_and_tasks_costs_the_server_little(tmp_path: 
     assert grown_mb < 100, grown_mb
 
 
-def test_the_server_pins_its_http2_receive_window() -> None:
+def test_the_server_pins_its_http2_receive_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """What bounds the flood above on a loaded host: gRPC's bandwidth-delay probe is off and
     each stream is granted a fixed 4 MiB (4 MiB a round trip, 30 MB/s at 100 ms measured in
-    bench/upload_window.py, far above a phone's uplink); no message over 1 MiB."""
-    from greenfl.deploy.server.listener import server_options
+    bench/upload_window.py, far above a phone's uplink); no message over 1 MiB. Read from
+    the options the listening server is built with."""
+    from greenfl.deploy.server import listener
 
-    pinned = dict(server_options(10_000_000))
+    built: list[list[tuple[str, int]]] = []
+    real_server = grpc.server
+
+    def recording_server(*args: object, **kwargs: object) -> grpc.Server:
+        built.append(list(kwargs["options"]))  # type: ignore[call-overload]
+        return real_server(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(listener.grpc, "server", recording_server)
+    gate = listener.SessionGate(lambda sid: False)
+    server, _ = listener.listen("127.0.0.1:0", pb_grpc.FederationServicer(), 10_000_000, 1,
+                                None, gate)  # fmt: skip
+    server.stop(None)
+    pinned = dict(built[0])
     assert pinned["grpc.http2.bdp_probe"] == 0
     assert pinned["grpc.http2.lookahead_bytes"] == 4 * 1024 * 1024
     assert pinned["grpc.max_receive_message_length"] == 1024 * 1024
     assert pinned["grpc.max_send_message_length"] == 2 * 10_000_000 + 1024 * 1024
-    assert "grpc.http2.bdp_probe" not in dict(server_options(10_000_000, None))
+    assert "grpc.http2.bdp_probe" not in dict(listener.server_options(10_000_000, None))

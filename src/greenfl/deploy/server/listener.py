@@ -209,7 +209,7 @@ def listen(
     is bounded by ``RECEIVE_CAP_BYTES`` a message and by ``gate``'s caps a request."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
-        options=server_options(max_message_bytes, RECEIVE_WINDOW_BYTES),
+        options=server_options(max_message_bytes),
         interceptors=[gate],
     )
     pb_grpc.add_FederationServicer_to_server(servicer, server)
